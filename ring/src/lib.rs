@@ -26,7 +26,7 @@ pub mod token;
 pub use instance::{InstanceName, NameError};
 pub use records::{RingConfig, RingConfigError};
 pub use ring::{
-    Fingerprint, Instance, Member, PreferenceList, Range, Redundancy, Replication, Ring,
-    RingError, RingWarning,
+    Fingerprint, Instance, Member, PreferenceList, Range, Redundancy, Replication, Ring, RingError,
+    RingWarning,
 };
 pub use token::{Token, TokenError};

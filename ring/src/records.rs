@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn config_words() {
-        let config = parse_ring_config(strings(&["slaves=2", "redundancy=host color=blue"])).unwrap();
+        let config =
+            parse_ring_config(strings(&["slaves=2", "redundancy=host color=blue"])).unwrap();
         assert_eq!(config.replication.slaves, 2);
         assert_eq!(config.replication.redundancy, Redundancy::Host);
         assert_eq!(config.unknown_keys, vec!["color".to_owned()]);
@@ -196,11 +197,17 @@ mod tests {
             RingConfig::default()
         );
         assert_eq!(
-            parse_ring_config(strings(&["slaves=255"])).unwrap().replication.slaves,
+            parse_ring_config(strings(&["slaves=255"]))
+                .unwrap()
+                .replication
+                .slaves,
             255
         );
         assert_eq!(
-            parse_ring_config(strings(&["slaves=0003"])).unwrap().replication.slaves,
+            parse_ring_config(strings(&["slaves=0003"]))
+                .unwrap()
+                .replication
+                .slaves,
             3
         );
     }

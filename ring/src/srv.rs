@@ -1,10 +1,12 @@
 //! RFC 2782 ordering of SRV records, for services with `balance = "srv"`:
 //! not sharded, so any instance will do, chosen the way DNS intends.
 //!
-//! Lowest priority value first; within one priority, a weighted random
-//! shuffle in which a record's chance of coming next is its weight over the
-//! remaining weights (weight-0 records come last unless only they remain,
-//! as the RFC's "placed at the beginning" running-sum rule makes them).
+//! Lowest priority value first; within one priority, the RFC's weighted
+//! random shuffle: weight-0 records are placed at the beginning of the
+//! unordered list, a number from `0..=total weight` is drawn, and the first
+//! record whose running sum of weights reaches it comes next. A record's
+//! chance is thus its weight over the remaining weights, and a weight-0
+//! record's is `1 / (total + 1)`.
 
 /// Priority and weight of one SRV record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
