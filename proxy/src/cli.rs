@@ -1,1 +1,257 @@
-//! (being written)
+//! The command line (SPEC §8): `check`, `ring show` and `ring lookup`.
+//!
+//! Each command loads the config, resolves the rings it needs once, prints,
+//! and returns an exit code: 0 when all went well, 1 on any error (SPEC §8
+//! for `check`), 64 (`EX_USAGE`) for a config that does not load.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
+use crate::view::{LookupView, ServiceView};
+
+/// `shardproxy`: a sharding HTTP reverse proxy whose ring lives in DNS.
+#[derive(Debug, Parser)]
+#[command(name = "shardproxy", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config, resolve every ring once and print a summary of
+    /// each service; exit 1 on any error.
+    Check {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Inspect rings.
+    Ring {
+        /// What to inspect.
+        #[command(subcommand)]
+        command: RingCommand,
+    },
+}
+
+/// `shardproxy ring ...`.
+#[derive(Debug, Subcommand)]
+pub enum RingCommand {
+    /// The service's ring as discovered: instances, tokens, ranges, shares,
+    /// settings, fingerprint.
+    Show {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The service's name in the config.
+        #[arg(long, value_name = "NAME")]
+        service: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each key's preference list, in the order the keys were given.
+    Lookup {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The service's name in the config.
+        #[arg(long, value_name = "NAME")]
+        service: String,
+        /// One JSON object per line, as `/ring/lookup` answers.
+        #[arg(long)]
+        json: bool,
+        /// The keys, as the proxy would extract them from requests.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+/// Exit code for a config that does not load (`EX_USAGE` of sysexits.h).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Check { config } => check(&config).await,
+            Command::Ring { command } => match command {
+                RingCommand::Show {
+                    config,
+                    service,
+                    json,
+                } => ring_show(&config, &service, json).await,
+                RingCommand::Lookup {
+                    config,
+                    service,
+                    json,
+                    keys,
+                } => ring_lookup(&config, &service, json, &keys).await,
+            },
+        }
+    })
+}
+
+/// Loads the config or prints why not.
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|error| {
+        eprintln!("invalid configuration: {error}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+/// Resolves one service's ring once, printing the error on failure.
+async fn resolve_one(config: &Config, service: &str) -> Result<(Source, Resolved), ExitCode> {
+    let Some(source) = config.service(service).map(Source::of) else {
+        eprintln!(
+            "no service {service:?} in the config (services: {})",
+            config.service_names().join(", ")
+        );
+        return Err(ExitCode::FAILURE);
+    };
+    let resolver = build_resolver(config.dns_servers()).map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::FAILURE
+    })?;
+    match resolve_source(&resolver, &source).await {
+        Ok(resolved) => Ok((source, resolved)),
+        Err(error) => {
+            eprintln!("service {service}: {error}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+async fn check(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let mut failed = false;
+    let mut text = format!("{}: configuration is valid\n", path.display());
+    for name in config.services.keys() {
+        match resolve_one(&config, name).await {
+            Ok((source, resolved)) => {
+                let status = crate::discovery::RefreshStatus::default();
+                let now = std::time::SystemTime::now();
+                let view = ServiceView::new(
+                    name,
+                    source.describe(),
+                    Some((&resolved.table, now)),
+                    &status,
+                    false,
+                );
+                text.push_str(&view.to_text());
+                for warning in &resolved.warnings {
+                    text.push_str(&format!("  warning: {warning}\n"));
+                }
+                if resolved.table.is_empty() {
+                    text.push_str("  error: the ring has no instance with tokens\n");
+                    failed = true;
+                }
+            }
+            Err(_) => failed = true,
+        }
+    }
+    let printed = print(&text);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        printed
+    }
+}
+
+async fn ring_show(path: &Path, service: &str, json: bool) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let (source, resolved) = match resolve_one(&config, service).await {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    for warning in &resolved.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let view = ServiceView::new(
+        service,
+        source.describe(),
+        Some((&resolved.table, std::time::SystemTime::now())),
+        &crate::discovery::RefreshStatus::default(),
+        true,
+    );
+    if json {
+        match serde_json::to_string_pretty(&view) {
+            Ok(text) => print(&(text + "\n")),
+            Err(error) => {
+                eprintln!("cannot write JSON: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        print(&view.to_text())
+    }
+}
+
+async fn ring_lookup(path: &Path, service: &str, json: bool, keys: &[String]) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let (_, resolved) = match resolve_one(&config, service).await {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    for warning in &resolved.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let Table::Ring(ring) = &resolved.table else {
+        eprintln!("service {service} is not sharded (balance = \"srv\"): it has no ring");
+        return ExitCode::FAILURE;
+    };
+    let mut text = String::new();
+    for key in keys {
+        let view = LookupView::new(service, key, ring);
+        if json {
+            match serde_json::to_string(&view) {
+                Ok(line) => text.push_str(&line),
+                Err(error) => {
+                    eprintln!("cannot write JSON: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            text.push_str(&view.to_text());
+        }
+        text.push('\n');
+    }
+    print(&text)
+}

@@ -1,1 +1,347 @@
-//! (being written)
+//! The configuration file (SPEC §4), read and checked once at start-up.
+//!
+//! Why this shape: a proxy that misreads its config sends traffic to the
+//! wrong place, so nothing here is guessed or defaulted behind the user's
+//! back. Loading has two stages. `raw` is the document as serde reads it,
+//! with unknown keys denied and every value kept with its span. `validate`
+//! turns that into the typed [`Config`] below: socket addresses, durations,
+//! byte counts, enums, compiled regexes and ready-made ring members, so no
+//! other module ever parses config text again. Every failure is a
+//! [`ConfigError`] naming the file, line and column, the key as a dotted path,
+//! the value and what was expected, all made by one helper
+//! (`Source::error`).
+//!
+//! # Layout
+//!
+//! - `raw`: the serde structs of the first stage.
+//! - `validate`: raw to typed: the entry point, `[server]`, `[dns]` and
+//!   `[[routes]]`; `service`: `[services.NAME]` and its cache.
+//! - `check`: the per-key checks every validator shares.
+//! - `error`: [`ConfigError`] and the one error constructor.
+//! - `locate`: the key at a byte span, for errors from the toml crate.
+//! - `duration`, `size`, `quantity`: the `"1m30s"` and `"64KiB"` parsers.
+//! - `key_source`: [`KeySource`], the `key = ...` setting.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use shardproxy_ring::{Member, Replication};
+
+mod check;
+mod duration;
+mod error;
+mod key_source;
+mod locate;
+mod quantity;
+mod raw;
+mod service;
+mod size;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, KeyError, Position};
+pub use key_source::KeySource;
+pub use quantity::QuantityError;
+pub use size::parse_size;
+
+/// A whole, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `[server]`: where the proxy listens.
+    pub server: ServerConfig,
+    /// `[dns]`: how rings are looked up.
+    pub dns: DnsConfig,
+    /// `[services.NAME]`, by name; never empty.
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// `[[routes]]`, in file order (the first match wins); never empty, and
+    /// every route names a service of [`Config::services`].
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `listen` (default `127.0.0.1:8080`): the client-facing HTTP address.
+    pub listen: SocketAddr,
+    /// `admin` (default `127.0.0.1:9090`): `/metrics`, `/healthz`,
+    /// `/readyz`, `/ring`. Never the same as `listen` (unless both use
+    /// port 0).
+    pub admin: SocketAddr,
+    /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
+    /// request header section over this gets `431`.
+    pub max_header_size: u64,
+}
+
+/// `[dns]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// `servers`: which resolvers to ask.
+    pub servers: DnsServers,
+    /// `refresh` (default 30 s, at least 1 s): the longest a ring goes
+    /// without being re-read.
+    pub refresh: Duration,
+}
+
+/// Which DNS servers to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsServers {
+    /// `servers` absent: the system resolver (`/etc/resolv.conf`).
+    System,
+    /// `servers = [...]`: these, in order; never empty. A server given
+    /// without a port has port 53.
+    Custom(Vec<SocketAddr>),
+}
+
+/// `[services.NAME]`: one sharded (or SRV-balanced) backend service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    /// `NAME`: letters, digits, `-`, `_` and `.`. Used in routes, metrics
+    /// labels, `/ring` and `--service`.
+    pub name: String,
+    /// Where the instances come from: DNS (`srv`) or the file (`instances`).
+    pub discovery: Discovery,
+    /// `balance` (default ring): how an instance is chosen.
+    pub balance: Balance,
+    /// `key` (default path): what is hashed onto the ring.
+    pub key: KeySource,
+    /// `virtual_nodes` (default 64, 1 to 4096): tokens per instance where
+    /// tokens are derived. Already applied to static members.
+    pub virtual_nodes: NonZeroU32,
+    /// `transition_grace` (default 0 s, off): how long the previous ring is
+    /// kept to answer GET/HEAD `404`s after a ring change (SPEC §5).
+    pub transition_grace: Duration,
+    /// `writes` (default primary): where PUT/POST/PATCH/DELETE go.
+    pub writes: Writes,
+    /// `write_quorum` (only with `writes = "all"`; 1 to 256): the `2xx`
+    /// answers needed. `None`: a majority of the key's preference list.
+    pub write_quorum: Option<NonZeroU32>,
+    /// `max_body` (default 1 MiB), in bytes: the most a `writes = "all"`
+    /// body is buffered; larger gets `413`.
+    pub max_body: u64,
+    /// `retry_on` (default `[502, 503, 504]`): statuses that are retried on
+    /// the next instance, in file order, each 100 to 599 and given once.
+    pub retry_on: Vec<u16>,
+    /// `try_timeout` (default 5 s, more than 0): the longest one attempt may
+    /// take, until response headers.
+    pub try_timeout: Duration,
+    /// `deadline` (default 15 s, at least `try_timeout`): the longest a
+    /// request may take over all attempts; past it the answer is `504`.
+    pub deadline: Duration,
+    /// `retry_budget` (default 0.2, 0 to 1): retries allowed as a share of
+    /// requests, so a failing fleet is not hit with a retry storm.
+    pub retry_budget: f64,
+    /// `retry_min_per_second` (default 10): retries always allowed per
+    /// second, whatever the budget.
+    pub retry_min_per_second: u32,
+    /// `retry_body_limit` (default 64 KiB), in bytes: request bodies up to
+    /// this are buffered so they can be replayed on a retry; larger bodies
+    /// are streamed and not retried once sent.
+    pub retry_body_limit: u64,
+    /// `[services.NAME.cache]`.
+    pub cache: CacheConfig,
+}
+
+/// Where a service's instances and tokens come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// `srv = "..."`: SRV records of this name, tokens and settings from
+    /// the TXT records of SPEC §3, re-read every `dns.refresh`.
+    Dns {
+        /// The SRV name, as written (`_frobnicator._http.example.com`).
+        srv: String,
+        /// `tokens` (default dns): published or derived tokens.
+        tokens: TokenSource,
+    },
+    /// `instances = [...]`: a fixed ring from the file.
+    Static {
+        /// The members, in file order, with their tokens: as listed, or
+        /// derived from `virtual_nodes` where an instance lists none (or
+        /// the service says `tokens = "derived"`). Names are distinct.
+        members: Vec<Member>,
+        /// `slaves` (default 0, up to 255) and `redundancy` (default none).
+        replication: Replication,
+    },
+}
+
+/// `balance = "ring" | "srv"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Balance {
+    /// The consistent-hash ring with its preference lists.
+    #[default]
+    Ring,
+    /// RFC 2782 priority and weight, for services that are not sharded.
+    /// Only with `srv`.
+    Srv,
+}
+
+/// `tokens = "dns" | "derived"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// From `tokens.<port>.<target>` TXT records.
+    #[default]
+    Dns,
+    /// `virtual_nodes` tokens derived from each instance's name, for
+    /// instances that publish none (e.g. a Kubernetes headless service).
+    Derived,
+}
+
+/// `writes = "primary" | "all"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Writes {
+    /// Writes go to the primary like any request.
+    #[default]
+    Primary,
+    /// Writes go to every instance of the preference list in parallel.
+    /// Only with `balance = "ring"`.
+    All,
+}
+
+/// `[services.NAME.cache]` (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// `enabled` (default false).
+    pub enabled: bool,
+    /// `max_size` (default 256 MiB, at least 1 B), in bytes: what is stored,
+    /// headers and bodies, stays under this.
+    pub max_size: u64,
+    /// `max_object_size` (default 8 MiB, at least 1 B and at most
+    /// `max_size`), in bytes: larger responses are passed on, not stored.
+    pub max_object_size: u64,
+    /// `default_ttl` (default 0 s): freshness of a response that gives none
+    /// (no `s-maxage`, `max-age` or `Expires`).
+    pub default_ttl: Duration,
+    /// `max_ttl` (default 24 h, at least `default_ttl`): the longest any
+    /// response is kept fresh, whatever it asks for.
+    pub max_ttl: Duration,
+    /// `grace` (default 0 s): how long after it went stale an object may
+    /// still be served (`x-cache: STALE`) while a fresh copy is fetched or
+    /// when the instances fail, as Varnish's grace.
+    pub grace: Duration,
+    /// `authorized` (default false): whether requests with `Authorization`
+    /// may use the cache (then RFC 9111 §3.5 applies).
+    pub authorized: bool,
+}
+
+/// One `[[routes]]` table: which requests go to which service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `path_prefix` (default `/`, starts with `/`): a plain string prefix
+    /// of the request path.
+    pub path_prefix: String,
+    /// `host`: if given, the request's host must equal it, case-insensitive,
+    /// port ignored. Stored in lower case, without a port.
+    pub host: Option<String>,
+    /// `service`: the name of a service of [`Config::services`].
+    pub service: String,
+    /// `strip_prefix` (default false): remove `path_prefix` from the path
+    /// before forwarding, then put a `/` in front if what is left does not
+    /// start with one (`/counters/42` with prefix `/counters/` is `/42`).
+    pub strip_prefix: bool,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] when the file cannot be read, otherwise as
+    /// [`Config::from_toml`], naming `path` as the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text; `file` is only used to name the
+    /// file in errors, so tests need no files.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Key`] on invalid TOML, an unknown key, a value of the
+    /// wrong type or out of range, a missing key, or keys that contradict
+    /// each other; it names the file, line and column (where the error has
+    /// one place), the key, the value and what was expected.
+    pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let file = file.as_ref().display().to_string();
+        validate::load(&error::Source { file: &file, text })
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.get(name)
+    }
+
+    /// The names of the services, sorted.
+    pub fn service_names(&self) -> Vec<&str> {
+        self.services.keys().map(String::as_str).collect()
+    }
+
+    /// The DNS servers to ask, or `None` for the system resolver.
+    pub fn dns_servers(&self) -> Option<&[SocketAddr]> {
+        self.dns.servers.as_slice()
+    }
+}
+
+// === impl DnsServers ===
+
+impl DnsServers {
+    /// The servers, or `None` for the system resolver.
+    pub fn as_slice(&self) -> Option<&[SocketAddr]> {
+        match self {
+            DnsServers::System => None,
+            DnsServers::Custom(servers) => Some(servers),
+        }
+    }
+}
+
+// === impl ServerConfig ===
+
+impl Default for ServerConfig {
+    /// The defaults of SPEC §4 and §5.
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
+            admin: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
+            max_header_size: 32 << 10,
+        }
+    }
+}
+
+// === impl DnsConfig ===
+
+impl Default for DnsConfig {
+    /// The system resolver, re-read every 30 s.
+    fn default() -> Self {
+        DnsConfig {
+            servers: DnsServers::System,
+            refresh: Duration::from_secs(30),
+        }
+    }
+}
+
+// === impl CacheConfig ===
+
+impl Default for CacheConfig {
+    /// Off, with the sizes and times documented on each field.
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            max_size: 256 << 20,
+            max_object_size: 8 << 20,
+            default_ttl: Duration::ZERO,
+            max_ttl: Duration::from_secs(24 * 3600),
+            grace: Duration::ZERO,
+            authorized: false,
+        }
+    }
+}

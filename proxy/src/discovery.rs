@@ -1,1 +1,427 @@
-//! (being written)
+//! Discovery: turns DNS records (or a static list) into rings, keeps them
+//! fresh, and swaps each new ring in whole (SPEC §3).
+//!
+//! Readers on the request path call [`ServiceRing::load`] and never wait: the
+//! current [`Snapshot`] sits in an `ArcSwapOption`, and a refresh builds the
+//! next one off to the side and stores it only when it differs. A refresh
+//! that fails, or finds a malformed record, changes nothing but the error
+//! shown at `/ring`: the last good ring keeps serving.
+//!
+//! # Layout
+//!
+//! - [`resolve`]: one resolution of a service's records.
+//! - [`error`]: why a resolution failed.
+
+pub mod error;
+pub mod resolve;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwapOption, Guard};
+use hickory_resolver::TokioResolver;
+use shardproxy_ring::srv::SrvWeight;
+use shardproxy_ring::{InstanceName, Member, Replication, Ring};
+
+use crate::config::{self, ServiceConfig, TokenSource};
+
+pub use crate::config::Balance;
+pub use error::DiscoveryError;
+pub use resolve::{build_resolver, resolve, Resolved};
+
+/// Refreshes never come closer together than this, whatever the TTLs say
+/// (SPEC §3).
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+
+/// After a failed refresh, try again after at most this long (or sooner if
+/// `dns.refresh` is shorter), so a DNS outage is noticed ending quickly.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// Where instances' tokens come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenMode {
+    /// TXT records at `tokens.<port>.<target>`.
+    Dns,
+    /// Hashes of `host:port#i` (SPEC §2), for instances that publish none.
+    Derived {
+        /// Tokens per instance.
+        virtual_nodes: u32,
+    },
+}
+
+/// A service whose ring is published in DNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSource {
+    /// The SRV name, e.g. `_frobnicator._http.example.com`.
+    pub srv: String,
+    /// How instances are chosen.
+    pub balance: Balance,
+    /// Where tokens come from.
+    pub tokens: TokenMode,
+}
+
+/// An instance of a `balance = "srv"` service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrvInstance {
+    /// `host:port`.
+    pub name: InstanceName,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Its SRV priority and weight.
+    pub weight: SrvWeight,
+}
+
+/// What requests of a service are routed with.
+#[derive(Clone, Debug)]
+pub enum Table {
+    /// A consistent-hash ring.
+    Ring(Ring),
+    /// SRV records in RFC 2782 terms, sorted by name.
+    Srv(Vec<SrvInstance>),
+}
+
+impl Table {
+    /// True when the table sends requests nowhere.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Table::Ring(ring) => ring.is_empty(),
+            Table::Srv(instances) => instances.is_empty(),
+        }
+    }
+
+    /// True when both describe the same instances and settings. Rings
+    /// compare by fingerprint, which covers names, addresses, tokens and
+    /// replication.
+    fn same_as(&self, other: &Table) -> bool {
+        match (self, other) {
+            (Table::Ring(a), Table::Ring(b)) => a.fingerprint() == b.fingerprint(),
+            (Table::Srv(a), Table::Srv(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// One ring in use: everything that must agree, swapped as one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The ring or SRV set.
+    pub table: Table,
+    /// When it was discovered.
+    pub discovered_at: SystemTime,
+}
+
+/// The outcome of the latest refresh attempt, for `/ring` and `check`.
+#[derive(Clone, Debug, Default)]
+pub struct RefreshStatus {
+    /// When a refresh last succeeded (whether or not the ring changed).
+    pub last_success: Option<SystemTime>,
+    /// When a refresh last failed, and why.
+    pub last_error: Option<(SystemTime, DiscoveryError)>,
+}
+
+/// A service's current ring and the state of its discovery.
+#[derive(Debug)]
+pub struct ServiceRing {
+    name: String,
+    current: ArcSwapOption<Snapshot>,
+    status: Mutex<RefreshStatus>,
+    refreshes_ok: AtomicU64,
+    refreshes_failed: AtomicU64,
+    ring_changes: AtomicU64,
+}
+
+// === impl ServiceRing ===
+
+impl ServiceRing {
+    /// A service with no ring yet.
+    pub fn new(name: impl Into<String>) -> ServiceRing {
+        ServiceRing {
+            name: name.into(),
+            current: ArcSwapOption::empty(),
+            status: Mutex::new(RefreshStatus::default()),
+            refreshes_ok: AtomicU64::new(0),
+            refreshes_failed: AtomicU64::new(0),
+            ring_changes: AtomicU64::new(0),
+        }
+    }
+
+    /// A service whose ring is fixed (static `instances`).
+    pub fn fixed(name: impl Into<String>, table: Table) -> ServiceRing {
+        let service = ServiceRing::new(name);
+        service.accept(Resolved {
+            table,
+            warnings: Vec::new(),
+            min_ttl: None,
+        });
+        service
+    }
+
+    /// The service's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current snapshot, for a brief read on the request path. Hold it
+    /// across an `.await` only through [`ServiceRing::load_full`].
+    #[inline]
+    pub fn load(&self) -> Guard<Option<Arc<Snapshot>>> {
+        self.current.load()
+    }
+
+    /// The current snapshot, owned.
+    pub fn load_full(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// The latest refresh outcome.
+    pub fn status(&self) -> RefreshStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Successful refreshes so far.
+    pub fn refreshes_ok(&self) -> u64 {
+        self.refreshes_ok.load(Ordering::Relaxed)
+    }
+
+    /// Failed refreshes so far.
+    pub fn refreshes_failed(&self) -> u64 {
+        self.refreshes_failed.load(Ordering::Relaxed)
+    }
+
+    /// How many times a new ring replaced the one in use (the first ring
+    /// counts).
+    pub fn ring_changes(&self) -> u64 {
+        self.ring_changes.load(Ordering::Relaxed)
+    }
+
+    /// Takes a successful resolution: stores its table if it differs from
+    /// the one in use, and logs its warnings when it does. Returns whether
+    /// the ring changed.
+    pub fn accept(&self, resolved: Resolved) -> bool {
+        let now = SystemTime::now();
+        self.refreshes_ok.fetch_add(1, Ordering::Relaxed);
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_success = Some(now);
+        let unchanged = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|current| current.table.same_as(&resolved.table));
+        if unchanged {
+            return false;
+        }
+        for warning in &resolved.warnings {
+            tracing::warn!(service = %self.name, "{warning}");
+        }
+        if let Table::Ring(ring) = &resolved.table {
+            tracing::info!(
+                service = %self.name,
+                instances = ring.instances().len(),
+                tokens = ring.point_count(),
+                replication = %ring.replication(),
+                fingerprint = %ring.fingerprint(),
+                "new ring in use"
+            );
+        }
+        self.current.store(Some(Arc::new(Snapshot {
+            table: resolved.table,
+            discovered_at: now,
+        })));
+        self.ring_changes.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Records a failed resolution; the ring in use stays.
+    pub fn reject(&self, error: DiscoveryError) {
+        tracing::error!(service = %self.name, error = %error, "ring refresh failed; keeping the last good ring");
+        self.refreshes_failed.fetch_add(1, Ordering::Relaxed);
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_error = Some((SystemTime::now(), error));
+    }
+
+    /// Resolves once and applies the result; returns the delay until the
+    /// next refresh: the smallest record TTL, at most `refresh`, at least
+    /// [`MIN_REFRESH`]; after a failure at most [`RETRY_AFTER_FAILURE`].
+    pub async fn refresh_once(
+        &self,
+        resolver: &TokioResolver,
+        source: &DnsSource,
+        refresh: Duration,
+    ) -> Duration {
+        let next = match resolve(resolver, source).await {
+            Ok(resolved) => {
+                let next = resolved.min_ttl.map_or(refresh, |ttl| ttl.min(refresh));
+                self.accept(resolved);
+                next
+            }
+            Err(error) => {
+                self.reject(error);
+                refresh.min(RETRY_AFTER_FAILURE)
+            }
+        };
+        next.max(MIN_REFRESH)
+    }
+
+    /// Refreshes forever on the schedule of [`ServiceRing::refresh_once`].
+    /// Spawn it; drop (abort) the task to stop.
+    pub async fn refresh_forever(
+        self: Arc<Self>,
+        resolver: TokioResolver,
+        source: DnsSource,
+        refresh: Duration,
+    ) {
+        loop {
+            let next = self.refresh_once(&resolver, &source, refresh).await;
+            tokio::time::sleep(next).await;
+        }
+    }
+}
+
+/// Where a service's ring comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Published in DNS, refreshed.
+    Dns(DnsSource),
+    /// Listed in the config: fixed for the life of the config.
+    Static(Vec<Member>, Replication),
+}
+
+impl Source {
+    /// Where the config says `service`'s ring comes from.
+    pub fn of(service: &ServiceConfig) -> Source {
+        match &service.discovery {
+            config::Discovery::Dns { srv, tokens } => Source::Dns(DnsSource {
+                srv: srv.clone(),
+                balance: service.balance,
+                tokens: match tokens {
+                    TokenSource::Dns => TokenMode::Dns,
+                    TokenSource::Derived => TokenMode::Derived {
+                        virtual_nodes: service.virtual_nodes.get(),
+                    },
+                },
+            }),
+            config::Discovery::Static {
+                members,
+                replication,
+            } => Source::Static(members.clone(), *replication),
+        }
+    }
+
+    /// The SRV name, or `static`, for views and logs.
+    pub fn describe(&self) -> &str {
+        match self {
+            Source::Dns(dns) => &dns.srv,
+            Source::Static(..) => "static",
+        }
+    }
+}
+
+/// Resolves `source` once: DNS lookups for a DNS source, a ring build for a
+/// static one.
+///
+/// # Errors
+///
+/// Any [`DiscoveryError`]; for a static source only an oversized ring.
+pub async fn resolve_source(
+    resolver: &TokioResolver,
+    source: &Source,
+) -> Result<Resolved, DiscoveryError> {
+    match source {
+        Source::Dns(dns) => resolve(resolver, dns).await,
+        Source::Static(members, replication) => {
+            let ring = Ring::build(members.clone(), *replication)?;
+            Ok(Resolved {
+                warnings: ring.warnings().iter().map(ToString::to_string).collect(),
+                table: Table::Ring(ring),
+                min_ttl: None,
+            })
+        }
+    }
+}
+
+/// The rings of every service, kept fresh by background tasks that stop
+/// when this is dropped.
+#[derive(Debug)]
+pub struct Discovery {
+    services: Vec<Arc<ServiceRing>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Discovery {
+    /// Starts discovery for `services`: static rings are built now, DNS
+    /// rings are resolved by one task each, at once and then on schedule.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A static ring that cannot be built.
+    pub fn start(
+        services: Vec<(String, Source)>,
+        resolver: &TokioResolver,
+        refresh: Duration,
+    ) -> Result<Discovery, DiscoveryError> {
+        let mut rings = Vec::with_capacity(services.len());
+        let mut tasks = Vec::new();
+        for (name, source) in services {
+            match source {
+                Source::Static(members, replication) => {
+                    let ring = Ring::build(members, replication)?;
+                    for warning in ring.warnings() {
+                        tracing::warn!(service = %name, "{warning}");
+                    }
+                    rings.push(Arc::new(ServiceRing::fixed(name, Table::Ring(ring))));
+                }
+                Source::Dns(dns) => {
+                    let service = Arc::new(ServiceRing::new(name));
+                    tasks.push(tokio::spawn(Arc::clone(&service).refresh_forever(
+                        resolver.clone(),
+                        dns,
+                        refresh,
+                    )));
+                    rings.push(service);
+                }
+            }
+        }
+        Ok(Discovery {
+            services: rings,
+            tasks,
+        })
+    }
+
+    /// Every service, in the order given to [`Discovery::start`].
+    pub fn services(&self) -> &[Arc<ServiceRing>] {
+        &self.services
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&Arc<ServiceRing>> {
+        self.services.iter().find(|service| service.name() == name)
+    }
+
+    /// True once every service has a ring with at least one instance.
+    pub fn ready(&self) -> bool {
+        self.services.iter().all(|service| {
+            service
+                .load()
+                .as_ref()
+                .is_some_and(|snapshot| !snapshot.table.is_empty())
+        })
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //!   whole.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
+//! - [`view`]: the JSON and text views of rings for the admin API and CLI.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -16,3 +17,4 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod dns_server;
+pub mod view;

@@ -1,0 +1,107 @@
+//! The first stage: the TOML document as serde reads it, before any value
+//! is checked.
+//!
+//! Every struct denies unknown fields, so a misspelt key is an error rather
+//! than a setting silently left at its default. Every value that is checked
+//! later is `Spanned`, so its error can point at its line and column, and
+//! every key is optional here so that a missing one is reported by the
+//! validator in the same words as any other bad key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+/// A string-valued key.
+pub(super) type Text = Option<Spanned<String>>;
+/// An integer-valued key, range-checked later.
+pub(super) type Int = Option<Spanned<i64>>;
+/// A duration or size: any TOML value, so that a bare number gets the
+/// loader's own message ("has no unit") instead of serde's.
+pub(super) type Quantity = Option<Spanned<Value>>;
+/// A boolean key.
+pub(super) type Flag = Option<Spanned<bool>>;
+
+/// The whole document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) server: Option<Spanned<RawServer>>,
+    pub(super) dns: Option<Spanned<RawDns>>,
+    pub(super) services: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawService>>>>,
+    pub(super) routes: Option<Spanned<Vec<Spanned<RawRoute>>>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Text,
+    pub(super) admin: Text,
+    pub(super) max_header_size: Quantity,
+}
+
+/// `[dns]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub(super) servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) refresh: Quantity,
+}
+
+/// `[services.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub(super) srv: Text,
+    pub(super) instances: Option<Spanned<Vec<Spanned<RawInstance>>>>,
+    pub(super) balance: Text,
+    pub(super) key: Text,
+    pub(super) tokens: Text,
+    pub(super) virtual_nodes: Int,
+    pub(super) slaves: Int,
+    pub(super) redundancy: Text,
+    pub(super) transition_grace: Quantity,
+    pub(super) writes: Text,
+    pub(super) write_quorum: Int,
+    pub(super) max_body: Quantity,
+    pub(super) retry_on: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(super) try_timeout: Quantity,
+    pub(super) deadline: Quantity,
+    pub(super) retry_budget: Option<Spanned<f64>>,
+    pub(super) retry_min_per_second: Int,
+    pub(super) retry_body_limit: Quantity,
+    pub(super) cache: Option<Spanned<RawCache>>,
+}
+
+/// One element of `instances = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInstance {
+    pub(super) host: Text,
+    pub(super) addr: Text,
+    pub(super) tokens: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[services.NAME.cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) enabled: Flag,
+    pub(super) max_size: Quantity,
+    pub(super) max_object_size: Quantity,
+    pub(super) default_ttl: Quantity,
+    pub(super) max_ttl: Quantity,
+    pub(super) grace: Quantity,
+    pub(super) authorized: Flag,
+}
+
+/// One `[[routes]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) path_prefix: Text,
+    pub(super) host: Text,
+    pub(super) service: Text,
+    pub(super) strip_prefix: Flag,
+}

@@ -1,0 +1,558 @@
+//! `[services.NAME]` and `[services.NAME.cache]`: discovery (`srv` or
+//! static `instances`), the key, replication, writes, retries and the
+//! cache of each service.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::time::Duration;
+
+use shardproxy_ring::records::derived_tokens;
+use shardproxy_ring::{InstanceName, Member, Redundancy, Replication, Token};
+use toml::Spanned;
+
+use super::check::{
+    check, choice, duration, field, flag, int_in, nonzero, not_above, positive_duration, required,
+    size, size_at_least, socket_addr, span_of,
+};
+use super::duration::format_duration;
+use super::error::{At, ConfigError, KeyPath, Source};
+use super::raw::{RawCache, RawInstance, RawService};
+use super::size::format_size;
+use super::{Balance, CacheConfig, Discovery, KeySource, ServiceConfig, TokenSource, Writes};
+
+/// 64 (`NonZeroU32::new` is not usable in a const without a panic path).
+const DEFAULT_VIRTUAL_NODES: NonZeroU32 = NonZeroU32::MIN.saturating_add(63);
+/// More virtual nodes than this only slows ring builds down.
+const MAX_VIRTUAL_NODES: i64 = 4096;
+/// A preference list holds at most the primary and 255 replicas.
+const MAX_WRITE_QUORUM: i64 = 256;
+const DEFAULT_MAX_BODY: u64 = 1 << 20;
+const DEFAULT_RETRY_ON: [u16; 3] = [502, 503, 504];
+const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+const DEFAULT_RETRY_BUDGET: f64 = 0.2;
+const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
+const DEFAULT_RETRY_BODY_LIMIT: u64 = 64 << 10;
+
+const BALANCES: &[(&str, Balance)] = &[("ring", Balance::Ring), ("srv", Balance::Srv)];
+const TOKEN_SOURCES: &[(&str, TokenSource)] =
+    &[("dns", TokenSource::Dns), ("derived", TokenSource::Derived)];
+const REDUNDANCIES: &[(&str, Redundancy)] =
+    &[("none", Redundancy::None), ("host", Redundancy::Host)];
+const WRITES: &[(&str, Writes)] = &[("primary", Writes::Primary), ("all", Writes::All)];
+
+/// Every `[services.NAME]` table; at least one is required.
+pub(super) fn services(
+    source: &Source<'_>,
+    raw: Option<&Spanned<BTreeMap<Spanned<String>, Spanned<RawService>>>>,
+) -> Result<BTreeMap<String, ServiceConfig>, ConfigError> {
+    let key = KeyPath::root().key("services");
+    let Some(raw) = raw else {
+        return Err(source.error(
+            &key,
+            At::Nowhere,
+            "missing: expected at least one [services.NAME] table",
+        ));
+    };
+    if raw.get_ref().is_empty() {
+        return Err(source.error(
+            &key,
+            At::Place(raw.span()),
+            "expected at least one service, like [services.frobnicator]",
+        ));
+    }
+    let mut services = BTreeMap::new();
+    for (name, service) in raw.get_ref() {
+        let name_text = name.get_ref();
+        let service_key = key.key(name_text);
+        let valid_name = !name_text.is_empty()
+            && name_text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            return Err(source.error(
+                &service_key,
+                At::Place(name.span()),
+                "bad service name: expected ASCII letters, digits, '-', '_' and '.'",
+            ));
+        }
+        let config = self::service(source, &service_key, name_text, service)?;
+        services.insert(name_text.clone(), config);
+    }
+    Ok(services)
+}
+
+fn service(
+    source: &Source<'_>,
+    key: &KeyPath,
+    name: &str,
+    raw: &Spanned<RawService>,
+) -> Result<ServiceConfig, ConfigError> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let balance = field(
+        source,
+        &key.key("balance"),
+        raw.balance.as_ref(),
+        Balance::Ring,
+        choice(BALANCES),
+    )?;
+    let key_source = field(
+        source,
+        &key.key("key"),
+        raw.key.as_ref(),
+        KeySource::Path,
+        |text| KeySource::parse(text),
+    )?;
+    let virtual_nodes = field(
+        source,
+        &key.key("virtual_nodes"),
+        raw.virtual_nodes.as_ref(),
+        DEFAULT_VIRTUAL_NODES,
+        |number| int_in(1, MAX_VIRTUAL_NODES)(number).and_then(nonzero),
+    )?;
+    let discovery = discovery(source, key, raw, span, balance, virtual_nodes)?;
+
+    let writes_key = key.key("writes");
+    let writes = field(
+        source,
+        &writes_key,
+        raw.writes.as_ref(),
+        Writes::Primary,
+        choice(WRITES),
+    )?;
+    if let (Writes::All, Balance::Srv, Some(given)) = (writes, balance, &raw.writes) {
+        return Err(source.error(
+            &writes_key,
+            At::Value(given.span()),
+            "writes = \"all\" needs balance = \"ring\": SRV balancing has no preference list",
+        ));
+    }
+    let write_quorum = match &raw.write_quorum {
+        None => None,
+        Some(given) if writes != Writes::All => {
+            return Err(source.error(
+                &key.key("write_quorum"),
+                At::Value(given.span()),
+                "only with writes = \"all\"",
+            ));
+        }
+        Some(given) => Some(check(source, &key.key("write_quorum"), given, |number| {
+            int_in(1, MAX_WRITE_QUORUM)(number).and_then(nonzero)
+        })?),
+    };
+
+    let try_timeout_key = key.key("try_timeout");
+    let deadline_key = key.key("deadline");
+    let try_timeout = field(
+        source,
+        &try_timeout_key,
+        raw.try_timeout.as_ref(),
+        DEFAULT_TRY_TIMEOUT,
+        positive_duration,
+    )?;
+    let deadline = field(
+        source,
+        &deadline_key,
+        raw.deadline.as_ref(),
+        DEFAULT_DEADLINE,
+        positive_duration,
+    )?;
+    not_above(
+        source,
+        (
+            &try_timeout_key,
+            span_of(raw.try_timeout.as_ref()),
+            try_timeout,
+        ),
+        (&deadline_key, span_of(raw.deadline.as_ref()), deadline),
+        |duration| format_duration(*duration),
+    )?;
+
+    Ok(ServiceConfig {
+        name: name.to_owned(),
+        discovery,
+        balance,
+        key: key_source,
+        virtual_nodes,
+        transition_grace: field(
+            source,
+            &key.key("transition_grace"),
+            raw.transition_grace.as_ref(),
+            Duration::ZERO,
+            duration,
+        )?,
+        writes,
+        write_quorum,
+        max_body: field(
+            source,
+            &key.key("max_body"),
+            raw.max_body.as_ref(),
+            DEFAULT_MAX_BODY,
+            size,
+        )?,
+        retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref())?,
+        try_timeout,
+        deadline,
+        retry_budget: field(
+            source,
+            &key.key("retry_budget"),
+            raw.retry_budget.as_ref(),
+            DEFAULT_RETRY_BUDGET,
+            |&ratio| {
+                if (0.0..=1.0).contains(&ratio) {
+                    Ok(ratio)
+                } else {
+                    Err("expected a ratio from 0 to 1, like 0.2 for 20% of requests".to_owned())
+                }
+            },
+        )?,
+        retry_min_per_second: field(
+            source,
+            &key.key("retry_min_per_second"),
+            raw.retry_min_per_second.as_ref(),
+            DEFAULT_RETRY_MIN_PER_SECOND,
+            int_in(0, i64::from(u32::MAX)),
+        )?,
+        retry_body_limit: field(
+            source,
+            &key.key("retry_body_limit"),
+            raw.retry_body_limit.as_ref(),
+            DEFAULT_RETRY_BODY_LIMIT,
+            size,
+        )?,
+        cache: cache(source, &key.key("cache"), raw.cache.as_ref())?,
+    })
+}
+
+/// `srv` or `instances`, exactly one, with the keys that go with each.
+fn discovery(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &RawService,
+    span: Range<usize>,
+    balance: Balance,
+    virtual_nodes: NonZeroU32,
+) -> Result<Discovery, ConfigError> {
+    let srv = match (&raw.srv, &raw.instances) {
+        (Some(_), Some(instances)) => {
+            return Err(source.error(
+                &key.key("instances"),
+                At::Place(instances.span()),
+                "srv and instances are both given: a service's instances come from DNS (srv) or from this list, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(source.error(
+                key,
+                At::Place(span),
+                "missing srv or instances: expected srv = \"_name._http.example.com\" or instances = [{ host = \"...\", addr = \"ip:port\" }]",
+            ));
+        }
+        (None, Some(instances)) => {
+            return static_ring(source, key, raw, instances, balance, virtual_nodes);
+        }
+        (Some(srv), None) => srv,
+    };
+    for (name, given) in [
+        ("slaves", span_of(raw.slaves.as_ref())),
+        ("redundancy", span_of(raw.redundancy.as_ref())),
+    ] {
+        if let Some(span) = given {
+            return Err(source.error(
+                &key.key(name),
+                At::Value(span),
+                format!("only for static instances: with srv, {name} comes from the config.<srv name> TXT record"),
+            ));
+        }
+    }
+    Ok(Discovery::Dns {
+        srv: check(source, &key.key("srv"), srv, |text| dns_name(text))?,
+        tokens: field(
+            source,
+            &key.key("tokens"),
+            raw.tokens.as_ref(),
+            TokenSource::Dns,
+            choice(TOKEN_SOURCES),
+        )?,
+    })
+}
+
+/// A name to look up: ASCII labels of 1 to 63 characters, 253 in all.
+fn dns_name(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|byte| byte.is_ascii_graphic())
+        });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a DNS name, like \"_frobnicator._http.example.com\"".to_owned())
+    }
+}
+
+/// `instances = [...]` with `slaves` and `redundancy`.
+fn static_ring(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &RawService,
+    instances: &Spanned<Vec<Spanned<RawInstance>>>,
+    balance: Balance,
+    virtual_nodes: NonZeroU32,
+) -> Result<Discovery, ConfigError> {
+    if let (Balance::Srv, Some(given)) = (balance, &raw.balance) {
+        return Err(source.error(
+            &key.key("balance"),
+            At::Value(given.span()),
+            "balance = \"srv\" needs srv: static instances have no SRV priority and weight",
+        ));
+    }
+    let tokens_key = key.key("tokens");
+    let tokens = field(source, &tokens_key, raw.tokens.as_ref(), None, |text| {
+        choice(TOKEN_SOURCES)(text).map(Some)
+    })?;
+    if let (Some(TokenSource::Dns), Some(given)) = (tokens, &raw.tokens) {
+        return Err(source.error(
+            &tokens_key,
+            At::Value(given.span()),
+            "static instances have no DNS tokens: list tokens per instance (or leave them out to derive them), or use \"derived\"",
+        ));
+    }
+    let derive_all = tokens == Some(TokenSource::Derived);
+    let replication = Replication {
+        slaves: field(
+            source,
+            &key.key("slaves"),
+            raw.slaves.as_ref(),
+            0,
+            int_in(0, 255),
+        )?,
+        redundancy: field(
+            source,
+            &key.key("redundancy"),
+            raw.redundancy.as_ref(),
+            Redundancy::None,
+            choice(REDUNDANCIES),
+        )?,
+    };
+
+    let list_key = key.key("instances");
+    if instances.get_ref().is_empty() {
+        return Err(source.error(
+            &list_key,
+            At::Value(instances.span()),
+            "expected at least one instance",
+        ));
+    }
+    let mut members: Vec<Member> = Vec::with_capacity(instances.get_ref().len());
+    for (index, instance) in instances.get_ref().iter().enumerate() {
+        let instance_key = list_key.index(index);
+        let member = self::member(source, &instance_key, instance, derive_all, virtual_nodes)?;
+        if let Some(first) = members.iter().position(|other| other.name == member.name) {
+            return Err(source.error(
+                &instance_key,
+                At::Place(instance.span()),
+                format!(
+                    "{} is listed twice (also {})",
+                    member.name,
+                    list_key.index(first)
+                ),
+            ));
+        }
+        members.push(member);
+    }
+    Ok(Discovery::Static {
+        members,
+        replication,
+    })
+}
+
+/// One static instance, its tokens listed or derived.
+fn member(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &Spanned<RawInstance>,
+    derive_all: bool,
+    virtual_nodes: NonZeroU32,
+) -> Result<Member, ConfigError> {
+    let span = raw.span();
+    let raw = raw.get_ref();
+    let host_key = key.key("host");
+    let addr_key = key.key("addr");
+    let host = required(
+        source,
+        &host_key,
+        raw.host.as_ref(),
+        span.clone(),
+        "host = \"frob1.example.com\"",
+    )?;
+    let addr = required(
+        source,
+        &addr_key,
+        raw.addr.as_ref(),
+        span,
+        "addr = \"127.0.0.1:8081\"",
+    )?;
+    let addr = check(source, &addr_key, addr, |text| {
+        let addr = socket_addr(text)?;
+        if addr.port() == 0 {
+            return Err(
+                "port 0 cannot be connected to: the port is the instance's port".to_owned(),
+            );
+        }
+        Ok(addr)
+    })?;
+    let name = check(source, &host_key, host, |host| {
+        InstanceName::new(host, addr.port())
+            .map_err(|error| format!("{error}: expected a host name"))
+    })?;
+    let tokens_key = key.key("tokens");
+    let tokens = match &raw.tokens {
+        None => derived_tokens(&name, virtual_nodes.get()),
+        Some(given) if derive_all => {
+            return Err(source.error(
+                &tokens_key,
+                At::Value(given.span()),
+                "the service says tokens = \"derived\": remove this list, or the service's tokens key",
+            ));
+        }
+        Some(given) if given.get_ref().is_empty() => {
+            return Err(source.error(
+                &tokens_key,
+                At::Value(given.span()),
+                "expected at least one token: leave tokens out to derive them",
+            ));
+        }
+        Some(given) => given
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(index, token)| {
+                check(source, &tokens_key.index(index), token, |text| {
+                    text.parse::<Token>().map_err(|error| error.to_string())
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Member { name, addr, tokens })
+}
+
+/// `retry_on`: status codes, each once.
+fn retry_on(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: Option<&Spanned<Vec<Spanned<i64>>>>,
+) -> Result<Vec<u16>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_RETRY_ON.to_vec());
+    };
+    let mut codes: Vec<u16> = Vec::with_capacity(raw.get_ref().len());
+    for (index, code) in raw.get_ref().iter().enumerate() {
+        let status = check(source, &key.index(index), code, |number| {
+            int_in(100, 599)(number)
+                .map_err(|problem| format!("{problem}: expected an HTTP status code"))
+        })?;
+        if codes.contains(&status) {
+            return Err(source.error(&key.index(index), At::Value(code.span()), "listed twice"));
+        }
+        codes.push(status);
+    }
+    Ok(codes)
+}
+
+// === [services.NAME.cache] ===
+
+fn cache(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: Option<&Spanned<RawCache>>,
+) -> Result<CacheConfig, ConfigError> {
+    let defaults = CacheConfig::default();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let raw = raw.get_ref();
+    let (max_size_key, max_object_size_key) = (key.key("max_size"), key.key("max_object_size"));
+    let (default_ttl_key, max_ttl_key) = (key.key("default_ttl"), key.key("max_ttl"));
+    let config = CacheConfig {
+        enabled: field(
+            source,
+            &key.key("enabled"),
+            raw.enabled.as_ref(),
+            defaults.enabled,
+            flag,
+        )?,
+        max_size: field(
+            source,
+            &max_size_key,
+            raw.max_size.as_ref(),
+            defaults.max_size,
+            size_at_least(1),
+        )?,
+        max_object_size: field(
+            source,
+            &max_object_size_key,
+            raw.max_object_size.as_ref(),
+            defaults.max_object_size,
+            size_at_least(1),
+        )?,
+        default_ttl: field(
+            source,
+            &default_ttl_key,
+            raw.default_ttl.as_ref(),
+            defaults.default_ttl,
+            duration,
+        )?,
+        max_ttl: field(
+            source,
+            &max_ttl_key,
+            raw.max_ttl.as_ref(),
+            defaults.max_ttl,
+            duration,
+        )?,
+        grace: field(
+            source,
+            &key.key("grace"),
+            raw.grace.as_ref(),
+            defaults.grace,
+            duration,
+        )?,
+        authorized: field(
+            source,
+            &key.key("authorized"),
+            raw.authorized.as_ref(),
+            defaults.authorized,
+            flag,
+        )?,
+    };
+    not_above(
+        source,
+        (
+            &max_object_size_key,
+            span_of(raw.max_object_size.as_ref()),
+            config.max_object_size,
+        ),
+        (
+            &max_size_key,
+            span_of(raw.max_size.as_ref()),
+            config.max_size,
+        ),
+        |bytes| format_size(*bytes),
+    )?;
+    not_above(
+        source,
+        (
+            &default_ttl_key,
+            span_of(raw.default_ttl.as_ref()),
+            config.default_ttl,
+        ),
+        (&max_ttl_key, span_of(raw.max_ttl.as_ref()), config.max_ttl),
+        |duration| format_duration(*duration),
+    )?;
+    Ok(config)
+}

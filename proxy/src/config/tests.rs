@@ -1,0 +1,991 @@
+//! Tests of the whole loader: defaults, every kind of error with its exact
+//! message (file, line:column, key, value, expectation), and the example
+//! config at the root of the repository.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use shardproxy_ring::records::derived_tokens;
+use shardproxy_ring::{InstanceName, Redundancy, Replication, Token};
+
+use super::*;
+
+/// A config that sets nothing it does not have to.
+const MINIMAL: &str = r#"[services.frob]
+srv = "_frob._http.example.com"
+
+[[routes]]
+service = "frob"
+"#;
+
+fn load(text: &str) -> Config {
+    match Config::from_toml(text, "config.toml") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    Config::from_toml(text, "config.toml")
+        .unwrap_err()
+        .to_string()
+}
+
+/// `MINIMAL` with `lines` added to its service table (from line 3 on).
+fn service_error(lines: &str) -> String {
+    error(&MINIMAL.replacen("\n\n", &format!("\n{lines}\n\n"), 1))
+}
+
+fn frob(config: &Config) -> &ServiceConfig {
+    config.service("frob").unwrap()
+}
+
+// === defaults ===
+
+#[test]
+fn defaults() {
+    let config = load(MINIMAL);
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        config.server.admin,
+        "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.max_header_size, 32 * 1024);
+    assert_eq!(config.dns.servers, DnsServers::System);
+    assert_eq!(config.dns_servers(), None);
+    assert_eq!(config.dns.refresh, Duration::from_secs(30));
+    assert_eq!(config.service_names(), ["frob"]);
+
+    let service = frob(&config);
+    assert_eq!(service.name, "frob");
+    assert_eq!(
+        service.discovery,
+        Discovery::Dns {
+            srv: "_frob._http.example.com".into(),
+            tokens: TokenSource::Dns
+        }
+    );
+    assert_eq!(service.balance, Balance::Ring);
+    assert_eq!(service.key, KeySource::Path);
+    assert_eq!(service.virtual_nodes.get(), 64);
+    assert_eq!(service.transition_grace, Duration::ZERO);
+    assert_eq!(service.writes, Writes::Primary);
+    assert_eq!(service.write_quorum, None);
+    assert_eq!(service.max_body, 1 << 20);
+    assert_eq!(service.retry_on, [502, 503, 504]);
+    assert_eq!(service.try_timeout, Duration::from_secs(5));
+    assert_eq!(service.deadline, Duration::from_secs(15));
+    assert_eq!(service.retry_budget, 0.2);
+    assert_eq!(service.retry_min_per_second, 10);
+    assert_eq!(service.retry_body_limit, 64 << 10);
+
+    let cache = &service.cache;
+    assert_eq!(cache, &CacheConfig::default());
+    assert!(!cache.enabled);
+    assert_eq!(cache.max_size, 256 << 20);
+    assert_eq!(cache.max_object_size, 8 << 20);
+    assert_eq!(cache.default_ttl, Duration::ZERO);
+    assert_eq!(cache.max_ttl, Duration::from_secs(24 * 3600));
+    assert_eq!(cache.grace, Duration::ZERO);
+    assert!(!cache.authorized);
+
+    assert_eq!(
+        config.routes,
+        [RouteConfig {
+            path_prefix: "/".into(),
+            host: None,
+            service: "frob".into(),
+            strip_prefix: false,
+        }]
+    );
+}
+
+#[test]
+fn empty_tables_take_defaults() {
+    let config = load(&format!(
+        "[server]\n[dns]\n{}[services.frob.cache]\n",
+        MINIMAL
+    ));
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.dns, DnsConfig::default());
+    assert_eq!(frob(&config).cache, CacheConfig::default());
+}
+
+// === every key, set ===
+
+#[test]
+fn every_key_is_read() {
+    let config = load(
+        r#"
+[server]
+listen = "[::1]:80"
+admin = "0.0.0.0:9999"
+max_header_size = "64KiB"
+
+[dns]
+servers = ["10.0.0.2", "10.0.0.3:5353", "[::1]:53", "::1", "[fe80::1]"]
+refresh = "1m30s"
+
+[services.frob]
+srv = "_frob._http.example.com."
+balance = "srv"
+key = "regex:^/u/([^/]+)"
+tokens = "derived"
+virtual_nodes = 8
+transition_grace = "2m"
+writes = "primary"
+max_body = "2MB"
+retry_on = [500, 503]
+try_timeout = "250ms"
+deadline = "1s"
+retry_budget = 0
+retry_min_per_second = 0
+retry_body_limit = "1KB"
+
+[services.frob.cache]
+enabled = true
+max_size = "1GiB"
+max_object_size = "1GiB"
+default_ttl = "10s"
+max_ttl = "1h"
+grace = "30s"
+authorized = true
+
+[[routes]]
+host = "API.Example.com"
+path_prefix = "/api/"
+service = "frob"
+strip_prefix = true
+"#,
+    );
+    assert_eq!(config.server.listen, "[::1]:80".parse().unwrap());
+    assert_eq!(config.server.admin, "0.0.0.0:9999".parse().unwrap());
+    assert_eq!(config.server.max_header_size, 65_536);
+    let servers: Vec<SocketAddr> = [
+        "10.0.0.2:53",
+        "10.0.0.3:5353",
+        "[::1]:53",
+        "[::1]:53",
+        "[fe80::1]:53",
+    ]
+    .iter()
+    .map(|text| text.parse().unwrap())
+    .collect();
+    assert_eq!(config.dns.servers, DnsServers::Custom(servers.clone()));
+    assert_eq!(config.dns_servers(), Some(&servers[..]));
+    assert_eq!(config.dns.refresh, Duration::from_secs(90));
+
+    let service = frob(&config);
+    assert_eq!(
+        service.discovery,
+        Discovery::Dns {
+            srv: "_frob._http.example.com.".into(),
+            tokens: TokenSource::Derived
+        }
+    );
+    assert_eq!(service.balance, Balance::Srv);
+    assert_eq!(service.key.to_string(), "regex:^/u/([^/]+)");
+    assert_eq!(service.virtual_nodes, NonZeroU32::new(8).unwrap());
+    assert_eq!(service.transition_grace, Duration::from_secs(120));
+    assert_eq!(service.max_body, 2_000_000);
+    assert_eq!(service.retry_on, [500, 503]);
+    assert_eq!(service.try_timeout, Duration::from_millis(250));
+    assert_eq!(service.deadline, Duration::from_secs(1));
+    assert_eq!(service.retry_budget, 0.0);
+    assert_eq!(service.retry_min_per_second, 0);
+    assert_eq!(service.retry_body_limit, 1_000);
+    assert_eq!(
+        service.cache,
+        CacheConfig {
+            enabled: true,
+            max_size: 1 << 30,
+            max_object_size: 1 << 30,
+            default_ttl: Duration::from_secs(10),
+            max_ttl: Duration::from_secs(3600),
+            grace: Duration::from_secs(30),
+            authorized: true,
+        }
+    );
+    assert_eq!(
+        config.routes,
+        [RouteConfig {
+            path_prefix: "/api/".into(),
+            host: Some("api.example.com".into()),
+            service: "frob".into(),
+            strip_prefix: true,
+        }]
+    );
+}
+
+#[test]
+fn static_instances() {
+    let config = load(
+        r#"
+[services.frob]
+instances = [
+    { host = "Frob1.Example.com.", addr = "127.0.0.1:8081", tokens = ["40", "C0"] },
+    { host = "frob2.example.com", addr = "[::1]:8082" },
+]
+slaves = 1
+redundancy = "host"
+virtual_nodes = 3
+writes = "all"
+write_quorum = 2
+
+[[routes]]
+service = "frob"
+"#,
+    );
+    let service = frob(&config);
+    let Discovery::Static {
+        members,
+        replication,
+    } = &service.discovery
+    else {
+        panic!("not static: {:?}", service.discovery);
+    };
+    assert_eq!(
+        *replication,
+        Replication {
+            slaves: 1,
+            redundancy: Redundancy::Host
+        }
+    );
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[0].name.as_str(), "frob1.example.com:8081");
+    assert_eq!(members[0].addr, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(members[0].tokens, [Token(0x40 << 120), Token(0xc0 << 120)]);
+    let frob2 = InstanceName::new("frob2.example.com", 8082).unwrap();
+    assert_eq!(members[1].name, frob2);
+    assert_eq!(members[1].addr, "[::1]:8082".parse().unwrap());
+    assert_eq!(members[1].tokens, derived_tokens(&frob2, 3));
+    assert_eq!(service.writes, Writes::All);
+    assert_eq!(service.write_quorum, NonZeroU32::new(2));
+}
+
+#[test]
+fn static_instances_with_derived_tokens() {
+    let config = load(
+        r#"
+[services.frob]
+instances = [{ host = "a", addr = "127.0.0.1:1" }]
+tokens = "derived"
+
+[[routes]]
+service = "frob"
+"#,
+    );
+    let Discovery::Static {
+        members,
+        replication,
+    } = &frob(&config).discovery
+    else {
+        panic!("not static");
+    };
+    assert_eq!(*replication, Replication::default());
+    let name = InstanceName::new("a", 1).unwrap();
+    assert_eq!(members[0].tokens, derived_tokens(&name, 64));
+}
+
+#[test]
+fn key_sources() {
+    for (text, expected) in [
+        ("path", KeySource::Path),
+        ("uri", KeySource::Uri),
+        ("header:X-User", KeySource::Header("x-user".into())),
+        ("query:id", KeySource::Query("id".into())),
+        ("cookie:sid", KeySource::Cookie("sid".into())),
+    ] {
+        let config = load(&MINIMAL.replacen("\n\n", &format!("\nkey = \"{text}\"\n\n"), 1));
+        assert_eq!(frob(&config).key, expected);
+    }
+    let config = load(&MINIMAL.replacen("\n\n", "\nkey = 'regex:^/(\\d+)'\n\n", 1));
+    let KeySource::Regex(regex) = &frob(&config).key else {
+        panic!("not a regex");
+    };
+    assert_eq!(&regex.captures("/42/x").unwrap()[1], "42");
+}
+
+#[test]
+fn routes_keep_their_order() {
+    let config = load(
+        r#"
+[services.a]
+srv = "a.example.com"
+[services.b]
+srv = "b.example.com"
+
+[[routes]]
+path_prefix = "/b/"
+service = "b"
+[[routes]]
+host = "[::1]"
+service = "a"
+"#,
+    );
+    let services: Vec<&str> = config
+        .routes
+        .iter()
+        .map(|route| route.service.as_str())
+        .collect();
+    assert_eq!(services, ["b", "a"]);
+    assert_eq!(config.routes[1].host.as_deref(), Some("[::1]"));
+    assert_eq!(config.service_names(), ["a", "b"]);
+}
+
+// === errors: syntax ===
+
+#[test]
+fn syntax_error_unquoted_value() {
+    assert_eq!(
+        error("[server]\nlisten = 127.0.0.1:8080\n"),
+        "config.toml:2:15: server.listen: invalid TOML: invalid float, expected nothing"
+    );
+}
+
+#[test]
+fn syntax_error_unclosed_string() {
+    assert_eq!(
+        error("[server]\nlisten = \"127.0.0.1:8080\nadmin = \"127.0.0.1:9090\"\n"),
+        "config.toml:2:25: server.listen: invalid TOML: invalid basic string, expected `\"`"
+    );
+}
+
+#[test]
+fn syntax_error_duplicate_key() {
+    assert_eq!(
+        error("[server]\nlisten = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\nlisten = \"127.0.0.1:3\"\n"),
+        "config.toml:4:1: server.listen: invalid TOML: duplicate key"
+    );
+}
+
+#[test]
+fn syntax_error_unclosed_header() {
+    assert_eq!(
+        error("[services.frob\nsrv = \"x\"\n"),
+        "config.toml:1:15: services.frob: invalid TOML: unclosed table, expected `]`"
+    );
+}
+
+#[test]
+fn syntax_error_in_a_multi_line_array() {
+    assert_eq!(
+        error("[dns]\nservers = [\n  \"10.0.0.1\",\n  10.0.0.2,\n]\n"),
+        "config.toml:4:7: dns.servers[1]: invalid TOML: invalid float, expected nothing"
+    );
+}
+
+// === errors: serde (unknown keys, wrong types) ===
+
+#[test]
+fn unknown_keys() {
+    assert_eq!(
+        error("[sever]\nlisten = \"127.0.0.1:1\"\n"),
+        "config.toml:1:2: sever: unknown field `sever`, expected one of `server`, `dns`, `services`, `routes`"
+    );
+    assert_eq!(
+        error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`"
+    );
+    assert!(service_error("virtual_node = 3").starts_with(
+        "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "
+    ));
+    assert_eq!(
+        error(&format!("{MINIMAL}[services.frob.cache]\nenable = true\n")),
+        "config.toml:7:1: services.frob.cache.enable: unknown field `enable`, expected one of `enabled`, `max_size`, `max_object_size`, `default_ttl`, `max_ttl`, `grace`, `authorized`"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}path = \"/\"\n")),
+        "config.toml:6:1: routes[0].path: unknown field `path`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`"
+    );
+    assert_eq!(
+        error("[services.frob]\ninstances = [{ host = \"a\", adr = \"127.0.0.1:1\" }]\n"),
+        "config.toml:2:28: services.frob.instances[0].adr: unknown field `adr`, expected one of `host`, `addr`, `tokens`"
+    );
+}
+
+#[test]
+fn unknown_key_in_second_route() {
+    assert_eq!(
+        error(&format!("{MINIMAL}[[routes]]\nservice = \"frob\"\nstrip = true\n")),
+        "config.toml:8:1: routes[1].strip: unknown field `strip`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`"
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_eq!(
+        error("[server]\nlisten = 8080\n"),
+        "config.toml:2:10: server.listen = 8080: invalid type: integer `8080`, expected a string"
+    );
+    assert_eq!(
+        service_error("virtual_nodes = \"64\""),
+        "config.toml:3:17: services.frob.virtual_nodes = \"64\": invalid type: string \"64\", expected i64"
+    );
+    assert_eq!(
+        service_error("retry_on = [502, \"503\"]"),
+        "config.toml:3:18: services.frob.retry_on[1] = \"503\": invalid type: string \"503\", expected i64"
+    );
+    assert_eq!(
+        error("server = \"127.0.0.1:1\"\n"),
+        "config.toml:1:10: server = \"127.0.0.1:1\": invalid type: string \"127.0.0.1:1\", expected struct RawServer"
+    );
+    assert_eq!(
+        service_error("instances = [{ host = \"a\", addr = \"127.0.0.1:1\", tokens = [40] }]"),
+        "config.toml:3:60: services.frob.instances[0].tokens[0] = 40: invalid type: integer `40`, expected a string"
+    );
+}
+
+// === errors: values ===
+
+#[test]
+fn virtual_nodes_bounds() {
+    // The example of STYLE.md, at line 7.
+    let text = "[server]\n\n[dns]\n\n[services.frob]\nsrv = \"_frob._http.example.com\"\nvirtual_nodes = 0\n\n[[routes]]\nservice = \"frob\"\n";
+    assert_eq!(
+        error(text),
+        "config.toml:7:17: services.frob.virtual_nodes = 0: must be at least 1"
+    );
+    let parsed = Config::from_toml(text, "config.toml").unwrap_err();
+    assert_eq!(parsed.key(), Some("services.frob.virtual_nodes"));
+    assert_eq!(
+        parsed.position(),
+        Some(Position {
+            line: 7,
+            column: 17
+        })
+    );
+    let ConfigError::Key(details) = &parsed else {
+        panic!("not a key error");
+    };
+    assert_eq!(details.value.as_deref(), Some("0"));
+    assert_eq!(details.problem, "must be at least 1");
+
+    assert_eq!(
+        service_error("virtual_nodes = -1"),
+        "config.toml:3:17: services.frob.virtual_nodes = -1: must be at least 1"
+    );
+    assert_eq!(
+        service_error("virtual_nodes = 4097"),
+        "config.toml:3:17: services.frob.virtual_nodes = 4097: must be at most 4096"
+    );
+}
+
+#[test]
+fn durations_in_the_config() {
+    assert_eq!(
+        error("[dns]\nrefresh = 30\n"),
+        "config.toml:2:11: dns.refresh = 30: a bare number has no unit: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = \"30\"\n"),
+        "config.toml:2:11: dns.refresh = \"30\": 30 has no unit: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = \"\"\n"),
+        "config.toml:2:11: dns.refresh = \"\": empty: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = \"99999999999999999999h\"\n"),
+        "config.toml:2:11: dns.refresh = \"99999999999999999999h\": too large: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = \"1d\"\n"),
+        "config.toml:2:11: dns.refresh = \"1d\": unknown unit \"d\": expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = true\n"),
+        "config.toml:2:11: dns.refresh = true: found a boolean: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error("[dns]\nrefresh = \"500ms\"\n"),
+        "config.toml:2:11: dns.refresh = \"500ms\": must be at least 1s"
+    );
+    assert_eq!(
+        service_error("try_timeout = \"0s\""),
+        "config.toml:3:15: services.frob.try_timeout = \"0s\": must be more than 0s"
+    );
+}
+
+#[test]
+fn sizes_in_the_config() {
+    assert_eq!(
+        service_error("max_body = \"1024\""),
+        "config.toml:3:12: services.frob.max_body = \"1024\": 1024 has no unit: expected a size: a whole number with a unit B, KiB, MiB, GiB, KB, MB or GB, like \"64KiB\""
+    );
+    assert_eq!(
+        service_error("max_body = 1024"),
+        "config.toml:3:12: services.frob.max_body = 1024: a bare number has no unit: expected a size: a whole number with a unit B, KiB, MiB, GiB, KB, MB or GB, like \"64KiB\""
+    );
+    assert_eq!(
+        error("[server]\nmax_header_size = \"512B\"\n"),
+        "config.toml:2:19: server.max_header_size = \"512B\": must be at least 1KiB"
+    );
+}
+
+#[test]
+fn key_source_errors() {
+    assert_eq!(
+        service_error("key = \"regex:^/u/[^/]+\""),
+        "config.toml:3:7: services.frob.key = \"regex:^/u/[^/]+\": the pattern has no capture group: the key is the first group, like regex:^/users/([^/]+)"
+    );
+    assert!(service_error("key = \"regex:(\"").starts_with(
+        "config.toml:3:7: services.frob.key = \"regex:(\": the pattern does not compile: "
+    ));
+    assert_eq!(
+        service_error("key = \"header:X User\""),
+        "config.toml:3:7: services.frob.key = \"header:X User\": \"X User\" is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"
+    );
+    assert_eq!(
+        service_error("key = \"host\""),
+        "config.toml:3:7: services.frob.key = \"host\": expected path, uri, header:NAME, query:NAME, cookie:NAME or regex:PATTERN"
+    );
+}
+
+#[test]
+fn choices() {
+    assert_eq!(
+        service_error("balance = \"random\""),
+        "config.toml:3:11: services.frob.balance = \"random\": expected \"ring\" or \"srv\""
+    );
+    assert_eq!(
+        service_error("tokens = \"txt\""),
+        "config.toml:3:10: services.frob.tokens = \"txt\": expected \"dns\" or \"derived\""
+    );
+    assert_eq!(
+        service_error("writes = \"All\""),
+        "config.toml:3:10: services.frob.writes = \"All\": expected \"primary\" or \"all\""
+    );
+}
+
+#[test]
+fn srv_and_instances() {
+    assert_eq!(
+        service_error("instances = [{ host = \"a\", addr = \"127.0.0.1:1\" }]"),
+        "config.toml:3:13: services.frob.instances: srv and instances are both given: a service's instances come from DNS (srv) or from this list, not both"
+    );
+    assert_eq!(
+        error("[services.frob]\nbalance = \"ring\"\n\n[[routes]]\nservice = \"frob\"\n"),
+        "config.toml:1:1: services.frob: missing srv or instances: expected srv = \"_name._http.example.com\" or instances = [{ host = \"...\", addr = \"ip:port\" }]"
+    );
+    assert_eq!(
+        service_error("slaves = 2"),
+        "config.toml:3:10: services.frob.slaves = 2: only for static instances: with srv, slaves comes from the config.<srv name> TXT record"
+    );
+    assert_eq!(
+        service_error("redundancy = \"host\""),
+        "config.toml:3:14: services.frob.redundancy = \"host\": only for static instances: with srv, redundancy comes from the config.<srv name> TXT record"
+    );
+    assert_eq!(
+        error("[services.frob]\nsrv = \"a b\"\n[[routes]]\nservice = \"frob\"\n"),
+        "config.toml:2:7: services.frob.srv = \"a b\": expected a DNS name, like \"_frobnicator._http.example.com\""
+    );
+}
+
+/// A service with static instances, then `lines`, then a route.
+fn static_error(instances: &str, lines: &str) -> String {
+    error(&format!(
+        "[services.frob]\ninstances = [{instances}]\n{lines}\n[[routes]]\nservice = \"frob\"\n"
+    ))
+}
+
+#[test]
+fn static_instance_errors() {
+    let one = "{ host = \"a\", addr = \"127.0.0.1:1\" }";
+    assert_eq!(
+        static_error(one, "balance = \"srv\""),
+        "config.toml:3:11: services.frob.balance = \"srv\": balance = \"srv\" needs srv: static instances have no SRV priority and weight"
+    );
+    assert_eq!(
+        static_error(one, "tokens = \"dns\""),
+        "config.toml:3:10: services.frob.tokens = \"dns\": static instances have no DNS tokens: list tokens per instance (or leave them out to derive them), or use \"derived\""
+    );
+    assert_eq!(
+        static_error(one, "slaves = 256"),
+        "config.toml:3:10: services.frob.slaves = 256: must be at most 255"
+    );
+    assert_eq!(
+        static_error(one, "redundancy = \"rack\""),
+        "config.toml:3:14: services.frob.redundancy = \"rack\": expected \"none\" or \"host\""
+    );
+    assert_eq!(
+        static_error("", ""),
+        "config.toml:2:13: services.frob.instances = []: expected at least one instance"
+    );
+    assert_eq!(
+        static_error("{ addr = \"127.0.0.1:1\" }", ""),
+        "config.toml:2:14: services.frob.instances[0].host: missing: expected host = \"frob1.example.com\""
+    );
+    assert_eq!(
+        static_error("{ host = \"a\" }", ""),
+        "config.toml:2:14: services.frob.instances[0].addr: missing: expected addr = \"127.0.0.1:8081\""
+    );
+    assert_eq!(
+        static_error("{ host = \"a\", addr = \"localhost:80\" }", ""),
+        "config.toml:2:35: services.frob.instances[0].addr = \"localhost:80\": expected an IP address and port, like \"127.0.0.1:8080\" or \"[::1]:8080\""
+    );
+    assert_eq!(
+        static_error("{ host = \"a\", addr = \"127.0.0.1:0\" }", ""),
+        "config.toml:2:35: services.frob.instances[0].addr = \"127.0.0.1:0\": port 0 cannot be connected to: the port is the instance's port"
+    );
+    assert_eq!(
+        static_error("{ host = \"a b\", addr = \"127.0.0.1:1\" }", ""),
+        "config.toml:2:23: services.frob.instances[0].host = \"a b\": host name \"a b\" holds white space, a control character or ':': expected a host name"
+    );
+    assert_eq!(
+        static_error(&format!("{one}, {{ host = \"A.\", addr = \"127.0.0.2:1\" }}"), ""),
+        "config.toml:2:52: services.frob.instances[1]: a:1 is listed twice (also services.frob.instances[0])"
+    );
+    assert_eq!(
+        static_error("{ host = \"a\", addr = \"127.0.0.1:1\", tokens = [\"40\", \"0x40\"] }", ""),
+        "config.toml:2:66: services.frob.instances[0].tokens[1] = \"0x40\": token \"0x40\" has 'x' at offset 1: a token is 1 to 32 hex digits (0-9, a-f, A-F)"
+    );
+    assert_eq!(
+        static_error("{ host = \"a\", addr = \"127.0.0.1:1\", tokens = [] }", ""),
+        "config.toml:2:59: services.frob.instances[0].tokens = []: expected at least one token: leave tokens out to derive them"
+    );
+    assert_eq!(
+        static_error("{ host = \"a\", addr = \"127.0.0.1:1\", tokens = [\"40\"] }", "tokens = \"derived\""),
+        "config.toml:2:59: services.frob.instances[0].tokens = [\"40\"]: the service says tokens = \"derived\": remove this list, or the service's tokens key"
+    );
+}
+
+#[test]
+fn write_errors() {
+    assert_eq!(
+        service_error("write_quorum = 2"),
+        "config.toml:3:16: services.frob.write_quorum = 2: only with writes = \"all\""
+    );
+    assert_eq!(
+        service_error("writes = \"all\"\nwrite_quorum = 0"),
+        "config.toml:4:16: services.frob.write_quorum = 0: must be at least 1"
+    );
+    assert_eq!(
+        service_error("balance = \"srv\"\nwrites = \"all\""),
+        "config.toml:4:10: services.frob.writes = \"all\": writes = \"all\" needs balance = \"ring\": SRV balancing has no preference list"
+    );
+}
+
+#[test]
+fn retry_errors() {
+    assert_eq!(
+        service_error("retry_on = [502, 600]"),
+        "config.toml:3:18: services.frob.retry_on[1] = 600: must be at most 599: expected an HTTP status code"
+    );
+    assert_eq!(
+        service_error("retry_on = [502, 502]"),
+        "config.toml:3:18: services.frob.retry_on[1] = 502: listed twice"
+    );
+    assert_eq!(
+        service_error("retry_budget = 1.5"),
+        "config.toml:3:16: services.frob.retry_budget = 1.5: expected a ratio from 0 to 1, like 0.2 for 20% of requests"
+    );
+    assert_eq!(
+        service_error("retry_budget = nan"),
+        "config.toml:3:16: services.frob.retry_budget = nan: expected a ratio from 0 to 1, like 0.2 for 20% of requests"
+    );
+    assert_eq!(
+        service_error("retry_min_per_second = -1"),
+        "config.toml:3:24: services.frob.retry_min_per_second = -1: must be at least 0"
+    );
+    assert_eq!(
+        service_error("try_timeout = \"20s\""),
+        "config.toml:3:15: services.frob.try_timeout = \"20s\": must not be more than services.frob.deadline (15s)"
+    );
+    assert_eq!(
+        service_error("deadline = \"1s\""),
+        "config.toml:3:12: services.frob.deadline = \"1s\": must not be less than services.frob.try_timeout (5s)"
+    );
+}
+
+#[test]
+fn cache_errors() {
+    let cache = |lines: &str| error(&format!("{MINIMAL}[services.frob.cache]\n{lines}\n"));
+    assert_eq!(
+        cache("max_object_size = \"512MiB\""),
+        "config.toml:7:19: services.frob.cache.max_object_size = \"512MiB\": must not be more than services.frob.cache.max_size (256MiB)"
+    );
+    assert_eq!(
+        cache("max_size = \"1MiB\""),
+        "config.toml:7:12: services.frob.cache.max_size = \"1MiB\": must not be less than services.frob.cache.max_object_size (8MiB)"
+    );
+    assert_eq!(
+        cache("default_ttl = \"2d\""),
+        "config.toml:7:15: services.frob.cache.default_ttl = \"2d\": unknown unit \"d\": expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        cache("default_ttl = \"25h\""),
+        "config.toml:7:15: services.frob.cache.default_ttl = \"25h\": must not be more than services.frob.cache.max_ttl (24h)"
+    );
+    assert_eq!(
+        cache("max_size = \"0B\""),
+        "config.toml:7:12: services.frob.cache.max_size = \"0B\": must be at least 1B"
+    );
+    assert_eq!(
+        cache("enabled = \"yes\""),
+        "config.toml:7:11: services.frob.cache.enabled = \"yes\": invalid type: string \"yes\", expected a boolean"
+    );
+}
+
+#[test]
+fn server_and_dns_errors() {
+    assert_eq!(
+        error("[server]\nlisten = \"localhost:8080\"\n"),
+        "config.toml:2:10: server.listen = \"localhost:8080\": expected an IP address and port, like \"127.0.0.1:8080\" or \"[::1]:8080\""
+    );
+    assert_eq!(
+        error("[server]\nlisten = \"127.0.0.1:8080\"\nadmin = \"127.0.0.1:8080\"\n"),
+        "config.toml:3:9: server.admin = \"127.0.0.1:8080\": must differ from server.listen"
+    );
+    assert_eq!(
+        error("[server]\nlisten = \"127.0.0.1:9090\"\n"),
+        "config.toml:2:10: server.listen = \"127.0.0.1:9090\": must differ from server.admin (127.0.0.1:9090 by default)"
+    );
+    assert_eq!(
+        error("[dns]\nservers = []\n"),
+        "config.toml:2:11: dns.servers = []: expected at least one server: leave servers out to use the system resolver"
+    );
+    assert_eq!(
+        error("[dns]\nservers = [\"10.0.0.1\", \"ns1.example.com\"]\n"),
+        "config.toml:2:24: dns.servers[1] = \"ns1.example.com\": expected an IP address with an optional port (53 if absent), like \"10.0.0.2\", \"127.0.0.1:5353\" or \"[::1]:53\""
+    );
+    assert_eq!(
+        error("[dns]\nservers = [\"10.0.0.1:0\"]\n"),
+        "config.toml:2:12: dns.servers[0] = \"10.0.0.1:0\": port 0 cannot be a DNS server's port"
+    );
+}
+
+#[test]
+fn services_and_routes_are_required() {
+    assert_eq!(
+        error("[[routes]]\nservice = \"frob\"\n"),
+        "config.toml: services: missing: expected at least one [services.NAME] table"
+    );
+    assert_eq!(
+        error("[services]\n[[routes]]\nservice = \"frob\"\n"),
+        "config.toml:1:1: services: expected at least one service, like [services.frobnicator]"
+    );
+    assert_eq!(
+        error("[services.frob]\nsrv = \"a.example.com\"\n"),
+        "config.toml: routes: missing: expected at least one [[routes]] table, like [[routes]] path_prefix = \"/\" service = \"frobnicator\""
+    );
+    assert_eq!(
+        error("routes = []\n[services.frob]\nsrv = \"a.example.com\"\n"),
+        "config.toml:1:10: routes = []: expected at least one route"
+    );
+    let config = Config::from_toml("", "config.toml").unwrap_err();
+    assert_eq!(config.key(), Some("services"));
+    assert_eq!(config.position(), None);
+}
+
+#[test]
+fn route_errors() {
+    let services =
+        "[services.frob]\nsrv = \"a.example.com\"\n[services.blob]\nsrv = \"b.example.com\"\n";
+    let route = |lines: &str| {
+        error(&format!(
+            "{services}[[routes]]\nservice = \"frob\"\n[[routes]]\n{lines}\n"
+        ))
+    };
+    assert_eq!(
+        route("service = \"frobnicator\""),
+        "config.toml:8:11: routes[1].service = \"frobnicator\": no such service: expected \"blob\" or \"frob\""
+    );
+    assert_eq!(
+        route("path_prefix = \"/a/\""),
+        "config.toml:7:1: routes[1].service: missing: expected service = \"NAME\", naming a [services.NAME] table"
+    );
+    assert_eq!(
+        route("service = \"frob\"\npath_prefix = \"api/\""),
+        "config.toml:9:15: routes[1].path_prefix = \"api/\": expected a path prefix starting with '/', like \"/api/\""
+    );
+    assert_eq!(
+        route("service = \"frob\"\nhost = \"example.com:8080\""),
+        "config.toml:9:8: routes[1].host = \"example.com:8080\": a port never matches, since ports are ignored: expected a host name without a port, like \"api.example.com\""
+    );
+    assert_eq!(
+        route("service = \"frob\"\nhost = \"\""),
+        "config.toml:9:8: routes[1].host = \"\": expected a host name without a port, like \"api.example.com\""
+    );
+}
+
+#[test]
+fn service_names() {
+    assert_eq!(
+        error("[services.\"a b\"]\nsrv = \"a.example.com\"\n[[routes]]\nservice = \"a b\"\n"),
+        "config.toml:1:11: services.\"a b\": bad service name: expected ASCII letters, digits, '-', '_' and '.'"
+    );
+    // Keys that are not bare are quoted in paths.
+    assert_eq!(
+        error("[services.\"my.svc\"]\nsrv = \"a.example.com\"\nvirtual_nodes = 0\n"),
+        "config.toml:3:17: services.\"my.svc\".virtual_nodes = 0: must be at least 1"
+    );
+}
+
+// === positions and quoting ===
+
+#[test]
+fn columns_count_characters() {
+    // "é" is two bytes, one column.
+    assert_eq!(
+        error("# café\n[dns]\nrefresh = \"é\"\n"),
+        "config.toml:3:11: dns.refresh = \"é\": expected a digit, found 'é': expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+}
+
+#[test]
+fn long_and_multi_line_values_are_shortened() {
+    assert_eq!(
+        error("[dns]\nservers = [\n]\n"),
+        "config.toml:2:11: dns.servers = [ …: expected at least one server: leave servers out to use the system resolver"
+    );
+    let long = "a".repeat(100);
+    let message = error(&format!("[dns]\nrefresh = \"{long}\"\n"));
+    assert!(
+        message.starts_with(&format!(
+            "config.toml:2:11: dns.refresh = \"{} …: ",
+            "a".repeat(59)
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_file_is_named() {
+    let error = Config::from_toml(
+        "[dns]\nrefresh = 1\n",
+        Path::new("/etc/shardproxy/main.toml"),
+    )
+    .unwrap_err();
+    assert!(error
+        .to_string()
+        .starts_with("/etc/shardproxy/main.toml:2:11: dns.refresh = 1: "));
+}
+
+#[test]
+fn unreadable_file() {
+    let error = Config::load(Path::new("/nonexistent/shardproxy.toml")).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/shardproxy.toml: cannot read the configuration: "),
+        "{error}"
+    );
+    assert_eq!(error.key(), None);
+}
+
+#[test]
+fn load_reads_a_file() {
+    let path = std::env::temp_dir().join(format!("shardproxy-config-{}.toml", std::process::id()));
+    std::fs::write(&path, MINIMAL).unwrap();
+    let loaded = Config::load(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.unwrap(), load(MINIMAL));
+}
+
+// === the example ===
+
+#[test]
+fn example_config_loads() {
+    let text = include_str!("../../../config.example.toml");
+    let config = load(text);
+    assert_eq!(config.service_names(), ["counter", "frobnicator"]);
+    assert_eq!(
+        config.dns_servers(),
+        Some(&["127.0.0.1:5353".parse().unwrap()][..])
+    );
+
+    let frobnicator = config.service("frobnicator").unwrap();
+    assert_eq!(
+        frobnicator.discovery,
+        Discovery::Dns {
+            srv: "_frobnicator._http.example.com".into(),
+            tokens: TokenSource::Dns
+        }
+    );
+    assert!(frobnicator.cache.enabled);
+
+    let counter = config.service("counter").unwrap();
+    let Discovery::Static {
+        members,
+        replication,
+    } = &counter.discovery
+    else {
+        panic!("counter is not static");
+    };
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|member| member.addr.ip().is_loopback()));
+    assert_eq!(replication.slaves, 1);
+    assert_eq!(counter.key, KeySource::Header("x-counter-id".into()));
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes[0].service, "counter");
+    assert_eq!(config.routes[1].service, "frobnicator");
+
+    // The example shows the defaults wherever it does not say otherwise.
+    assert_eq!(config.server, ServerConfig::default());
+    let mut defaults = load(&format!(
+        "[services.frobnicator]\nsrv = \"_frobnicator._http.example.com\"\n{MINIMAL}"
+    ))
+    .service("frobnicator")
+    .unwrap()
+    .clone();
+    defaults.cache.enabled = true;
+    assert_eq!(frobnicator, &defaults);
+}
+
+#[test]
+fn example_config_documents_every_key() {
+    let text = include_str!("../../../config.example.toml");
+    let keys = [
+        "listen",
+        "admin",
+        "max_header_size",
+        "servers",
+        "refresh",
+        "srv",
+        "balance",
+        "key",
+        "tokens",
+        "virtual_nodes",
+        "transition_grace",
+        "writes",
+        "write_quorum",
+        "max_body",
+        "retry_on",
+        "try_timeout",
+        "deadline",
+        "retry_budget",
+        "retry_min_per_second",
+        "retry_body_limit",
+        "enabled",
+        "max_size",
+        "max_object_size",
+        "default_ttl",
+        "max_ttl",
+        "grace",
+        "authorized",
+        "instances",
+        "slaves",
+        "redundancy",
+        "host",
+        "path_prefix",
+        "service",
+        "strip_prefix",
+    ];
+    for key in keys {
+        assert!(
+            text.lines().any(|line| {
+                let line = line.trim_start_matches("# ");
+                line.starts_with(&format!("{key} = ")) || line.contains(&format!("{{ {key} = "))
+            }),
+            "the example does not show {key}"
+        );
+    }
+}

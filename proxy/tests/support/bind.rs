@@ -1,0 +1,355 @@
+//! A real BIND `named` (Debian packages `bind9`, `bind9-dnsutils`) serving
+//! one dynamic zone on a loopback port, for end-to-end tests against the DNS
+//! server operators actually run.
+//!
+//! ```ignore
+//! let bind = BindServer::start("example.com", r#"
+//! _frob._http  IN SRV 10 50 8081 frob1
+//! frob1        IN A   127.0.0.1
+//! "#);
+//! // ... point a resolver at bind.addr() ...
+//! bind.nsupdate("update add tokens.8081.frob1.example.com. 1 TXT \"40\"");
+//! ```
+//!
+//! Each server runs in a fresh directory under the system temp dir (config,
+//! zone file, journal, named's log), removed when the server is dropped.
+//! Without BIND installed, [`BindServer::start`] panics: tests that need it
+//! fail rather than pass vacuously.
+
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+
+/// How long `named` gets to load the zone and answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many ports to try if the one picked is taken before `named` binds it.
+const PORT_ATTEMPTS: u32 = 3;
+
+const INSTALL_HINT: &str = "install BIND with `apt-get install bind9 bind9-dnsutils`";
+
+/// A running `named`, authoritative for one zone that accepts dynamic updates
+/// from 127.0.0.1. Stopped (killed) and its directory removed on drop.
+pub struct BindServer {
+    child: Option<Child>,
+    addr: SocketAddr,
+    origin: String,
+    dir: PathBuf,
+}
+
+impl BindServer {
+    /// Starts `named` serving the zone `zone_origin` (e.g. `"example.com"`,
+    /// with or without the final dot) from `initial_zone_text`, in RFC 1035
+    /// master-file format with `$ORIGIN` set to the zone. Returns once
+    /// `named` answers the zone's SOA query.
+    ///
+    /// If the text has no SOA record, this header is put before it: `$TTL 1`
+    /// (so records without a TTL get 1 second), an SOA whose negative TTL is
+    /// 1 second, and `@ NS localhost.`.
+    ///
+    /// Blocks the thread (for the fraction of a second named takes to
+    /// start), which is fine in a `#[tokio::test]`.
+    ///
+    /// # Panics
+    ///
+    /// If `named` is not installed, exits, does not load the zone or does
+    /// not answer within 20 s; the message includes named's log.
+    pub fn start(zone_origin: &str, initial_zone_text: &str) -> BindServer {
+        let named = find_program("named");
+        let zone = zone_origin.trim_end_matches('.');
+        assert!(!zone.is_empty(), "the zone origin must not be the root");
+        let origin = format!("{zone}.");
+        let dir = fresh_dir();
+        let zone_file = dir.join("zone.db");
+        fs::write(&zone_file, zone_text(&origin, initial_zone_text))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
+
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port();
+            let conf = dir.join("named.conf");
+            fs::write(&conf, named_conf(&dir, zone, &zone_file, port))
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+            let log_path = dir.join("named.log");
+            let log = fs::File::create(&log_path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+            let err_log = log.try_clone().unwrap();
+            // -g: foreground, all logging to stderr; -4: IPv4 only. As
+            // whatever user runs the tests (root included): no -u.
+            let child = Command::new(&named)
+                .arg("-g")
+                .arg("-4")
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err_log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", named.display()));
+            let mut server = BindServer {
+                child: Some(child),
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                origin: origin.clone(),
+                dir: dir.clone(),
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(PortTaken) if attempt < PORT_ATTEMPTS => {
+                    // Keep the directory for the next attempt.
+                    server.kill();
+                    server.dir = PathBuf::new();
+                }
+                Err(PortTaken) => server.fail("its port stayed taken"),
+            }
+        }
+        unreachable!("the last attempt returns or panics");
+    }
+
+    /// The address `named` listens on (UDP and TCP, 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The zone's origin, absolute (`"example.com."`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The server's directory (config, zone file, journal, log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What `named` has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
+    }
+
+    /// Runs `nsupdate` against this server with `commands` (one per line,
+    /// e.g. `update add NAME TTL TYPE DATA`, `update delete NAME TYPE`),
+    /// then `send`. `server` and `zone` are set first. BIND applies an update
+    /// before it answers, so the change is visible once this returns.
+    ///
+    /// # Panics
+    ///
+    /// If `nsupdate` is not installed or fails (the message includes its
+    /// output and named's log).
+    pub fn nsupdate(&self, commands: &str) {
+        let nsupdate = find_program("nsupdate");
+        let script = format!(
+            "server {} {}\nzone {}\n{}\nsend\n",
+            self.addr.ip(),
+            self.addr.port(),
+            self.origin,
+            commands.trim_end(),
+        );
+        let mut child = Command::new(&nsupdate)
+            .args(["-t", "10"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nsupdate.display()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "nsupdate failed ({}) on:\n{script}\nstdout:\n{}\nstderr:\n{}\nnamed's log:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log(),
+        );
+    }
+
+    /// Kills `named` (the address stops answering) and removes the
+    /// directory. Idempotent; also done on drop.
+    pub fn stop(&mut self) {
+        self.kill();
+        if !self.dir.as_os_str().is_empty() {
+            // Best effort: a leftover temp dir does not fail a test.
+            let _ = fs::remove_dir_all(&self.dir);
+            self.dir = PathBuf::new();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until `named` answers the zone's SOA with authority.
+    fn wait_ready(&mut self) -> Result<(), PortTaken> {
+        let origin = Name::from_ascii(&self.origin).unwrap();
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        socket.connect(self.addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut id: u16 = 0;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                // named exits when it cannot bind its port.
+                if self
+                    .log()
+                    .contains("unable to listen on any configured interfaces")
+                {
+                    return Err(PortTaken);
+                }
+                self.fail(&format!("named exited ({status})"));
+            }
+            if self.log().contains("not loaded due to errors") {
+                self.fail("named did not load the zone");
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("named did not answer within {READY_TIMEOUT:?}"));
+            }
+
+            id = id.wrapping_add(1);
+            let mut query = Message::query();
+            query.metadata.id = id;
+            query.add_query(Query::query(origin.clone(), RecordType::SOA));
+            // A send error (nothing listening yet) is like no answer.
+            let _ = socket.send(&query.to_vec().unwrap());
+            let mut buf = [0u8; 4096];
+            let answered = match socket.recv(&mut buf) {
+                Ok(len) => Message::from_vec(&buf[..len]).is_ok_and(|m| {
+                    m.metadata.id == id
+                        && m.metadata.authoritative
+                        && m.metadata.response_code == ResponseCode::NoError
+                        && !m.answers.is_empty()
+                }),
+                Err(_) => false,
+            };
+            if answered {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        self.kill();
+        let log = self.log();
+        let conf = fs::read_to_string(self.dir.join("named.conf")).unwrap_or_default();
+        let zone = fs::read_to_string(self.dir.join("zone.db")).unwrap_or_default();
+        panic!(
+            "BIND did not start: {why}\n--- named's log ---\n{log}\n--- named.conf ---\n{conf}\n\
+             --- zone file ---\n{zone}"
+        );
+    }
+}
+
+impl Drop for BindServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The port picked was taken before `named` could bind it.
+struct PortTaken;
+
+/// The zone file: `text`, after a default header unless it has an SOA.
+fn zone_text(origin: &str, text: &str) -> String {
+    let has_soa = text.lines().any(|line| {
+        let data = line.split(';').next().unwrap_or("");
+        data.split_whitespace()
+            .any(|word| word.eq_ignore_ascii_case("SOA"))
+    });
+    let header = if has_soa {
+        format!("$ORIGIN {origin}\n")
+    } else {
+        format!(
+            "$ORIGIN {origin}\n\
+             $TTL 1\n\
+             @ IN SOA localhost. hostmaster.{origin} 1 3600 600 86400 1\n\
+             @ IN NS localhost.\n"
+        )
+    };
+    format!("{header}{text}\n")
+}
+
+fn named_conf(dir: &Path, zone: &str, zone_file: &Path, port: u16) -> String {
+    let dir = dir.display();
+    let zone_file = zone_file.display();
+    format!(
+        r#"options {{
+    directory "{dir}";
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    managed-keys-directory "{dir}";
+    dump-file "{dir}/named_dump.db";
+    statistics-file "{dir}/named.stats";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-query {{ any; }};
+}};
+// No rndc control channel: it would need a key and port 953.
+controls {{ }};
+zone "{zone}" {{
+    type primary;
+    file "{zone_file}";
+    journal "{zone_file}.jnl";
+    allow-update {{ 127.0.0.1; }};
+}};
+"#
+    )
+}
+
+/// A loopback port free (for now) for both UDP and TCP.
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A new, empty directory under the system temp dir.
+fn fresh_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "shardproxy-bind-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+    ));
+    fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// The path of a BIND program, from /usr/sbin, /usr/bin or `PATH`.
+fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/usr/sbin", "/usr/bin", "/sbin"]
+        .iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` not found in /usr/sbin, /usr/bin or PATH: {INSTALL_HINT}")
+        })
+}
