@@ -139,6 +139,17 @@ async fn resolve_one(config: &Config, service: &str) -> Result<(Source, Resolved
     }
 }
 
+/// Loads the config and resolves one service's ring once; warnings go to
+/// stderr so that stdout stays machine-readable.
+async fn load_and_resolve(path: &Path, service: &str) -> Result<(Source, Resolved), ExitCode> {
+    let config = load_config(path)?;
+    let found = resolve_one(&config, service).await?;
+    for warning in &found.1.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(found)
+}
+
 fn print(text: &str) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -190,17 +201,10 @@ async fn check(path: &Path) -> ExitCode {
 }
 
 async fn ring_show(path: &Path, service: &str, json: bool) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let (source, resolved) = match resolve_one(&config, service).await {
+    let (source, resolved) = match load_and_resolve(path, service).await {
         Ok(found) => found,
         Err(code) => return code,
     };
-    for warning in &resolved.warnings {
-        eprintln!("warning: {warning}");
-    }
     let view = ServiceView::new(
         service,
         source.describe(),
@@ -222,17 +226,10 @@ async fn ring_show(path: &Path, service: &str, json: bool) -> ExitCode {
 }
 
 async fn ring_lookup(path: &Path, service: &str, json: bool, keys: &[String]) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let (_, resolved) = match resolve_one(&config, service).await {
+    let (_, resolved) = match load_and_resolve(path, service).await {
         Ok(found) => found,
         Err(code) => return code,
     };
-    for warning in &resolved.warnings {
-        eprintln!("warning: {warning}");
-    }
     let Table::Ring(ring) = &resolved.table else {
         eprintln!("service {service} is not sharded (balance = \"srv\"): it has no ring");
         return ExitCode::FAILURE;

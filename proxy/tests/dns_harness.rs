@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use hickory_proto::rr::{RData, RecordType};
 use hickory_resolver::lookup::Lookup;
 use hickory_resolver::TokioResolver;
+use shardproxy::discovery::build_resolver;
 use shardproxy::dns_server::{DnsServer, Mode, Zone, ZoneRecord};
 use support::bind::BindServer;
 
@@ -149,7 +150,7 @@ async fn in_process_server_serves_the_ring_and_changes() {
     let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), zone)
         .await
         .unwrap();
-    let resolver = support::resolver(server.addr());
+    let resolver = build_resolver(Some(&[server.addr()])).unwrap();
     assert_serves_the_ring(&resolver).await;
 
     // A fourth instance joins.
@@ -178,7 +179,7 @@ async fn in_process_server_serves_the_ring_and_changes() {
 async fn bind_serves_the_ring_and_takes_updates() {
     let mut bind = BindServer::start("example.com", ZONE_TEXT);
     assert_eq!(bind.origin(), "example.com.");
-    let resolver = support::resolver(bind.addr());
+    let resolver = build_resolver(Some(&[bind.addr()])).unwrap();
     assert_serves_the_ring(&resolver).await;
 
     // A fourth instance joins, by dynamic update as an operator would.
