@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
     /// request header section over this gets `431`.
     pub max_header_size: u64,
+    /// `workers` (default: one per CPU core): threads serving requests.
+    /// Run several processes on one port (`SO_REUSEPORT`) to use more
+    /// cores with less sharing, as the systemd unit does.
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 /// `[dns]`.
@@ -313,6 +317,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
             admin: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             max_header_size: 32 << 10,
+            workers: None,
         }
     }
 }

@@ -39,6 +39,7 @@ pub(super) struct RawServer {
     pub(super) listen: Text,
     pub(super) admin: Text,
     pub(super) max_header_size: Quantity,
+    pub(super) workers: Int,
 }
 
 /// `[dns]`.

@@ -16,7 +16,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::check::{
-    check, duration, field, flag, one_of, required, size_at_least, socket_addr, span_of,
+    check, duration, field, flag, int_in, one_of, required, size_at_least, socket_addr, span_of,
     span_or_nowhere,
 };
 use super::duration::format_duration;
@@ -100,10 +100,18 @@ fn server(
         defaults.max_header_size,
         size_at_least(MIN_MAX_HEADER_SIZE),
     )?;
+    let workers = field(
+        source,
+        &key.key("workers"),
+        raw.workers.as_ref(),
+        defaults.workers,
+        |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
         max_header_size,
+        workers,
     })
 }
 
