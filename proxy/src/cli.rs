@@ -1,4 +1,5 @@
-//! The command line (SPEC §8): `check`, `ring show` and `ring lookup`.
+//! The command line (SPEC §8): `run`, `check`, `demo`, `ring show` and
+//! `ring lookup`.
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
 //! and returns an exit code: 0 when all went well, 1 on any error (SPEC §8
@@ -26,6 +27,25 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve: the proxy on `server.listen`, the admin API on `server.admin`.
+    Run {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Everything on one machine: an embedded DNS server publishing a ring,
+    /// demo backends, and the proxy, with instructions to try it.
+    Demo {
+        /// Where the proxy listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the admin API listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+        /// How many backends to start (at least 2).
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        backends: usize,
+    },
     /// Validate the config, resolve every ring once and print a summary of
     /// each service; exit 1 on any error.
     Check {
@@ -79,20 +99,20 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Check { config } => check(&config).await,
-            Command::Ring { command } => match command {
+    match cli.command {
+        Command::Run { config } => serve(&config),
+        Command::Demo {
+            listen,
+            admin,
+            backends,
+        } => demo(crate::demo::DemoOptions {
+            listen,
+            admin,
+            backends,
+        }),
+        Command::Check { config } => on_one_thread(check(&config)),
+        Command::Ring { command } => on_one_thread(async move {
+            match command {
                 RingCommand::Show {
                     config,
                     service,
@@ -104,9 +124,93 @@ pub fn run(cli: Cli) -> ExitCode {
                     json,
                     keys,
                 } => ring_lookup(&config, &service, json, &keys).await,
-            },
+            }
+        }),
+    }
+}
+
+/// Runs a one-shot command on a single-threaded runtime.
+fn on_one_thread(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `shardproxy run`: serves until SIGINT or SIGTERM, then drains.
+fn serve(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.server.workers {
+        runtime.worker_threads(workers.get());
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match crate::app::start(config).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("cannot start: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %running.listen, admin = %running.admin, "serving");
+        stop_signal().await;
+        tracing::info!("stopping: draining connections");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// `shardproxy demo`: runs until SIGINT or SIGTERM.
+fn demo(options: crate::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match crate::demo::run(options, stop_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("demo: {error}");
+                ExitCode::FAILURE
+            }
         }
     })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler, wait for Ctrl-C alone.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// Loads the config or prints why not.

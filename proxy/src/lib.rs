@@ -8,13 +8,33 @@
 //!   whole.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
+//! - [`app`]: the running proxy's shared state; start and stop.
+//! - [`server`]: the listeners and their accept loops.
+//! - [`route`]: which service a request belongs to.
+//! - [`key`]: the shard key of a request.
+//! - [`forward`]: forwarding with retries on the preference list.
+//! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`error`]: what the proxy answers when it cannot forward.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the admin API.
+//! - [`demo`]: `shardproxy demo`.
 //! - [`view`]: the JSON and text views of rings for the admin API and CLI.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod discovery;
 pub mod dns_server;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod key;
+pub mod metrics;
+pub mod route;
+pub mod server;
 pub mod view;

@@ -1,0 +1,324 @@
+//! The admin API on `server.admin` (SPEC §7): metrics, liveness,
+//! readiness, and the rings as discovered.
+//!
+//! | path | answer |
+//! | --- | --- |
+//! | `/metrics` | `200`, the Prometheus text format ([`Metrics::render`](crate::metrics::Metrics::render)) |
+//! | `/healthz` | `200 ok` while the process serves |
+//! | `/readyz` | `200 ready` once every service has a ring with at least one instance; else `503` naming the services that do not |
+//! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
+//! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
+//!
+//! Every path answers `GET` and `HEAD`; other methods get `405` with an
+//! `Allow` header, and other paths `404`. `/ring/lookup` reports what is
+//! wrong as JSON `{"error": "..."}`: `400` for a missing or undecodable
+//! parameter or a `balance = "srv"` service (it has no ring), `404` for an
+//! unknown service, `503` for a service whose ring is not there yet.
+//!
+//! Admin requests carry nothing in their bodies, so the routing is the
+//! plain function [`respond`] of method and URI, which the tests call
+//! without a connection.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::app::{App, Service};
+use crate::config::Balance;
+use crate::discovery::{RefreshStatus, ServiceRing, Table};
+use crate::key::query_param;
+use crate::view::{LookupView, ServiceView};
+
+/// The content type of `/metrics`: the Prometheus text format, version
+/// 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const ALLOW: &str = "GET, HEAD";
+
+/// The admin endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Metrics,
+    Healthz,
+    Readyz,
+    Ring,
+    Lookup,
+}
+
+impl Endpoint {
+    /// The endpoint at `path`, exactly (no trailing slash, no prefix).
+    fn at(path: &str) -> Option<Endpoint> {
+        match path {
+            "/metrics" => Some(Endpoint::Metrics),
+            "/healthz" => Some(Endpoint::Healthz),
+            "/readyz" => Some(Endpoint::Readyz),
+            "/ring" => Some(Endpoint::Ring),
+            "/ring/lookup" => Some(Endpoint::Lookup),
+            _ => None,
+        }
+    }
+}
+
+/// `/ring`: every service's view.
+#[derive(Serialize)]
+struct RingsView {
+    services: Vec<ServiceView>,
+}
+
+/// A JSON error body.
+#[derive(Serialize)]
+struct ErrorView<'a> {
+    error: &'a str,
+}
+
+/// Answers one admin request. The request body is not read: no endpoint
+/// takes one.
+pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    respond(app, request.method(), request.uri())
+}
+
+/// The answer to `method` on `uri`. `HEAD` gets the headers `GET` would,
+/// `Content-Length` included, and no body.
+pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
+    let path = uri.path();
+    let Some(endpoint) = Endpoint::at(path) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no admin endpoint at {path}: the endpoints are /metrics, /healthz, /readyz, \
+                 /ring and /ring/lookup?service=NAME&key=KEY\n"
+            ),
+        );
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} is not allowed on {path}: use GET or HEAD\n"),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return response;
+    }
+    let response = match endpoint {
+        Endpoint::Metrics => reply(
+            StatusCode::OK,
+            METRICS_CONTENT_TYPE,
+            app.metrics.render(&app.services),
+        ),
+        Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
+        Endpoint::Readyz => readiness(app),
+        Endpoint::Ring => json(
+            StatusCode::OK,
+            &RingsView {
+                services: app.services.iter().map(service_view).collect(),
+            },
+        ),
+        Endpoint::Lookup => lookup(app, uri.query()),
+    };
+    if method == Method::HEAD {
+        without_body(response)
+    } else {
+        response
+    }
+}
+
+/// `/readyz`: ready once every service has a ring with instances.
+fn readiness(app: &App) -> Response<Full<Bytes>> {
+    if app.discovery.ready() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    let mut body = String::from("not ready: not every service has a ring with instances yet\n");
+    for service in &app.services {
+        if let Some(reason) = not_ready(&service.ring) {
+            body.push_str(&format!("{}: {reason}\n", service.config.name));
+        }
+    }
+    text(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+/// Why `ring` keeps the proxy from being ready, if it does.
+fn not_ready(ring: &ServiceRing) -> Option<String> {
+    match ring.load().as_ref() {
+        None => Some(format!("no ring yet{}", last_failure(&ring.status()))),
+        Some(snapshot) if snapshot.table.is_empty() => Some("the ring has no instances".to_owned()),
+        Some(_) => None,
+    }
+}
+
+/// `" (last refresh failed: ...)"` when there is a failure to show, else
+/// nothing.
+fn last_failure(status: &RefreshStatus) -> String {
+    status
+        .last_error
+        .as_ref()
+        .map(|(_, error)| format!(" (last refresh failed: {error})"))
+        .unwrap_or_default()
+}
+
+/// One service as `/ring` shows it.
+fn service_view(service: &Service) -> ServiceView {
+    let snapshot = service.ring.load_full();
+    ServiceView::new(
+        &service.config.name,
+        service.source.describe(),
+        snapshot
+            .as_ref()
+            .map(|snapshot| (&snapshot.table, snapshot.discovered_at)),
+        &service.ring.status(),
+        false,
+    )
+}
+
+/// `/ring/lookup?service=S&key=K`.
+fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
+    let query = query.unwrap_or_default();
+    let (name, key) = match (query_param(query, "service"), query_param(query, "key")) {
+        (Some(name), Some(key)) => (name, key),
+        (None, None) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "missing query parameters \"service\" and \"key\": use /ring/lookup?service=NAME&key=KEY",
+            )
+        }
+        (None, Some(_)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "missing query parameter \"service\": use /ring/lookup?service=NAME&key=KEY",
+            )
+        }
+        (Some(_), None) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "missing query parameter \"key\": use /ring/lookup?service=NAME&key=KEY",
+            )
+        }
+    };
+    let Some(service) = std::str::from_utf8(&name)
+        .ok()
+        .and_then(|name| app.service(name))
+    else {
+        let names: Vec<String> = app
+            .services
+            .iter()
+            .map(|service| format!("{:?}", service.config.name))
+            .collect();
+        return json_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no service {:?}: the services are {}",
+                String::from_utf8_lossy(&name),
+                names.join(", ")
+            ),
+        );
+    };
+    let Ok(key) = std::str::from_utf8(&key) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the key {:?} is not UTF-8 once decoded, and the answer shows it as a JSON string; \
+                 look it up with `shardproxy ring lookup` instead",
+                String::from_utf8_lossy(&key)
+            ),
+        );
+    };
+    lookup_on(&service.config.name, service.config.balance, &service.ring, key)
+}
+
+/// `key`'s preference list on the ring in use of `service`.
+fn lookup_on(
+    service: &str,
+    balance: Balance,
+    ring: &ServiceRing,
+    key: &str,
+) -> Response<Full<Bytes>> {
+    let srv_error = || {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "service {service:?} has balance = \"srv\": it has no ring, so keys have no \
+                 preference list"
+            ),
+        )
+    };
+    if balance == Balance::Srv {
+        return srv_error();
+    }
+    let Some(snapshot) = ring.load_full() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "service {service:?} has no ring yet{}",
+                last_failure(&ring.status())
+            ),
+        );
+    };
+    match &snapshot.table {
+        Table::Srv(_) => srv_error(),
+        Table::Ring(ring) if ring.is_empty() => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the ring of service {service:?} has no instances"),
+        ),
+        Table::Ring(ring) => json(StatusCode::OK, &LookupView::new(service, key, ring)),
+    }
+}
+
+// === responses ===
+
+/// A response with `body` of `content_type`.
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A plain-text response.
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    reply(status, TEXT, body)
+}
+
+/// `value` as JSON, with a final newline for terminals.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            reply(status, JSON, body)
+        }
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the answer as JSON: {error}\n"),
+        ),
+    }
+}
+
+/// `{"error": message}`.
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, &ErrorView { error: message })
+}
+
+/// The response to a `HEAD`: `response`'s headers with the length of its
+/// body, and no body.
+fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+//! Tests of the admin API through [`respond`], on an [`App`] with a static
+//! ring, a DNS ring that cannot resolve, and an SRV-balanced service.
+
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::Config;
+use crate::metrics::tests::{parse_exposition, value};
+
+/// `frob`: a static ring of two instances with one replica; `pending`: a
+/// DNS ring whose only server drops every query, so it has no ring for the
+/// life of a test; `web`: `balance = "srv"`, equally without records.
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[dns]
+servers = ["192.0.2.1:53"]
+
+[services.frob]
+instances = [
+    { host = "a.example", addr = "127.0.0.1:9", tokens = ["40"] },
+    { host = "b.example", addr = "127.0.0.1:10", tokens = ["c0"] },
+]
+slaves = 1
+
+[services.pending]
+srv = "_pending._http.example.invalid"
+
+[services.web]
+srv = "_web._http.example.invalid"
+balance = "srv"
+
+[[routes]]
+service = "frob"
+"#;
+
+/// Only `frob`.
+const READY_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[services.frob]
+instances = [{ host = "a.example", addr = "127.0.0.1:9", tokens = ["40"] }]
+
+[[routes]]
+service = "frob"
+"#;
+
+fn app(config: &str) -> App {
+    App::new(Config::from_toml(config, "test.toml").unwrap()).unwrap()
+}
+
+/// The status, headers and body of `method uri`.
+async fn call(app: &App, method: Method, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let response = respond(app, &method, &uri.parse().unwrap());
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+async fn get(app: &App, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    call(app, Method::GET, uri).await
+}
+
+/// A JSON answer's status and value, checking its content type.
+async fn get_json(app: &App, uri: &str) -> (StatusCode, Value) {
+    let (status, headers, body) = get(app, uri).await;
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn healthz_answers_while_serving() {
+    let app = app(CONFIG);
+    let (status, headers, body) = get(&app, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "ok\n");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = app(CONFIG);
+    app.service("frob")
+        .unwrap()
+        .metrics
+        .request(200, std::time::Duration::from_millis(2));
+    let (status, headers, body) = get(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4");
+    let samples = parse_exposition(&body).unwrap();
+    let requests = [("service", "frob"), ("status", "200")];
+    assert_eq!(value(&samples, "shardproxy_requests_total", &requests), Some(1.0));
+    let frob = [("service", "frob")];
+    assert_eq!(value(&samples, "shardproxy_ring_instances", &frob), Some(2.0));
+    assert_eq!(value(&samples, "shardproxy_ring_tokens", &frob), Some(2.0));
+    let pending = [("service", "pending")];
+    assert_eq!(value(&samples, "shardproxy_ring_instances", &pending), Some(0.0));
+}
+
+#[tokio::test]
+async fn readyz_names_the_services_without_a_ring() {
+    let app = app(CONFIG);
+    let (status, _, body) = get(&app, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "not ready: not every service has a ring with instances yet"
+    );
+    assert!(lines[1].starts_with("pending: no ring yet"), "{body}");
+    assert!(lines[2].starts_with("web: no ring yet"), "{body}");
+    assert_eq!(lines.len(), 3, "{body}");
+
+    let ready = self::app(READY_CONFIG);
+    let (status, _, body) = get(&ready, "/readyz").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ready\n"));
+}
+
+#[tokio::test]
+async fn ring_shows_every_service_in_order() {
+    let app = app(CONFIG);
+    let (status, ring) = get_json(&app, "/ring").await;
+    assert_eq!(status, StatusCode::OK);
+    let services = ring["services"].as_array().unwrap();
+    let names: Vec<&str> = services
+        .iter()
+        .map(|service| service["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["frob", "pending", "web"]);
+    let frob = &services[0];
+    assert_eq!(frob["source"], "static");
+    assert_eq!(frob["settings"]["slaves"], 1);
+    assert_eq!(frob["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(frob["instances"][0]["host"], "a.example");
+    assert_eq!(frob["instances"][0]["tokens"], json!(["40000000000000000000000000000000"]));
+    assert_eq!(frob["instances"][1]["addr"], "127.0.0.1:10");
+    assert!(frob.get("ranges").is_none(), "no ranges at /ring");
+    assert!(frob["discovered_at"].as_f64().is_some());
+    assert_eq!(services[1]["source"], "_pending._http.example.invalid");
+    assert_eq!(services[1]["instances"], json!([]));
+    assert_eq!(services[1]["fingerprint"], Value::Null);
+}
+
+#[tokio::test]
+async fn lookup_answers_the_preference_list() {
+    let app = app(CONFIG);
+    // `hello` hashes to b5e9…, owned by the token c0 (b.example); a.example
+    // is the replica.
+    let (status, answer) = get_json(&app, "/ring/lookup?service=frob&key=hello").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer,
+        json!({
+            "service": "frob",
+            "key": "hello",
+            "hash": "b5e9c1ad071b3e7fc779cfaa5e523818",
+            "instances": [
+                {"host": "b.example", "port": 10, "addr": "127.0.0.1:10"},
+                {"host": "a.example", "port": 9, "addr": "127.0.0.1:9"},
+            ],
+        })
+    );
+    // The key is form-decoded; parameters come in any order.
+    let (status, answer) = get_json(&app, "/ring/lookup?key=h%65llo+w&service=frob").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["key"], "hello w");
+    let (_, plain) = get_json(&app, "/ring/lookup?service=frob&key=hello%20w").await;
+    assert_eq!(plain["hash"], answer["hash"]);
+}
+
+#[tokio::test]
+async fn lookup_says_what_is_wrong() {
+    let app = app(CONFIG);
+    let cases = [
+        (
+            "/ring/lookup",
+            StatusCode::BAD_REQUEST,
+            "missing query parameters \"service\" and \"key\": use /ring/lookup?service=NAME&key=KEY",
+        ),
+        (
+            "/ring/lookup?key=k",
+            StatusCode::BAD_REQUEST,
+            "missing query parameter \"service\": use /ring/lookup?service=NAME&key=KEY",
+        ),
+        (
+            "/ring/lookup?service=frob",
+            StatusCode::BAD_REQUEST,
+            "missing query parameter \"key\": use /ring/lookup?service=NAME&key=KEY",
+        ),
+        (
+            "/ring/lookup?service=nope&key=k",
+            StatusCode::NOT_FOUND,
+            "no service \"nope\": the services are \"frob\", \"pending\", \"web\"",
+        ),
+        (
+            "/ring/lookup?service=frob&key=%FF",
+            StatusCode::BAD_REQUEST,
+            "the key \"\u{fffd}\" is not UTF-8 once decoded, and the answer shows it as a JSON \
+             string; look it up with `shardproxy ring lookup` instead",
+        ),
+        (
+            "/ring/lookup?service=web&key=k",
+            StatusCode::BAD_REQUEST,
+            "service \"web\" has balance = \"srv\": it has no ring, so keys have no preference list",
+        ),
+    ];
+    for (uri, expected_status, message) in cases {
+        let (status, answer) = get_json(&app, uri).await;
+        assert_eq!(status, expected_status, "{uri}");
+        assert_eq!(answer, json!({ "error": message }), "{uri}");
+    }
+    let (status, answer) = get_json(&app, "/ring/lookup?service=pending&key=k").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = answer["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("service \"pending\" has no ring yet"),
+        "{message}"
+    );
+}
+
+#[test]
+fn lookup_on_a_ring_that_is_not_there() {
+    let ring = ServiceRing::new("pending");
+    ring.reject(crate::discovery::DiscoveryError::NoInstances {
+        name: "_pending._http.example.com".to_owned(),
+        reason: "NXDOMAIN",
+    });
+    let response = lookup_on("pending", Balance::Ring, &ring, "k");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        not_ready(&ring).unwrap(),
+        "no ring yet (last refresh failed: SRV _pending._http.example.com has no records \
+         (NXDOMAIN): a ring needs at least one instance)"
+    );
+}
+
+#[tokio::test]
+async fn other_methods_and_paths() {
+    let app = app(CONFIG);
+    for path in ["/metrics", "/healthz", "/readyz", "/ring", "/ring/lookup"] {
+        let (status, headers, body) = call(&app, Method::POST, path).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(headers[header::ALLOW], "GET, HEAD");
+        assert_eq!(
+            body,
+            format!("method POST is not allowed on {path}: use GET or HEAD\n")
+        );
+    }
+    for path in ["/", "/ring/", "/metrics/x", "/ringlookup"] {
+        let (status, _, body) = get(&app, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(body.starts_with(&format!("no admin endpoint at {path}:")), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn head_has_the_headers_of_get_and_no_body() {
+    let app = app(CONFIG);
+    let (status, headers, body) = call(&app, Method::HEAD, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "");
+    assert_eq!(headers[header::CONTENT_LENGTH], "3");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    let (status, headers, body) = call(&app, Method::HEAD, "/ring/lookup?service=nope&key=k").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+}

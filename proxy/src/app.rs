@@ -1,0 +1,152 @@
+//! The running proxy: its state, built once from a config, and the handle
+//! that starts and stops its listeners.
+//!
+//! [`App`] is what every request and admin call reads: the routes, each
+//! service's ring (swapped whole by discovery), its upstream client and
+//! retry budget, and the metrics. It is built off the request path and
+//! shared behind an `Arc`; nothing in it is locked by a request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, ServiceConfig};
+use crate::discovery::{build_resolver, Discovery, DiscoveryError, ServiceRing, Source};
+use crate::forward::Upstream;
+use crate::metrics::{Metrics, ServiceMetrics};
+use crate::route::Router;
+use crate::server::{self, ServerError};
+
+/// One service as the request path sees it.
+pub struct Service {
+    /// Its config section.
+    pub config: ServiceConfig,
+    /// Where its ring came from (for views).
+    pub source: Source,
+    /// Its current ring.
+    pub ring: Arc<ServiceRing>,
+    /// The pooled client and retry budget for its instances.
+    pub upstream: Upstream,
+    /// Its metrics, labelled children resolved once.
+    pub metrics: ServiceMetrics,
+}
+
+/// Everything requests and admin calls share.
+pub struct App {
+    /// The routes, in order.
+    pub router: Router,
+    /// The services, indexed by the router.
+    pub services: Vec<Service>,
+    /// Discovery's tasks and rings.
+    pub discovery: Discovery,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The config it was built from.
+    pub config: Config,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// Discovery could not start (a static ring that cannot be built, or no
+    /// resolver).
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The metrics registry refused a metric.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+// === impl App ===
+
+impl App {
+    /// Builds the state and starts discovery. Must run inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when discovery or the metrics cannot start.
+    pub fn new(config: Config) -> Result<App, StartError> {
+        let metrics = Metrics::new()?;
+        let resolver = build_resolver(config.dns_servers())?;
+        let sources: Vec<(String, Source)> = config
+            .services
+            .iter()
+            .map(|(name, service)| (name.clone(), Source::of(service)))
+            .collect();
+        let discovery = Discovery::start(sources.clone(), &resolver, config.dns.refresh)?;
+        let mut services = Vec::with_capacity(sources.len());
+        for ((name, source), ring) in sources.into_iter().zip(discovery.services()) {
+            let Some(service_config) = config.service(&name) else {
+                continue;
+            };
+            services.push(Service {
+                upstream: Upstream::new(service_config),
+                metrics: metrics.service(&name),
+                config: service_config.clone(),
+                source,
+                ring: Arc::clone(ring),
+            });
+        }
+        let router = Router::new(&config.routes, |name| {
+            services.iter().position(|service| service.config.name == name)
+        });
+        Ok(App {
+            router,
+            services,
+            discovery,
+            metrics,
+            config,
+        })
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|service| service.config.name == name)
+    }
+}
+
+/// A proxy that is serving: its bound addresses, and the way to stop it.
+pub struct Running {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where the admin API answers.
+    pub admin: SocketAddr,
+    /// The shared state.
+    pub app: Arc<App>,
+    servers: server::Handle,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, and
+    /// returns when both listeners are closed.
+    pub async fn shutdown(self) {
+        self.servers.shutdown().await;
+    }
+}
+
+/// Binds the listeners of `config.server`, starts discovery, and serves
+/// until [`Running::shutdown`]. Port 0 picks a free port; see
+/// [`Running::listen`].
+///
+/// # Errors
+///
+/// [`StartError`] when a listener cannot be bound or discovery cannot start.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listener = server::bind(config.server.listen)?;
+    let admin_listener = server::bind(config.server.admin)?;
+    let listen = server::local_addr(&listener)?;
+    let admin = server::local_addr(&admin_listener)?;
+    let app = Arc::new(App::new(config)?);
+    let servers = server::spawn(Arc::clone(&app), listener, admin_listener);
+    Ok(Running {
+        listen,
+        admin,
+        app,
+        servers,
+    })
+}

@@ -1,0 +1,383 @@
+//! Forwarding (SPEC §5): a request's way from route to response.
+//!
+//! listener -> [`handle`]: route -> key -> preference list from the current
+//! ring -> attempts on each instance of the list in order, under a per-try
+//! timeout, an overall deadline and a retry budget -> response.
+//!
+//! The ring is read once per request from its `ArcSwap` (no lock, no wait)
+//! and held for the request's life, so a ring swapped in meanwhile never
+//! changes the instances a request walks.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
+use shardproxy_ring::{InstanceName, Token};
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::app::{App, Service};
+use crate::config::ServiceConfig;
+use crate::discovery::Table;
+use crate::error::{AttemptError, AttemptFailure, ProxyError};
+use crate::headers;
+use crate::key;
+use crate::metrics::AttemptOutcome;
+
+/// Errors of bodies in either direction.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of requests to instances and responses to clients.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long an idle upstream connection is kept in the pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A service's way to its instances: a pooled keep-alive client and the
+/// retry budget that keeps a failing fleet from a retry storm.
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    budget: TpsBudget,
+}
+
+impl Upstream {
+    /// The client and budget for `service`.
+    pub fn new(service: &ServiceConfig) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(service.try_timeout));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        // tower's budget: deposits made over the last 10 s allow
+        // `retry_budget` retries each, plus `retry_min_per_second`.
+        let budget = TpsBudget::new(
+            Duration::from_secs(10),
+            service.retry_min_per_second,
+            service.retry_budget as f32,
+        );
+        Upstream { client, budget }
+    }
+}
+
+/// Serves one client request. Never fails: every error becomes a response
+/// that says what went wrong.
+pub async fn handle(app: Arc<App>, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let Some(matched) = app.router.route(&parts) else {
+        return ProxyError::NoRoute {
+            host: crate::route::request_host(&parts).map(str::to_owned),
+            path: parts.uri.path().to_owned(),
+        }
+        .into_response();
+    };
+    let Some(service) = app.services.get(matched.service) else {
+        return ProxyError::NoRoute {
+            host: None,
+            path: parts.uri.path().to_owned(),
+        }
+        .into_response();
+    };
+    let response = match forward(service, matched.strip, parts, body, client).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(service = %service.config.name, %error, "request failed");
+            error.into_response()
+        }
+    };
+    service
+        .metrics
+        .request(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The request body as the attempts need it: replayable when small enough
+/// to buffer, else streamed once.
+enum RequestBody {
+    Empty,
+    Buffered(Bytes),
+    Streamed(Option<Incoming>),
+}
+
+impl RequestBody {
+    /// Buffers a body whose announced length is at most `limit`; streams
+    /// the others.
+    async fn prepare(body: Incoming, limit: u64) -> Result<RequestBody, ProxyError> {
+        let hint = body.size_hint();
+        if body.is_end_stream() || hint.upper() == Some(0) {
+            return Ok(RequestBody::Empty);
+        }
+        match hint.upper() {
+            Some(length) if length <= limit => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                let collected = Limited::new(body, limit)
+                    .collect()
+                    .await
+                    .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
+                Ok(RequestBody::Buffered(collected.to_bytes()))
+            }
+            _ => Ok(RequestBody::Streamed(Some(body))),
+        }
+    }
+
+    /// The body for the next attempt, or `None` when a streamed body is
+    /// already spent.
+    fn for_attempt(&mut self) -> Option<Body> {
+        match self {
+            RequestBody::Empty => Some(Empty::new().map_err(|never| match never {}).boxed_unsync()),
+            RequestBody::Buffered(bytes) => Some(
+                Full::new(bytes.clone())
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync(),
+            ),
+            RequestBody::Streamed(body) => body
+                .take()
+                .map(|body| body.map_err(BoxError::from).boxed_unsync()),
+        }
+    }
+
+    /// True when no body can reach an instance.
+    fn is_empty(&self) -> bool {
+        matches!(self, RequestBody::Empty)
+    }
+}
+
+/// Methods that may be repeated (SPEC §5).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// The path and query to send upstream: the request's, minus the route's
+/// prefix when it strips one (keeping a leading `/`).
+fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let path = uri.path();
+    let path = match strip.and_then(|prefix| path.strip_prefix(prefix)) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        Some(rest) => format!("/{rest}"),
+        None => path.to_owned(),
+    };
+    let text = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    PathAndQuery::try_from(text).map_err(|error| ProxyError::ClientBody(error.to_string()))
+}
+
+/// The instances to try, in order: by index into the ring's instances, or
+/// (for SRV services) in RFC 2782 order.
+fn targets(table: &Table, position: Token) -> Vec<(InstanceName, SocketAddr)> {
+    match table {
+        Table::Ring(ring) => ring
+            .preference_list(position)
+            .iter()
+            .map(|instance| (instance.name().clone(), instance.addr()))
+            .collect(),
+        Table::Srv(instances) => {
+            let weights: Vec<SrvWeight> = instances.iter().map(|i| i.weight).collect();
+            rfc2782_order(&weights, |bound| rand::random_range(0..=bound))
+                .into_iter()
+                .filter_map(|index| instances.get(index))
+                .map(|instance| (instance.name.clone(), instance.addr))
+                .collect()
+        }
+    }
+}
+
+/// Forwards one routed request, retrying on the next instance of its
+/// preference list where SPEC §5 allows.
+async fn forward(
+    service: &Service,
+    strip: Option<&str>,
+    mut parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &service.config;
+    let position = Token::of_key(&key::extract(&config.key, &parts)?);
+    let snapshot = service.ring.load_full().ok_or_else(|| ProxyError::NoRing {
+        service: config.name.clone(),
+        detail: service
+            .ring
+            .status()
+            .last_error
+            .map_or_else(|| "discovery has not finished".to_owned(), |(_, e)| e.to_string()),
+    })?;
+    let targets = targets(&snapshot.table, position);
+    let path = upstream_path(&parts.uri, strip)?;
+    headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
+    let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
+    let replay_safe = is_idempotent(&parts.method) || body.is_empty();
+
+    let upstream = &service.upstream;
+    upstream.budget.deposit();
+    let deadline = Instant::now() + config.deadline;
+    let mut attempts: Vec<AttemptError> = Vec::new();
+    let mut deadline_passed = false;
+    let mut note = None;
+
+    for (index, (name, addr)) in targets.iter().enumerate() {
+        if index > 0 {
+            if !upstream.budget.withdraw() {
+                service.metrics.retry_refused();
+                note = Some("retry budget exhausted: no further instance tried".to_owned());
+                break;
+            }
+            service.metrics.retry();
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            deadline_passed = true;
+            break;
+        }
+        let Some(attempt_body) = body.for_attempt() else {
+            note = Some(
+                "the request body was streamed to the previous instance and cannot be sent again"
+                    .to_owned(),
+            );
+            break;
+        };
+        let try_timeout = config.try_timeout.min(remaining);
+        let request = upstream_request(&parts, *addr, &path, attempt_body)?;
+        let failure = match tokio::time::timeout(try_timeout, upstream.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                if !config.retry_on.contains(&status.as_u16()) {
+                    service.metrics.attempt(name.as_str(), AttemptOutcome::Response);
+                    return Ok(to_client(response));
+                }
+                service
+                    .metrics
+                    .attempt(name.as_str(), AttemptOutcome::RetryableStatus);
+                AttemptFailure::Status(status)
+            }
+            Ok(Err(error)) if error.is_connect() => {
+                service
+                    .metrics
+                    .attempt(name.as_str(), AttemptOutcome::ConnectError);
+                attempts.push(AttemptError {
+                    instance: name.to_string(),
+                    reason: AttemptFailure::Connect(error_chain(&error)),
+                });
+                // Nothing was sent: always safe to try the next instance.
+                continue;
+            }
+            Ok(Err(error)) => {
+                service.metrics.attempt(name.as_str(), AttemptOutcome::Failed);
+                AttemptFailure::Broken(error_chain(&error))
+            }
+            Err(_) => {
+                service.metrics.attempt(name.as_str(), AttemptOutcome::Timeout);
+                if try_timeout == remaining {
+                    deadline_passed = true;
+                }
+                AttemptFailure::Timeout(try_timeout)
+            }
+        };
+        attempts.push(AttemptError {
+            instance: name.to_string(),
+            reason: failure,
+        });
+        if deadline_passed {
+            break;
+        }
+        if !replay_safe && index + 1 < targets.len() {
+            note = Some(format!(
+                "not retried: {} is not idempotent and its body may have reached {name}",
+                parts.method
+            ));
+            break;
+        }
+    }
+    Err(ProxyError::Upstream {
+        service: config.name.clone(),
+        attempts,
+        deadline_passed,
+        note,
+    })
+}
+
+/// The request for one attempt: same method and headers, the instance's
+/// address as the connection's target, HTTP/1.1 to the instance.
+fn upstream_request(
+    parts: &Parts,
+    addr: SocketAddr,
+    path: &PathAndQuery,
+    body: Body,
+) -> Result<Request<Body>, ProxyError> {
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(addr.to_string())
+        .path_and_query(path.clone())
+        .build()
+        .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = parts.headers.clone();
+    Ok(request)
+}
+
+/// The instance's response for the client: hop-by-hop headers removed, the
+/// body streamed.
+fn to_client(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// An error with its causes, `outer: inner: innermost`, so that "client
+/// error (Connect)" also says "connection refused".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let uri: Uri = "/counters/42?x=1".parse().unwrap();
+        assert_eq!(upstream_path(&uri, Some("/counters/")).unwrap(), "/42?x=1");
+        assert_eq!(upstream_path(&uri, Some("/counters")).unwrap(), "/42?x=1");
+        assert_eq!(upstream_path(&uri, None).unwrap(), "/counters/42?x=1");
+        let absolute: Uri = "http://h.example/a/b".parse().unwrap();
+        assert_eq!(upstream_path(&absolute, Some("/a")).unwrap(), "/b");
+    }
+
+    #[test]
+    fn idempotent_methods() {
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+            assert!(is_idempotent(&method));
+        }
+        for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!is_idempotent(&method));
+        }
+    }
+}

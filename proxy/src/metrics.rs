@@ -1,0 +1,348 @@
+//! Prometheus metrics, served as text at the admin API's `/metrics`
+//! (SPEC §7).
+//!
+//! One [`Metrics`] is built per [`App`](crate::app::App), with its own
+//! registry (never the process-global default, so two proxies in one test
+//! process do not share counters). Each service gets a [`ServiceMetrics`]
+//! once, with its labelled children resolved up front, and the request path
+//! only bumps atomics.
+//!
+//! The ring metrics are not kept up to date by discovery: they are read from
+//! each service's [`ServiceRing`] when `/metrics` is scraped (see
+//! [`Metrics::render`]), so they always agree with `/ring` and need no locks.
+//!
+//! Every name starts with `shardproxy_` (SPEC §7). Labels are bounded: the
+//! `service` names of the config, the `instance` names (`host:port`) of the
+//! rings, HTTP status codes, and the fixed values of [`AttemptOutcome`].
+//!
+//! # Metrics
+//!
+//! Requests, counted once per client request when the answer is sent:
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_requests_total` | counter | `service`, `status` | requests answered, by the status the client got |
+//! | `shardproxy_request_duration_seconds` | histogram | `service` | time from receiving a request to its response head, over all attempts (buckets 0.5 ms to 10 s) |
+//! | `shardproxy_upstream_attempts_total` | counter | `service`, `instance`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
+//! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
+//! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
+//!
+//! Rings, read from discovery at each scrape:
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_ring_instances` | gauge | `service` | instances in the ring in use (for `balance = "srv"`, the SRV instances); 0 before the first ring |
+//! | `shardproxy_ring_tokens` | gauge | `service` | distinct tokens on the ring in use; 0 for `balance = "srv"` and before the first ring |
+//! | `shardproxy_ring_refreshes_total` | counter | `service`, `result` | ring resolutions, `result` `ok` (whether or not the ring changed) or `error` (the last good ring stayed in use) |
+//! | `shardproxy_ring_changes_total` | counter | `service` | times a new ring replaced the one in use (the first ring counts) |
+//! | `shardproxy_ring_info` | gauge | `service`, `fingerprint` | always 1, labelled with the fingerprint (SPEC §2) of the ring in use, so a fleet can be checked to agree; absent for `balance = "srv"` and before the first ring |
+//! | `shardproxy_ring_last_refresh_timestamp_seconds` | gauge | `service` | when a resolution last succeeded, in seconds since the Unix epoch; absent before the first success |
+//!
+//! The process, from `/proc` (Linux only), as the Prometheus process
+//! collector defines them with the `shardproxy_` prefix:
+//! `shardproxy_process_cpu_seconds_total`, `shardproxy_process_open_fds`,
+//! `shardproxy_process_max_fds`, `shardproxy_process_virtual_memory_bytes`,
+//! `shardproxy_process_resident_memory_bytes`,
+//! `shardproxy_process_start_time_seconds` and `shardproxy_process_threads`.
+//!
+//! # Layout
+//!
+//! - [`ring`]: the ring metrics, built at each scrape.
+
+mod ring;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::process_collector::ProcessCollector;
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::discovery::ServiceRing;
+
+/// `shardproxy_requests_total`.
+pub const REQUESTS: &str = "shardproxy_requests_total";
+/// `shardproxy_request_duration_seconds`.
+pub const REQUEST_DURATION: &str = "shardproxy_request_duration_seconds";
+/// `shardproxy_upstream_attempts_total`.
+pub const ATTEMPTS: &str = "shardproxy_upstream_attempts_total";
+/// `shardproxy_retries_total`.
+pub const RETRIES: &str = "shardproxy_retries_total";
+/// `shardproxy_retries_refused_total`.
+pub const RETRIES_REFUSED: &str = "shardproxy_retries_refused_total";
+
+/// Upper bounds of the request duration buckets, in seconds: from a cache
+/// hit or a fast shard (half a millisecond) to the longest a client is
+/// likely to wait (ten seconds; the default deadline is 15 s, which lands
+/// in `+Inf`).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Status codes whose `shardproxy_requests_total` children are resolved
+/// when a service's metrics are built, sorted: counting them touches one
+/// atomic and no lock. Others take the label map's read lock.
+const COMMON_STATUSES: [u16; 14] = [
+    200, 201, 204, 301, 302, 304, 400, 404, 413, 431, 500, 502, 503, 504,
+];
+
+/// How one attempt on one instance ended, for
+/// `shardproxy_upstream_attempts_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The instance answered with a status that is not retried.
+    Response,
+    /// The instance answered with a status of the service's `retry_on`.
+    RetryableStatus,
+    /// The connection could not be made.
+    ConnectError,
+    /// No response head within the per-try timeout or the deadline.
+    Timeout,
+    /// The exchange broke after the request may have been sent.
+    Failed,
+}
+
+impl AttemptOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [AttemptOutcome; 5] = [
+        AttemptOutcome::Response,
+        AttemptOutcome::RetryableStatus,
+        AttemptOutcome::ConnectError,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::Failed,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Response => "response",
+            AttemptOutcome::RetryableStatus => "retryable_status",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The proxy's metrics: a registry of its own and the metric families that
+/// the request path records into. Built once per [`App`](crate::app::App).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    attempts: IntCounterVec,
+    retries: IntCounterVec,
+    retries_refused: IntCounterVec,
+}
+
+/// One service's metrics, with its labelled children resolved once by
+/// [`Metrics::service`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServiceMetrics {
+    inner: Arc<ServiceChildren>,
+}
+
+#[derive(Debug)]
+struct ServiceChildren {
+    /// The `service` label value.
+    service: Box<str>,
+    /// `requests{service, status}` for each of [`COMMON_STATUSES`], in its
+    /// order.
+    common_statuses: Box<[IntCounter]>,
+    /// The family, for the statuses not resolved up front.
+    requests: IntCounterVec,
+    duration: Histogram,
+    /// The family: instance labels are only known once rings are.
+    attempts: IntCounterVec,
+    retries: IntCounter,
+    retries_refused: IntCounter,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Builds the metric families and registers them, with the process
+    /// collector, in a new registry.
+    ///
+    /// # Errors
+    ///
+    /// A [`prometheus::Error`] if the registry refuses a metric (which
+    /// would be a bug in the names or labels here).
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(REQUESTS, "Requests answered, by the status the client got."),
+            &["service", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                REQUEST_DURATION,
+                "Time from receiving a request to sending its response head, over all attempts, in seconds.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["service"],
+        )?;
+        let attempts = IntCounterVec::new(
+            Opts::new(ATTEMPTS, "Attempts on instances, by how they ended."),
+            &["service", "instance", "outcome"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                RETRIES,
+                "Attempts after the first of a request, allowed by the retry budget.",
+            ),
+            &["service"],
+        )?;
+        let retries_refused = IntCounterVec::new(
+            Opts::new(
+                RETRIES_REFUSED,
+                "Retries not made because the retry budget was exhausted.",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(attempts.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(retries_refused.clone()))?;
+        registry.register(Box::new(ProcessCollector::new(
+            process_id(),
+            "shardproxy",
+        )))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            attempts,
+            retries,
+            retries_refused,
+        })
+    }
+
+    /// The metrics of `service`, with its children resolved now so that
+    /// recording needs no lookup. Call once per service.
+    pub fn service(&self, service: &str) -> ServiceMetrics {
+        // `with_label_values` panics only when the number of values differs
+        // from the family's label names; each call here matches the family
+        // built in `Metrics::new`.
+        let common_statuses = COMMON_STATUSES
+            .iter()
+            .map(|&status| {
+                with_status_label(status, |label| {
+                    self.requests.with_label_values(&[service, label])
+                })
+            })
+            .collect();
+        ServiceMetrics {
+            inner: Arc::new(ServiceChildren {
+                service: service.into(),
+                common_statuses,
+                requests: self.requests.clone(),
+                duration: self.duration.with_label_values(&[service]),
+                attempts: self.attempts.clone(),
+                retries: self.retries.with_label_values(&[service]),
+                retries_refused: self.retries_refused.with_label_values(&[service]),
+            }),
+        }
+    }
+
+    /// Everything in the Prometheus text format (version 0.0.4): the
+    /// registered families, and the ring metrics read now from each
+    /// service's ring.
+    pub fn render(&self, app_services: &[crate::app::Service]) -> String {
+        self.render_rings(app_services.iter().map(|service| &*service.ring))
+    }
+
+    /// [`Metrics::render`] for these rings.
+    fn render_rings<'a>(&self, rings: impl IntoIterator<Item = &'a ServiceRing>) -> String {
+        let mut families = self.registry.gather();
+        match ring::families(rings) {
+            Ok(ring_families) => families.extend(ring_families),
+            Err(error) => tracing::error!(%error, "cannot build the ring metrics"),
+        }
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        encode(&families)
+    }
+}
+
+/// The text format of `families`. A family the encoder refuses is left out
+/// (and logged) rather than losing the whole scrape.
+fn encode(families: &[MetricFamily]) -> String {
+    let encoder = TextEncoder::new();
+    let mut text = String::new();
+    for family in families {
+        if let Err(error) = encoder.encode_utf8(std::slice::from_ref(family), &mut text) {
+            tracing::error!(family = family.name(), %error, "cannot encode a metric family");
+        }
+    }
+    text
+}
+
+/// This process's id, as the process collector wants it.
+fn process_id() -> prometheus::process_collector::pid_t {
+    // Linux pids fit in an `i32` (`pid_max` is at most 2^22).
+    prometheus::process_collector::pid_t::try_from(std::process::id()).unwrap_or(0)
+}
+
+/// Calls `f` with the `status` label value of `status`: its three digits,
+/// borrowed from `http`'s table rather than formatted.
+fn with_status_label<R>(status: u16, f: impl FnOnce(&str) -> R) -> R {
+    match http::StatusCode::from_u16(status) {
+        Ok(code) => f(code.as_str()),
+        Err(_) => f("invalid"),
+    }
+}
+
+// === impl ServiceMetrics ===
+
+impl ServiceMetrics {
+    /// Counts a request answered with `status` after `elapsed`.
+    #[inline]
+    pub fn request(&self, status: u16, elapsed: Duration) {
+        let inner = &*self.inner;
+        match COMMON_STATUSES.binary_search(&status) {
+            Ok(index) => {
+                if let Some(counter) = inner.common_statuses.get(index) {
+                    counter.inc();
+                }
+            }
+            Err(_) => with_status_label(status, |label| {
+                let labels = [&*inner.service, label];
+                if let Ok(counter) = inner.requests.get_metric_with_label_values(&labels) {
+                    counter.inc();
+                }
+            }),
+        }
+        inner.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an attempt on `instance` (`host:port`) that ended with
+    /// `outcome`.
+    #[inline]
+    pub fn attempt(&self, instance: &str, outcome: AttemptOutcome) {
+        let inner = &*self.inner;
+        let labels = [&*inner.service, instance, outcome.as_str()];
+        if let Ok(counter) = inner.attempts.get_metric_with_label_values(&labels) {
+            counter.inc();
+        }
+    }
+
+    /// Counts a retry that the budget allowed.
+    #[inline]
+    pub fn retry(&self) {
+        self.inner.retries.inc();
+    }
+
+    /// Counts a retry refused because the retry budget was exhausted.
+    #[inline]
+    pub fn retry_refused(&self) {
+        self.inner.retries_refused.inc();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
