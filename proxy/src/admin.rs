@@ -227,7 +227,12 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
             ),
         );
     };
-    lookup_on(&service.config.name, service.config.balance, &service.ring, key)
+    lookup_on(
+        &service.config.name,
+        service.config.balance,
+        &service.ring,
+        key,
+    )
 }
 
 /// `key`'s preference list on the ring in use of `service`.

@@ -91,7 +91,9 @@ impl App {
             });
         }
         let router = Router::new(&config.routes, |name| {
-            services.iter().position(|service| service.config.name == name)
+            services
+                .iter()
+                .position(|service| service.config.name == name)
         });
         Ok(App {
             router,

@@ -178,7 +178,10 @@ fn serve(path: &Path) -> ExitCode {
 
 /// `shardproxy demo`: runs until SIGINT or SIGTERM.
 fn demo(options: crate::demo::DemoOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");

@@ -383,8 +383,11 @@ fn check_options(options: &DemoOptions) -> Result<(), DemoError> {
     // first makes a taken port an error that names the flag to change.
     for (addr, flag) in [(options.listen, "--listen"), (options.admin, "--admin")] {
         if addr.port() != 0 {
-            std::net::TcpListener::bind(addr)
-                .map_err(|source| DemoError::Listen { addr, flag, source })?;
+            std::net::TcpListener::bind(addr).map_err(|source| DemoError::Listen {
+                addr,
+                flag,
+                source,
+            })?;
         }
     }
     Ok(())

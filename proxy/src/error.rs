@@ -39,7 +39,11 @@ impl std::fmt::Display for AttemptFailure {
         match self {
             AttemptFailure::Connect(reason) => write!(f, "connect failed: {reason}"),
             AttemptFailure::Timeout(after) => {
-                write!(f, "no response within {}", crate::config::format_duration(*after))
+                write!(
+                    f,
+                    "no response within {}",
+                    crate::config::format_duration(*after)
+                )
             }
             AttemptFailure::Status(status) => write!(f, "answered {status}"),
             AttemptFailure::Broken(reason) => write!(f, "request failed: {reason}"),
@@ -58,6 +62,9 @@ pub enum ProxyError {
         /// The request's path.
         path: String,
     },
+    /// The client's fault: no Host, or more than one (RFC 9112 §3.2).
+    #[error("bad request: {0}")]
+    BadHost(&'static str),
     /// The client's fault: the key is missing.
     #[error(transparent)]
     MissingKey(#[from] MissingKey),
@@ -100,7 +107,10 @@ fn describe_attempts(
     note: Option<&str>,
 ) -> String {
     let mut text = if deadline_passed {
-        format!("service {service}: deadline passed after {} attempt(s)", attempts.len())
+        format!(
+            "service {service}: deadline passed after {} attempt(s)",
+            attempts.len()
+        )
     } else {
         format!("service {service}: every attempt failed")
     };
@@ -118,7 +128,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::MissingKey(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MissingKey(_) | ProxyError::ClientBody(_) | ProxyError::BadHost(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream {

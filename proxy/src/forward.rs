@@ -8,7 +8,6 @@
 //! and held for the request's life, so a ring swapped in meanwhile never
 //! changes the instances a request walks.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +16,8 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
-use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -35,6 +33,10 @@ use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
 use crate::metrics::AttemptOutcome;
+
+mod body;
+
+use body::RequestBody;
 
 /// Errors of bodies in either direction.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,9 +78,16 @@ impl Upstream {
 
 /// Serves one client request. Never fails: every error becomes a response
 /// that says what went wrong.
-pub async fn handle(app: Arc<App>, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    if let Some(problem) = headers::host_problem(&parts.headers, parts.version) {
+        return ProxyError::BadHost(problem).into_response();
+    }
     let Some(matched) = app.router.route(&parts) else {
         return ProxyError::NoRoute {
             host: crate::route::request_host(&parts).map(str::to_owned),
@@ -104,57 +113,6 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>, client: SocketAdd
         .metrics
         .request(response.status().as_u16(), started.elapsed());
     response
-}
-
-/// The request body as the attempts need it: replayable when small enough
-/// to buffer, else streamed once.
-enum RequestBody {
-    Empty,
-    Buffered(Bytes),
-    Streamed(Option<Incoming>),
-}
-
-impl RequestBody {
-    /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others.
-    async fn prepare(body: Incoming, limit: u64) -> Result<RequestBody, ProxyError> {
-        let hint = body.size_hint();
-        if body.is_end_stream() || hint.upper() == Some(0) {
-            return Ok(RequestBody::Empty);
-        }
-        match hint.upper() {
-            Some(length) if length <= limit => {
-                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                let collected = Limited::new(body, limit)
-                    .collect()
-                    .await
-                    .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
-                Ok(RequestBody::Buffered(collected.to_bytes()))
-            }
-            _ => Ok(RequestBody::Streamed(Some(body))),
-        }
-    }
-
-    /// The body for the next attempt, or `None` when a streamed body is
-    /// already spent.
-    fn for_attempt(&mut self) -> Option<Body> {
-        match self {
-            RequestBody::Empty => Some(Empty::new().map_err(|never| match never {}).boxed_unsync()),
-            RequestBody::Buffered(bytes) => Some(
-                Full::new(bytes.clone())
-                    .map_err(|never: Infallible| match never {})
-                    .boxed_unsync(),
-            ),
-            RequestBody::Streamed(body) => body
-                .take()
-                .map(|body| body.map_err(BoxError::from).boxed_unsync()),
-        }
-    }
-
-    /// True when no body can reach an instance.
-    fn is_empty(&self) -> bool {
-        matches!(self, RequestBody::Empty)
-    }
 }
 
 /// Methods that may be repeated (SPEC §5).
@@ -214,11 +172,10 @@ async fn forward(
     let position = Token::of_key(&key::extract(&config.key, &parts)?);
     let snapshot = service.ring.load_full().ok_or_else(|| ProxyError::NoRing {
         service: config.name.clone(),
-        detail: service
-            .ring
-            .status()
-            .last_error
-            .map_or_else(|| "discovery has not finished".to_owned(), |(_, e)| e.to_string()),
+        detail: service.ring.status().last_error.map_or_else(
+            || "discovery has not finished".to_owned(),
+            |(_, e)| e.to_string(),
+        ),
     })?;
     let targets = targets(&snapshot.table, position);
     let path = upstream_path(&parts.uri, strip)?;
@@ -256,41 +213,48 @@ async fn forward(
         };
         let try_timeout = config.try_timeout.min(remaining);
         let request = upstream_request(&parts, *addr, &path, attempt_body)?;
-        let failure = match tokio::time::timeout(try_timeout, upstream.client.request(request)).await {
-            Ok(Ok(response)) => {
-                let status = response.status();
-                if !config.retry_on.contains(&status.as_u16()) {
-                    service.metrics.attempt(name.as_str(), AttemptOutcome::Response);
-                    return Ok(to_client(response));
+        let failure =
+            match tokio::time::timeout(try_timeout, upstream.client.request(request)).await {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    if !config.retry_on.contains(&status.as_u16()) {
+                        service
+                            .metrics
+                            .attempt(name.as_str(), AttemptOutcome::Response);
+                        return Ok(to_client(response));
+                    }
+                    service
+                        .metrics
+                        .attempt(name.as_str(), AttemptOutcome::RetryableStatus);
+                    AttemptFailure::Status(status)
                 }
-                service
-                    .metrics
-                    .attempt(name.as_str(), AttemptOutcome::RetryableStatus);
-                AttemptFailure::Status(status)
-            }
-            Ok(Err(error)) if error.is_connect() => {
-                service
-                    .metrics
-                    .attempt(name.as_str(), AttemptOutcome::ConnectError);
-                attempts.push(AttemptError {
-                    instance: name.to_string(),
-                    reason: AttemptFailure::Connect(error_chain(&error)),
-                });
-                // Nothing was sent: always safe to try the next instance.
-                continue;
-            }
-            Ok(Err(error)) => {
-                service.metrics.attempt(name.as_str(), AttemptOutcome::Failed);
-                AttemptFailure::Broken(error_chain(&error))
-            }
-            Err(_) => {
-                service.metrics.attempt(name.as_str(), AttemptOutcome::Timeout);
-                if try_timeout == remaining {
-                    deadline_passed = true;
+                Ok(Err(error)) if error.is_connect() => {
+                    service
+                        .metrics
+                        .attempt(name.as_str(), AttemptOutcome::ConnectError);
+                    attempts.push(AttemptError {
+                        instance: name.to_string(),
+                        reason: AttemptFailure::Connect(error_chain(&error)),
+                    });
+                    // Nothing was sent: always safe to try the next instance.
+                    continue;
                 }
-                AttemptFailure::Timeout(try_timeout)
-            }
-        };
+                Ok(Err(error)) => {
+                    service
+                        .metrics
+                        .attempt(name.as_str(), AttemptOutcome::Failed);
+                    AttemptFailure::Broken(error_chain(&error))
+                }
+                Err(_) => {
+                    service
+                        .metrics
+                        .attempt(name.as_str(), AttemptOutcome::Timeout);
+                    if try_timeout == remaining {
+                        deadline_passed = true;
+                    }
+                    AttemptFailure::Timeout(try_timeout)
+                }
+            };
         attempts.push(AttemptError {
             instance: name.to_string(),
             reason: failure,
@@ -373,7 +337,13 @@ mod tests {
 
     #[test]
     fn idempotent_methods() {
-        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
             assert!(is_idempotent(&method));
         }
         for method in [Method::POST, Method::PATCH, Method::CONNECT] {

@@ -23,6 +23,19 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// What is wrong with a request's Host, if anything (RFC 9112 §3.2: an
+/// HTTP/1.1 request has exactly one, any request at most one).
+pub fn host_problem(headers: &HeaderMap, version: Version) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Some("more than one Host header"),
+        (None, None) if version == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request without a Host header")
+        }
+        _ => None,
+    }
+}
+
 /// Removes the hop-by-hop headers and every header that `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -59,7 +72,12 @@ pub fn to_upstream(headers: &mut HeaderMap, uri: &Uri, version: Version, client:
     // RFC 9112 §3.2.2: with an absolute-form target the authority is the
     // host, whatever the Host header says. HTTP/2 carries it as :authority.
     if let Some(authority) = uri.authority() {
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        // RFC 9112 §3.2.2: without the userinfo and its "@".
+        let host = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, host)| host);
+        if let Ok(host) = HeaderValue::from_str(host) {
             headers.insert(header::HOST, host);
         }
     }
@@ -71,9 +89,8 @@ pub fn to_upstream(headers: &mut HeaderMap, uri: &Uri, version: Version, client:
             .map(HeaderValue::as_bytes)
             .collect();
         let client = client.to_string();
-        let mut value = Vec::with_capacity(
-            previous.iter().map(|v| v.len() + 2).sum::<usize>() + client.len(),
-        );
+        let mut value =
+            Vec::with_capacity(previous.iter().map(|v| v.len() + 2).sum::<usize>() + client.len());
         for part in previous {
             value.extend_from_slice(part);
             value.extend_from_slice(b", ");
@@ -86,12 +103,14 @@ pub fn to_upstream(headers: &mut HeaderMap, uri: &Uri, version: Version, client:
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
 
-    let via = format!("{} shardproxy", via_protocol(version));
-    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {via}"),
-        None => via,
-    };
-    if let Ok(value) = HeaderValue::from_str(&via) {
+    // Every field line of the client's Via is kept, in order (one list).
+    let mut via: Vec<u8> = Vec::new();
+    for previous in headers.get_all(header::VIA) {
+        via.extend_from_slice(previous.as_bytes());
+        via.extend_from_slice(b", ");
+    }
+    via.extend_from_slice(format!("{} shardproxy", via_protocol(version)).as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&via) {
         headers.insert(header::VIA, value);
     }
 }
@@ -142,7 +161,12 @@ mod tests {
             ("via", "1.0 edge"),
         ]);
         let uri: Uri = "/cart".parse().unwrap();
-        to_upstream(&mut map, &uri, Version::HTTP_11, "192.0.2.7".parse().unwrap());
+        to_upstream(
+            &mut map,
+            &uri,
+            Version::HTTP_11,
+            "192.0.2.7".parse().unwrap(),
+        );
         assert_eq!(map["host"], "shop.example");
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(map["x-forwarded-proto"], "http");

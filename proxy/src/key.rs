@@ -7,8 +7,8 @@
 
 use std::borrow::Cow;
 
-use http::request::Parts;
 use http::header::COOKIE;
+use http::request::Parts;
 
 use crate::config::KeySource;
 
@@ -174,7 +174,10 @@ mod tests {
     fn cookie_by_name_across_headers() {
         let request = parts(
             "/",
-            &[("cookie", "a=1; sessionx=2"), ("cookie", "session=\"s3\"; b=4")],
+            &[
+                ("cookie", "a=1; sessionx=2"),
+                ("cookie", "session=\"s3\"; b=4"),
+            ],
         );
         assert_eq!(key("cookie:session", &request).unwrap(), b"s3");
         assert_eq!(key("cookie:a", &request).unwrap(), b"1");

@@ -57,8 +57,7 @@ use std::time::Duration;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::discovery::ServiceRing;
@@ -209,10 +208,7 @@ impl Metrics {
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
-        registry.register(Box::new(ProcessCollector::new(
-            process_id(),
-            "shardproxy",
-        )))?;
+        registry.register(Box::new(ProcessCollector::new(process_id(), "shardproxy")))?;
         Ok(Metrics {
             registry,
             requests,

@@ -1,8 +1,8 @@
 //! Routes: which service a request belongs to (SPEC §4). Tried in order;
 //! the first whose path prefix and host (if given) match wins.
 
-use http::request::Parts;
 use http::header::HOST;
+use http::request::Parts;
 
 use crate::config::RouteConfig;
 
@@ -81,7 +81,9 @@ pub fn request_host(parts: &Parts) -> Option<&str> {
 
 /// `host:port` to `host`; `[v6]:port` to `[v6]`.
 fn strip_port(authority: &str) -> &str {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if authority.starts_with('[') {
         return authority
             .find(']')
@@ -119,7 +121,9 @@ mod tests {
             route_config("/api/", None, "api", false),
             route_config("/", None, "web", false),
         ];
-        Router::new(&routes, |name| ["counter", "api", "web"].iter().position(|s| *s == name))
+        Router::new(&routes, |name| {
+            ["counter", "api", "web"].iter().position(|s| *s == name)
+        })
     }
 
     #[test]
@@ -131,7 +135,13 @@ mod tests {
         assert_eq!(matched.service, 0);
         assert_eq!(matched.strip, Some("/counters/"));
         // Wrong host: falls through to the catch-all.
-        assert_eq!(router.route(&parts("/counters/1", Some("other"))).unwrap().service, 2);
+        assert_eq!(
+            router
+                .route(&parts("/counters/1", Some("other")))
+                .unwrap()
+                .service,
+            2
+        );
         assert_eq!(router.route(&parts("/api/x", None)).unwrap().service, 1);
         assert_eq!(router.route(&parts("/apix", None)).unwrap().service, 2);
     }
@@ -140,7 +150,10 @@ mod tests {
     fn absolute_form_authority_is_the_host() {
         let router = router();
         let matched = router
-            .route(&parts("http://counter.example.com/counters/1", Some("other")))
+            .route(&parts(
+                "http://counter.example.com/counters/1",
+                Some("other"),
+            ))
             .unwrap();
         assert_eq!(matched.service, 0);
     }

@@ -99,8 +99,7 @@ impl Handle {
 
 /// The HTTP/1.1 + HTTP/2 connection builder, with the limits of the config.
 fn connection_builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let max_header_size =
-        usize::try_from(app.config.server.max_header_size).unwrap_or(usize::MAX);
+    let max_header_size = usize::try_from(app.config.server.max_header_size).unwrap_or(usize::MAX);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -98,12 +98,21 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4");
     let samples = parse_exposition(&body).unwrap();
     let requests = [("service", "frob"), ("status", "200")];
-    assert_eq!(value(&samples, "shardproxy_requests_total", &requests), Some(1.0));
+    assert_eq!(
+        value(&samples, "shardproxy_requests_total", &requests),
+        Some(1.0)
+    );
     let frob = [("service", "frob")];
-    assert_eq!(value(&samples, "shardproxy_ring_instances", &frob), Some(2.0));
+    assert_eq!(
+        value(&samples, "shardproxy_ring_instances", &frob),
+        Some(2.0)
+    );
     assert_eq!(value(&samples, "shardproxy_ring_tokens", &frob), Some(2.0));
     let pending = [("service", "pending")];
-    assert_eq!(value(&samples, "shardproxy_ring_instances", &pending), Some(0.0));
+    assert_eq!(
+        value(&samples, "shardproxy_ring_instances", &pending),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -141,7 +150,10 @@ async fn ring_shows_every_service_in_order() {
     assert_eq!(frob["settings"]["slaves"], 1);
     assert_eq!(frob["fingerprint"].as_str().unwrap().len(), 16);
     assert_eq!(frob["instances"][0]["host"], "a.example");
-    assert_eq!(frob["instances"][0]["tokens"], json!(["40000000000000000000000000000000"]));
+    assert_eq!(
+        frob["instances"][0]["tokens"],
+        json!(["40000000000000000000000000000000"])
+    );
     assert_eq!(frob["instances"][1]["addr"], "127.0.0.1:10");
     assert!(frob.get("ranges").is_none(), "no ranges at /ring");
     assert!(frob["discovered_at"].as_f64().is_some());
@@ -258,7 +270,10 @@ async fn other_methods_and_paths() {
     for path in ["/", "/ring/", "/metrics/x", "/ringlookup"] {
         let (status, _, body) = get(&app, path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-        assert!(body.starts_with(&format!("no admin endpoint at {path}:")), "{body}");
+        assert!(
+            body.starts_with(&format!("no admin endpoint at {path}:")),
+            "{body}"
+        );
     }
 }
 

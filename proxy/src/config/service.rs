@@ -213,7 +213,8 @@ fn service(
             &key.key("retry_min_per_second"),
             raw.retry_min_per_second.as_ref(),
             DEFAULT_RETRY_MIN_PER_SECOND,
-            int_in(0, i64::from(u32::MAX)),
+            // tower's TpsBudget::new asserts min_per_sec < i32::MAX.
+            int_in(0, i64::from(i32::MAX) - 1),
         )?,
         retry_body_limit: field(
             source,

@@ -364,13 +364,21 @@ fn switch(shared: &Shared, request: &Request<Incoming>, action: &str) -> Respons
         "recover" => {
             shared.mode.send_replace(Mode::Up);
             info!(backend = %name, "demo backend recovered");
-            text(shared, StatusCode::OK, format!("{name} answers normally again\n"))
+            text(
+                shared,
+                StatusCode::OK,
+                format!("{name} answers normally again\n"),
+            )
         }
         _ => {
             let seconds = match down_seconds(request.uri().query()) {
                 Ok(seconds) => seconds,
                 Err(message) => {
-                    return text(shared, StatusCode::BAD_REQUEST, format!("{name}: {message}\n"))
+                    return text(
+                        shared,
+                        StatusCode::BAD_REQUEST,
+                        format!("{name}: {message}\n"),
+                    )
                 }
             };
             let until = Instant::now() + seconds;

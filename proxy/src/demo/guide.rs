@@ -59,7 +59,11 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
         .unwrap_or(0);
     for (backend, share) in demo.backends.iter().zip(demo.shares()) {
         let url = format!("http://{}", backend.addr);
-        write!(out, "  {:<name_width$}  {url:<22}  token {}", backend.name, backend.token)?;
+        write!(
+            out,
+            "  {:<name_width$}  {url:<22}  token {}",
+            backend.name, backend.token
+        )?;
         match share {
             Some(share) => writeln!(out, "  {:.1}% of the keys", share * 100.0)?,
             None => writeln!(out)?,

@@ -132,9 +132,18 @@ async fn routes_to_the_published_primary_and_fails_over_to_the_replica() {
     let mut answered_by = BTreeSet::new();
     for path in paths {
         let expected = &ring[owner(&ring, path)].1;
-        let answer = send(&client, Method::GET, &format!("http://{}{path}", demo.proxy)).await;
+        let answer = send(
+            &client,
+            Method::GET,
+            &format!("http://{}{path}", demo.proxy),
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");
-        assert_eq!(answer.served_by.as_deref(), Some(expected.as_str()), "{path}");
+        assert_eq!(
+            answer.served_by.as_deref(),
+            Some(expected.as_str()),
+            "{path}"
+        );
         assert!(
             answer
                 .body
@@ -149,7 +158,10 @@ async fn routes_to_the_published_primary_and_fails_over_to_the_replica() {
         );
         answered_by.insert(expected.clone());
     }
-    assert!(answered_by.len() >= 2, "paths spread over the ring: {answered_by:?}");
+    assert!(
+        answered_by.len() >= 2,
+        "paths spread over the ring: {answered_by:?}"
+    );
 
     // Fail the primary of /users/42: the proxy retries on the replica, the
     // next instance clockwise (every backend is its own host).
@@ -168,10 +180,21 @@ async fn routes_to_the_published_primary_and_fails_over_to_the_replica() {
 
     let answer = send(&client, Method::GET, &url).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(answer.served_by.as_deref(), Some(replica.as_str()), "{answer:?}");
-    assert!(answer.body.starts_with(&format!("{replica} answered GET {path}\n")));
+    assert_eq!(
+        answer.served_by.as_deref(),
+        Some(replica.as_str()),
+        "{answer:?}"
+    );
+    assert!(answer
+        .body
+        .starts_with(&format!("{replica} answered GET {path}\n")));
 
-    let recovered = send(&client, Method::POST, &format!("http://{node}/_demo/recover")).await;
+    let recovered = send(
+        &client,
+        Method::POST,
+        &format!("http://{node}/_demo/recover"),
+    )
+    .await;
     assert_eq!(recovered.status, StatusCode::OK, "{recovered:?}");
     let direct = send(&client, Method::GET, &format!("http://{node}{path}")).await;
     assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
@@ -217,17 +240,28 @@ async fn down_refuses_connections_then_listens_on_the_same_port() {
     // The port closes right after that answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::net::TcpStream::connect(node).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "{node} still accepts");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{node} still accepts"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let answer = send(&client, Method::GET, &format!("http://{}{path}", demo.proxy)).await;
+    let answer = send(
+        &client,
+        Method::GET,
+        &format!("http://{}{path}", demo.proxy),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.served_by.as_deref(), Some(replica.as_str()));
 
     // And it comes back on the port its SRV record names.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(node).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "{node} never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{node} never came back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let direct = send(&client, Method::GET, &format!("http://{node}{path}")).await;
@@ -271,22 +305,28 @@ async fn guide_names_what_runs_and_the_failover_commands() {
     let primary = &ring[owner(&ring, guide::EXAMPLE_KEY)].1;
     let node = backend_addr(&demo, primary);
 
-    assert!(guide.contains(&format!("Proxy       http://{}", demo.proxy)), "{guide}");
-    assert!(guide.contains(&format!("http://{}/ring/lookup?service=demo&key=/users/42", demo.admin)));
-    assert!(guide.contains(&format!("curl -X POST http://{node}/_demo/fail")), "{guide}");
+    assert!(
+        guide.contains(&format!("Proxy       http://{}", demo.proxy)),
+        "{guide}"
+    );
+    assert!(guide.contains(&format!(
+        "http://{}/ring/lookup?service=demo&key=/users/42",
+        demo.admin
+    )));
+    assert!(
+        guide.contains(&format!("curl -X POST http://{node}/_demo/fail")),
+        "{guide}"
+    );
     assert!(guide.contains(&format!("curl -X POST http://{node}/_demo/recover")));
     assert!(guide.contains(&format!(
         "dig @127.0.0.1 -p {} SRV _demo._http.demo.shardproxy",
         demo.dns.port()
     )));
-    assert!(guide.contains("config._demo._http.demo.shardproxy. 5 IN TXT  \"slaves=1 redundancy=host\""));
+    assert!(guide
+        .contains("config._demo._http.demo.shardproxy. 5 IN TXT  \"slaves=1 redundancy=host\""));
     for backend in &demo.backends {
         assert!(guide.contains(&backend.name), "{guide}");
-        assert!(guide.contains(&format!(
-            "tokens.{}.{}.",
-            backend.addr.port(),
-            backend.host
-        )));
+        assert!(guide.contains(&format!("tokens.{}.{}.", backend.addr.port(), backend.host)));
     }
     assert!(guide.contains("33.3% of the keys"), "{guide}");
     demo.shutdown().await;
@@ -295,7 +335,10 @@ async fn guide_names_what_runs_and_the_failover_commands() {
 #[tokio::test]
 async fn refuses_bad_options() {
     let error = start(options(1)).await.unwrap_err();
-    assert!(matches!(error, DemoError::Backends { backends: 1 }), "{error}");
+    assert!(
+        matches!(error, DemoError::Backends { backends: 1 }),
+        "{error}"
+    );
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
@@ -315,7 +358,10 @@ async fn refuses_bad_options() {
     })
     .await
     .unwrap_err();
-    assert!(error.to_string().ends_with("pass --admin to pick another"), "{error}");
+    assert!(
+        error.to_string().ends_with("pass --admin to pick another"),
+        "{error}"
+    );
 
     let same = "127.0.0.1:18080".parse().unwrap();
     let error = start(DemoOptions {

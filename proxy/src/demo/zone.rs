@@ -203,8 +203,14 @@ mod tests {
                 // t + 1 = floor(i × 2^128 / n) exactly when
                 // (t + 1) × n <= i × 2^128 < (t + 2) × n, in 256 bits.
                 let floor = token.0 + 1;
-                assert!(mul_256(floor, n) <= (i, 0), "n = {n}, i = {i}: {token} too high");
-                assert!(mul_256(floor + 1, n) > (i, 0), "n = {n}, i = {i}: {token} too low");
+                assert!(
+                    mul_256(floor, n) <= (i, 0),
+                    "n = {n}, i = {i}: {token} too high"
+                );
+                assert!(
+                    mul_256(floor + 1, n) > (i, 0),
+                    "n = {n}, i = {i}: {token} too low"
+                );
             }
         }
     }

@@ -99,9 +99,7 @@ fn valid_name(name: &str, colons: bool) -> bool {
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .ok_or("no value")?;
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
     if !valid_name(name, true) {
         return Err("invalid metric name".to_owned());
@@ -119,7 +117,10 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
             if !valid_name(label, false) {
                 return Err(format!("invalid label name {label:?}"));
             }
-            let mut chars = inside[eq + 1..].strip_prefix('"').ok_or("unquoted label value")?.char_indices();
+            let mut chars = inside[eq + 1..]
+                .strip_prefix('"')
+                .ok_or("unquoted label value")?
+                .char_indices();
             let mut value = String::new();
             let end = loop {
                 match chars.next().ok_or("unterminated label value")? {
@@ -192,10 +193,19 @@ fn scrape(metrics: &Metrics, rings: &[&ServiceRing]) -> Vec<Sample> {
 
 #[test]
 fn outcomes_have_their_label_values() {
-    let labels: Vec<&str> = AttemptOutcome::ALL.iter().map(AttemptOutcome::as_str).collect();
+    let labels: Vec<&str> = AttemptOutcome::ALL
+        .iter()
+        .map(AttemptOutcome::as_str)
+        .collect();
     assert_eq!(
         labels,
-        ["response", "retryable_status", "connect_error", "timeout", "failed"]
+        [
+            "response",
+            "retryable_status",
+            "connect_error",
+            "timeout",
+            "failed"
+        ]
     );
 }
 
@@ -214,22 +224,53 @@ fn recorded_requests_show_up_and_go_up() {
 
     let samples = scrape(&metrics, &[]);
     let get = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
-    assert_eq!(get(REQUESTS, &[("service", "frob"), ("status", "200")]), Some(1.0));
-    assert_eq!(get(REQUESTS, &[("service", "frob"), ("status", "418")]), Some(1.0));
-    // Common statuses exist from the start, at 0.
-    assert_eq!(get(REQUESTS, &[("service", "frob"), ("status", "502")]), Some(0.0));
-    assert_eq!(get(REQUESTS, &[("service", "other"), ("status", "503")]), Some(1.0));
-    let bucket = "shardproxy_request_duration_seconds_bucket";
-    assert_eq!(get(bucket, &[("service", "frob"), ("le", "0.0005")]), Some(0.0));
-    assert_eq!(get(bucket, &[("service", "frob"), ("le", "0.005")]), Some(1.0));
-    assert_eq!(get(bucket, &[("service", "frob"), ("le", "10")]), Some(2.0));
-    assert_eq!(get(bucket, &[("service", "other"), ("le", "10")]), Some(0.0));
-    assert_eq!(get(bucket, &[("service", "other"), ("le", "+Inf")]), Some(1.0));
     assert_eq!(
-        get("shardproxy_request_duration_seconds_count", &[("service", "frob")]),
+        get(REQUESTS, &[("service", "frob"), ("status", "200")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(REQUESTS, &[("service", "frob"), ("status", "418")]),
+        Some(1.0)
+    );
+    // Common statuses exist from the start, at 0.
+    assert_eq!(
+        get(REQUESTS, &[("service", "frob"), ("status", "502")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(REQUESTS, &[("service", "other"), ("status", "503")]),
+        Some(1.0)
+    );
+    let bucket = "shardproxy_request_duration_seconds_bucket";
+    assert_eq!(
+        get(bucket, &[("service", "frob"), ("le", "0.0005")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(bucket, &[("service", "frob"), ("le", "0.005")]),
+        Some(1.0)
+    );
+    assert_eq!(get(bucket, &[("service", "frob"), ("le", "10")]), Some(2.0));
+    assert_eq!(
+        get(bucket, &[("service", "other"), ("le", "10")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(bucket, &[("service", "other"), ("le", "+Inf")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(
+            "shardproxy_request_duration_seconds_count",
+            &[("service", "frob")]
+        ),
         Some(2.0)
     );
-    let sum = get("shardproxy_request_duration_seconds_sum", &[("service", "frob")]).unwrap();
+    let sum = get(
+        "shardproxy_request_duration_seconds_sum",
+        &[("service", "frob")],
+    )
+    .unwrap();
     assert!((sum - 0.023).abs() < 1e-9, "{sum}");
     let attempt = |outcome: &str| {
         get(
@@ -254,7 +295,10 @@ fn recorded_requests_show_up_and_go_up() {
     frob.attempt("frob1.example.com:8081", AttemptOutcome::Response);
     let samples = scrape(&metrics, &[]);
     let get = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
-    assert_eq!(get(REQUESTS, &[("service", "frob"), ("status", "200")]), Some(3.0));
+    assert_eq!(
+        get(REQUESTS, &[("service", "frob"), ("status", "200")]),
+        Some(3.0)
+    );
     assert_eq!(get(RETRIES, &[("service", "frob")]), Some(2.0));
     assert_eq!(
         get(
@@ -273,7 +317,10 @@ fn recorded_requests_show_up_and_go_up() {
 fn every_family_is_named_shardproxy_and_typed() {
     let metrics = Metrics::new().unwrap();
     metrics.service("frob").request(200, Duration::ZERO);
-    let frob = ServiceRing::fixed("frob", Table::Ring(ring(vec![member("a.example", 80, &["40"])])));
+    let frob = ServiceRing::fixed(
+        "frob",
+        Table::Ring(ring(vec![member("a.example", 80, &["40"])])),
+    );
     let text = metrics.render_rings([&frob]);
     parse_exposition(&text).unwrap();
     for line in text.lines() {
@@ -295,7 +342,10 @@ fn every_family_is_named_shardproxy_and_typed() {
         (ring::INFO, "gauge"),
         (ring::LAST_REFRESH, "gauge"),
     ] {
-        assert!(text.contains(&format!("# TYPE {family} {kind}\n")), "{family}");
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family}"
+        );
     }
     #[cfg(target_os = "linux")]
     assert!(text.contains("# TYPE shardproxy_process_cpu_seconds_total counter\n"));
@@ -317,10 +367,19 @@ fn ring_metrics_follow_discovery() {
     assert_eq!(get(ring::INSTANCES, &[("service", "frob")]), Some(2.0));
     assert_eq!(get(ring::TOKENS, &[("service", "frob")]), Some(3.0));
     assert_eq!(get(ring::CHANGES, &[("service", "frob")]), Some(1.0));
-    assert_eq!(get(ring::REFRESHES, &[("service", "frob"), ("result", "ok")]), Some(1.0));
-    assert_eq!(get(ring::REFRESHES, &[("service", "frob"), ("result", "error")]), Some(0.0));
     assert_eq!(
-        get(ring::INFO, &[("service", "frob"), ("fingerprint", &first_fingerprint)]),
+        get(ring::REFRESHES, &[("service", "frob"), ("result", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(ring::REFRESHES, &[("service", "frob"), ("result", "error")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(
+            ring::INFO,
+            &[("service", "frob"), ("fingerprint", &first_fingerprint)]
+        ),
         Some(1.0)
     );
     let refreshed = get(ring::LAST_REFRESH, &[("service", "frob")]).unwrap();
@@ -349,8 +408,14 @@ fn ring_metrics_follow_discovery() {
     assert_eq!(get(ring::INSTANCES, &[("service", "frob")]), Some(1.0));
     assert_eq!(get(ring::TOKENS, &[("service", "frob")]), Some(1.0));
     assert_eq!(get(ring::CHANGES, &[("service", "frob")]), Some(2.0));
-    assert_eq!(get(ring::REFRESHES, &[("service", "frob"), ("result", "ok")]), Some(3.0));
-    assert_eq!(get(ring::REFRESHES, &[("service", "frob"), ("result", "error")]), Some(1.0));
+    assert_eq!(
+        get(ring::REFRESHES, &[("service", "frob"), ("result", "ok")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        get(ring::REFRESHES, &[("service", "frob"), ("result", "error")]),
+        Some(1.0)
+    );
     let infos: Vec<&Sample> = samples.iter().filter(|s| s.name == ring::INFO).collect();
     assert_eq!(infos.len(), 1, "{infos:?}");
     assert_eq!(infos[0].labels["fingerprint"], second_fingerprint);
@@ -372,8 +437,14 @@ fn srv_services_count_instances_and_no_tokens() {
         Table::Srv(vec![instance("a.example"), instance("b.example")]),
     );
     let samples = scrape(&metrics, &[&web]);
-    assert_eq!(value(&samples, ring::INSTANCES, &[("service", "web")]), Some(2.0));
-    assert_eq!(value(&samples, ring::TOKENS, &[("service", "web")]), Some(0.0));
+    assert_eq!(
+        value(&samples, ring::INSTANCES, &[("service", "web")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&samples, ring::TOKENS, &[("service", "web")]),
+        Some(0.0)
+    );
     assert!(!samples.iter().any(|s| s.name == ring::INFO));
 }
 

@@ -9,4 +9,5 @@
 // Test-support code: a failure is a panic with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod backend;
 pub mod bind;

@@ -1,0 +1,394 @@
+//! Real HTTP test backends (shard stubs) on `127.0.0.1:0`, for the proxy's
+//! integration tests.
+//!
+//! ```ignore
+//! let b1 = Backend::start("b1").await;
+//! // ... publish b1.addr() in a ring, send requests through the proxy ...
+//! b1.set(Behaviour::Status(503)); // from now on every request gets 503
+//! b1.stop().await;                // its port now refuses connections
+//! b1.restart().await;             // the same port serves again
+//! assert_eq!(b1.requests(), 3);
+//! ```
+//!
+//! Every answer carries `x-backend: NAME` and a JSON body ([`Echo`]) that
+//! echoes the request as the backend received it: method, target (path and
+//! query), version, every header in order (duplicates kept) and the body.
+//! Tests read it to see what the proxy forwarded: `Host`,
+//! `X-Forwarded-For`, `Via`, the absence of hop-by-hop headers, the body.
+//!
+//! A request carrying `x-test-hop-by-hop-response: 1` gets an answer with
+//! hop-by-hop headers too (`Connection: x-internal`, `X-Internal`,
+//! `Keep-Alive`, `Proxy-Authenticate`), to check that the proxy removes them
+//! on the way back.
+//!
+//! The backend counts requests (every request head it reads, whatever it
+//! then does) and accepted connections (to check upstream keep-alive), and
+//! its [`Behaviour`] can be switched while it runs.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The request header that asks for hop-by-hop headers in the answer.
+pub const HOP_BY_HOP_RESPONSE: &str = "x-test-hop-by-hop-response";
+
+/// How a backend answers, switchable at run time with [`Backend::set`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    /// `200` with the echo.
+    #[default]
+    Healthy,
+    /// This status, with the echo as the body.
+    Status(u16),
+    /// Reads the request and never answers (the connection stays open).
+    Hang,
+    /// Reads the request head, then closes the connection without answering.
+    Reset,
+    /// Waits this long, then answers `200` with the echo.
+    Slow(Duration),
+}
+
+/// What a backend saw: the JSON body of its answers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Echo {
+    /// The backend's name.
+    pub backend: String,
+    /// The request method.
+    pub method: String,
+    /// The request target as received (origin-form: path and query).
+    pub uri: String,
+    /// `HTTP/1.1`, `HTTP/2.0`, ...
+    pub version: String,
+    /// Every header as received, in order, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body, as (lossy) UTF-8.
+    pub body: String,
+    /// The body's length in bytes.
+    pub body_len: usize,
+}
+
+impl Echo {
+    /// Parses an answer's body.
+    ///
+    /// # Panics
+    ///
+    /// When `body` is not an echo.
+    pub fn parse(body: &[u8]) -> Echo {
+        serde_json::from_slice(body).unwrap_or_else(|error| {
+            panic!(
+                "not a backend echo ({error}): {}",
+                String::from_utf8_lossy(body)
+            )
+        })
+    }
+
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of header `name` (lower case).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+}
+
+/// A running test backend. Dropping it stops it.
+pub struct Backend {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    serving: Mutex<Option<Serving>>,
+}
+
+/// What the accept loop and every connection share.
+struct Shared {
+    name: String,
+    behaviour: Mutex<Behaviour>,
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    connections: AtomicU64,
+}
+
+/// Counts a request as in flight for as long as it lives (until answered,
+/// or dropped with its connection).
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The accept loop of a serving backend, and the way to stop it.
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+// === impl Backend ===
+
+impl Backend {
+    /// Starts a healthy backend called `name` on `127.0.0.1:0`.
+    pub async fn start(name: &str) -> Backend {
+        let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            behaviour: Mutex::new(Behaviour::Healthy),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        });
+        let serving = Serving::spawn(listener, Arc::clone(&shared));
+        Backend {
+            addr,
+            shared,
+            serving: Mutex::new(Some(serving)),
+        }
+    }
+
+    /// The name given to [`Backend::start`], sent as `x-backend`.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Where it listens (the same across [`Backend::restart`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Switches how every request from now on is answered (requests already
+    /// being answered keep their behaviour).
+    pub fn set(&self, behaviour: Behaviour) {
+        *self
+            .shared
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+
+    /// Requests received so far (every request head read, whatever the
+    /// behaviour).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests received and not yet answered (a hanging or slow request,
+    /// until it is answered or its connection is dropped).
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// True while it accepts connections.
+    pub fn is_running(&self) -> bool {
+        self.lock_serving().is_some()
+    }
+
+    /// Stops it: the listener is closed (its port refuses connections) and
+    /// every open connection is dropped, requests in flight unanswered.
+    /// Returns once all of them are closed. Stopping a stopped backend does
+    /// nothing.
+    pub async fn stop(&self) {
+        let serving = self.lock_serving().take();
+        if let Some(serving) = serving {
+            // An error means the loop has already ended.
+            let _ = serving.stop.send(());
+            serving.task.await.expect("the accept loop does not panic");
+        }
+    }
+
+    /// Serves again on the same address after [`Backend::stop`], with the
+    /// same counters and behaviour.
+    ///
+    /// # Panics
+    ///
+    /// When it is running, or the port was taken meanwhile.
+    pub async fn restart(&self) {
+        assert!(!self.is_running(), "{} is already running", self.name());
+        let listener = listen(self.addr);
+        let serving = Serving::spawn(listener, Arc::clone(&self.shared));
+        *self.lock_serving() = Some(serving);
+    }
+
+    /// Stops it and waits until its sockets are closed.
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    fn lock_serving(&self) -> std::sync::MutexGuard<'_, Option<Serving>> {
+        self.serving.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(serving) = self.lock_serving().take() {
+            // Dropping the loop drops the listener and its JoinSet, which
+            // aborts every connection.
+            serving.task.abort();
+        }
+    }
+}
+
+/// Binds `addr` with `SO_REUSEADDR`, so that a stopped backend can bind its
+/// port again while old connections linger in `TIME_WAIT`.
+fn listen(addr: SocketAddr) -> TcpListener {
+    let socket = TcpSocket::new_v4().expect("a TCP socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind(addr)
+        .unwrap_or_else(|error| panic!("cannot bind a test backend on {addr}: {error}"));
+    socket.listen(1024).expect("listen")
+}
+
+// === impl Serving ===
+
+impl Serving {
+    fn spawn(listener: TcpListener, shared: Arc<Shared>) -> Serving {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        Serving { stop, task }
+    }
+}
+
+/// Accepts and serves connections until told to stop, then closes the
+/// listener and every connection.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                connections.spawn(serve(stream, Arc::clone(&shared)));
+            }
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            // Told to stop, or the backend is gone.
+            _ = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// Serves one connection until it ends or a request asks for a reset.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let reset = Arc::new(Notify::new());
+    let service = {
+        let reset = Arc::clone(&reset);
+        service_fn(move |request| respond(Arc::clone(&shared), Arc::clone(&reset), request))
+    };
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = connection => {}
+        // Dropping the connection closes the socket without an answer.
+        () = reset.notified() => {}
+    }
+}
+
+/// Answers one request according to the current behaviour.
+async fn respond(
+    shared: Arc<Shared>,
+    reset: Arc<Notify>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight(Arc::clone(&shared));
+    let behaviour = *shared
+        .behaviour
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if behaviour == Behaviour::Reset {
+        reset.notify_one();
+        return std::future::pending().await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let echo = Echo {
+        backend: shared.name.clone(),
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: format!("{:?}", parts.version),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        body_len: body.len(),
+    };
+    let status = match behaviour {
+        Behaviour::Hang => return std::future::pending().await,
+        Behaviour::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::OK
+        }
+        Behaviour::Status(code) => StatusCode::from_u16(code).expect("a valid status code"),
+        Behaviour::Healthy | Behaviour::Reset => StatusCode::OK,
+    };
+    let json = serde_json::to_vec(&echo).expect("an echo serializes");
+    let mut response = Response::new(Full::new(Bytes::from(json)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-backend",
+        HeaderValue::from_str(&shared.name).expect("a backend name is a header value"),
+    );
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if parts.headers.contains_key(HOP_BY_HOP_RESPONSE) {
+        headers.insert("connection", HeaderValue::from_static("x-internal"));
+        headers.insert("x-internal", HeaderValue::from_static("secret"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
+    }
+    Ok(response)
+}
