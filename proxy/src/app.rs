@@ -54,6 +54,9 @@ pub enum StartError {
     /// resolver).
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The config asks for something this version does not do yet.
+    #[error("{}", .0.join("\n"))]
+    Unsupported(Vec<String>),
     /// The metrics registry refused a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -67,8 +70,13 @@ impl App {
     ///
     /// # Errors
     ///
-    /// [`StartError`] when discovery or the metrics cannot start.
+    /// [`StartError`] when the config asks for what this version does not
+    /// do, or discovery or the metrics cannot start.
     pub fn new(config: Config) -> Result<App, StartError> {
+        let unsupported = config.unsupported();
+        if !unsupported.is_empty() {
+            return Err(StartError::Unsupported(unsupported));
+        }
         let metrics = Metrics::new()?;
         let resolver = build_resolver(config.dns_servers())?;
         let sources: Vec<(String, Source)> = config

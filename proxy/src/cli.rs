@@ -273,7 +273,11 @@ async fn check(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let mut failed = false;
+    let unsupported = config.unsupported();
+    for problem in &unsupported {
+        eprintln!("{}: {problem}", path.display());
+    }
+    let mut failed = !unsupported.is_empty();
     let mut text = format!("{}: configuration is valid\n", path.display());
     for name in config.services.keys() {
         match resolve_one(&config, name).await {

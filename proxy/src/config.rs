@@ -33,6 +33,7 @@ use shardproxy_ring::{Member, Replication};
 mod check;
 mod duration;
 mod error;
+mod health;
 mod key_source;
 mod locate;
 mod quantity;
@@ -149,6 +150,47 @@ pub struct ServiceConfig {
     pub retry_body_limit: u64,
     /// `[services.NAME.cache]`.
     pub cache: CacheConfig,
+    /// `health_check = { path, interval, timeout }`: active checks, off
+    /// when absent.
+    pub health_check: Option<HealthCheckConfig>,
+    /// `outlier_detection = { ... }`: passive ejection of failing
+    /// instances.
+    pub outlier: OutlierConfig,
+}
+
+/// Active health checks of a service's instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// `path` (default `/healthz`): asked with GET; any 2xx is healthy.
+    pub path: String,
+    /// `interval` (default 5 s): between two checks of one instance.
+    pub interval: Duration,
+    /// `timeout` (default 1 s, at most `interval`): for one check.
+    pub timeout: Duration,
+}
+
+/// Passive outlier detection: instances that keep failing requests are
+/// ejected for a while, so their keys go to replicas at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// `consecutive_failures` (default 5; 0 turns ejection off): connect
+    /// errors, timeouts, broken exchanges or retryable statuses in a row.
+    pub consecutive_failures: u32,
+    /// `base_ejection_time` (default 30 s): the first ejection's length;
+    /// each further ejection doubles it.
+    pub base_ejection_time: Duration,
+    /// `max_ejection_time` (default 5 min): the cap.
+    pub max_ejection_time: Duration,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_failures: 5,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Where a service's instances and tokens come from.
@@ -288,6 +330,34 @@ impl Config {
     /// The names of the services, sorted.
     pub fn service_names(&self) -> Vec<&str> {
         self.services.keys().map(String::as_str).collect()
+    }
+
+    /// Settings that SPEC names but this version does not implement yet,
+    /// one message each (naming the key). They parse, so that a config
+    /// written for a later version gets a clear answer, but `run` and
+    /// `check` refuse them rather than ignore them.
+    pub fn unsupported(&self) -> Vec<String> {
+        const NOT_YET: &str = "not supported by this version of shardproxy yet";
+        let mut problems = Vec::new();
+        for (name, service) in &self.services {
+            if service.writes == Writes::All {
+                problems.push(format!(
+                    "services.{name}.writes = \"all\": {NOT_YET}; use \"primary\""
+                ));
+            }
+            if !service.transition_grace.is_zero() {
+                problems.push(format!(
+                    "services.{name}.transition_grace = {:?}: transition reads are {NOT_YET}; use \"0s\"",
+                    format_duration(service.transition_grace)
+                ));
+            }
+            if service.cache.enabled {
+                problems.push(format!(
+                    "services.{name}.cache.enabled = true: the cache is {NOT_YET}; use false"
+                ));
+            }
+        }
+        problems
     }
 
     /// The DNS servers to ask, or `None` for the system resolver.

@@ -338,7 +338,9 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
 }
 
 /// Starts the demo, prints [`Demo::guide`] to standard output, waits for
-/// `shutdown` (the CLI passes Ctrl-C), then stops everything.
+/// `shutdown` (the CLI passes Ctrl-C), then stops everything. If `shutdown`
+/// resolves while the demo is still starting, it returns at once, leaving
+/// what had started to stop when the runtime does.
 ///
 /// # Errors
 ///
@@ -347,7 +349,16 @@ pub async fn run(
     options: DemoOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
-    let demo = start(options).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Listening for the shutdown signal from the start means a Ctrl-C while
+    // the proxy waits for its ring is not lost.
+    let demo = tokio::select! {
+        started = start(options) => started?,
+        () = &mut shutdown => {
+            say("stopped before the demo was up.");
+            return Ok(());
+        }
+    };
     say(&demo.guide());
     shutdown.await;
     say("\nstopping the demo...");

@@ -73,6 +73,8 @@ pub(super) struct RawService {
     pub(super) retry_min_per_second: Int,
     pub(super) retry_body_limit: Quantity,
     pub(super) cache: Option<Spanned<RawCache>>,
+    pub(super) health_check: Option<Spanned<RawHealthCheck>>,
+    pub(super) outlier_detection: Option<Spanned<RawOutlier>>,
 }
 
 /// One element of `instances = [...]`.
@@ -95,6 +97,24 @@ pub(super) struct RawCache {
     pub(super) max_ttl: Quantity,
     pub(super) grace: Quantity,
     pub(super) authorized: Flag,
+}
+
+/// `health_check = { ... }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub(super) path: Text,
+    pub(super) interval: Quantity,
+    pub(super) timeout: Quantity,
+}
+
+/// `outlier_detection = { ... }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutlier {
+    pub(super) consecutive_failures: Int,
+    pub(super) base_ejection_time: Quantity,
+    pub(super) max_ejection_time: Quantity,
 }
 
 /// One `[[routes]]` table.

@@ -170,7 +170,7 @@ fn service(
         |duration| format_duration(*duration),
     )?;
 
-    Ok(ServiceConfig {
+    let config = ServiceConfig {
         name: name.to_owned(),
         discovery,
         balance,
@@ -224,7 +224,18 @@ fn service(
             size,
         )?,
         cache: cache(source, &key.key("cache"), raw.cache.as_ref())?,
-    })
+        health_check: super::health::health_check(
+            source,
+            &key.key("health_check"),
+            raw.health_check.as_ref(),
+        )?,
+        outlier: super::health::outlier(
+            source,
+            &key.key("outlier_detection"),
+            raw.outlier_detection.as_ref(),
+        )?,
+    };
+    Ok(config)
 }
 
 /// `srv` or `instances`, exactly one, with the keys that go with each.

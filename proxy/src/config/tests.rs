@@ -910,7 +910,8 @@ fn example_config_loads() {
             tokens: TokenSource::Dns
         }
     );
-    assert!(frobnicator.cache.enabled);
+    assert!(!frobnicator.cache.enabled);
+    assert!(config.unsupported().is_empty(), "{:?}", config.unsupported());
 
     let counter = config.service("counter").unwrap();
     let Discovery::Static {
@@ -936,8 +937,45 @@ fn example_config_loads() {
     .service("frobnicator")
     .unwrap()
     .clone();
-    defaults.cache.enabled = true;
+    defaults.health_check = Some(HealthCheckConfig {
+        path: "/healthz".into(),
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(1),
+    });
     assert_eq!(frobnicator, &defaults);
+}
+
+#[test]
+fn unbuilt_features_are_refused_not_ignored() {
+    let config = load(&format!(
+        "[services.web]\nsrv = \"_w._http.example.com\"\nwrites = \"all\"\ntransition_grace = \"1m\"\n[services.web.cache]\nenabled = true\n{MINIMAL}"
+    ));
+    let problems = config.unsupported();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("services.web.writes = \"all\": not supported"));
+    assert!(problems[1].starts_with("services.web.transition_grace = \"1m\""));
+    assert!(problems[2].starts_with("services.web.cache.enabled = true"));
+}
+
+#[test]
+fn health_keys() {
+    let config = load(&format!(
+        "[services.web]\nsrv = \"_w._http.example.com\"\nhealth_check = {{ path = \"/ping\", interval = \"2s\" }}\noutlier_detection = {{ consecutive_failures = 3, base_ejection_time = \"1s\" }}\n{MINIMAL}"
+    ));
+    let service = config.service("web").unwrap();
+    let check = service.health_check.as_ref().unwrap();
+    assert_eq!(check.path, "/ping");
+    assert_eq!(check.interval, Duration::from_secs(2));
+    assert_eq!(check.timeout, Duration::from_secs(1));
+    assert_eq!(service.outlier.consecutive_failures, 3);
+    assert_eq!(service.outlier.base_ejection_time, Duration::from_secs(1));
+    assert_eq!(service.outlier.max_ejection_time, Duration::from_secs(300));
+    let error = Config::from_toml(
+        &format!("[services.web]\nsrv = \"_w._http.example.com\"\nhealth_check = {{ interval = \"1s\", timeout = \"2s\" }}\n{MINIMAL}"),
+        "config.toml",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("health_check.timeout"), "{error}");
 }
 
 #[test]

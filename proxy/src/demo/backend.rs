@@ -326,9 +326,9 @@ fn switch(shared: &Shared, request: &Request<Incoming>, action: &str) -> Respons
             shared,
             StatusCode::FORBIDDEN,
             format!(
-                "{name}: /_demo/ switches are not taken through the proxy (it sends them to \
-                 whichever node owns the path); send them to a backend's own port, e.g. \
-                 curl -X POST http://{addr}/_demo/{action}\n"
+                "{name}: /_demo/ switches work on a backend's own port, not through the \
+                 proxy (which sends them to whichever node owns the path /_demo/{action}); \
+                 for this node: curl -X POST http://{addr}/_demo/{action}\n"
             ),
         );
     }

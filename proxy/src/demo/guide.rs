@@ -35,12 +35,12 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
     )?;
     writeln!(
         out,
-        "It publishes the ring of {}: SRV records list the instances, TXT",
-        zone::SERVICE_NAME
+        "It publishes the ring of {}:",
+        zone::SERVICE_NAME.trim_end_matches('.')
     )?;
     writeln!(
         out,
-        "records hold each instance's tokens and the ring's settings (SPEC §3):"
+        "SRV records list the instances, TXT records their tokens and the ring's settings."
     )?;
     writeln!(out)?;
     indent(out, &zone::zone_file(&demo.zone()))?;

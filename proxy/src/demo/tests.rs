@@ -375,6 +375,15 @@ async fn refuses_bad_options() {
 }
 
 #[tokio::test]
+async fn run_reports_what_failed_to_start() {
+    let error = run(options(1), std::future::pending()).await.unwrap_err();
+    assert!(
+        matches!(error, DemoError::Backends { backends: 1 }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_frees_the_ports() {
     let demo = start(options(2)).await.unwrap();
     let (proxy, admin) = (demo.proxy, demo.admin);
