@@ -164,7 +164,7 @@ fn last_failure(status: &RefreshStatus) -> String {
 /// One service as `/ring` shows it.
 fn service_view(service: &Service) -> ServiceView {
     let snapshot = service.ring.load_full();
-    ServiceView::new(
+    let mut view = ServiceView::new(
         &service.config.name,
         service.source.describe(),
         snapshot
@@ -172,7 +172,13 @@ fn service_view(service: &Service) -> ServiceView {
             .map(|snapshot| (&snapshot.table, snapshot.discovered_at)),
         &service.ring.status(),
         false,
-    )
+    );
+    for instance in &mut view.instances {
+        if let Ok(name) = shardproxy_ring::InstanceName::new(&instance.host, instance.port) {
+            instance.health = Some(service.health.view(&name));
+        }
+    }
+    view
 }
 
 /// `/ring/lookup?service=S&key=K`.

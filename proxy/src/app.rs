@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{build_resolver, Discovery, DiscoveryError, ServiceRing, Source};
 use crate::forward::Upstream;
+use crate::health::Health;
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::route::Router;
 use crate::server::{self, ServerError};
@@ -28,6 +29,8 @@ pub struct Service {
     pub upstream: Upstream,
     /// Its metrics, labelled children resolved once.
     pub metrics: ServiceMetrics,
+    /// Its instances' health.
+    pub health: Arc<Health>,
 }
 
 /// Everything requests and admin calls share.
@@ -42,6 +45,16 @@ pub struct App {
     pub metrics: Metrics,
     /// The config it was built from.
     pub config: Config,
+    /// Active health-check tasks, stopped when the app is dropped.
+    checks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for check in &self.checks {
+            check.abort();
+        }
+    }
 }
 
 /// Why the proxy could not start.
@@ -90,14 +103,31 @@ impl App {
             let Some(service_config) = config.service(&name) else {
                 continue;
             };
+            let service_metrics = metrics.service(&name);
             services.push(Service {
                 upstream: Upstream::new(service_config),
-                metrics: metrics.service(&name),
+                health: Arc::new(Health::new(
+                    service_config.outlier.clone(),
+                    service_metrics.clone(),
+                )),
+                metrics: service_metrics,
                 config: service_config.clone(),
                 source,
                 ring: Arc::clone(ring),
             });
         }
+        let checks = services
+            .iter()
+            .filter_map(|service| {
+                let check = service.config.health_check.clone()?;
+                Some(tokio::spawn(crate::health::check_forever(
+                    Arc::clone(&service.ring),
+                    Arc::clone(&service.health),
+                    service.upstream.client().clone(),
+                    check,
+                )))
+            })
+            .collect();
         let router = Router::new(&config.routes, |name| {
             services
                 .iter()
@@ -109,6 +139,7 @@ impl App {
             discovery,
             metrics,
             config,
+            checks,
         })
     }
 

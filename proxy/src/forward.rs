@@ -30,9 +30,9 @@ use crate::app::{App, Service};
 use crate::config::ServiceConfig;
 use crate::discovery::Table;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
-use crate::headers;
 use crate::key;
 use crate::metrics::AttemptOutcome;
+use crate::{headers, health};
 
 mod body;
 
@@ -73,6 +73,11 @@ impl Upstream {
             service.retry_budget as f32,
         );
         Upstream { client, budget }
+    }
+
+    /// The pooled client, for health checks.
+    pub fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.client
     }
 }
 
@@ -177,7 +182,11 @@ async fn forward(
             |(_, e)| e.to_string(),
         ),
     })?;
-    let targets = targets(&snapshot.table, position);
+    let targets = health::healthy_first(
+        &service.health,
+        targets(&snapshot.table, position),
+        |(name, _)| name,
+    );
     let path = upstream_path(&parts.uri, strip)?;
     headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
     let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
@@ -255,6 +264,7 @@ async fn forward(
                     AttemptFailure::Timeout(try_timeout)
                 }
             };
+        service.health.record(name, false);
         attempts.push(AttemptError {
             instance: name.to_string(),
             reason: failure,

@@ -14,6 +14,7 @@
 //! - [`key`]: the shard key of a request.
 //! - [`forward`]: forwarding with retries on the preference list.
 //! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`health`]: passive and active health checking; ejections.
 //! - [`error`]: what the proxy answers when it cannot forward.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API.
@@ -33,6 +34,7 @@ pub mod dns_server;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod health;
 pub mod key;
 pub mod metrics;
 pub mod route;

@@ -26,6 +26,8 @@
 //! | `shardproxy_upstream_attempts_total` | counter | `service`, `instance`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
+//! | `shardproxy_ejections_total` | counter | `service`, `instance`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
+//! | `shardproxy_restores_total` | counter | `service`, `instance` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
 //! Rings, read from discovery at each scrape:
 //!
@@ -72,6 +74,10 @@ pub const ATTEMPTS: &str = "shardproxy_upstream_attempts_total";
 pub const RETRIES: &str = "shardproxy_retries_total";
 /// `shardproxy_retries_refused_total`.
 pub const RETRIES_REFUSED: &str = "shardproxy_retries_refused_total";
+/// `shardproxy_ejections_total`.
+pub const EJECTIONS: &str = "shardproxy_ejections_total";
+/// `shardproxy_restores_total`.
+pub const RESTORES: &str = "shardproxy_restores_total";
 
 /// Upper bounds of the request duration buckets, in seconds: from a cache
 /// hit or a fast shard (half a millisecond) to the longest a client is
@@ -136,6 +142,8 @@ pub struct Metrics {
     attempts: IntCounterVec,
     retries: IntCounterVec,
     retries_refused: IntCounterVec,
+    ejections: IntCounterVec,
+    restores: IntCounterVec,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -159,6 +167,8 @@ struct ServiceChildren {
     attempts: IntCounterVec,
     retries: IntCounter,
     retries_refused: IntCounter,
+    ejections: IntCounterVec,
+    restores: IntCounterVec,
 }
 
 // === impl Metrics ===
@@ -203,6 +213,16 @@ impl Metrics {
             ),
             &["service"],
         )?;
+        let ejections = IntCounterVec::new(
+            Opts::new(EJECTIONS, "Instances ejected by health checking."),
+            &["service", "instance", "reason"],
+        )?;
+        let restores = IntCounterVec::new(
+            Opts::new(RESTORES, "Ejected instances taken back."),
+            &["service", "instance"],
+        )?;
+        registry.register(Box::new(ejections.clone()))?;
+        registry.register(Box::new(restores.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(attempts.clone()))?;
@@ -216,6 +236,8 @@ impl Metrics {
             attempts,
             retries,
             retries_refused,
+            ejections,
+            restores,
         })
     }
 
@@ -242,6 +264,8 @@ impl Metrics {
                 attempts: self.attempts.clone(),
                 retries: self.retries.with_label_values(&[service]),
                 retries_refused: self.retries_refused.with_label_values(&[service]),
+                ejections: self.ejections.clone(),
+                restores: self.restores.clone(),
             }),
         }
     }
@@ -337,6 +361,22 @@ impl ServiceMetrics {
     #[inline]
     pub fn retry_refused(&self) {
         self.inner.retries_refused.inc();
+    }
+
+    /// Counts an ejection of `instance`; `reason` is `failures` or `check`.
+    pub fn ejected(&self, instance: &str, reason: &str) {
+        let labels = [&*self.inner.service, instance, reason];
+        if let Ok(counter) = self.inner.ejections.get_metric_with_label_values(&labels) {
+            counter.inc();
+        }
+    }
+
+    /// Counts a restore of `instance`.
+    pub fn restored(&self, instance: &str) {
+        let labels = [&*self.inner.service, instance];
+        if let Ok(counter) = self.inner.restores.get_metric_with_label_values(&labels) {
+            counter.inc();
+        }
     }
 }
 

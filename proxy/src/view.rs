@@ -92,6 +92,9 @@ pub struct InstanceView {
     /// SRV weight (SRV services only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u16>,
+    /// Health checking's view (the admin API only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthView>,
 }
 
 impl InstanceView {
@@ -104,6 +107,7 @@ impl InstanceView {
             share: instance.share(),
             priority: None,
             weight: None,
+            health: None,
         }
     }
 
@@ -116,6 +120,7 @@ impl InstanceView {
             share: 0.0,
             priority: Some(instance.weight.priority),
             weight: Some(instance.weight.weight),
+            health: None,
         }
     }
 }

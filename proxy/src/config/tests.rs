@@ -911,7 +911,11 @@ fn example_config_loads() {
         }
     );
     assert!(!frobnicator.cache.enabled);
-    assert!(config.unsupported().is_empty(), "{:?}", config.unsupported());
+    assert!(
+        config.unsupported().is_empty(),
+        "{:?}",
+        config.unsupported()
+    );
 
     let counter = config.service("counter").unwrap();
     let Discovery::Static {
@@ -975,7 +979,10 @@ fn health_keys() {
         "config.toml",
     )
     .unwrap_err();
-    assert!(error.to_string().contains("health_check.timeout"), "{error}");
+    assert!(
+        error.to_string().contains("health_check.timeout"),
+        "{error}"
+    );
 }
 
 #[test]

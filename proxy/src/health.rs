@@ -1,0 +1,421 @@
+//! Instance health (issue 5): passive outlier detection, and optional active
+//! checks, both ejecting instances that fail so their keys go straight to
+//! their replicas.
+//!
+//! - Passive: every attempt's outcome is recorded; `consecutive_failures`
+//!   failures in a row (connect errors, timeouts, broken exchanges,
+//!   retryable statuses) eject the instance for `base_ejection_time`,
+//!   doubled for each ejection since it was last healthy for a while, up to
+//!   `max_ejection_time` (as Envoy's outlier detection does). When the time
+//!   is up it is restored and takes requests again.
+//! - Active (`health_check = { path, interval, timeout }`): a task asks
+//!   every instance of the current ring; a failed check ejects until a
+//!   check passes.
+//!
+//! Health is kept per instance name, so it survives ring changes. Reading
+//! it on the request path is a lock-free map load and a few atomics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use shardproxy_ring::InstanceName;
+
+use crate::config::{HealthCheckConfig, OutlierConfig};
+use crate::discovery::{ServiceRing, Table};
+use crate::forward::Body;
+use crate::metrics::ServiceMetrics;
+
+/// The health of one instance.
+#[derive(Debug, Default)]
+struct InstanceHealth {
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since [`Health::epoch`] until which the instance is
+    /// ejected by passive detection; 0 when it is not.
+    ejected_until: AtomicU64,
+    /// Ejections since it was last healthy for `max_ejection_time`.
+    ejections: AtomicU32,
+    /// When the last ejection started (milliseconds since the epoch).
+    last_ejection: AtomicU64,
+    /// True while the latest active check failed.
+    check_failed: AtomicBool,
+}
+
+/// What `/ring` shows of an instance's health.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct HealthView {
+    /// Whether requests skip it now.
+    pub ejected: bool,
+    /// Why: `failures` (passive) or `check` (active).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Milliseconds until a passive ejection ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejected_for_ms: Option<u64>,
+    /// Failed attempts in a row.
+    pub consecutive_failures: u32,
+    /// Ejections counted for the backoff.
+    pub ejections: u32,
+}
+
+/// The health of a service's instances.
+pub struct Health {
+    config: OutlierConfig,
+    metrics: ServiceMetrics,
+    epoch: Instant,
+    instances: ArcSwap<HashMap<InstanceName, Arc<InstanceHealth>>>,
+}
+
+impl Health {
+    /// No instance known yet, none ejected.
+    pub fn new(config: OutlierConfig, metrics: ServiceMetrics) -> Health {
+        Health {
+            config,
+            metrics,
+            epoch: Instant::now(),
+            instances: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The state of `name`, created on first use (off the hot path: once per
+    /// instance).
+    fn entry(&self, name: &InstanceName) -> Arc<InstanceHealth> {
+        if let Some(found) = self.instances.load().get(name) {
+            return Arc::clone(found);
+        }
+        let mut created = None;
+        self.instances.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            let entry = next
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(InstanceHealth::default()));
+            created = Some(Arc::clone(entry));
+            next
+        });
+        created.unwrap_or_default()
+    }
+
+    /// True when requests should skip `name` now. An ejection whose time is
+    /// up ends here, and is logged and counted as a restore.
+    pub fn is_ejected(&self, name: &InstanceName) -> bool {
+        let instances = self.instances.load();
+        let Some(health) = instances.get(name) else {
+            return false;
+        };
+        if health.check_failed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let until = health.ejected_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if self.now_ms() < until {
+            return true;
+        }
+        if health
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            health.consecutive_failures.store(0, Ordering::Relaxed);
+            tracing::info!(instance = %name, "ejection over: instance restored");
+            self.metrics.restored(name.as_str());
+        }
+        false
+    }
+
+    /// Records the outcome of an attempt on `name`.
+    pub fn record(&self, name: &InstanceName, succeeded: bool) {
+        if self.config.consecutive_failures == 0 {
+            return;
+        }
+        let health = self.entry(name);
+        if succeeded {
+            health.consecutive_failures.store(0, Ordering::Relaxed);
+            // Healthy long enough since the last ejection: forget the
+            // backoff.
+            let last = health.last_ejection.load(Ordering::Relaxed);
+            let calm = u64::try_from(self.config.max_ejection_time.as_millis()).unwrap_or(u64::MAX);
+            if last != 0 && self.now_ms().saturating_sub(last) > calm {
+                health.ejections.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.config.consecutive_failures
+            || health.ejected_until.load(Ordering::Relaxed) != 0
+        {
+            return;
+        }
+        let ejections = health.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let length = self.ejection_length(ejections);
+        let now = self.now_ms();
+        let until = now
+            .saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX))
+            .max(1);
+        if health
+            .ejected_until
+            .compare_exchange(0, until, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            health.last_ejection.store(now.max(1), Ordering::Relaxed);
+            tracing::warn!(
+                instance = %name,
+                failures,
+                ejection = ejections,
+                seconds = length.as_secs_f64(),
+                "instance ejected after consecutive failures"
+            );
+            self.metrics.ejected(name.as_str(), "failures");
+        }
+    }
+
+    /// `base × 2^(n−1)`, capped.
+    fn ejection_length(&self, ejections: u32) -> Duration {
+        let factor = 1u32 << ejections.saturating_sub(1).min(20);
+        self.config
+            .base_ejection_time
+            .saturating_mul(factor)
+            .min(self.config.max_ejection_time)
+    }
+
+    /// Records an active check of `name`.
+    pub fn record_check(&self, name: &InstanceName, healthy: bool, detail: &str) {
+        let health = self.entry(name);
+        let was_failed = health.check_failed.swap(!healthy, Ordering::Relaxed);
+        match (was_failed, healthy) {
+            (false, false) => {
+                tracing::warn!(instance = %name, detail, "health check failed: instance ejected");
+                self.metrics.ejected(name.as_str(), "check");
+            }
+            (true, true) => {
+                tracing::info!(instance = %name, "health check passed: instance restored");
+                self.metrics.restored(name.as_str());
+            }
+            _ => {}
+        }
+    }
+
+    /// What `/ring` shows of `name`.
+    pub fn view(&self, name: &InstanceName) -> HealthView {
+        let ejected = self.is_ejected(name);
+        let instances = self.instances.load();
+        let Some(health) = instances.get(name) else {
+            return HealthView {
+                ejected: false,
+                reason: None,
+                ejected_for_ms: None,
+                consecutive_failures: 0,
+                ejections: 0,
+            };
+        };
+        let until = health.ejected_until.load(Ordering::Relaxed);
+        let by_check = health.check_failed.load(Ordering::Relaxed);
+        HealthView {
+            ejected,
+            reason: match (by_check, until != 0) {
+                (true, _) => Some("check"),
+                (false, true) => Some("failures"),
+                _ => None,
+            },
+            ejected_for_ms: (until != 0).then(|| until.saturating_sub(self.now_ms())),
+            consecutive_failures: health.consecutive_failures.load(Ordering::Relaxed),
+            ejections: health.ejections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Checks every instance of the service's current ring each `interval`,
+/// forever: `GET path` with the instance's host as `Host`; a `2xx` within
+/// `timeout` is healthy. Spawn it; abort the task to stop.
+pub async fn check_forever(
+    ring: Arc<ServiceRing>,
+    health: Arc<Health>,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Body,
+    >,
+    config: HealthCheckConfig,
+) {
+    loop {
+        let instances: Vec<(InstanceName, std::net::SocketAddr)> = match ring.load_full() {
+            Some(snapshot) => match &snapshot.table {
+                Table::Ring(ring) => ring
+                    .instances()
+                    .iter()
+                    .map(|instance| (instance.name().clone(), instance.addr()))
+                    .collect(),
+                Table::Srv(instances) => instances
+                    .iter()
+                    .map(|instance| (instance.name.clone(), instance.addr))
+                    .collect(),
+            },
+            None => Vec::new(),
+        };
+        let mut checks = tokio::task::JoinSet::new();
+        for (name, addr) in instances {
+            let client = client.clone();
+            let path = config.path.clone();
+            let timeout = config.timeout;
+            checks.spawn(async move {
+                let outcome = check_one(&client, &name, addr, &path, timeout).await;
+                (name, outcome)
+            });
+        }
+        while let Some(joined) = checks.join_next().await {
+            if let Ok((name, outcome)) = joined {
+                match outcome {
+                    Ok(()) => health.record_check(&name, true, ""),
+                    Err(detail) => health.record_check(&name, false, &detail),
+                }
+            }
+        }
+        tokio::time::sleep(config.interval).await;
+    }
+}
+
+/// One check: `Ok` for a 2xx in time, else what went wrong.
+async fn check_one(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Body,
+    >,
+    name: &InstanceName,
+    addr: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    use http_body_util::BodyExt as _;
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .header(http::header::HOST, name.host())
+        .header(http::header::USER_AGENT, "shardproxy-health-check")
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .map_err(|error| error.to_string())?;
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Ok(Ok(response)) if response.status().is_success() => Ok(()),
+        Ok(Ok(response)) => Err(format!("answered {}", response.status())),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// Puts the instances that are not ejected first, keeping the order within
+/// each group: requests go to the first healthy instance of a preference
+/// list, and when all are ejected, to all of them in order anyway (SPEC §5).
+pub fn healthy_first<T>(
+    health: &Health,
+    targets: Vec<T>,
+    name: impl Fn(&T) -> &InstanceName,
+) -> Vec<T> {
+    let (mut healthy, ejected): (Vec<T>, Vec<T>) = targets
+        .into_iter()
+        .partition(|target| !health.is_ejected(name(target)));
+    healthy.extend(ejected);
+    healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(consecutive: u32) -> Health {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        Health::new(
+            OutlierConfig {
+                consecutive_failures: consecutive,
+                base_ejection_time: Duration::from_millis(200),
+                max_ejection_time: Duration::from_millis(500),
+            },
+            metrics.service("s"),
+        )
+    }
+
+    fn name(host: &str) -> InstanceName {
+        InstanceName::new(host, 80).unwrap()
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_success_resets() {
+        let health = health(3);
+        let a = name("a");
+        health.record(&a, false);
+        health.record(&a, false);
+        health.record(&a, true);
+        health.record(&a, false);
+        health.record(&a, false);
+        assert!(
+            !health.is_ejected(&a),
+            "a success in between resets the count"
+        );
+        health.record(&a, false);
+        assert!(health.is_ejected(&a));
+        let view = health.view(&a);
+        assert_eq!(view.reason, Some("failures"));
+        assert!(view.ejected_for_ms.is_some_and(|ms| ms <= 200));
+    }
+
+    #[test]
+    fn ejection_ends_and_backoff_grows_to_the_cap() {
+        let health = health(1);
+        assert_eq!(health.ejection_length(1), Duration::from_millis(200));
+        assert_eq!(health.ejection_length(2), Duration::from_millis(400));
+        assert_eq!(health.ejection_length(3), Duration::from_millis(500));
+        assert_eq!(health.ejection_length(40), Duration::from_millis(500));
+        let a = name("a");
+        health.record(&a, false);
+        assert!(health.is_ejected(&a));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!health.is_ejected(&a), "restored after 200 ms");
+        health.record(&a, false);
+        assert!(health.is_ejected(&a));
+        assert_eq!(health.view(&a).ejections, 2);
+    }
+
+    #[test]
+    fn zero_turns_passive_detection_off() {
+        let health = health(0);
+        let a = name("a");
+        for _ in 0..100 {
+            health.record(&a, false);
+        }
+        assert!(!health.is_ejected(&a));
+    }
+
+    #[test]
+    fn checks_eject_and_restore() {
+        let health = health(5);
+        let a = name("a");
+        health.record_check(&a, false, "503");
+        assert!(health.is_ejected(&a));
+        assert_eq!(health.view(&a).reason, Some("check"));
+        health.record_check(&a, true, "");
+        assert!(!health.is_ejected(&a));
+    }
+
+    #[test]
+    fn healthy_instances_come_first_and_all_ejected_keeps_order() {
+        let health = health(1);
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        health.record(&a, false);
+        let targets = vec![a.clone(), b.clone(), c.clone()];
+        assert_eq!(
+            healthy_first(&health, targets, |n| n),
+            [b.clone(), c.clone(), a.clone()]
+        );
+        health.record(&b, false);
+        health.record(&c, false);
+        let targets = vec![a.clone(), b.clone(), c.clone()];
+        assert_eq!(healthy_first(&health, targets, |n| n), [a, b, c]);
+    }
+}
