@@ -8,6 +8,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{build_resolver, Discovery, DiscoveryError, ServiceRing, Source};
@@ -151,18 +154,79 @@ impl App {
     }
 }
 
-/// A proxy that is serving: its bound addresses, and the way to stop it.
+/// A proxy that is serving: its bound addresses, and the way to reload and
+/// stop it.
 pub struct Running {
     /// Where clients connect.
     pub listen: SocketAddr,
     /// Where the admin API answers.
     pub admin: SocketAddr,
-    /// The shared state.
-    pub app: Arc<App>,
+    current: Arc<ArcSwap<App>>,
     servers: server::Handle,
 }
 
+/// Why a reload was refused; the running config stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config cannot start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The new config's rings did not all resolve in time.
+    #[error("the new config's rings were not ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+}
+
+/// How long a reload waits for the new config's rings before giving up.
+pub const RELOAD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Running {
+    /// The state requests are served with now.
+    pub fn app(&self) -> Arc<App> {
+        self.current.load_full()
+    }
+
+    /// Replaces the config of the running proxy without dropping a request:
+    /// the new state is built and its rings resolved first, then swapped in
+    /// whole; requests in flight finish on the old one. The listen and admin
+    /// addresses stay as bound (a change to them needs a restart, and is
+    /// logged).
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError`] when the new config cannot start or its rings do not
+    /// resolve in time; nothing changes then.
+    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        if config.server.listen != self.app().config.server.listen
+            || config.server.admin != self.app().config.server.admin
+        {
+            tracing::warn!("server.listen and server.admin changes take effect on restart only");
+        }
+        let next = App::new(config)?;
+        let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
+            while !next.discovery.ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if ready.is_err() {
+            let missing: Vec<String> = next
+                .services
+                .iter()
+                .filter(|service| service.ring.load().is_none())
+                .map(|service| match service.ring.status().last_error {
+                    Some((_, error)) => format!("{}: {error}", service.config.name),
+                    None => format!("{}: no answer yet", service.config.name),
+                })
+                .collect();
+            return Err(ReloadError::NotReady(
+                RELOAD_READY_TIMEOUT,
+                missing.join("; "),
+            ));
+        }
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Stops accepting connections, lets requests in flight finish, and
     /// returns when both listeners are closed.
     pub async fn shutdown(self) {
@@ -182,12 +246,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_listener = server::bind(config.server.admin)?;
     let listen = server::local_addr(&listener)?;
     let admin = server::local_addr(&admin_listener)?;
-    let app = Arc::new(App::new(config)?);
-    let servers = server::spawn(Arc::clone(&app), listener, admin_listener);
+    let current = Arc::new(ArcSwap::from_pointee(App::new(config)?));
+    let servers = server::spawn(Arc::clone(&current), listener, admin_listener);
     Ok(Running {
         listen,
         admin,
-        app,
+        current,
         servers,
     })
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
@@ -143,7 +144,8 @@ fn on_one_thread(command: impl std::future::Future<Output = ExitCode>) -> ExitCo
     }
 }
 
-/// `shardproxy run`: serves until SIGINT or SIGTERM, then drains.
+/// `shardproxy run`: serves until SIGINT or SIGTERM, then drains; SIGHUP
+/// reloads the config file.
 fn serve(path: &Path) -> ExitCode {
     let config = match load_config(path) {
         Ok(config) => config,
@@ -169,11 +171,54 @@ fn serve(path: &Path) -> ExitCode {
             }
         };
         tracing::info!(listen = %running.listen, admin = %running.admin, "serving");
-        stop_signal().await;
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                tracing::warn!(%error, "no SIGHUP handler: reload by restarting");
+                None
+            }
+        };
+        let stop = stop_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                Some(()) = next_hangup(&mut hangups) => reload(&running, path).await,
+            }
+        }
         tracing::info!("stopping: draining connections");
         running.shutdown().await;
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The next SIGHUP, or never without a handler.
+async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangups {
+        Some(hangups) => hangups.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reloads the config file into the running proxy; a config that does not
+/// load, or whose rings do not resolve, is refused and the running one
+/// stays.
+async fn reload(running: &crate::app::Running, path: &Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+            return;
+        }
+    };
+    match running.reload(config).await {
+        Ok(()) => tracing::info!("reload done: the new config is in use"),
+        Err(error) => {
+            tracing::error!(%error, "reload refused; the running config stays");
+        }
+    }
 }
 
 /// `shardproxy demo`: runs until SIGINT or SIGTERM.
@@ -202,7 +247,7 @@ fn demo(options: crate::demo::DemoOptions) -> ExitCode {
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn stop_signal() {
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut signal) => {
                 signal.recv().await;
             }

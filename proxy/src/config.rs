@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// Run several processes on one port (`SO_REUSEPORT`) to use more
     /// cores with less sharing, as the systemd unit does.
     pub workers: Option<std::num::NonZeroUsize>,
+    /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
+    /// requests in flight get to finish before the process exits anyway.
+    pub drain_timeout: Duration,
 }
 
 /// `[dns]`.
@@ -388,6 +391,7 @@ impl Default for ServerConfig {
             admin: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             max_header_size: 32 << 10,
             workers: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

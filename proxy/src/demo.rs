@@ -221,8 +221,8 @@ impl Demo {
     }
 
     /// The running proxy: its state, rings and metrics.
-    pub fn proxy_app(&self) -> &app::App {
-        &self.running.app
+    pub fn proxy_app(&self) -> std::sync::Arc<app::App> {
+        self.running.app()
     }
 
     /// Stops the proxy (letting requests in flight finish), then the
@@ -244,7 +244,8 @@ impl Demo {
     /// The preference list of `key` on the proxy's current ring, primary
     /// first, as indexes into [`Demo::backends`].
     fn preference_list(&self, key: &str) -> Vec<usize> {
-        let Some(service) = self.running.app.service(SERVICE) else {
+        let app = self.running.app();
+        let Some(service) = app.service(SERVICE) else {
             return Vec::new();
         };
         let Some(snapshot) = service.ring.load_full() else {
@@ -268,7 +269,7 @@ impl Demo {
     fn shares(&self) -> Vec<Option<f64>> {
         let snapshot = self
             .running
-            .app
+            .app()
             .service(SERVICE)
             .and_then(|service| service.ring.load_full());
         let ring = match snapshot.as_deref().map(|snapshot| &snapshot.table) {
@@ -453,12 +454,12 @@ async fn wait_until_ready(running: &Running, expected: usize) -> Result<(), Demo
     let started = Instant::now();
     loop {
         let found = ring_size(running);
-        if running.app.discovery.ready() && found == expected {
+        if running.app().discovery.ready() && found == expected {
             return Ok(());
         }
         if started.elapsed() >= READY_TIMEOUT {
             let last_error = running
-                .app
+                .app()
                 .discovery
                 .service(SERVICE)
                 .and_then(|service| service.status().last_error)
@@ -476,7 +477,8 @@ async fn wait_until_ready(running: &Running, expected: usize) -> Result<(), Demo
 
 /// How many instances the proxy's ring of the demo service holds.
 fn ring_size(running: &Running) -> usize {
-    let Some(service) = running.app.discovery.service(SERVICE) else {
+    let app = running.app();
+    let Some(service) = app.discovery.service(SERVICE) else {
         return 0;
     };
     match service.load().as_deref().map(|snapshot| &snapshot.table) {

@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use arc_swap::ArcSwap;
+
 use crate::app::App;
 use crate::{admin, forward};
 
@@ -33,9 +35,6 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// hyper's smallest read buffer; `max_header_size` below it is raised to it.
 const MIN_HYPER_BUFFER: usize = 8192;
-
-/// How long a shutdown waits for connections to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -116,24 +115,29 @@ fn connection_builder(app: &App) -> auto::Builder<TokioExecutor> {
 }
 
 /// Starts the client and admin accept loops.
-pub fn spawn(app: Arc<App>, listener: TcpListener, admin_listener: TcpListener) -> Handle {
+/// Each request reads the current [`App`] once, so a reload swaps it for
+/// the requests that follow while those in flight finish on the old one.
+pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpListener) -> Handle {
     let (stop, stopped) = watch::channel(false);
-    let builder = connection_builder(&app);
+    let builder = connection_builder(&app.load());
+    let drain = app.load().config.server.drain_timeout;
     let proxy_app = Arc::clone(&app);
     let proxy = tokio::spawn(accept_loop(
         listener,
         builder.clone(),
         stopped.clone(),
+        drain,
         move |request: Request<Incoming>, peer| {
-            forward::handle(Arc::clone(&proxy_app), request, peer)
+            forward::handle(proxy_app.load_full(), request, peer)
         },
     ));
     let admin = tokio::spawn(accept_loop(
         admin_listener,
         builder,
         stopped,
+        drain,
         move |request: Request<Incoming>, _peer| {
-            let app = Arc::clone(&app);
+            let app = app.load_full();
             async move { admin::handle(&app, request).await }
         },
     ));
@@ -149,6 +153,7 @@ async fn accept_loop<F, Fut, B>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     mut stopped: watch::Receiver<bool>,
+    drain: Duration,
     respond: F,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -190,7 +195,7 @@ async fn accept_loop<F, Fut, B>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {

@@ -206,7 +206,7 @@ refresh = "1s"
 async fn start_proxy(config: &str) -> Running {
     let config = Config::from_toml(config, "test.toml").unwrap_or_else(|error| panic!("{error}"));
     let running = app::start(config).await.expect("the proxy starts");
-    let app = Arc::clone(&running.app);
+    let app = running.app();
     wait_until("the proxy is ready", || {
         let app = Arc::clone(&app);
         async move { app.discovery.ready() }
@@ -1072,7 +1072,7 @@ async fn a_service_without_a_ring_answers_503() {
         answer.text()
     );
     assert!(answer.text().contains("ghost"), "{}", answer.text());
-    assert!(!proxy.app.discovery.ready());
+    assert!(!proxy.app().discovery.ready());
     assert_eq!(fleet.requests(), 0);
     stop_proxy(proxy).await;
     fleet.shutdown().await;

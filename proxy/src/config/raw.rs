@@ -40,6 +40,7 @@ pub(super) struct RawServer {
     pub(super) admin: Text,
     pub(super) max_header_size: Quantity,
     pub(super) workers: Int,
+    pub(super) drain_timeout: Quantity,
 }
 
 /// `[dns]`.

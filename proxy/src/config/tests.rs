@@ -391,7 +391,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
-        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `workers`"
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `workers`, `drain_timeout`"
     );
     assert!(service_error("virtual_node = 3").starts_with(
         "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "

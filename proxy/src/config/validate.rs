@@ -107,11 +107,19 @@ fn server(
         defaults.workers,
         |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
     )?;
+    let drain_timeout = field(
+        source,
+        &key.key("drain_timeout"),
+        raw.drain_timeout.as_ref(),
+        defaults.drain_timeout,
+        duration,
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
         max_header_size,
         workers,
+        drain_timeout,
     })
 }
 
