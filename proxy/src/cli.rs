@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
+use crate::logging;
 use crate::view::{LookupView, ServiceView};
 
 /// `shardproxy`: a sharding HTTP reverse proxy whose ring lives in DNS.
@@ -100,6 +101,13 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    // One-shot commands print their results on stdout and log only what
+    // goes wrong; `run` logs as its config says, `demo` what it does.
+    match &cli.command {
+        Command::Run { .. } => {}
+        Command::Demo { .. } => logging::init("info", LogFormat::Text),
+        _ => logging::init("warn", LogFormat::Text),
+    }
     match cli.command {
         Command::Run { config } => serve(&config),
         Command::Demo {
@@ -151,6 +159,7 @@ fn serve(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    logging::init(&config.log.level, config.log.format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = config.server.workers {
         runtime.worker_threads(workers.get());

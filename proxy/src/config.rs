@@ -58,6 +58,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[dns]`: how rings are looked up.
     pub dns: DnsConfig,
+    /// `[log]`: what is logged, and how.
+    pub log: LogConfig,
     /// `[services.NAME]`, by name; never empty.
     pub services: BTreeMap<String, ServiceConfig>,
     /// `[[routes]]`, in file order (the first match wins); never empty, and
@@ -84,6 +86,40 @@ pub struct ServerConfig {
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
     pub drain_timeout: Duration,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `level` (default `info`): a `tracing` filter (`warn`,
+    /// `shardproxy=debug`, ...). `RUST_LOG`, when set, wins.
+    pub level: String,
+    /// `format` (default `text`): `text` for people, `json` (one object
+    /// per line) for log pipelines.
+    pub format: LogFormat,
+    /// `access_log` (default false): one line per request, at target
+    /// `access`: service, key hash, instance, attempts, status, duration.
+    pub access_log: bool,
+}
+
+/// `[log] format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+            access_log: false,
+        }
+    }
 }
 
 /// `[dns]`.

@@ -107,17 +107,40 @@ pub async fn handle(
         }
         .into_response();
     };
-    let response = match forward(service, matched.strip, parts, body, client).await {
+    let mut exchange = Exchange::default();
+    let response = match forward(service, matched.strip, parts, body, client, &mut exchange).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(service = %service.config.name, %error, "request failed");
             error.into_response()
         }
     };
-    service
-        .metrics
-        .request(response.status().as_u16(), started.elapsed());
+    let elapsed = started.elapsed();
+    service.metrics.request(response.status().as_u16(), elapsed);
+    if app.config.log.access_log {
+        tracing::info!(
+            target: "access",
+            service = %service.config.name,
+            key_hash = %exchange.position.map(|p| p.to_string()).unwrap_or_default(),
+            instance = %exchange.instance.as_ref().map_or("", InstanceName::as_str),
+            attempts = exchange.attempts,
+            status = response.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            cache = "none",
+        );
+    }
     response
+}
+
+/// What one request did, for the access log.
+#[derive(Debug, Default)]
+struct Exchange {
+    /// The key's position, once extracted.
+    position: Option<Token>,
+    /// The instance whose answer was returned (or the last one tried).
+    instance: Option<InstanceName>,
+    /// Attempts made.
+    attempts: u32,
 }
 
 /// Methods that may be repeated (SPEC §5).
@@ -172,9 +195,11 @@ async fn forward(
     mut parts: Parts,
     body: Incoming,
     client: SocketAddr,
+    exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &service.config;
     let position = Token::of_key(&key::extract(&config.key, &parts)?);
+    exchange.position = Some(position);
     let snapshot = service.ring.load_full().ok_or_else(|| ProxyError::NoRing {
         service: config.name.clone(),
         detail: service.ring.status().last_error.map_or_else(
@@ -220,6 +245,8 @@ async fn forward(
             );
             break;
         };
+        exchange.attempts += 1;
+        exchange.instance = Some(name.clone());
         let try_timeout = config.try_timeout.min(remaining);
         let request = upstream_request(&parts, *addr, &path, attempt_body)?;
         let failure =

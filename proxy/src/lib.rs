@@ -16,6 +16,7 @@
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`health`]: passive and active health checking; ejections.
 //! - [`error`]: what the proxy answers when it cannot forward.
+//! - [`logging`]: text or JSON logs.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API.
 //! - [`demo`]: `shardproxy demo`.
@@ -36,6 +37,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod key;
+pub mod logging;
 pub mod metrics;
 pub mod route;
 pub mod server;

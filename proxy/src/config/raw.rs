@@ -28,6 +28,7 @@ pub(super) type Flag = Option<Spanned<bool>>;
 pub(super) struct RawConfig {
     pub(super) server: Option<Spanned<RawServer>>,
     pub(super) dns: Option<Spanned<RawDns>>,
+    pub(super) log: Option<Spanned<RawLog>>,
     pub(super) services: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawService>>>>,
     pub(super) routes: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -41,6 +42,15 @@ pub(super) struct RawServer {
     pub(super) max_header_size: Quantity,
     pub(super) workers: Int,
     pub(super) drain_timeout: Quantity,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: Text,
+    pub(super) format: Text,
+    pub(super) access_log: Flag,
 }
 
 /// `[dns]`.

@@ -387,7 +387,7 @@ fn syntax_error_in_a_multi_line_array() {
 fn unknown_keys() {
     assert_eq!(
         error("[sever]\nlisten = \"127.0.0.1:1\"\n"),
-        "config.toml:1:2: sever: unknown field `sever`, expected one of `server`, `dns`, `services`, `routes`"
+        "config.toml:1:2: sever: unknown field `sever`, expected one of `server`, `dns`, `log`, `services`, `routes`"
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
@@ -1033,4 +1033,23 @@ fn example_config_documents_every_key() {
             "the example does not show {key}"
         );
     }
+}
+
+#[test]
+fn log_keys() {
+    let config = load(&format!(
+        "[log]\nlevel = \"shardproxy=debug,warn\"\nformat = \"json\"\naccess_log = true\n{MINIMAL}"
+    ));
+    assert_eq!(config.log.level, "shardproxy=debug,warn");
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert!(config.log.access_log);
+    let error = Config::from_toml(
+        &format!("[log]\nformat = \"xml\"\n{MINIMAL}"),
+        "config.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "config.toml:2:10: log.format = \"xml\": expected text or json"
+    );
 }

@@ -22,9 +22,11 @@ use super::check::{
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
 use super::locate;
-use super::raw::{RawConfig, RawDns, RawRoute, RawServer};
+use super::raw::{RawConfig, RawDns, RawLog, RawRoute, RawServer};
 use super::service::services;
-use super::{Config, DnsConfig, DnsServers, RouteConfig, ServerConfig, ServiceConfig};
+use super::{
+    Config, DnsConfig, DnsServers, LogConfig, LogFormat, RouteConfig, ServerConfig, ServiceConfig,
+};
 
 /// Below this not even a request line with a few headers fits.
 const MIN_MAX_HEADER_SIZE: u64 = 1 << 10;
@@ -42,13 +44,57 @@ pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
     // first one met reading it.
     let server = server(source, raw.server.as_ref())?;
     let dns = dns(source, raw.dns.as_ref())?;
+    let log = log(source, raw.log.as_ref())?;
     let services = services(source, raw.services.as_ref())?;
     let routes = routes(source, raw.routes.as_ref(), &services)?;
     Ok(Config {
         server,
         dns,
+        log,
         services,
         routes,
+    })
+}
+
+// === [log] ===
+
+fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, ConfigError> {
+    let defaults = LogConfig::default();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let raw = raw.get_ref();
+    let key = KeyPath::root().key("log");
+    Ok(LogConfig {
+        level: field(
+            source,
+            &key.key("level"),
+            raw.level.as_ref(),
+            defaults.level,
+            |level: &String| {
+                tracing_subscriber::EnvFilter::try_new(level)
+                    .map(|_| level.clone())
+                    .map_err(|error| format!("not a log filter ({error}): expected e.g. info, warn, shardproxy=debug"))
+            },
+        )?,
+        format: field(
+            source,
+            &key.key("format"),
+            raw.format.as_ref(),
+            defaults.format,
+            |format: &String| match format.as_str() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected text or json".to_owned()),
+            },
+        )?,
+        access_log: field(
+            source,
+            &key.key("access_log"),
+            raw.access_log.as_ref(),
+            defaults.access_log,
+            flag,
+        )?,
     })
 }
 
