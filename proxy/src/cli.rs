@@ -1,9 +1,11 @@
-//! The command line (SPEC §8): `run`, `check`, `demo`, `ring show` and
-//! `ring lookup`.
+//! The command line (SPEC §8): `run`, `check`, `demo`, `ring show`,
+//! `ring lookup`, `ring diff` and `ring plan`.
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
 //! and returns an exit code: 0 when all went well, 1 on any error (SPEC §8
-//! for `check`), 64 (`EX_USAGE`) for a config that does not load.
+//! for `check`), 64 (`EX_USAGE`) for a config that does not load. `ring diff`
+//! and `ring plan` read zone files instead of a config
+//! ([`crate::ring_tools`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, LogFormat};
 use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
 use crate::logging;
+use crate::ring_tools;
 use crate::view::{LookupView, ServiceView};
 
 /// `shardproxy`: a sharding HTTP reverse proxy whose ring lives in DNS.
@@ -55,7 +58,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Inspect rings.
+    /// Inspect rings, and plan changes to them.
     Ring {
         /// What to inspect.
         #[command(subcommand)]
@@ -94,6 +97,85 @@ pub enum RingCommand {
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
     },
+    /// What changes between two zone files: ranges, who loses and gains
+    /// them, and the shares of the key space that move.
+    ///
+    /// Prints every range whose preference list changes, with the instances
+    /// that lose and gain it, and the shares of the key space whose primary
+    /// changes and whose preference list changes. Exit 0 whether or not
+    /// anything changed.
+    Diff {
+        /// The service's SRV name, e.g. `_frobnicator._http.example.com`.
+        #[arg(long, value_name = "NAME")]
+        srv: String,
+        /// The zone file as published now (RFC 1035 master format).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The zone file about to be published.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// Print JSON: moved_primary, moved_any, and the ranges.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tokens and records for instances joining a ring, or evenly spaced
+    /// tokens for a fresh one.
+    ///
+    /// Reads the ring from the zone file; each new token splits the largest
+    /// range of the ring so far at its midpoint. Prints the records to
+    /// publish (a zone-file fragment) and the share of the key space whose
+    /// primary moves. With `--balanced N`: N evenly spaced tokens for a
+    /// fresh ring.
+    #[command(
+        override_usage = "shardproxy ring plan --srv <NAME> --zone <FILE> --add <TARGET:PORT>... [--tokens <N>] [--json]\n       shardproxy ring plan --balanced <N> [--json]"
+    )]
+    Plan(PlanArgs),
+}
+
+/// `shardproxy ring plan`: `--srv`, `--zone` and `--add`, or `--balanced`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The service's SRV name, e.g. `_frobnicator._http.example.com`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "balanced",
+        conflicts_with = "balanced"
+    )]
+    pub srv: Option<String>,
+    /// The zone file holding the ring as published now.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "balanced",
+        conflicts_with = "balanced"
+    )]
+    pub zone: Option<PathBuf>,
+    /// An instance to add: the SRV target (a full domain name) and port.
+    /// Repeat for more; tokens are handed out in the order given.
+    #[arg(
+        long,
+        value_name = "TARGET:PORT",
+        required_unless_present = "balanced",
+        conflicts_with = "balanced"
+    )]
+    pub add: Vec<String>,
+    /// Tokens for each added instance.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..),
+        conflicts_with = "balanced"
+    )]
+    pub tokens: u32,
+    /// Instead: N evenly spaced tokens for a fresh ring, one per line; the
+    /// i-th (from 1) is floor(i × 2^128 / N) − 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub balanced: Option<u64>,
+    /// Print JSON (with `--balanced`, a list of tokens).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Exit code for a config that does not load (`EX_USAGE` of sysexits.h).
@@ -120,21 +202,47 @@ pub fn run(cli: Cli) -> ExitCode {
             backends,
         }),
         Command::Check { config } => on_one_thread(check(&config)),
-        Command::Ring { command } => on_one_thread(async move {
-            match command {
-                RingCommand::Show {
-                    config,
-                    service,
-                    json,
-                } => ring_show(&config, &service, json).await,
-                RingCommand::Lookup {
-                    config,
-                    service,
-                    json,
-                    keys,
-                } => ring_lookup(&config, &service, json, &keys).await,
-            }
-        }),
+        Command::Ring { command } => ring(command),
+    }
+}
+
+/// `shardproxy ring ...`: `diff` and `plan` read zone files only (no DNS,
+/// no runtime); `show` and `lookup` resolve the service's ring once.
+fn ring(command: RingCommand) -> ExitCode {
+    match command {
+        RingCommand::Show {
+            config,
+            service,
+            json,
+        } => on_one_thread(async move { ring_show(&config, &service, json).await }),
+        RingCommand::Lookup {
+            config,
+            service,
+            json,
+            keys,
+        } => on_one_thread(async move { ring_lookup(&config, &service, json, &keys).await }),
+        RingCommand::Diff {
+            srv,
+            old,
+            new,
+            json,
+        } => ring_tools::run_diff(&srv, &old, &new, json),
+        RingCommand::Plan(args) => ring_plan(args),
+    }
+}
+
+/// `shardproxy ring plan`, either form.
+fn ring_plan(args: PlanArgs) -> ExitCode {
+    match (args.balanced, args.srv, args.zone) {
+        (Some(n), _, _) => ring_tools::run_balanced(n, args.json),
+        (None, Some(srv), Some(zone)) => {
+            ring_tools::run_plan(&srv, &zone, &args.add, args.tokens, args.json)
+        }
+        // clap requires --srv, --zone and --add without --balanced.
+        _ => {
+            eprintln!("ring plan needs --srv, --zone and --add, or --balanced N");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`admin`]: the admin API.
 //! - [`demo`]: `shardproxy demo`.
 //! - [`view`]: the JSON and text views of rings for the admin API and CLI.
+//! - [`ring_tools`]: `ring diff` and `ring plan`, on zone files.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -39,6 +40,7 @@ pub mod health;
 pub mod key;
 pub mod logging;
 pub mod metrics;
+pub mod ring_tools;
 pub mod route;
 pub mod server;
 pub mod view;

@@ -13,20 +13,34 @@
 //! - [`records`]: the DNS record formats: `tokens.` and `config.` TXT words,
 //!   derived tokens.
 //! - [`srv`]: RFC 2782 ordering of SRV records for `balance = "srv"`.
+//! - [`keyspace`]: exact amounts of key space (0 to 2^128 positions).
+//! - [`zone`]: zone files (RFC 1035 master format) and the ring one
+//!   publishes for a service.
+//! - [`diff`]: what changes between two rings (`ring diff`).
+//! - [`plan`]: tokens for joining instances, and evenly spaced tokens
+//!   (`ring plan`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod diff;
 pub mod instance;
+pub mod keyspace;
+pub mod plan;
 pub mod records;
 pub mod ring;
 pub mod srv;
 pub mod token;
+pub mod zone;
 
+pub use diff::{diff, ChangedRange, RingDiff};
 pub use instance::{InstanceName, NameError};
+pub use keyspace::KeySpace;
+pub use plan::{balanced_tokens, plan, Plan, PlanError, PlannedInstance, Split};
 pub use records::{RingConfig, RingConfigError};
 pub use ring::{
     Fingerprint, Instance, Member, PreferenceList, Range, Redundancy, Replication, Ring, RingError,
     RingWarning,
 };
 pub use token::{Token, TokenError};
+pub use zone::{Zone, ZoneError, ZoneRing, ZoneRingError};

@@ -40,30 +40,7 @@ pub(super) fn host(number: usize) -> String {
 /// (SPEC §8): the i-th, from 1, is `floor(i × 2^128 / n) − 1`. The last is
 /// always the top of the ring.
 pub(super) fn balanced_tokens(n: usize) -> Vec<Token> {
-    if n == 0 {
-        return Vec::new();
-    }
-    let n = n as u128;
-    // 2^128 = quotient × n + remainder, computed without 2^128 itself:
-    // 2^128 − 1 = u128::MAX = q × n + r, so 2^128 = q × n + (r + 1).
-    let (quotient, remainder) = if u128::MAX % n + 1 == n {
-        ((u128::MAX / n).wrapping_add(1), 0)
-    } else {
-        (u128::MAX / n, u128::MAX % n + 1)
-    };
-    // floor(i × 2^128 / n) = i × quotient + floor(i × remainder / n). The
-    // result minus one lies in 0..2^128, so arithmetic modulo 2^128 (which
-    // only matters for i = n, and for n = 1 where the quotient wraps to 0)
-    // gives it exactly.
-    (1..=n)
-        .map(|i| {
-            Token(
-                i.wrapping_mul(quotient)
-                    .wrapping_add(i * remainder / n)
-                    .wrapping_sub(1),
-            )
-        })
-        .collect()
+    shardproxy_ring::balanced_tokens(n as u64).collect()
 }
 
 /// The records that publish `backends` as the ring of [`SERVICE_NAME`]: an

@@ -1,0 +1,343 @@
+//! Choosing tokens for instances that join a ring (`shardproxy ring plan`,
+//! SPEC §8).
+//!
+//! For each added instance in the order given, `N` times: the largest range
+//! of the ring so far (the old ring plus the tokens handed out before) is
+//! split at its midpoint and the new token goes to the instance. The new
+//! instance then owns the lower half `(after, midpoint]` and the range's
+//! owner keeps the upper half. Splitting the largest range keeps the ring
+//! as even as it can be made without moving any token already published,
+//! and only keys that the new instances take change primary.
+//!
+//! - **Midpoint.** A range `(after, through]` of `size` positions is split
+//!   at `after + floor(size / 2)` (wrapping): the new instance gets the
+//!   lower half rounded down.
+//! - **Ties.** Of equal largest ranges, one that the instance receiving the
+//!   token does not own already is split (a token inside its own range
+//!   would change nothing), and of those the first in ring order: the one
+//!   with the smallest `through`, which is the order `ring show` lists them
+//!   in (a range that wraps around the top comes first).
+//! - **The moved share.** Old tokens keep their owners, so a key changes
+//!   primary exactly when its new primary is an added instance: the plan
+//!   promises the added instances' share of the planned ring, which
+//!   `ring diff` of the two rings must find too.
+//!
+//! `--balanced N` is [`balanced_tokens`].
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+
+use crate::instance::InstanceName;
+use crate::keyspace::KeySpace;
+use crate::records::tokens_name;
+use crate::ring::{Member, Ring, RingError};
+use crate::token::Token;
+use crate::zone::service::SrvTemplate;
+use crate::zone::write::{srv_line, tokens_lines};
+
+/// The planned ring and how it came about.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The old ring with the added instances and their new tokens.
+    pub ring: Ring,
+    /// Each added instance, in the order given, with its tokens.
+    pub added: Vec<PlannedInstance>,
+    /// The key space whose primary moves: the added instances' share of the
+    /// planned ring.
+    pub moved_primary: KeySpace,
+}
+
+/// An instance that joins the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedInstance {
+    /// `host:port`.
+    pub name: InstanceName,
+    /// Where it will be reached (as the planned ring's fingerprint needs it).
+    pub addr: SocketAddr,
+    /// Its tokens, in the order they were handed out, with the range each
+    /// split.
+    pub splits: Vec<Split>,
+}
+
+/// One new token: the range it split and whose range that was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The new token: the range's midpoint.
+    pub token: Token,
+    /// The range split, `(after, through]`; `after == through` for the whole
+    /// ring of a ring with one token.
+    pub after: Token,
+    /// Its end.
+    pub through: Token,
+    /// Who owned it (as primary) until then, and keeps `(token, through]`.
+    pub from: InstanceName,
+}
+
+/// Why no plan can be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The ring has no token: there is no range to split.
+    #[error("the ring has no tokens, so there is no range to split: for a fresh ring use `ring plan --balanced N`")]
+    EmptyRing,
+    /// No instance to add.
+    #[error("no instance to add")]
+    NothingToAdd,
+    /// An added instance already holds tokens.
+    #[error("{0} is already in the ring")]
+    AlreadyInRing(InstanceName),
+    /// An instance given twice.
+    #[error("{0} is added twice")]
+    AddedTwice(InstanceName),
+    /// Every range is a single position.
+    #[error("no range of the ring has room for another token")]
+    NoRoom,
+    /// The planned ring cannot be built.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+}
+
+/// A range of the ring being planned, ordered so that the heap's top is the
+/// range to split next: the largest, then the first in ring order.
+#[derive(Debug, PartialEq, Eq)]
+struct Candidate {
+    size: KeySpace,
+    after: Token,
+    through: Token,
+    owner: InstanceName,
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // `through` is unique among the ranges of a ring, so this is total.
+        (self.size, Reverse(self.through)).cmp(&(other.size, Reverse(other.through)))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Plans adding `additions` (name and address, in order) to `ring`, with
+/// `tokens_each` tokens each.
+///
+/// # Errors
+///
+/// [`PlanError`]: an empty ring, an instance already in it or given twice,
+/// nothing to add, or a planned ring too large to build.
+pub fn plan(
+    ring: &Ring,
+    additions: &[(InstanceName, SocketAddr)],
+    tokens_each: u32,
+) -> Result<Plan, PlanError> {
+    if ring.is_empty() {
+        return Err(PlanError::EmptyRing);
+    }
+    if additions.is_empty() || tokens_each == 0 {
+        return Err(PlanError::NothingToAdd);
+    }
+    for (index, (name, _)) in additions.iter().enumerate() {
+        if ring
+            .instances()
+            .iter()
+            .any(|instance| instance.name() == name)
+        {
+            return Err(PlanError::AlreadyInRing(name.clone()));
+        }
+        if additions[..index].iter().any(|(known, _)| known == name) {
+            return Err(PlanError::AddedTwice(name.clone()));
+        }
+    }
+
+    let mut heap: BinaryHeap<Candidate> = ring
+        .ranges()
+        .filter_map(|range| {
+            Some(Candidate {
+                size: KeySpace::of_range(range.after, range.through),
+                after: range.after,
+                through: range.through,
+                owner: ring.instance(range.owner)?.name().clone(),
+            })
+        })
+        .collect();
+
+    let mut added = Vec::with_capacity(additions.len());
+    for (name, addr) in additions {
+        let mut splits = Vec::new();
+        for _ in 0..tokens_each {
+            let Some(largest) = pop_largest(&mut heap, name) else {
+                return Err(PlanError::NoRoom);
+            };
+            let (lower, upper) = largest.size.halves();
+            let Some(step) = lower.as_u128().filter(|&step| step > 0) else {
+                return Err(PlanError::NoRoom);
+            };
+            let token = Token(largest.after.0.wrapping_add(step));
+            splits.push(Split {
+                token,
+                after: largest.after,
+                through: largest.through,
+                from: largest.owner.clone(),
+            });
+            heap.push(Candidate {
+                size: lower,
+                after: largest.after,
+                through: token,
+                owner: name.clone(),
+            });
+            heap.push(Candidate {
+                size: upper,
+                after: token,
+                through: largest.through,
+                owner: largest.owner,
+            });
+        }
+        added.push(PlannedInstance {
+            name: name.clone(),
+            addr: *addr,
+            splits,
+        });
+    }
+
+    let mut members: Vec<Member> = ring
+        .instances()
+        .iter()
+        .map(|instance| Member {
+            name: instance.name().clone(),
+            addr: instance.addr(),
+            tokens: instance.tokens().to_vec(),
+        })
+        .collect();
+    members.extend(added.iter().map(|instance| Member {
+        name: instance.name.clone(),
+        addr: instance.addr,
+        tokens: instance.tokens(),
+    }));
+    let planned = Ring::build(members, ring.replication())?;
+    let moved_primary = planned
+        .ranges()
+        .filter(|range| {
+            planned
+                .instance(range.owner)
+                .is_some_and(|owner| added.iter().any(|instance| &instance.name == owner.name()))
+        })
+        .map(|range| KeySpace::of_range(range.after, range.through))
+        .sum();
+    Ok(Plan {
+        ring: planned,
+        added,
+        moved_primary,
+    })
+}
+
+/// Takes the range to split next for `receiver`: the largest; of equal
+/// ones, the first in ring order that `receiver` does not own, if any.
+fn pop_largest(heap: &mut BinaryHeap<Candidate>, receiver: &InstanceName) -> Option<Candidate> {
+    let first = heap.pop()?;
+    if &first.owner != receiver {
+        return Some(first);
+    }
+    // The receiver owns at most the ranges it was given, so few are skipped.
+    let mut skipped = vec![first];
+    let chosen = loop {
+        match heap.peek() {
+            Some(next) if next.size == skipped[0].size => {
+                let next = heap.pop()?;
+                if &next.owner != receiver {
+                    break Some(next);
+                }
+                skipped.push(next);
+            }
+            _ => break None,
+        }
+    };
+    let mut skipped = skipped.into_iter();
+    let chosen = match chosen {
+        Some(chosen) => chosen,
+        // Every largest range is the receiver's own: split the first.
+        None => skipped.next()?,
+    };
+    heap.extend(skipped);
+    Some(chosen)
+}
+
+// === impl PlannedInstance ===
+
+impl PlannedInstance {
+    /// Its tokens, in the order handed out.
+    pub fn tokens(&self) -> Vec<Token> {
+        self.splits.iter().map(|split| split.token).collect()
+    }
+
+    /// The SRV target: the host with the final dot.
+    pub fn target(&self) -> String {
+        format!("{}.", self.name.host())
+    }
+
+    /// The records to publish for it, as master-file lines with absolute
+    /// names: its SRV record at `service` (absolute), with the TTL, priority
+    /// and weight of `template`, then the TXT record(s) of its tokens, with
+    /// the same TTL. Its address records are the operator's.
+    pub fn records(&self, service: &str, template: SrvTemplate) -> Vec<String> {
+        let target = self.target();
+        let port = self.name.port();
+        let mut lines = vec![srv_line(
+            service,
+            template.ttl,
+            template.priority,
+            template.weight,
+            port,
+            &target,
+        )];
+        let mut tokens = self.tokens();
+        tokens.sort_unstable();
+        lines.extend(tokens_lines(
+            &tokens_name(port, &target),
+            template.ttl,
+            &tokens,
+        ));
+        lines
+    }
+}
+
+/// The `i`-th of `n` evenly spaced tokens (`i` from 1 to `n`):
+/// `floor(i × 2^128 / n) − 1`, the rule of `ring plan --balanced N`. The
+/// `n`-th is the top of the ring, `2^128 − 1`.
+///
+/// # Panics
+///
+/// When `n` is 0 or `i` is not in `1..=n`.
+pub fn balanced_token(i: u64, n: u64) -> Token {
+    assert!(n > 0 && (1..=n).contains(&i), "token {i} of {n}");
+    let (i, n) = (u128::from(i), u128::from(n));
+    // 2^128 = quotient × n + remainder, found without 2^128 itself:
+    // 2^128 − 1 = u128::MAX = q × n + r, so 2^128 = q × n + (r + 1), and
+    // r + 1 may be n itself. For n = 1 the quotient is 2^128, which wraps
+    // to 0; the arithmetic below is modulo 2^128 and stays exact.
+    let (quotient, remainder) = if u128::MAX % n + 1 == n {
+        ((u128::MAX / n).wrapping_add(1), 0)
+    } else {
+        (u128::MAX / n, u128::MAX % n + 1)
+    };
+    // i × 2^128 = i × quotient × n + i × remainder, so
+    // floor(i × 2^128 / n) = i × quotient + floor(i × remainder / n), where
+    // i × remainder < n² < 2^128 since n < 2^64. The result minus one lies
+    // in 0..2^128, so computing modulo 2^128 (which wraps only for i = n,
+    // where the floor is 2^128 itself) gives it exactly.
+    Token(
+        i.wrapping_mul(quotient)
+            .wrapping_add(i * remainder / n)
+            .wrapping_sub(1),
+    )
+}
+
+/// `n` evenly spaced tokens, ascending: [`balanced_token`] for `i` from 1 to
+/// `n`. Lazy, so a large `n` streams.
+pub fn balanced_tokens(n: u64) -> impl Iterator<Item = Token> {
+    (1..=n).map(move |i| balanced_token(i, n))
+}
+
+#[cfg(test)]
+mod tests;
