@@ -89,11 +89,29 @@ impl App {
     /// [`StartError`] when the config asks for what this version does not
     /// do, or discovery or the metrics cannot start.
     pub fn new(config: Config) -> Result<App, StartError> {
+        App::build(config, None)
+    }
+
+    /// [`App::new`] for a reload: it keeps the metrics registry of
+    /// `previous` (counters go on) and the health of its services of the
+    /// same name (ejections go on).
+    ///
+    /// # Errors
+    ///
+    /// As [`App::new`].
+    pub fn next(config: Config, previous: &App) -> Result<App, StartError> {
+        App::build(config, Some(previous))
+    }
+
+    fn build(config: Config, previous: Option<&App>) -> Result<App, StartError> {
         let unsupported = config.unsupported();
         if !unsupported.is_empty() {
             return Err(StartError::Unsupported(unsupported));
         }
-        let metrics = Metrics::new()?;
+        let metrics = match previous {
+            Some(previous) => previous.metrics.clone(),
+            None => Metrics::new()?,
+        };
         let resolver = build_resolver(config.dns_servers())?;
         let sources: Vec<(String, Source)> = config
             .services
@@ -107,12 +125,15 @@ impl App {
                 continue;
             };
             let service_metrics = metrics.service(&name);
+            let health = match previous.and_then(|previous| previous.service(&name)) {
+                Some(old) => old
+                    .health
+                    .carried_over(service_config.outlier.clone(), service_metrics.clone()),
+                None => Health::new(service_config.outlier.clone(), service_metrics.clone()),
+            };
             services.push(Service {
                 upstream: Upstream::new(service_config),
-                health: Arc::new(Health::new(
-                    service_config.outlier.clone(),
-                    service_metrics.clone(),
-                )),
+                health: Arc::new(health),
                 metrics: service_metrics,
                 config: service_config.clone(),
                 source,
@@ -201,7 +222,7 @@ impl Running {
         {
             tracing::warn!("server.listen and server.admin changes take effect on restart only");
         }
-        let next = App::new(config)?;
+        let next = App::next(config, &self.app())?;
         let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
             while !next.discovery.ready() {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -7,6 +7,14 @@
 //! The ring is read once per request from its `ArcSwap` (no lock, no wait)
 //! and held for the request's life, so a ring swapped in meanwhile never
 //! changes the instances a request walks.
+//!
+//! # Layout
+//!
+//! - [`body`]: request bodies, buffered for retries or streamed once.
+//! - [`budget`]: the retry budget.
+//! - [`connector`]: how the upstream client connects.
+//! - [`endpoint`]: each instance of the ring in use as requests need it,
+//!   built once per ring, and the order a request tries them in.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{self, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
@@ -22,21 +30,25 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
 use shardproxy_ring::{InstanceName, Token};
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::Budget;
 
 use crate::app::{App, Service};
 use crate::config::ServiceConfig;
-use crate::discovery::Table;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
+use crate::headers;
 use crate::key;
 use crate::metrics::AttemptOutcome;
-use crate::{headers, health};
 
 mod body;
+mod budget;
+mod connector;
+mod endpoint;
 
 use body::RequestBody;
+use budget::RetryBudget;
+use connector::Connector;
+use endpoint::{Endpoint, EndpointCache, Targets};
 
 /// Errors of bodies in either direction.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -44,14 +56,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of requests to instances and responses to clients.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The pooled keep-alive client of a service's instances.
+pub type UpstreamClient = Client<Connector, Body>;
+
 /// How long an idle upstream connection is kept in the pool.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A service's way to its instances: a pooled keep-alive client and the
-/// retry budget that keeps a failing fleet from a retry storm.
+/// A service's way to its instances: a pooled keep-alive client, the
+/// retry budget that keeps a failing fleet from a retry storm, and what
+/// requests need of the instances of its current ring.
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    budget: TpsBudget,
+    client: UpstreamClient,
+    budget: RetryBudget,
+    endpoints: EndpointCache,
 }
 
 impl Upstream {
@@ -64,19 +81,23 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
-            .build(connector);
-        // tower's budget: deposits made over the last 10 s allow
+            .build(Connector::new(connector));
+        // tower's budget arithmetic: deposits made over the last 10 s allow
         // `retry_budget` retries each, plus `retry_min_per_second`.
-        let budget = TpsBudget::new(
+        let budget = RetryBudget::new(
             Duration::from_secs(10),
             service.retry_min_per_second,
             service.retry_budget as f32,
         );
-        Upstream { client, budget }
+        Upstream {
+            client,
+            budget,
+            endpoints: EndpointCache::default(),
+        }
     }
 
     /// The pooled client, for health checks.
-    pub fn client(&self) -> &Client<HttpConnector, Body> {
+    pub fn client(&self) -> &UpstreamClient {
         &self.client
     }
 }
@@ -154,6 +175,13 @@ fn is_idempotent(method: &Method) -> bool {
 /// The path and query to send upstream: the request's, minus the route's
 /// prefix when it strips one (keeping a leading `/`).
 fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    // Nothing to strip from a path that starts with `/`: the request's own
+    // path and query, shared rather than copied and parsed again.
+    if let (None, Some(path_and_query)) = (strip, uri.path_and_query()) {
+        if path_and_query.as_str().starts_with('/') {
+            return Ok(path_and_query.clone());
+        }
+    }
     let path = uri.path();
     let path = match strip.and_then(|prefix| path.strip_prefix(prefix)) {
         Some(rest) if rest.starts_with('/') => rest.to_owned(),
@@ -165,26 +193,6 @@ fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyEr
         None => path,
     };
     PathAndQuery::try_from(text).map_err(|error| ProxyError::ClientBody(error.to_string()))
-}
-
-/// The instances to try, in order: by index into the ring's instances, or
-/// (for SRV services) in RFC 2782 order.
-fn targets(table: &Table, position: Token) -> Vec<(InstanceName, SocketAddr)> {
-    match table {
-        Table::Ring(ring) => ring
-            .preference_list(position)
-            .iter()
-            .map(|instance| (instance.name().clone(), instance.addr()))
-            .collect(),
-        Table::Srv(instances) => {
-            let weights: Vec<SrvWeight> = instances.iter().map(|i| i.weight).collect();
-            rfc2782_order(&weights, |bound| rand::random_range(0..=bound))
-                .into_iter()
-                .filter_map(|index| instances.get(index))
-                .map(|instance| (instance.name.clone(), instance.addr))
-                .collect()
-        }
-    }
 }
 
 /// Forwards one routed request, retrying on the next instance of its
@@ -207,11 +215,8 @@ async fn forward(
             |(_, e)| e.to_string(),
         ),
     })?;
-    let targets = health::healthy_first(
-        &service.health,
-        targets(&snapshot.table, position),
-        |(name, _)| name,
-    );
+    let endpoints = service.upstream.endpoints.get(&snapshot, &service.metrics);
+    let targets = Targets::new(&snapshot.table, &endpoints, position, &service.health);
     let path = upstream_path(&parts.uri, strip)?;
     headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
     let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
@@ -224,7 +229,12 @@ async fn forward(
     let mut deadline_passed = false;
     let mut note = None;
 
-    for (index, (name, addr)) in targets.iter().enumerate() {
+    for index in 0..targets.len() {
+        let Some(endpoint) = targets.get(index) else {
+            continue;
+        };
+        let name = &endpoint.name;
+        let last = index + 1 == targets.len();
         if index > 0 {
             if !upstream.budget.withdraw() {
                 service.metrics.retry_refused();
@@ -248,26 +258,22 @@ async fn forward(
         exchange.attempts += 1;
         exchange.instance = Some(name.clone());
         let try_timeout = config.try_timeout.min(remaining);
-        let request = upstream_request(&parts, *addr, &path, attempt_body)?;
+        let request = upstream_request(&mut parts, endpoint, &path, attempt_body, last)?;
         let failure =
             match tokio::time::timeout(try_timeout, upstream.client.request(request)).await {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     if !config.retry_on.contains(&status.as_u16()) {
-                        service
-                            .metrics
-                            .attempt(name.as_str(), AttemptOutcome::Response);
+                        endpoint.attempts.record(AttemptOutcome::Response);
+                        service.health.record(name, true);
                         return Ok(to_client(response));
                     }
-                    service
-                        .metrics
-                        .attempt(name.as_str(), AttemptOutcome::RetryableStatus);
+                    endpoint.attempts.record(AttemptOutcome::RetryableStatus);
                     AttemptFailure::Status(status)
                 }
                 Ok(Err(error)) if error.is_connect() => {
-                    service
-                        .metrics
-                        .attempt(name.as_str(), AttemptOutcome::ConnectError);
+                    endpoint.attempts.record(AttemptOutcome::ConnectError);
+                    service.health.record(name, false);
                     attempts.push(AttemptError {
                         instance: name.to_string(),
                         reason: AttemptFailure::Connect(error_chain(&error)),
@@ -276,15 +282,11 @@ async fn forward(
                     continue;
                 }
                 Ok(Err(error)) => {
-                    service
-                        .metrics
-                        .attempt(name.as_str(), AttemptOutcome::Failed);
+                    endpoint.attempts.record(AttemptOutcome::Failed);
                     AttemptFailure::Broken(error_chain(&error))
                 }
                 Err(_) => {
-                    service
-                        .metrics
-                        .attempt(name.as_str(), AttemptOutcome::Timeout);
+                    endpoint.attempts.record(AttemptOutcome::Timeout);
                     if try_timeout == remaining {
                         deadline_passed = true;
                     }
@@ -299,7 +301,7 @@ async fn forward(
         if deadline_passed {
             break;
         }
-        if !replay_safe && index + 1 < targets.len() {
+        if !replay_safe && !last {
             note = Some(format!(
                 "not retried: {} is not idempotent and its body may have reached {name}",
                 parts.method
@@ -316,24 +318,37 @@ async fn forward(
 }
 
 /// The request for one attempt: same method and headers, the instance's
-/// address as the connection's target, HTTP/1.1 to the instance.
+/// address as the connection's target, HTTP/1.1 to the instance. The
+/// headers are copied, except for the `last` attempt, which takes them.
 fn upstream_request(
-    parts: &Parts,
-    addr: SocketAddr,
+    parts: &mut Parts,
+    endpoint: &Endpoint,
     path: &PathAndQuery,
     body: Body,
+    last: bool,
 ) -> Result<Request<Body>, ProxyError> {
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(addr.to_string())
-        .path_and_query(path.clone())
-        .build()
-        .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
+    let authority = endpoint
+        .authority
+        .as_ref()
+        .map_err(|error| ProxyError::ClientBody(error.clone()))?;
+    let mut uri = uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(path.clone());
+    let uri = Uri::from_parts(uri).map_err(|error| ProxyError::ClientBody(error.to_string()))?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = parts.headers.clone();
+    *request.headers_mut() = if last {
+        std::mem::take(&mut parts.headers)
+    } else {
+        // The original goes and the copy stays for a retry: hyper parses the
+        // response into the map it was sent, and a copy (no spare room)
+        // would have to grow for it.
+        let copy = parts.headers.clone();
+        std::mem::replace(&mut parts.headers, copy)
+    };
     Ok(request)
 }
 
@@ -370,6 +385,36 @@ mod tests {
         assert_eq!(upstream_path(&uri, None).unwrap(), "/counters/42?x=1");
         let absolute: Uri = "http://h.example/a/b".parse().unwrap();
         assert_eq!(upstream_path(&absolute, Some("/a")).unwrap(), "/b");
+    }
+
+    #[test]
+    fn the_shared_path_is_the_one_built_from_its_parts() {
+        let built = |uri: &Uri| -> PathAndQuery {
+            let text = match uri.query() {
+                Some(query) => format!("{}?{query}", uri.path()),
+                None => uri.path().to_owned(),
+            };
+            PathAndQuery::try_from(text).unwrap()
+        };
+        for target in [
+            "/",
+            "/k/42",
+            "/a%20b/c?x=1&y=%41",
+            "/a?",
+            "/a??b",
+            "/a#frag",
+            "/a?q#frag",
+            "//double",
+            "http://h.example",
+            "http://h.example/p?q",
+            "http://h.example?q",
+            "*",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            let path = upstream_path(&uri, None).unwrap();
+            assert_eq!(path, built(&uri), "{target}");
+            assert_eq!(path.as_str(), built(&uri).as_str(), "{target}");
+        }
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //!   check passes.
 //!
 //! Health is kept per instance name, so it survives ring changes. Reading
-//! it on the request path is a lock-free map load and a few atomics.
+//! it on the request path is one atomic load while no instance is ejected,
+//! else a lock-free map load and a few atomics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use shardproxy_ring::InstanceName;
 
 use crate::config::{HealthCheckConfig, OutlierConfig};
 use crate::discovery::{ServiceRing, Table};
-use crate::forward::Body;
+use crate::forward::UpstreamClient;
 use crate::metrics::ServiceMetrics;
 
 /// The health of one instance.
@@ -65,8 +66,19 @@ pub struct HealthView {
 pub struct Health {
     config: OutlierConfig,
     metrics: ServiceMetrics,
+    /// Shared with the `Health` of a reloaded config, so that ejections and
+    /// their backoff outlive a SIGHUP.
+    state: Arc<HealthState>,
+}
+
+/// The instances' state, kept across reloads.
+struct HealthState {
     epoch: Instant,
     instances: ArcSwap<HashMap<InstanceName, Arc<InstanceHealth>>>,
+    /// At least the number of instances now ejected (passively or by a
+    /// check): raised before an ejection is marked and lowered after one is
+    /// cleared, so 0 means that none is, and lookups can be skipped.
+    ejected: AtomicUsize,
 }
 
 impl Health {
@@ -75,23 +87,43 @@ impl Health {
         Health {
             config,
             metrics,
-            epoch: Instant::now(),
-            instances: ArcSwap::from_pointee(HashMap::new()),
+            state: Arc::new(HealthState {
+                epoch: Instant::now(),
+                instances: ArcSwap::from_pointee(HashMap::new()),
+                ejected: AtomicUsize::new(0),
+            }),
         }
     }
 
+    /// The same instances' health under the config that replaces the one
+    /// `self` was built for (a reload): ejections and their backoff go on.
+    pub fn carried_over(&self, config: OutlierConfig, metrics: ServiceMetrics) -> Health {
+        Health {
+            config,
+            metrics,
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// False when no instance is ejected, so that every
+    /// [`Health::is_ejected`] is false: the request path's fast path.
+    #[inline]
+    pub fn any_ejected(&self) -> bool {
+        self.state.ejected.load(Ordering::Relaxed) != 0
+    }
+
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.state.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The state of `name`, created on first use (off the hot path: once per
     /// instance).
     fn entry(&self, name: &InstanceName) -> Arc<InstanceHealth> {
-        if let Some(found) = self.instances.load().get(name) {
+        if let Some(found) = self.state.instances.load().get(name) {
             return Arc::clone(found);
         }
         let mut created = None;
-        self.instances.rcu(|current| {
+        self.state.instances.rcu(|current| {
             let mut next = HashMap::clone(current);
             let entry = next
                 .entry(name.clone())
@@ -105,7 +137,10 @@ impl Health {
     /// True when requests should skip `name` now. An ejection whose time is
     /// up ends here, and is logged and counted as a restore.
     pub fn is_ejected(&self, name: &InstanceName) -> bool {
-        let instances = self.instances.load();
+        if !self.any_ejected() {
+            return false;
+        }
+        let instances = self.state.instances.load();
         let Some(health) = instances.get(name) else {
             return false;
         };
@@ -124,6 +159,7 @@ impl Health {
             .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
+            self.state.ejected.fetch_sub(1, Ordering::Relaxed);
             health.consecutive_failures.store(0, Ordering::Relaxed);
             tracing::info!(instance = %name, "ejection over: instance restored");
             self.metrics.restored(name.as_str());
@@ -136,9 +172,16 @@ impl Health {
         if self.config.consecutive_failures == 0 {
             return;
         }
-        let health = self.entry(name);
         if succeeded {
-            health.consecutive_failures.store(0, Ordering::Relaxed);
+            // An instance that never failed has no state to reset: the
+            // common case costs one map lookup and no write.
+            let instances = self.state.instances.load();
+            let Some(health) = instances.get(name) else {
+                return;
+            };
+            if health.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                health.consecutive_failures.store(0, Ordering::Relaxed);
+            }
             // Healthy long enough since the last ejection: forget the
             // backoff.
             let last = health.last_ejection.load(Ordering::Relaxed);
@@ -148,6 +191,7 @@ impl Health {
             }
             return;
         }
+        let health = self.entry(name);
         let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures < self.config.consecutive_failures
             || health.ejected_until.load(Ordering::Relaxed) != 0
@@ -160,11 +204,15 @@ impl Health {
         let until = now
             .saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX))
             .max(1);
+        self.state.ejected.fetch_add(1, Ordering::Relaxed);
         if health
             .ejected_until
             .compare_exchange(0, until, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
+            // Another thread ejected it first, and counted it.
+            self.state.ejected.fetch_sub(1, Ordering::Relaxed);
+        } else {
             health.last_ejection.store(now.max(1), Ordering::Relaxed);
             tracing::warn!(
                 instance = %name,
@@ -189,7 +237,15 @@ impl Health {
     /// Records an active check of `name`.
     pub fn record_check(&self, name: &InstanceName, healthy: bool, detail: &str) {
         let health = self.entry(name);
+        if !healthy {
+            self.state.ejected.fetch_add(1, Ordering::Relaxed);
+        }
         let was_failed = health.check_failed.swap(!healthy, Ordering::Relaxed);
+        // Counted once per failed state: undo the raise above when it was
+        // already failed, lower the count when it is cleared.
+        if was_failed {
+            self.state.ejected.fetch_sub(1, Ordering::Relaxed);
+        }
         match (was_failed, healthy) {
             (false, false) => {
                 tracing::warn!(instance = %name, detail, "health check failed: instance ejected");
@@ -206,7 +262,7 @@ impl Health {
     /// What `/ring` shows of `name`.
     pub fn view(&self, name: &InstanceName) -> HealthView {
         let ejected = self.is_ejected(name);
-        let instances = self.instances.load();
+        let instances = self.state.instances.load();
         let Some(health) = instances.get(name) else {
             return HealthView {
                 ejected: false,
@@ -238,10 +294,7 @@ impl Health {
 pub async fn check_forever(
     ring: Arc<ServiceRing>,
     health: Arc<Health>,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Body,
-    >,
+    client: UpstreamClient,
     config: HealthCheckConfig,
 ) {
     loop {
@@ -283,10 +336,7 @@ pub async fn check_forever(
 
 /// One check: `Ok` for a 2xx in time, else what went wrong.
 async fn check_one(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Body,
-    >,
+    client: &UpstreamClient,
     name: &InstanceName,
     addr: std::net::SocketAddr,
     path: &str,
@@ -318,6 +368,9 @@ pub fn healthy_first<T>(
     targets: Vec<T>,
     name: impl Fn(&T) -> &InstanceName,
 ) -> Vec<T> {
+    if !health.any_ejected() {
+        return targets;
+    }
     let (mut healthy, ejected): (Vec<T>, Vec<T>) = targets
         .into_iter()
         .partition(|target| !health.is_ejected(name(target)));
@@ -401,6 +454,31 @@ mod tests {
         assert_eq!(health.view(&a).reason, Some("check"));
         health.record_check(&a, true, "");
         assert!(!health.is_ejected(&a));
+    }
+
+    #[test]
+    fn the_ejected_count_follows_ejections_and_restores() {
+        let health = health(1);
+        let (a, b) = (name("a"), name("b"));
+        let count = |health: &Health| health.state.ejected.load(Ordering::Relaxed);
+        assert!(!health.any_ejected());
+        health.record(&a, false);
+        health.record(&a, false);
+        assert_eq!(count(&health), 1, "an ejected instance counts once");
+        health.record_check(&b, false, "503");
+        health.record_check(&b, false, "503");
+        assert_eq!(count(&health), 2);
+        health.record_check(&b, true, "");
+        health.record_check(&b, true, "");
+        assert_eq!(count(&health), 1);
+        assert!(health.any_ejected() && health.is_ejected(&a));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!health.is_ejected(&a), "restored after 200 ms");
+        assert_eq!(count(&health), 0);
+        assert!(!health.any_ejected());
+        health.record(&a, false);
+        assert!(health.is_ejected(&a), "ejected again once restored");
+        assert_eq!(count(&health), 1);
     }
 
     #[test]

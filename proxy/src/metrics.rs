@@ -53,7 +53,7 @@
 
 mod ring;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::process_collector::ProcessCollector;
@@ -133,8 +133,10 @@ impl AttemptOutcome {
 }
 
 /// The proxy's metrics: a registry of its own and the metric families that
-/// the request path records into. Built once per [`App`](crate::app::App).
-#[derive(Debug)]
+/// the request path records into. Built once per process and shared by
+/// the [`App`](crate::app::App)s that reloads make, so counters go on
+/// across a SIGHUP. Cloning shares the registry.
+#[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -151,6 +153,20 @@ pub struct Metrics {
 #[derive(Clone, Debug)]
 pub struct ServiceMetrics {
     inner: Arc<ServiceChildren>,
+}
+
+/// One instance's `shardproxy_upstream_attempts_total` children, for the
+/// request path: each is resolved on its first use (an outcome that never
+/// happened has no series, as with [`ServiceMetrics::attempt`]) and then
+/// counted with one atomic add, without hashing labels. Built by
+/// [`ServiceMetrics::instance_attempts`], once per instance of a ring.
+#[derive(Debug)]
+pub struct InstanceAttempts {
+    service: ServiceMetrics,
+    /// The `instance` label value.
+    instance: Box<str>,
+    /// Indexed by [`AttemptOutcome`] in declaration order.
+    children: [OnceLock<IntCounter>; AttemptOutcome::ALL.len()],
 }
 
 #[derive(Debug)]
@@ -351,6 +367,17 @@ impl ServiceMetrics {
         }
     }
 
+    /// The attempt counters of `instance` (`host:port`), for
+    /// [`InstanceAttempts::record`]: the same series as
+    /// [`ServiceMetrics::attempt`], without a label lookup per attempt.
+    pub fn instance_attempts(&self, instance: &str) -> InstanceAttempts {
+        InstanceAttempts {
+            service: self.clone(),
+            instance: instance.into(),
+            children: Default::default(),
+        }
+    }
+
     /// Counts a retry that the budget allowed.
     #[inline]
     pub fn retry(&self) {
@@ -377,6 +404,30 @@ impl ServiceMetrics {
         if let Ok(counter) = self.inner.restores.get_metric_with_label_values(&labels) {
             counter.inc();
         }
+    }
+}
+
+// === impl InstanceAttempts ===
+
+impl InstanceAttempts {
+    /// Counts an attempt on this instance that ended with `outcome`.
+    #[inline]
+    pub fn record(&self, outcome: AttemptOutcome) {
+        let Some(slot) = self.children.get(outcome as usize) else {
+            return;
+        };
+        let counter = match slot.get() {
+            Some(counter) => counter,
+            None => {
+                let inner = &*self.service.inner;
+                let labels = [&*inner.service, &*self.instance, outcome.as_str()];
+                match inner.attempts.get_metric_with_label_values(&labels) {
+                    Ok(counter) => slot.get_or_init(|| counter),
+                    Err(_) => return,
+                }
+            }
+        };
+        counter.inc();
     }
 }
 

@@ -53,13 +53,16 @@ impl Router {
     /// The first route that matches the request, if any.
     pub fn route(&self, parts: &Parts) -> Option<Matched<'_>> {
         let path = parts.uri.path();
-        let host = request_host(parts);
+        // Found on the first route that names a host: a request that only
+        // meets routes without one never has its Host read.
+        let mut host: Option<Option<&str>> = None;
         self.routes
             .iter()
             .find(|route| {
                 path.starts_with(route.path_prefix.as_str())
                     && route.host.as_deref().is_none_or(|wanted| {
-                        host.is_some_and(|host| host.eq_ignore_ascii_case(wanted))
+                        host.get_or_insert_with(|| request_host(parts))
+                            .is_some_and(|host| host.eq_ignore_ascii_case(wanted))
                     })
             })
             .map(|route| Matched {

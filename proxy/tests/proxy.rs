@@ -438,7 +438,12 @@ async fn every_key_is_answered_by_its_primary() {
 async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
     let fleet = Fleet::start(THREE, 1).await;
     // A generous budget: this test is about failover; the budget has its own.
-    let proxy = fleet.proxy("retry_min_per_second = 100").await;
+    let proxy = fleet
+        .proxy(
+            "retry_min_per_second = 100\n\
+             outlier_detection = { consecutive_failures = 5, base_ejection_time = \"500ms\", max_ejection_time = \"1s\" }",
+        )
+        .await;
     let keys = keys("/stream/", 30);
     let victim_name = fleet.primary(&keys[0]);
     let victim = fleet.backend(&victim_name);

@@ -314,6 +314,38 @@ fn recorded_requests_show_up_and_go_up() {
 }
 
 #[test]
+fn instance_attempts_count_into_the_same_series_and_only_what_happened() {
+    let metrics = Metrics::new().unwrap();
+    let frob = metrics.service("frob");
+    let frob1 = frob.instance_attempts("frob1.example.com:8081");
+    frob1.record(AttemptOutcome::Response);
+    frob1.record(AttemptOutcome::Response);
+    frob.attempt("frob1.example.com:8081", AttemptOutcome::Response);
+    frob1.record(AttemptOutcome::Timeout);
+    // A second handle on the same instance (a new ring) counts on.
+    frob.instance_attempts("frob1.example.com:8081")
+        .record(AttemptOutcome::Timeout);
+
+    let samples = scrape(&metrics, &[]);
+    let attempt = |outcome: &str| {
+        value(
+            &samples,
+            ATTEMPTS,
+            &[
+                ("service", "frob"),
+                ("instance", "frob1.example.com:8081"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(attempt("response"), Some(3.0));
+    assert_eq!(attempt("timeout"), Some(2.0));
+    for absent in ["retryable_status", "connect_error", "failed"] {
+        assert_eq!(attempt(absent), None, "{absent} never happened");
+    }
+}
+
+#[test]
 fn every_family_is_named_shardproxy_and_typed() {
     let metrics = Metrics::new().unwrap();
     metrics.service("frob").request(200, Duration::ZERO);

@@ -1,0 +1,160 @@
+//! What a request needs of each instance of the ring in use, worked out once
+//! per ring instead of once per request: its name, the URI authority of its
+//! address and its attempt counters; and the order in which a request tries
+//! the instances of its preference list.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::uri::Authority;
+use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
+use shardproxy_ring::{InstanceName, Token};
+
+use crate::discovery::{Snapshot, Table};
+use crate::health::{self, Health};
+use crate::metrics::{InstanceAttempts, ServiceMetrics};
+
+/// One instance of the ring in use.
+#[derive(Debug)]
+pub(super) struct Endpoint {
+    /// `host:port`.
+    pub(super) name: InstanceName,
+    /// Its address as the authority of upstream URIs, parsed once (sharing
+    /// it is a reference count); the parse error's text should it fail,
+    /// which no socket address makes it do.
+    pub(super) authority: Result<Authority, String>,
+    /// Its `shardproxy_upstream_attempts_total` children.
+    pub(super) attempts: InstanceAttempts,
+}
+
+/// The endpoints of one snapshot, indexed as its table's instances are.
+#[derive(Debug)]
+pub(super) struct Endpoints {
+    /// The snapshot they were built from, held so that the pointer compared
+    /// in [`EndpointCache::get`] cannot be reused by another.
+    snapshot: Arc<Snapshot>,
+    instances: Box<[Endpoint]>,
+}
+
+/// A service's endpoints for its current ring, rebuilt by the first request
+/// that sees a new ring.
+#[derive(Debug, Default)]
+pub(super) struct EndpointCache {
+    current: ArcSwapOption<Endpoints>,
+}
+
+/// The instances a request tries, in order.
+pub(super) enum Targets<'a> {
+    /// A ring's preference list as it stands (nothing is ejected): borrowed
+    /// from the ring, nothing copied.
+    Ring {
+        endpoints: &'a Endpoints,
+        indexes: &'a [u32],
+    },
+    /// Healthy instances first, or an SRV order drawn for this request.
+    Listed(Vec<&'a Endpoint>),
+}
+
+// === impl Endpoints ===
+
+impl Endpoints {
+    fn new(snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Endpoints {
+        let endpoint = |name: &InstanceName, addr: SocketAddr| Endpoint {
+            name: name.clone(),
+            authority: Authority::try_from(addr.to_string()).map_err(|error| error.to_string()),
+            attempts: metrics.instance_attempts(name.as_str()),
+        };
+        let instances = match &snapshot.table {
+            Table::Ring(ring) => ring
+                .instances()
+                .iter()
+                .map(|instance| endpoint(instance.name(), instance.addr()))
+                .collect(),
+            Table::Srv(instances) => instances
+                .iter()
+                .map(|instance| endpoint(&instance.name, instance.addr))
+                .collect(),
+        };
+        Endpoints {
+            snapshot: Arc::clone(snapshot),
+            instances,
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&Endpoint> {
+        self.instances.get(index)
+    }
+}
+
+// === impl EndpointCache ===
+
+impl EndpointCache {
+    /// The endpoints of `snapshot`: those of the last ring seen, or built
+    /// now when the ring changed. (Two requests that see a new ring at once
+    /// may both build; either result serves.)
+    pub(super) fn get(&self, snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Arc<Endpoints> {
+        if let Some(current) = &*self.current.load() {
+            if Arc::ptr_eq(&current.snapshot, snapshot) {
+                return Arc::clone(current);
+            }
+        }
+        let built = Arc::new(Endpoints::new(snapshot, metrics));
+        self.current.store(Some(Arc::clone(&built)));
+        built
+    }
+}
+
+// === impl Targets ===
+
+impl<'a> Targets<'a> {
+    /// The instances to try for a key at `position`: the ring's preference
+    /// list, or (for SRV services) an RFC 2782 order; healthy ones first.
+    pub(super) fn new(
+        table: &'a Table,
+        endpoints: &'a Endpoints,
+        position: Token,
+        health: &Health,
+    ) -> Targets<'a> {
+        let listed = match table {
+            Table::Ring(ring) => {
+                let indexes = ring.preference_list(position).indexes();
+                if !health.any_ejected() {
+                    return Targets::Ring { endpoints, indexes };
+                }
+                indexes
+                    .iter()
+                    .filter_map(|&index| endpoints.get(index as usize))
+                    .collect()
+            }
+            Table::Srv(instances) => {
+                let weights: Vec<SrvWeight> = instances.iter().map(|i| i.weight).collect();
+                rfc2782_order(&weights, |bound| rand::random_range(0..=bound))
+                    .into_iter()
+                    .filter_map(|index| endpoints.get(index))
+                    .collect()
+            }
+        };
+        Targets::Listed(health::healthy_first(health, listed, |endpoint| {
+            &endpoint.name
+        }))
+    }
+
+    /// How many instances there are to try.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Targets::Ring { indexes, .. } => indexes.len(),
+            Targets::Listed(listed) => listed.len(),
+        }
+    }
+
+    /// The `n`-th instance to try.
+    pub(super) fn get(&self, n: usize) -> Option<&'a Endpoint> {
+        match self {
+            Targets::Ring { endpoints, indexes } => indexes
+                .get(n)
+                .and_then(|&index| endpoints.get(index as usize)),
+            Targets::Listed(listed) => listed.get(n).copied(),
+        }
+    }
+}

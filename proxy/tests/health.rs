@@ -1,0 +1,802 @@
+//! Instance health end to end (issue 5, SPEC §5 "the first healthy
+//! instance"): passive outlier detection and active checks, over real
+//! sockets on 127.0.0.1.
+//!
+//! Each test starts real backends (`support::backend`), a proxy with
+//! `app::start` whose service lists them statically (no DNS), and a client.
+//! What the proxy decided is read where an operator reads it: the answers'
+//! `x-backend`, `/ring` (each instance's `health`), `/ring/lookup` (a key's
+//! preference list) and `/metrics`. Requests are sent one after another, so
+//! the number of attempts before an ejection is exact; waits poll a
+//! condition with a bound ([`WAIT`]), never a fixed sleep.
+
+// Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
+#![cfg(test)]
+
+mod support;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use shardproxy::app::{self, Running};
+use shardproxy::config::Config;
+use support::backend::{Backend, Behaviour};
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Three instances, four tokens each, interleaved: each owns about a third
+/// of the ring, and with `slaves = 1` each is the replica of some keys of
+/// each other one.
+const THREE: &[&[&str]] = &[
+    &["15", "55", "95", "d5"],
+    &["2a", "6a", "aa", "ea"],
+    &["40", "80", "c0", "ff"],
+];
+
+/// Two instances, each owning half of the ring.
+const TWO: &[&[&str]] = &[&["40", "c0"], &["80", "ff"]];
+
+// === The harness: backends, a proxy in front of them, a client ===
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Backends `b1`, `b2`, ... (hosts `b1.example.com`, ...), a proxy whose
+/// service `frob` lists them with static tokens, and a client.
+struct Harness {
+    backends: Vec<Backend>,
+    proxy: Running,
+    /// The config the proxy was started with.
+    config: String,
+    client: HttpClient,
+}
+
+/// A whole answer.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    backend: Option<String>,
+    body: String,
+}
+
+impl Harness {
+    /// `tokens[i]` are the tokens of backend `b{i+1}`; `service` holds more
+    /// lines of the service's section (health settings).
+    async fn start(tokens: &[&[&str]], slaves: usize, service: &str) -> Harness {
+        Harness::start_as(tokens, slaves, service, Behaviour::Healthy).await
+    }
+
+    /// [`Harness::start`] with backends that behave as `behaviour` from
+    /// their first request on, before the proxy starts.
+    async fn start_as(
+        tokens: &[&[&str]],
+        slaves: usize,
+        service: &str,
+        behaviour: Behaviour,
+    ) -> Harness {
+        let mut backends = Vec::new();
+        for index in 0..tokens.len() {
+            let backend = Backend::start(&format!("b{}", index + 1)).await;
+            backend.set(behaviour);
+            backends.push(backend);
+        }
+        let instances: Vec<String> = backends
+            .iter()
+            .zip(tokens)
+            .map(|(backend, tokens)| {
+                let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+                format!(
+                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
+                    backend.name(),
+                    backend.addr(),
+                    tokens.join(", ")
+                )
+            })
+            .collect();
+        // The DNS server is never asked (the ring is static); naming one
+        // keeps the proxy from reading /etc/resolv.conf.
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[dns]
+servers = ["127.0.0.1:53"]
+
+[services.frob]
+instances = [
+{}
+]
+slaves = {slaves}
+{service}
+
+[[routes]]
+path_prefix = "/"
+service = "frob"
+"#,
+            instances.join("\n")
+        );
+        let parsed =
+            Config::from_toml(&config, "health.toml").unwrap_or_else(|error| panic!("{error}"));
+        let proxy = app::start(parsed).await.expect("the proxy starts");
+        let app = proxy.app();
+        wait_until("the proxy is ready", || {
+            let app = Arc::clone(&app);
+            async move { app.discovery.ready() }
+        })
+        .await;
+        Harness {
+            backends,
+            proxy,
+            config,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    fn backend(&self, name: &str) -> &Backend {
+        self.backends
+            .iter()
+            .find(|backend| backend.name() == name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// `b1.example.com:PORT`: how the proxy names backend `name` in
+    /// metrics.
+    fn instance(&self, name: &str) -> String {
+        format!("{name}.example.com:{}", self.backend(name).port())
+    }
+
+    /// `GET http://{to}{path}`, whole.
+    async fn fetch(&self, to: SocketAddr, path: &str) -> Answer {
+        let what = format!("GET http://{to}{path}");
+        let request = Request::get(format!("http://{to}{path}"))
+            .body(Full::default())
+            .expect("a valid request");
+        tokio::time::timeout(WAIT, async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.expect("the whole body").to_bytes();
+            Answer {
+                status: parts.status,
+                backend: parts
+                    .headers
+                    .get("x-backend")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+    }
+
+    /// A request for `key` through the proxy.
+    async fn get(&self, key: &str) -> Answer {
+        self.fetch(self.proxy.listen, key).await
+    }
+
+    /// Sends `key` and checks that backend `name` answered it with `200`.
+    async fn assert_answered_by(&self, key: &str, name: &str) {
+        let answer = self.get(key).await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.body);
+        assert_eq!(answer.backend.as_deref(), Some(name), "{key}");
+    }
+
+    /// An admin page as JSON.
+    async fn admin_json(&self, path: &str) -> Value {
+        let answer = self.fetch(self.proxy.admin, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+        serde_json::from_str(&answer.body)
+            .unwrap_or_else(|error| panic!("{path} is not JSON ({error}): {}", answer.body))
+    }
+
+    /// The backends of `key`'s preference list, primary first, as the
+    /// proxy's `/ring/lookup` says.
+    async fn preference(&self, key: &str) -> Vec<String> {
+        let lookup = self
+            .admin_json(&format!("/ring/lookup?service=frob&key={key}"))
+            .await;
+        lookup["instances"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no instances in {lookup}"))
+            .iter()
+            .map(|instance| {
+                let host = instance["host"].as_str().expect("a host");
+                host.split('.').next().unwrap_or(host).to_owned()
+            })
+            .collect()
+    }
+
+    /// `count` keys whose primary is `primary`, each with its preference
+    /// list.
+    async fn keys_of(&self, primary: &str, count: usize) -> Vec<(String, Vec<String>)> {
+        let mut found = Vec::new();
+        for index in 0..10_000 {
+            let key = format!("/k/{index}");
+            let preference = self.preference(&key).await;
+            if preference[0] == primary {
+                found.push((key, preference));
+                if found.len() == count {
+                    return found;
+                }
+            }
+        }
+        panic!("fewer than {count} keys of {primary}");
+    }
+
+    /// What `/ring` shows of backend `name`'s health.
+    async fn health(&self, name: &str) -> Value {
+        let ring = self.admin_json("/ring").await;
+        let host = format!("{name}.example.com");
+        ring["services"][0]["instances"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no instances in {ring}"))
+            .iter()
+            .find(|instance| instance["host"] == host.as_str())
+            .unwrap_or_else(|| panic!("{host} is not in {ring}"))["health"]
+            .clone()
+    }
+
+    async fn is_ejected(&self, name: &str) -> bool {
+        let health = self.health(name).await;
+        health["ejected"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("no \"ejected\" in {health}"))
+    }
+
+    /// The sum of the samples of `name` on `/metrics` whose labels include
+    /// `labels` (0 when there is none).
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let answer = self.fetch(self.proxy.admin, "/metrics").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        sum_samples(&answer.body, name, labels)
+    }
+
+    /// Attempts the proxy made on backend `name`, however they ended.
+    async fn attempts_on(&self, name: &str) -> f64 {
+        let instance = self.instance(name);
+        self.metric(
+            "shardproxy_upstream_attempts_total",
+            &[("instance", &instance)],
+        )
+        .await
+    }
+
+    /// Reloads the proxy with `config` (as SIGHUP does).
+    async fn reload(&self, config: &str) {
+        let config =
+            Config::from_toml(config, "health.toml").unwrap_or_else(|error| panic!("{error}"));
+        self.proxy
+            .reload(config)
+            .await
+            .expect("the reload succeeds");
+    }
+
+    async fn stop(self) {
+        tokio::time::timeout(WAIT, self.proxy.shutdown())
+            .await
+            .expect("the proxy shuts down");
+        for backend in self.backends {
+            backend.shutdown().await;
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; fails the test after
+/// [`WAIT`].
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(WAIT, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+/// The sum of the samples of metric `name` in a text-format scrape whose
+/// labels include every one of `labels`. Label values here are host names,
+/// numbers and words: no escapes to undo.
+fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (sample_name, sample_labels) = match series.split_once('{') {
+            Some((sample_name, rest)) => (sample_name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if sample_name != name {
+            continue;
+        }
+        let has = |(label, wanted): &(&str, &str)| {
+            sample_labels
+                .split(',')
+                .any(|pair| pair == format!("{label}=\"{wanted}\""))
+        };
+        if labels.iter().all(has) {
+            sum += value
+                .parse::<f64>()
+                .unwrap_or_else(|error| panic!("{line}: {error}"));
+        }
+    }
+    sum
+}
+
+// === Passive detection ===
+
+/// How a backend fails in [`a_failing_instance_is_ejected_and_its_replica_takes_its_keys`].
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// Answers `503`, a retryable status.
+    Status503,
+    /// Reads the request and closes the connection.
+    Reset,
+    /// Never answers: the per-try timeout ends each attempt.
+    Hang,
+    /// Stopped: its port refuses connections.
+    Stopped,
+}
+
+/// SPEC §5 and issue 5: an instance whose requests fail `consecutive_failures`
+/// times in a row is ejected; its keys then go straight to their replicas.
+/// With `slaves = 1` the failures themselves are retried on the replica, so
+/// no client request fails; once ejected, the instance gets no attempt at
+/// all. `/ring` shows it ejected for `failures`, and the metrics count the
+/// ejection.
+async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: Failure) {
+    // The ejection outlasts the test: whatever is asked after it must skip
+    // the victim.
+    let h = Harness::start(
+        THREE,
+        1,
+        "try_timeout = \"300ms\"\n\
+         outlier_detection = { consecutive_failures = 3, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let victim = "b1";
+    let victim_keys = h.keys_of(victim, 8).await;
+    let other_keys = [h.keys_of("b2", 2).await, h.keys_of("b3", 2).await].concat();
+    for (key, _) in &victim_keys {
+        h.assert_answered_by(key, victim).await;
+    }
+
+    match failure {
+        Failure::Status503 => h.backend(victim).set(Behaviour::Status(503)),
+        Failure::Reset => h.backend(victim).set(Behaviour::Reset),
+        Failure::Hang => h.backend(victim).set(Behaviour::Hang),
+        Failure::Stopped => h.backend(victim).stop().await,
+    }
+    let attempts_before = h.attempts_on(victim).await;
+
+    // Each of the first three requests fails on the victim, then succeeds
+    // on the replica; the third failure ejects the victim.
+    for (round, (key, preference)) in victim_keys.iter().take(3).enumerate() {
+        assert!(
+            !h.is_ejected(victim).await,
+            "{failure:?}: ejected after {round} failures, before 3: {}",
+            h.health(victim).await
+        );
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    let health = h.health(victim).await;
+    assert_eq!(
+        (&health["ejected"], &health["reason"]),
+        (&Value::Bool(true), &Value::from("failures")),
+        "{failure:?}: 3 failures in a row eject the victim: {health}"
+    );
+    assert_eq!(
+        h.attempts_on(victim).await - attempts_before,
+        3.0,
+        "{failure:?}: one attempt per request until the ejection"
+    );
+    let victim_requests = h.backend(victim).requests();
+
+    // From now on the victim is skipped: its keys go straight to their
+    // replica, the others' to their primary; nobody asks the victim.
+    for _ in 0..3 {
+        for (key, preference) in &victim_keys {
+            h.assert_answered_by(key, &preference[1]).await;
+        }
+        for (key, preference) in &other_keys {
+            h.assert_answered_by(key, &preference[0]).await;
+        }
+    }
+    assert_eq!(
+        h.attempts_on(victim).await - attempts_before,
+        3.0,
+        "{failure:?}: no attempt on an ejected instance"
+    );
+    assert_eq!(
+        h.backend(victim).requests(),
+        victim_requests,
+        "{failure:?}: the ejected victim received nothing more"
+    );
+    assert!(h.is_ejected(victim).await, "{failure:?}: still ejected");
+    let instance = h.instance(victim);
+    let ejections = h
+        .metric(
+            "shardproxy_ejections_total",
+            &[
+                ("service", "frob"),
+                ("instance", &instance),
+                ("reason", "failures"),
+            ],
+        )
+        .await;
+    assert_eq!(ejections, 1.0, "{failure:?}: the ejection is counted once");
+    assert_eq!(
+        h.metric("shardproxy_requests_total", &[("status", "502")])
+            .await,
+        0.0,
+        "{failure:?}: no client request failed"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_answering_503_is_ejected_and_skipped() {
+    a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Status503).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_resetting_connections_is_ejected_and_skipped() {
+    a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Reset).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_timing_out_is_ejected_and_skipped() {
+    a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Hang).await;
+}
+
+/// A stopped instance (connection refused) fails like any other: connect
+/// errors count towards `consecutive_failures` (health.rs: "connect errors,
+/// timeouts, broken exchanges, retryable statuses").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_is_ejected_and_skipped() {
+    a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Stopped).await;
+}
+
+/// "Consecutive" failures: a success in between starts the count again, so
+/// an instance that fails now and then is not ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_in_between_starts_the_count_again() {
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 3, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let keys = h.keys_of("b1", 1).await;
+    let (key, preference) = &keys[0];
+    for round in 1..=3 {
+        victim.set(Behaviour::Status(503));
+        h.assert_answered_by(key, &preference[1]).await;
+        h.assert_answered_by(key, &preference[1]).await;
+        let health = h.health("b1").await;
+        assert_eq!(
+            (&health["ejected"], &health["consecutive_failures"]),
+            (&Value::Bool(false), &Value::from(2)),
+            "round {round}: 2 failures in a row (after a success) do not eject: {health}"
+        );
+        victim.set(Behaviour::Healthy);
+        h.assert_answered_by(key, "b1").await;
+    }
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["consecutive_failures"]),
+        (&Value::Bool(false), &Value::from(0)),
+        "6 failures, never 3 in a row: not ejected: {health}"
+    );
+    // Three in a row do eject it.
+    victim.set(Behaviour::Status(503));
+    for _ in 0..3 {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
+    h.stop().await;
+}
+
+/// Issue 5: when the ejection time is up the instance is restored, and its
+/// keys come back to it once it is healthy; a second ejection lasts twice
+/// as long (`base_ejection_time` doubled, up to `max_ejection_time`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_instance_is_restored_when_its_time_is_up() {
+    const BASE: Duration = Duration::from_secs(1);
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1s\", max_ejection_time = \"10s\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let keys = h.keys_of("b1", 4).await;
+    let (key, preference) = &keys[0];
+    let replica = preference[1].clone();
+
+    victim.set(Behaviour::Status(503));
+    h.assert_answered_by(key, &replica).await;
+    // The ejection starts during this request, not before.
+    let ejecting = Instant::now();
+    h.assert_answered_by(key, &replica).await;
+    assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
+    victim.set(Behaviour::Healthy);
+    let requests_at_ejection = victim.requests();
+
+    // Once the ejection is over, the first request asks the victim again.
+    wait_until("the victim answers its key again", || async {
+        h.get(key).await.backend.as_deref() == Some("b1")
+    })
+    .await;
+    let restored_after = ejecting.elapsed();
+    assert!(
+        restored_after >= BASE,
+        "restored after {restored_after:?}, before the ejection time ({BASE:?}) was up"
+    );
+    assert!(victim.requests() > requests_at_ejection);
+    for (key, _) in &keys {
+        h.assert_answered_by(key, "b1").await;
+    }
+    let health = h.health("b1").await;
+    assert_eq!(health["ejected"], false, "{health}");
+    assert!(health.get("reason").is_none(), "{health}");
+    let instance = h.instance("b1");
+    assert!(
+        h.metric("shardproxy_restores_total", &[("instance", &instance)])
+            .await
+            >= 1.0,
+        "the restore is counted"
+    );
+
+    // Failing again soon after: ejected for twice as long.
+    victim.set(Behaviour::Status(503));
+    h.assert_answered_by(key, &replica).await;
+    h.assert_answered_by(key, &replica).await;
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["ejections"]),
+        (&Value::Bool(true), &Value::from(2)),
+        "{health}"
+    );
+    let remaining = health["ejected_for_ms"].as_u64().expect("ejected_for_ms");
+    assert!(
+        remaining > 1_000 && remaining <= 2_000,
+        "the second ejection lasts 2 s: {health}"
+    );
+    assert_eq!(
+        h.metric(
+            "shardproxy_ejections_total",
+            &[("instance", &instance), ("reason", "failures")]
+        )
+        .await,
+        2.0
+    );
+    h.stop().await;
+}
+
+/// SPEC §5: "If every instance of the list is ejected, they are tried
+/// anyway, in order": as soon as one of them answers again, requests
+/// succeed, without waiting for an ejection to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_instance_is_ejected_they_are_tried_anyway() {
+    let h = Harness::start(
+        TWO,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let of_b1 = h.keys_of("b1", 1).await.remove(0).0;
+    let of_b2 = h.keys_of("b2", 1).await.remove(0).0;
+    for backend in &h.backends {
+        backend.set(Behaviour::Status(503));
+    }
+    // Each request fails on both instances: two requests eject both.
+    for _ in 0..2 {
+        let answer = h.get(&of_b1).await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    }
+    assert!(h.is_ejected("b1").await && h.is_ejected("b2").await);
+
+    // b2 recovers: the very next requests succeed, whichever the primary.
+    h.backend("b2").set(Behaviour::Healthy);
+    h.assert_answered_by(&of_b1, "b2").await;
+    h.assert_answered_by(&of_b2, "b2").await;
+    // Then b1 instead: tried first for its keys, as the list says.
+    h.backend("b2").set(Behaviour::Status(503));
+    h.backend("b1").set(Behaviour::Healthy);
+    h.assert_answered_by(&of_b1, "b1").await;
+    h.assert_answered_by(&of_b2, "b1").await;
+    assert!(
+        h.is_ejected("b1").await,
+        "the ejection still runs: it was tried anyway"
+    );
+    h.stop().await;
+}
+
+// === Active checks ===
+
+/// Issue 5: with `health_check`, an instance whose check fails (an error
+/// status, a timeout, a refused connection) is ejected with no client
+/// traffic at all, its keys go to their replica, and a passing check
+/// restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_checks_eject_and_passing_checks_restore() {
+    // Passive detection off: every ejection here is the checks' doing.
+    let h = Harness::start(
+        THREE,
+        1,
+        "health_check = { path = \"/healthz\", interval = \"200ms\", timeout = \"100ms\" }\n\
+         outlier_detection = { consecutive_failures = 0 }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let instance = h.instance("b1");
+    let keys = h.keys_of("b1", 4).await;
+    wait_until("the victim has been checked", || async {
+        victim.requests() > 0
+    })
+    .await;
+    for (key, _) in &keys {
+        h.assert_answered_by(key, "b1").await;
+    }
+
+    let failures: [(&str, Behaviour); 3] = [
+        ("answers 503", Behaviour::Status(503)),
+        (
+            "answers after the timeout",
+            Behaviour::Slow(Duration::from_millis(400)),
+        ),
+        ("refuses connections", Behaviour::Healthy),
+    ];
+    for (round, (what, behaviour)) in failures.into_iter().enumerate() {
+        victim.set(behaviour);
+        if what == "refuses connections" {
+            victim.stop().await;
+        }
+        wait_until(&format!("a victim that {what} is ejected"), || async {
+            h.is_ejected("b1").await
+        })
+        .await;
+        let health = h.health("b1").await;
+        assert_eq!(health["reason"], "check", "{what}: {health}");
+        let ejections = h
+            .metric(
+                "shardproxy_ejections_total",
+                &[("instance", &instance), ("reason", "check")],
+            )
+            .await;
+        assert_eq!(ejections, (round + 1) as f64, "{what}");
+
+        // Client requests skip it.
+        let attempts = h.attempts_on("b1").await;
+        for (key, preference) in &keys {
+            h.assert_answered_by(key, &preference[1]).await;
+        }
+        assert_eq!(
+            h.attempts_on("b1").await,
+            attempts,
+            "{what}: no client request is sent to a victim ejected by its checks"
+        );
+
+        victim.set(Behaviour::Healthy);
+        if !victim.is_running() {
+            victim.restart().await;
+        }
+        wait_until(&format!("a victim that {what} is restored"), || async {
+            !h.is_ejected("b1").await
+        })
+        .await;
+        for (key, _) in &keys {
+            h.assert_answered_by(key, "b1").await;
+        }
+        let restores = h
+            .metric("shardproxy_restores_total", &[("instance", &instance)])
+            .await;
+        assert_eq!(restores, (round + 1) as f64, "{what}");
+    }
+    h.stop().await;
+}
+
+/// SPEC §5 with active checks: every instance ejected by its checks is
+/// still tried, in order, so a request succeeds as soon as one answers,
+/// before any check has noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_all_ejected_by_checks_are_tried_anyway() {
+    // Both fail from the start: the first round of checks, run as the
+    // proxy starts, ejects both; the next round is long after the test.
+    let h = Harness::start_as(
+        TWO,
+        1,
+        "health_check = { path = \"/healthz\", interval = \"1m\", timeout = \"1s\" }\n\
+         outlier_detection = { consecutive_failures = 0 }",
+        Behaviour::Status(503),
+    )
+    .await;
+    wait_until("both instances are ejected by their checks", || async {
+        h.is_ejected("b1").await && h.is_ejected("b2").await
+    })
+    .await;
+    let of_b1 = h.keys_of("b1", 1).await.remove(0).0;
+    let of_b2 = h.keys_of("b2", 1).await.remove(0).0;
+    let answer = h.get(&of_b1).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+
+    // b2 answers again: the very next requests succeed, though no check
+    // has seen it recover.
+    h.backend("b2").set(Behaviour::Healthy);
+    h.assert_answered_by(&of_b1, "b2").await;
+    h.assert_answered_by(&of_b2, "b2").await;
+    let health = h.health("b2").await;
+    assert_eq!(
+        (&health["ejected"], &health["reason"]),
+        (&Value::Bool(true), &Value::from("check")),
+        "b2 answered while still ejected by its check: {health}"
+    );
+    h.stop().await;
+}
+
+// === Reloads ===
+
+/// Health is kept per instance name "so it survives ring changes"
+/// (health.rs): a reload (SIGHUP) is a ring change too. An instance ejected
+/// for failing stays ejected across a reload that keeps it, here one that
+/// changes nothing but the retry budget; it is not handed requests again
+/// just because the config file was re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejection_survives_a_reload() {
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let keys = h.keys_of("b1", 4).await;
+    victim.set(Behaviour::Status(503));
+    for (key, preference) in keys.iter().take(2) {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
+    let requests = victim.requests();
+
+    h.reload(
+        &h.config
+            .replace("slaves = 1\n", "slaves = 1\nretry_budget = 0.25\n"),
+    )
+    .await;
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["reason"]),
+        (&Value::Bool(true), &Value::from("failures")),
+        "still ejected after the reload: {health}"
+    );
+    for (key, preference) in &keys {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    assert_eq!(
+        victim.requests(),
+        requests,
+        "the ejected victim got requests again after the reload"
+    );
+    h.stop().await;
+}
