@@ -128,7 +128,10 @@ pub async fn handle(
         }
         .into_response();
     };
-    let mut exchange = Exchange::default();
+    let mut exchange = Exchange {
+        logged: app.config.log.access_log,
+        ..Exchange::default()
+    };
     let response = match forward(service, matched.strip, parts, body, client, &mut exchange).await {
         Ok(response) => response,
         Err(error) => {
@@ -156,6 +159,9 @@ pub async fn handle(
 /// What one request did, for the access log.
 #[derive(Debug, Default)]
 struct Exchange {
+    /// Whether the access log wants this: without it, no instance name is
+    /// kept (no reference count touched per attempt).
+    logged: bool,
     /// The key's position, once extracted.
     position: Option<Token>,
     /// The instance whose answer was returned (or the last one tried).
@@ -256,7 +262,9 @@ async fn forward(
             break;
         };
         exchange.attempts += 1;
-        exchange.instance = Some(name.clone());
+        if exchange.logged {
+            exchange.instance = Some(name.clone());
+        }
         let try_timeout = config.try_timeout.min(remaining);
         let request = upstream_request(&mut parts, endpoint, &path, attempt_body, last)?;
         let failure =

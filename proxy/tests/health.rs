@@ -298,18 +298,12 @@ service = "frob"
 
 /// Polls `condition` every 10 ms until it holds; fails the test after
 /// [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
+async fn wait_until<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let waited = tokio::time::timeout(WAIT, async {
-        while !condition().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting until {what}");
+    support::wait_until_within(WAIT, what, condition).await;
 }
 
 /// The sum of the samples of metric `name` in a text-format scrape whose

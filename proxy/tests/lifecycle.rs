@@ -307,21 +307,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    wait_until_within(WAIT, what, condition).await;
-}
-
-async fn wait_until_within<F, Fut>(within: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let waited = tokio::time::timeout(within, async {
-        while !condition().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting until {what}");
+    support::wait_until_within(WAIT, what, condition).await;
 }
 
 // === Configs ===
@@ -675,7 +661,7 @@ async fn sighup_with_rings_that_do_not_resolve_changes_nothing() {
         hangup.elapsed() < shardproxy::app::RELOAD_READY_TIMEOUT,
         "asked while the reload waited"
     );
-    wait_until_within(
+    support::wait_until_within(
         shardproxy::app::RELOAD_READY_TIMEOUT + WAIT,
         "the reload is refused",
         || async { proxy.log().contains("reload refused") },

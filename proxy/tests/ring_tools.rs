@@ -44,22 +44,9 @@ frob2               IN A   127.0.0.2
 frob3               IN A   127.0.0.3
 "#;
 
+/// The ring of the test zone, as the reference implementation sees it.
 fn old_reference() -> Vec<RefInstance> {
-    vec![
-        RefInstance::new(
-            "frob1.example.com",
-            8081,
-            "127.0.0.1:8081",
-            &["00112233445566778899aabbccddeeff"],
-        ),
-        RefInstance::new(
-            "frob1.example.com",
-            8082,
-            "127.0.0.1:8082",
-            &["40", "c0", "e"],
-        ),
-        RefInstance::new("frob2.example.com", 8081, "127.0.0.2:8081", &["8"]),
-    ]
+    reference::example_ring()
 }
 
 fn shardproxy(args: &[&str]) -> Output {

@@ -89,3 +89,23 @@ pub fn preference_list(
     }
     list.iter().map(|&index| instances[index].id()).collect()
 }
+
+/// The example ring the BIND tests publish: two instances on
+/// `frob1.example.com` (127.0.0.1), one on `frob2.example.com` (127.0.0.2).
+pub fn example_ring() -> Vec<RefInstance> {
+    vec![
+        RefInstance::new(
+            "frob1.example.com",
+            8081,
+            "127.0.0.1:8081",
+            &["00112233445566778899aabbccddeeff"],
+        ),
+        RefInstance::new(
+            "frob1.example.com",
+            8082,
+            "127.0.0.1:8082",
+            &["40", "c0", "e"],
+        ),
+        RefInstance::new("frob2.example.com", 8081, "127.0.0.2:8081", &["8"]),
+    ]
+}

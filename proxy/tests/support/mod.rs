@@ -11,3 +11,22 @@
 
 pub mod backend;
 pub mod bind;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `condition` every 10 ms until it holds; fails the test after
+/// `within`. Tests wait on readiness this way, never on fixed sleeps.
+pub async fn wait_until_within<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(within, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting until {what}");
+}
