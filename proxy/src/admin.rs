@@ -146,7 +146,9 @@ fn readiness(app: &App) -> Response<Full<Bytes>> {
 fn not_ready(ring: &ServiceRing) -> Option<String> {
     match ring.load().as_ref() {
         None => Some(format!("no ring yet{}", last_failure(&ring.status()))),
-        Some(snapshot) if snapshot.table.is_empty() => Some("the ring has no instances".to_owned()),
+        Some(state) if state.current.table.is_empty() => {
+            Some("the ring has no instances".to_owned())
+        }
         Some(_) => None,
     }
 }

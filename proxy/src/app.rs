@@ -13,7 +13,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, ServiceConfig};
-use crate::discovery::{build_resolver, Discovery, DiscoveryError, ServiceRing, Source};
+use crate::discovery::{
+    build_resolver, Discovery, DiscoveryError, ServiceRing, Source, Succession,
+};
 use crate::forward::Upstream;
 use crate::health::Health;
 use crate::metrics::{Metrics, ServiceMetrics};
@@ -118,7 +120,23 @@ impl App {
             .iter()
             .map(|(name, service)| (name.clone(), Source::of(service)))
             .collect();
-        let discovery = Discovery::start(sources.clone(), &resolver, config.dns.refresh)?;
+        // A reload that changes a service's ring starts a transition as a
+        // refresh would: the new ring succeeds the one the old config used.
+        let successions = sources
+            .iter()
+            .map(|(name, source)| {
+                let succession = Succession {
+                    grace: config
+                        .service(name)
+                        .map_or(Duration::ZERO, |service| service.transition_grace),
+                    predecessor: previous
+                        .and_then(|previous| previous.service(name))
+                        .and_then(|old| old.ring.load_state()),
+                };
+                (name.clone(), source.clone(), succession)
+            })
+            .collect();
+        let discovery = Discovery::start_succeeding(successions, &resolver, config.dns.refresh)?;
         let mut services = Vec::with_capacity(sources.len());
         for ((name, source), ring) in sources.into_iter().zip(discovery.services()) {
             let Some(service_config) = config.service(&name) else {

@@ -481,7 +481,7 @@ fn ring_size(running: &Running) -> usize {
     let Some(service) = app.discovery.service(SERVICE) else {
         return 0;
     };
-    match service.load().as_deref().map(|snapshot| &snapshot.table) {
+    match service.load().as_deref().map(|state| &state.current.table) {
         Some(Table::Ring(ring)) => ring.instances().len(),
         _ => 0,
     }

@@ -2,10 +2,12 @@
 //! fresh, and swaps each new ring in whole (SPEC §3).
 //!
 //! Readers on the request path call [`ServiceRing::load`] and never wait: the
-//! current [`Snapshot`] sits in an `ArcSwapOption`, and a refresh builds the
-//! next one off to the side and stores it only when it differs. A refresh
-//! that fails, or finds a malformed record, changes nothing but the error
-//! shown at `/ring`: the last good ring keeps serving.
+//! current [`RingState`] (the [`Snapshot`] in use, and the one it replaced
+//! while a service's `transition_grace` lasts) sits in an `ArcSwapOption`,
+//! and a refresh builds the next one off to the side and stores it only when
+//! the ring differs. A refresh that fails, or finds a malformed record,
+//! changes nothing but the error shown at `/ring`: the last good ring keeps
+//! serving.
 //!
 //! # Layout
 //!
@@ -18,7 +20,7 @@ pub mod resolve;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwapOption, Guard};
 use hickory_resolver::TokioResolver;
@@ -112,6 +114,50 @@ pub struct Snapshot {
     pub discovered_at: SystemTime,
 }
 
+/// What a service's requests read, swapped whole so that the ring in use
+/// and the one it replaced always agree.
+#[derive(Debug)]
+pub struct RingState {
+    /// The ring in use.
+    pub current: Arc<Snapshot>,
+    /// The ring `current` replaced, kept only when the service has a
+    /// `transition_grace` (SPEC §5): the old owners of keys that moved may
+    /// still hold them.
+    pub previous: Option<Replaced>,
+}
+
+/// A ring that a newer one replaced.
+#[derive(Debug, Clone)]
+pub struct Replaced {
+    /// The old ring.
+    pub snapshot: Arc<Snapshot>,
+    /// When it stopped being the ring in use.
+    pub at: Instant,
+}
+
+/// How a service's ring changes hands: how long a replaced ring is kept, and
+/// the state of the ring this one succeeds (the same service's ring before a
+/// reload), so that a reload that changes the ring starts a transition too.
+#[derive(Debug, Clone, Default)]
+pub struct Succession {
+    /// `transition_grace`: zero keeps no replaced ring.
+    pub grace: Duration,
+    /// The state of the service's ring in the config being replaced.
+    pub predecessor: Option<Arc<RingState>>,
+}
+
+// === impl RingState ===
+
+impl RingState {
+    /// The replaced ring, if it was replaced less than `grace` ago.
+    pub fn previous_within(&self, grace: Duration) -> Option<&Arc<Snapshot>> {
+        self.previous
+            .as_ref()
+            .filter(|replaced| replaced.at.elapsed() < grace)
+            .map(|replaced| &replaced.snapshot)
+    }
+}
+
 /// The outcome of the latest refresh attempt, for `/ring` and `check`.
 #[derive(Clone, Debug, Default)]
 pub struct RefreshStatus {
@@ -125,7 +171,11 @@ pub struct RefreshStatus {
 #[derive(Debug)]
 pub struct ServiceRing {
     name: String,
-    current: ArcSwapOption<Snapshot>,
+    state: ArcSwapOption<RingState>,
+    /// How long a replaced ring is kept.
+    grace: Duration,
+    /// The state before a reload, until the first ring is accepted.
+    predecessor: Mutex<Option<Arc<RingState>>>,
     status: Mutex<RefreshStatus>,
     refreshes_ok: AtomicU64,
     refreshes_failed: AtomicU64,
@@ -137,9 +187,18 @@ pub struct ServiceRing {
 impl ServiceRing {
     /// A service with no ring yet.
     pub fn new(name: impl Into<String>) -> ServiceRing {
+        ServiceRing::succeeding(name, Succession::default())
+    }
+
+    /// A service with no ring yet, that keeps a replaced ring for
+    /// `succession.grace` and whose first ring succeeds
+    /// `succession.predecessor`.
+    pub fn succeeding(name: impl Into<String>, succession: Succession) -> ServiceRing {
         ServiceRing {
             name: name.into(),
-            current: ArcSwapOption::empty(),
+            state: ArcSwapOption::empty(),
+            grace: succession.grace,
+            predecessor: Mutex::new(succession.predecessor),
             status: Mutex::new(RefreshStatus::default()),
             refreshes_ok: AtomicU64::new(0),
             refreshes_failed: AtomicU64::new(0),
@@ -149,7 +208,17 @@ impl ServiceRing {
 
     /// A service whose ring is fixed (static `instances`).
     pub fn fixed(name: impl Into<String>, table: Table) -> ServiceRing {
-        let service = ServiceRing::new(name);
+        ServiceRing::fixed_succeeding(name, table, Succession::default())
+    }
+
+    /// [`ServiceRing::fixed`], succeeding `succession.predecessor` (a
+    /// reload of a static ring).
+    pub fn fixed_succeeding(
+        name: impl Into<String>,
+        table: Table,
+        succession: Succession,
+    ) -> ServiceRing {
+        let service = ServiceRing::succeeding(name, succession);
         service.accept(Resolved {
             table,
             warnings: Vec::new(),
@@ -163,16 +232,25 @@ impl ServiceRing {
         &self.name
     }
 
-    /// The current snapshot, for a brief read on the request path. Hold it
-    /// across an `.await` only through [`ServiceRing::load_full`].
+    /// The current state, for a brief read. Hold it across an `.await`
+    /// only through [`ServiceRing::load_state`].
     #[inline]
-    pub fn load(&self) -> Guard<Option<Arc<Snapshot>>> {
-        self.current.load()
+    pub fn load(&self) -> Guard<Option<Arc<RingState>>> {
+        self.state.load()
     }
 
-    /// The current snapshot, owned.
+    /// The current state, owned: what a request reads once and holds.
+    #[inline]
+    pub fn load_state(&self) -> Option<Arc<RingState>> {
+        self.state.load_full()
+    }
+
+    /// The ring in use, owned.
     pub fn load_full(&self) -> Option<Arc<Snapshot>> {
-        self.current.load_full()
+        self.state
+            .load()
+            .as_ref()
+            .map(|state| Arc::clone(&state.current))
     }
 
     /// The latest refresh outcome.
@@ -209,13 +287,12 @@ impl ServiceRing {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .last_success = Some(now);
-        let unchanged = self
-            .current
-            .load()
-            .as_ref()
-            .is_some_and(|current| current.table.same_as(&resolved.table));
-        if unchanged {
-            return false;
+        let state = self.state.load_full();
+        if let Some(state) = &state {
+            if state.current.table.same_as(&resolved.table) {
+                self.forget_expired(state);
+                return false;
+            }
         }
         for warning in &resolved.warnings {
             tracing::warn!(service = %self.name, "{warning}");
@@ -230,12 +307,52 @@ impl ServiceRing {
                 "new ring in use"
             );
         }
-        self.current.store(Some(Arc::new(Snapshot {
+        let current = Arc::new(Snapshot {
             table: resolved.table,
             discovered_at: now,
-        })));
+        });
+        let previous = self.replaced_by(state, &current);
+        self.state
+            .store(Some(Arc::new(RingState { current, previous })));
         self.ring_changes.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// What `current` replaces: the ring in use, or on the first ring after
+    /// a reload, the predecessor's ring (or, when the reload kept the ring,
+    /// the ring the predecessor was still in transition from). Nothing when
+    /// the service keeps no replaced ring.
+    fn replaced_by(&self, state: Option<Arc<RingState>>, current: &Snapshot) -> Option<Replaced> {
+        let predecessor = self
+            .predecessor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if self.grace.is_zero() {
+            return None;
+        }
+        match state.or(predecessor) {
+            Some(old) if old.current.table.same_as(&current.table) => old.previous.clone(),
+            Some(old) => Some(Replaced {
+                snapshot: Arc::clone(&old.current),
+                at: Instant::now(),
+            }),
+            None => None,
+        }
+    }
+
+    /// Drops a replaced ring once its grace is over, so that it is not held
+    /// until the next change.
+    fn forget_expired(&self, state: &Arc<RingState>) {
+        if state.previous.is_some() && state.previous_within(self.grace).is_none() {
+            let current = Arc::clone(&state.current);
+            let cleared = Arc::new(RingState {
+                current,
+                previous: None,
+            });
+            // Only if no change came in meanwhile.
+            self.state.compare_and_swap(state, Some(cleared));
+        }
     }
 
     /// Records a failed resolution; the ring in use stays.
@@ -369,19 +486,41 @@ impl Discovery {
         resolver: &TokioResolver,
         refresh: Duration,
     ) -> Result<Discovery, DiscoveryError> {
+        let services = services
+            .into_iter()
+            .map(|(name, source)| (name, source, Succession::default()))
+            .collect();
+        Discovery::start_succeeding(services, resolver, refresh)
+    }
+
+    /// [`Discovery::start`], each ring keeping the ring it replaces and
+    /// succeeding a predecessor as its [`Succession`] says.
+    ///
+    /// # Errors
+    ///
+    /// A static ring that cannot be built.
+    pub fn start_succeeding(
+        services: Vec<(String, Source, Succession)>,
+        resolver: &TokioResolver,
+        refresh: Duration,
+    ) -> Result<Discovery, DiscoveryError> {
         let mut rings = Vec::with_capacity(services.len());
         let mut tasks = Vec::new();
-        for (name, source) in services {
+        for (name, source, succession) in services {
             match source {
                 Source::Static(members, replication) => {
                     let ring = Ring::build(members, replication)?;
                     for warning in ring.warnings() {
                         tracing::warn!(service = %name, "{warning}");
                     }
-                    rings.push(Arc::new(ServiceRing::fixed(name, Table::Ring(ring))));
+                    rings.push(Arc::new(ServiceRing::fixed_succeeding(
+                        name,
+                        Table::Ring(ring),
+                        succession,
+                    )));
                 }
                 Source::Dns(dns) => {
-                    let service = Arc::new(ServiceRing::new(name));
+                    let service = Arc::new(ServiceRing::succeeding(name, succession));
                     tasks.push(tokio::spawn(Arc::clone(&service).refresh_forever(
                         resolver.clone(),
                         dns,
@@ -413,7 +552,7 @@ impl Discovery {
             service
                 .load()
                 .as_ref()
-                .is_some_and(|snapshot| !snapshot.table.is_empty())
+                .is_some_and(|state| !state.current.table.is_empty())
         })
     }
 }
@@ -423,5 +562,164 @@ impl Drop for Discovery {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shardproxy_ring::Token;
+
+    use super::*;
+
+    fn ring(tokens: &[(&str, &[&str])]) -> Table {
+        let members = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, (host, tokens))| Member {
+                name: InstanceName::new(host, 80).unwrap(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 8000 + index as u16)),
+                tokens: tokens.iter().map(|t| t.parse::<Token>().unwrap()).collect(),
+            })
+            .collect();
+        Table::Ring(Ring::build(members, Replication::default()).unwrap())
+    }
+
+    fn resolved(table: Table) -> Resolved {
+        Resolved {
+            table,
+            warnings: Vec::new(),
+            min_ttl: None,
+        }
+    }
+
+    fn one() -> Table {
+        ring(&[("a.example", &["40"])])
+    }
+
+    fn two() -> Table {
+        ring(&[("a.example", &["40"]), ("b.example", &["80"])])
+    }
+
+    fn three() -> Table {
+        ring(&[
+            ("a.example", &["40"]),
+            ("b.example", &["80"]),
+            ("c.example", &["c0"]),
+        ])
+    }
+
+    fn grace(seconds: u64) -> Succession {
+        Succession {
+            grace: Duration::from_secs(seconds),
+            predecessor: None,
+        }
+    }
+
+    fn instances(snapshot: &Snapshot) -> usize {
+        match &snapshot.table {
+            Table::Ring(ring) => ring.instances().len(),
+            Table::Srv(instances) => instances.len(),
+        }
+    }
+
+    #[test]
+    fn without_a_grace_no_replaced_ring_is_kept() {
+        let service = ServiceRing::fixed("frob", one());
+        assert!(service.accept(resolved(two())));
+        let state = service.load_state().unwrap();
+        assert_eq!(instances(&state.current), 2);
+        assert!(state.previous.is_none());
+    }
+
+    #[test]
+    fn a_change_keeps_only_the_ring_it_replaced_and_restarts_the_grace() {
+        let service = ServiceRing::fixed_succeeding("frob", one(), grace(60));
+        assert!(service.load_state().unwrap().previous.is_none());
+
+        assert!(service.accept(resolved(two())));
+        let first = service.load_state().unwrap();
+        let replaced = first.previous.as_ref().unwrap();
+        assert_eq!(instances(&replaced.snapshot), 1);
+        assert!(first.previous_within(Duration::from_secs(60)).is_some());
+        assert!(first.previous_within(Duration::ZERO).is_none());
+
+        // The same ring again changes nothing, the grace included.
+        assert!(!service.accept(resolved(two())));
+        assert!(Arc::ptr_eq(&service.load_state().unwrap(), &first));
+
+        assert!(service.accept(resolved(three())));
+        let second = service.load_state().unwrap();
+        let replaced_again = second.previous.as_ref().unwrap();
+        assert_eq!(instances(&replaced_again.snapshot), 2);
+        assert!(Arc::ptr_eq(&replaced_again.snapshot, &first.current));
+        assert!(replaced_again.at >= replaced.at);
+    }
+
+    #[test]
+    fn an_expired_ring_is_dropped_at_the_next_refresh() {
+        let service = ServiceRing::fixed_succeeding(
+            "frob",
+            one(),
+            Succession {
+                grace: Duration::from_nanos(1),
+                predecessor: None,
+            },
+        );
+        assert!(service.accept(resolved(two())));
+        let state = service.load_state().unwrap();
+        assert!(state.previous.is_some());
+        assert!(state.previous_within(Duration::from_nanos(1)).is_none());
+        assert!(!service.accept(resolved(two())));
+        let state = service.load_state().unwrap();
+        assert!(state.previous.is_none());
+        assert_eq!(instances(&state.current), 2);
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_ring_starts_a_transition() {
+        let before = ServiceRing::fixed("frob", one());
+        let after = ServiceRing::fixed_succeeding(
+            "frob",
+            two(),
+            Succession {
+                grace: Duration::from_secs(60),
+                predecessor: before.load_state(),
+            },
+        );
+        let state = after.load_state().unwrap();
+        let replaced = state.previous_within(Duration::from_secs(60)).unwrap();
+        assert!(Arc::ptr_eq(replaced, &before.load_full().unwrap()));
+    }
+
+    #[test]
+    fn a_reload_that_keeps_the_ring_keeps_its_transition() {
+        let before = ServiceRing::fixed_succeeding("frob", one(), grace(60));
+        assert!(before.accept(resolved(two())));
+        let transition = before.load_state().unwrap().previous.clone().unwrap();
+        let after = ServiceRing::succeeding(
+            "frob",
+            Succession {
+                grace: Duration::from_secs(60),
+                predecessor: before.load_state(),
+            },
+        );
+        assert!(after.accept(resolved(two())));
+        let kept = after.load_state().unwrap().previous.clone().unwrap();
+        assert!(Arc::ptr_eq(&kept.snapshot, &transition.snapshot));
+        assert_eq!(kept.at, transition.at);
+    }
+
+    #[test]
+    fn a_reload_to_a_service_without_a_grace_keeps_nothing() {
+        let before = ServiceRing::fixed("frob", one());
+        let after = ServiceRing::fixed_succeeding(
+            "frob",
+            two(),
+            Succession {
+                grace: Duration::ZERO,
+                predecessor: before.load_state(),
+            },
+        );
+        assert!(after.load_state().unwrap().previous.is_none());
     }
 }

@@ -95,8 +95,8 @@ pub(super) fn families<'a>(
                 .get_metric_with_label_values(&[service])?
                 .set(unix_seconds(at));
         }
-        let snapshot = ring.load();
-        let (instance_count, token_count) = match snapshot.as_ref().map(|s| &s.table) {
+        let state = ring.load();
+        let (instance_count, token_count) = match state.as_ref().map(|s| &s.current.table) {
             Some(Table::Ring(ring)) => {
                 let fingerprint = ring.fingerprint().to_string();
                 info.get_metric_with_label_values(&[service, fingerprint.as_str()])?
