@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //!
+//! - [`attempt`]: one attempt on one instance.
 //! - [`body`]: request bodies, buffered for retries or streamed once.
 //! - [`budget`]: the retry budget.
 //! - [`connector`]: how the upstream client connects.
@@ -38,8 +39,8 @@ use crate::config::ServiceConfig;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
-use crate::metrics::AttemptOutcome;
 
+mod attempt;
 mod body;
 mod budget;
 mod connector;
@@ -267,41 +268,32 @@ async fn forward(
         }
         let try_timeout = config.try_timeout.min(remaining);
         let request = upstream_request(&mut parts, endpoint, &path, attempt_body, last)?;
-        let failure =
-            match tokio::time::timeout(try_timeout, upstream.client.request(request)).await {
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    if !config.retry_on.contains(&status.as_u16()) {
-                        endpoint.attempts.record(AttemptOutcome::Response);
-                        service.health.record(name, true);
-                        return Ok(to_client(response));
-                    }
-                    endpoint.attempts.record(AttemptOutcome::RetryableStatus);
-                    AttemptFailure::Status(status)
+        let outcome = attempt::once(
+            &upstream.client,
+            &service.health,
+            &config.retry_on,
+            endpoint,
+            request,
+            try_timeout,
+        )
+        .await;
+        let failure = match outcome {
+            Ok(response) => return Ok(to_client(response)),
+            Err(failure @ AttemptFailure::Connect(_)) => {
+                attempts.push(AttemptError {
+                    instance: name.to_string(),
+                    reason: failure,
+                });
+                // Nothing was sent: always safe to try the next instance.
+                continue;
+            }
+            Err(failure) => {
+                if matches!(failure, AttemptFailure::Timeout(_)) && try_timeout == remaining {
+                    deadline_passed = true;
                 }
-                Ok(Err(error)) if error.is_connect() => {
-                    endpoint.attempts.record(AttemptOutcome::ConnectError);
-                    service.health.record(name, false);
-                    attempts.push(AttemptError {
-                        instance: name.to_string(),
-                        reason: AttemptFailure::Connect(error_chain(&error)),
-                    });
-                    // Nothing was sent: always safe to try the next instance.
-                    continue;
-                }
-                Ok(Err(error)) => {
-                    endpoint.attempts.record(AttemptOutcome::Failed);
-                    AttemptFailure::Broken(error_chain(&error))
-                }
-                Err(_) => {
-                    endpoint.attempts.record(AttemptOutcome::Timeout);
-                    if try_timeout == remaining {
-                        deadline_passed = true;
-                    }
-                    AttemptFailure::Timeout(try_timeout)
-                }
-            };
-        service.health.record(name, false);
+                failure
+            }
+        };
         attempts.push(AttemptError {
             instance: name.to_string(),
             reason: failure,

@@ -29,6 +29,15 @@
 //! | `shardproxy_ejections_total` | counter | `service`, `instance`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
 //! | `shardproxy_restores_total` | counter | `service`, `instance` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
+//! Ring transitions and replica writes ([`replication`]):
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_transition_reads_total` | counter | `service`, `result` | GET/HEAD whose primary moved, answered `404` on the new ring and tried on the replaced one within `transition_grace`; `result` is `found` (a `2xx`/`3xx` from the old ring was returned) or `not_found` (the `404` was) |
+//! | `shardproxy_replica_writes_total` | counter | `service`, `result` | writes to one replica (`writes = "all"`); `result` is `ok` (`2xx`), `failed` (another answer, or none) or `abandoned` (stopped: the background limit was reached) |
+//! | `shardproxy_write_quorum_total` | counter | `service`, `result` | writes with `writes = "all"`, `result` `reached` (the client got a `2xx`) or `failed` (`502`) |
+//! | `shardproxy_background_writes` | gauge | `service` | replica writes still in flight after their client got its answer |
+//!
 //! Rings, read from discovery at each scrape:
 //!
 //! | name | type | labels | meaning |
@@ -50,7 +59,9 @@
 //! # Layout
 //!
 //! - [`ring`]: the ring metrics, built at each scrape.
+//! - [`replication`]: transition reads and replica writes.
 
+pub mod replication;
 mod ring;
 
 use std::sync::{Arc, OnceLock};
@@ -63,6 +74,7 @@ use prometheus::{
 };
 
 use crate::discovery::ServiceRing;
+use replication::ReplicationMetrics;
 
 /// `shardproxy_requests_total`.
 pub const REQUESTS: &str = "shardproxy_requests_total";
@@ -146,6 +158,7 @@ pub struct Metrics {
     retries_refused: IntCounterVec,
     ejections: IntCounterVec,
     restores: IntCounterVec,
+    replication: replication::Families,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -185,6 +198,7 @@ struct ServiceChildren {
     retries_refused: IntCounter,
     ejections: IntCounterVec,
     restores: IntCounterVec,
+    replication: ReplicationMetrics,
 }
 
 // === impl Metrics ===
@@ -245,6 +259,7 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
         registry.register(Box::new(ProcessCollector::new(process_id(), "shardproxy")))?;
+        let replication = replication::Families::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -254,6 +269,7 @@ impl Metrics {
             retries_refused,
             ejections,
             restores,
+            replication,
         })
     }
 
@@ -282,6 +298,7 @@ impl Metrics {
                 retries_refused: self.retries_refused.with_label_values(&[service]),
                 ejections: self.ejections.clone(),
                 restores: self.restores.clone(),
+                replication: self.replication.service(service),
             }),
         }
     }
@@ -376,6 +393,11 @@ impl ServiceMetrics {
             instance: instance.into(),
             children: Default::default(),
         }
+    }
+
+    /// Transition reads and replica writes.
+    pub fn replication(&self) -> &ReplicationMetrics {
+        &self.inner.replication
     }
 
     /// Counts a retry that the budget allowed.

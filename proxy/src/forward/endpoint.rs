@@ -38,10 +38,12 @@ pub(super) struct Endpoints {
 }
 
 /// A service's endpoints for its current ring, rebuilt by the first request
-/// that sees a new ring.
+/// that sees a new ring; and those of the ring it replaced, for transition
+/// reads.
 #[derive(Debug, Default)]
 pub(super) struct EndpointCache {
     current: ArcSwapOption<Endpoints>,
+    replaced: ArcSwapOption<Endpoints>,
 }
 
 /// The instances a request tries, in order.
@@ -82,7 +84,7 @@ impl Endpoints {
         }
     }
 
-    fn get(&self, index: usize) -> Option<&Endpoint> {
+    pub(super) fn get(&self, index: usize) -> Option<&Endpoint> {
         self.instances.get(index)
     }
 }
@@ -94,13 +96,31 @@ impl EndpointCache {
     /// now when the ring changed. (Two requests that see a new ring at once
     /// may both build; either result serves.)
     pub(super) fn get(&self, snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Arc<Endpoints> {
-        if let Some(current) = &*self.current.load() {
+        Self::get_in(&self.current, snapshot, metrics)
+    }
+
+    /// [`EndpointCache::get`] for the replaced ring of a transition, kept
+    /// apart so that the two rings do not evict each other.
+    pub(super) fn get_replaced(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        metrics: &ServiceMetrics,
+    ) -> Arc<Endpoints> {
+        Self::get_in(&self.replaced, snapshot, metrics)
+    }
+
+    fn get_in(
+        slot: &ArcSwapOption<Endpoints>,
+        snapshot: &Arc<Snapshot>,
+        metrics: &ServiceMetrics,
+    ) -> Arc<Endpoints> {
+        if let Some(current) = &*slot.load() {
             if Arc::ptr_eq(&current.snapshot, snapshot) {
                 return Arc::clone(current);
             }
         }
         let built = Arc::new(Endpoints::new(snapshot, metrics));
-        self.current.store(Some(Arc::clone(&built)));
+        slot.store(Some(Arc::clone(&built)));
         built
     }
 }
