@@ -379,17 +379,6 @@ impl Config {
         const NOT_YET: &str = "not supported by this version of shardproxy yet";
         let mut problems = Vec::new();
         for (name, service) in &self.services {
-            if service.writes == Writes::All {
-                problems.push(format!(
-                    "services.{name}.writes = \"all\": {NOT_YET}; use \"primary\""
-                ));
-            }
-            if !service.transition_grace.is_zero() {
-                problems.push(format!(
-                    "services.{name}.transition_grace = {:?}: transition reads are {NOT_YET}; use \"0s\"",
-                    format_duration(service.transition_grace)
-                ));
-            }
             if service.cache.enabled {
                 problems.push(format!(
                     "services.{name}.cache.enabled = true: the cache is {NOT_YET}; use false"

@@ -12,6 +12,10 @@ use http_body_util::{BodyExt, Full};
 use crate::forward::Body;
 use crate::key::MissingKey;
 
+mod quorum;
+
+pub use quorum::QuorumError;
+
 /// One failed attempt on one instance.
 #[derive(Debug, Clone)]
 pub struct AttemptError {
@@ -98,6 +102,9 @@ pub enum ProxyError {
         /// Why no further instance was tried, if the list was not exhausted.
         note: Option<String>,
     },
+    /// The instances': a write to every replica did not reach its quorum.
+    #[error(transparent)]
+    WriteQuorum(#[from] QuorumError),
 }
 
 fn describe_attempts(
@@ -133,6 +140,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::WriteQuorum(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream {
                 deadline_passed, ..
             } => {

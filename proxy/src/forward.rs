@@ -16,6 +16,8 @@
 //! - [`connector`]: how the upstream client connects.
 //! - [`endpoint`]: each instance of the ring in use as requests need it,
 //!   built once per ring, and the order a request tries them in.
+//! - [`transition`]: reads tried on the replaced ring during a transition.
+//! - [`write`]: writes to every replica of a key (`writes = "all"`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::{self, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -45,11 +47,15 @@ mod body;
 mod budget;
 mod connector;
 mod endpoint;
+mod transition;
+mod write;
 
 use body::RequestBody;
 use budget::RetryBudget;
 use connector::Connector;
 use endpoint::{Endpoint, EndpointCache, Targets};
+use transition::OldRing;
+use write::{Background, Replicas};
 
 /// Errors of bodies in either direction.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,12 +70,14 @@ pub type UpstreamClient = Client<Connector, Body>;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A service's way to its instances: a pooled keep-alive client, the
-/// retry budget that keeps a failing fleet from a retry storm, and what
-/// requests need of the instances of its current ring.
+/// retry budget that keeps a failing fleet from a retry storm, what
+/// requests need of the instances of its current ring, and the bound on its
+/// background replica writes.
 pub struct Upstream {
     client: UpstreamClient,
     budget: RetryBudget,
     endpoints: EndpointCache,
+    writes: Background,
 }
 
 impl Upstream {
@@ -94,6 +102,7 @@ impl Upstream {
             client,
             budget,
             endpoints: EndpointCache::default(),
+            writes: Background::default(),
         }
     }
 
@@ -215,23 +224,33 @@ async fn forward(
     let config = &service.config;
     let position = Token::of_key(&key::extract(&config.key, &parts)?);
     exchange.position = Some(position);
-    let snapshot = service.ring.load_full().ok_or_else(|| ProxyError::NoRing {
-        service: config.name.clone(),
-        detail: service.ring.status().last_error.map_or_else(
-            || "discovery has not finished".to_owned(),
-            |(_, e)| e.to_string(),
-        ),
-    })?;
-    let endpoints = service.upstream.endpoints.get(&snapshot, &service.metrics);
+    let state = service
+        .ring
+        .load_state()
+        .ok_or_else(|| ProxyError::NoRing {
+            service: config.name.clone(),
+            detail: service.ring.status().last_error.map_or_else(
+                || "discovery has not finished".to_owned(),
+                |(_, e)| e.to_string(),
+            ),
+        })?;
+    let snapshot = &state.current;
+    let endpoints = service.upstream.endpoints.get(snapshot, &service.metrics);
     let targets = Targets::new(&snapshot.table, &endpoints, position, &service.health);
     let path = upstream_path(&parts.uri, strip)?;
     headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
+    if let Some(replicas) =
+        Replicas::for_request(service, snapshot, &endpoints, &parts.method, position)
+    {
+        return replicas.write(&mut parts, &path, body, exchange).await;
+    }
     let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
     let replay_safe = is_idempotent(&parts.method) || body.is_empty();
 
     let upstream = &service.upstream;
     upstream.budget.deposit();
     let deadline = Instant::now() + config.deadline;
+    let old_ring = OldRing::for_request(service, &state, &parts.method, position, deadline);
     let mut attempts: Vec<AttemptError> = Vec::new();
     let mut deadline_passed = false;
     let mut note = None;
@@ -267,7 +286,9 @@ async fn forward(
             exchange.instance = Some(name.clone());
         }
         let try_timeout = config.try_timeout.min(remaining);
-        let request = upstream_request(&mut parts, endpoint, &path, attempt_body, last)?;
+        // A transition read may need the headers after the last attempt.
+        let take_headers = last && old_ring.is_none();
+        let request = upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers)?;
         let outcome = attempt::once(
             &upstream.client,
             &service.health,
@@ -278,7 +299,15 @@ async fn forward(
         )
         .await;
         let failure = match outcome {
-            Ok(response) => return Ok(to_client(response)),
+            Ok(response) => match old_ring.filter(|_| response.status() == StatusCode::NOT_FOUND) {
+                Some(old_ring) => {
+                    let asked = (&targets, index + 1);
+                    let read =
+                        old_ring.read(&mut parts, &path, &mut body, asked, response, exchange);
+                    return Ok(read.await);
+                }
+                None => return Ok(to_client(response)),
+            },
             Err(failure @ AttemptFailure::Connect(_)) => {
                 attempts.push(AttemptError {
                     instance: name.to_string(),

@@ -26,8 +26,7 @@ pub(super) async fn once(
     request: Request<Body>,
     try_timeout: Duration,
 ) -> Result<Response<Incoming>, AttemptFailure> {
-    let (outcome, result) = match tokio::time::timeout(try_timeout, client.request(request)).await
-    {
+    let (outcome, result) = match tokio::time::timeout(try_timeout, client.request(request)).await {
         Ok(Ok(response)) if retry_on.contains(&response.status().as_u16()) => (
             AttemptOutcome::RetryableStatus,
             Err(AttemptFailure::Status(response.status())),

@@ -1,0 +1,357 @@
+//! Replica writes (SPEC §5): with `writes = "all"`, a PUT, POST, PATCH or
+//! DELETE goes to every instance of its key's preference list in parallel.
+//! Its body is buffered first (up to `max_body`; larger gets `413`). The
+//! client gets the answer of the first instance to answer `2xx` once
+//! `write_quorum` instances (by default a majority of the list) have; or
+//! `502` naming each failure as soon as the quorum can no longer be
+//! reached; or `502` at once when the quorum is larger than the list.
+//!
+//! Each replica gets one attempt, under the per-try timeout, recorded in its
+//! attempt metrics and health like any other. Ejected instances are written
+//! to as well: a write to every replica is the point, an instance that is
+//! back up would otherwise miss it silently, and one that is still down
+//! fails fast (a connect error) and is named in a `502`.
+//!
+//! Every replica write runs in a task of its own, so it finishes even when
+//! the client has its answer (or has gone). Those still in flight then
+//! become background writes, at most [`BACKGROUND_LIMIT`] per service; past
+//! that they are stopped, counted as `abandoned` and logged. Every failure
+//! is counted and logged with the key's hash and the instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Method, Response};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use shardproxy_ring::{InstanceName, Ring, Token};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::endpoint::Endpoints;
+use super::{attempt, to_client, upstream_request, Body, Exchange, UpstreamClient};
+use crate::app::Service;
+use crate::config::Writes;
+use crate::discovery::{Snapshot, Table};
+use crate::error::{AttemptError, AttemptFailure, ProxyError, QuorumError};
+use crate::health::Health;
+use crate::metrics::replication::ReplicaWrite;
+use crate::metrics::ServiceMetrics;
+
+/// Replica writes of one service that may go on after their client got its
+/// answer. Each waits for at most the per-try timeout, so this bounds what
+/// a slow or hanging replica can pile up.
+pub const BACKGROUND_LIMIT: usize = 1024;
+
+/// A service's background replica writes: one permit each.
+#[derive(Debug)]
+pub(super) struct Background {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Background {
+    fn default() -> Background {
+        Background {
+            permits: Arc::new(Semaphore::new(BACKGROUND_LIMIT)),
+        }
+    }
+}
+
+/// A write to go to every replica of its key.
+pub(super) struct Replicas<'a> {
+    service: &'a Service,
+    ring: &'a Ring,
+    endpoints: &'a Arc<Endpoints>,
+    position: Token,
+}
+
+/// What every replica write of one request shares.
+struct Shared {
+    client: UpstreamClient,
+    health: Arc<Health>,
+    retry_on: Vec<u16>,
+    endpoints: Arc<Endpoints>,
+    metrics: ServiceMetrics,
+    service: String,
+    position: Token,
+    try_timeout: Duration,
+}
+
+/// One replica's outcome, sent to the request.
+struct Reply {
+    /// Its place in the preference list.
+    replica: usize,
+    /// A `2xx` answer, or why there was none.
+    result: Result<Response<Incoming>, AttemptFailure>,
+}
+
+/// The replica writes of one request still running; what is left of them
+/// when the request is done (answered, or dropped with its client) goes to
+/// the background.
+struct InFlight {
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    tasks: Vec<(InstanceName, JoinHandle<()>)>,
+}
+
+impl<'a> Replicas<'a> {
+    /// The replicas of a request that goes to all of them: a PUT, POST,
+    /// PATCH or DELETE of a `writes = "all"` service whose table is a ring.
+    pub(super) fn for_request(
+        service: &'a Service,
+        snapshot: &'a Snapshot,
+        endpoints: &'a Arc<Endpoints>,
+        method: &Method,
+        position: Token,
+    ) -> Option<Replicas<'a>> {
+        let write = matches!(
+            *method,
+            Method::PUT | Method::POST | Method::PATCH | Method::DELETE
+        );
+        if service.config.writes != Writes::All || !write {
+            return None;
+        }
+        let Table::Ring(ring) = &snapshot.table else {
+            return None;
+        };
+        Some(Replicas {
+            service,
+            ring,
+            endpoints,
+            position,
+        })
+    }
+
+    /// Buffers the body and writes it to every replica; answers as the
+    /// module documentation says.
+    pub(super) async fn write(
+        self,
+        parts: &mut Parts,
+        path: &PathAndQuery,
+        body: Incoming,
+        exchange: &mut Exchange,
+    ) -> Result<Response<Body>, ProxyError> {
+        let service = self.service;
+        let config = &service.config;
+        let metrics = service.metrics.replication();
+        let body = buffer(body, config.max_body).await?;
+        let list = self.ring.preference_list(self.position).indexes();
+        let needed = config
+            .write_quorum
+            .map_or(list.len() / 2 + 1, |quorum| quorum.get() as usize);
+        let mut outcome = QuorumError {
+            service: config.name.clone(),
+            needed,
+            replicas: list.len(),
+            succeeded: 0,
+            failures: Vec::new(),
+            in_flight: 0,
+        };
+        if needed > list.len() {
+            metrics.write_quorum(false);
+            return Err(outcome.into());
+        }
+        let shared = Arc::new(Shared {
+            client: service.upstream.client.clone(),
+            health: Arc::clone(&service.health),
+            retry_on: config.retry_on.clone(),
+            endpoints: Arc::clone(self.endpoints),
+            metrics: service.metrics.clone(),
+            service: config.name.clone(),
+            position: self.position,
+            try_timeout: config.try_timeout,
+        });
+        let mut in_flight = InFlight {
+            shared: Arc::clone(&shared),
+            permits: Arc::clone(&service.upstream.writes.permits),
+            tasks: Vec::with_capacity(list.len()),
+        };
+        let (replies, mut received) = mpsc::channel(list.len());
+        for (place, &index) in list.iter().enumerate() {
+            let Some(endpoint) = self.endpoints.get(index as usize) else {
+                continue;
+            };
+            let last = place + 1 == list.len();
+            let replica = in_flight.tasks.len();
+            let full = Full::new(body.clone()).map_err(|never| match never {});
+            let request = upstream_request(parts, endpoint, path, full.boxed_unsync(), last)?;
+            let task = tokio::spawn(write_one(
+                Arc::clone(&shared),
+                index as usize,
+                replica,
+                request,
+                replies.clone(),
+            ));
+            in_flight.tasks.push((endpoint.name.clone(), task));
+        }
+        drop(replies);
+        exchange.attempts += u32::try_from(in_flight.tasks.len()).unwrap_or(u32::MAX);
+
+        let mut answer = None;
+        let mut pending = in_flight.tasks.len();
+        while let Some(reply) = received.recv().await {
+            pending -= 1;
+            match reply.result {
+                Ok(response) if answer.is_none() => {
+                    outcome.succeeded += 1;
+                    answer = Some((reply.replica, response));
+                }
+                Ok(response) => {
+                    outcome.succeeded += 1;
+                    tokio::spawn(drain(response.into_body(), config.try_timeout));
+                }
+                Err(reason) => outcome.failures.push(AttemptError {
+                    instance: in_flight.name(reply.replica),
+                    reason,
+                }),
+            }
+            if outcome.succeeded >= needed || outcome.succeeded + pending < needed {
+                break;
+            }
+        }
+        match answer {
+            Some((replica, response)) if outcome.succeeded >= needed => {
+                metrics.write_quorum(true);
+                if exchange.logged {
+                    exchange.instance = in_flight.tasks.get(replica).map(|(name, _)| name.clone());
+                }
+                Ok(to_client(response))
+            }
+            answer => {
+                if let Some((_, response)) = answer {
+                    tokio::spawn(drain(response.into_body(), config.try_timeout));
+                }
+                metrics.write_quorum(false);
+                outcome.in_flight = pending;
+                Err(outcome.into())
+            }
+        }
+    }
+}
+
+/// The body, whole, if it is at most `limit` bytes.
+async fn buffer(body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    if body.size_hint().lower() > limit {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
+        Err(error) => Err(ProxyError::ClientBody(error.to_string())),
+    }
+}
+
+/// One replica write: sends the request, counts and logs a failure, and
+/// reports to the request if it is still waiting. An answer nobody reads is
+/// drained, so its connection goes back to the pool.
+async fn write_one(
+    shared: Arc<Shared>,
+    index: usize,
+    replica: usize,
+    request: http::Request<Body>,
+    replies: mpsc::Sender<Reply>,
+) {
+    let Some(endpoint) = shared.endpoints.get(index) else {
+        return;
+    };
+    let answer = attempt::once(
+        &shared.client,
+        &shared.health,
+        &shared.retry_on,
+        endpoint,
+        request,
+        shared.try_timeout,
+    )
+    .await;
+    let metrics = shared.metrics.replication();
+    let (result, unread) = match answer {
+        Ok(response) if response.status().is_success() => (Ok(response), None),
+        Ok(response) => {
+            let (head, body) = response.into_parts();
+            (Err(AttemptFailure::Status(head.status)), Some(body))
+        }
+        Err(failure) => (Err(failure), None),
+    };
+    match &result {
+        Ok(_) => metrics.replica_write(ReplicaWrite::Ok),
+        Err(reason) => {
+            metrics.replica_write(ReplicaWrite::Failed);
+            tracing::warn!(
+                service = %shared.service,
+                key_hash = %shared.position,
+                instance = %endpoint.name,
+                %reason,
+                "replica write failed"
+            );
+        }
+    }
+    if let Err(mpsc::error::SendError(reply)) = replies.send(Reply { replica, result }).await {
+        if let Ok(response) = reply.result {
+            drain(response.into_body(), shared.try_timeout).await;
+        }
+    }
+    if let Some(body) = unread {
+        drain(body, shared.try_timeout).await;
+    }
+}
+
+/// Reads and drops what is left of an answer, for at most `within`.
+async fn drain(mut body: Incoming, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
+// === impl InFlight ===
+
+impl InFlight {
+    /// The `host:port` of the `replica`-th write.
+    fn name(&self, replica: usize) -> String {
+        self.tasks
+            .get(replica)
+            .map_or_else(String::new, |(name, _)| name.to_string())
+    }
+}
+
+impl Drop for InFlight {
+    /// Moves the writes still running to the background, each holding one
+    /// of the service's permits until it ends; stops those that get none.
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let metrics = self.shared.metrics.replication();
+        for (name, task) in self.tasks.drain(..) {
+            if task.is_finished() {
+                continue;
+            }
+            let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
+            match (permit, &runtime) {
+                (Some(permit), Some(runtime)) => {
+                    metrics.background_started();
+                    let metrics = self.shared.metrics.clone();
+                    runtime.spawn(async move {
+                        let _ = task.await;
+                        metrics.replication().background_ended();
+                        drop(permit);
+                    });
+                }
+                _ => {
+                    task.abort();
+                    metrics.replica_write(ReplicaWrite::Abandoned);
+                    tracing::warn!(
+                        service = %self.shared.service,
+                        key_hash = %self.shared.position,
+                        instance = %name,
+                        limit = BACKGROUND_LIMIT,
+                        "replica write abandoned: the service's background writes are at their limit"
+                    );
+                }
+            }
+        }
+    }
+}
