@@ -263,7 +263,7 @@ service = "frob"
     async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let answer = self.fetch(self.proxy.admin, "/metrics").await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        sum_samples(&answer.body, name, labels)
+        support::sum_samples(&answer.body, name, labels)
     }
 
     /// Attempts the proxy made on backend `name`, however they ended.
@@ -304,36 +304,6 @@ where
     Fut: Future<Output = bool>,
 {
     support::wait_until_within(WAIT, what, condition).await;
-}
-
-/// The sum of the samples of metric `name` in a text-format scrape whose
-/// labels include every one of `labels`. Label values here are host names,
-/// numbers and words: no escapes to undo.
-fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut sum = 0.0;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (sample_name, sample_labels) = match series.split_once('{') {
-            Some((sample_name, rest)) => (sample_name, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if sample_name != name {
-            continue;
-        }
-        let has = |(label, wanted): &(&str, &str)| {
-            sample_labels
-                .split(',')
-                .any(|pair| pair == format!("{label}=\"{wanted}\""))
-        };
-        if labels.iter().all(has) {
-            sum += value
-                .parse::<f64>()
-                .unwrap_or_else(|error| panic!("{line}: {error}"));
-        }
-    }
-    sum
 }
 
 // === Passive detection ===

@@ -24,7 +24,14 @@
 //! The backend counts requests (every request head it reads, whatever it
 //! then does) and accepted connections (to check upstream keep-alive), and
 //! its [`Behaviour`] can be switched while it runs.
+//!
+//! With [`Behaviour::Store`] it is a small key-value store instead, keyed by
+//! the request target: PUT, POST and PATCH store the body (`200`), GET and
+//! HEAD answer it (`404` when absent), DELETE removes it (`204`, or `404`).
+//! Tests read and seed the store with [`Backend::stored`] and
+//! [`Backend::put`], across [`Backend::stop`] and [`Backend::restart`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +67,8 @@ pub enum Behaviour {
     Reset,
     /// Waits this long, then answers `200` with the echo.
     Slow(Duration),
+    /// A key-value store (see the module documentation).
+    Store,
 }
 
 /// What a backend saw: the JSON body of its answers.
@@ -128,6 +137,8 @@ struct Shared {
     requests: AtomicU64,
     in_flight: AtomicU64,
     connections: AtomicU64,
+    /// What [`Behaviour::Store`] holds, by request target.
+    store: Mutex<HashMap<String, Bytes>>,
 }
 
 /// Counts a request as in flight for as long as it lives (until answered,
@@ -161,6 +172,7 @@ impl Backend {
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            store: Mutex::new(HashMap::new()),
         });
         let serving = Serving::spawn(listener, Arc::clone(&shared));
         Backend {
@@ -205,6 +217,24 @@ impl Backend {
     /// until it is answered or its connection is dropped).
     pub fn in_flight(&self) -> u64 {
         self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// What the store holds at `target` (path and query).
+    pub fn stored(&self, target: &str) -> Option<Bytes> {
+        self.lock_store().get(target).cloned()
+    }
+
+    /// Puts `value` in the store at `target` (path and query), as a PUT
+    /// with [`Behaviour::Store`] would.
+    pub fn put(&self, target: &str, value: impl Into<Bytes>) {
+        self.lock_store().insert(target.to_owned(), value.into());
+    }
+
+    fn lock_store(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
+        self.shared
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Connections accepted so far.
@@ -348,6 +378,9 @@ async fn respond(
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    if behaviour == Behaviour::Store {
+        return Ok(store(&shared, &parts, body));
+    }
     let echo = Echo {
         backend: shared.name.clone(),
         method: parts.method.to_string(),
@@ -373,7 +406,7 @@ async fn respond(
             StatusCode::OK
         }
         Behaviour::Status(code) => StatusCode::from_u16(code).expect("a valid status code"),
-        Behaviour::Healthy | Behaviour::Reset => StatusCode::OK,
+        Behaviour::Healthy | Behaviour::Reset | Behaviour::Store => StatusCode::OK,
     };
     let json = serde_json::to_vec(&echo).expect("an echo serializes");
     let mut response = Response::new(Full::new(Bytes::from(json)));
@@ -391,4 +424,32 @@ async fn respond(
         headers.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
     }
     Ok(response)
+}
+
+/// Answers one request as a key-value store keyed by the request target.
+fn store(shared: &Shared, parts: &http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
+    let target = parts.uri.to_string();
+    let mut store = shared.store.lock().unwrap_or_else(PoisonError::into_inner);
+    let (status, answer) = match parts.method {
+        http::Method::PUT | http::Method::POST | http::Method::PATCH => {
+            store.insert(target, body);
+            (StatusCode::OK, Bytes::from_static(b"stored"))
+        }
+        http::Method::GET | http::Method::HEAD => match store.get(&target) {
+            Some(value) => (StatusCode::OK, value.clone()),
+            None => (StatusCode::NOT_FOUND, Bytes::new()),
+        },
+        http::Method::DELETE => match store.remove(&target) {
+            Some(_) => (StatusCode::NO_CONTENT, Bytes::new()),
+            None => (StatusCode::NOT_FOUND, Bytes::new()),
+        },
+        _ => (StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
+    };
+    let mut response = Response::new(Full::new(answer));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "x-backend",
+        HeaderValue::from_str(&shared.name).expect("a backend name is a header value"),
+    );
+    response
 }

@@ -1,0 +1,422 @@
+//! Replica writes end to end (SPEC §5, `writes = "all"`): a static ring of
+//! three real key-value backends (`support::backend`, `Behaviour::Store`),
+//! each key's preference list holding all three, and the proxy in front.
+//! Backends are stopped (their port refuses connections) or made to answer
+//! an error to fail a replica. Waits poll a condition, never sleep.
+
+// Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
+#![cfg(test)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shardproxy::app::{self, Running};
+use shardproxy::config::Config;
+use support::backend::{Backend, Behaviour};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Three instances, interleaved; with `slaves = 2` every key's preference
+/// list holds all three.
+const TOKENS: [&[&str]; 3] = [
+    &["15", "55", "95"],
+    &["2a", "6a", "aa"],
+    &["40", "80", "c0"],
+];
+
+/// The three backends and a proxy whose service `frob` is their ring.
+struct Harness {
+    backends: Vec<Backend>,
+    proxy: Running,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A whole answer.
+struct Answer {
+    status: StatusCode,
+    backend: Option<String>,
+    body: String,
+}
+
+impl Harness {
+    /// Starts the backends as stores and the proxy, with `slaves` replicas
+    /// and `service` lines (e.g. `writes = "all"`) in the service section.
+    async fn start(slaves: usize, service: &str) -> Harness {
+        let mut backends = Vec::new();
+        for index in 1..=TOKENS.len() {
+            let backend = Backend::start(&format!("b{index}")).await;
+            backend.set(Behaviour::Store);
+            backends.push(backend);
+        }
+        let instances: Vec<String> = backends
+            .iter()
+            .zip(TOKENS)
+            .map(|(backend, tokens)| {
+                let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+                format!(
+                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
+                    backend.name(),
+                    backend.addr(),
+                    tokens.join(", ")
+                )
+            })
+            .collect();
+        // The DNS server is never asked (the ring is static); naming one
+        // keeps the proxy from reading /etc/resolv.conf.
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[dns]
+servers = ["127.0.0.1:53"]
+
+[services.frob]
+instances = [
+{}
+]
+slaves = {slaves}
+{service}
+
+[[routes]]
+path_prefix = "/"
+service = "frob"
+"#,
+            instances.join("\n")
+        );
+        let config =
+            Config::from_toml(&config, "writes.toml").unwrap_or_else(|error| panic!("{error}"));
+        let proxy = app::start(config).await.expect("the proxy starts");
+        let app = proxy.app();
+        wait_until("the proxy is ready", || {
+            let app = Arc::clone(&app);
+            async move { app.discovery.ready() }
+        })
+        .await;
+        Harness {
+            backends,
+            proxy,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    fn backend(&self, name: &str) -> &Backend {
+        self.backends
+            .iter()
+            .find(|backend| backend.name() == name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// `b1.example.com:PORT`: how the proxy names backend `name`.
+    fn instance(&self, name: &str) -> String {
+        format!("{name}.example.com:{}", self.backend(name).port())
+    }
+
+    /// Sends `method` for `path` with `body` to `to`, and reads the whole
+    /// answer.
+    async fn send(&self, to: SocketAddr, method: Method, path: &str, body: &str) -> Answer {
+        let what = format!("{method} http://{to}{path}");
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{to}{path}"))
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("a valid request");
+        tokio::time::timeout(WAIT, async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .unwrap_or_else(|error| panic!("{what}: {error}"));
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.expect("the whole body").to_bytes();
+            Answer {
+                status: parts.status,
+                backend: parts
+                    .headers
+                    .get("x-backend")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+    }
+
+    /// `PUT path` with `value` through the proxy.
+    async fn put(&self, path: &str, value: &str) -> Answer {
+        self.send(self.proxy.listen, Method::PUT, path, value).await
+    }
+
+    /// Waits until each of `names` holds `value` at `path`.
+    async fn wait_stored(&self, names: &[&str], path: &str, value: &str) {
+        for name in names {
+            let backend = self.backend(name);
+            wait_until(&format!("{name} holds {path} = {value}"), || {
+                let held = backend.stored(path);
+                async move { held.as_deref() == Some(value.as_bytes()) }
+            })
+            .await;
+        }
+    }
+
+    /// The sum of the samples of `name` on `/metrics` whose labels include
+    /// `labels`.
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let answer = self
+            .send(self.proxy.admin, Method::GET, "/metrics", "")
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        support::sum_samples(&answer.body, name, labels)
+    }
+
+    /// `shardproxy_replica_writes_total{result}`.
+    async fn replica_writes(&self, result: &str) -> f64 {
+        self.metric("shardproxy_replica_writes_total", &[("result", result)])
+            .await
+    }
+
+    /// Requests the backends received, all together.
+    fn requests(&self) -> u64 {
+        self.backends.iter().map(Backend::requests).sum()
+    }
+
+    async fn stop(self) {
+        tokio::time::timeout(WAIT, self.proxy.shutdown())
+            .await
+            .expect("the proxy shuts down");
+        for backend in self.backends {
+            backend.shutdown().await;
+        }
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    support::wait_until_within(WAIT, what, condition).await;
+}
+
+#[tokio::test]
+async fn a_write_needs_its_quorum_of_replicas() {
+    let harness = Harness::start(2, "writes = \"all\"\nwrite_quorum = 2").await;
+
+    // Every replica up: the first 2xx answers, all three hold the value.
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "stored");
+    assert!(answer.backend.is_some());
+    harness
+        .wait_stored(&["b1", "b2", "b3"], "/k/1", "one")
+        .await;
+
+    // One replica down: two 2xx are the quorum.
+    harness.backend("b3").stop().await;
+    let answer = harness.put("/k/2", "two").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_ne!(answer.backend.as_deref(), Some("b3"));
+    harness.wait_stored(&["b1", "b2"], "/k/2", "two").await;
+    assert_eq!(harness.backend("b3").stored("/k/2"), None);
+
+    // Two down: 502 naming each failure as soon as the quorum is out of
+    // reach (b1 may not have answered yet); the live replica still gets it.
+    harness.backend("b2").stop().await;
+    let answer = harness.put("/k/3", "three").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert!(
+        answer.body.contains("write quorum not reached")
+            && answer
+                .body
+                .contains("of the 2 2xx answers needed from 3 instance(s)"),
+        "{}",
+        answer.body
+    );
+    // A connect error, or a pooled connection found closed.
+    for down in ["b2", "b3"] {
+        let named = format!("\n  {}: ", harness.instance(down));
+        assert!(answer.body.contains(&named), "{named} in {}", answer.body);
+    }
+    assert!(
+        !answer.body.contains(&harness.instance("b1")),
+        "{}",
+        answer.body
+    );
+    harness.wait_stored(&["b1"], "/k/3", "three").await;
+
+    // Counted: 3 + 2 + 1 replica writes answered 2xx, 1 + 2 failed.
+    wait_until("the replica writes are counted", || async {
+        harness.replica_writes("ok").await == 6.0 && harness.replica_writes("failed").await == 3.0
+    })
+    .await;
+    let quorum = "shardproxy_write_quorum_total";
+    assert_eq!(harness.metric(quorum, &[("result", "reached")]).await, 2.0);
+    assert_eq!(harness.metric(quorum, &[("result", "failed")]).await, 1.0);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_2xx_is_a_failed_replica() {
+    let harness = Harness::start(2, "writes = \"all\"\nwrite_quorum = 3").await;
+    harness.backend("b2").set(Behaviour::Status(500));
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    let named = format!(
+        "{}: answered 500 Internal Server Error",
+        harness.instance("b2")
+    );
+    assert!(answer.body.contains(&named), "{named} in {}", answer.body);
+    harness.wait_stored(&["b1", "b3"], "/k/1", "one").await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_quorum_is_a_majority_of_the_list() {
+    // One replica: lists of two, a majority of two is two.
+    let harness = Harness::start(1, "writes = \"all\"").await;
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let holders = || {
+        harness
+            .backends
+            .iter()
+            .filter(|backend| backend.stored("/k/1").is_some())
+            .count()
+    };
+    assert_eq!(holders(), 2, "both replicas answered before the client");
+
+    for backend in &harness.backends {
+        backend.set(Behaviour::Status(503));
+    }
+    let answer = harness.put("/k/2", "two").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert!(
+        answer.body.contains("0 of the 2 2xx answers needed from 2"),
+        "{}",
+        answer.body
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_quorum_larger_than_the_list_is_a_502_at_once() {
+    let harness = Harness::start(2, "writes = \"all\"\nwrite_quorum = 4").await;
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("write_quorum 4 is more than the 3 instance(s)"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(harness.requests(), 0, "no replica was written");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_is_413() {
+    let harness = Harness::start(2, "writes = \"all\"\nmax_body = \"16B\"").await;
+    let answer = harness.put("/k/1", "0123456789abcdef").await;
+    assert_eq!(answer.status, StatusCode::OK, "16 bytes: {}", answer.body);
+    harness
+        .wait_stored(&["b1", "b2", "b3"], "/k/1", "0123456789abcdef")
+        .await;
+
+    let answer = harness.put("/k/2", "0123456789abcdefg").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+
+    // Without a length announced: counted as it arrives.
+    let mut stream = TcpStream::connect(harness.proxy.listen).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /k/3 HTTP/1.1\r\nHost: frob\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
+
+    assert_eq!(
+        harness.requests(),
+        3,
+        "only the first write reached the replicas"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn writes_still_in_flight_finish_in_the_background() {
+    let harness = Harness::start(
+        2,
+        "writes = \"all\"\nwrite_quorum = 2\ntry_timeout = \"3s\"",
+    )
+    .await;
+    let background = || harness.metric("shardproxy_background_writes", &[]);
+    harness.backend("b3").set(Behaviour::Hang);
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    harness.wait_stored(&["b1", "b2"], "/k/1", "one").await;
+
+    // b3 holds the write, in the background, until the per-try timeout
+    // ends it.
+    wait_until("b3 has the write", || async {
+        harness.backend("b3").in_flight() == 1
+    })
+    .await;
+    assert_eq!(background().await, 1.0);
+    assert_eq!(harness.replica_writes("failed").await, 0.0);
+    wait_until("the background write ends", || async {
+        background().await == 0.0
+    })
+    .await;
+    assert_eq!(harness.replica_writes("failed").await, 1.0);
+    assert_eq!(harness.replica_writes("ok").await, 2.0);
+    wait_until("b3's request is dropped", || async {
+        harness.backend("b3").in_flight() == 0
+    })
+    .await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn writes_primary_go_to_the_primary_only() {
+    let harness = Harness::start(2, "").await;
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let holders: Vec<&str> = harness
+        .backends
+        .iter()
+        .filter(|backend| backend.stored("/k/1").is_some())
+        .map(Backend::name)
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(answer.backend.as_deref(), Some(holders[0]));
+    assert_eq!(harness.requests(), 1);
+    harness.stop().await;
+}
