@@ -1,0 +1,499 @@
+//! Transition reads end to end (SPEC §5, `transition_grace`): real
+//! key-value backends (`support::backend`, `Behaviour::Store`), their ring
+//! published by an in-process DNS server, the proxy in front. The ring then
+//! changes (a fourth backend joins, empty) while keys are read, and the
+//! reads that land on the new owner before its data arrives must still find
+//! it on the old one.
+//!
+//! Which keys moved is read from the proxy's own ring state (what is tested
+//! here is what the proxy does with a moved key, not where keys land).
+//! Waits poll a condition, never sleep.
+
+// Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
+#![cfg(test)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shardproxy::app::{self, Running};
+use shardproxy::config::Config;
+use shardproxy::discovery::Table;
+use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
+use shardproxy_ring::{Ring, Token};
+use support::backend::{Backend, Behaviour};
+
+const SRV: &str = "_frob._http.example.com.";
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Tokens of `b1` to `b4`: three interleaved, and a fourth that takes a
+/// piece of each.
+const TOKENS: [&[&str]; 4] = [
+    &["15", "55", "95", "d5"],
+    &["2a", "6a", "aa", "ea"],
+    &["40", "80", "c0", "ff"],
+    &["0a", "4a", "8a", "ca"],
+];
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Four store backends, a DNS server publishing the first `published` of
+/// them (`slaves=1 redundancy=host`), and the proxy.
+struct Fleet {
+    dns: DnsServer,
+    backends: Vec<Backend>,
+    proxy: Running,
+    client: HttpClient,
+}
+
+impl Fleet {
+    /// Publishes `b1` to `b3` and starts the proxy with `transition_grace`.
+    async fn start(grace: &str) -> Fleet {
+        let mut backends = Vec::new();
+        for index in 1..=TOKENS.len() {
+            let backend = Backend::start(&format!("b{index}")).await;
+            backend.set(Behaviour::Store);
+            backends.push(backend);
+        }
+        let zone = Zone::new("example.com.")
+            .with_ttl(1)
+            .with_records(records(&backends[..3]));
+        let dns = DnsServer::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), zone)
+            .await
+            .expect("the DNS server starts");
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[dns]
+servers = ["{}"]
+refresh = "1s"
+
+[services.frob]
+srv = "{}"
+transition_grace = "{grace}"
+
+[[routes]]
+path_prefix = "/"
+service = "frob"
+"#,
+            dns.addr(),
+            SRV.trim_end_matches('.')
+        );
+        let proxy = start_proxy(&config).await;
+        Fleet {
+            dns,
+            backends,
+            proxy,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Publishes all four backends and waits until the proxy uses the ring.
+    async fn add_b4(&self) {
+        self.dns.set_records(records(&self.backends)).unwrap();
+        let app = self.proxy.app();
+        wait_until("the proxy uses the ring with b4", || {
+            let app = Arc::clone(&app);
+            async move { ring_size(&app.services[0].ring.load_full().unwrap().table) == 4 }
+        })
+        .await;
+    }
+
+    fn backend(&self, name: &str) -> &Backend {
+        self.backends
+            .iter()
+            .find(|backend| backend.name() == name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// Whether `key`'s primary differs between the replaced ring and the
+    /// ring in use; `None` when no replaced ring is kept.
+    fn moved(&self, key: &str) -> Option<bool> {
+        let app = self.proxy.app();
+        let state = app.services[0].ring.load_state()?;
+        let previous = state.previous.as_ref()?;
+        let position = Token::of_key(key.as_bytes());
+        let primary = |table: &Table| ring(table).primary(position).map(|i| i.name().clone());
+        Some(primary(&previous.snapshot.table) != primary(&state.current.table))
+    }
+
+    /// Requests the backends received, all together.
+    fn requests(&self) -> u64 {
+        self.backends.iter().map(Backend::requests).sum()
+    }
+
+    async fn get(&self, key: &str) -> Answer {
+        send(&self.client, self.proxy.listen, Method::GET, key, "").await
+    }
+
+    /// `shardproxy_transition_reads_total{result}`.
+    fn transition_reads(&self, result: &str) -> f64 {
+        transition_reads(&self.proxy, result)
+    }
+
+    async fn stop(self) {
+        stop_proxy(self.proxy).await;
+        for backend in self.backends {
+            backend.shutdown().await;
+        }
+        self.dns.shutdown().await;
+    }
+}
+
+/// The SPEC §3 records of a ring of `backends` (tokens from [`TOKENS`] by
+/// name): SRV, `tokens.` TXT and A for each, and the `config.` TXT.
+fn records(backends: &[Backend]) -> Vec<ZoneRecord> {
+    let mut records = vec![ZoneRecord::txt(
+        format!("config.{SRV}"),
+        &["slaves=1 redundancy=host"],
+    )];
+    for (backend, tokens) in backends.iter().zip(TOKENS) {
+        let target = format!("{}.example.com.", backend.name());
+        records.push(ZoneRecord::srv(SRV, 10, 50, backend.port(), target.clone()));
+        records.push(ZoneRecord::txt(
+            format!("tokens.{}.{target}", backend.port()),
+            &[tokens.join(" ")],
+        ));
+        records.push(ZoneRecord::a(target, Ipv4Addr::LOCALHOST));
+    }
+    records
+}
+
+fn ring(table: &Table) -> &Ring {
+    match table {
+        Table::Ring(ring) => ring,
+        Table::Srv(_) => panic!("expected a ring"),
+    }
+}
+
+fn ring_size(table: &Table) -> usize {
+    ring(table).instances().len()
+}
+
+fn keys(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("/k/{i}")).collect()
+}
+
+/// Starts the proxy and waits until its rings are in use.
+async fn start_proxy(config: &str) -> Running {
+    let config =
+        Config::from_toml(config, "transition.toml").unwrap_or_else(|error| panic!("{error}"));
+    let running = app::start(config).await.expect("the proxy starts");
+    let app = running.app();
+    wait_until("the proxy is ready", || {
+        let app = Arc::clone(&app);
+        async move { app.discovery.ready() }
+    })
+    .await;
+    running
+}
+
+async fn stop_proxy(running: Running) {
+    tokio::time::timeout(WAIT, running.shutdown())
+        .await
+        .expect("the proxy shuts down");
+}
+
+/// `shardproxy_transition_reads_total{result}` of the running proxy.
+fn transition_reads(proxy: &Running, result: &str) -> f64 {
+    let app = proxy.app();
+    let text = app.metrics.render(&app.services);
+    support::sum_samples(
+        &text,
+        "shardproxy_transition_reads_total",
+        &[("result", result)],
+    )
+}
+
+async fn wait_until<F, Fut>(what: &str, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    support::wait_until_within(WAIT, what, condition).await;
+}
+
+/// A whole answer.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    backend: Option<String>,
+    body: Bytes,
+}
+
+async fn send(
+    client: &HttpClient,
+    to: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> Answer {
+    let what = format!("{method} http://{to}{path}");
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{to}{path}"))
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("a valid request");
+    tokio::time::timeout(WAIT, async {
+        let response = client
+            .request(request)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            backend: parts
+                .headers
+                .get("x-backend")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            body: body.collect().await.expect("the whole body").to_bytes(),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+}
+
+/// Writes `value-of-KEY` for every key through the proxy (to its primary).
+async fn seed(client: &HttpClient, proxy: SocketAddr, keys: &[String]) {
+    for key in keys {
+        let answer = send(client, proxy, Method::PUT, key, &format!("value-of-{key}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "PUT {key}");
+    }
+}
+
+/// Reads every key over and over until told to stop; counts the reads and
+/// keeps every one that did not answer the seeded value.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Reader {
+    fn start(client: HttpClient, proxy: SocketAddr, keys: Vec<String>) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
+        let misses = Arc::new(Mutex::new(Vec::new()));
+        let task = {
+            let (stop, reads) = (Arc::clone(&stop), Arc::clone(&reads));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    for key in &keys {
+                        let answer = send(&client, proxy, Method::GET, key, "").await;
+                        let wanted = format!("value-of-{key}");
+                        if answer.status != StatusCode::OK || answer.body != wanted.as_bytes() {
+                            misses.lock().unwrap().push(format!(
+                                "{key}: {} from {:?}",
+                                answer.status, answer.backend
+                            ));
+                        }
+                        reads.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                let misses = misses.lock().unwrap().clone();
+                misses
+            })
+        };
+        Reader { stop, reads, task }
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Stops and returns the reads that missed.
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the reader stops")
+            .expect("the reader does not panic")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_read_misses_a_key_while_the_ring_changes() {
+    let fleet = Fleet::start("60s").await;
+    let keys = keys(100);
+    seed(&fleet.client, fleet.proxy.listen, &keys).await;
+    assert_eq!(fleet.backend("b4").requests(), 0);
+
+    let reader = Reader::start(fleet.client.clone(), fleet.proxy.listen, keys.clone());
+    fleet.add_b4().await;
+    // At least two whole passes over the keys on the new ring.
+    let after_change = reader.reads();
+    wait_until("the keys are read twice on the new ring", || {
+        let done = reader.reads() >= after_change + 2 * keys.len() as u64;
+        async move { done }
+    })
+    .await;
+    let misses = reader.finish().await;
+    assert!(misses.is_empty(), "{} misses: {misses:#?}", misses.len());
+
+    // The keys that moved went to b4 first, which does not hold them, and
+    // were answered by the old ring.
+    let moved: Vec<&String> = keys
+        .iter()
+        .filter(|key| fleet.moved(key) == Some(true))
+        .collect();
+    assert!(!moved.is_empty(), "b4 takes some keys");
+    for key in &moved {
+        let b4_before = fleet.backend("b4").requests();
+        let answer = fleet.get(key).await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}");
+        assert_ne!(answer.backend.as_deref(), Some("b4"), "{key}");
+        assert_eq!(fleet.backend("b4").requests(), b4_before + 1, "{key}");
+    }
+    assert!(fleet.transition_reads("found") >= moved.len() as f64);
+    assert_eq!(fleet.transition_reads("not_found"), 0.0);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_the_old_ring_is_not_consulted() {
+    let fleet = Fleet::start("1s").await;
+    let keys = keys(100);
+    seed(&fleet.client, fleet.proxy.listen, &keys).await;
+    fleet.add_b4().await;
+    let moved: Vec<String> = keys
+        .iter()
+        .filter(|key| fleet.moved(key) == Some(true))
+        .cloned()
+        .collect();
+    let first = moved.first().expect("b4 takes some keys");
+
+    wait_until("the grace is over: a moved key is not found", || async {
+        fleet.get(first).await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    let (found, not_found) = (
+        fleet.transition_reads("found"),
+        fleet.transition_reads("not_found"),
+    );
+    let old_ring: u64 = ["b1", "b2", "b3"]
+        .iter()
+        .map(|name| fleet.backend(name).requests())
+        .sum();
+    for key in &moved {
+        let answer = fleet.get(key).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{key}");
+        assert_eq!(answer.backend.as_deref(), Some("b4"), "{key}");
+    }
+    let old_ring_after: u64 = ["b1", "b2", "b3"]
+        .iter()
+        .map(|name| fleet.backend(name).requests())
+        .sum();
+    assert_eq!(old_ring_after, old_ring, "the old owners were not asked");
+    assert_eq!(fleet.transition_reads("found"), found);
+    assert_eq!(fleet.transition_reads("not_found"), not_found);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_whose_primary_did_not_change_is_not_tried_on_the_old_ring() {
+    let fleet = Fleet::start("60s").await;
+    fleet.add_b4().await;
+    // Never written: 404 everywhere.
+    let keys = keys(100);
+    let stayed = keys
+        .iter()
+        .find(|key| fleet.moved(key) == Some(false))
+        .expect("a key that stayed");
+    let moved = keys
+        .iter()
+        .find(|key| fleet.moved(key) == Some(true))
+        .expect("a key that moved");
+
+    let before = fleet.requests();
+    let answer = fleet.get(stayed).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(fleet.requests(), before + 1, "only the primary was asked");
+    assert_eq!(fleet.transition_reads("not_found"), 0.0);
+
+    // A key that moved is tried on the old ring's two instances, then the
+    // new primary's 404 is the answer.
+    let before = fleet.requests();
+    let answer = fleet.get(moved).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.backend.as_deref(), Some("b4"));
+    assert_eq!(fleet.requests(), before + 3);
+    assert_eq!(fleet.transition_reads("not_found"), 1.0);
+    assert_eq!(fleet.transition_reads("found"), 0.0);
+
+    // Writes are never tried on the old ring.
+    let before = fleet.requests();
+    let answer = send(&fleet.client, fleet.proxy.listen, Method::DELETE, moved, "").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(fleet.requests(), before + 1);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_static_ring_starts_a_transition() {
+    let mut backends = Vec::new();
+    for index in 1..=3 {
+        let backend = Backend::start(&format!("b{index}")).await;
+        backend.set(Behaviour::Store);
+        backends.push(backend);
+    }
+    let config = |count: usize| {
+        let instances: Vec<String> = backends[..count]
+            .iter()
+            .zip(TOKENS)
+            .map(|(backend, tokens)| {
+                let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+                format!(
+                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
+                    backend.name(),
+                    backend.addr(),
+                    tokens.join(", ")
+                )
+            })
+            .collect();
+        // The DNS server is never asked (the ring is static).
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+             [dns]\nservers = [\"127.0.0.1:53\"]\n\
+             [services.frob]\ntransition_grace = \"60s\"\ninstances = [\n{}\n]\n\
+             [[routes]]\npath_prefix = \"/\"\nservice = \"frob\"\n",
+            instances.join("\n")
+        )
+    };
+    let proxy = start_proxy(&config(2)).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let keys = keys(100);
+    seed(&client, proxy.listen, &keys).await;
+
+    let next = Config::from_toml(&config(3), "transition.toml").unwrap();
+    proxy.reload(next).await.expect("the reload succeeds");
+    assert_eq!(
+        ring_size(&proxy.app().services[0].ring.load_full().unwrap().table),
+        3
+    );
+    for key in &keys {
+        let answer = send(&client, proxy.listen, Method::GET, key, "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}");
+        assert_eq!(answer.body, format!("value-of-{key}").as_bytes(), "{key}");
+    }
+    assert!(backends[2].requests() > 0, "b3 owns some keys now");
+    assert!(transition_reads(&proxy, "found") > 0.0);
+    stop_proxy(proxy).await;
+    for backend in backends {
+        backend.shutdown().await;
+    }
+}
