@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::endpoint::Endpoint;
@@ -48,4 +49,14 @@ pub(super) async fn once(
     endpoint.attempts.record(outcome);
     health.record(&endpoint.name, result.is_ok());
     result
+}
+
+/// Reads and drops what is left of an answer that nobody will read, for at
+/// most `within`, so that its connection goes back to the pool instead of
+/// being closed. Spawn it where the caller should not wait.
+pub(super) async fn drain(mut body: Incoming, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
 }

@@ -124,15 +124,21 @@ impl<'a> OldRing<'a> {
                 config.try_timeout.min(remaining),
             )
             .await;
-            let found = answer.ok().filter(|response| {
-                response.status().is_success() || response.status().is_redirection()
-            });
-            if let Some(response) = found {
-                if exchange.logged {
-                    exchange.instance = Some(endpoint.name.clone());
+            match answer {
+                Ok(response)
+                    if response.status().is_success() || response.status().is_redirection() =>
+                {
+                    if exchange.logged {
+                        exchange.instance = Some(endpoint.name.clone());
+                    }
+                    service.metrics.replication().transition_read(true);
+                    tokio::spawn(attempt::drain(not_found.into_body(), config.try_timeout));
+                    return to_client(response);
                 }
-                service.metrics.replication().transition_read(true);
-                return to_client(response);
+                Ok(other) => {
+                    tokio::spawn(attempt::drain(other.into_body(), config.try_timeout));
+                }
+                Err(_) => {}
             }
         }
         service.metrics.replication().transition_read(false);

@@ -202,7 +202,7 @@ impl<'a> Replicas<'a> {
                 }
                 Ok(response) => {
                     outcome.succeeded += 1;
-                    tokio::spawn(drain(response.into_body(), config.try_timeout));
+                    tokio::spawn(attempt::drain(response.into_body(), config.try_timeout));
                 }
                 Err(reason) => outcome.failures.push(AttemptError {
                     instance: in_flight.name(reply.replica),
@@ -223,7 +223,7 @@ impl<'a> Replicas<'a> {
             }
             answer => {
                 if let Some((_, response)) = answer {
-                    tokio::spawn(drain(response.into_body(), config.try_timeout));
+                    tokio::spawn(attempt::drain(response.into_body(), config.try_timeout));
                 }
                 metrics.write_quorum(false);
                 outcome.in_flight = pending;
@@ -292,20 +292,12 @@ async fn write_one(
     }
     if let Err(mpsc::error::SendError(reply)) = replies.send(Reply { replica, result }).await {
         if let Ok(response) = reply.result {
-            drain(response.into_body(), shared.try_timeout).await;
+            attempt::drain(response.into_body(), shared.try_timeout).await;
         }
     }
     if let Some(body) = unread {
-        drain(body, shared.try_timeout).await;
+        attempt::drain(body, shared.try_timeout).await;
     }
-}
-
-/// Reads and drops what is left of an answer, for at most `within`.
-async fn drain(mut body: Incoming, within: Duration) {
-    let _ = tokio::time::timeout(within, async {
-        while let Some(Ok(_)) = body.frame().await {}
-    })
-    .await;
 }
 
 // === impl InFlight ===
