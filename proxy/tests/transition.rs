@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shardproxy::app::{self, Running};
 use shardproxy::config::Config;
-use shardproxy::discovery::Table;
+use shardproxy::discovery::{Snapshot, Table};
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
 use shardproxy_ring::{Ring, Token};
 use support::backend::{Backend, Behaviour};
@@ -102,15 +102,21 @@ service = "frob"
         }
     }
 
-    /// Publishes all four backends and waits until the proxy uses the ring.
-    async fn add_b4(&self) {
-        self.dns.set_records(records(&self.backends)).unwrap();
+    /// Publishes all four backends, waits until the proxy uses their ring,
+    /// and returns the rings before and after.
+    async fn add_b4(&self) -> Change {
         let app = self.proxy.app();
+        let before = app.services[0].ring.load_full().unwrap();
+        self.dns.set_records(records(&self.backends)).unwrap();
         wait_until("the proxy uses the ring with b4", || {
             let app = Arc::clone(&app);
             async move { ring_size(&app.services[0].ring.load_full().unwrap().table) == 4 }
         })
         .await;
+        Change {
+            before,
+            after: app.services[0].ring.load_full().unwrap(),
+        }
     }
 
     fn backend(&self, name: &str) -> &Backend {
@@ -118,17 +124,6 @@ service = "frob"
             .iter()
             .find(|backend| backend.name() == name)
             .unwrap_or_else(|| panic!("no backend {name}"))
-    }
-
-    /// Whether `key`'s primary differs between the replaced ring and the
-    /// ring in use; `None` when no replaced ring is kept.
-    fn moved(&self, key: &str) -> Option<bool> {
-        let app = self.proxy.app();
-        let state = app.services[0].ring.load_state()?;
-        let previous = state.previous.as_ref()?;
-        let position = Token::of_key(key.as_bytes());
-        let primary = |table: &Table| ring(table).primary(position).map(|i| i.name().clone());
-        Some(primary(&previous.snapshot.table) != primary(&state.current.table))
     }
 
     /// Requests the backends received, all together.
@@ -151,6 +146,25 @@ service = "frob"
             backend.shutdown().await;
         }
         self.dns.shutdown().await;
+    }
+}
+
+/// A ring change the proxy saw.
+struct Change {
+    before: Arc<Snapshot>,
+    after: Arc<Snapshot>,
+}
+
+impl Change {
+    /// Whether `key`'s primary differs between the two rings.
+    fn moved(&self, key: &str) -> bool {
+        let position = Token::of_key(key.as_bytes());
+        let primary = |snapshot: &Snapshot| {
+            ring(&snapshot.table)
+                .primary(position)
+                .map(|instance| instance.name().clone())
+        };
+        primary(&self.before) != primary(&self.after)
     }
 }
 
@@ -334,7 +348,7 @@ async fn no_read_misses_a_key_while_the_ring_changes() {
     assert_eq!(fleet.backend("b4").requests(), 0);
 
     let reader = Reader::start(fleet.client.clone(), fleet.proxy.listen, keys.clone());
-    fleet.add_b4().await;
+    let change = fleet.add_b4().await;
     // At least two whole passes over the keys on the new ring.
     let after_change = reader.reads();
     wait_until("the keys are read twice on the new ring", || {
@@ -347,10 +361,7 @@ async fn no_read_misses_a_key_while_the_ring_changes() {
 
     // The keys that moved went to b4 first, which does not hold them, and
     // were answered by the old ring.
-    let moved: Vec<&String> = keys
-        .iter()
-        .filter(|key| fleet.moved(key) == Some(true))
-        .collect();
+    let moved: Vec<&String> = keys.iter().filter(|key| change.moved(key)).collect();
     assert!(!moved.is_empty(), "b4 takes some keys");
     for key in &moved {
         let b4_before = fleet.backend("b4").requests();
@@ -369,10 +380,10 @@ async fn after_the_grace_the_old_ring_is_not_consulted() {
     let fleet = Fleet::start("1s").await;
     let keys = keys(100);
     seed(&fleet.client, fleet.proxy.listen, &keys).await;
-    fleet.add_b4().await;
+    let change = fleet.add_b4().await;
     let moved: Vec<String> = keys
         .iter()
-        .filter(|key| fleet.moved(key) == Some(true))
+        .filter(|key| change.moved(key))
         .cloned()
         .collect();
     let first = moved.first().expect("b4 takes some keys");
@@ -407,16 +418,16 @@ async fn after_the_grace_the_old_ring_is_not_consulted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_404_whose_primary_did_not_change_is_not_tried_on_the_old_ring() {
     let fleet = Fleet::start("60s").await;
-    fleet.add_b4().await;
+    let change = fleet.add_b4().await;
     // Never written: 404 everywhere.
     let keys = keys(100);
     let stayed = keys
         .iter()
-        .find(|key| fleet.moved(key) == Some(false))
+        .find(|key| !change.moved(key))
         .expect("a key that stayed");
     let moved = keys
         .iter()
-        .find(|key| fleet.moved(key) == Some(true))
+        .find(|key| change.moved(key))
         .expect("a key that moved");
 
     let before = fleet.requests();
