@@ -92,9 +92,13 @@ struct Reply {
 /// The replica writes of one request still running; what is left of them
 /// when the request is done (answered, or dropped with its client) goes to
 /// the background.
-struct InFlight {
-    shared: Arc<Shared>,
-    permits: Arc<Semaphore>,
+struct InFlight<'a> {
+    service: &'a str,
+    position: Token,
+    metrics: &'a ServiceMetrics,
+    /// The service's background permits.
+    permits: &'a Arc<Semaphore>,
+    /// Each replica write, in the order started.
     tasks: Vec<(InstanceName, JoinHandle<()>)>,
 }
 
@@ -166,8 +170,10 @@ impl<'a> Replicas<'a> {
             try_timeout: config.try_timeout,
         });
         let mut in_flight = InFlight {
-            shared: Arc::clone(&shared),
-            permits: Arc::clone(&service.upstream.writes.permits),
+            service: &config.name,
+            position: self.position,
+            metrics: &service.metrics,
+            permits: &service.upstream.writes.permits,
             tasks: Vec::with_capacity(list.len()),
         };
         let (replies, mut received) = mpsc::channel(list.len());
@@ -302,7 +308,7 @@ async fn write_one(
 
 // === impl InFlight ===
 
-impl InFlight {
+impl InFlight<'_> {
     /// The `host:port` of the `replica`-th write.
     fn name(&self, replica: usize) -> String {
         self.tasks
@@ -311,21 +317,21 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     /// Moves the writes still running to the background, each holding one
     /// of the service's permits until it ends; stops those that get none.
     fn drop(&mut self) {
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let metrics = self.shared.metrics.replication();
+        let metrics = self.metrics.replication();
         for (name, task) in self.tasks.drain(..) {
             if task.is_finished() {
                 continue;
             }
-            let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
+            let permit = Arc::clone(self.permits).try_acquire_owned().ok();
             match (permit, &runtime) {
                 (Some(permit), Some(runtime)) => {
                     metrics.background_started();
-                    let metrics = self.shared.metrics.clone();
+                    let metrics = self.metrics.clone();
                     runtime.spawn(async move {
                         let _ = task.await;
                         metrics.replication().background_ended();
@@ -336,8 +342,8 @@ impl Drop for InFlight {
                     task.abort();
                     metrics.replica_write(ReplicaWrite::Abandoned);
                     tracing::warn!(
-                        service = %self.shared.service,
-                        key_hash = %self.shared.position,
+                        service = %self.service,
+                        key_hash = %self.position,
                         instance = %name,
                         limit = BACKGROUND_LIMIT,
                         "replica write abandoned: the service's background writes are at their limit"
@@ -345,5 +351,85 @@ impl Drop for InFlight {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::metrics::tests::{parse_exposition, value};
+    use crate::metrics::Metrics;
+
+    /// Sets its flag when dropped: when the task holding it is stopped.
+    struct Stopped(Arc<AtomicBool>);
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A task that runs until stopped, and the flag that says it was.
+    fn endless() -> (JoinHandle<()>, Arc<AtomicBool>) {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let guard = Stopped(Arc::clone(&stopped));
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        (task, stopped)
+    }
+
+    fn name(host: &str) -> InstanceName {
+        InstanceName::new(host, 80).unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_past_the_background_limit_are_stopped_and_counted() {
+        let metrics = Metrics::new().unwrap();
+        let frob = metrics.service("frob");
+        let permits = Arc::new(Semaphore::new(1));
+        let (first, first_stopped) = endless();
+        let (second, second_stopped) = endless();
+        let done = tokio::spawn(async {});
+        while !done.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        drop(InFlight {
+            service: "frob",
+            position: Token::of_key(b"k"),
+            metrics: &frob,
+            permits: &permits,
+            tasks: vec![
+                (name("done.example"), done),
+                (name("a.example"), first),
+                (name("b.example"), second),
+            ],
+        });
+        // The first running write holds the one permit, in the background;
+        // the second found none and was stopped.
+        assert_eq!(permits.available_permits(), 0);
+        let stopped = async {
+            while !second_stopped.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), stopped)
+            .await
+            .expect("the write without a permit is stopped");
+        assert!(!first_stopped.load(Ordering::SeqCst));
+        let samples = parse_exposition(&metrics.render(&[])).unwrap();
+        let labels = [("service", "frob")];
+        assert_eq!(
+            value(&samples, "shardproxy_background_writes", &labels),
+            Some(1.0)
+        );
+        let abandoned = [("service", "frob"), ("result", "abandoned")];
+        assert_eq!(
+            value(&samples, "shardproxy_replica_writes_total", &abandoned),
+            Some(1.0)
+        );
     }
 }
