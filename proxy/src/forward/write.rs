@@ -197,46 +197,62 @@ impl<'a> Replicas<'a> {
         drop(replies);
         exchange.attempts += u32::try_from(in_flight.tasks.len()).unwrap_or(u32::MAX);
 
-        let mut answer = None;
-        let mut pending = in_flight.tasks.len();
-        while let Some(reply) = received.recv().await {
-            pending -= 1;
-            match reply.result {
-                Ok(response) if answer.is_none() => {
-                    outcome.succeeded += 1;
-                    answer = Some((reply.replica, response));
-                }
-                Ok(response) => {
-                    outcome.succeeded += 1;
-                    tokio::spawn(attempt::drain(response.into_body(), config.try_timeout));
-                }
-                Err(reason) => outcome.failures.push(AttemptError {
-                    instance: in_flight.name(reply.replica),
-                    reason,
-                }),
-            }
-            if outcome.succeeded >= needed || outcome.succeeded + pending < needed {
-                break;
-            }
-        }
-        match answer {
-            Some((replica, response)) if outcome.succeeded >= needed => {
+        match quorum(&mut received, &in_flight, &mut outcome, config.try_timeout).await {
+            Some((replica, response)) => {
                 metrics.write_quorum(true);
                 if exchange.logged {
                     exchange.instance = in_flight.tasks.get(replica).map(|(name, _)| name.clone());
                 }
                 Ok(to_client(response))
             }
-            answer => {
-                if let Some((_, response)) = answer {
-                    tokio::spawn(attempt::drain(response.into_body(), config.try_timeout));
-                }
+            None => {
                 metrics.write_quorum(false);
-                outcome.in_flight = pending;
                 Err(outcome.into())
             }
         }
     }
+}
+
+/// Takes the replies of `in_flight` as they come until `outcome.needed` of
+/// them are `2xx`, and returns the first of those with its replica; or,
+/// once the quorum is out of reach, `None`, with `outcome` saying why.
+/// Answers that will not be returned are drained in tasks of their own.
+async fn quorum(
+    received: &mut mpsc::Receiver<Reply>,
+    in_flight: &InFlight<'_>,
+    outcome: &mut QuorumError,
+    try_timeout: Duration,
+) -> Option<(usize, Response<Incoming>)> {
+    let mut first = None;
+    let mut pending = in_flight.tasks.len();
+    while let Some(reply) = received.recv().await {
+        pending = pending.saturating_sub(1);
+        match reply.result {
+            Ok(response) if first.is_none() => {
+                outcome.succeeded += 1;
+                first = Some((reply.replica, response));
+            }
+            Ok(response) => {
+                outcome.succeeded += 1;
+                tokio::spawn(attempt::drain(response.into_body(), try_timeout));
+            }
+            Err(reason) => outcome.failures.push(AttemptError {
+                instance: in_flight.name(reply.replica),
+                reason,
+            }),
+        }
+        if outcome.succeeded >= outcome.needed {
+            return first;
+        }
+        if outcome.succeeded + pending < outcome.needed {
+            break;
+        }
+    }
+    if let Some((_, response)) = first {
+        tokio::spawn(attempt::drain(response.into_body(), try_timeout));
+    }
+    outcome.in_flight = pending;
+    None
 }
 
 /// The body, whole, if it is at most `limit` bytes.
