@@ -253,6 +253,16 @@ impl ServiceRing {
             .map(|state| Arc::clone(&state.current))
     }
 
+    /// How much longer the replaced ring is consulted, while a transition
+    /// lasts (SPEC §5 `transition_grace`).
+    pub fn transition_remaining(&self) -> Option<Duration> {
+        let state = self.state.load();
+        let replaced = state.as_ref()?.previous.as_ref()?;
+        self.grace
+            .checked_sub(replaced.at.elapsed())
+            .filter(|remaining| !remaining.is_zero())
+    }
+
     /// The latest refresh outcome.
     pub fn status(&self) -> RefreshStatus {
         self.status
@@ -629,6 +639,17 @@ mod tests {
         let state = service.load_state().unwrap();
         assert_eq!(instances(&state.current), 2);
         assert!(state.previous.is_none());
+        assert_eq!(service.transition_remaining(), None);
+    }
+
+    #[test]
+    fn a_transition_counts_down_from_the_change() {
+        let service = ServiceRing::fixed_succeeding("frob", one(), grace(60));
+        assert_eq!(service.transition_remaining(), None, "no change yet");
+        assert!(service.accept(resolved(two())));
+        let remaining = service.transition_remaining().unwrap();
+        assert!(remaining <= Duration::from_secs(60));
+        assert!(remaining > Duration::from_secs(30));
     }
 
     #[test]

@@ -48,6 +48,7 @@
 //! | `shardproxy_ring_changes_total` | counter | `service` | times a new ring replaced the one in use (the first ring counts) |
 //! | `shardproxy_ring_info` | gauge | `service`, `fingerprint` | always 1, labelled with the fingerprint (SPEC §2) of the ring in use, so a fleet can be checked to agree; absent for `balance = "srv"` and before the first ring |
 //! | `shardproxy_ring_last_refresh_timestamp_seconds` | gauge | `service` | when a resolution last succeeded, in seconds since the Unix epoch; absent before the first success |
+//! | `shardproxy_ring_transition_remaining_seconds` | gauge | `service` | how much longer the replaced ring is tried for `404`s (`transition_grace`, SPEC §5); 0 when no transition is under way |
 //!
 //! The process, from `/proc` (Linux only), as the Prometheus process
 //! collector defines them with the `shardproxy_` prefix:

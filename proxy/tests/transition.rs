@@ -222,15 +222,25 @@ async fn stop_proxy(running: Running) {
         .expect("the proxy shuts down");
 }
 
+/// The sum of the samples of metric `name` with `labels` of the running
+/// proxy.
+fn metric(proxy: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let app = proxy.app();
+    support::sum_samples(&app.metrics.render(&app.services), name, labels)
+}
+
 /// `shardproxy_transition_reads_total{result}` of the running proxy.
 fn transition_reads(proxy: &Running, result: &str) -> f64 {
-    let app = proxy.app();
-    let text = app.metrics.render(&app.services);
-    support::sum_samples(
-        &text,
+    metric(
+        proxy,
         "shardproxy_transition_reads_total",
         &[("result", result)],
     )
+}
+
+/// `shardproxy_ring_transition_remaining_seconds` of the running proxy.
+fn transition_remaining(proxy: &Running) -> f64 {
+    metric(proxy, "shardproxy_ring_transition_remaining_seconds", &[])
 }
 
 async fn wait_until<F, Fut>(what: &str, condition: F)
@@ -346,6 +356,7 @@ async fn no_read_misses_a_key_while_the_ring_changes() {
     let keys = keys(100);
     seed(&fleet.client, fleet.proxy.listen, &keys).await;
     assert_eq!(fleet.backend("b4").requests(), 0);
+    assert_eq!(transition_remaining(&fleet.proxy), 0.0, "no change yet");
 
     let reader = Reader::start(fleet.client.clone(), fleet.proxy.listen, keys.clone());
     let change = fleet.add_b4().await;
@@ -358,6 +369,8 @@ async fn no_read_misses_a_key_while_the_ring_changes() {
     .await;
     let misses = reader.finish().await;
     assert!(misses.is_empty(), "{} misses: {misses:#?}", misses.len());
+    let remaining = transition_remaining(&fleet.proxy);
+    assert!(remaining > 30.0 && remaining <= 60.0, "{remaining}");
 
     // The keys that moved went to b4 first, which does not hold them, and
     // were answered by the old ring.
@@ -392,6 +405,7 @@ async fn after_the_grace_the_old_ring_is_not_consulted() {
         fleet.get(first).await.status == StatusCode::NOT_FOUND
     })
     .await;
+    assert_eq!(transition_remaining(&fleet.proxy), 0.0);
     let (found, not_found) = (
         fleet.transition_reads("found"),
         fleet.transition_reads("not_found"),

@@ -28,6 +28,8 @@ pub const CHANGES: &str = "shardproxy_ring_changes_total";
 pub const INFO: &str = "shardproxy_ring_info";
 /// `shardproxy_ring_last_refresh_timestamp_seconds`.
 pub const LAST_REFRESH: &str = "shardproxy_ring_last_refresh_timestamp_seconds";
+/// `shardproxy_ring_transition_remaining_seconds`.
+pub const TRANSITION_REMAINING: &str = "shardproxy_ring_transition_remaining_seconds";
 
 /// The ring families of `rings`, as they are now. Families without a
 /// sample (no ring has a fingerprint yet, say) are left out: the text format
@@ -79,8 +81,20 @@ pub(super) fn families<'a>(
         &["service"],
     )?;
 
+    let transition = GaugeVec::new(
+        Opts::new(
+            TRANSITION_REMAINING,
+            "Seconds the replaced ring is still tried for 404s (transition_grace); 0 when none is.",
+        ),
+        &["service"],
+    )?;
+
     for ring in rings {
         let service = ring.name();
+        transition.get_metric_with_label_values(&[service])?.set(
+            ring.transition_remaining()
+                .map_or(0.0, |remaining| remaining.as_secs_f64()),
+        );
         refreshes
             .get_metric_with_label_values(&[service, "ok"])?
             .inc_by(ring.refreshes_ok());
@@ -114,13 +128,14 @@ pub(super) fn families<'a>(
             .set(gauge_value(token_count));
     }
 
-    let collectors: [&dyn Collector; 6] = [
+    let collectors: [&dyn Collector; 7] = [
         &instances,
         &tokens,
         &refreshes,
         &changes,
         &info,
         &last_refresh,
+        &transition,
     ];
     Ok(collectors
         .iter()
