@@ -374,7 +374,7 @@ async fn a_body_over_max_body_is_413() {
 async fn writes_still_in_flight_finish_in_the_background() {
     let harness = Harness::start(
         2,
-        "writes = \"all\"\nwrite_quorum = 2\ntry_timeout = \"3s\"",
+        "writes = \"all\"\nwrite_quorum = 2\ntry_timeout = \"5s\"",
     )
     .await;
     let background = || harness.metric("shardproxy_background_writes", &[]);
