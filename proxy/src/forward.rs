@@ -38,6 +38,7 @@ use crate::config::ServiceConfig;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
+use crate::limits::{self, Shed};
 use crate::metrics::AttemptOutcome;
 
 mod body;
@@ -132,11 +133,23 @@ pub async fn handle(
         logged: app.config.log.access_log,
         ..Exchange::default()
     };
-    let response = match forward(service, matched.strip, parts, body, client, &mut exchange).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::debug!(service = %service.config.name, %error, "request failed");
-            error.into_response()
+    let response = match service.in_flight.try_acquire() {
+        Some(_in_flight) => {
+            match forward(service, &matched, parts, body, client, &mut exchange).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(service = %service.config.name, %error, "request failed");
+                    error.into_response()
+                }
+            }
+        }
+        None => {
+            service.metrics.shed();
+            Shed {
+                service: &service.config.name,
+                max: service.in_flight.max(),
+            }
+            .into_response()
         }
     };
     let elapsed = started.elapsed();
@@ -205,7 +218,7 @@ fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyEr
 /// preference list where SPEC §5 allows.
 async fn forward(
     service: &Service,
-    strip: Option<&str>,
+    route: &crate::route::Matched<'_>,
     mut parts: Parts,
     body: Incoming,
     client: SocketAddr,
@@ -223,9 +236,14 @@ async fn forward(
     })?;
     let endpoints = service.upstream.endpoints.get(&snapshot, &service.metrics);
     let targets = Targets::new(&snapshot.table, &endpoints, position, &service.health);
-    let path = upstream_path(&parts.uri, strip)?;
+    let path = upstream_path(&parts.uri, route.strip)?;
     headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
-    let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
+    let body = limits::limit_body(body, route.max_body)?;
+    let mut body = limits::body_within(
+        config.deadline,
+        RequestBody::prepare(body, config.retry_body_limit),
+    )
+    .await?;
     let replay_safe = is_idempotent(&parts.method) || body.is_empty();
 
     let upstream = &service.upstream;
@@ -288,6 +306,11 @@ async fn forward(
                     });
                     // Nothing was sent: always safe to try the next instance.
                     continue;
+                }
+                Ok(Err(error)) if limits::is_body_too_large(&error) => {
+                    return Err(ProxyError::BodyTooLarge {
+                        limit: route.max_body.unwrap_or(u64::MAX),
+                    });
                 }
                 Ok(Err(error)) => {
                     endpoint.attempts.record(AttemptOutcome::Failed);

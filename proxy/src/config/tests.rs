@@ -1090,7 +1090,9 @@ fn limit_errors() {
         "config.toml:2:15: server.max_headers = 10001: must be at most 10000"
     );
     assert_eq!(
-        error(&format!("[server]\nheader_read_timeout = \"0s\"\n{MINIMAL}")),
+        error(&format!(
+            "[server]\nheader_read_timeout = \"0s\"\n{MINIMAL}"
+        )),
         "config.toml:2:23: server.header_read_timeout = \"0s\": must be more than 0s"
     );
     assert_eq!(

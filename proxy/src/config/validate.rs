@@ -16,8 +16,8 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::check::{
-    check, duration, field, flag, int_in, one_of, positive_duration, required, size,
-    size_at_least, socket_addr, span_of, span_or_nowhere,
+    check, duration, field, flag, int_in, one_of, positive_duration, required, size, size_at_least,
+    socket_addr, span_of, span_or_nowhere,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
@@ -352,9 +352,13 @@ fn route(
             false,
             flag,
         )?,
-        max_body: field(source, &key.key("max_body"), raw.max_body.as_ref(), None, |value| {
-            size(value).map(Some)
-        })?,
+        max_body: field(
+            source,
+            &key.key("max_body"),
+            raw.max_body.as_ref(),
+            None,
+            |value| size(value).map(Some),
+        )?,
     })
 }
 

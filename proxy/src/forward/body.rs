@@ -14,6 +14,10 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 
+/// The client's body, under its route's `max_body` (see
+/// [`crate::limits::limit_body`]).
+type ClientBody = Limited<Incoming>;
+
 use super::{Body, BoxError};
 use crate::error::ProxyError;
 
@@ -31,7 +35,7 @@ pub(super) enum RequestBody {
 /// and is only marked spent when the upstream connection first polls it,
 /// so that after a connect error it can still go to the next instance.
 pub(super) struct LentBody {
-    slot: Arc<Mutex<Incoming>>,
+    slot: Arc<Mutex<ClientBody>>,
     polled: Arc<AtomicBool>,
 }
 
@@ -58,7 +62,7 @@ impl http_body::Body for LentBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.polled.store(true, Ordering::SeqCst);
         let mut body = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        Pin::new(&mut *body).poll_frame(cx).map_err(BoxError::from)
+        Pin::new(&mut *body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -79,7 +83,7 @@ impl http_body::Body for LentBody {
 impl RequestBody {
     /// Buffers a body whose announced length is at most `limit`; streams
     /// the others.
-    pub(super) async fn prepare(body: Incoming, limit: u64) -> Result<RequestBody, ProxyError> {
+    pub(super) async fn prepare(body: ClientBody, limit: u64) -> Result<RequestBody, ProxyError> {
         let hint = body.size_hint();
         if body.is_end_stream() || hint.upper() == Some(0) {
             return Ok(RequestBody::Empty);
