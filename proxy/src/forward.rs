@@ -307,12 +307,10 @@ async fn forward(
                     // Nothing was sent: always safe to try the next instance.
                     continue;
                 }
-                Ok(Err(error)) if limits::is_body_too_large(&error) => {
-                    return Err(ProxyError::BodyTooLarge {
-                        limit: route.max_body.unwrap_or(u64::MAX),
-                    });
-                }
                 Ok(Err(error)) => {
+                    if let Some(fault) = limits::client_fault(&error, route.max_body) {
+                        return Err(fault);
+                    }
                     endpoint.attempts.record(AttemptOutcome::Failed);
                     AttemptFailure::Broken(error_chain(&error))
                 }
@@ -393,7 +391,7 @@ fn to_client(response: Response<Incoming>) -> Response<Body> {
 
 /// An error with its causes, `outer: inner: innermost`, so that "client
 /// error (Connect)" also says "connection refused".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

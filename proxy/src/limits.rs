@@ -118,17 +118,31 @@ pub fn limit_body(body: Incoming, max: Option<u64>) -> Result<Limited<Incoming>,
     ))
 }
 
-/// True when `error`, or one of its causes, is a body cut off at its
-/// route's `max_body` by [`limit_body`].
-pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The client's fault behind a failed upstream exchange, if it was one:
+/// its body passed the route's `max_body` (`413`), or could not be read
+/// (`400`: a malformed chunk, a connection closed mid-body). Such a failure
+/// says nothing of the instance: it is neither retried nor held against
+/// the instance's health.
+pub fn client_fault(
+    error: &(dyn std::error::Error + 'static),
+    max_body: Option<u64>,
+) -> Option<ProxyError> {
     let mut cause = Some(error);
+    let mut body_failed = false;
     while let Some(error) = cause {
         if error.is::<LengthLimitError>() {
-            return true;
+            return Some(ProxyError::BodyTooLarge {
+                limit: max_body.unwrap_or(u64::MAX),
+            });
         }
+        // hyper's client calls an error of the body it was given to send a
+        // user error; the body it was given is the client's.
+        body_failed |= error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
         cause = error.source();
     }
-    false
+    body_failed.then(|| ProxyError::ClientBody(crate::forward::error_chain(error)))
 }
 
 /// `receive` (reading the request body the proxy buffers), cut off after
@@ -193,7 +207,10 @@ mod tests {
         let Err(cut) = http_body_util::BodyExt::collect(Limited::new(body, 3)).await else {
             panic!("a 4-byte body passed a 3-byte limit");
         };
-        assert!(is_body_too_large(&Outer(cut)));
-        assert!(!is_body_too_large(&std::io::Error::other("other")));
+        assert!(matches!(
+            client_fault(&Outer(cut), Some(3)),
+            Some(ProxyError::BodyTooLarge { limit: 3 })
+        ));
+        assert!(client_fault(&std::io::Error::other("other"), Some(3)).is_none());
     }
 }
