@@ -241,7 +241,7 @@ async fn forward(
     let body = limits::limit_body(body, route.max_body)?;
     let mut body = limits::body_within(
         config.deadline,
-        RequestBody::prepare(body, config.retry_body_limit),
+        RequestBody::prepare(body, config.retry_body_limit, route.max_body),
     )
     .await?;
     let replay_safe = is_idempotent(&parts.method) || body.is_empty();

@@ -82,8 +82,13 @@ impl http_body::Body for LentBody {
 
 impl RequestBody {
     /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others.
-    pub(super) async fn prepare(body: ClientBody, limit: u64) -> Result<RequestBody, ProxyError> {
+    /// the others. `max_body` is the route's, for the error when the body
+    /// passes it.
+    pub(super) async fn prepare(
+        body: ClientBody,
+        limit: u64,
+        max_body: Option<u64>,
+    ) -> Result<RequestBody, ProxyError> {
         let hint = body.size_hint();
         if body.is_end_stream() || hint.upper() == Some(0) {
             return Ok(RequestBody::Empty);
@@ -91,10 +96,10 @@ impl RequestBody {
         match hint.upper() {
             Some(length) if length <= limit => {
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                let collected = Limited::new(body, limit)
-                    .collect()
-                    .await
-                    .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
+                let collected = Limited::new(body, limit).collect().await.map_err(|error| {
+                    crate::limits::client_fault(&*error, max_body)
+                        .unwrap_or_else(|| ProxyError::ClientBody(error.to_string()))
+                })?;
                 Ok(RequestBody::Buffered(collected.to_bytes()))
             }
             _ => Ok(RequestBody::Streamed(Some(LentBody {
