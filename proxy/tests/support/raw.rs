@@ -51,6 +51,11 @@ impl Raw {
         }
     }
 
+    /// The socket, for reading it directly.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Writes `bytes`. A write error (the proxy closed first) is not one
     /// for the test: what was answered is read next.
     pub async fn send(&mut self, bytes: &[u8]) {
