@@ -77,7 +77,8 @@ pub struct ServerConfig {
     /// port 0).
     pub admin: SocketAddr,
     /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
-    /// request header section over this gets `431`.
+    /// request header section (request line to the blank line) over this
+    /// gets `431`; on HTTP/2, the header list (as HPACK counts it).
     pub max_header_size: u64,
     /// `max_headers` (default 100, 1 to 10000): a request with more header
     /// fields gets `431`.

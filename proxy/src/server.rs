@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,14 +28,13 @@ use crate::config::ServerConfig;
 use crate::{admin, forward};
 
 mod connection;
+mod protocol;
 
 use connection::{Activity, Connections};
+use protocol::Sniffed;
 
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
-
-/// hyper's smallest read buffer; `max_header_size` below it is raised to it.
-const MIN_HYPER_BUFFER: usize = 8192;
 
 /// hyper's HTTP/1 header count without `max_headers` (kept on the stack).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -116,34 +115,40 @@ impl Handle {
     }
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder, with the limits of the config.
-fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let max_header_size = usize::try_from(server.max_header_size).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    let mut http1 = builder.http1();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        // A head that does not fit the read buffer gets 431 (hyper's
-        // `Parse::TooLarge`); the buffer cannot be smaller than hyper's
-        // minimum.
-        .max_buf_size(max_header_size.max(MIN_HYPER_BUFFER))
-        .keep_alive(true);
-    // hyper keeps up to 100 header slots on the stack; any other count
-    // costs a heap allocation per request, so it is only set when asked.
-    if server.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        http1.max_headers(server.max_headers);
+/// The HTTP/1.1 and HTTP/2 connection builders, with the limits of the
+/// config.
+#[derive(Clone)]
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(server: &ServerConfig) -> Builders {
+        let max_header_size = usize::try_from(server.max_header_size).unwrap_or(usize::MAX);
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout)
+            // Over it: 431, then the connection is closed.
+            .max_header_size(max_header_size)
+            .keep_alive(true);
+        // hyper keeps up to 100 header slots on the stack; any other count
+        // costs a heap allocation per request, so it is only set when asked.
+        if server.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(server.max_headers);
+        }
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
+            .keep_alive_interval(server.idle_timeout)
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+        Builders { http1, http2 }
     }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
-        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
-        .keep_alive_interval(server.idle_timeout)
-        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
-    builder
 }
 
 /// Starts the client and admin accept loops.
@@ -154,7 +159,8 @@ pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpL
     let (stop, stopped) = watch::channel(false);
     let server = app.load().config.server.clone();
     let listening = Listening {
-        builder: connection_builder(&server),
+        builders: Builders::new(&server),
+        first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
         stopped,
@@ -186,7 +192,10 @@ pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpL
 /// What every connection of a listener shares.
 #[derive(Clone)]
 struct Listening {
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
+    /// How long a new connection may take to send its first bytes: it is
+    /// idle, and its header is late.
+    first_bytes: Duration,
     /// `server.idle_timeout`.
     idle: Duration,
     /// `server.drain_timeout`.
@@ -241,11 +250,33 @@ async fn accept_loop<F, Fut, B>(
         });
         let listening = listening.clone();
         tokio::spawn(async move {
-            let connection = listening
-                .builder
-                .serve_connection(TokioIo::new(stream), service);
-            let served =
-                connection::serve(connection, activity, listening.idle, listening.stopped).await;
+            let Listening {
+                builders,
+                first_bytes,
+                idle,
+                mut stopped,
+                ..
+            } = listening;
+            // A connection that has not said anything yet has nothing in
+            // flight: it is closed at once on shutdown.
+            let sniffed = tokio::select! {
+                sniffed = protocol::sniff(stream, first_bytes) => sniffed,
+                _ = stopped.wait_for(|stop| *stop) => return,
+            };
+            let served = match sniffed {
+                Ok(Sniffed::Http1(io)) => {
+                    let connection = builders.http1.serve_connection(io, service);
+                    connection::serve(connection, activity, idle, stopped).await
+                }
+                Ok(Sniffed::Http2(io)) => {
+                    let connection = builders.http2.serve_connection(io, service);
+                    connection::serve(connection, activity, idle, stopped).await
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection closed before a request");
+                    Ok(())
+                }
+            };
             if let Err(error) = served {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }

@@ -108,6 +108,34 @@ async fn headers_over_the_size_or_count_limit_get_431() {
     stop(proxy).await;
 }
 
+/// A GET whose header section (request line to the blank line) is exactly
+/// `size` bytes.
+fn get_of_size(size: usize) -> Vec<u8> {
+    let start = "GET /k HTTP/1.1\r\nHost: a.example\r\nx-pad: ";
+    let padding = size - start.len() - "\r\n\r\n".len();
+    format!("{start}{}\r\n\r\n", "p".repeat(padding)).into_bytes()
+}
+
+#[tokio::test]
+async fn the_header_size_limit_is_exact() {
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "max_header_size = \"10KiB\"", "", "").await;
+    let addr = proxy.listen;
+    let (_, reply) = exchange(addr, &get_of_size(10 << 10)).await;
+    assert_eq!(reply.map(|reply| reply.status), Some(200));
+    let (_, reply) = exchange(addr, &get_of_size((10 << 10) + 1)).await;
+    assert_eq!(reply.map(|reply| reply.status), Some(431));
+    // Below hyper's smallest read buffer (8 KiB) too.
+    let small = start(&backend, "max_header_size = \"2KiB\"", "", "").await;
+    let (_, reply) = exchange(small.listen, &get_of_size(2 << 10)).await;
+    assert_eq!(reply.map(|reply| reply.status), Some(200));
+    let (_, reply) = exchange(small.listen, &get_of_size((2 << 10) + 1)).await;
+    assert_eq!(reply.map(|reply| reply.status), Some(431));
+    stop(small).await;
+    serves_on(addr).await;
+    stop(proxy).await;
+}
+
 #[tokio::test]
 async fn the_default_header_limits_are_32_kib_and_100_fields() {
     let backend = Backend::start("b1").await;

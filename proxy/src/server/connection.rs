@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::rt::bounds::Http2ServerConnExec;
+use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
-use hyper_util::server::conn::auto;
-use hyper_util::server::conn::auto::HttpServerConnExec;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// The open connections of one listener, at most `max`.
@@ -104,14 +104,27 @@ pub(super) trait GracefulShutdown {
     fn graceful_shutdown_pinned(self: Pin<&mut Self>);
 }
 
-impl<I, S, E, B> GracefulShutdown for auto::Connection<'_, I, S, E>
+impl<I, S, B> GracefulShutdown for http1::Connection<I, S>
 where
     S: HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown_pinned(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> GracefulShutdown for http2::Connection<I, S, E>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Http2ServerConnExec<S::Future, B>,
 {
     fn graceful_shutdown_pinned(self: Pin<&mut Self>) {
         self.graceful_shutdown();
