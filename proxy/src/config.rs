@@ -211,6 +211,13 @@ pub struct ServiceConfig {
     /// immediate `503` naming the service and the limit (load shedding,
     /// no queue), counted in `shardproxy_shed_total`.
     pub max_concurrency: usize,
+    /// `upstream_max_idle` (default 64, 0 to 100000): idle keep-alive
+    /// connections kept open to each instance; more are closed when they
+    /// go idle.
+    pub upstream_max_idle: usize,
+    /// `upstream_idle_timeout` (default 90 s, more than 0): how long an
+    /// idle connection to an instance is kept.
+    pub upstream_idle_timeout: Duration,
     /// `[services.NAME.cache]`.
     pub cache: CacheConfig,
     /// `health_check = { path, interval, timeout }`: active checks, off

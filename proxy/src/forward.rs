@@ -60,9 +60,6 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// The pooled keep-alive client of a service's instances.
 pub type UpstreamClient = Client<Connector, Body>;
 
-/// How long an idle upstream connection is kept in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// A service's way to its instances: a pooled keep-alive client, the
 /// retry budget that keeps a failing fleet from a retry storm, and what
 /// requests need of the instances of its current ring.
@@ -80,7 +77,8 @@ impl Upstream {
         connector.set_connect_timeout(Some(service.try_timeout));
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(service.upstream_idle_timeout)
+            .pool_max_idle_per_host(service.upstream_max_idle)
             .pool_timer(TokioTimer::new())
             .build(Connector::new(connector));
         // tower's budget arithmetic: deposits made over the last 10 s allow

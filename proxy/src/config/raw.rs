@@ -88,6 +88,8 @@ pub(super) struct RawService {
     pub(super) retry_min_per_second: Int,
     pub(super) retry_body_limit: Quantity,
     pub(super) max_concurrency: Int,
+    pub(super) upstream_max_idle: Int,
+    pub(super) upstream_idle_timeout: Quantity,
     pub(super) cache: Option<Spanned<RawCache>>,
     pub(super) health_check: Option<Spanned<RawHealthCheck>>,
     pub(super) outlier_detection: Option<Spanned<RawOutlier>>,

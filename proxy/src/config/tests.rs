@@ -89,6 +89,8 @@ fn defaults() {
     assert_eq!(service.retry_min_per_second, 10);
     assert_eq!(service.retry_body_limit, 64 << 10);
     assert_eq!(service.max_concurrency, 1024);
+    assert_eq!(service.upstream_max_idle, 64);
+    assert_eq!(service.upstream_idle_timeout, Duration::from_secs(90));
 
     let cache = &service.cache;
     assert_eq!(cache, &CacheConfig::default());
@@ -160,6 +162,8 @@ retry_budget = 0
 retry_min_per_second = 0
 retry_body_limit = "1KB"
 max_concurrency = 7
+upstream_max_idle = 0
+upstream_idle_timeout = "5s"
 
 [services.frob.cache]
 enabled = true
@@ -219,6 +223,8 @@ max_body = "4MiB"
     assert_eq!(service.retry_min_per_second, 0);
     assert_eq!(service.retry_body_limit, 1_000);
     assert_eq!(service.max_concurrency, 7);
+    assert_eq!(service.upstream_max_idle, 0);
+    assert_eq!(service.upstream_idle_timeout, Duration::from_secs(5));
     assert_eq!(
         service.cache,
         CacheConfig {
@@ -1017,6 +1023,8 @@ fn example_config_documents_every_key() {
         "idle_timeout",
         "max_connections",
         "max_concurrency",
+        "upstream_max_idle",
+        "upstream_idle_timeout",
         "servers",
         "refresh",
         "srv",
@@ -1106,6 +1114,14 @@ fn limit_errors() {
     assert_eq!(
         service_error("max_concurrency = -1"),
         "config.toml:3:19: services.frob.max_concurrency = -1: must be at least 1"
+    );
+    assert_eq!(
+        service_error("upstream_max_idle = 100001"),
+        "config.toml:3:21: services.frob.upstream_max_idle = 100001: must be at most 100000"
+    );
+    assert_eq!(
+        service_error("upstream_idle_timeout = \"0ms\""),
+        "config.toml:3:25: services.frob.upstream_idle_timeout = \"0ms\": must be more than 0s"
     );
     assert_eq!(
         error(&format!("{MINIMAL}max_body = \"lots\"\n")),
