@@ -137,6 +137,36 @@ async fn the_header_size_limit_is_exact() {
 }
 
 #[tokio::test]
+async fn http2_header_lists_over_the_size_get_431() {
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "max_header_size = \"16KiB\"", "", "").await;
+    let stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let send = |client: &mut h2::client::SendRequest<bytes::Bytes>, padding: usize| {
+        let request = http::Request::get("http://a.example/k")
+            .header("x-pad", "p".repeat(padding))
+            .body(())
+            .unwrap();
+        client.send_request(request, true).unwrap().0
+    };
+    let small = tokio::time::timeout(WAIT, send(&mut client, 1000))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    let before = backend.requests();
+    let large = tokio::time::timeout(WAIT, send(&mut client, 20 << 10))
+        .await
+        .expect("an answer");
+    assert_eq!(large.unwrap().status(), 431);
+    assert_eq!(backend.requests(), before, "nothing forwarded");
+    serves_on(proxy.listen).await;
+    stop(proxy).await;
+}
+
+#[tokio::test]
 async fn the_default_header_limits_are_32_kib_and_100_fields() {
     let backend = Backend::start("b1").await;
     let proxy = start(&backend, "", "", "").await;
