@@ -388,3 +388,47 @@ async fn admin_get(admin: SocketAddr, path: &str) -> String {
     assert_eq!(reply.status, 200);
     reply.body
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let backend = Backend::start("b1").await;
+    let proxy = start(
+        &backend,
+        "",
+        "try_timeout = \"300ms\"\ndeadline = \"300ms\"",
+        "",
+    )
+    .await;
+    // Small enough to be buffered for retries, and half of it never sent.
+    let mut raw = Raw::connect(proxy.listen).await;
+    raw.send(b"POST /k HTTP/1.1\r\nHost: a.example\r\nContent-Length: 10\r\n\r\nhalf!")
+        .await;
+    let reply = raw.reply().await.expect("an answer");
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(reply.body.contains("300ms"), "{reply:?}");
+    assert_eq!(backend.requests(), 0);
+    serves_on(proxy.listen).await;
+    stop(proxy).await;
+}
+
+#[tokio::test]
+async fn upstream_max_idle_bounds_the_kept_connections() {
+    // By default one connection serves sequential requests (two at most: a
+    // connection may not be back in the pool when the next request starts).
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "", "", "").await;
+    for _ in 0..6 {
+        serves_on(proxy.listen).await;
+    }
+    assert!(backend.connections() <= 2, "{}", backend.connections());
+    stop(proxy).await;
+
+    // With none kept, each request needs a new one.
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "", "upstream_max_idle = 0", "").await;
+    for _ in 0..6 {
+        serves_on(proxy.listen).await;
+    }
+    assert_eq!(backend.connections(), 6);
+    stop(proxy).await;
+}
