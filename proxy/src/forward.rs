@@ -312,6 +312,11 @@ async fn forward(
                     endpoint.attempts.record(AttemptOutcome::Failed);
                     AttemptFailure::Broken(error_chain(&error))
                 }
+                Err(_) if body.awaiting_client() => {
+                    // The client's slow body, not the instance: neither
+                    // retried nor held against its health.
+                    return Err(ProxyError::ClientTimeout(try_timeout));
+                }
                 Err(_) => {
                     endpoint.attempts.record(AttemptOutcome::Timeout);
                     if try_timeout == remaining {

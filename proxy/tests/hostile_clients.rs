@@ -41,6 +41,7 @@ admin = "127.0.0.1:0"
 [services.rec]
 instances = [{{ host = "rec.example.com", addr = "{addr}" }}]
 retry_on = []
+try_timeout = "500ms"
 # One failure would eject: a client's fault must never count as one.
 outlier_detection = {{ consecutive_failures = 1 }}
 
@@ -278,6 +279,37 @@ async fn malformed_or_huge_chunks_get_400_or_a_closed_connection_and_no_request(
     let app = setup.proxy.app();
     let service = app.service("rec").expect("the service");
     assert!(!service.health.any_ejected());
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_the_clients_408_and_never_ejects_the_instance() {
+    let setup = Setup::start("").await;
+    for stall in [
+        // A chunk announced as 2 GiB, a few bytes of it sent.
+        &b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n7FFFFFFF\r\nabc"
+            [..],
+        // A Content-Length larger than what is sent, too large to buffer.
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 10000000\r\n\r\nabc",
+    ] {
+        let (_, reply) = exchange(setup.addr(), stall).await;
+        let reply = reply.expect("an answer");
+        assert_eq!(reply.status, 408, "{reply:?}");
+        let complete = setup
+            .backend
+            .requests()
+            .into_iter()
+            .filter(|sent| matches!(sent, Sent::Complete { .. }))
+            .count();
+        assert_eq!(complete, 0);
+        setup.serves_on().await;
+    }
+    let app = setup.proxy.app();
+    assert!(!app
+        .service("rec")
+        .expect("the service")
+        .health
+        .any_ejected());
     setup.stop().await;
 }
 

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -36,19 +36,29 @@ pub(super) enum RequestBody {
 /// so that after a connect error it can still go to the next instance.
 pub(super) struct LentBody {
     slot: Arc<Mutex<ClientBody>>,
-    polled: Arc<AtomicBool>,
+    /// [`POLLED`] and [`ENDED`].
+    state: Arc<AtomicU8>,
 }
+
+/// An upstream connection has read from the body.
+const POLLED: u8 = 1;
+/// The client has sent the whole body.
+const ENDED: u8 = 2;
 
 impl LentBody {
     fn lend(&self) -> LentBody {
         LentBody {
             slot: Arc::clone(&self.slot),
-            polled: Arc::clone(&self.polled),
+            state: Arc::clone(&self.state),
         }
     }
 
     fn polled(&self) -> bool {
-        self.polled.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) & POLLED != 0
+    }
+
+    fn ended(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & ENDED != 0
     }
 }
 
@@ -60,9 +70,13 @@ impl http_body::Body for LentBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.polled.store(true, Ordering::SeqCst);
+        self.state.fetch_or(POLLED, Ordering::SeqCst);
         let mut body = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        Pin::new(&mut *body).poll_frame(cx)
+        let frame = Pin::new(&mut *body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.state.fetch_or(ENDED, Ordering::SeqCst);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -104,7 +118,7 @@ impl RequestBody {
             }
             _ => Ok(RequestBody::Streamed(Some(LentBody {
                 slot: Arc::new(Mutex::new(body)),
-                polled: Arc::default(),
+                state: Arc::default(),
             }))),
         }
     }
@@ -126,6 +140,13 @@ impl RequestBody {
                 body.as_ref().map(|body| body.lend().boxed_unsync())
             }
         }
+    }
+
+    /// True when an attempt read part of a streamed body and the client
+    /// has not sent the rest: an attempt that timed out then was (likely)
+    /// waiting for the client, not the instance.
+    pub(super) fn awaiting_client(&self) -> bool {
+        matches!(self, RequestBody::Streamed(Some(body)) if body.polled() && !body.ended())
     }
 
     /// True when no body can reach an instance.
