@@ -432,3 +432,27 @@ async fn upstream_max_idle_bounds_the_kept_connections() {
     assert_eq!(backend.connections(), 6);
     stop(proxy).await;
 }
+
+#[tokio::test]
+async fn a_streamed_body_sent_whole_to_a_hanging_instance_is_the_instances_504() {
+    let backend = Backend::start("b1").await;
+    backend.set(Behaviour::Hang);
+    let proxy = start(
+        &backend,
+        "",
+        "try_timeout = \"300ms\"\ndeadline = \"300ms\"",
+        "",
+    )
+    .await;
+    // Over retry_body_limit (64 KiB), so streamed; the backend reads it all.
+    let mut request =
+        b"POST /k HTTP/1.1\r\nHost: a.example\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    request.extend_from_slice(&[b'x'; 100_000]);
+    let (_, reply) = exchange(proxy.listen, &request).await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(reply.body.contains("b1.example.com"), "{reply:?}");
+    backend.set(Behaviour::Healthy);
+    serves_on(proxy.listen).await;
+    stop(proxy).await;
+}

@@ -14,12 +14,12 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 
+use super::{Body, BoxError};
+use crate::error::ProxyError;
+
 /// The client's body, under its route's `max_body` (see
 /// [`crate::limits::limit_body`]).
 type ClientBody = Limited<Incoming>;
-
-use super::{Body, BoxError};
-use crate::error::ProxyError;
 
 /// The request body as the attempts need it: replayable when small enough
 /// to buffer, else streamed once.
@@ -57,8 +57,11 @@ impl LentBody {
         self.state.load(Ordering::SeqCst) & POLLED != 0
     }
 
+    /// Whether the client has sent it all: seen by the upstream connection
+    /// reading its end, or known from its length (hyper stops reading a
+    /// body of known length at its last byte).
     fn ended(&self) -> bool {
-        self.state.load(Ordering::SeqCst) & ENDED != 0
+        self.state.load(Ordering::SeqCst) & ENDED != 0 || self.is_end_stream()
     }
 }
 
