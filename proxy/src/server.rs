@@ -5,6 +5,16 @@
 //! The client listener sets `SO_REUSEPORT`, so several shardproxy processes
 //! can share one port and the kernel spreads connections over them: the
 //! share-nothing way to use every core (see `deploy/`).
+//!
+//! The connection limits of `[server]` apply here: header size and count
+//! (`431`), the header read timeout, the idle timeout, `max_connections`,
+//! and HTTP/2's stream and reset limits.
+//!
+//! # Layout
+//!
+//! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
+//! - `connection`: the connection limit, and closing idle connections and
+//!   all of them on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
