@@ -18,6 +18,7 @@ use crate::discovery::{
 };
 use crate::forward::Upstream;
 use crate::health::Health;
+use crate::limits::ConcurrencyLimit;
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::route::Router;
 use crate::server::{self, ServerError};
@@ -36,6 +37,8 @@ pub struct Service {
     pub metrics: ServiceMetrics,
     /// Its instances' health.
     pub health: Arc<Health>,
+    /// Its requests in flight, at most `max_concurrency`.
+    pub in_flight: ConcurrencyLimit,
 }
 
 /// Everything requests and admin calls share.
@@ -152,6 +155,7 @@ impl App {
             services.push(Service {
                 upstream: Upstream::new(service_config),
                 health: Arc::new(health),
+                in_flight: ConcurrencyLimit::new(service_config.max_concurrency),
                 metrics: service_metrics,
                 config: service_config.clone(),
                 source,

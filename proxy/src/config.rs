@@ -77,8 +77,27 @@ pub struct ServerConfig {
     /// port 0).
     pub admin: SocketAddr,
     /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
-    /// request header section over this gets `431`.
+    /// request header section (request line to the blank line) over this
+    /// gets `431`; on HTTP/2, the header list (as HPACK counts it).
     pub max_header_size: u64,
+    /// `max_headers` (default 100, 1 to 10000): a request with more header
+    /// fields gets `431`.
+    pub max_headers: usize,
+    /// `header_read_timeout` (default 30 s, more than 0): the longest a
+    /// client may take to send a request's header section, counted from
+    /// the moment the connection waits for it (slowloris); the connection
+    /// is then closed. On HTTP/1 the wait for the next request of a
+    /// keep-alive connection counts too.
+    pub header_read_timeout: Duration,
+    /// `idle_timeout` (default 60 s, more than 0): a client connection that
+    /// starts no request for this long (up to twice this, as it is checked
+    /// once per period) is closed gracefully: requests in flight finish.
+    /// Also the HTTP/2 keep-alive ping interval.
+    pub idle_timeout: Duration,
+    /// `max_connections` (default 10000, 1 to 1000000): open client
+    /// connections. At the limit the listener stops accepting until one
+    /// closes; new connections wait in the kernel's backlog.
+    pub max_connections: usize,
     /// `workers` (default: one per CPU core): threads serving requests.
     /// Run several processes on one port (`SO_REUSEPORT`) to use more
     /// cores with less sharing, as the systemd unit does.
@@ -187,6 +206,18 @@ pub struct ServiceConfig {
     /// this are buffered so they can be replayed on a retry; larger bodies
     /// are streamed and not retried once sent.
     pub retry_body_limit: u64,
+    /// `max_concurrency` (default 1024, 1 to 1000000): requests in flight
+    /// to this service (until the response head). Over it the answer is an
+    /// immediate `503` naming the service and the limit (load shedding,
+    /// no queue), counted in `shardproxy_shed_total`.
+    pub max_concurrency: usize,
+    /// `upstream_max_idle` (default 64, 0 to 100000): idle keep-alive
+    /// connections kept open to each instance; more are closed when they
+    /// go idle.
+    pub upstream_max_idle: usize,
+    /// `upstream_idle_timeout` (default 90 s, more than 0): how long an
+    /// idle connection to an instance is kept.
+    pub upstream_idle_timeout: Duration,
     /// `[services.NAME.cache]`.
     pub cache: CacheConfig,
     /// `health_check = { path, interval, timeout }`: active checks, off
@@ -328,6 +359,10 @@ pub struct RouteConfig {
     /// before forwarding, then put a `/` in front if what is left does not
     /// start with one (`/counters/42` with prefix `/counters/` is `/42`).
     pub strip_prefix: bool,
+    /// `max_body` (default none: unlimited), in bytes: a request body over
+    /// this gets `413` (at once when its `Content-Length` says so; when a
+    /// streamed body passes it, the upstream request is aborted).
+    pub max_body: Option<u64>,
 }
 
 // === impl Config ===
@@ -415,6 +450,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
             admin: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)),
             max_header_size: 32 << 10,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             workers: None,
             drain_timeout: Duration::from_secs(30),
         }

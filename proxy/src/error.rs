@@ -82,6 +82,9 @@ pub enum ProxyError {
         /// The limit.
         limit: u64,
     },
+    /// The client's fault: a body the proxy buffers did not arrive in time.
+    #[error("the request body did not arrive within {}", crate::config::format_duration(*.0))]
+    ClientTimeout(Duration),
     /// Ours: the service has no ring yet (discovery has not succeeded once).
     #[error("service {service} has no ring yet: {detail}")]
     NoRing {
@@ -139,6 +142,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::WriteQuorum(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream {

@@ -41,6 +41,7 @@ use crate::config::ServiceConfig;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
+use crate::limits::{self, Shed};
 
 mod attempt;
 mod body;
@@ -50,6 +51,7 @@ mod endpoint;
 mod transition;
 mod write;
 
+use attempt::{ClientSide, Failed};
 use body::RequestBody;
 use budget::RetryBudget;
 use connector::Connector;
@@ -65,9 +67,6 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The pooled keep-alive client of a service's instances.
 pub type UpstreamClient = Client<Connector, Body>;
-
-/// How long an idle upstream connection is kept in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A service's way to its instances: a pooled keep-alive client, the
 /// retry budget that keeps a failing fleet from a retry storm, what
@@ -88,7 +87,8 @@ impl Upstream {
         connector.set_connect_timeout(Some(service.try_timeout));
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(service.upstream_idle_timeout)
+            .pool_max_idle_per_host(service.upstream_max_idle)
             .pool_timer(TokioTimer::new())
             .build(Connector::new(connector));
         // tower's budget arithmetic: deposits made over the last 10 s allow
@@ -142,11 +142,23 @@ pub async fn handle(
         logged: app.config.log.access_log,
         ..Exchange::default()
     };
-    let response = match forward(service, matched.strip, parts, body, client, &mut exchange).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::debug!(service = %service.config.name, %error, "request failed");
-            error.into_response()
+    let response = match service.in_flight.try_acquire() {
+        Some(_in_flight) => {
+            match forward(service, &matched, parts, body, client, &mut exchange).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(service = %service.config.name, %error, "request failed");
+                    error.into_response()
+                }
+            }
+        }
+        None => {
+            service.metrics.shed();
+            Shed {
+                service: &service.config.name,
+                max: service.in_flight.max(),
+            }
+            .into_response()
         }
     };
     let elapsed = started.elapsed();
@@ -215,7 +227,7 @@ fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyEr
 /// preference list where SPEC §5 allows.
 async fn forward(
     service: &Service,
-    strip: Option<&str>,
+    route: &crate::route::Matched<'_>,
     mut parts: Parts,
     body: Incoming,
     client: SocketAddr,
@@ -237,14 +249,21 @@ async fn forward(
     let snapshot = &state.current;
     let endpoints = service.upstream.endpoints.get(snapshot, &service.metrics);
     let targets = Targets::new(&snapshot.table, &endpoints, position, &service.health);
-    let path = upstream_path(&parts.uri, strip)?;
+    let path = upstream_path(&parts.uri, route.strip)?;
     headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
     if let Some(replicas) =
         Replicas::for_request(service, snapshot, &endpoints, &parts.method, position)
     {
-        return replicas.write(&mut parts, &path, body, exchange).await;
+        return replicas
+            .write(&mut parts, &path, body, route.max_body, exchange)
+            .await;
     }
-    let mut body = RequestBody::prepare(body, config.retry_body_limit).await?;
+    let body = limits::limit_body(body, route.max_body)?;
+    let mut body = limits::body_within(
+        config.deadline,
+        RequestBody::prepare(body, config.retry_body_limit, route.max_body),
+    )
+    .await?;
     let replay_safe = is_idempotent(&parts.method) || body.is_empty();
 
     let upstream = &service.upstream;
@@ -296,6 +315,10 @@ async fn forward(
             endpoint,
             request,
             try_timeout,
+            Some(ClientSide {
+                body: &body,
+                max_body: route.max_body,
+            }),
         )
         .await;
         let failure = match outcome {
@@ -308,7 +331,8 @@ async fn forward(
                 }
                 None => return Ok(to_client(response)),
             },
-            Err(failure @ AttemptFailure::Connect(_)) => {
+            Err(Failed::Client(fault)) => return Err(fault),
+            Err(Failed::Instance(failure @ AttemptFailure::Connect(_))) => {
                 attempts.push(AttemptError {
                     instance: name.to_string(),
                     reason: failure,
@@ -316,7 +340,7 @@ async fn forward(
                 // Nothing was sent: always safe to try the next instance.
                 continue;
             }
-            Err(failure) => {
+            Err(Failed::Instance(failure)) => {
                 if matches!(failure, AttemptFailure::Timeout(_)) && try_timeout == remaining {
                     deadline_passed = true;
                 }
@@ -391,7 +415,7 @@ fn to_client(response: Response<Incoming>) -> Response<Body> {
 
 /// An error with its causes, `outer: inner: innermost`, so that "client
 /// error (Connect)" also says "connection refused".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -13,6 +13,8 @@
 //! - [`route`]: which service a request belongs to.
 //! - [`key`]: the shard key of a request.
 //! - [`forward`]: forwarding with retries on the preference list.
+//! - [`limits`]: per-service concurrency (load shedding) and request body
+//!   limits.
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`health`]: passive and active health checking; ejections.
 //! - [`error`]: what the proxy answers when it cannot forward.
@@ -38,6 +40,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod key;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod ring_tools;

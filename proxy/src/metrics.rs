@@ -26,6 +26,7 @@
 //! | `shardproxy_upstream_attempts_total` | counter | `service`, `instance`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
+//! | `shardproxy_shed_total` | counter | `service` | requests answered `503` at once because the service had `max_concurrency` requests in flight |
 //! | `shardproxy_ejections_total` | counter | `service`, `instance`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
 //! | `shardproxy_restores_total` | counter | `service`, `instance` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
@@ -87,6 +88,8 @@ pub const ATTEMPTS: &str = "shardproxy_upstream_attempts_total";
 pub const RETRIES: &str = "shardproxy_retries_total";
 /// `shardproxy_retries_refused_total`.
 pub const RETRIES_REFUSED: &str = "shardproxy_retries_refused_total";
+/// `shardproxy_shed_total`.
+pub const SHED: &str = "shardproxy_shed_total";
 /// `shardproxy_ejections_total`.
 pub const EJECTIONS: &str = "shardproxy_ejections_total";
 /// `shardproxy_restores_total`.
@@ -157,6 +160,7 @@ pub struct Metrics {
     attempts: IntCounterVec,
     retries: IntCounterVec,
     retries_refused: IntCounterVec,
+    shed: IntCounterVec,
     ejections: IntCounterVec,
     restores: IntCounterVec,
     replication: replication::Families,
@@ -197,6 +201,7 @@ struct ServiceChildren {
     attempts: IntCounterVec,
     retries: IntCounter,
     retries_refused: IntCounter,
+    shed: IntCounter,
     ejections: IntCounterVec,
     restores: IntCounterVec,
     replication: ReplicationMetrics,
@@ -244,6 +249,13 @@ impl Metrics {
             ),
             &["service"],
         )?;
+        let shed = IntCounterVec::new(
+            Opts::new(
+                SHED,
+                "Requests answered 503 at once because the service had max_concurrency requests in flight.",
+            ),
+            &["service"],
+        )?;
         let ejections = IntCounterVec::new(
             Opts::new(EJECTIONS, "Instances ejected by health checking."),
             &["service", "instance", "reason"],
@@ -259,6 +271,7 @@ impl Metrics {
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
+        registry.register(Box::new(shed.clone()))?;
         registry.register(Box::new(ProcessCollector::new(process_id(), "shardproxy")))?;
         let replication = replication::Families::register(&registry)?;
         Ok(Metrics {
@@ -268,6 +281,7 @@ impl Metrics {
             attempts,
             retries,
             retries_refused,
+            shed,
             ejections,
             restores,
             replication,
@@ -297,6 +311,7 @@ impl Metrics {
                 attempts: self.attempts.clone(),
                 retries: self.retries.with_label_values(&[service]),
                 retries_refused: self.retries_refused.with_label_values(&[service]),
+                shed: self.shed.with_label_values(&[service]),
                 ejections: self.ejections.clone(),
                 restores: self.restores.clone(),
                 replication: self.replication.service(service),
@@ -411,6 +426,12 @@ impl ServiceMetrics {
     #[inline]
     pub fn retry_refused(&self) {
         self.inner.retries_refused.inc();
+    }
+
+    /// Counts a request shed at the service's concurrency limit.
+    #[inline]
+    pub fn shed(&self) {
+        self.inner.shed.inc();
     }
 
     /// Counts an ejection of `instance`; `reason` is `failures` or `check`.

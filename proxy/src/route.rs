@@ -13,6 +13,7 @@ struct Route {
     /// Lower case, without a port.
     host: Option<String>,
     strip_prefix: bool,
+    max_body: Option<u64>,
     service: usize,
 }
 
@@ -23,6 +24,8 @@ pub struct Matched<'a> {
     pub service: usize,
     /// The path prefix to remove before forwarding, if the route strips it.
     pub strip: Option<&'a str>,
+    /// The route's `max_body`: the largest request body it takes.
+    pub max_body: Option<u64>,
 }
 
 /// The routes of a config.
@@ -43,6 +46,7 @@ impl Router {
                         path_prefix: route.path_prefix.clone(),
                         host: route.host.as_ref().map(|host| host.to_ascii_lowercase()),
                         strip_prefix: route.strip_prefix,
+                        max_body: route.max_body,
                         service: service_index(&route.service)?,
                     })
                 })
@@ -68,6 +72,7 @@ impl Router {
             .map(|route| Matched {
                 service: route.service,
                 strip: route.strip_prefix.then_some(route.path_prefix.as_str()),
+                max_body: route.max_body,
             })
     }
 }
@@ -107,6 +112,7 @@ mod tests {
             host: host.map(str::to_owned),
             service: service.to_owned(),
             strip_prefix: strip,
+            max_body: None,
         }
     }
 

@@ -5,6 +5,16 @@
 //! The client listener sets `SO_REUSEPORT`, so several shardproxy processes
 //! can share one port and the kernel spreads connections over them: the
 //! share-nothing way to use every core (see `deploy/`).
+//!
+//! The connection limits of `[server]` apply here: header size and count
+//! (`431`), the header read timeout, the idle timeout, `max_connections`,
+//! and HTTP/2's stream and reset limits.
+//!
+//! # Layout
+//!
+//! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
+//! - `connection`: the connection limit, and closing idle connections and
+//!   all of them on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,10 +24,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,16 +34,36 @@ use tokio::task::JoinHandle;
 use arc_swap::ArcSwap;
 
 use crate::app::App;
+use crate::config::ServerConfig;
 use crate::{admin, forward};
+
+mod connection;
+mod protocol;
+
+use connection::{Activity, Connections};
+use protocol::Sniffed;
 
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
 
-/// A client gets this long to send a request's header section (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// hyper's HTTP/1 header count without `max_headers` (kept on the stack).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
-/// hyper's smallest read buffer; `max_header_size` below it is raised to it.
-const MIN_HYPER_BUFFER: usize = 8192;
+/// HTTP/2 streams a client may have open at once on one connection.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// HTTP/2 streams a client may open and reset before the proxy has
+/// accepted them (CVE-2023-44487, "rapid reset"); past this the connection
+/// is closed with `GOAWAY` (`ENHANCE_YOUR_CALM`).
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// HTTP/2 streams the proxy may reset because of a client's protocol
+/// errors before it closes the connection.
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+
+/// An HTTP/2 keep-alive ping not answered within this closes the
+/// connection: the client is gone.
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -96,46 +125,69 @@ impl Handle {
     }
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder, with the limits of the config.
-fn connection_builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let max_header_size = usize::try_from(app.config.server.max_header_size).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(max_header_size.max(MIN_HYPER_BUFFER))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
-    builder
+/// The HTTP/1.1 and HTTP/2 connection builders, with the limits of the
+/// config.
+#[derive(Clone)]
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(server: &ServerConfig) -> Builders {
+        let max_header_size = usize::try_from(server.max_header_size).unwrap_or(usize::MAX);
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout)
+            // Over it: 431, then the connection is closed.
+            .max_header_size(max_header_size)
+            .keep_alive(true);
+        // hyper keeps up to 100 header slots on the stack; any other count
+        // costs a heap allocation per request, so it is only set when asked.
+        if server.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(server.max_headers);
+        }
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
+            .keep_alive_interval(server.idle_timeout)
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+        Builders { http1, http2 }
+    }
 }
 
 /// Starts the client and admin accept loops.
 /// Each request reads the current [`App`] once, so a reload swaps it for
 /// the requests that follow while those in flight finish on the old one.
+/// The connection settings (timeouts, limits) are those at start.
 pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpListener) -> Handle {
     let (stop, stopped) = watch::channel(false);
-    let builder = connection_builder(&app.load());
-    let drain = app.load().config.server.drain_timeout;
+    let server = app.load().config.server.clone();
+    let listening = Listening {
+        builders: Builders::new(&server),
+        first_bytes: server.header_read_timeout.min(server.idle_timeout),
+        idle: server.idle_timeout,
+        drain: server.drain_timeout,
+        stopped,
+    };
     let proxy_app = Arc::clone(&app);
     let proxy = tokio::spawn(accept_loop(
         listener,
-        builder.clone(),
-        stopped.clone(),
-        drain,
+        Connections::new(server.max_connections),
+        listening.clone(),
         move |request: Request<Incoming>, peer| {
             forward::handle(proxy_app.load_full(), request, peer)
         },
     ));
     let admin = tokio::spawn(accept_loop(
         admin_listener,
-        builder,
-        stopped,
-        drain,
+        Connections::new(server.max_connections),
+        listening,
         move |request: Request<Incoming>, _peer| {
             let app = app.load_full();
             async move { admin::handle(&app, request).await }
@@ -147,13 +199,28 @@ pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpL
     }
 }
 
-/// Accepts connections until told to stop, serving each on its own task
-/// with `respond`; then drains them.
+/// What every connection of a listener shares.
+#[derive(Clone)]
+struct Listening {
+    builders: Builders,
+    /// How long a new connection may take to send its first bytes: it is
+    /// idle, and its header is late.
+    first_bytes: Duration,
+    /// `server.idle_timeout`.
+    idle: Duration,
+    /// `server.drain_timeout`.
+    drain: Duration,
+    /// Turns true when the proxy stops.
+    stopped: watch::Receiver<bool>,
+}
+
+/// Accepts connections until told to stop, at most `connections` open at
+/// once, serving each on its own task with `respond`; then lets them finish
+/// (up to the drain timeout).
 async fn accept_loop<F, Fut, B>(
     listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
-    mut stopped: watch::Receiver<bool>,
-    drain: Duration,
+    connections: Connections,
+    listening: Listening,
     respond: F,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -162,40 +229,72 @@ async fn accept_loop<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
+    let mut stopped = listening.stopped.clone();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors, or a connection reset
-                        // before accept: log, pause briefly, go on.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let respond = respond.clone();
-                let service = service_fn(move |request| {
-                    let response = respond(request, peer);
-                    async move { Ok::<_, Infallible>(response.await) }
-                });
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, error = %error, "connection ended with an error");
-                    }
-                });
+        let permit = tokio::select! {
+            permit = connections.admit() => permit,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, or a connection reset before
+                // accept: log, pause briefly, go on.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-            _ = stopped.changed() => break,
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::default();
+        let respond = respond.clone();
+        let requests = activity.clone();
+        let service = service_fn(move |request| {
+            requests.request();
+            let response = respond(request, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let listening = listening.clone();
+        tokio::spawn(async move {
+            let Listening {
+                builders,
+                first_bytes,
+                idle,
+                mut stopped,
+                ..
+            } = listening;
+            // A connection that has not said anything yet has nothing in
+            // flight: it is closed at once on shutdown.
+            let sniffed = tokio::select! {
+                sniffed = protocol::sniff(stream, first_bytes) => sniffed,
+                _ = stopped.wait_for(|stop| *stop) => return,
+            };
+            let served = match sniffed {
+                Ok(Sniffed::Http1(io)) => {
+                    let connection = builders.http1.serve_connection(io, service);
+                    connection::serve(connection, activity, idle, stopped).await
+                }
+                Ok(Sniffed::Http2(io)) => {
+                    let connection = builders.http2.serve_connection(io, service);
+                    connection::serve(connection, activity, idle, stopped).await
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection closed before a request");
+                    Ok(())
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(listening.drain, connections.all_closed())
         .await
         .is_err()
     {

@@ -40,6 +40,10 @@ pub(super) struct RawServer {
     pub(super) listen: Text,
     pub(super) admin: Text,
     pub(super) max_header_size: Quantity,
+    pub(super) max_headers: Int,
+    pub(super) header_read_timeout: Quantity,
+    pub(super) idle_timeout: Quantity,
+    pub(super) max_connections: Int,
     pub(super) workers: Int,
     pub(super) drain_timeout: Quantity,
 }
@@ -83,6 +87,9 @@ pub(super) struct RawService {
     pub(super) retry_budget: Option<Spanned<f64>>,
     pub(super) retry_min_per_second: Int,
     pub(super) retry_body_limit: Quantity,
+    pub(super) max_concurrency: Int,
+    pub(super) upstream_max_idle: Int,
+    pub(super) upstream_idle_timeout: Quantity,
     pub(super) cache: Option<Spanned<RawCache>>,
     pub(super) health_check: Option<Spanned<RawHealthCheck>>,
     pub(super) outlier_detection: Option<Spanned<RawOutlier>>,
@@ -136,4 +143,5 @@ pub(super) struct RawRoute {
     pub(super) host: Text,
     pub(super) service: Text,
     pub(super) strip_prefix: Flag,
+    pub(super) max_body: Quantity,
 }

@@ -34,6 +34,14 @@ const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
 const DEFAULT_RETRY_BUDGET: f64 = 0.2;
 const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
 const DEFAULT_RETRY_BODY_LIMIT: u64 = 64 << 10;
+/// Enough for a busy service; a service needing more says so.
+const DEFAULT_MAX_CONCURRENCY: usize = 1024;
+const MAX_MAX_CONCURRENCY: i64 = 1_000_000;
+/// Enough idle connections for a busy instance, few enough to spare its
+/// descriptors.
+const DEFAULT_UPSTREAM_MAX_IDLE: usize = 64;
+const MAX_UPSTREAM_MAX_IDLE: i64 = 100_000;
+const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 const BALANCES: &[(&str, Balance)] = &[("ring", Balance::Ring), ("srv", Balance::Srv)];
 const TOKEN_SOURCES: &[(&str, TokenSource)] =
@@ -222,6 +230,27 @@ fn service(
             raw.retry_body_limit.as_ref(),
             DEFAULT_RETRY_BODY_LIMIT,
             size,
+        )?,
+        max_concurrency: field(
+            source,
+            &key.key("max_concurrency"),
+            raw.max_concurrency.as_ref(),
+            DEFAULT_MAX_CONCURRENCY,
+            int_in(1, MAX_MAX_CONCURRENCY),
+        )?,
+        upstream_max_idle: field(
+            source,
+            &key.key("upstream_max_idle"),
+            raw.upstream_max_idle.as_ref(),
+            DEFAULT_UPSTREAM_MAX_IDLE,
+            int_in(0, MAX_UPSTREAM_MAX_IDLE),
+        )?,
+        upstream_idle_timeout: field(
+            source,
+            &key.key("upstream_idle_timeout"),
+            raw.upstream_idle_timeout.as_ref(),
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+            positive_duration,
         )?,
         cache: cache(source, &key.key("cache"), raw.cache.as_ref())?,
         health_check: super::health::health_check(

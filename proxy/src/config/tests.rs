@@ -57,6 +57,10 @@ fn defaults() {
         "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(config.server.max_header_size, 32 * 1024);
+    assert_eq!(config.server.max_headers, 100);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.server.max_connections, 10_000);
     assert_eq!(config.dns.servers, DnsServers::System);
     assert_eq!(config.dns_servers(), None);
     assert_eq!(config.dns.refresh, Duration::from_secs(30));
@@ -84,6 +88,9 @@ fn defaults() {
     assert_eq!(service.retry_budget, 0.2);
     assert_eq!(service.retry_min_per_second, 10);
     assert_eq!(service.retry_body_limit, 64 << 10);
+    assert_eq!(service.max_concurrency, 1024);
+    assert_eq!(service.upstream_max_idle, 64);
+    assert_eq!(service.upstream_idle_timeout, Duration::from_secs(90));
 
     let cache = &service.cache;
     assert_eq!(cache, &CacheConfig::default());
@@ -102,6 +109,7 @@ fn defaults() {
             host: None,
             service: "frob".into(),
             strip_prefix: false,
+            max_body: None,
         }]
     );
 }
@@ -127,6 +135,12 @@ fn every_key_is_read() {
 listen = "[::1]:80"
 admin = "0.0.0.0:9999"
 max_header_size = "64KiB"
+max_headers = 50
+header_read_timeout = "5s"
+idle_timeout = "2m"
+max_connections = 100
+workers = 2
+drain_timeout = "1s"
 
 [dns]
 servers = ["10.0.0.2", "10.0.0.3:5353", "[::1]:53", "::1", "[fe80::1]"]
@@ -147,6 +161,9 @@ deadline = "1s"
 retry_budget = 0
 retry_min_per_second = 0
 retry_body_limit = "1KB"
+max_concurrency = 7
+upstream_max_idle = 0
+upstream_idle_timeout = "5s"
 
 [services.frob.cache]
 enabled = true
@@ -162,11 +179,16 @@ host = "API.Example.com"
 path_prefix = "/api/"
 service = "frob"
 strip_prefix = true
+max_body = "4MiB"
 "#,
     );
     assert_eq!(config.server.listen, "[::1]:80".parse().unwrap());
     assert_eq!(config.server.admin, "0.0.0.0:9999".parse().unwrap());
     assert_eq!(config.server.max_header_size, 65_536);
+    assert_eq!(config.server.max_headers, 50);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.server.max_connections, 100);
     let servers: Vec<SocketAddr> = [
         "10.0.0.2:53",
         "10.0.0.3:5353",
@@ -200,6 +222,9 @@ strip_prefix = true
     assert_eq!(service.retry_budget, 0.0);
     assert_eq!(service.retry_min_per_second, 0);
     assert_eq!(service.retry_body_limit, 1_000);
+    assert_eq!(service.max_concurrency, 7);
+    assert_eq!(service.upstream_max_idle, 0);
+    assert_eq!(service.upstream_idle_timeout, Duration::from_secs(5));
     assert_eq!(
         service.cache,
         CacheConfig {
@@ -219,6 +244,7 @@ strip_prefix = true
             host: Some("api.example.com".into()),
             service: "frob".into(),
             strip_prefix: true,
+            max_body: Some(4 << 20),
         }]
     );
 }
@@ -391,7 +417,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
-        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `workers`, `drain_timeout`"
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`"
     );
     assert!(service_error("virtual_node = 3").starts_with(
         "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "
@@ -402,7 +428,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}path = \"/\"\n")),
-        "config.toml:6:1: routes[0].path: unknown field `path`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`"
+        "config.toml:6:1: routes[0].path: unknown field `path`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`, `max_body`"
     );
     assert_eq!(
         error("[services.frob]\ninstances = [{ host = \"a\", adr = \"127.0.0.1:1\" }]\n"),
@@ -414,7 +440,7 @@ fn unknown_keys() {
 fn unknown_key_in_second_route() {
     assert_eq!(
         error(&format!("{MINIMAL}[[routes]]\nservice = \"frob\"\nstrip = true\n")),
-        "config.toml:8:1: routes[1].strip: unknown field `strip`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`"
+        "config.toml:8:1: routes[1].strip: unknown field `strip`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`, `max_body`"
     );
 }
 
@@ -1005,6 +1031,13 @@ fn example_config_documents_every_key() {
         "listen",
         "admin",
         "max_header_size",
+        "max_headers",
+        "header_read_timeout",
+        "idle_timeout",
+        "max_connections",
+        "max_concurrency",
+        "upstream_max_idle",
+        "upstream_idle_timeout",
         "servers",
         "refresh",
         "srv",
@@ -1064,5 +1097,47 @@ fn log_keys() {
     assert_eq!(
         error.to_string(),
         "config.toml:2:10: log.format = \"xml\": expected text or json"
+    );
+}
+
+#[test]
+fn limit_errors() {
+    assert_eq!(
+        error(&format!("[server]\nmax_headers = 0\n{MINIMAL}")),
+        "config.toml:2:15: server.max_headers = 0: must be at least 1"
+    );
+    assert_eq!(
+        error(&format!("[server]\nmax_headers = 10001\n{MINIMAL}")),
+        "config.toml:2:15: server.max_headers = 10001: must be at most 10000"
+    );
+    assert_eq!(
+        error(&format!(
+            "[server]\nheader_read_timeout = \"0s\"\n{MINIMAL}"
+        )),
+        "config.toml:2:23: server.header_read_timeout = \"0s\": must be more than 0s"
+    );
+    assert_eq!(
+        error(&format!("[server]\nidle_timeout = 60\n{MINIMAL}")),
+        "config.toml:2:16: server.idle_timeout = 60: a bare number has no unit: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\""
+    );
+    assert_eq!(
+        error(&format!("[server]\nmax_connections = 0\n{MINIMAL}")),
+        "config.toml:2:19: server.max_connections = 0: must be at least 1"
+    );
+    assert_eq!(
+        service_error("max_concurrency = -1"),
+        "config.toml:3:19: services.frob.max_concurrency = -1: must be at least 1"
+    );
+    assert_eq!(
+        service_error("upstream_max_idle = 100001"),
+        "config.toml:3:21: services.frob.upstream_max_idle = 100001: must be at most 100000"
+    );
+    assert_eq!(
+        service_error("upstream_idle_timeout = \"0ms\""),
+        "config.toml:3:25: services.frob.upstream_idle_timeout = \"0ms\": must be more than 0s"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}max_body = \"lots\"\n")),
+        "config.toml:6:12: routes[0].max_body = \"lots\": expected a digit, found 'l': expected a size: a whole number with a unit B, KiB, MiB, GiB, KB, MB or GB, like \"64KiB\""
     );
 }

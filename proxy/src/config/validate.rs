@@ -16,8 +16,8 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::check::{
-    check, duration, field, flag, int_in, one_of, required, size_at_least, socket_addr, span_of,
-    span_or_nowhere,
+    check, duration, field, flag, int_in, one_of, positive_duration, required, size, size_at_least,
+    socket_addr, span_of, span_or_nowhere,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
@@ -30,6 +30,11 @@ use super::{
 
 /// Below this not even a request line with a few headers fits.
 const MIN_MAX_HEADER_SIZE: u64 = 1 << 10;
+/// More header fields than this is an attack, not a request.
+const MAX_MAX_HEADERS: i64 = 10_000;
+/// More connections than this needs more file descriptors than a process
+/// gets.
+const MAX_MAX_CONNECTIONS: i64 = 1_000_000;
 /// SPEC §3: rings are not re-read more often than once a second.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const DNS_PORT: u16 = 53;
@@ -146,6 +151,34 @@ fn server(
         defaults.max_header_size,
         size_at_least(MIN_MAX_HEADER_SIZE),
     )?;
+    let max_headers = field(
+        source,
+        &key.key("max_headers"),
+        raw.max_headers.as_ref(),
+        defaults.max_headers,
+        int_in(1, MAX_MAX_HEADERS),
+    )?;
+    let header_read_timeout = field(
+        source,
+        &key.key("header_read_timeout"),
+        raw.header_read_timeout.as_ref(),
+        defaults.header_read_timeout,
+        positive_duration,
+    )?;
+    let idle_timeout = field(
+        source,
+        &key.key("idle_timeout"),
+        raw.idle_timeout.as_ref(),
+        defaults.idle_timeout,
+        positive_duration,
+    )?;
+    let max_connections = field(
+        source,
+        &key.key("max_connections"),
+        raw.max_connections.as_ref(),
+        defaults.max_connections,
+        int_in(1, MAX_MAX_CONNECTIONS),
+    )?;
     let workers = field(
         source,
         &key.key("workers"),
@@ -164,6 +197,10 @@ fn server(
         listen,
         admin,
         max_header_size,
+        max_headers,
+        header_read_timeout,
+        idle_timeout,
+        max_connections,
         workers,
         drain_timeout,
     })
@@ -314,6 +351,13 @@ fn route(
             raw.strip_prefix.as_ref(),
             false,
             flag,
+        )?,
+        max_body: field(
+            source,
+            &key.key("max_body"),
+            raw.max_body.as_ref(),
+            None,
+            |value| size(value).map(Some),
         )?,
     })
 }

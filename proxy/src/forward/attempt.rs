@@ -8,17 +8,41 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::body::RequestBody;
 use super::endpoint::Endpoint;
 use super::{error_chain, Body, UpstreamClient};
-use crate::error::AttemptFailure;
+use crate::error::{AttemptFailure, ProxyError};
 use crate::health::Health;
+use crate::limits;
 use crate::metrics::AttemptOutcome;
+
+/// Why an attempt gave no answer to return.
+pub(super) enum Failed {
+    /// The instance failed: counted in its health, and the next instance
+    /// may be tried.
+    Instance(AttemptFailure),
+    /// The client did (its streamed body broke, grew past the route's
+    /// `max_body`, or stalled while the instance waited for it): the request
+    /// ends with this answer, and the instance is not held responsible.
+    Client(ProxyError),
+}
+
+/// The client's side of a request whose body is streamed to the instance,
+/// so that a failure of that body is put down to the client.
+#[derive(Clone, Copy)]
+pub(super) struct ClientSide<'a> {
+    /// The body being sent.
+    pub body: &'a RequestBody,
+    /// The route's `max_body`.
+    pub max_body: Option<u64>,
+}
 
 /// Sends `request` to `endpoint` and waits at most `try_timeout` for the
 /// response head. An answer whose status is in `retry_on` is a failure
 /// ([`AttemptFailure::Status`]); any other answer is returned, whatever its
 /// status. A connect error ([`AttemptFailure::Connect`]) means nothing was
-/// sent.
+/// sent. With `client_side`, a failure of the client's body is
+/// [`Failed::Client`] and touches neither metrics nor health.
 pub(super) async fn once(
     client: &UpstreamClient,
     health: &Health,
@@ -26,8 +50,23 @@ pub(super) async fn once(
     endpoint: &Endpoint,
     request: Request<Body>,
     try_timeout: Duration,
-) -> Result<Response<Incoming>, AttemptFailure> {
-    let (outcome, result) = match tokio::time::timeout(try_timeout, client.request(request)).await {
+    client_side: Option<ClientSide<'_>>,
+) -> Result<Response<Incoming>, Failed> {
+    let answer = tokio::time::timeout(try_timeout, client.request(request)).await;
+    if let Some(side) = client_side {
+        match &answer {
+            Ok(Err(error)) => {
+                if let Some(fault) = limits::client_fault(error, side.max_body) {
+                    return Err(Failed::Client(fault));
+                }
+            }
+            Err(_) if side.body.awaiting_client() => {
+                return Err(Failed::Client(ProxyError::ClientTimeout(try_timeout)));
+            }
+            _ => {}
+        }
+    }
+    let (outcome, result) = match answer {
         Ok(Ok(response)) if retry_on.contains(&response.status().as_u16()) => (
             AttemptOutcome::RetryableStatus,
             Err(AttemptFailure::Status(response.status())),
@@ -48,7 +87,7 @@ pub(super) async fn once(
     };
     endpoint.attempts.record(outcome);
     health.record(&endpoint.name, result.is_ok());
-    result
+    result.map_err(Failed::Instance)
 }
 
 /// Reads and drops what is left of an answer that nobody will read, for at

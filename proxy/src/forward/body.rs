@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -16,6 +16,10 @@ use hyper::body::Incoming;
 
 use super::{Body, BoxError};
 use crate::error::ProxyError;
+
+/// The client's body, under its route's `max_body` (see
+/// [`crate::limits::limit_body`]).
+type ClientBody = Limited<Incoming>;
 
 /// The request body as the attempts need it: replayable when small enough
 /// to buffer, else streamed once.
@@ -31,20 +35,33 @@ pub(super) enum RequestBody {
 /// and is only marked spent when the upstream connection first polls it,
 /// so that after a connect error it can still go to the next instance.
 pub(super) struct LentBody {
-    slot: Arc<Mutex<Incoming>>,
-    polled: Arc<AtomicBool>,
+    slot: Arc<Mutex<ClientBody>>,
+    /// [`POLLED`] and [`ENDED`].
+    state: Arc<AtomicU8>,
 }
+
+/// An upstream connection has read from the body.
+const POLLED: u8 = 1;
+/// The client has sent the whole body.
+const ENDED: u8 = 2;
 
 impl LentBody {
     fn lend(&self) -> LentBody {
         LentBody {
             slot: Arc::clone(&self.slot),
-            polled: Arc::clone(&self.polled),
+            state: Arc::clone(&self.state),
         }
     }
 
     fn polled(&self) -> bool {
-        self.polled.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) & POLLED != 0
+    }
+
+    /// Whether the client has sent it all: seen by the upstream connection
+    /// reading its end, or known from its length (hyper stops reading a
+    /// body of known length at its last byte).
+    fn ended(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & ENDED != 0 || self.is_end_stream()
     }
 }
 
@@ -56,9 +73,13 @@ impl http_body::Body for LentBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.polled.store(true, Ordering::SeqCst);
+        self.state.fetch_or(POLLED, Ordering::SeqCst);
         let mut body = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        Pin::new(&mut *body).poll_frame(cx).map_err(BoxError::from)
+        let frame = Pin::new(&mut *body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.state.fetch_or(ENDED, Ordering::SeqCst);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -78,8 +99,13 @@ impl http_body::Body for LentBody {
 
 impl RequestBody {
     /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others.
-    pub(super) async fn prepare(body: Incoming, limit: u64) -> Result<RequestBody, ProxyError> {
+    /// the others. `max_body` is the route's, for the error when the body
+    /// passes it.
+    pub(super) async fn prepare(
+        body: ClientBody,
+        limit: u64,
+        max_body: Option<u64>,
+    ) -> Result<RequestBody, ProxyError> {
         let hint = body.size_hint();
         if body.is_end_stream() || hint.upper() == Some(0) {
             return Ok(RequestBody::Empty);
@@ -87,15 +113,15 @@ impl RequestBody {
         match hint.upper() {
             Some(length) if length <= limit => {
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                let collected = Limited::new(body, limit)
-                    .collect()
-                    .await
-                    .map_err(|error| ProxyError::ClientBody(error.to_string()))?;
+                let collected = Limited::new(body, limit).collect().await.map_err(|error| {
+                    crate::limits::client_fault(&*error, max_body)
+                        .unwrap_or_else(|| ProxyError::ClientBody(error.to_string()))
+                })?;
                 Ok(RequestBody::Buffered(collected.to_bytes()))
             }
             _ => Ok(RequestBody::Streamed(Some(LentBody {
                 slot: Arc::new(Mutex::new(body)),
-                polled: Arc::default(),
+                state: Arc::default(),
             }))),
         }
     }
@@ -117,6 +143,13 @@ impl RequestBody {
                 body.as_ref().map(|body| body.lend().boxed_unsync())
             }
         }
+    }
+
+    /// True when an attempt read part of a streamed body and the client
+    /// has not sent the rest: an attempt that timed out then was (likely)
+    /// waiting for the client, not the instance.
+    pub(super) fn awaiting_client(&self) -> bool {
+        matches!(self, RequestBody::Streamed(Some(body)) if body.polled() && !body.ended())
     }
 
     /// True when no body can reach an instance.

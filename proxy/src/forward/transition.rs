@@ -122,6 +122,7 @@ impl<'a> OldRing<'a> {
                 endpoint,
                 request,
                 config.try_timeout.min(remaining),
+                None,
             )
             .await;
             match answer {

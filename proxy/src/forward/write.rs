@@ -39,6 +39,7 @@ use crate::config::Writes;
 use crate::discovery::{Snapshot, Table};
 use crate::error::{AttemptError, AttemptFailure, ProxyError, QuorumError};
 use crate::health::Health;
+use crate::limits;
 use crate::metrics::replication::ReplicaWrite;
 use crate::metrics::ServiceMetrics;
 
@@ -137,12 +138,14 @@ impl<'a> Replicas<'a> {
         parts: &mut Parts,
         path: &PathAndQuery,
         body: Incoming,
+        route_max_body: Option<u64>,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         let service = self.service;
         let config = &service.config;
         let metrics = service.metrics.replication();
-        let body = buffer(body, config.max_body).await?;
+        let limit = route_max_body.map_or(config.max_body, |route| route.min(config.max_body));
+        let body = limits::body_within(config.deadline, buffer(body, limit)).await?;
         let list = self.ring.preference_list(self.position).indexes();
         let needed = config
             .write_quorum
@@ -288,6 +291,7 @@ async fn write_one(
         endpoint,
         request,
         shared.try_timeout,
+        None,
     )
     .await;
     let metrics = shared.metrics.replication();
@@ -297,7 +301,11 @@ async fn write_one(
             let (head, body) = response.into_parts();
             (Err(AttemptFailure::Status(head.status)), Some(body))
         }
-        Err(failure) => (Err(failure), None),
+        Err(attempt::Failed::Instance(failure)) => (Err(failure), None),
+        // The body was buffered whole before any write began.
+        Err(attempt::Failed::Client(fault)) => {
+            (Err(AttemptFailure::Broken(fault.to_string())), None)
+        }
     };
     match &result {
         Ok(_) => metrics.replica_write(ReplicaWrite::Ok),

@@ -367,6 +367,7 @@ fn every_family_is_named_shardproxy_and_typed() {
         (REQUEST_DURATION, "histogram"),
         (RETRIES, "counter"),
         (RETRIES_REFUSED, "counter"),
+        (SHED, "counter"),
         (ring::INSTANCES, "gauge"),
         (ring::TOKENS, "gauge"),
         (ring::REFRESHES, "counter"),

@@ -1,6 +1,8 @@
 //! Shared support for the integration tests: `mod support;` in a test file.
 //!
 //! - [`bind`]: a real BIND `named` with a dynamic zone, for end-to-end tests.
+//! - [`recorder`]: a backend that records the exact bytes it receives.
+//! - [`raw`]: a raw TCP client that sends exact bytes.
 //!
 //! The in-process DNS server is `shardproxy::dns_server`.
 
@@ -11,6 +13,8 @@
 
 pub mod backend;
 pub mod bind;
+pub mod raw;
+pub mod recorder;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,216 @@
+//! Per-request limits: how many requests a service may have in flight
+//! (load shedding), how large a route's request bodies may be, and how long
+//! a client may take to send a body the proxy must buffer.
+//!
+//! Why shedding and not a queue: a request that waits behind a slow
+//! service's backlog holds its client, its connection and its memory, and
+//! is likely to time out anyway; a fast `503` lets the client (or its load
+//! balancer) go elsewhere at once, and keeps the proxy's memory bounded by
+//! the limits rather than by the attackers. The counter is one atomic add
+//! and one atomic sub per request, no lock and no allocation.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::error::{text_response, ProxyError};
+use crate::forward::Body;
+
+/// The requests in flight to one service, at most `max`.
+#[derive(Debug)]
+pub struct ConcurrencyLimit {
+    in_flight: AtomicUsize,
+    max: usize,
+}
+
+/// A place among a service's requests in flight, given back when dropped.
+#[derive(Debug)]
+#[must_use = "the place is given back as soon as it is dropped"]
+pub struct InFlight<'a> {
+    limit: &'a ConcurrencyLimit,
+}
+
+/// A request refused because its service had as many requests in flight as
+/// it may have.
+#[derive(Debug, thiserror::Error)]
+#[error("service {service} is at its limit of {max} requests in flight (max_concurrency): request shed, try again later")]
+pub struct Shed<'a> {
+    /// The service.
+    pub service: &'a str,
+    /// Its `max_concurrency`.
+    pub max: usize,
+}
+
+// === impl ConcurrencyLimit ===
+
+impl ConcurrencyLimit {
+    /// A limit of `max` requests in flight, none yet.
+    pub fn new(max: usize) -> ConcurrencyLimit {
+        ConcurrencyLimit {
+            in_flight: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A place for one more request, or `None` when all `max` are taken.
+    #[inline]
+    pub fn try_acquire(&self) -> Option<InFlight<'_>> {
+        // Relaxed: the counter orders nothing else; it only has to count.
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if before >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(InFlight { limit: self })
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for InFlight<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.limit.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// === impl Shed ===
+
+impl Shed<'_> {
+    /// The `503` that says which service and which limit.
+    pub fn into_response(self) -> Response<Body> {
+        text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n"))
+    }
+}
+
+// === bodies ===
+
+/// The request body under the route's `max_body`: refused at once when its
+/// announced length (`Content-Length`) is larger; otherwise counted as it
+/// is read, failing with [`LengthLimitError`] past the limit.
+///
+/// # Errors
+///
+/// [`ProxyError::BodyTooLarge`] when the announced length is over `max`.
+pub fn limit_body(body: Incoming, max: Option<u64>) -> Result<Limited<Incoming>, ProxyError> {
+    let Some(max) = max else {
+        return Ok(Limited::new(body, usize::MAX));
+    };
+    if body.size_hint().lower() > max {
+        return Err(ProxyError::BodyTooLarge { limit: max });
+    }
+    Ok(Limited::new(
+        body,
+        usize::try_from(max).unwrap_or(usize::MAX),
+    ))
+}
+
+/// The client's fault behind a failed upstream exchange, if it was one:
+/// its body passed the route's `max_body` (`413`), or could not be read
+/// (`400`: a malformed chunk, a connection closed mid-body). Such a failure
+/// says nothing of the instance: it is neither retried nor held against
+/// the instance's health.
+pub fn client_fault(
+    error: &(dyn std::error::Error + 'static),
+    max_body: Option<u64>,
+) -> Option<ProxyError> {
+    let mut cause = Some(error);
+    let mut body_failed = false;
+    while let Some(error) = cause {
+        if error.is::<LengthLimitError>() {
+            return Some(ProxyError::BodyTooLarge {
+                limit: max_body.unwrap_or(u64::MAX),
+            });
+        }
+        // hyper's client calls an error of the body it was given to send a
+        // user error; the body it was given is the client's.
+        body_failed |= error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
+        cause = error.source();
+    }
+    body_failed.then(|| ProxyError::ClientBody(crate::forward::error_chain(error)))
+}
+
+/// `receive` (reading the request body the proxy buffers), cut off after
+/// `limit`, so a client that sends its body slowly holds nothing forever.
+///
+/// # Errors
+///
+/// [`ProxyError::ClientTimeout`] after `limit`, else what `receive` gives.
+pub async fn body_within<T>(
+    limit: Duration,
+    receive: impl Future<Output = Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
+    tokio::time::timeout(limit, receive)
+        .await
+        .unwrap_or(Err(ProxyError::ClientTimeout(limit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_given_back() {
+        let limit = ConcurrencyLimit::new(2);
+        let first = limit.try_acquire();
+        let second = limit.try_acquire();
+        assert!(first.is_some() && second.is_some());
+        assert!(limit.try_acquire().is_none());
+        assert_eq!(limit.in_flight(), 2);
+        drop(first);
+        assert_eq!(limit.in_flight(), 1);
+        let third = limit.try_acquire();
+        assert!(third.is_some());
+        drop((second, third));
+        assert_eq!(limit.in_flight(), 0);
+    }
+
+    #[test]
+    fn the_shed_answer_names_service_and_limit() {
+        let response = Shed {
+            service: "frob",
+            max: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            Shed {
+                service: "frob",
+                max: 7
+            }
+            .to_string(),
+            "service frob is at its limit of 7 requests in flight (max_concurrency): request shed, try again later"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_body_is_found_among_the_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] Box<dyn std::error::Error + Send + Sync>);
+        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"four"));
+        let Err(cut) = http_body_util::BodyExt::collect(Limited::new(body, 3)).await else {
+            panic!("a 4-byte body passed a 3-byte limit");
+        };
+        assert!(matches!(
+            client_fault(&Outer(cut), Some(3)),
+            Some(ProxyError::BodyTooLarge { limit: 3 })
+        ));
+        assert!(client_fault(&std::io::Error::other("other"), Some(3)).is_none());
+    }
+}

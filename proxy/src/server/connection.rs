@@ -1,0 +1,132 @@
+//! Client connections: how many may be open at once, and when an open one
+//! is closed (idle, or the proxy shutting down).
+//!
+//! Why a semaphore: at `max_connections` the accept loop waits for a permit
+//! instead of accepting, so the kernel's backlog holds new clients (and
+//! refuses them when it is full) rather than the proxy taking file
+//! descriptors and memory it cannot serve. The permits also tell shutdown
+//! when the last connection has closed.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::rt::bounds::Http2ServerConnExec;
+use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// The open connections of one listener, at most `max`.
+pub(super) struct Connections {
+    permits: Arc<Semaphore>,
+    max: u32,
+}
+
+impl Connections {
+    /// Room for `max` connections (capped at what a `u32` counts).
+    pub(super) fn new(max: usize) -> Connections {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        Connections {
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+        }
+    }
+
+    /// A place for one more connection, waiting while all are taken.
+    /// `None` only if the semaphore were closed, which it never is.
+    pub(super) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.permits).acquire_owned().await.ok()
+    }
+
+    /// Returns when every connection has closed.
+    pub(super) async fn all_closed(&self) {
+        let _ = self.permits.acquire_many(self.max).await;
+    }
+}
+
+/// Whether a connection has started a request since it was last checked;
+/// set by the connection's service, read by [`serve`].
+#[derive(Clone, Debug, Default)]
+pub(super) struct Activity(Arc<AtomicBool>);
+
+impl Activity {
+    /// A request has started.
+    #[inline]
+    pub(super) fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request started since the last call.
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// Serves `connection` to its end, closing it gracefully (requests in
+/// flight finish, keep-alive ends, HTTP/2 gets `GOAWAY`) when `stopped`
+/// turns true or when a whole `idle` period passes without a request
+/// starting (so an idle connection closes after `idle` to twice that).
+pub(super) async fn serve<C, E>(
+    connection: C,
+    activity: Activity,
+    idle: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>> + GracefulShutdown,
+{
+    let mut connection = pin!(connection);
+    let mut idle_checks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            _ = stopped.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown_pinned();
+                closing = true;
+            }
+            _ = idle_checks.tick(), if !closing => {
+                if !activity.take() {
+                    connection.as_mut().graceful_shutdown_pinned();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish what it is doing and close.
+pub(super) trait GracefulShutdown {
+    /// Starts a graceful close.
+    fn graceful_shutdown_pinned(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulShutdown for http1::Connection<I, S>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown_pinned(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> GracefulShutdown for http2::Connection<I, S, E>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown_pinned(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}

@@ -1,0 +1,124 @@
+//! HTTP/1.1 or HTTP/2 (h2c with prior knowledge) on one port: the first
+//! bytes of a connection say which, and are then handed back to the
+//! protocol's parser.
+//!
+//! Why not hyper-util's `auto` builder, which does the same: it does not
+//! expose hyper's HTTP/1 `max_header_size`, the one limit that answers
+//! `431` for a header section over exactly `server.max_header_size` bytes
+//! (its read-buffer bound is only approximate, and also slows large
+//! bodies).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol a connection speaks, with its stream.
+pub(super) enum Sniffed {
+    /// It started with the HTTP/2 preface.
+    Http2(Rewind),
+    /// Anything else: HTTP/1 (whose parser answers what is not HTTP).
+    Http1(Rewind),
+}
+
+/// Reads until the first bytes match the HTTP/2 preface or cannot, within
+/// `within`.
+///
+/// # Errors
+///
+/// The connection failed, or closed or stalled before saying anything.
+pub(super) async fn sniff(mut stream: TcpStream, within: Duration) -> io::Result<Sniffed> {
+    let mut start = [0u8; HTTP2_PREFACE.len()];
+    let mut filled = 0;
+    let read = tokio::time::timeout(within, async {
+        while filled < start.len() && start[..filled] == HTTP2_PREFACE[..filled] {
+            let count = stream.read(&mut start[filled..]).await?;
+            if count == 0 {
+                break;
+            }
+            filled += count;
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await;
+    match read {
+        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        Ok(Err(error)) => return Err(error),
+        Ok(Ok(())) if filled == 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(Ok(())) => {}
+    }
+    let http2 = start[..filled] == HTTP2_PREFACE[..];
+    let rewind = Rewind {
+        start,
+        unread: 0..filled,
+        stream: TokioIo::new(stream),
+    };
+    Ok(if http2 {
+        Sniffed::Http2(rewind)
+    } else {
+        Sniffed::Http1(rewind)
+    })
+}
+
+/// A connection whose first bytes, already read, are read again first.
+pub(super) struct Rewind {
+    start: [u8; HTTP2_PREFACE.len()],
+    /// What of `start` is still to be read.
+    unread: std::ops::Range<usize>,
+    stream: TokioIo<TcpStream>,
+}
+
+impl Read for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.unread.is_empty() {
+            let count = self.unread.len().min(buf.remaining());
+            let from = self.unread.start;
+            buf.put_slice(&self.start[from..from + count]);
+            self.unread.start += count;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl Write for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+}

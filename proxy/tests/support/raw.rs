@@ -1,0 +1,149 @@
+//! A raw TCP client for tests that must send exact bytes (malformed,
+//! ambiguous or hostile requests) and read exactly what comes back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any read here may wait before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One response read off a raw connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Its status.
+    pub status: u16,
+    /// Its header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Its body (framed by `Content-Length`, else by the end of the
+    /// connection).
+    pub body: String,
+}
+
+impl Reply {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A raw connection to `addr`.
+pub struct Raw {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed by a reply.
+    pending: Vec<u8>,
+    /// The peer closed (or reset) the connection.
+    eof: bool,
+}
+
+impl Raw {
+    /// Connects.
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// The socket, for reading it directly.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Writes `bytes`. A write error (the proxy closed first) is not one
+    /// for the test: what was answered is read next.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// The next response, or `None` when the connection ends first.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        loop {
+            if let Some(reply) = self.parse()? {
+                return Some(reply);
+            }
+            if self.eof {
+                return None;
+            }
+            self.fill().await;
+        }
+    }
+
+    /// True once the proxy has closed the connection (with nothing more
+    /// sent); fails the test when it is still open after the wait.
+    pub async fn closed(&mut self) -> bool {
+        while !self.eof {
+            self.fill().await;
+        }
+        self.pending.is_empty()
+    }
+
+    /// Reads more, marking the end of the connection.
+    async fn fill(&mut self) {
+        let mut buffer = [0u8; 16 << 10];
+        let read = tokio::time::timeout(WAIT, self.stream.read(&mut buffer))
+            .await
+            .expect("the proxy answers or closes within the wait");
+        match read {
+            Ok(0) | Err(_) => self.eof = true,
+            Ok(count) => self.pending.extend_from_slice(&buffer[..count]),
+        }
+    }
+
+    /// A whole response from `pending`, `Some(None)` when more is needed,
+    /// `None` when the bytes are not a response.
+    fn parse(&mut self) -> Option<Option<Reply>> {
+        if self.pending.is_empty() {
+            return Some(None);
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut fields);
+        let head = match response.parse(&self.pending) {
+            Ok(httparse::Status::Complete(head)) => head,
+            Ok(httparse::Status::Partial) => return Some(None),
+            Err(_) => return None,
+        };
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|field| {
+                (
+                    field.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(field.value).into_owned(),
+                )
+            })
+            .collect();
+        let status = response.code?;
+        let length = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .and_then(|(_, value)| value.parse::<usize>().ok());
+        let end = match length {
+            Some(length) if self.pending.len() >= head + length => head + length,
+            Some(_) => return Some(None),
+            None if self.eof => self.pending.len(),
+            None => return Some(None),
+        };
+        let body = String::from_utf8_lossy(&self.pending[head..end]).into_owned();
+        self.pending.drain(..end);
+        Some(Some(Reply {
+            status,
+            headers,
+            body,
+        }))
+    }
+}
+
+/// Sends `bytes` on a new connection and reads the first response.
+pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (Raw, Option<Reply>) {
+    let mut raw = Raw::connect(addr).await;
+    raw.send(bytes).await;
+    let reply = raw.reply().await;
+    (raw, reply)
+}
