@@ -375,3 +375,269 @@ async fn request_no_cache_revalidates_and_no_store_stores_nothing() {
     assert_eq!(only.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(harness.requests(), 3);
 }
+
+// === Coalescing ===
+
+/// Sends `count` concurrent `GET path`s; returns their tasks.
+fn concurrent_gets(
+    harness: &Arc<Harness>,
+    path: &'static str,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<Answer>> {
+    (0..count)
+        .map(|_| {
+            let harness = Arc::clone(harness);
+            tokio::spawn(async move { harness.get(path).await })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_cold_gets_make_one_backend_request() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/cold", 100);
+    let waiting = Arc::clone(&harness);
+    support::wait_until_within(WAIT, "99 requests wait for the first", move || {
+        let harness = Arc::clone(&waiting);
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == 99.0 }
+    })
+    .await;
+    assert_eq!(harness.backends[0].in_flight(), 1);
+    harness.backends[0].release();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.made_by_request(), 1);
+        outcomes.push(answer.x_cache().to_owned());
+    }
+    assert_eq!(harness.requests(), 1);
+    assert_eq!(outcomes.iter().filter(|o| *o == "MISS").count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| *o == "HIT").count(), 99);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at(
+        "/",
+        &Reply {
+            status: 500,
+            ..Reply::default()
+        },
+    );
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/fails", 10);
+    let waiting = Arc::clone(&harness);
+    support::wait_until_within(WAIT, "9 requests wait for the first", move || {
+        let harness = Arc::clone(&waiting);
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == 9.0 }
+    })
+    .await;
+    harness.backends[0].release();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!(harness.requests(), 10, "each waiter tried for itself");
+}
+
+// === Stale objects ===
+
+#[tokio::test]
+async fn a_stale_object_is_served_when_every_instance_of_its_key_fails() {
+    let harness = Harness::start(2, "").await;
+    harness.reply_at(
+        "/sie",
+        &Reply::with(&[("cache-control", "max-age=0, stale-if-error=60")]),
+    );
+    harness.reply_at(
+        "/strict",
+        &Reply::with(&[("cache-control", "max-age=0"), ("etag", "\"s\"")]),
+    );
+    let stored = harness.get("/sie").await;
+    assert_eq!(stored.x_cache(), "MISS");
+    harness.get("/strict").await;
+    for backend in &harness.backends {
+        backend.stop().await;
+    }
+    let stale = harness.get("/sie").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.x_cache(), "STALE");
+    assert_eq!(stale.body, stored.body);
+    let failed = harness.get("/strict").await;
+    assert_eq!(
+        failed.status,
+        StatusCode::BAD_GATEWAY,
+        "no stale-if-error, no grace"
+    );
+    assert_eq!(harness.metric("shardproxy_cache_stale_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() {
+    let harness = Harness::start(1, "grace = \"60s\"").await;
+    harness.reply_at("/", &Reply::with(&[("cache-control", "max-age=0")]));
+    let first = harness.get("/g").await;
+    assert_eq!((first.x_cache(), first.made_by_request()), ("MISS", 1));
+    harness.backends[0].hold();
+    for _ in 0..5 {
+        let stale = harness.get("/g").await;
+        assert_eq!(
+            stale.x_cache(),
+            "STALE",
+            "served at once, the backend is held"
+        );
+        assert_eq!(stale.made_by_request(), 1);
+    }
+    support::wait_until_within(WAIT, "the refresh reaches the backend", || async {
+        harness.backends[0].in_flight() == 1
+    })
+    .await;
+    assert_eq!(
+        harness.requests(),
+        2,
+        "one background refresh for five stale hits"
+    );
+    harness.backends[0].release();
+    support::wait_until_within(WAIT, "the refreshed object is served", || async {
+        harness.get("/g").await.made_by_request() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=0, stale-while-revalidate=60")]),
+    );
+    assert_eq!(harness.get("/swr").await.x_cache(), "MISS");
+    let stale = harness.get("/swr").await;
+    assert_eq!((stale.x_cache(), stale.made_by_request()), ("STALE", 1));
+    support::wait_until_within(WAIT, "the background refresh is stored", || async {
+        let answer = harness.get("/swr").await;
+        answer.x_cache() == "STALE" && answer.made_by_request() >= 2
+    })
+    .await;
+}
+
+// === Revalidation ===
+
+#[tokio::test]
+async fn a_304_from_the_backend_refreshes_the_stored_object() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=0"), ("etag", "\"v1\"")]),
+    );
+    let first = harness.get("/r").await;
+    assert_eq!(first.x_cache(), "MISS");
+    let revalidated = harness.get("/r").await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.body, first.body, "the stored body, validated");
+    assert_eq!(harness.backends[0].not_modified(), 1);
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
+    );
+    let refreshed = harness.get("/r").await;
+    assert_eq!(refreshed.header("cache-control"), "max-age=60");
+    assert_eq!(harness.backends[0].not_modified(), 2);
+    let hit = harness.get("/r").await;
+    assert_eq!(hit.x_cache(), "HIT", "the 304's max-age=60 was stored");
+    assert_eq!(hit.body, first.body);
+    assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
+async fn a_client_if_none_match_gets_304_from_the_cache() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
+    );
+    let cold = harness
+        .send(Method::GET, "/c", &[("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(
+        cold.status,
+        StatusCode::NOT_MODIFIED,
+        "a miss, stored, then 304"
+    );
+    let whole = harness.get("/c").await;
+    assert_eq!((whole.status, whole.x_cache()), (StatusCode::OK, "HIT"));
+    assert!(!whole.body.is_empty());
+    let hit = harness
+        .send(Method::GET, "/c", &[("if-none-match", "W/\"v0\", \"v1\"")])
+        .await;
+    assert_eq!(
+        (hit.status, hit.x_cache()),
+        (StatusCode::NOT_MODIFIED, "HIT")
+    );
+    assert_eq!(hit.header("etag"), "\"v1\"");
+    assert!(hit.body.is_empty());
+    let other = harness
+        .send(Method::GET, "/c", &[("if-none-match", "\"v2\"")])
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(harness.requests(), 1);
+}
+
+// === Memory ===
+
+#[tokio::test]
+async fn objects_over_max_object_size_pass_through_whole_and_are_not_stored() {
+    let harness = Harness::start(1, "max_object_size = \"1KiB\"").await;
+    harness.reply_at("/", &Reply::with(FRESH).body_len(5000));
+    for _ in 0..2 {
+        let answer = harness.get("/big").await;
+        assert_eq!(answer.body.len(), 5000);
+        assert_eq!(answer.x_cache(), "MISS");
+    }
+    assert_eq!(harness.requests(), 2);
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 0.0);
+}
+
+#[tokio::test]
+async fn the_store_stays_under_max_size_while_ten_times_that_passes_through() {
+    let harness = Harness::start(1, "max_size = \"64KiB\"\nmax_object_size = \"8KiB\"").await;
+    harness.reply_at("/", &Reply::with(FRESH).body_len(4000));
+    let mut through = 0;
+    for index in 0..170 {
+        let answer = harness.get(&format!("/m/{index}")).await;
+        through += answer.body.len();
+        let stored = harness.metric("shardproxy_cache_stored_bytes").await;
+        assert!(
+            stored <= 65536.0,
+            "{stored} bytes stored after {index} objects"
+        );
+    }
+    assert!(through >= 10 * 65536, "{through} bytes passed through");
+    let objects = harness.metric("shardproxy_cache_objects").await;
+    assert!(objects > 0.0 && objects < 17.0, "{objects} objects stored");
+    assert!(harness.metric("shardproxy_cache_evictions_total").await > 0.0);
+}
+
+// === Invalidation ===
+
+#[tokio::test]
+async fn a_successful_unsafe_request_invalidates_its_target_and_location() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.reply_at("/create", &Reply::with(&[("location", "/u2")]));
+    for path in ["/u1", "/u2"] {
+        harness.get(path).await;
+        assert_eq!(harness.get(path).await.x_cache(), "HIT");
+    }
+    harness.send(Method::POST, "/u1", &[]).await;
+    assert_eq!(harness.get("/u1").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/u2").await.x_cache(), "HIT");
+    harness.send(Method::PUT, "/create", &[]).await;
+    assert_eq!(harness.get("/u2").await.x_cache(), "MISS", "Location");
+}

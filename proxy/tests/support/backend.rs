@@ -28,6 +28,10 @@
 //! Every answer carries `x-request-number`: the backend's request count
 //! when it arrived.
 //!
+//! [`Backend::hold`] makes requests wait (counted in flight) until
+//! [`Backend::release`], so that a test can line up concurrent requests
+//! without timing.
+//!
 //! The backend counts requests (every request head it reads, whatever it
 //! then does) and accepted connections (to check upstream keep-alive), and
 //! its [`Behaviour`] can be switched while it runs.
@@ -185,6 +189,8 @@ struct Shared {
     /// Replies by path prefix; the latest set for a path wins.
     replies: Mutex<Vec<(String, Reply)>>,
     not_modified: AtomicU64,
+    /// `true` while requests are let through ([`Backend::hold`]).
+    open: tokio::sync::watch::Sender<bool>,
     requests: AtomicU64,
     in_flight: AtomicU64,
     connections: AtomicU64,
@@ -220,6 +226,7 @@ impl Backend {
             behaviour: Mutex::new(Behaviour::Healthy),
             replies: Mutex::default(),
             not_modified: AtomicU64::new(0),
+            open: tokio::sync::watch::Sender::new(true),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -265,6 +272,16 @@ impl Backend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((prefix.to_owned(), reply));
+    }
+
+    /// From now on, requests wait (in flight) until [`Backend::release`].
+    pub fn hold(&self) {
+        self.shared.open.send_replace(false);
+    }
+
+    /// Lets the held requests, and those to come, through.
+    pub fn release(&self) {
+        self.shared.open.send_replace(true);
     }
 
     /// `304`s answered to a matching `If-None-Match`.
@@ -412,6 +429,8 @@ async fn respond(
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     let _in_flight = InFlight(Arc::clone(&shared));
+    // An error means the sender is gone with the backend: go on.
+    let _ = shared.open.subscribe().wait_for(|open| *open).await;
     let behaviour = *shared
         .behaviour
         .lock()
