@@ -641,3 +641,55 @@ async fn a_successful_unsafe_request_invalidates_its_target_and_location() {
     harness.send(Method::PUT, "/create", &[]).await;
     assert_eq!(harness.get("/u2").await.x_cache(), "MISS", "Location");
 }
+
+// === Purge ===
+
+#[tokio::test]
+async fn purge_by_path_and_by_prefix_through_the_admin_api() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.reply_at(
+        "/p/v",
+        &Reply::with(&[("cache-control", "max-age=60"), ("vary", "accept")]),
+    );
+    for path in ["/p/a", "/p/b?x=1", "/q/c"] {
+        harness.get(path).await;
+    }
+    harness.send(Method::GET, "/p/v", &[("accept", "a")]).await;
+    harness.send(Method::GET, "/p/v", &[("accept", "b")]).await;
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 5.0);
+
+    let purged = harness
+        .admin(Method::POST, "/cache/purge?service=frob&path=/p/a")
+        .await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let purged: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(purged, serde_json::json!({"service": "frob", "purged": 1}));
+    assert_eq!(harness.get("/p/a").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/p/b?x=1").await.x_cache(), "HIT");
+
+    let purged = harness
+        .admin(Method::POST, "/cache/purge?service=frob&prefix=/p/")
+        .await;
+    let purged: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(
+        purged["purged"], 4,
+        "/p/a again, /p/b?x=1 and both variants"
+    );
+    assert_eq!(harness.get("/p/b?x=1").await.x_cache(), "MISS");
+    assert_eq!(
+        harness
+            .send(Method::GET, "/p/v", &[("accept", "a")])
+            .await
+            .x_cache(),
+        "MISS"
+    );
+    assert_eq!(harness.get("/q/c").await.x_cache(), "HIT");
+
+    let unknown = harness
+        .admin(Method::POST, "/cache/purge?service=nope&path=/")
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let error: serde_json::Value = serde_json::from_slice(&unknown.body).unwrap();
+    assert!(error["error"].as_str().unwrap().starts_with("no service"));
+}
