@@ -449,6 +449,27 @@ async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
     assert_eq!(harness.requests(), 10, "each waiter tried for itself");
 }
 
+#[tokio::test]
+async fn after_an_uncacheable_answer_requests_go_side_by_side() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at("/", &Reply::with(&[("cache-control", "private")]));
+    harness.get("/private").await;
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/private", 5);
+    support::wait_until_within(WAIT, "all five reach the backend at once", || async {
+        harness.backends[0].in_flight() == 5
+    })
+    .await;
+    harness.backends[0].release();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().x_cache(), "MISS");
+    }
+    assert_eq!(
+        harness.metric("shardproxy_cache_coalesced_total").await,
+        0.0
+    );
+}
+
 // === Stale objects ===
 
 #[tokio::test]
