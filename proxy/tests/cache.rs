@@ -70,6 +70,12 @@ impl Harness {
     /// are two), and `cache` as the lines of `[services.frob.cache]`
     /// besides `enabled = true`.
     async fn start(count: usize, cache: &str) -> Harness {
+        Harness::start_routed(count, cache, "[[routes]]\nservice = \"frob\"").await
+    }
+
+    /// [`Harness::start`] with `routes` (`[[routes]]` tables) instead of
+    /// one catch-all route.
+    async fn start_routed(count: usize, cache: &str, routes: &str) -> Harness {
         let mut backends = Vec::new();
         for index in 0..count {
             backends.push(Backend::start(&format!("b{}", index + 1)).await);
@@ -105,9 +111,7 @@ slaves = {}
 enabled = true
 {cache}
 
-[[routes]]
-path_prefix = "/"
-service = "frob"
+{routes}
 "#,
             instances.join("\n"),
             count - 1
@@ -377,6 +381,38 @@ async fn request_no_cache_revalidates_and_no_store_stores_nothing() {
         .await;
     assert_eq!(only.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
+async fn the_key_is_what_the_client_sent_even_when_a_route_strips_a_prefix() {
+    let routes = r#"
+[[routes]]
+path_prefix = "/a/"
+strip_prefix = true
+service = "frob"
+
+[[routes]]
+path_prefix = "/b/"
+strip_prefix = true
+service = "frob"
+"#;
+    let harness = Harness::start_routed(1, "", routes).await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    let a = harness.get("/a/x").await;
+    let b = harness.get("/b/x").await;
+    assert_eq!((a.x_cache(), b.x_cache()), ("MISS", "MISS"));
+    let echo = support::backend::Echo::parse(&b.body);
+    assert_eq!(echo.uri, "/x", "both reached the backend as /x");
+    assert_eq!(harness.get("/a/x").await.made_by_request(), 1);
+    assert_eq!(harness.get("/b/x").await.made_by_request(), 2);
+    let host = harness
+        .send(Method::GET, "/a/x", &[("host", "Other.Example")])
+        .await;
+    assert_eq!(host.x_cache(), "MISS", "the host is part of the key");
+    let same_host = harness
+        .send(Method::GET, "/a/x", &[("host", "other.example:8080")])
+        .await;
+    assert_eq!(same_host.x_cache(), "HIT", "lower case, without the port");
 }
 
 // === Coalescing ===
