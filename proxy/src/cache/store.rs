@@ -277,7 +277,10 @@ impl Store {
             .iter()
             .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
             .count();
-        (self.cache.weighted_size(), objects as u64)
+        (
+            self.cache.weighted_size(),
+            u64::try_from(objects).unwrap_or(u64::MAX),
+        )
     }
 }
 
