@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::cache::Cache;
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{
     build_resolver, Discovery, DiscoveryError, ServiceRing, Source, Succession,
@@ -39,6 +40,9 @@ pub struct Service {
     pub health: Arc<Health>,
     /// Its requests in flight, at most `max_concurrency`.
     pub in_flight: ConcurrencyLimit,
+    /// Its response cache, when `cache.enabled`; shared with the next
+    /// [`App`] of a reload that leaves the cache's settings unchanged.
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Everything requests and admin calls share.
@@ -75,9 +79,6 @@ pub enum StartError {
     /// resolver).
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-    /// The config asks for something this version does not do yet.
-    #[error("{}", .0.join("\n"))]
-    Unsupported(Vec<String>),
     /// The metrics registry refused a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -98,8 +99,9 @@ impl App {
     }
 
     /// [`App::new`] for a reload: it keeps the metrics registry of
-    /// `previous` (counters go on) and the health of its services of the
-    /// same name (ejections go on).
+    /// `previous` (counters go on), the health of its services of the
+    /// same name (ejections go on), and their caches where the cache
+    /// settings are unchanged (stored objects stay).
     ///
     /// # Errors
     ///
@@ -109,10 +111,6 @@ impl App {
     }
 
     fn build(config: Config, previous: Option<&App>) -> Result<App, StartError> {
-        let unsupported = config.unsupported();
-        if !unsupported.is_empty() {
-            return Err(StartError::Unsupported(unsupported));
-        }
         let metrics = match previous {
             Some(previous) => previous.metrics.clone(),
             None => Metrics::new()?,
@@ -153,6 +151,12 @@ impl App {
                 None => Health::new(service_config.outlier.clone(), service_metrics.clone()),
             };
             services.push(Service {
+                cache: match previous.and_then(|previous| previous.service(&name)) {
+                    // A reload keeps what is stored while the cache's
+                    // settings stay the same.
+                    Some(old) if old.config.cache == service_config.cache => old.cache.clone(),
+                    _ => Cache::new(&service_config.cache, metrics.cache(&name)).map(Arc::new),
+                },
                 upstream: Upstream::new(service_config),
                 health: Arc::new(health),
                 in_flight: ConcurrencyLimit::new(service_config.max_concurrency),

@@ -406,23 +406,6 @@ impl Config {
         self.services.keys().map(String::as_str).collect()
     }
 
-    /// Settings that SPEC names but this version does not implement yet,
-    /// one message each (naming the key). They parse, so that a config
-    /// written for a later version gets a clear answer, but `run` and
-    /// `check` refuse them rather than ignore them.
-    pub fn unsupported(&self) -> Vec<String> {
-        const NOT_YET: &str = "not supported by this version of shardproxy yet";
-        let mut problems = Vec::new();
-        for (name, service) in &self.services {
-            if service.cache.enabled {
-                problems.push(format!(
-                    "services.{name}.cache.enabled = true: the cache is {NOT_YET}; use false"
-                ));
-            }
-        }
-        problems
-    }
-
     /// The DNS servers to ask, or `None` for the system resolver.
     pub fn dns_servers(&self) -> Option<&[SocketAddr]> {
         self.dns.servers.as_slice()

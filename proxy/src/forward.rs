@@ -37,11 +37,13 @@ use shardproxy_ring::{InstanceName, Token};
 use tower::retry::budget::Budget;
 
 use crate::app::{App, Service};
+use crate::cache::{self, object::Outcome};
 use crate::config::ServiceConfig;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
 use crate::limits::{self, Shed};
+use crate::route::Matched;
 
 mod attempt;
 mod body;
@@ -142,24 +144,32 @@ pub async fn handle(
         logged: app.config.log.access_log,
         ..Exchange::default()
     };
-    let response = match service.in_flight.try_acquire() {
-        Some(_in_flight) => {
-            match forward(service, &matched, parts, body, client, &mut exchange).await {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::debug!(service = %service.config.name, %error, "request failed");
-                    error.into_response()
-                }
-            }
+    let Some(_in_flight) = service.in_flight.try_acquire() else {
+        service.metrics.shed();
+        let response = Shed {
+            service: &service.config.name,
+            max: service.in_flight.max(),
         }
-        None => {
-            service.metrics.shed();
-            Shed {
-                service: &service.config.name,
-                max: service.in_flight.max(),
-            }
-            .into_response()
+        .into_response();
+        service
+            .metrics
+            .request(response.status().as_u16(), started.elapsed());
+        return response;
+    };
+    let response = match &service.cache {
+        Some(_) if parts.method == Method::GET || parts.method == Method::HEAD => {
+            cache::serve(&app, matched, parts, body, client, &mut exchange).await
         }
+        Some(cache) => {
+            let target = cache::Unsafe::of(&parts);
+            let response =
+                forward_or_error(service, &matched, parts, body, client, &mut exchange).await;
+            if let Some(target) = target {
+                target.done(cache, response.status(), response.headers());
+            }
+            response
+        }
+        None => forward_or_error(service, &matched, parts, body, client, &mut exchange).await,
     };
     let elapsed = started.elapsed();
     service.metrics.request(response.status().as_u16(), elapsed);
@@ -172,15 +182,33 @@ pub async fn handle(
             attempts = exchange.attempts,
             status = response.status().as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            cache = "none",
+            cache = exchange.cache.map_or("none", Outcome::as_str),
         );
     }
     response
 }
 
+/// [`forward`], its error as the response.
+async fn forward_or_error(
+    service: &Service,
+    route: &Matched<'_>,
+    parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    match forward(service, route, parts, Some(body), client, exchange).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(service = %service.config.name, %error, "request failed");
+            error.into_response()
+        }
+    }
+}
+
 /// What one request did, for the access log.
 #[derive(Debug, Default)]
-struct Exchange {
+pub(crate) struct Exchange {
     /// Whether the access log wants this: without it, no instance name is
     /// kept (no reference count touched per attempt).
     logged: bool,
@@ -190,6 +218,8 @@ struct Exchange {
     instance: Option<InstanceName>,
     /// Attempts made.
     attempts: u32,
+    /// What the cache did, for a cache-enabled service.
+    pub(crate) cache: Option<Outcome>,
 }
 
 /// Methods that may be repeated (SPEC §5).
@@ -224,12 +254,13 @@ fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyEr
 }
 
 /// Forwards one routed request, retrying on the next instance of its
-/// preference list where SPEC §5 allows.
-async fn forward(
+/// preference list where SPEC §5 allows. `body` is `None` for a request
+/// without one (the cache's own requests).
+pub(crate) async fn forward(
     service: &Service,
-    route: &crate::route::Matched<'_>,
+    route: &Matched<'_>,
     mut parts: Parts,
-    body: Incoming,
+    body: Option<Incoming>,
     client: SocketAddr,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {
@@ -258,7 +289,9 @@ async fn forward(
             .write(&mut parts, &path, body, route.max_body, exchange)
             .await;
     }
-    let body = limits::limit_body(body, route.max_body)?;
+    let body = body
+        .map(|body| limits::limit_body(body, route.max_body))
+        .transpose()?;
     let mut body = limits::body_within(
         config.deadline,
         RequestBody::prepare(body, config.retry_body_limit, route.max_body),

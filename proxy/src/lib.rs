@@ -15,6 +15,7 @@
 //! - [`forward`]: forwarding with retries on the preference list.
 //! - [`limits`]: per-service concurrency (load shedding) and request body
 //!   limits.
+//! - [`cache`]: the response cache (RFC 9111, with coalescing and grace).
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`health`]: passive and active health checking; ejections.
 //! - [`error`]: what the proxy answers when it cannot forward.
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

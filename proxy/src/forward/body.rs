@@ -99,13 +99,16 @@ impl http_body::Body for LentBody {
 
 impl RequestBody {
     /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others. `max_body` is the route's, for the error when the body
-    /// passes it.
+    /// the others. No body is an empty one. `max_body` is the route's, for
+    /// the error when the body passes it.
     pub(super) async fn prepare(
-        body: ClientBody,
+        body: Option<ClientBody>,
         limit: u64,
         max_body: Option<u64>,
     ) -> Result<RequestBody, ProxyError> {
+        let Some(body) = body else {
+            return Ok(RequestBody::Empty);
+        };
         let hint = body.size_hint();
         if body.is_end_stream() || hint.upper() == Some(0) {
             return Ok(RequestBody::Empty);

@@ -137,7 +137,7 @@ impl<'a> Replicas<'a> {
         self,
         parts: &mut Parts,
         path: &PathAndQuery,
-        body: Incoming,
+        body: Option<Incoming>,
         route_max_body: Option<u64>,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
@@ -258,8 +258,11 @@ async fn quorum(
     None
 }
 
-/// The body, whole, if it is at most `limit` bytes.
-async fn buffer(body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+/// The body, whole, if it is at most `limit` bytes (no body: empty).
+async fn buffer(body: Option<Incoming>, limit: u64) -> Result<Bytes, ProxyError> {
+    let Some(body) = body else {
+        return Ok(Bytes::new());
+    };
     if body.size_hint().lower() > limit {
         return Err(ProxyError::BodyTooLarge { limit });
     }

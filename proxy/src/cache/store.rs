@@ -1,0 +1,423 @@
+//! The store: a moka cache bounded by weight (headers and bodies), keyed
+//! by a 128-bit hash of the target, with `Vary` variants.
+//!
+//! A target whose responses vary has a [`VaryRule`] under its own key: the
+//! header names, and a random nonce. Each variant lives under a key hashed
+//! from the target's key, the nonce and the request's values of those
+//! headers. Removing the rule (a purge, an unsafe request) orphans every
+//! variant at once: a later rule has a new nonce, so they are never found
+//! again and age out or are evicted.
+//!
+//! A slot whose latest response could not be stored holds an
+//! [`Entry::Uncacheable`] marker for [`UNCACHEABLE_FOR`] (Varnish's
+//! "hit-for-miss"): requests for it then go to the instances at once,
+//! side by side, instead of queueing behind each other's fetches.
+//!
+//! Hashes are seeded per store with a random seed, and every entry keeps
+//! its target (and variant values), checked on each lookup: a collision is
+//! a miss, never another URL's response.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderMap, HeaderName};
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use moka::Expiry;
+use prometheus::IntCounter;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed, Xxh3};
+
+use super::object::{variant_matches, Object, Target};
+
+/// What the store holds under a key.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// A response.
+    Object(Arc<Object>),
+    /// The target's responses vary: look for the variant.
+    Vary(Arc<VaryRule>),
+    /// The slot's latest response was not stored: do not coalesce.
+    Uncacheable(Arc<Target>),
+}
+
+/// How long a slot whose response could not be stored is fetched without
+/// coalescing: Varnish's builtin VCL gives its hit-for-miss objects 120 s.
+pub const UNCACHEABLE_FOR: Duration = Duration::from_secs(120);
+
+/// The `Vary` of a target's latest response.
+#[derive(Debug)]
+pub struct VaryRule {
+    target: Target,
+    names: Box<[HeaderName]>,
+    nonce: u64,
+    keep: Duration,
+}
+
+/// A request's place in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The target's key.
+    primary: u128,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// A stored object for this request, in slot `slot`.
+    Found {
+        /// The object.
+        object: Arc<Object>,
+        /// Its key.
+        slot: u128,
+    },
+    /// Nothing; `slot` is the key its object would have (the variant's,
+    /// when the target is known to vary), for coalescing.
+    Missing {
+        /// Where the object would be.
+        slot: u128,
+        /// False when the slot's latest response could not be stored:
+        /// concurrent requests should not wait for each other.
+        coalesce: bool,
+    },
+}
+
+/// Room for a [`VaryRule`] or an uncacheable marker in the store.
+const MARKER_WEIGHT: u32 = 256;
+
+/// A service's store.
+pub struct Store {
+    cache: Cache<u128, Entry>,
+    seed: u64,
+}
+
+/// Each entry's time to live: what its freshness and stale windows allow.
+struct KeepFor;
+
+impl Expiry<u128, Entry> for KeepFor {
+    fn expire_after_create(&self, _: &u128, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.keep())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u128,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.keep())
+    }
+}
+
+// === impl Entry ===
+
+impl Entry {
+    fn keep(&self) -> Duration {
+        match self {
+            Entry::Object(object) => object.keep(),
+            Entry::Vary(rule) => rule.keep,
+            Entry::Uncacheable(_) => UNCACHEABLE_FOR,
+        }
+    }
+
+    fn weight(&self) -> u32 {
+        match self {
+            Entry::Object(object) => object.weight(),
+            Entry::Vary(_) | Entry::Uncacheable(_) => MARKER_WEIGHT,
+        }
+    }
+
+    fn target(&self) -> &Target {
+        match self {
+            Entry::Object(object) => &object.target,
+            Entry::Vary(rule) => &rule.target,
+            Entry::Uncacheable(target) => target,
+        }
+    }
+}
+
+// === impl Store ===
+
+impl Store {
+    /// A store of at most `max_size` bytes; `evictions` counts the objects
+    /// evicted for room.
+    pub fn new(max_size: u64, evictions: IntCounter) -> Store {
+        let cache = Cache::builder()
+            .max_capacity(max_size)
+            .weigher(|_, entry: &Entry| entry.weight())
+            .expire_after(KeepFor)
+            .eviction_listener(move |_, entry, cause| {
+                if cause == RemovalCause::Size && matches!(entry, Entry::Object(_)) {
+                    evictions.inc();
+                }
+            })
+            .build();
+        Store {
+            cache,
+            seed: rand::random(),
+        }
+    }
+
+    /// The key of `host` (lower case) and `path`.
+    pub fn key(&self, host: &str, path: &str) -> Key {
+        let host_hash = xxh3_64_with_seed(host.as_bytes(), self.seed);
+        Key {
+            primary: xxh3_128_with_seed(path.as_bytes(), host_hash),
+        }
+    }
+
+    /// The object stored for a request to `target` with `headers`.
+    pub fn lookup(&self, key: Key, host: &str, path: &str, headers: &HeaderMap) -> Lookup {
+        let missing = |slot: u128, entry: Option<Entry>| Lookup::Missing {
+            slot,
+            coalesce: !matches!(entry, Some(Entry::Uncacheable(target)) if target.is(host, path)),
+        };
+        match self.cache.get(&key.primary) {
+            Some(Entry::Object(object))
+                if object.target.is(host, path) && object.variant.is_empty() =>
+            {
+                Lookup::Found {
+                    object,
+                    slot: key.primary,
+                }
+            }
+            Some(Entry::Vary(rule)) if rule.target.is(host, path) => {
+                let slot = variant_key(key, rule.nonce, &rule.names, headers);
+                match self.cache.get(&slot) {
+                    Some(Entry::Object(object))
+                        if object.target.is(host, path)
+                            && variant_matches(&object.variant, headers) =>
+                    {
+                        Lookup::Found { object, slot }
+                    }
+                    other => missing(slot, other),
+                }
+            }
+            other => missing(key.primary, other),
+        }
+    }
+
+    /// Stores `object` for `key`; `names` are its `Vary` names and
+    /// `request` the headers of the request it answers. The store is then
+    /// brought back under its bound at once, so `max_size` holds as soon
+    /// as the insert returns.
+    pub fn insert(&self, key: Key, names: &[HeaderName], request: &HeaderMap, object: Object) {
+        if names.is_empty() {
+            self.cache
+                .insert(key.primary, Entry::Object(Arc::new(object)));
+        } else {
+            let rule = match self.cache.get(&key.primary) {
+                Some(Entry::Vary(rule))
+                    if rule.target == object.target && *rule.names == *names =>
+                {
+                    if rule.keep < object.keep() {
+                        Arc::new(VaryRule {
+                            keep: object.keep(),
+                            target: rule.target.clone(),
+                            names: rule.names.clone(),
+                            nonce: rule.nonce,
+                        })
+                    } else {
+                        rule
+                    }
+                }
+                _ => Arc::new(VaryRule {
+                    target: object.target.clone(),
+                    names: names.into(),
+                    nonce: rand::random(),
+                    keep: object.keep(),
+                }),
+            };
+            let slot = variant_key(key, rule.nonce, &rule.names, request);
+            self.cache.insert(key.primary, Entry::Vary(rule));
+            self.cache.insert(slot, Entry::Object(Arc::new(object)));
+        }
+        self.cache.run_pending_tasks();
+    }
+
+    /// Marks `slot` (of `target`) as holding a response that could not be
+    /// stored, unless an object is stored there.
+    pub fn mark_uncacheable(&self, slot: u128, target: &Target) {
+        if !matches!(self.cache.get(&slot), Some(Entry::Object(_))) {
+            self.cache
+                .insert(slot, Entry::Uncacheable(Arc::new(target.clone())));
+        }
+    }
+
+    /// Removes whatever is stored for `host` and `path` (every variant).
+    pub fn invalidate(&self, host: &str, path: &str) {
+        let key = self.key(host, path);
+        if let Some(entry) = self.cache.get(&key.primary) {
+            if entry.target().is(host, path) {
+                self.cache.invalidate(&key.primary);
+            }
+        }
+    }
+
+    /// Removes every entry whose target `matches`, and returns how many
+    /// objects (responses, each variant counted) went.
+    pub fn purge(&self, matches: impl Fn(&Target) -> bool) -> usize {
+        let keys: Vec<Arc<u128>> = self
+            .cache
+            .iter()
+            .filter(|(_, entry)| matches(entry.target()))
+            .map(|(key, _)| key)
+            .collect();
+        keys.iter()
+            .filter_map(|key| self.cache.remove(&**key))
+            .filter(|entry| matches!(entry, Entry::Object(_)))
+            .count()
+    }
+
+    /// What is stored: bytes (by weight) and objects, after pending
+    /// evictions and expiries are applied.
+    pub fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        let objects = self
+            .cache
+            .iter()
+            .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
+            .count();
+        (
+            self.cache.weighted_size(),
+            u64::try_from(objects).unwrap_or(u64::MAX),
+        )
+    }
+}
+
+/// The key of a variant: the target's key, the rule's nonce, and the
+/// request's values of `names`.
+fn variant_key(key: Key, nonce: u64, names: &[HeaderName], headers: &HeaderMap) -> u128 {
+    let mut hasher = Xxh3::with_seed(nonce);
+    hasher.update(&key.primary.to_le_bytes());
+    for name in names {
+        hasher.update(name.as_str().as_bytes());
+        for value in headers.get_all(name) {
+            hasher.update(b"\0");
+            hasher.update(value.as_bytes());
+        }
+        hasher.update(b"\n");
+    }
+    hasher.digest128()
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::HeaderValue;
+    use http::StatusCode;
+
+    use super::*;
+    use crate::cache::object::variant_of;
+    use crate::cache::policy::Keeping;
+
+    fn store() -> Store {
+        Store::new(1 << 20, IntCounter::new("evictions", "evictions").unwrap())
+    }
+
+    fn object(path: &str, names: &[HeaderName], request: &HeaderMap) -> Object {
+        let keeping = Keeping {
+            lifetime: Duration::from_secs(60),
+            keep: Duration::from_secs(60),
+            ..Keeping::default()
+        };
+        Object::new(
+            Target {
+                host: "h".into(),
+                path: path.into(),
+            },
+            variant_of(names, request),
+            StatusCode::OK,
+            HeaderMap::new(),
+            bytes::Bytes::from_static(b"body"),
+            &keeping,
+            Instant::now(),
+        )
+    }
+
+    fn accept(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static(value));
+        headers
+    }
+
+    fn found(store: &Store, path: &str, headers: &HeaderMap) -> bool {
+        let key = store.key("h", path);
+        matches!(store.lookup(key, "h", path, headers), Lookup::Found { .. })
+    }
+
+    #[test]
+    fn variants_are_found_by_their_request_values_and_go_with_their_rule() {
+        let store = store();
+        let names = [HeaderName::from_static("accept")];
+        for value in ["a", "b"] {
+            let request = accept(value);
+            store.insert(
+                store.key("h", "/v"),
+                &names,
+                &request,
+                object("/v", &names, &request),
+            );
+        }
+        assert!(found(&store, "/v", &accept("a")));
+        assert!(found(&store, "/v", &accept("b")));
+        assert!(!found(&store, "/v", &accept("c")));
+        assert!(!found(&store, "/v", &HeaderMap::new()));
+        store.invalidate("h", "/v");
+        assert!(!found(&store, "/v", &accept("a")));
+        // A new rule does not find the old variants: they were orphaned.
+        let request = accept("b");
+        store.insert(
+            store.key("h", "/v"),
+            &names,
+            &request,
+            object("/v", &names, &request),
+        );
+        assert!(!found(&store, "/v", &accept("a")));
+        assert!(found(&store, "/v", &accept("b")));
+    }
+
+    #[test]
+    fn an_entry_under_another_targets_key_is_never_served() {
+        let store = store();
+        let request = HeaderMap::new();
+        // Stored for /a under the key of /b, as a hash collision would.
+        store.insert(
+            store.key("h", "/b"),
+            &[],
+            &request,
+            object("/a", &[], &request),
+        );
+        assert!(!found(&store, "/b", &request));
+    }
+
+    #[test]
+    fn purge_counts_objects_not_rules() {
+        let store = store();
+        let names = [HeaderName::from_static("accept")];
+        for value in ["a", "b"] {
+            let request = accept(value);
+            store.insert(
+                store.key("h", "/p/v"),
+                &names,
+                &request,
+                object("/p/v", &names, &request),
+            );
+        }
+        let request = HeaderMap::new();
+        store.insert(
+            store.key("h", "/p/x"),
+            &[],
+            &request,
+            object("/p/x", &[], &request),
+        );
+        store.insert(
+            store.key("h", "/q"),
+            &[],
+            &request,
+            object("/q", &[], &request),
+        );
+        assert_eq!(store.usage().1, 4);
+        assert_eq!(store.purge(|target| target.path.starts_with("/p/")), 3);
+        assert_eq!(store.usage().1, 1);
+        assert!(found(&store, "/q", &request));
+    }
+}
