@@ -21,6 +21,10 @@
 #   --max-fail N      exit 2 when more than N required tests fail
 #   --id TEST         run only TEST and show its exchanges (no results files)
 #   --no-cache        run with the cache off (a baseline: what the origin alone does)
+#   --proxy NAME      test NAME instead of shardproxy, set up as the suite's own
+#                     docker image sets it up: varnish or nginx (Debian's
+#                     packages: apt-get install varnish nginx-light); results go
+#                     to cache-conformance-NAME.{json,md}
 #   --out DIR         where the results files go [loadtest/results]
 #
 # Environment:
@@ -46,6 +50,7 @@ MIN_PASS=
 MAX_FAIL=
 TEST_ID=
 CACHE=true
+PROXY=shardproxy
 OUT=$REPO/loadtest/results
 while (($#)); do
     case $1 in
@@ -53,6 +58,7 @@ while (($#)); do
         --max-fail) MAX_FAIL=${2:?--max-fail needs a number}; shift ;;
         --id) TEST_ID=${2:?--id needs a test id}; shift ;;
         --no-cache) CACHE=false ;;
+        --proxy) PROXY=${2:?--proxy needs a name}; shift ;;
         --out) OUT=${2:?--out needs a directory}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -66,6 +72,14 @@ READY_TIMEOUT=${READY_TIMEOUT:-30}
 KEEP_WORK=${KEEP_WORK:-0}
 SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 
+case $PROXY in
+    shardproxy) ;;
+    varnish) command -v varnishd >/dev/null 2>&1 || die "--proxy varnish: no varnishd (apt-get install varnish)" ;;
+    nginx) command -v nginx >/dev/null 2>&1 || die "--proxy nginx: no nginx (apt-get install nginx-light)" ;;
+    *) die "--proxy $PROXY: expected shardproxy, varnish or nginx" ;;
+esac
+[[ $PROXY == shardproxy || $CACHE == true ]] || die "--no-cache is for shardproxy"
+
 for tool in node npm curl setsid; do
     command -v "$tool" >/dev/null 2>&1 || die "missing $tool"
 done
@@ -78,7 +92,9 @@ if [[ ! -f $SUITE/cli.mjs ]]; then
 fi
 SUITE_VERSION=$(node -p "require('$SUITE/package.json').version")
 
-if [[ -z ${SHARDPROXY:-} ]]; then
+if [[ $PROXY != shardproxy ]]; then
+    :
+elif [[ -z ${SHARDPROXY:-} ]]; then
     target_dir=${CARGO_TARGET_DIR:-$REPO/target}
     [[ $target_dir == /* ]] || target_dir=$REPO/$target_dir
     log "building shardproxy (cargo build -p shardproxy, target dir $target_dir)"
@@ -86,7 +102,7 @@ if [[ -z ${SHARDPROXY:-} ]]; then
         || die "cargo build failed"
     SHARDPROXY=$target_dir/debug/shardproxy
 fi
-[[ -x $SHARDPROXY ]] || die "no shardproxy binary at $SHARDPROXY"
+[[ $PROXY != shardproxy || -x $SHARDPROXY ]] || die "no shardproxy binary at $SHARDPROXY"
 
 # --- processes -----------------------------------------------------------------------
 
@@ -139,11 +155,13 @@ start origin env npm_config_protocol=http npm_config_port="$ORIGIN_PORT" \
     node --import "$HERE/loopback.mjs" "$SUITE/server/server.mjs"
 wait_for origin "http://127.0.0.1:$ORIGIN_PORT/"
 
-# One service, one instance: the origin. No retries (a test's second request
-# to the origin would be a retry the suite flags), no ejection, and the cache
-# as a shared cache with nothing stored unless the origin says so
-# (default_ttl 0s: no heuristic freshness, as the spec of shardproxy says).
-cat >"$WORK/shardproxy.toml" <<EOF
+# start_shardproxy: one service, one instance: the origin. No retries (a
+# test's second request to the origin would be a retry the suite flags), no
+# ejection, and the cache as a shared cache with nothing stored unless the
+# origin says so (default_ttl 0s: no heuristic freshness, as the spec of
+# shardproxy says).
+start_shardproxy() {
+    cat >"$WORK/shardproxy.toml" <<EOF
 [server]
 listen = "127.0.0.1:$PROXY_PORT"
 admin = "127.0.0.1:$ADMIN_PORT"
@@ -170,12 +188,53 @@ authorized = false
 path_prefix = "/"
 service = "origin"
 EOF
-"$SHARDPROXY" check --config "$WORK/shardproxy.toml" >"$WORK/check.log" 2>&1 \
-    || { cat "$WORK/check.log" >&2; die "shardproxy check refused the config ($WORK/shardproxy.toml)"; }
-start shardproxy env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$WORK/shardproxy.toml"
-wait_for shardproxy "http://127.0.0.1:$ADMIN_PORT/readyz"
-log "origin 127.0.0.1:$ORIGIN_PORT, shardproxy 127.0.0.1:$PROXY_PORT (cache $CACHE), suite http-cache-tests $SUITE_VERSION"
+    "$SHARDPROXY" check --config "$WORK/shardproxy.toml" >"$WORK/check.log" 2>&1 \
+        || { cat "$WORK/check.log" >&2; die "shardproxy check refused the config ($WORK/shardproxy.toml)"; }
+    start shardproxy env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$WORK/shardproxy.toml"
+    wait_for shardproxy "http://127.0.0.1:$ADMIN_PORT/readyz"
+}
 
+# start_varnish: the builtin VCL in front of the origin, with the parameters
+# of the suite's docker image (docker/serve.sh): no default TTL or grace.
+start_varnish() {
+    start varnish varnishd -F -n "$WORK/varnish" -a "127.0.0.1:$PROXY_PORT" -b "127.0.0.1:$ORIGIN_PORT" \
+        -T none -p default_ttl=0 -p default_grace=0 -p default_keep=3600 -s malloc,64M
+    wait_for varnish "http://127.0.0.1:$PROXY_PORT/"
+}
+
+# start_nginx: proxy_cache as in the suite's docker image (docker/nginx).
+start_nginx() {
+    mkdir -p "$WORK/nginx/cache" "$WORK/nginx/tmp"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+user root;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 2048; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    proxy_cache_path $WORK/nginx/cache levels=1:2 keys_zone=my-cache:8m max_size=1000m inactive=600m;
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            proxy_pass http://127.0.0.1:$ORIGIN_PORT;
+            proxy_cache my-cache;
+            proxy_cache_revalidate on;
+        }
+    }
+}
+EOF
+    start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+    wait_for nginx "http://127.0.0.1:$PROXY_PORT/"
+}
+
+"start_$PROXY"
 # --- the suite -----------------------------------------------------------------------
 
 BASE=http://127.0.0.1:$PROXY_PORT
@@ -185,7 +244,7 @@ if [[ -n $TEST_ID ]]; then
     exit 0
 fi
 
-log "running the suite through shardproxy"
+log "running the suite through $PROXY"
 started=$SECONDS
 (cd "$SUITE" && npm_config_base=$BASE npm_config_id='' npm_package_config_id='' \
     node --no-warnings cli.mjs) >"$WORK/results.json" 2>"$WORK/client.log" \
@@ -195,13 +254,22 @@ node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$WORK
 log "suite done in $((SECONDS - started))s"
 
 mkdir -p "$OUT"
-cp "$WORK/results.json" "$OUT/cache-conformance.json"
-name="shardproxy $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
-[[ $CACHE == true ]] || name="$name (cache off)"
-node "$HERE/count.mjs" --markdown "$WORK/results.json" "$name" "$SUITE_VERSION" >"$OUT/cache-conformance.md"
+if [[ $PROXY == shardproxy ]]; then
+    stem=cache-conformance
+    name="shardproxy $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    [[ $CACHE == true ]] || name="$name (cache off)"
+else
+    stem=cache-conformance-$PROXY
+    case $PROXY in
+        varnish) name="Varnish $(varnishd -V 2>&1 | sed -n 's/.*varnish-\([^ ]*\).*/\1/p' | head -n 1) (here)" ;;
+        nginx) name="nginx $(nginx -v 2>&1 | sed -n 's|.*nginx/||p') (here)" ;;
+    esac
+fi
+cp "$WORK/results.json" "$OUT/$stem.json"
+node "$HERE/count.mjs" --markdown "$WORK/results.json" "$name" "$SUITE_VERSION" >"$OUT/$stem.md"
 summary=$(node "$HERE/count.mjs" "$WORK/results.json")
 node "$HERE/count.mjs" --table "$WORK/results.json" "$name"
-log "results: $OUT/cache-conformance.json, $OUT/cache-conformance.md"
+log "results: $OUT/$stem.json, $OUT/$stem.md"
 
 passed=$(node -p 'JSON.parse(process.argv[1]).passed' "$summary")
 failed=$(node -p 'JSON.parse(process.argv[1]).failed' "$summary")
