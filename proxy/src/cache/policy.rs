@@ -203,11 +203,7 @@ pub fn initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> u64 {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(delta_seconds)
-        .unwrap_or(0);
+    let age_value = age(headers).unwrap_or(0);
     let apparent_age = date(headers, header::DATE)
         .and_then(|date| response_time.duration_since(date).ok())
         .map_or(0, |age| age.as_secs());
@@ -215,6 +211,14 @@ pub fn initial_age(
         .duration_since(request_time)
         .map_or(0, |delay| delay.as_secs());
     apparent_age.max(age_value.saturating_add(response_delay))
+}
+
+/// The `Age` of a response (RFC 9111 §5.1): a list-based value (on one
+/// line or several) counts by its first member; an invalid one is ignored.
+fn age(headers: &HeaderMap) -> Option<u64> {
+    let first_line = headers.get(header::AGE)?.to_str().ok()?;
+    let first_member = first_line.split(',').next()?.trim();
+    delta_seconds(first_member)
 }
 
 /// Whether the response to a request with `Authorization` may be stored

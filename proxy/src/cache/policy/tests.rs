@@ -272,6 +272,18 @@ fn age_is_the_larger_of_apparent_and_corrected_age() {
 }
 
 #[test]
+fn a_list_based_age_counts_by_its_first_member_and_an_invalid_one_is_ignored() {
+    let age_of = |pairs: &[(&str, &str)]| initial_age(&headers(pairs), at(0), at(0));
+    assert_eq!(age_of(&[("age", "7200,0")]), 7200);
+    assert_eq!(age_of(&[("age", "0, 7200")]), 0);
+    assert_eq!(age_of(&[("age", "7200"), ("age", "0")]), 7200);
+    assert_eq!(age_of(&[("age", " 60 ")]), 60);
+    for invalid in ["abc", "-7200", "7200.0", "7200;foo=bar", ""] {
+        assert_eq!(age_of(&[("age", invalid)]), 0, "{invalid:?}");
+    }
+}
+
+#[test]
 fn vary_names_are_lower_case_without_duplicates() {
     assert_eq!(
         vary_names(&headers(&[
