@@ -201,6 +201,38 @@ fn what_is_never_stored() {
 }
 
 #[test]
+fn must_understand_stores_only_understood_statuses_and_overrides_no_store() {
+    let fresh = [("cache-control", "max-age=3600, must-understand")];
+    let unknown = StatusCode::from_u16(599).unwrap();
+    assert_eq!(
+        keep_with(unknown, &fresh, RequestFacts::default(), &LIMITS),
+        Err(NotStored::Status)
+    );
+    assert!(keep_with(
+        unknown,
+        &[("cache-control", "max-age=3600")],
+        RequestFacts::default(),
+        &LIMITS
+    )
+    .is_ok());
+    assert!(keep(&fresh).is_ok());
+    assert!(keep(&[("cache-control", "max-age=3600, must-understand, no-store")]).is_ok());
+    assert_eq!(
+        keep_with(
+            StatusCode::OK,
+            &fresh,
+            RequestFacts {
+                no_store: true,
+                ..RequestFacts::default()
+            },
+            &LIMITS
+        ),
+        Err(NotStored::NoStore),
+        "the request's no-store still holds"
+    );
+}
+
+#[test]
 fn authorization_needs_public_s_maxage_or_must_revalidate() {
     let authorized = RequestFacts {
         authorization: true,
