@@ -238,7 +238,7 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
     };
     let service = match named_service(app, &name) {
         Ok(service) => service,
-        Err(response) => return response,
+        Err(error) => return json_error(StatusCode::NOT_FOUND, &error),
     };
     let Ok(key) = std::str::from_utf8(&key) else {
         return json_error(
@@ -258,8 +258,9 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
     )
 }
 
-/// The service called `name`, or the `404` that says there is none.
-fn named_service<'a>(app: &'a App, name: &[u8]) -> Result<&'a Service, Response<Full<Bytes>>> {
+/// The service called `name`, or the error (for a `404`) that says there
+/// is none.
+fn named_service<'a>(app: &'a App, name: &[u8]) -> Result<&'a Service, String> {
     std::str::from_utf8(name)
         .ok()
         .and_then(|name| app.service(name))
@@ -269,13 +270,10 @@ fn named_service<'a>(app: &'a App, name: &[u8]) -> Result<&'a Service, Response<
                 .iter()
                 .map(|service| format!("{:?}", service.config.name))
                 .collect();
-            json_error(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "no service {:?}: the services are {}",
-                    String::from_utf8_lossy(name),
-                    names.join(", ")
-                ),
+            format!(
+                "no service {:?}: the services are {}",
+                String::from_utf8_lossy(name),
+                names.join(", ")
             )
         })
 }

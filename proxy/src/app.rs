@@ -35,8 +35,9 @@ pub struct Service {
     pub metrics: ServiceMetrics,
     /// Its instances' health.
     pub health: Arc<Health>,
-    /// Its response cache, when `cache.enabled`.
-    pub cache: Option<Cache>,
+    /// Its response cache, when `cache.enabled`; shared with the next
+    /// [`App`] of a reload that leaves the cache's settings unchanged.
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Everything requests and admin calls share.
@@ -96,8 +97,9 @@ impl App {
     }
 
     /// [`App::new`] for a reload: it keeps the metrics registry of
-    /// `previous` (counters go on) and the health of its services of the
-    /// same name (ejections go on).
+    /// `previous` (counters go on), the health of its services of the
+    /// same name (ejections go on), and their caches where the cache
+    /// settings are unchanged (stored objects stay).
     ///
     /// # Errors
     ///
@@ -135,7 +137,12 @@ impl App {
                 None => Health::new(service_config.outlier.clone(), service_metrics.clone()),
             };
             services.push(Service {
-                cache: Cache::new(&service_config.cache, metrics.cache(&name)),
+                cache: match previous.and_then(|previous| previous.service(&name)) {
+                    // A reload keeps what is stored while the cache's
+                    // settings stay the same.
+                    Some(old) if old.config.cache == service_config.cache => old.cache.clone(),
+                    _ => Cache::new(&service_config.cache, metrics.cache(&name)).map(Arc::new),
+                },
                 upstream: Upstream::new(service_config),
                 health: Arc::new(health),
                 metrics: service_metrics,

@@ -35,6 +35,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 struct Harness {
     backends: Vec<Backend>,
     proxy: Running,
+    /// The config the proxy was started with.
+    config: String,
     client: HttpClient,
 }
 
@@ -122,6 +124,7 @@ service = "frob"
         Harness {
             backends,
             proxy,
+            config,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -692,4 +695,33 @@ async fn purge_by_path_and_by_prefix_through_the_admin_api() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let error: serde_json::Value = serde_json::from_slice(&unknown.body).unwrap();
     assert!(error["error"].as_str().unwrap().starts_with("no service"));
+}
+
+// === Reload ===
+
+#[tokio::test]
+async fn a_reload_keeps_the_store_unless_the_cache_settings_change() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.get("/kept").await;
+    let proxy = &harness.proxy;
+    let reload = |config: String| async move {
+        let config = Config::from_toml(&config, "cache.toml").unwrap();
+        proxy.reload(config).await.expect("the reload succeeds");
+    };
+    reload(
+        harness
+            .config
+            .replace("slaves = 0", "slaves = 0\nretry_budget = 0.5"),
+    )
+    .await;
+    assert_eq!(harness.get("/kept").await.x_cache(), "HIT");
+    reload(
+        harness
+            .config
+            .replace("enabled = true", "enabled = true\nmax_ttl = \"1h\""),
+    )
+    .await;
+    assert_eq!(harness.get("/kept").await.x_cache(), "MISS", "a new store");
+    assert_eq!(harness.requests(), 2);
 }

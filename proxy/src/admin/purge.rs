@@ -23,63 +23,52 @@ struct Purged<'a> {
     purged: usize,
 }
 
+/// Why a purge was refused: the status and the message.
+type Refusal = (StatusCode, String);
+
 const USAGE: &str = "use POST /cache/purge?service=NAME&path=PATH or ?service=NAME&prefix=PREFIX";
 
 /// Answers a purge with the query `query`.
 pub(super) fn purge(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
-    let query = query.unwrap_or_default();
-    let text = |name: &str| -> Result<Option<String>, Response<Full<Bytes>>> {
+    match purge_with(app, query.unwrap_or_default()) {
+        Ok(purged) => json(StatusCode::OK, &purged),
+        Err((status, message)) => json_error(status, &message),
+    }
+}
+
+/// The purge `query` asks for, done.
+fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
+    let text = |name: &str| -> Result<Option<String>, Refusal> {
         query_param(query, name)
             .map(|value| {
-                String::from_utf8(value.into_owned()).map_err(|_| {
-                    json_error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("the parameter {name:?} is not UTF-8 once decoded"),
-                    )
-                })
+                String::from_utf8(value.into_owned())
+                    .map_err(|_| bad(format!("the parameter {name:?} is not UTF-8 once decoded")))
             })
             .transpose()
     };
-    let parameters = (|| Ok((text("path")?, text("prefix")?, text("host")?)))();
-    let (path, prefix, host) = match parameters {
-        Ok(parameters) => parameters,
-        Err(response) => return response,
-    };
-    let Some(name) = query_param(query, "service") else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("missing query parameter \"service\": {USAGE}"),
-        );
-    };
-    let service = match named_service(app, &name) {
-        Ok(service) => service,
-        Err(response) => return response,
-    };
+    let name = query_param(query, "service")
+        .ok_or_else(|| bad(format!("missing query parameter \"service\": {USAGE}")))?;
+    let service = named_service(app, &name).map_err(|message| (StatusCode::NOT_FOUND, message))?;
+    let (path, prefix) = (text("path")?, text("prefix")?);
     let which = match (&path, &prefix) {
         (Some(path), None) => Purge::Path(path),
         (None, Some(prefix)) => Purge::Prefix(prefix),
         _ => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("give exactly one of \"path\" and \"prefix\": {USAGE}"),
-            )
+            return Err(bad(format!(
+                "give exactly one of \"path\" and \"prefix\": {USAGE}"
+            )))
         }
     };
-    let Some(cache) = &service.cache else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "service {:?} has no cache (cache.enabled = false)",
-                service.config.name
-            ),
-        );
-    };
-    let host = host.map(|host| host.to_ascii_lowercase());
-    json(
-        StatusCode::OK,
-        &Purged {
-            service: &service.config.name,
-            purged: cache.purge(host.as_deref(), which),
-        },
-    )
+    let cache = service.cache.as_ref().ok_or_else(|| {
+        bad(format!(
+            "service {:?} has no cache (cache.enabled = false)",
+            service.config.name
+        ))
+    })?;
+    let host = text("host")?.map(|host| host.to_ascii_lowercase());
+    Ok(Purged {
+        service: &service.config.name,
+        purged: cache.purge(host.as_deref(), which),
+    })
 }

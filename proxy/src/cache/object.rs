@@ -215,9 +215,11 @@ impl Object {
         }
         let age = self.age(now);
         let fresh = age < self.lifetime;
+        // Compared with the exact age: `max-age=0` asks for a response no
+        // older than now, so it always validates.
         let young_enough = request
             .max_age
-            .is_none_or(|max_age| age.as_secs() <= max_age);
+            .is_none_or(|max_age| age <= Duration::from_secs(max_age));
         let fresh_enough = request
             .min_fresh
             .is_none_or(|min_fresh| age + Duration::from_secs(min_fresh) < self.lifetime);
