@@ -254,7 +254,14 @@ pub(crate) async fn serve(
                         return answer(cache, exchange, &object, now, Outcome::Hit, &ask);
                     }
                     if object.stale_while_revalidate(now, &directives) {
-                        refresh_in_background(app, index, route, &parts, key, slot, &object);
+                        refresh_in_background(
+                            app,
+                            index,
+                            route,
+                            &parts,
+                            (key, slot, facts),
+                            &object,
+                        );
                         return answer(cache, exchange, &object, now, Outcome::Stale, &ask);
                     }
                     (Some(object), slot)
@@ -377,15 +384,14 @@ async fn pass(
     with_outcome(response, Outcome::Pass)
 }
 
-/// Starts one background request that refreshes `object` (slot `slot`),
-/// unless one is already running.
+/// Starts one background request that refreshes `object` (in `slot` of
+/// `key`, for a request with `facts`), unless one is already running.
 fn refresh_in_background(
     app: &Arc<App>,
     index: usize,
     route: Route<'_>,
     parts: &Parts,
-    key: Key,
-    slot: u128,
+    (key, slot, facts): (Key, u128, RequestFacts),
     object: &Arc<Object>,
 ) {
     let Some(permit) = route.cache.flights.try_fetch(slot) else {
@@ -402,7 +408,7 @@ fn refresh_in_background(
         key,
         stale: Some(Arc::clone(object)),
         ask: Ask::default(),
-        facts: RequestFacts::default(),
+        facts,
         permit: Some(permit),
     };
     let app = Arc::clone(app);
