@@ -120,6 +120,15 @@ pub struct Object {
     weight: u32,
 }
 
+/// Whether `name` describes the stored body's bytes, so that a `304`
+/// does not change it.
+fn describes_stored_body(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::CONTENT_ENCODING
+        || name == header::CONTENT_RANGE
+        || name.as_str() == "content-md5"
+}
+
 /// Room for a header's entry in the map besides its name and value.
 const HEADER_OVERHEAD: usize = 32;
 
@@ -249,12 +258,15 @@ impl Object {
 
     /// Its headers updated with those of a `304` that validated it (RFC
     /// 9111 §3.2): each header the `304` carries replaces the stored one,
-    /// except the framing (`Content-Length`), which is the stored body's.
+    /// except those that describe the stored body's bytes, which the stored
+    /// response depends on (§3.2 exempts them): `Content-Length`,
+    /// `Content-Encoding`, `Content-Range` and `Content-MD5`. A `304` that
+    /// says otherwise would have the cache serve the body mislabelled.
     pub fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
         let mut headers = self.headers.clone();
         let mut previous: Option<&HeaderName> = None;
         for (name, value) in not_modified {
-            if name == header::CONTENT_LENGTH {
+            if describes_stored_body(name) {
                 continue;
             }
             if previous != Some(name) {
@@ -329,3 +341,6 @@ impl Ask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
