@@ -235,6 +235,19 @@ fn age(headers: &HeaderMap) -> Option<u64> {
     delta_seconds(first_member)
 }
 
+/// Whether `Surrogate-Control` (W3C Edge Architecture 1.0), the header by
+/// which an origin speaks to the reverse proxies in front of it, says
+/// `no-store` to every surrogate. A directive targeted at a device
+/// (`no-store;name`) is for another one: this cache advertises no name.
+fn surrogate_no_store(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("surrogate-control")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(list)
+        .any(|item| item.eq_ignore_ascii_case("no-store"))
+}
+
 /// Whether the response to a request with `Authorization` may be stored
 /// by a shared cache (RFC 9111 §3.5).
 fn authorized_storable(directives: &Directives) -> bool {
@@ -322,7 +335,10 @@ pub fn keeping(
     if directives.must_understand && !understood(status) {
         return Err(NotStored::Status);
     }
-    if (directives.no_store && !directives.must_understand) || request.no_store {
+    if (directives.no_store && !directives.must_understand)
+        || request.no_store
+        || surrogate_no_store(headers)
+    {
         return Err(NotStored::NoStore);
     }
     if directives.private {

@@ -233,6 +233,24 @@ fn must_understand_stores_only_understood_statuses_and_overrides_no_store() {
 }
 
 #[test]
+fn surrogate_control_no_store_for_every_surrogate_is_not_stored() {
+    let fresh = ("cache-control", "max-age=10000");
+    for value in ["no-store", "max-age=60, NO-STORE"] {
+        assert_eq!(
+            keep(&[fresh, ("surrogate-control", value)]),
+            Err(NotStored::NoStore),
+            "{value}"
+        );
+    }
+    for value in ["no-store;other-device", "max-age=60", "no-store-x"] {
+        assert!(
+            keep(&[fresh, ("surrogate-control", value)]).is_ok(),
+            "{value}"
+        );
+    }
+}
+
+#[test]
 fn authorization_needs_public_s_maxage_or_must_revalidate() {
     let authorized = RequestFacts {
         authorization: true,
