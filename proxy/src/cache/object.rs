@@ -237,9 +237,12 @@ impl Object {
 
     /// Whether it may be served stale now while it is refreshed in the
     /// background.
+    /// Not when the request's `no-cache`, `max-age` or `min-fresh` asks
+    /// for a response fresher than that (RFC 9111 §5.2.1).
     pub fn stale_while_revalidate(&self, now: Instant, request: &policy::Directives) -> bool {
         !request.no_cache
             && request.max_age.is_none()
+            && request.min_fresh.is_none()
             && self.age(now) < self.lifetime + self.stale_while_revalidate
     }
 

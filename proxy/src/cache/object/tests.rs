@@ -1,4 +1,4 @@
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -63,4 +63,38 @@ fn a_304_updates_stored_headers_but_not_those_describing_the_stored_body() {
         "a field the 304 carries replaces every stored line"
     );
     assert_eq!(updated["x-kept"], "yes");
+}
+
+#[test]
+fn a_request_asking_for_min_fresh_is_not_served_stale_while_revalidating() {
+    let keeping = Keeping {
+        lifetime: Duration::from_secs(1500),
+        stale_while_revalidate: Duration::from_secs(600),
+        ..Keeping::default()
+    };
+    let now = Instant::now();
+    let object = Object::new(
+        Target {
+            host: "example.com".into(),
+            path: "/a".into(),
+        },
+        Variant::default(),
+        StatusCode::OK,
+        HeaderMap::new(),
+        Bytes::new(),
+        &keeping,
+        now,
+    );
+    let plain = policy::Directives::default();
+    let min_fresh = policy::Directives {
+        min_fresh: Some(2000),
+        ..policy::Directives::default()
+    };
+    assert!(object.fresh_for(now, &plain));
+    assert!(object.stale_while_revalidate(now, &plain));
+    assert!(
+        !object.fresh_for(now, &min_fresh),
+        "1500 s of freshness is less than 2000"
+    );
+    assert!(!object.stale_while_revalidate(now, &min_fresh));
 }
