@@ -294,7 +294,10 @@ impl Object {
                 ask.if_none_match.as_ref(),
                 ask.if_modified_since.as_ref(),
                 headers.get(header::ETAG),
-                headers.get(header::LAST_MODIFIED),
+                // RFC 9111 §4.3.2: without Last-Modified, the Date.
+                headers
+                    .get(header::LAST_MODIFIED)
+                    .or_else(|| headers.get(header::DATE)),
             );
         let (status, body) = if not_modified {
             headers.remove(header::CONTENT_LENGTH);

@@ -98,3 +98,24 @@ fn a_request_asking_for_min_fresh_is_not_served_stale_while_revalidating() {
     );
     assert!(!object.stale_while_revalidate(now, &min_fresh));
 }
+
+#[test]
+fn if_modified_since_is_compared_with_the_date_when_there_is_no_last_modified() {
+    let date = "Sun, 09 Sep 2001 01:46:40 GMT";
+    let ask = |since: &str| Ask {
+        if_modified_since: Some(HeaderValue::from_str(since).unwrap()),
+        ..Ask::default()
+    };
+    let object = stored(&[("date", date)]);
+    let now = Instant::now();
+    assert_eq!(
+        object.respond(now, Outcome::Hit, &ask(date)).status(),
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        object
+            .respond(now, Outcome::Hit, &ask("Sun, 09 Sep 2001 01:46:39 GMT"))
+            .status(),
+        StatusCode::OK
+    );
+}
