@@ -109,6 +109,7 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-cache-tests.XXXXXX")
 PGIDS=()
 
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local rc=$? pg
     trap - EXIT INT TERM
@@ -234,7 +235,11 @@ EOF
     wait_for nginx "http://127.0.0.1:$PROXY_PORT/"
 }
 
-"start_$PROXY"
+case $PROXY in
+    shardproxy) start_shardproxy ;;
+    varnish) start_varnish ;;
+    nginx) start_nginx ;;
+esac
 # --- the suite -----------------------------------------------------------------------
 
 BASE=http://127.0.0.1:$PROXY_PORT
