@@ -268,3 +268,125 @@ fn variant_key(key: Key, nonce: u64, names: &[HeaderName], headers: &HeaderMap) 
     }
     hasher.digest128()
 }
+
+#[cfg(test)]
+mod tests {
+    use http::header::HeaderValue;
+    use http::StatusCode;
+
+    use super::*;
+    use crate::cache::object::variant_of;
+    use crate::cache::policy::Keeping;
+
+    fn store() -> Store {
+        Store::new(1 << 20, IntCounter::new("evictions", "evictions").unwrap())
+    }
+
+    fn object(path: &str, names: &[HeaderName], request: &HeaderMap) -> Object {
+        let keeping = Keeping {
+            lifetime: Duration::from_secs(60),
+            keep: Duration::from_secs(60),
+            ..Keeping::default()
+        };
+        Object::new(
+            Target {
+                host: "h".into(),
+                path: path.into(),
+            },
+            variant_of(names, request),
+            StatusCode::OK,
+            HeaderMap::new(),
+            bytes::Bytes::from_static(b"body"),
+            &keeping,
+            Instant::now(),
+        )
+    }
+
+    fn accept(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static(value));
+        headers
+    }
+
+    fn found(store: &Store, path: &str, headers: &HeaderMap) -> bool {
+        let key = store.key("h", path);
+        matches!(store.lookup(key, "h", path, headers), Lookup::Found { .. })
+    }
+
+    #[test]
+    fn variants_are_found_by_their_request_values_and_go_with_their_rule() {
+        let store = store();
+        let names = [HeaderName::from_static("accept")];
+        for value in ["a", "b"] {
+            let request = accept(value);
+            store.insert(
+                store.key("h", "/v"),
+                &names,
+                &request,
+                object("/v", &names, &request),
+            );
+        }
+        assert!(found(&store, "/v", &accept("a")));
+        assert!(found(&store, "/v", &accept("b")));
+        assert!(!found(&store, "/v", &accept("c")));
+        assert!(!found(&store, "/v", &HeaderMap::new()));
+        store.invalidate("h", "/v");
+        assert!(!found(&store, "/v", &accept("a")));
+        // A new rule does not find the old variants: they were orphaned.
+        let request = accept("b");
+        store.insert(
+            store.key("h", "/v"),
+            &names,
+            &request,
+            object("/v", &names, &request),
+        );
+        assert!(!found(&store, "/v", &accept("a")));
+        assert!(found(&store, "/v", &accept("b")));
+    }
+
+    #[test]
+    fn an_entry_under_another_targets_key_is_never_served() {
+        let store = store();
+        let request = HeaderMap::new();
+        // Stored for /a under the key of /b, as a hash collision would.
+        store.insert(
+            store.key("h", "/b"),
+            &[],
+            &request,
+            object("/a", &[], &request),
+        );
+        assert!(!found(&store, "/b", &request));
+    }
+
+    #[test]
+    fn purge_counts_objects_not_rules() {
+        let store = store();
+        let names = [HeaderName::from_static("accept")];
+        for value in ["a", "b"] {
+            let request = accept(value);
+            store.insert(
+                store.key("h", "/p/v"),
+                &names,
+                &request,
+                object("/p/v", &names, &request),
+            );
+        }
+        let request = HeaderMap::new();
+        store.insert(
+            store.key("h", "/p/x"),
+            &[],
+            &request,
+            object("/p/x", &[], &request),
+        );
+        store.insert(
+            store.key("h", "/q"),
+            &[],
+            &request,
+            object("/q", &[], &request),
+        );
+        assert_eq!(store.usage().1, 4);
+        assert_eq!(store.purge(|target| target.path.starts_with("/p/")), 3);
+        assert_eq!(store.usage().1, 1);
+        assert!(found(&store, "/q", &request));
+    }
+}
