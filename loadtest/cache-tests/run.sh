@@ -21,6 +21,8 @@
 #   --max-fail N      exit 2 when more than N required tests fail
 #   --id TEST         run only TEST and show its exchanges (no results files)
 #   --no-cache        run with the cache off (a baseline: what the origin alone does)
+#   --set KEY=VALUE   a cache setting other than the one below, as TOML:
+#                     --set grace='"30s"' --set authorized=true (repeatable)
 #   --proxy NAME      test NAME instead of shardproxy, set up as the suite's own
 #                     docker image sets it up: varnish or nginx (Debian's
 #                     packages: apt-get install varnish nginx-light); results go
@@ -51,6 +53,7 @@ MAX_FAIL=
 TEST_ID=
 CACHE=true
 PROXY=shardproxy
+SETTINGS=()
 OUT=$REPO/loadtest/results
 while (($#)); do
     case $1 in
@@ -59,6 +62,12 @@ while (($#)); do
         --id) TEST_ID=${2:?--id needs a test id}; shift ;;
         --no-cache) CACHE=false ;;
         --proxy) PROXY=${2:?--proxy needs a name}; shift ;;
+        --set)
+            [[ ${2:-} =~ ^(max_size|max_object_size|default_ttl|max_ttl|grace|authorized)=.+$ ]] \
+                || die "--set ${2:-}: expected KEY=VALUE with KEY one of max_size, max_object_size, default_ttl, max_ttl, grace, authorized"
+            SETTINGS+=("$2")
+            shift
+            ;;
         --out) OUT=${2:?--out needs a directory}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -78,7 +87,7 @@ case $PROXY in
     nginx) command -v nginx >/dev/null 2>&1 || die "--proxy nginx: no nginx (apt-get install nginx-light)" ;;
     *) die "--proxy $PROXY: expected shardproxy, varnish or nginx" ;;
 esac
-[[ $PROXY == shardproxy || $CACHE == true ]] || die "--no-cache is for shardproxy"
+[[ $PROXY == shardproxy || ($CACHE == true && ${#SETTINGS[@]} -eq 0) ]] || die "--no-cache and --set are for shardproxy"
 
 for tool in node npm curl setsid; do
     command -v "$tool" >/dev/null 2>&1 || die "missing $tool"
@@ -189,6 +198,12 @@ authorized = false
 path_prefix = "/"
 service = "origin"
 EOF
+    local setting
+    for setting in "${SETTINGS[@]}"; do
+        # Replace the line of the key; the value goes in as written.
+        KEY=${setting%%=*} VALUE=${setting#*=} \
+            perl -pi -e 's/^\Q$ENV{KEY}\E = .*/$ENV{KEY} = $ENV{VALUE}/' "$WORK/shardproxy.toml"
+    done
     "$SHARDPROXY" check --config "$WORK/shardproxy.toml" >"$WORK/check.log" 2>&1 \
         || { cat "$WORK/check.log" >&2; die "shardproxy check refused the config ($WORK/shardproxy.toml)"; }
     start shardproxy env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$WORK/shardproxy.toml"
@@ -263,6 +278,7 @@ if [[ $PROXY == shardproxy ]]; then
     stem=cache-conformance
     name="shardproxy $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
     [[ $CACHE == true ]] || name="$name (cache off)"
+    ((${#SETTINGS[@]} == 0)) || name="$name (${SETTINGS[*]})"
 else
     stem=cache-conformance-$PROXY
     case $PROXY in
