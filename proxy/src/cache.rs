@@ -180,6 +180,8 @@ struct Fill {
     /// The stored object the fetch replaces, if any: validated with a
     /// conditional request, and served if the instances fail.
     stale: Option<Arc<Object>>,
+    /// The slot the object goes in (the variant's, if known).
+    slot: u128,
     ask: Ask,
     facts: RequestFacts,
     /// The permit that makes this the one fetch of the object; dropped
@@ -266,7 +268,12 @@ pub(crate) async fn serve(
                     }
                     (Some(object), slot)
                 }
-                Lookup::Missing { slot } => (None, slot),
+                Lookup::Missing { slot, coalesce } => {
+                    // Another request's fetch of an uncacheable object is
+                    // not worth waiting for.
+                    waited |= !coalesce;
+                    (None, slot)
+                }
             };
         if directives.only_if_cached {
             exchange.cache = Some(Outcome::Miss);
@@ -320,6 +327,7 @@ pub(crate) async fn serve(
             },
             key,
             stale,
+            slot,
             ask,
             facts,
             permit,
@@ -407,6 +415,7 @@ fn refresh_in_background(
         target: object.target.clone(),
         key,
         stale: Some(Arc::clone(object)),
+        slot,
         ask: Ask::default(),
         facts,
         permit: Some(permit),
@@ -522,6 +531,7 @@ async fn fetch(
     let Ok(keeping) = keeping else {
         cache.metrics.count(Outcome::Pass);
         exchange.cache = Some(Outcome::Pass);
+        cache.store.mark_uncacheable(fill.slot, &fill.target);
         return unstored(response, &fill.ask);
     };
     let (parts, body) = response.into_parts();
@@ -535,6 +545,7 @@ async fn fetch(
         Ok(Ok(body::Read::TooLarge(body))) => {
             cache.metrics.count(Outcome::Pass);
             exchange.cache = Some(Outcome::Pass);
+            cache.store.mark_uncacheable(fill.slot, &fill.target);
             return unstored(Response::from_parts(parts, body), &fill.ask);
         }
         Ok(Err(error)) => return body_failed(route, &error.to_string()),

@@ -70,6 +70,12 @@ impl Harness {
     /// are two), and `cache` as the lines of `[services.frob.cache]`
     /// besides `enabled = true`.
     async fn start(count: usize, cache: &str) -> Harness {
+        Harness::start_routed(count, cache, "[[routes]]\nservice = \"frob\"").await
+    }
+
+    /// [`Harness::start`] with `routes` (`[[routes]]` tables) instead of
+    /// one catch-all route.
+    async fn start_routed(count: usize, cache: &str, routes: &str) -> Harness {
         let mut backends = Vec::new();
         for index in 0..count {
             backends.push(Backend::start(&format!("b{}", index + 1)).await);
@@ -105,9 +111,7 @@ slaves = {}
 enabled = true
 {cache}
 
-[[routes]]
-path_prefix = "/"
-service = "frob"
+{routes}
 "#,
             instances.join("\n"),
             count - 1
@@ -379,6 +383,38 @@ async fn request_no_cache_revalidates_and_no_store_stores_nothing() {
     assert_eq!(harness.requests(), 3);
 }
 
+#[tokio::test]
+async fn the_key_is_what_the_client_sent_even_when_a_route_strips_a_prefix() {
+    let routes = r#"
+[[routes]]
+path_prefix = "/a/"
+strip_prefix = true
+service = "frob"
+
+[[routes]]
+path_prefix = "/b/"
+strip_prefix = true
+service = "frob"
+"#;
+    let harness = Harness::start_routed(1, "", routes).await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    let a = harness.get("/a/x").await;
+    let b = harness.get("/b/x").await;
+    assert_eq!((a.x_cache(), b.x_cache()), ("MISS", "MISS"));
+    let echo = support::backend::Echo::parse(&b.body);
+    assert_eq!(echo.uri, "/x", "both reached the backend as /x");
+    assert_eq!(harness.get("/a/x").await.made_by_request(), 1);
+    assert_eq!(harness.get("/b/x").await.made_by_request(), 2);
+    let host = harness
+        .send(Method::GET, "/a/x", &[("host", "Other.Example")])
+        .await;
+    assert_eq!(host.x_cache(), "MISS", "the host is part of the key");
+    let same_host = harness
+        .send(Method::GET, "/a/x", &[("host", "other.example:8080")])
+        .await;
+    assert_eq!(same_host.x_cache(), "HIT", "lower case, without the port");
+}
+
 // === Coalescing ===
 
 /// Sends `count` concurrent `GET path`s; returns their tasks.
@@ -447,6 +483,27 @@ async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
         );
     }
     assert_eq!(harness.requests(), 10, "each waiter tried for itself");
+}
+
+#[tokio::test]
+async fn after_an_uncacheable_answer_requests_go_side_by_side() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at("/", &Reply::with(&[("cache-control", "private")]));
+    harness.get("/private").await;
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/private", 5);
+    support::wait_until_within(WAIT, "all five reach the backend at once", || async {
+        harness.backends[0].in_flight() == 5
+    })
+    .await;
+    harness.backends[0].release();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().x_cache(), "MISS");
+    }
+    assert_eq!(
+        harness.metric("shardproxy_cache_coalesced_total").await,
+        0.0
+    );
 }
 
 // === Stale objects ===
@@ -724,4 +781,49 @@ async fn a_reload_keeps_the_store_unless_the_cache_settings_change() {
     .await;
     assert_eq!(harness.get("/kept").await.x_cache(), "MISS", "a new store");
     assert_eq!(harness.requests(), 2);
+}
+
+// === Access log ===
+
+/// A log sink for the current thread's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_says_what_the_cache_did() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test's runtime is single-threaded: the proxy's tasks log on this
+    // thread, to this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let routes = "[[routes]]\nservice = \"frob\"\n\n[log]\naccess_log = true";
+    let harness = Harness::start_routed(1, "", routes).await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.get("/logged").await;
+    harness.get("/logged").await;
+    harness
+        .send(Method::GET, "/logged", &[("authorization", "Basic x")])
+        .await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let results: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("access"))
+        .filter_map(|line| line.split("cache=").nth(1))
+        .collect();
+    assert_eq!(results, ["\"miss\"", "\"hit\"", "\"pass\""], "{log}");
 }

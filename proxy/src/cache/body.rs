@@ -25,10 +25,10 @@ pub enum Read {
 ///
 /// The body's error, if reading it failed.
 pub async fn read(mut body: Body, limit: u64) -> Result<Read, BoxError> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if body.size_hint().lower() > limit as u64 {
+    if body.size_hint().lower() > limit {
         return Ok(Read::TooLarge(body));
     }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
         // Trailers are not stored: a cached response has none.
@@ -75,12 +75,15 @@ impl http_body::Body for Prefixed {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let prefix = self.prefix.as_ref().map_or(0, |prefix| prefix.len() as u64);
+        let prefix = self
+            .prefix
+            .as_ref()
+            .map_or(0, |prefix| u64::try_from(prefix.len()).unwrap_or(u64::MAX));
         let rest = self.rest.size_hint();
         let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower() + prefix);
+        hint.set_lower(rest.lower().saturating_add(prefix));
         if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + prefix);
+            hint.set_upper(upper.saturating_add(prefix));
         }
         hint
     }

@@ -8,6 +8,11 @@
 //! variant at once: a later rule has a new nonce, so they are never found
 //! again and age out or are evicted.
 //!
+//! A slot whose latest response could not be stored holds an
+//! [`Entry::Uncacheable`] marker for [`UNCACHEABLE_FOR`] (Varnish's
+//! "hit-for-miss"): requests for it then go to the instances at once,
+//! side by side, instead of queueing behind each other's fetches.
+//!
 //! Hashes are seeded per store with a random seed, and every entry keeps
 //! its target (and variant values), checked on each lookup: a collision is
 //! a miss, never another URL's response.
@@ -31,7 +36,13 @@ pub enum Entry {
     Object(Arc<Object>),
     /// The target's responses vary: look for the variant.
     Vary(Arc<VaryRule>),
+    /// The slot's latest response was not stored: do not coalesce.
+    Uncacheable(Arc<Target>),
 }
+
+/// How long a slot whose response could not be stored is fetched without
+/// coalescing: Varnish's builtin VCL gives its hit-for-miss objects 120 s.
+pub const UNCACHEABLE_FOR: Duration = Duration::from_secs(120);
 
 /// The `Vary` of a target's latest response.
 #[derive(Debug)]
@@ -63,11 +74,14 @@ pub enum Lookup {
     Missing {
         /// Where the object would be.
         slot: u128,
+        /// False when the slot's latest response could not be stored:
+        /// concurrent requests should not wait for each other.
+        coalesce: bool,
     },
 }
 
-/// Room for a [`VaryRule`] in the store.
-const RULE_WEIGHT: u32 = 256;
+/// Room for a [`VaryRule`] or an uncacheable marker in the store.
+const MARKER_WEIGHT: u32 = 256;
 
 /// A service's store.
 pub struct Store {
@@ -101,13 +115,14 @@ impl Entry {
         match self {
             Entry::Object(object) => object.keep(),
             Entry::Vary(rule) => rule.keep,
+            Entry::Uncacheable(_) => UNCACHEABLE_FOR,
         }
     }
 
     fn weight(&self) -> u32 {
         match self {
             Entry::Object(object) => object.weight(),
-            Entry::Vary(_) => RULE_WEIGHT,
+            Entry::Vary(_) | Entry::Uncacheable(_) => MARKER_WEIGHT,
         }
     }
 
@@ -115,6 +130,7 @@ impl Entry {
         match self {
             Entry::Object(object) => &object.target,
             Entry::Vary(rule) => &rule.target,
+            Entry::Uncacheable(target) => target,
         }
     }
 }
@@ -151,7 +167,10 @@ impl Store {
 
     /// The object stored for a request to `target` with `headers`.
     pub fn lookup(&self, key: Key, host: &str, path: &str, headers: &HeaderMap) -> Lookup {
-        let missing = Lookup::Missing { slot: key.primary };
+        let missing = |slot: u128, entry: Option<Entry>| Lookup::Missing {
+            slot,
+            coalesce: !matches!(entry, Some(Entry::Uncacheable(target)) if target.is(host, path)),
+        };
         match self.cache.get(&key.primary) {
             Some(Entry::Object(object))
                 if object.target.is(host, path) && object.variant.is_empty() =>
@@ -170,10 +189,10 @@ impl Store {
                     {
                         Lookup::Found { object, slot }
                     }
-                    _ => Lookup::Missing { slot },
+                    other => missing(slot, other),
                 }
             }
-            _ => missing,
+            other => missing(key.primary, other),
         }
     }
 
@@ -215,6 +234,15 @@ impl Store {
         self.cache.run_pending_tasks();
     }
 
+    /// Marks `slot` (of `target`) as holding a response that could not be
+    /// stored, unless an object is stored there.
+    pub fn mark_uncacheable(&self, slot: u128, target: &Target) {
+        if !matches!(self.cache.get(&slot), Some(Entry::Object(_))) {
+            self.cache
+                .insert(slot, Entry::Uncacheable(Arc::new(target.clone())));
+        }
+    }
+
     /// Removes whatever is stored for `host` and `path` (every variant).
     pub fn invalidate(&self, host: &str, path: &str) {
         let key = self.key(host, path);
@@ -249,7 +277,10 @@ impl Store {
             .iter()
             .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
             .count();
-        (self.cache.weighted_size(), objects as u64)
+        (
+            self.cache.weighted_size(),
+            u64::try_from(objects).unwrap_or(u64::MAX),
+        )
     }
 }
 
