@@ -24,9 +24,9 @@
 #   --set KEY=VALUE   a cache setting other than the one below, as TOML:
 #                     --set grace='"30s"' --set authorized=true (repeatable)
 #   --proxy NAME      test NAME instead of shardproxy, set up as the suite's own
-#                     docker image sets it up: varnish or nginx (Debian's
-#                     packages: apt-get install varnish nginx-light); results go
-#                     to cache-conformance-NAME.{json,md}
+#                     docker image sets it up: varnish, nginx or haproxy
+#                     (Debian's packages: apt-get install varnish nginx-light
+#                     haproxy); results go to cache-conformance-NAME.{json,md}
 #   --out DIR         where the results files go [loadtest/results]
 #
 # Environment:
@@ -85,7 +85,8 @@ case $PROXY in
     shardproxy) ;;
     varnish) command -v varnishd >/dev/null 2>&1 || die "--proxy varnish: no varnishd (apt-get install varnish)" ;;
     nginx) command -v nginx >/dev/null 2>&1 || die "--proxy nginx: no nginx (apt-get install nginx-light)" ;;
-    *) die "--proxy $PROXY: expected shardproxy, varnish or nginx" ;;
+    haproxy) command -v haproxy >/dev/null 2>&1 || die "--proxy haproxy: no haproxy (apt-get install haproxy)" ;;
+    *) die "--proxy $PROXY: expected shardproxy, varnish, nginx or haproxy" ;;
 esac
 [[ $PROXY == shardproxy || ($CACHE == true && ${#SETTINGS[@]} -eq 0) ]] || die "--no-cache and --set are for shardproxy"
 
@@ -143,10 +144,15 @@ start() {
     PGIDS+=("$!")
 }
 
-# wait_for NAME URL: until URL answers (any HTTP status) or READY_TIMEOUT.
+# wait_for NAME URL: until URL answers (any HTTP status) or READY_TIMEOUT,
+# or the process last started exits.
 wait_for() {
     local name=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT))
     until curl -s -o /dev/null "$url"; do
+        if ! kill -0 -- "-${PGIDS[-1]}" 2>/dev/null; then
+            tail -n 20 "$WORK/$name.log" >&2
+            die "$name exited before it answered at $url (log above)"
+        fi
         if ((SECONDS >= deadline)); then
             tail -n 20 "$WORK/$name.log" >&2
             die "$name did not answer at $url within ${READY_TIMEOUT}s (log above)"
@@ -250,10 +256,43 @@ EOF
     wait_for nginx "http://127.0.0.1:$PROXY_PORT/"
 }
 
+# start_haproxy: its cache with the settings of the suite's docker image
+# (docker/haproxy/haproxy.cfg in the suite's repository).
+start_haproxy() {
+    mkdir -p "$WORK/haproxy"
+    cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+
+cache conformance
+    total-max-size 4
+    max-object-size 10000
+    max-age 240
+    process-vary on
+    max-secondary-entries 12
+
+frontend fe
+    bind 127.0.0.1:$PROXY_PORT
+    filter cache conformance
+    http-request cache-use conformance
+    http-response cache-store conformance
+    default_backend be
+
+backend be
+    server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+    start haproxy haproxy -db -f "$WORK/haproxy/haproxy.cfg"
+    wait_for haproxy "http://127.0.0.1:$PROXY_PORT/"
+}
+
 case $PROXY in
     shardproxy) start_shardproxy ;;
     varnish) start_varnish ;;
     nginx) start_nginx ;;
+    haproxy) start_haproxy ;;
 esac
 # --- the suite -----------------------------------------------------------------------
 
@@ -284,6 +323,7 @@ else
     case $PROXY in
         varnish) name="Varnish $(varnishd -V 2>&1 | sed -n 's/.*varnish-\([^ ]*\).*/\1/p' | head -n 1) (here)" ;;
         nginx) name="nginx $(nginx -v 2>&1 | sed -n 's|.*nginx/||p') (here)" ;;
+        haproxy) name="HAProxy $(haproxy -v 2>&1 | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p') (here)" ;;
     esac
 fi
 cp "$WORK/results.json" "$OUT/$stem.json"
