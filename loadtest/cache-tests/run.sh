@@ -4,7 +4,7 @@
 # shardproxy's cache, all on 127.0.0.1. See loadtest/cache-tests/README.md.
 #
 #   loadtest/cache-tests/run.sh                          # the whole suite, counts, results files
-#   loadtest/cache-tests/run.sh --min-pass 150 --max-fail 10   # ...and fail (exit 2) below/above
+#   loadtest/cache-tests/run.sh --min-pass 198 --max-fail 11   # ...and exit 2 below/above
 #   loadtest/cache-tests/run.sh --id vary-no-match        # one test, with its requests and responses
 #
 # It installs the suite when missing (npm ci, from the committed lock file),
@@ -21,7 +21,8 @@
 #   --max-fail N      exit 2 when more than N required tests fail
 #   --id TEST         run only TEST and show its exchanges (no results files)
 #   --no-cache        run with the cache off (a baseline: what the origin alone does)
-#   --set KEY=VALUE   a cache setting other than the one below, as TOML:
+#   --set KEY=VALUE   a cache setting instead of the one start_shardproxy writes,
+#                     the value as TOML:
 #                     --set grace='"30s"' --set authorized=true (repeatable)
 #   --proxy NAME      test NAME instead of shardproxy, set up as the suite's own
 #                     docker image sets it up: varnish, nginx or haproxy
