@@ -120,6 +120,15 @@ pub struct Object {
     weight: u32,
 }
 
+/// Whether `name` describes the stored body's bytes, so that a `304`
+/// does not change it.
+fn describes_stored_body(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::CONTENT_ENCODING
+        || name == header::CONTENT_RANGE
+        || name.as_str() == "content-md5"
+}
+
 /// Room for a header's entry in the map besides its name and value.
 const HEADER_OVERHEAD: usize = 32;
 
@@ -227,12 +236,14 @@ impl Object {
     }
 
     /// Whether it may be served stale now while it is refreshed in the
-    /// background (never a `no-cache` object: it is validated before each
-    /// use).
+    /// background. Never a `no-cache` object (it is validated before each
+    /// use), and not when the request's `no-cache`, `max-age` or
+    /// `min-fresh` asks for a response fresher than that (RFC 9111 §5.2.1).
     pub fn stale_while_revalidate(&self, now: Instant, request: &policy::Directives) -> bool {
         !self.always_revalidate
             && !request.no_cache
             && request.max_age.is_none()
+            && request.min_fresh.is_none()
             && self.age(now) < self.lifetime + self.stale_while_revalidate
     }
 
@@ -251,12 +262,15 @@ impl Object {
 
     /// Its headers updated with those of a `304` that validated it (RFC
     /// 9111 §3.2): each header the `304` carries replaces the stored one,
-    /// except the framing (`Content-Length`), which is the stored body's.
+    /// except those that describe the stored body's bytes, which the stored
+    /// response depends on (§3.2 exempts them): `Content-Length`,
+    /// `Content-Encoding`, `Content-Range` and `Content-MD5`. A `304` that
+    /// says otherwise would have the cache serve the body mislabelled.
     pub fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
         let mut headers = self.headers.clone();
         let mut previous: Option<&HeaderName> = None;
         for (name, value) in not_modified {
-            if name == header::CONTENT_LENGTH {
+            if describes_stored_body(name) {
                 continue;
             }
             if previous != Some(name) {
@@ -281,7 +295,10 @@ impl Object {
                 ask.if_none_match.as_ref(),
                 ask.if_modified_since.as_ref(),
                 headers.get(header::ETAG),
-                headers.get(header::LAST_MODIFIED),
+                // RFC 9111 §4.3.2: without Last-Modified, the Date.
+                headers
+                    .get(header::LAST_MODIFIED)
+                    .or_else(|| headers.get(header::DATE)),
             );
         let (status, body) = if not_modified {
             headers.remove(header::CONTENT_LENGTH);
@@ -331,3 +348,6 @@ impl Ask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

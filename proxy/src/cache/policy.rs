@@ -34,6 +34,9 @@ pub struct Directives {
     pub must_revalidate: bool,
     /// `only-if-cached` (request): answer from the cache or with 504.
     pub only_if_cached: bool,
+    /// `must-understand`: stored only with a status code this cache
+    /// understands, and then `no-store` is ignored (§5.2.2.3).
+    pub must_understand: bool,
     /// `max-age`, in seconds; an invalid value counts as 0 (stale, §4.2.1).
     pub max_age: Option<u64>,
     /// `s-maxage`, in seconds; an invalid value counts as 0.
@@ -86,6 +89,7 @@ impl Directives {
                 "public" => self.public = true,
                 "must-revalidate" | "proxy-revalidate" => self.must_revalidate = true,
                 "only-if-cached" => self.only_if_cached = true,
+                "must-understand" => self.must_understand = true,
                 "max-age" => self.max_age = self.max_age.or_else(seconds),
                 "s-maxage" => {
                     self.s_maxage = self.s_maxage.or_else(seconds);
@@ -162,6 +166,16 @@ fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
+/// Status codes whose caching requirements this cache knows: those RFC
+/// 9110 §15 defines. A response with `must-understand` and any other
+/// status is not stored (RFC 9111 §3, §5.2.2.3).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        100 | 101 | 200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
+}
+
 /// How long a response is fresh (RFC 9111 §4.2.1, for a shared cache):
 /// `s-maxage`, else `max-age`, else `Expires` minus `Date` (an invalid
 /// `Expires` means already stale), else `default_ttl` for a status that is
@@ -203,11 +217,7 @@ pub fn initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> u64 {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(delta_seconds)
-        .unwrap_or(0);
+    let age_value = age(headers).unwrap_or(0);
     let apparent_age = date(headers, header::DATE)
         .and_then(|date| response_time.duration_since(date).ok())
         .map_or(0, |age| age.as_secs());
@@ -215,6 +225,27 @@ pub fn initial_age(
         .duration_since(request_time)
         .map_or(0, |delay| delay.as_secs());
     apparent_age.max(age_value.saturating_add(response_delay))
+}
+
+/// The `Age` of a response (RFC 9111 §5.1): a list-based value (on one
+/// line or several) counts by its first member; an invalid one is ignored.
+fn age(headers: &HeaderMap) -> Option<u64> {
+    let first_line = headers.get(header::AGE)?.to_str().ok()?;
+    let first_member = first_line.split(',').next()?.trim();
+    delta_seconds(first_member)
+}
+
+/// Whether `Surrogate-Control` (W3C Edge Architecture 1.0), the header by
+/// which an origin speaks to the reverse proxies in front of it, says
+/// `no-store` to every surrogate. A directive targeted at a device
+/// (`no-store;name`) is for another one: this cache advertises no name.
+fn surrogate_no_store(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("surrogate-control")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(list)
+        .any(|item| item.eq_ignore_ascii_case("no-store"))
 }
 
 /// Whether the response to a request with `Authorization` may be stored
@@ -226,8 +257,9 @@ fn authorized_storable(directives: &Directives) -> bool {
 /// Why a response is not stored, for the logs and the tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotStored {
-    /// A status that is never stored (1xx, 206, 304) or not heuristically
-    /// cacheable without explicit freshness.
+    /// A status that is never stored (1xx, 206, 304), not heuristically
+    /// cacheable without explicit freshness, or not understood with
+    /// `must-understand`.
     Status,
     /// `no-store` in the request or the response.
     NoStore,
@@ -300,7 +332,13 @@ pub fn keeping(
         return Err(NotStored::Status);
     }
     let directives = Directives::of(headers);
-    if directives.no_store || request.no_store {
+    if directives.must_understand && !understood(status) {
+        return Err(NotStored::Status);
+    }
+    if (directives.no_store && !directives.must_understand)
+        || request.no_store
+        || surrogate_no_store(headers)
+    {
         return Err(NotStored::NoStore);
     }
     if directives.private {

@@ -201,6 +201,56 @@ fn what_is_never_stored() {
 }
 
 #[test]
+fn must_understand_stores_only_understood_statuses_and_overrides_no_store() {
+    let fresh = [("cache-control", "max-age=3600, must-understand")];
+    let unknown = StatusCode::from_u16(599).unwrap();
+    assert_eq!(
+        keep_with(unknown, &fresh, RequestFacts::default(), &LIMITS),
+        Err(NotStored::Status)
+    );
+    assert!(keep_with(
+        unknown,
+        &[("cache-control", "max-age=3600")],
+        RequestFacts::default(),
+        &LIMITS
+    )
+    .is_ok());
+    assert!(keep(&fresh).is_ok());
+    assert!(keep(&[("cache-control", "max-age=3600, must-understand, no-store")]).is_ok());
+    assert_eq!(
+        keep_with(
+            StatusCode::OK,
+            &fresh,
+            RequestFacts {
+                no_store: true,
+                ..RequestFacts::default()
+            },
+            &LIMITS
+        ),
+        Err(NotStored::NoStore),
+        "the request's no-store still holds"
+    );
+}
+
+#[test]
+fn surrogate_control_no_store_for_every_surrogate_is_not_stored() {
+    let fresh = ("cache-control", "max-age=10000");
+    for value in ["no-store", "max-age=60, NO-STORE"] {
+        assert_eq!(
+            keep(&[fresh, ("surrogate-control", value)]),
+            Err(NotStored::NoStore),
+            "{value}"
+        );
+    }
+    for value in ["no-store;other-device", "max-age=60", "no-store-x"] {
+        assert!(
+            keep(&[fresh, ("surrogate-control", value)]).is_ok(),
+            "{value}"
+        );
+    }
+}
+
+#[test]
 fn authorization_needs_public_s_maxage_or_must_revalidate() {
     let authorized = RequestFacts {
         authorization: true,
@@ -269,6 +319,18 @@ fn age_is_the_larger_of_apparent_and_corrected_age() {
         32
     );
     assert_eq!(initial_age(&headers(&[("age", "x")]), at(0), at(0)), 0);
+}
+
+#[test]
+fn a_list_based_age_counts_by_its_first_member_and_an_invalid_one_is_ignored() {
+    let age_of = |pairs: &[(&str, &str)]| initial_age(&headers(pairs), at(0), at(0));
+    assert_eq!(age_of(&[("age", "7200,0")]), 7200);
+    assert_eq!(age_of(&[("age", "0, 7200")]), 0);
+    assert_eq!(age_of(&[("age", "7200"), ("age", "0")]), 7200);
+    assert_eq!(age_of(&[("age", " 60 ")]), 60);
+    for invalid in ["abc", "-7200", "7200.0", "7200;foo=bar", ""] {
+        assert_eq!(age_of(&[("age", invalid)]), 0, "{invalid:?}");
+    }
 }
 
 #[test]

@@ -1,0 +1,121 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+fn stored(pairs: &[(&str, &str)]) -> Object {
+    Object::new(
+        Target {
+            host: "example.com".into(),
+            path: "/a".into(),
+        },
+        Variant::default(),
+        StatusCode::OK,
+        headers(pairs),
+        Bytes::from_static(b"hello"),
+        &Keeping::default(),
+        Instant::now(),
+    )
+}
+
+#[test]
+fn a_304_updates_stored_headers_but_not_those_describing_the_stored_body() {
+    let object = stored(&[
+        ("content-encoding", "gzip"),
+        ("content-md5", "stored-digest"),
+        ("content-range", "bytes 0-4/5"),
+        ("cache-control", "max-age=1"),
+        ("x-a", "1"),
+        ("x-a", "2"),
+        ("x-kept", "yes"),
+    ]);
+    let updated = object.headers_updated_by(&headers(&[
+        ("content-encoding", "br"),
+        ("content-md5", "other-digest"),
+        ("content-range", "bytes 0-9/10"),
+        ("content-length", "10"),
+        ("cache-control", "max-age=3600"),
+        ("x-a", "3"),
+    ]));
+    assert_eq!(updated["content-encoding"], "gzip");
+    assert_eq!(updated["content-md5"], "stored-digest");
+    assert_eq!(updated["content-range"], "bytes 0-4/5");
+    assert_eq!(updated["content-length"], "5", "the stored body's length");
+    assert_eq!(updated["cache-control"], "max-age=3600");
+    let x_a: Vec<_> = updated.get_all("x-a").iter().collect();
+    assert_eq!(
+        x_a,
+        ["3"],
+        "a field the 304 carries replaces every stored line"
+    );
+    assert_eq!(updated["x-kept"], "yes");
+}
+
+#[test]
+fn a_request_asking_for_min_fresh_is_not_served_stale_while_revalidating() {
+    let keeping = Keeping {
+        lifetime: Duration::from_secs(1500),
+        stale_while_revalidate: Duration::from_secs(600),
+        ..Keeping::default()
+    };
+    let now = Instant::now();
+    let object = Object::new(
+        Target {
+            host: "example.com".into(),
+            path: "/a".into(),
+        },
+        Variant::default(),
+        StatusCode::OK,
+        HeaderMap::new(),
+        Bytes::new(),
+        &keeping,
+        now,
+    );
+    let plain = policy::Directives::default();
+    let min_fresh = policy::Directives {
+        min_fresh: Some(2000),
+        ..policy::Directives::default()
+    };
+    assert!(object.fresh_for(now, &plain));
+    assert!(object.stale_while_revalidate(now, &plain));
+    assert!(
+        !object.fresh_for(now, &min_fresh),
+        "1500 s of freshness is less than 2000"
+    );
+    assert!(!object.stale_while_revalidate(now, &min_fresh));
+}
+
+#[test]
+fn if_modified_since_is_compared_with_the_date_when_there_is_no_last_modified() {
+    let date = "Sun, 09 Sep 2001 01:46:40 GMT";
+    let ask = |since: &str| Ask {
+        if_modified_since: Some(HeaderValue::from_str(since).unwrap()),
+        ..Ask::default()
+    };
+    let object = stored(&[("date", date)]);
+    let now = Instant::now();
+    assert_eq!(
+        object.respond(now, Outcome::Hit, &ask(date)).status(),
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        object
+            .respond(now, Outcome::Hit, &ask("Sun, 09 Sep 2001 01:46:39 GMT"))
+            .status(),
+        StatusCode::OK
+    );
+}
