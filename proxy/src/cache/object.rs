@@ -266,11 +266,16 @@ impl Object {
     /// response depends on (§3.2 exempts them): `Content-Length`,
     /// `Content-Encoding`, `Content-Range` and `Content-MD5`. A `304` that
     /// says otherwise would have the cache serve the body mislabelled.
+    /// The stored `ETag` is kept too: it names the stored bytes, and a
+    /// `304` with another tag cannot make them that other representation
+    /// (§4.3.4 selects the stored response by its validator). A `304` may
+    /// add an `ETag` to a response stored without one.
     pub fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
         let mut headers = self.headers.clone();
+        let keeps_etag = self.headers.contains_key(header::ETAG);
         let mut previous: Option<&HeaderName> = None;
         for (name, value) in not_modified {
-            if describes_stored_body(name) {
+            if describes_stored_body(name) || (keeps_etag && name == header::ETAG) {
                 continue;
             }
             if previous != Some(name) {

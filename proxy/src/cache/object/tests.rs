@@ -119,3 +119,18 @@ fn if_modified_since_is_compared_with_the_date_when_there_is_no_last_modified() 
         StatusCode::OK
     );
 }
+
+#[test]
+fn a_304_keeps_the_stored_etag_and_adds_one_to_a_response_stored_without() {
+    let tagged = stored(&[("etag", "\"abcdef\""), ("cache-control", "max-age=2")]);
+    let updated = tagged.headers_updated_by(&headers(&[
+        ("etag", "\"ghijkl\""),
+        ("cache-control", "max-age=3600"),
+    ]));
+    assert_eq!(updated["etag"], "\"abcdef\"");
+    assert_eq!(updated["cache-control"], "max-age=3600");
+
+    let untagged = stored(&[("last-modified", "Wed, 01 Jan 2020 00:00:00 GMT")]);
+    let updated = untagged.headers_updated_by(&headers(&[("etag", "\"ghijkl\"")]));
+    assert_eq!(updated["etag"], "\"ghijkl\"");
+}
