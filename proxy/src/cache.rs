@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -477,6 +477,10 @@ async fn fetch(
         }
     }
     parts.method = Method::GET;
+    parts.headers.append(
+        "surrogate-capability",
+        HeaderValue::from_static(policy::SURROGATE_CAPABILITY),
+    );
     let request_time = SystemTime::now();
     let result = forward::forward(
         route.service,

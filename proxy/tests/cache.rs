@@ -616,6 +616,48 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
 }
 
 #[tokio::test]
+async fn surrogate_control_for_this_cache_replaces_cache_control() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=60;shardproxy"),
+        ]),
+    );
+    let first = harness.get("/s").await;
+    assert_eq!(first.x_cache(), "MISS");
+    let echo = support::backend::Echo::parse(&first.body);
+    assert_eq!(
+        echo.header("surrogate-capability"),
+        Some("shardproxy=\"Surrogate/1.0\""),
+        "the cache says which name addresses it"
+    );
+    let hit = harness.get("/s").await;
+    assert_eq!(hit.x_cache(), "HIT", "no-store is for the browsers");
+    assert_eq!(
+        hit.header("surrogate-control"),
+        "max-age=60;shardproxy",
+        "forwarded as it came"
+    );
+    harness.reply_at(
+        "/other",
+        &Reply::with(&[
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=60;another-cdn"),
+        ]),
+    );
+    harness.get("/other/s").await;
+    let again = harness.get("/other/s").await;
+    assert_eq!(
+        again.x_cache(),
+        "MISS",
+        "addressed elsewhere: no-store holds"
+    );
+    assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
 async fn a_no_cache_response_is_validated_before_each_use() {
     let harness = Harness::start(1, "grace = \"60s\"").await;
     harness.reply_at(

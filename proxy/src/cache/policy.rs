@@ -235,17 +235,43 @@ fn age(headers: &HeaderMap) -> Option<u64> {
     delta_seconds(first_member)
 }
 
-/// Whether `Surrogate-Control` (W3C Edge Architecture 1.0), the header by
-/// which an origin speaks to the reverse proxies in front of it, says
-/// `no-store` to every surrogate. A directive targeted at a device
-/// (`no-store;name`) is for another one: this cache advertises no name.
-fn surrogate_no_store(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("surrogate-control")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(list)
-        .any(|item| item.eq_ignore_ascii_case("no-store"))
+/// The name by which this cache announces itself to the instances in
+/// `Surrogate-Capability` (W3C Edge Architecture 1.0), and so the target
+/// (`max-age=60;shardproxy`) by which `Surrogate-Control` addresses it.
+pub const SURROGATE_NAME: &str = "shardproxy";
+
+/// The `Surrogate-Capability` value sent with the requests whose answers
+/// may be stored: this cache is a surrogate, and understands
+/// `Surrogate-Control`.
+pub const SURROGATE_CAPABILITY: &str = "shardproxy=\"Surrogate/1.0\"";
+
+/// The directives of `Surrogate-Control` (W3C Edge Architecture 1.0: the
+/// header by which an origin speaks to the reverse proxies in front of it)
+/// addressed to this cache: those without a target and those targeted at
+/// [`SURROGATE_NAME`]. Of them this cache acts on `no-store` and
+/// `max-age`; when there is either, they replace `Cache-Control` and
+/// `Expires` for it (as in Varnish and Fastly, and as RFC 9213 has a
+/// targeted field replace them), so an origin can keep a response in the
+/// cache longer or shorter than in browsers. `None` when there is neither.
+pub fn surrogate_directives(headers: &HeaderMap) -> Option<Directives> {
+    let mut addressed = Directives::default();
+    for value in headers.get_all("surrogate-control") {
+        let Ok(text) = value.to_str() else { continue };
+        for item in list(text) {
+            let (directive, target) = match item.split_once(';') {
+                Some((directive, target)) => (directive, Some(target.trim())),
+                None => (item, None),
+            };
+            if target.is_none_or(|target| target.eq_ignore_ascii_case(SURROGATE_NAME)) {
+                addressed.add(directive);
+            }
+        }
+    }
+    (addressed.no_store || addressed.max_age.is_some()).then_some(Directives {
+        no_store: addressed.no_store,
+        max_age: addressed.max_age,
+        ..Directives::default()
+    })
 }
 
 /// Whether the response to a request with `Authorization` may be stored
@@ -331,14 +357,11 @@ pub fn keeping(
     if status == StatusCode::NOT_MODIFIED {
         return Err(NotStored::Status);
     }
-    let directives = Directives::of(headers);
+    let directives = surrogate_directives(headers).unwrap_or_else(|| Directives::of(headers));
     if directives.must_understand && !understood(status) {
         return Err(NotStored::Status);
     }
-    if (directives.no_store && !directives.must_understand)
-        || request.no_store
-        || surrogate_no_store(headers)
-    {
+    if (directives.no_store && !directives.must_understand) || request.no_store {
         return Err(NotStored::NoStore);
     }
     if directives.private {

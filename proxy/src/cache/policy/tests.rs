@@ -251,6 +251,65 @@ fn surrogate_control_no_store_for_every_surrogate_is_not_stored() {
 }
 
 #[test]
+fn surrogate_control_addressed_here_replaces_cache_control_and_expires() {
+    let lifetime = |pairs: &[(&str, &str)]| keep(pairs).map(|keeping| keeping.lifetime);
+    let secs = Duration::from_secs;
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=10000;shardproxy"),
+        ]),
+        Ok(secs(10000)),
+        "targeted here: Cache-Control's no-store is for the others"
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=1"),
+            ("surrogate-control", "MaX-aGe=3600")
+        ]),
+        Ok(secs(3600))
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=3600, must-revalidate"),
+            ("surrogate-control", "foobar, max-age=1"),
+        ]),
+        Ok(secs(1)),
+        "shorter here than in browsers"
+    );
+    assert_eq!(
+        lifetime(&[
+            ("date", &http_date(at(0))),
+            ("expires", &http_date(at(10_000))),
+            ("surrogate-control", "max-age=0"),
+        ]),
+        Err(NotStored::Useless),
+        "max-age=0 wins over a future Expires"
+    );
+    assert_eq!(
+        lifetime(&[
+            ("date", &http_date(at(0))),
+            ("expires", &http_date(at(0) - secs(10_000))),
+            ("surrogate-control", "max-age=3600"),
+        ]),
+        Ok(secs(3600)),
+        "and over a past one"
+    );
+    assert_eq!(
+        lifetime(&[("surrogate-control", "max-age=99999999999")]),
+        Ok(LIMITS.max_ttl),
+        "capped like any lifetime"
+    );
+    for other in ["max-age=3600;not-for-you", "foo"] {
+        assert_eq!(
+            lifetime(&[("cache-control", "no-store"), ("surrogate-control", other)]),
+            Err(NotStored::NoStore),
+            "{other}: nothing here acts on, so Cache-Control holds"
+        );
+    }
+}
+
+#[test]
 fn authorization_needs_public_s_maxage_or_must_revalidate() {
     let authorized = RequestFacts {
         authorization: true,
