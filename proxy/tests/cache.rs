@@ -674,6 +674,24 @@ async fn a_no_cache_response_is_validated_before_each_use() {
 }
 
 #[tokio::test]
+async fn a_no_cache_response_without_freshness_is_stored_to_be_validated() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "no-cache"), ("etag", "\"abcd\"")]),
+    );
+    let first = harness.get("/ncv").await;
+    let again = harness.get("/ncv").await;
+    assert_eq!(again.x_cache(), "MISS", "validated, not a hit");
+    assert_eq!(
+        harness.backends[0].not_modified(),
+        1,
+        "a conditional request"
+    );
+    assert_eq!(again.body, first.body, "the stored body");
+}
+
+#[tokio::test]
 async fn a_client_if_none_match_gets_304_from_the_cache() {
     let harness = Harness::start(1, "").await;
     harness.reply_at(

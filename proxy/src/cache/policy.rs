@@ -376,8 +376,18 @@ pub fn keeping(
     if request.authorization && !authorized_storable(&directives) {
         return Err(NotStored::Authorization);
     }
-    let lifetime = freshness_lifetime(status, &directives, headers, response_time, limits)
-        .ok_or(NotStored::NoFreshness)?;
+    let validator =
+        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    let lifetime = match freshness_lifetime(status, &directives, headers, response_time, limits) {
+        Some(lifetime) => lifetime,
+        // `no-cache` asks for the response to be stored and validated
+        // before each use (§5.2.2.4): with a validator, that saves the
+        // body's transfer, even with no freshness at all.
+        None if directives.no_cache && validator && heuristically_cacheable(status) => {
+            Duration::ZERO
+        }
+        None => return Err(NotStored::NoFreshness),
+    };
     let may_serve_stale = !directives.must_revalidate && !directives.no_cache;
     let window = |directive: Option<u64>| {
         if may_serve_stale {
@@ -388,8 +398,6 @@ pub fn keeping(
             Duration::ZERO
         }
     };
-    let validator =
-        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
     let stale_while_revalidate = window(directives.stale_while_revalidate);
     let stale_if_error = window(directives.stale_if_error);
     let revalidation = if validator {

@@ -152,6 +152,29 @@ fn default_ttl_applies_to_heuristically_cacheable_statuses_only() {
 }
 
 #[test]
+fn no_cache_with_a_validator_is_stored_for_validation_without_freshness() {
+    let kept = keep(&[("cache-control", "no-cache"), ("etag", "\"abcd\"")]).unwrap();
+    assert_eq!(kept.lifetime, Duration::ZERO);
+    assert!(kept.always_revalidate && kept.validator);
+    assert_eq!(kept.keep, LIMITS.max_ttl, "kept to be validated");
+    assert_eq!(
+        keep(&[("cache-control", "no-cache")]),
+        Err(NotStored::NoFreshness),
+        "nothing to validate with"
+    );
+    assert_eq!(
+        keep_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &[("cache-control", "no-cache"), ("etag", "\"abcd\"")],
+            RequestFacts::default(),
+            &LIMITS
+        ),
+        Err(NotStored::NoFreshness),
+        "a status not cacheable without freshness"
+    );
+}
+
+#[test]
 fn what_is_never_stored() {
     assert_eq!(
         keep(&[("cache-control", "max-age=60, no-store")]),
