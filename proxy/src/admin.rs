@@ -8,12 +8,17 @@
 //! | `/readyz` | `200 ready` once every service has a ring with at least one instance; else `503` naming the services that do not |
 //! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
+//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed ([`purge`]) |
 //!
-//! Every path answers `GET` and `HEAD`; other methods get `405` with an
-//! `Allow` header, and other paths `404`. `/ring/lookup` reports what is
+//! Every path but `/cache/purge` answers `GET` and `HEAD`, and
+//! `/cache/purge` answers `POST`; other methods get `405` with an `Allow`
+//! header, and other paths `404`. `/ring/lookup` reports what is
 //! wrong as JSON `{"error": "..."}`: `400` for a missing or undecodable
 //! parameter or a `balance = "srv"` service (it has no ring), `404` for an
 //! unknown service, `503` for a service whose ring is not there yet.
+//!
+//! `/cache/purge` reports what is wrong the same way (`404` for an
+//! unknown service, `400` for a bad query or a service without a cache).
 //!
 //! Admin requests carry nothing in their bodies, so the routing is the
 //! plain function [`respond`] of method and URI, which the tests call
@@ -32,6 +37,8 @@ use crate::discovery::{RefreshStatus, ServiceRing, Table};
 use crate::key::query_param;
 use crate::view::{LookupView, ServiceView};
 
+mod purge;
+
 /// The content type of `/metrics`: the Prometheus text format, version
 /// 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -39,6 +46,7 @@ pub const METRICS_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const ALLOW: &str = "GET, HEAD";
+const ALLOW_POST: &str = "POST";
 
 /// The admin endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +56,7 @@ enum Endpoint {
     Readyz,
     Ring,
     Lookup,
+    Purge,
 }
 
 impl Endpoint {
@@ -59,7 +68,24 @@ impl Endpoint {
             "/readyz" => Some(Endpoint::Readyz),
             "/ring" => Some(Endpoint::Ring),
             "/ring/lookup" => Some(Endpoint::Lookup),
+            "/cache/purge" => Some(Endpoint::Purge),
             _ => None,
+        }
+    }
+
+    /// The methods it answers, as `Allow` says them.
+    fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Purge => ALLOW_POST,
+            _ => ALLOW,
+        }
+    }
+
+    /// Whether it answers `method`.
+    fn allows(self, method: &Method) -> bool {
+        match self {
+            Endpoint::Purge => method == Method::POST,
+            _ => method == Method::GET || method == Method::HEAD,
         }
     }
 }
@@ -91,18 +117,22 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             format!(
                 "no admin endpoint at {path}: the endpoints are /metrics, /healthz, /readyz, \
-                 /ring and /ring/lookup?service=NAME&key=KEY\n"
+                 /ring, /ring/lookup?service=NAME&key=KEY and POST /cache/purge?service=NAME&path=PATH\n"
             ),
         );
     };
-    if method != Method::GET && method != Method::HEAD {
+    if !endpoint.allows(method) {
+        let allow = endpoint.allow();
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} is not allowed on {path}: use GET or HEAD\n"),
+            format!(
+                "method {method} is not allowed on {path}: use {}\n",
+                allow.replace(", ", " or ")
+            ),
         );
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
         return response;
     }
     let response = match endpoint {
@@ -120,6 +150,7 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
             },
         ),
         Endpoint::Lookup => lookup(app, uri.query()),
+        Endpoint::Purge => purge::purge(app, uri.query()),
     };
     if method == Method::HEAD {
         without_body(response)
@@ -205,23 +236,9 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
             )
         }
     };
-    let Some(service) = std::str::from_utf8(&name)
-        .ok()
-        .and_then(|name| app.service(name))
-    else {
-        let names: Vec<String> = app
-            .services
-            .iter()
-            .map(|service| format!("{:?}", service.config.name))
-            .collect();
-        return json_error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "no service {:?}: the services are {}",
-                String::from_utf8_lossy(&name),
-                names.join(", ")
-            ),
-        );
+    let service = match named_service(app, &name) {
+        Ok(service) => service,
+        Err(response) => return response,
     };
     let Ok(key) = std::str::from_utf8(&key) else {
         return json_error(
@@ -239,6 +256,28 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
         &service.ring,
         key,
     )
+}
+
+/// The service called `name`, or the `404` that says there is none.
+fn named_service<'a>(app: &'a App, name: &[u8]) -> Result<&'a Service, Response<Full<Bytes>>> {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|name| app.service(name))
+        .ok_or_else(|| {
+            let names: Vec<String> = app
+                .services
+                .iter()
+                .map(|service| format!("{:?}", service.config.name))
+                .collect();
+            json_error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no service {:?}: the services are {}",
+                    String::from_utf8_lossy(name),
+                    names.join(", ")
+                ),
+            )
+        })
 }
 
 /// `key`'s preference list on the ring in use of `service`.

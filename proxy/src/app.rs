@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::cache::Cache;
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{build_resolver, Discovery, DiscoveryError, ServiceRing, Source};
 use crate::forward::Upstream;
@@ -34,6 +35,8 @@ pub struct Service {
     pub metrics: ServiceMetrics,
     /// Its instances' health.
     pub health: Arc<Health>,
+    /// Its response cache, when `cache.enabled`.
+    pub cache: Option<Cache>,
 }
 
 /// Everything requests and admin calls share.
@@ -132,6 +135,7 @@ impl App {
                 None => Health::new(service_config.outlier.clone(), service_metrics.clone()),
             };
             services.push(Service {
+                cache: Cache::new(&service_config.cache, metrics.cache(&name)),
                 upstream: Upstream::new(service_config),
                 health: Arc::new(health),
                 metrics: service_metrics,

@@ -390,11 +390,6 @@ impl Config {
                     format_duration(service.transition_grace)
                 ));
             }
-            if service.cache.enabled {
-                problems.push(format!(
-                    "services.{name}.cache.enabled = true: the cache is {NOT_YET}; use false"
-                ));
-            }
         }
         problems
     }

@@ -34,6 +34,7 @@ use shardproxy_ring::{InstanceName, Token};
 use tower::retry::budget::Budget;
 
 use crate::app::{App, Service};
+use crate::cache::{self, object::Outcome};
 use crate::config::ServiceConfig;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
@@ -132,12 +133,20 @@ pub async fn handle(
         logged: app.config.log.access_log,
         ..Exchange::default()
     };
-    let response = match forward(service, matched.strip, parts, body, client, &mut exchange).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::debug!(service = %service.config.name, %error, "request failed");
-            error.into_response()
+    let response = match &service.cache {
+        Some(_) if parts.method == Method::GET || parts.method == Method::HEAD => {
+            cache::serve(&app, matched, parts, body, client, &mut exchange).await
         }
+        Some(cache) => {
+            let target = cache::Unsafe::of(&parts);
+            let response =
+                forward_or_error(service, matched.strip, parts, body, client, &mut exchange).await;
+            if let Some(target) = target {
+                target.done(cache, response.status(), response.headers());
+            }
+            response
+        }
+        None => forward_or_error(service, matched.strip, parts, body, client, &mut exchange).await,
     };
     let elapsed = started.elapsed();
     service.metrics.request(response.status().as_u16(), elapsed);
@@ -150,15 +159,33 @@ pub async fn handle(
             attempts = exchange.attempts,
             status = response.status().as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            cache = "none",
+            cache = exchange.cache.map_or("none", Outcome::as_str),
         );
     }
     response
 }
 
+/// [`forward`], its error as the response.
+async fn forward_or_error(
+    service: &Service,
+    strip: Option<&str>,
+    parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    match forward(service, strip, parts, Some(body), client, exchange).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(service = %service.config.name, %error, "request failed");
+            error.into_response()
+        }
+    }
+}
+
 /// What one request did, for the access log.
 #[derive(Debug, Default)]
-struct Exchange {
+pub(crate) struct Exchange {
     /// Whether the access log wants this: without it, no instance name is
     /// kept (no reference count touched per attempt).
     logged: bool,
@@ -168,6 +195,8 @@ struct Exchange {
     instance: Option<InstanceName>,
     /// Attempts made.
     attempts: u32,
+    /// What the cache did, for a cache-enabled service.
+    pub(crate) cache: Option<Outcome>,
 }
 
 /// Methods that may be repeated (SPEC §5).
@@ -202,12 +231,13 @@ fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQuery, ProxyEr
 }
 
 /// Forwards one routed request, retrying on the next instance of its
-/// preference list where SPEC §5 allows.
-async fn forward(
+/// preference list where SPEC §5 allows. `body` is `None` for a request
+/// without one (the cache's own requests).
+pub(crate) async fn forward(
     service: &Service,
     strip: Option<&str>,
     mut parts: Parts,
-    body: Incoming,
+    body: Option<Incoming>,
     client: SocketAddr,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {

@@ -13,6 +13,7 @@
 //! - [`route`]: which service a request belongs to.
 //! - [`key`]: the shard key of a request.
 //! - [`forward`]: forwarding with retries on the preference list.
+//! - [`cache`]: the response cache (RFC 9111, with coalescing and grace).
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`health`]: passive and active health checking; ejections.
 //! - [`error`]: what the proxy answers when it cannot forward.
@@ -28,6 +29,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

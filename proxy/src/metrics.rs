@@ -40,6 +40,19 @@
 //! | `shardproxy_ring_info` | gauge | `service`, `fingerprint` | always 1, labelled with the fingerprint (SPEC §2) of the ring in use, so a fleet can be checked to agree; absent for `balance = "srv"` and before the first ring |
 //! | `shardproxy_ring_last_refresh_timestamp_seconds` | gauge | `service` | when a resolution last succeeded, in seconds since the Unix epoch; absent before the first success |
 //!
+//! The cache (SPEC §6), for services with `cache.enabled = true`:
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_cache_hits_total` | counter | `service` | requests answered from the cache, fresh (`x-cache: HIT`), those that waited for another's fetch included |
+//! | `shardproxy_cache_misses_total` | counter | `service` | requests the cache fetched from an instance, revalidations included (`x-cache: MISS`) |
+//! | `shardproxy_cache_stale_total` | counter | `service` | requests answered with a stale object (`x-cache: STALE`): grace, `stale-while-revalidate`, or the instances failed |
+//! | `shardproxy_cache_passes_total` | counter | `service` | `GET`/`HEAD` requests not answered from the cache and whose answer was not stored (`Authorization`, `Range`, a body, an uncacheable or too large response) |
+//! | `shardproxy_cache_coalesced_total` | counter | `service` | requests that waited for another request's fetch of the same object |
+//! | `shardproxy_cache_evictions_total` | counter | `service` | objects evicted to stay under `max_size` |
+//! | `shardproxy_cache_stored_bytes` | gauge | `service` | bytes stored: headers, bodies and bookkeeping, read at each scrape |
+//! | `shardproxy_cache_objects` | gauge | `service` | responses stored (each `Vary` variant counts), read at each scrape |
+//!
 //! The process, from `/proc` (Linux only), as the Prometheus process
 //! collector defines them with the `shardproxy_` prefix:
 //! `shardproxy_process_cpu_seconds_total`, `shardproxy_process_open_fds`,
@@ -50,8 +63,12 @@
 //! # Layout
 //!
 //! - [`ring`]: the ring metrics, built at each scrape.
+//! - [`cache`]: the cache counters, and the store sizes read at each scrape.
 
+mod cache;
 mod ring;
+
+pub use cache::CacheMetrics;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -146,6 +163,7 @@ pub struct Metrics {
     retries_refused: IntCounterVec,
     ejections: IntCounterVec,
     restores: IntCounterVec,
+    cache: cache::CacheFamilies,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -245,7 +263,9 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
         registry.register(Box::new(ProcessCollector::new(process_id(), "shardproxy")))?;
+        let cache = cache::CacheFamilies::register(&registry)?;
         Ok(Metrics {
+            cache,
             registry,
             requests,
             duration,
@@ -286,16 +306,37 @@ impl Metrics {
         }
     }
 
-    /// Everything in the Prometheus text format (version 0.0.4): the
-    /// registered families, and the ring metrics read now from each
-    /// service's ring.
-    pub fn render(&self, app_services: &[crate::app::Service]) -> String {
-        self.render_rings(app_services.iter().map(|service| &*service.ring))
+    /// The cache counters of `service`. Call once per service.
+    pub fn cache(&self, service: &str) -> CacheMetrics {
+        self.cache.service(service)
     }
 
-    /// [`Metrics::render`] for these rings.
-    fn render_rings<'a>(&self, rings: impl IntoIterator<Item = &'a ServiceRing>) -> String {
+    /// Everything in the Prometheus text format (version 0.0.4): the
+    /// registered families, and the ring and cache size metrics read now
+    /// from each service's ring and store.
+    pub fn render(&self, app_services: &[crate::app::Service]) -> String {
+        let usage = app_services.iter().filter_map(|service| {
+            let (bytes, objects) = service.cache.as_ref()?.usage();
+            Some((service.config.name.as_str(), bytes, objects))
+        });
+        let families = match cache::families(usage) {
+            Ok(families) => families,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the cache metrics");
+                Vec::new()
+            }
+        };
+        self.render_rings(app_services.iter().map(|service| &*service.ring), families)
+    }
+
+    /// [`Metrics::render`] for these rings, with `more` families.
+    fn render_rings<'a>(
+        &self,
+        rings: impl IntoIterator<Item = &'a ServiceRing>,
+        more: Vec<MetricFamily>,
+    ) -> String {
         let mut families = self.registry.gather();
+        families.extend(more);
         match ring::families(rings) {
             Ok(ring_families) => families.extend(ring_families),
             Err(error) => tracing::error!(%error, "cannot build the ring metrics"),

@@ -267,7 +267,14 @@ async fn other_methods_and_paths() {
             format!("method POST is not allowed on {path}: use GET or HEAD\n")
         );
     }
-    for path in ["/", "/ring/", "/metrics/x", "/ringlookup"] {
+    let (status, headers, body) = get(&app, "/cache/purge").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "POST");
+    assert_eq!(
+        body,
+        "method GET is not allowed on /cache/purge: use POST\n"
+    );
+    for path in ["/", "/ring/", "/metrics/x", "/ringlookup", "/cache"] {
         let (status, _, body) = get(&app, path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(
@@ -289,4 +296,39 @@ async fn head_has_the_headers_of_get_and_no_body() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body, "");
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+}
+
+#[tokio::test]
+async fn purge_says_what_is_wrong() {
+    let app = app(CONFIG);
+    let purge = |uri: &'static str| {
+        let app = &app;
+        async move {
+            let (status, headers, body) = call(app, Method::POST, uri).await;
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            (status, body["error"].as_str().unwrap().to_owned())
+        }
+    };
+    let (status, error) = purge("/cache/purge?service=nope&path=/a").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        error.starts_with("no service \"nope\": the services are"),
+        "{error}"
+    );
+    let (status, error) = purge("/cache/purge?path=/a").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error.starts_with("missing query parameter \"service\""),
+        "{error}"
+    );
+    let (status, error) = purge("/cache/purge?service=frob&path=/a&prefix=/").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.starts_with("give exactly one of"), "{error}");
+    let (status, error) = purge("/cache/purge?service=frob&prefix=/").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        error,
+        "service \"frob\" has no cache (cache.enabled = false)"
+    );
 }

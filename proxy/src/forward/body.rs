@@ -78,8 +78,14 @@ impl http_body::Body for LentBody {
 
 impl RequestBody {
     /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others.
-    pub(super) async fn prepare(body: Incoming, limit: u64) -> Result<RequestBody, ProxyError> {
+    /// the others. No body is an empty one.
+    pub(super) async fn prepare(
+        body: Option<Incoming>,
+        limit: u64,
+    ) -> Result<RequestBody, ProxyError> {
+        let Some(body) = body else {
+            return Ok(RequestBody::Empty);
+        };
         let hint = body.size_hint();
         if body.is_end_stream() || hint.upper() == Some(0) {
             return Ok(RequestBody::Empty);

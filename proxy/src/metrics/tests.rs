@@ -184,7 +184,7 @@ fn resolved(table: Table) -> Resolved {
 }
 
 fn scrape(metrics: &Metrics, rings: &[&ServiceRing]) -> Vec<Sample> {
-    let text = metrics.render_rings(rings.iter().copied());
+    let text = metrics.render_rings(rings.iter().copied(), Vec::new());
     match parse_exposition(&text) {
         Ok(samples) => samples,
         Err(error) => panic!("{error}\n{text}"),
@@ -353,7 +353,7 @@ fn every_family_is_named_shardproxy_and_typed() {
         "frob",
         Table::Ring(ring(vec![member("a.example", 80, &["40"])])),
     );
-    let text = metrics.render_rings([&frob]);
+    let text = metrics.render_rings([&frob], Vec::new());
     parse_exposition(&text).unwrap();
     for line in text.lines() {
         let name = line

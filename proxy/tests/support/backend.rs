@@ -21,6 +21,17 @@
 //! `Keep-Alive`, `Proxy-Authenticate`), to check that the proxy removes them
 //! on the way back.
 //!
+//! [`Backend::reply_at`] sets, for paths under a prefix, the status,
+//! response headers and (instead of the echo) a body of a given length,
+//! and answers `304` to a request whose `If-None-Match` is the reply's
+//! `etag` (counted by [`Backend::not_modified`]), for the cache's tests.
+//! Every answer carries `x-request-number`: the backend's request count
+//! when it arrived.
+//!
+//! [`Backend::hold`] makes requests wait (counted in flight) until
+//! [`Backend::release`], so that a test can line up concurrent requests
+//! without timing.
+//!
 //! The backend counts requests (every request head it reads, whatever it
 //! then does) and accepted connections (to check upstream keep-alive), and
 //! its [`Behaviour`] can be switched while it runs.
@@ -60,6 +71,56 @@ pub enum Behaviour {
     Reset,
     /// Waits this long, then answers `200` with the echo.
     Slow(Duration),
+}
+
+/// A fixed answer for the paths under a prefix ([`Backend::reply_at`]).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The status (unless the behaviour sets one).
+    pub status: u16,
+    /// Response headers, added to `x-backend` and `content-type`.
+    pub headers: Vec<(String, String)>,
+    /// A body of this many bytes (`x`) instead of the echo.
+    pub body_len: Option<usize>,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body_len: None,
+        }
+    }
+}
+
+impl Reply {
+    /// A `200` with these headers.
+    pub fn with(headers: &[(&str, &str)]) -> Reply {
+        Reply {
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            ..Reply::default()
+        }
+    }
+
+    /// This reply with a body of `len` bytes.
+    pub fn body_len(self, len: usize) -> Reply {
+        Reply {
+            body_len: Some(len),
+            ..self
+        }
+    }
+
+    /// The value of header `name` (lower case), if set.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// What a backend saw: the JSON body of its answers.
@@ -125,6 +186,11 @@ pub struct Backend {
 struct Shared {
     name: String,
     behaviour: Mutex<Behaviour>,
+    /// Replies by path prefix; the latest set for a path wins.
+    replies: Mutex<Vec<(String, Reply)>>,
+    not_modified: AtomicU64,
+    /// `true` while requests are let through ([`Backend::hold`]).
+    open: tokio::sync::watch::Sender<bool>,
     requests: AtomicU64,
     in_flight: AtomicU64,
     connections: AtomicU64,
@@ -158,6 +224,9 @@ impl Backend {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             behaviour: Mutex::new(Behaviour::Healthy),
+            replies: Mutex::default(),
+            not_modified: AtomicU64::new(0),
+            open: tokio::sync::watch::Sender::new(true),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -193,6 +262,31 @@ impl Backend {
             .behaviour
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+
+    /// From now on, requests whose path starts with `prefix` get `reply`
+    /// (the latest reply set for a path wins).
+    pub fn reply_at(&self, prefix: &str, reply: Reply) {
+        self.shared
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((prefix.to_owned(), reply));
+    }
+
+    /// From now on, requests wait (in flight) until [`Backend::release`].
+    pub fn hold(&self) {
+        self.shared.open.send_replace(false);
+    }
+
+    /// Lets the held requests, and those to come, through.
+    pub fn release(&self) {
+        self.shared.open.send_replace(true);
+    }
+
+    /// `304`s answered to a matching `If-None-Match`.
+    pub fn not_modified(&self) -> u64 {
+        self.shared.not_modified.load(Ordering::SeqCst)
     }
 
     /// Requests received so far (every request head read, whatever the
@@ -332,9 +426,11 @@ async fn respond(
     reset: Arc<Notify>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     let _in_flight = InFlight(Arc::clone(&shared));
+    // An error means the sender is gone with the backend: go on.
+    let _ = shared.open.subscribe().wait_for(|open| *open).await;
     let behaviour = *shared
         .behaviour
         .lock()
@@ -366,19 +462,55 @@ async fn respond(
         body: String::from_utf8_lossy(&body).into_owned(),
         body_len: body.len(),
     };
+    let reply = shared
+        .replies
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .rev()
+        .find(|(prefix, _)| parts.uri.path().starts_with(prefix.as_str()))
+        .map(|(_, reply)| reply.clone());
     let status = match behaviour {
         Behaviour::Hang => return std::future::pending().await,
         Behaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            StatusCode::OK
+            None
         }
-        Behaviour::Status(code) => StatusCode::from_u16(code).expect("a valid status code"),
-        Behaviour::Healthy | Behaviour::Reset => StatusCode::OK,
+        Behaviour::Status(code) => Some(StatusCode::from_u16(code).expect("a valid status code")),
+        Behaviour::Healthy | Behaviour::Reset => None,
     };
-    let json = serde_json::to_vec(&echo).expect("an echo serializes");
-    let mut response = Response::new(Full::new(Bytes::from(json)));
+    let reply = reply.unwrap_or_default();
+    let revalidated = reply.header("etag").is_some_and(|etag| {
+        parts
+            .headers
+            .get("if-none-match")
+            .is_some_and(|condition| condition.as_bytes() == etag.as_bytes())
+    });
+    let status = match status {
+        Some(status) => status,
+        None if revalidated => {
+            shared.not_modified.fetch_add(1, Ordering::SeqCst);
+            StatusCode::NOT_MODIFIED
+        }
+        None => StatusCode::from_u16(reply.status).expect("a valid status code"),
+    };
+    let body = if status == StatusCode::NOT_MODIFIED {
+        Bytes::new()
+    } else if let Some(len) = reply.body_len {
+        Bytes::from(vec![b'x'; len])
+    } else {
+        Bytes::from(serde_json::to_vec(&echo).expect("an echo serializes"))
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    for (name, value) in &reply.headers {
+        headers.append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    headers.insert("x-request-number", HeaderValue::from(number));
     headers.insert(
         "x-backend",
         HeaderValue::from_str(&shared.name).expect("a backend name is a header value"),

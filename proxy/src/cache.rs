@@ -1,0 +1,578 @@
+//! The response cache (SPEC §6): a shared HTTP cache (RFC 9111) in front
+//! of a service, with Varnish's request coalescing and grace.
+//!
+//! [`forward::handle`](crate::forward::handle) sends a cache-enabled
+//! service's `GET` and `HEAD` requests to [`serve`]:
+//!
+//! 1. Requests the cache cannot answer pass to the instances as they are:
+//!    a body, a `Range`, an `Authorization` (unless `authorized = true`).
+//! 2. A fresh object is served at once (`x-cache: HIT`): a header map
+//!    clone, an `Age`, the body's reference count; no lock, no await.
+//! 3. A stale object within grace / `stale-while-revalidate` is served at
+//!    once (`STALE`) while one background request refreshes it.
+//! 4. Otherwise the first request for the object fetches it (a conditional
+//!    request when a stale object has validators) and the others wait for
+//!    it ([`coalesce`]), then are answered from the store as hits. When
+//!    every instance fails, a stale object within grace /
+//!    `stale-if-error` is served instead of the error.
+//!
+//! # Layout
+//!
+//! - [`policy`]: RFC 9111's rules, pure functions.
+//! - [`object`]: a stored response and how it is served.
+//! - [`store`]: the bounded moka store, with `Vary` variants.
+//! - [`coalesce`]: the waiting list.
+//! - [`body`]: response bodies read for storing, or streamed past the limit.
+
+pub mod body;
+pub mod coalesce;
+pub mod object;
+pub mod policy;
+pub mod store;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderMap};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use crate::app::{App, Service};
+use crate::config::CacheConfig;
+use crate::error::text_response;
+use crate::forward::{self, Body, Exchange};
+use crate::metrics::CacheMetrics;
+use crate::route::Matched;
+use coalesce::{Fetch, Flights, Joined};
+use object::{Ask, Object, Outcome, Target, X_CACHE};
+use policy::{Directives, Limits, RequestFacts};
+use store::{Key, Lookup, Store};
+
+/// A service's cache.
+pub struct Cache {
+    limits: Limits,
+    max_object_size: u64,
+    store: Store,
+    flights: Arc<Flights>,
+    metrics: CacheMetrics,
+}
+
+/// Which stored objects a purge removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purge<'a> {
+    /// Those whose path and query is this.
+    Path(&'a str),
+    /// Those whose path and query starts with this.
+    Prefix(&'a str),
+}
+
+// === impl Cache ===
+
+impl Cache {
+    /// The cache of a service with `config`, or `None` when it is off.
+    pub fn new(config: &CacheConfig, metrics: CacheMetrics) -> Option<Cache> {
+        if !config.enabled {
+            return None;
+        }
+        Some(Cache {
+            limits: Limits {
+                default_ttl: config.default_ttl,
+                max_ttl: config.max_ttl,
+                grace: config.grace,
+                authorized: config.authorized,
+            },
+            max_object_size: config.max_object_size,
+            store: Store::new(config.max_size, metrics.evictions()),
+            flights: Arc::default(),
+            metrics,
+        })
+    }
+
+    /// Bytes stored (headers, bodies and bookkeeping) and objects stored.
+    pub fn usage(&self) -> (u64, u64) {
+        self.store.usage()
+    }
+
+    /// Removes the objects `which` selects, on `host` (lower case) or on
+    /// every host; returns how many went.
+    pub fn purge(&self, host: Option<&str>, which: Purge<'_>) -> usize {
+        self.store.purge(|target| {
+            host.is_none_or(|host| *target.host == *host)
+                && match which {
+                    Purge::Path(path) => *target.path == *path,
+                    Purge::Prefix(prefix) => target.path.starts_with(prefix),
+                }
+        })
+    }
+
+    /// After an unsafe request to `host` and `path` succeeded (2xx or 3xx),
+    /// removes what is stored for that target and for its response's
+    /// `Location` and `Content-Location` on the same host (RFC 9111 §4.4).
+    pub fn invalidate_after(&self, host: &str, path: &str, response: &HeaderMap) {
+        self.store.invalidate(host, path);
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(location) = response.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            if location.starts_with('/') && !location.starts_with("//") {
+                self.store.invalidate(host, location);
+            } else if let Ok(uri) = location.parse::<Uri>() {
+                let same_host = uri
+                    .host()
+                    .is_some_and(|other| other.eq_ignore_ascii_case(host));
+                if let (true, Some(path)) = (same_host, uri.path_and_query()) {
+                    self.store.invalidate(host, path.as_str());
+                }
+            }
+        }
+    }
+}
+
+/// What an unsafe request may invalidate, taken before it is forwarded.
+pub struct Unsafe {
+    host: String,
+    path: String,
+}
+
+impl Unsafe {
+    /// The target of an unsafe request (any method but `GET`, `HEAD`,
+    /// `OPTIONS` and `TRACE`), if it has one.
+    pub fn of(parts: &Parts) -> Option<Unsafe> {
+        if parts.method.is_safe() {
+            return None;
+        }
+        Some(Unsafe {
+            host: crate::route::request_host(parts)?.to_ascii_lowercase(),
+            path: path_of(&parts.uri).to_owned(),
+        })
+    }
+
+    /// Invalidates in `cache` after `status` with `headers`, when it is a
+    /// success or a redirect.
+    pub fn done(&self, cache: &Cache, status: StatusCode, headers: &HeaderMap) {
+        if status.is_success() || status.is_redirection() {
+            cache.invalidate_after(&self.host, &self.path, headers);
+        }
+    }
+}
+
+/// The path and query of `uri` as sent.
+fn path_of(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |path| path.as_str())
+}
+
+/// How to reach the instances for one request.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    service: &'a Service,
+    cache: &'a Cache,
+    strip: Option<&'a str>,
+    client: SocketAddr,
+}
+
+/// What a fetch for the store needs to know besides the request.
+struct Fill {
+    target: Target,
+    key: Key,
+    /// The stored object the fetch replaces, if any: validated with a
+    /// conditional request, and served if the instances fail.
+    stale: Option<Arc<Object>>,
+    ask: Ask,
+    facts: RequestFacts,
+    /// The permit that makes this the one fetch of the object; dropped
+    /// (waking the waiters) once the object is stored or the fetch failed.
+    permit: Option<Fetch>,
+}
+
+/// Answers a `GET` or `HEAD` for a cache-enabled service: the one
+/// `matched` in `app`.
+pub(crate) async fn serve(
+    app: &Arc<App>,
+    matched: Matched<'_>,
+    parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let index = matched.service;
+    let Some((service, cache)) = app
+        .services
+        .get(index)
+        .and_then(|service| Some((service, service.cache.as_ref()?)))
+    else {
+        return crate::error::ProxyError::NoRoute {
+            host: None,
+            path: parts.uri.path().to_owned(),
+        }
+        .into_response();
+    };
+    let route = Route {
+        service,
+        cache,
+        strip: matched.strip,
+        client,
+    };
+    let authorization = parts.headers.contains_key(header::AUTHORIZATION);
+    let cacheable = http_body::Body::is_end_stream(&body)
+        && !parts.headers.contains_key(header::RANGE)
+        && (!authorization || cache.limits.authorized);
+    let host = if cacheable {
+        crate::route::request_host(&parts).map(lower_case)
+    } else {
+        None
+    };
+    let Some(host) = host else {
+        return pass(route, parts, Some(body), exchange).await;
+    };
+    let head = parts.method == Method::HEAD;
+    let ask = Ask::of(head, &parts.headers);
+    let directives = if parts.headers.contains_key(header::CACHE_CONTROL)
+        || parts.headers.contains_key(header::PRAGMA)
+    {
+        Directives::of(&parts.headers)
+    } else {
+        Directives::default()
+    };
+    let facts = RequestFacts {
+        authorization,
+        no_store: directives.no_store,
+    };
+    let key = cache.store.key(&host, path_of(&parts.uri));
+    let mut waited = false;
+    loop {
+        let now = Instant::now();
+        let (stale, slot) =
+            match cache
+                .store
+                .lookup(key, &host, path_of(&parts.uri), &parts.headers)
+            {
+                Lookup::Found { object, slot } => {
+                    if object.fresh_for(now, &directives) {
+                        return answer(cache, exchange, &object, now, Outcome::Hit, &ask);
+                    }
+                    if object.stale_while_revalidate(now, &directives) {
+                        refresh_in_background(app, index, route, &parts, key, slot, &object);
+                        return answer(cache, exchange, &object, now, Outcome::Stale, &ask);
+                    }
+                    (Some(object), slot)
+                }
+                Lookup::Missing { slot } => (None, slot),
+            };
+        if directives.only_if_cached {
+            exchange.cache = Some(Outcome::Miss);
+            return with_outcome(
+                text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "not in the cache, and the request says only-if-cached\n".to_owned(),
+                ),
+                Outcome::Miss,
+            );
+        }
+        if head && stale.is_none() {
+            // Nothing to answer a HEAD from: it goes to the instance as it
+            // is (its answer has no body to store).
+            return pass(route, parts, None, exchange).await;
+        }
+        let permit = if waited {
+            None
+        } else {
+            match cache.flights.join(slot) {
+                Joined::Fetch(permit) => Some(permit),
+                Joined::Wait(waiting) => {
+                    cache.metrics.coalesced();
+                    waited = true;
+                    // A fetch that outlives the deadline is not waited for:
+                    // this request then fetches for itself.
+                    let _ =
+                        tokio::time::timeout(service.config.deadline, coalesce::finished(waiting))
+                            .await;
+                    continue;
+                }
+            }
+        };
+        if permit.is_some() && stale.is_none() {
+            // The fetch that had the permit may have stored the object
+            // between this request's lookup and its join.
+            if let Lookup::Found { object, .. } =
+                cache
+                    .store
+                    .lookup(key, &host, path_of(&parts.uri), &parts.headers)
+            {
+                if object.fresh_for(now, &directives) {
+                    return answer(cache, exchange, &object, now, Outcome::Hit, &ask);
+                }
+            }
+        }
+        let fill = Fill {
+            target: Target {
+                host: (*host).into(),
+                path: path_of(&parts.uri).into(),
+            },
+            key,
+            stale,
+            ask,
+            facts,
+            permit,
+        };
+        return fetch(route, parts, fill, exchange).await;
+    }
+}
+
+/// `host` in lower case, copied only when it is not already.
+fn lower_case(host: &str) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// Serves `object` and counts it.
+fn answer(
+    cache: &Cache,
+    exchange: &mut Exchange,
+    object: &Object,
+    now: Instant,
+    outcome: Outcome,
+    ask: &Ask,
+) -> Response<Body> {
+    cache.metrics.count(outcome);
+    exchange.cache = Some(outcome);
+    object.respond(now, outcome, ask)
+}
+
+/// `response` with `x-cache` saying `outcome`.
+fn with_outcome(mut response: Response<Body>, outcome: Outcome) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(X_CACHE.clone(), outcome.header());
+    response
+}
+
+/// Forwards a request the cache does not answer.
+async fn pass(
+    route: Route<'_>,
+    parts: Parts,
+    body: Option<Incoming>,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    route.cache.metrics.count(Outcome::Pass);
+    exchange.cache = Some(Outcome::Pass);
+    let response = match forward::forward(
+        route.service,
+        route.strip,
+        parts,
+        body,
+        route.client,
+        exchange,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    with_outcome(response, Outcome::Pass)
+}
+
+/// Starts one background request that refreshes `object` (slot `slot`),
+/// unless one is already running.
+fn refresh_in_background(
+    app: &Arc<App>,
+    index: usize,
+    route: Route<'_>,
+    parts: &Parts,
+    key: Key,
+    slot: u128,
+    object: &Arc<Object>,
+) {
+    let Some(permit) = route.cache.flights.try_fetch(slot) else {
+        return;
+    };
+    let mut request = Request::new(());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    let (parts, ()) = request.into_parts();
+    let fill = Fill {
+        target: object.target.clone(),
+        key,
+        stale: Some(Arc::clone(object)),
+        ask: Ask::default(),
+        facts: RequestFacts::default(),
+        permit: Some(permit),
+    };
+    let app = Arc::clone(app);
+    let strip = route.strip.map(str::to_owned);
+    let client = route.client;
+    tokio::spawn(async move {
+        let Some(service) = app.services.get(index) else {
+            return;
+        };
+        let Some(cache) = service.cache.as_ref() else {
+            return;
+        };
+        let route = Route {
+            service,
+            cache,
+            strip: strip.as_deref(),
+            client,
+        };
+        let mut exchange = Exchange::default();
+        drop(fetch(route, parts, fill, &mut exchange).await);
+    });
+}
+
+/// Fetches the object from the instances (conditionally when a stale one
+/// has validators), stores it if it may be stored, and answers with it.
+async fn fetch(
+    route: Route<'_>,
+    mut parts: Parts,
+    fill: Fill,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let cache = route.cache;
+    let request_headers = parts.headers.clone();
+    // The client's own validators are answered here, against what is
+    // stored; the instance is asked for the whole response, or validates
+    // the stored one.
+    parts.headers.remove(header::IF_NONE_MATCH);
+    parts.headers.remove(header::IF_MODIFIED_SINCE);
+    let mut conditional = false;
+    if let Some(stale) = &fill.stale {
+        let (etag, last_modified) = stale.validators();
+        if let Some(etag) = etag {
+            parts.headers.insert(header::IF_NONE_MATCH, etag.clone());
+            conditional = true;
+        }
+        if let Some(last_modified) = last_modified {
+            parts
+                .headers
+                .insert(header::IF_MODIFIED_SINCE, last_modified.clone());
+            conditional = true;
+        }
+    }
+    parts.method = Method::GET;
+    let request_time = SystemTime::now();
+    let result = forward::forward(
+        route.service,
+        route.strip,
+        parts,
+        None,
+        route.client,
+        exchange,
+    )
+    .await;
+    let response_time = SystemTime::now();
+    let now = Instant::now();
+    let serve_stale = |failed: bool| {
+        fill.stale
+            .as_ref()
+            .filter(|stale| failed && stale.stale_if_error(now))
+    };
+    let response = match result {
+        Err(error) => {
+            if let Some(stale) = serve_stale(true) {
+                return answer(cache, exchange, stale, now, Outcome::Stale, &fill.ask);
+            }
+            return with_outcome(error.into_response(), Outcome::Miss);
+        }
+        Ok(response) => response,
+    };
+    let status = response.status();
+    if let Some(stale) = serve_stale(status.is_server_error()) {
+        return answer(cache, exchange, stale, now, Outcome::Stale, &fill.ask);
+    }
+    let times = (request_time, response_time);
+    if let (StatusCode::NOT_MODIFIED, true, Some(stale)) = (status, conditional, &fill.stale) {
+        let headers = stale.headers_updated_by(response.headers());
+        let keeping = policy::keeping(stale.status(), &headers, fill.facts, times, &cache.limits);
+        let object = Object::new(
+            fill.target.clone(),
+            stale.variant.clone(),
+            stale.status(),
+            headers,
+            stale.body().clone(),
+            &keeping.unwrap_or_default(),
+            now,
+        );
+        let names = policy::vary_names(object.headers());
+        let response = object.respond(now, Outcome::Revalidated, &fill.ask);
+        if keeping.is_ok() {
+            cache
+                .store
+                .insert(fill.key, &names, &request_headers, object);
+        } else {
+            cache.store.invalidate(&fill.target.host, &fill.target.path);
+        }
+        cache.metrics.count(Outcome::Revalidated);
+        exchange.cache = Some(Outcome::Revalidated);
+        return response;
+    }
+    let keeping = policy::keeping(status, response.headers(), fill.facts, times, &cache.limits);
+    let Ok(keeping) = keeping else {
+        cache.metrics.count(Outcome::Pass);
+        exchange.cache = Some(Outcome::Pass);
+        return unstored(response, &fill.ask);
+    };
+    let (parts, body) = response.into_parts();
+    let read = tokio::time::timeout(
+        route.service.config.deadline,
+        body::read(body, cache.max_object_size),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(body::Read::Whole(bytes))) => bytes,
+        Ok(Ok(body::Read::TooLarge(body))) => {
+            cache.metrics.count(Outcome::Pass);
+            exchange.cache = Some(Outcome::Pass);
+            return unstored(Response::from_parts(parts, body), &fill.ask);
+        }
+        Ok(Err(error)) => return body_failed(route, &error.to_string()),
+        Err(_) => return body_failed(route, "no complete body within the deadline"),
+    };
+    let names = policy::vary_names(&parts.headers);
+    let variant = object::variant_of(&names, &request_headers);
+    let object = Object::new(
+        fill.target,
+        variant,
+        status,
+        parts.headers,
+        bytes,
+        &keeping,
+        now,
+    );
+    let response = answer(cache, exchange, &object, now, Outcome::Miss, &fill.ask);
+    cache
+        .store
+        .insert(fill.key, &names, &request_headers, object);
+    drop(fill.permit);
+    response
+}
+
+/// A response that is not stored, as the client gets it: `x-cache: MISS`,
+/// and no body for a `HEAD` (which was sent upstream as a `GET`).
+fn unstored(response: Response<Body>, ask: &Ask) -> Response<Body> {
+    let mut response = with_outcome(response, Outcome::Miss);
+    if ask.head {
+        *response.body_mut() = object::empty();
+    }
+    response
+}
+
+/// The answer when an instance's response body broke off.
+fn body_failed(route: Route<'_>, reason: &str) -> Response<Body> {
+    with_outcome(
+        text_response(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "service {}: the response body could not be read: {reason}\n",
+                route.service.config.name
+            ),
+        ),
+        Outcome::Miss,
+    )
+}

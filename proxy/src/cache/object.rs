@@ -1,0 +1,329 @@
+//! A stored response: its headers prebuilt for serving, its body as
+//! `Bytes`, and what its freshness allows when, so that serving it costs a
+//! header map clone, an `Age` value and a reference count.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+
+use super::policy::{self, Keeping};
+use crate::forward::Body;
+
+/// `x-cache`: how the cache answered.
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// What the cache says it did, as `x-cache` and in the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served from the store, fresh (or after waiting for another
+    /// request's fetch).
+    Hit,
+    /// Fetched from an instance (and stored if storable).
+    Miss,
+    /// Served stale: within grace / `stale-while-revalidate`, or because
+    /// the instances failed.
+    Stale,
+    /// A stored object validated by an instance's `304`.
+    Revalidated,
+    /// Not for the cache: passed to the instances as it is.
+    Pass,
+}
+
+impl Outcome {
+    /// The `x-cache` value: `HIT`, `MISS` or `STALE` (a revalidation or a
+    /// pass waited for an instance, so it is a `MISS`).
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Outcome::Hit => "HIT",
+            Outcome::Stale => "STALE",
+            Outcome::Miss | Outcome::Revalidated | Outcome::Pass => "MISS",
+        })
+    }
+
+    /// The access log's `cache` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Stale => "stale",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Pass => "pass",
+        }
+    }
+}
+
+/// Where an object was asked for: the request's host (lower case, no
+/// port) and its path and query as sent. Kept in each object so that a
+/// hash collision is never served, and so that purges can match it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Host, lower case, without port.
+    pub host: Box<str>,
+    /// Path and query, as the client sent them.
+    pub path: Box<str>,
+}
+
+impl Target {
+    /// Whether this is `host` and `path` (`host` already lower case).
+    pub fn is(&self, host: &str, path: &str) -> bool {
+        *self.host == *host && *self.path == *path
+    }
+}
+
+/// The request's values of the headers a response varies on, in `Vary`'s
+/// order: each name with every value the request had (none if absent).
+pub type Variant = Box<[(HeaderName, Box<[HeaderValue]>)]>;
+
+/// The request's values of `names`, as a [`Variant`].
+pub fn variant_of(names: &[HeaderName], request: &HeaderMap) -> Variant {
+    names
+        .iter()
+        .map(|name| {
+            (
+                name.clone(),
+                request.get_all(name).iter().cloned().collect(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `request` has exactly the values of `variant`.
+pub fn variant_matches(variant: &Variant, request: &HeaderMap) -> bool {
+    variant
+        .iter()
+        .all(|(name, values)| request.get_all(name).iter().eq(values.iter()))
+}
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Object {
+    /// What it answers.
+    pub target: Target,
+    /// The request header values it was stored for (empty without `Vary`).
+    pub variant: Variant,
+    status: StatusCode,
+    /// As served, `Content-Length` included, `Age` left out.
+    headers: HeaderMap,
+    body: Bytes,
+    stored_at: Instant,
+    /// Age on arrival.
+    initial_age: Duration,
+    lifetime: Duration,
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
+    always_revalidate: bool,
+    /// How long the store keeps it after storing.
+    keep: Duration,
+    weight: u32,
+}
+
+/// Room for a header's entry in the map besides its name and value.
+const HEADER_OVERHEAD: usize = 32;
+
+/// Room for an object besides its headers, body and target.
+const OBJECT_OVERHEAD: usize = 256;
+
+impl Object {
+    /// A response to store. `headers` are the instance's, hop-by-hop
+    /// headers already removed.
+    pub fn new(
+        target: Target,
+        variant: Variant,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+        keeping: &Keeping,
+        now: Instant,
+    ) -> Object {
+        headers.remove(header::AGE);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let initial_age = Duration::from_secs(keeping.initial_age);
+        let weight = OBJECT_OVERHEAD
+            + body.len()
+            + target.host.len()
+            + target.path.len()
+            + headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + HEADER_OVERHEAD)
+                .sum::<usize>()
+            + variant
+                .iter()
+                .map(|(name, values)| {
+                    name.as_str().len()
+                        + values
+                            .iter()
+                            .map(|value| value.len() + HEADER_OVERHEAD)
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        Object {
+            target,
+            variant,
+            status,
+            headers,
+            body,
+            stored_at: now,
+            initial_age,
+            lifetime: keeping.lifetime,
+            stale_while_revalidate: keeping.stale_while_revalidate,
+            stale_if_error: keeping.stale_if_error,
+            always_revalidate: keeping.always_revalidate,
+            keep: keeping.keep.saturating_sub(initial_age),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Its weight in the store, in bytes: headers, body, target and
+    /// bookkeeping.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// How long the store keeps it after storing.
+    pub fn keep(&self) -> Duration {
+        self.keep
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its headers as served.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Its body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Its current age (RFC 9111 §4.2.3).
+    pub fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Whether it may be served without validation to a request whose
+    /// `Cache-Control` is `request`.
+    pub fn fresh_for(&self, now: Instant, request: &policy::Directives) -> bool {
+        if self.always_revalidate || request.no_cache {
+            return false;
+        }
+        let age = self.age(now);
+        let fresh = age < self.lifetime;
+        let young_enough = request
+            .max_age
+            .is_none_or(|max_age| age.as_secs() <= max_age);
+        let fresh_enough = request
+            .min_fresh
+            .is_none_or(|min_fresh| age + Duration::from_secs(min_fresh) < self.lifetime);
+        fresh && young_enough && fresh_enough
+    }
+
+    /// Whether it may be served stale now while it is refreshed in the
+    /// background.
+    pub fn stale_while_revalidate(&self, now: Instant, request: &policy::Directives) -> bool {
+        !request.no_cache
+            && request.max_age.is_none()
+            && self.age(now) < self.lifetime + self.stale_while_revalidate
+    }
+
+    /// Whether it may be served stale now because the instances failed.
+    pub fn stale_if_error(&self, now: Instant) -> bool {
+        self.age(now) < self.lifetime + self.stale_if_error
+    }
+
+    /// Its validators, for a conditional request to an instance.
+    pub fn validators(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+        (
+            self.headers.get(header::ETAG),
+            self.headers.get(header::LAST_MODIFIED),
+        )
+    }
+
+    /// Its headers updated with those of a `304` that validated it (RFC
+    /// 9111 §3.2): each header the `304` carries replaces the stored one,
+    /// except the framing (`Content-Length`), which is the stored body's.
+    pub fn headers_updated_by(&self, not_modified: &HeaderMap) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        let mut previous: Option<&HeaderName> = None;
+        for (name, value) in not_modified {
+            if name == header::CONTENT_LENGTH {
+                continue;
+            }
+            if previous != Some(name) {
+                headers.remove(name);
+                previous = Some(name);
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        headers
+    }
+
+    /// The response for a client: `304` when its conditional is satisfied
+    /// by a 2xx object, else the object (without a body for `HEAD`), with
+    /// `Age` and `x-cache`.
+    pub fn respond(&self, now: Instant, outcome: Outcome, ask: &Ask) -> Response<Body> {
+        let mut headers = self.headers.clone();
+        headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        headers.insert(X_CACHE.clone(), outcome.header());
+        let not_modified = self.status.is_success()
+            && (ask.if_none_match.is_some() || ask.if_modified_since.is_some())
+            && policy::not_modified(
+                ask.if_none_match.as_ref(),
+                ask.if_modified_since.as_ref(),
+                headers.get(header::ETAG),
+                headers.get(header::LAST_MODIFIED),
+            );
+        let (status, body) = if not_modified {
+            headers.remove(header::CONTENT_LENGTH);
+            (StatusCode::NOT_MODIFIED, empty())
+        } else if ask.head {
+            (self.status, empty())
+        } else {
+            (
+                self.status,
+                Full::new(self.body.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// What the client asked beyond the target: a `HEAD` (no body), and its
+/// validators for a conditional request, evaluated against what the
+/// cache answers with.
+#[derive(Clone, Debug, Default)]
+pub struct Ask {
+    /// A `HEAD` request.
+    pub head: bool,
+    /// Its `If-None-Match`.
+    pub if_none_match: Option<HeaderValue>,
+    /// Its `If-Modified-Since`.
+    pub if_modified_since: Option<HeaderValue>,
+}
+
+impl Ask {
+    /// What `method` and `headers` ask.
+    pub fn of(head: bool, headers: &HeaderMap) -> Ask {
+        Ask {
+            head,
+            if_none_match: headers.get(header::IF_NONE_MATCH).cloned(),
+            if_modified_since: headers.get(header::IF_MODIFIED_SINCE).cloned(),
+        }
+    }
+}

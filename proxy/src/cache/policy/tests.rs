@@ -1,0 +1,327 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+const LIMITS: Limits = Limits {
+    default_ttl: Duration::ZERO,
+    max_ttl: Duration::from_secs(86_400),
+    grace: Duration::ZERO,
+    authorized: false,
+};
+
+/// 2001-09-09T01:46:40Z, a round number of seconds.
+fn at(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000_000 + seconds)
+}
+
+fn http_date(time: SystemTime) -> String {
+    httpdate::fmt_http_date(time)
+}
+
+fn keep(pairs: &[(&str, &str)]) -> Result<Keeping, NotStored> {
+    keep_with(StatusCode::OK, pairs, RequestFacts::default(), &LIMITS)
+}
+
+fn keep_with(
+    status: StatusCode,
+    pairs: &[(&str, &str)],
+    request: RequestFacts,
+    limits: &Limits,
+) -> Result<Keeping, NotStored> {
+    keeping(status, &headers(pairs), request, (at(0), at(0)), limits)
+}
+
+#[test]
+fn directives_are_parsed_case_insensitively_with_quotes_and_lists() {
+    let parsed = Directives::of(&headers(&[
+        (
+            "cache-control",
+            "Public, MAX-AGE=\"60\", no-cache=\"set-cookie, x\"",
+        ),
+        (
+            "cache-control",
+            "s-maxage=30, stale-while-revalidate=5, foo=bar",
+        ),
+    ]));
+    assert!(parsed.public && parsed.no_cache && parsed.must_revalidate);
+    assert_eq!(parsed.max_age, Some(60));
+    assert_eq!(parsed.s_maxage, Some(30));
+    assert_eq!(parsed.stale_while_revalidate, Some(5));
+    assert!(!parsed.private && !parsed.no_store);
+}
+
+#[test]
+fn an_invalid_max_age_means_stale_and_the_first_one_counts() {
+    assert_eq!(
+        Directives::of(&headers(&[("cache-control", "max-age=abc")])).max_age,
+        Some(0)
+    );
+    assert_eq!(
+        Directives::of(&headers(&[("cache-control", "max-age=5, max-age=10")])).max_age,
+        Some(5)
+    );
+    assert_eq!(
+        Directives::of(&headers(&[(
+            "cache-control",
+            "max-age=99999999999999999999"
+        )]))
+        .max_age,
+        Some(1 << 31)
+    );
+}
+
+#[test]
+fn pragma_no_cache_counts_only_without_cache_control() {
+    assert!(Directives::of(&headers(&[("pragma", "no-cache")])).no_cache);
+    assert!(
+        !Directives::of(&headers(&[
+            ("pragma", "no-cache"),
+            ("cache-control", "max-age=5")
+        ]))
+        .no_cache
+    );
+}
+
+#[test]
+fn freshness_prefers_s_maxage_then_max_age_then_expires() {
+    let lifetime = |pairs: &[(&str, &str)]| {
+        let headers = headers(pairs);
+        freshness_lifetime(
+            StatusCode::OK,
+            &Directives::of(&headers),
+            &headers,
+            at(0),
+            &LIMITS,
+        )
+    };
+    assert_eq!(
+        lifetime(&[("cache-control", "max-age=10, s-maxage=20")]),
+        Some(Duration::from_secs(20))
+    );
+    let expires = http_date(at(100));
+    assert_eq!(
+        lifetime(&[("cache-control", "max-age=10"), ("expires", &expires)]),
+        Some(Duration::from_secs(10))
+    );
+    let date = http_date(at(40));
+    assert_eq!(
+        lifetime(&[("expires", &expires), ("date", &date)]),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(lifetime(&[("expires", "0")]), Some(Duration::ZERO));
+    assert_eq!(lifetime(&[]), None);
+    assert_eq!(
+        lifetime(&[("cache-control", "max-age=999999")]),
+        Some(Duration::from_secs(86_400)),
+        "max_ttl caps it"
+    );
+}
+
+#[test]
+fn default_ttl_applies_to_heuristically_cacheable_statuses_only() {
+    let limits = Limits {
+        default_ttl: Duration::from_secs(30),
+        ..LIMITS
+    };
+    let ok = keep_with(StatusCode::OK, &[], RequestFacts::default(), &limits).unwrap();
+    assert_eq!(ok.lifetime, Duration::from_secs(30));
+    assert_eq!(
+        keep_with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &[],
+            RequestFacts::default(),
+            &limits
+        ),
+        Err(NotStored::NoFreshness)
+    );
+    assert_eq!(keep(&[]), Err(NotStored::NoFreshness), "default_ttl 0");
+}
+
+#[test]
+fn what_is_never_stored() {
+    assert_eq!(
+        keep(&[("cache-control", "max-age=60, no-store")]),
+        Err(NotStored::NoStore)
+    );
+    assert_eq!(
+        keep(&[("cache-control", "max-age=60, private")]),
+        Err(NotStored::Private)
+    );
+    assert_eq!(
+        keep(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]),
+        Err(NotStored::SetCookie)
+    );
+    assert_eq!(
+        keep(&[("cache-control", "max-age=60"), ("vary", "accept, *")]),
+        Err(NotStored::VaryAny)
+    );
+    assert_eq!(
+        keep_with(
+            StatusCode::PARTIAL_CONTENT,
+            &[("cache-control", "max-age=60")],
+            RequestFacts::default(),
+            &LIMITS
+        ),
+        Err(NotStored::Status)
+    );
+    let no_store_request = RequestFacts {
+        no_store: true,
+        ..RequestFacts::default()
+    };
+    assert_eq!(
+        keep_with(
+            StatusCode::OK,
+            &[("cache-control", "max-age=60")],
+            no_store_request,
+            &LIMITS
+        ),
+        Err(NotStored::NoStore)
+    );
+    assert_eq!(
+        keep(&[("cache-control", "max-age=0")]),
+        Err(NotStored::Useless),
+        "stale at once, no validator, no stale window"
+    );
+    assert!(keep(&[("cache-control", "max-age=0"), ("etag", "\"a\"")]).is_ok());
+    assert!(keep(&[("cache-control", "max-age=0, stale-while-revalidate=5")]).is_ok());
+}
+
+#[test]
+fn authorization_needs_public_s_maxage_or_must_revalidate() {
+    let authorized = RequestFacts {
+        authorization: true,
+        ..RequestFacts::default()
+    };
+    let with = |cc: &str| {
+        keep_with(
+            StatusCode::OK,
+            &[("cache-control", cc)],
+            authorized,
+            &LIMITS,
+        )
+    };
+    assert_eq!(with("max-age=60"), Err(NotStored::Authorization));
+    assert!(with("max-age=60, public").is_ok());
+    assert!(with("s-maxage=60").is_ok());
+    assert!(with("max-age=60, must-revalidate").is_ok());
+}
+
+#[test]
+fn stale_windows_come_from_grace_or_the_response_unless_it_must_revalidate() {
+    let limits = Limits {
+        grace: Duration::from_secs(10),
+        ..LIMITS
+    };
+    let kept = keep_with(
+        StatusCode::OK,
+        &[(
+            "cache-control",
+            "max-age=5, stale-while-revalidate=3, stale-if-error=60",
+        )],
+        RequestFacts::default(),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(kept.stale_while_revalidate, Duration::from_secs(10));
+    assert_eq!(kept.stale_if_error, Duration::from_secs(60));
+    assert_eq!(kept.keep, Duration::from_secs(65));
+    for strict in [
+        "max-age=5, must-revalidate",
+        "s-maxage=5",
+        "max-age=5, no-cache",
+    ] {
+        let kept = keep_with(
+            StatusCode::OK,
+            &[("cache-control", strict), ("etag", "\"x\"")],
+            RequestFacts::default(),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(kept.stale_while_revalidate, Duration::ZERO, "{strict}");
+        assert_eq!(kept.stale_if_error, Duration::ZERO, "{strict}");
+    }
+}
+
+#[test]
+fn age_is_the_larger_of_apparent_and_corrected_age() {
+    let date = http_date(at(0));
+    assert_eq!(
+        initial_age(&headers(&[("date", &date), ("age", "3")]), at(8), at(10)),
+        10,
+        "apparent age 10 beats 3 + 2"
+    );
+    assert_eq!(
+        initial_age(&headers(&[("date", &date), ("age", "30")]), at(8), at(10)),
+        32
+    );
+    assert_eq!(initial_age(&headers(&[("age", "x")]), at(0), at(0)), 0);
+}
+
+#[test]
+fn vary_names_are_lower_case_without_duplicates() {
+    assert_eq!(
+        vary_names(&headers(&[
+            ("vary", "Accept-Encoding, accept-language"),
+            ("vary", "ACCEPT-encoding")
+        ])),
+        vec![
+            HeaderName::from_static("accept-encoding"),
+            HeaderName::from_static("accept-language")
+        ]
+    );
+}
+
+#[test]
+fn conditionals_compare_etags_weakly_and_dates() {
+    let value = |text: &str| HeaderValue::from_str(text).unwrap();
+    let etag = value("W/\"v1\"");
+    assert!(not_modified(
+        Some(&value("\"v0\", \"v1\"")),
+        None,
+        Some(&etag),
+        None
+    ));
+    assert!(not_modified(Some(&value("*")), None, Some(&etag), None));
+    assert!(!not_modified(
+        Some(&value("\"v2\"")),
+        None,
+        Some(&etag),
+        None
+    ));
+    let modified = value(&http_date(at(100)));
+    assert!(not_modified(
+        None,
+        Some(&value(&http_date(at(100)))),
+        None,
+        Some(&modified)
+    ));
+    assert!(!not_modified(
+        None,
+        Some(&value(&http_date(at(99)))),
+        None,
+        Some(&modified)
+    ));
+    assert!(
+        !not_modified(
+            Some(&value("\"v2\"")),
+            Some(&value(&http_date(at(200)))),
+            Some(&etag),
+            Some(&modified)
+        ),
+        "If-None-Match wins over If-Modified-Since"
+    );
+}

@@ -1,0 +1,695 @@
+//! The response cache end to end (SPEC §6, issue 4): real backends that
+//! count their requests and answer with the caching headers each test
+//! sets (`support::backend::Reply`), a proxy started with `app::start`
+//! whose service lists them statically, and a hyper client.
+//!
+//! Each test asserts what the backends saw (how many requests, how many
+//! `304`s) and what the client got (`x-cache`, `Age`, bodies). Times that
+//! must pass are made zero instead (`max-age=0` with a stale window or a
+//! validator): no test sleeps, and waits poll a condition with a bound.
+
+// Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
+#![cfg(test)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shardproxy::app::{self, Running};
+use shardproxy::config::Config;
+use support::backend::{Backend, Reply};
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Backends `b1`, ... behind a proxy whose service `frob` has a cache.
+struct Harness {
+    backends: Vec<Backend>,
+    proxy: Running,
+    client: HttpClient,
+}
+
+/// A whole answer.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("", |value| value.to_str().unwrap_or("(not text)"))
+    }
+
+    fn x_cache(&self) -> &str {
+        self.header("x-cache")
+    }
+
+    /// The backend's request number that made this answer.
+    fn made_by_request(&self) -> u64 {
+        self.header("x-request-number").parse().unwrap_or(0)
+    }
+}
+
+impl Harness {
+    /// `count` backends (each a replica of the other's keys when there
+    /// are two), and `cache` as the lines of `[services.frob.cache]`
+    /// besides `enabled = true`.
+    async fn start(count: usize, cache: &str) -> Harness {
+        let mut backends = Vec::new();
+        for index in 0..count {
+            backends.push(Backend::start(&format!("b{}", index + 1)).await);
+        }
+        let instances: Vec<String> = backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| {
+                format!(
+                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [\"{:x}0\"] }},",
+                    backend.name(),
+                    backend.addr(),
+                    4 * (index + 1)
+                )
+            })
+            .collect();
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[dns]
+servers = ["127.0.0.1:53"]
+
+[services.frob]
+instances = [
+{}
+]
+slaves = {}
+
+[services.frob.cache]
+enabled = true
+{cache}
+
+[[routes]]
+path_prefix = "/"
+service = "frob"
+"#,
+            instances.join("\n"),
+            count - 1
+        );
+        let parsed =
+            Config::from_toml(&config, "cache.toml").unwrap_or_else(|error| panic!("{error}"));
+        let proxy = app::start(parsed).await.expect("the proxy starts");
+        let app = proxy.app();
+        support::wait_until_within(WAIT, "the proxy is ready", || {
+            let app = Arc::clone(&app);
+            async move { app.discovery.ready() }
+        })
+        .await;
+        Harness {
+            backends,
+            proxy,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Requests received by all backends.
+    fn requests(&self) -> u64 {
+        self.backends.iter().map(Backend::requests).sum()
+    }
+
+    /// Sets `reply` for `prefix` on every backend.
+    fn reply_at(&self, prefix: &str, reply: &Reply) {
+        for backend in &self.backends {
+            backend.reply_at(prefix, reply.clone());
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+        send(&self.client, self.proxy.listen, method, path, headers).await
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[]).await
+    }
+
+    /// An admin answer.
+    async fn admin(&self, method: Method, path: &str) -> Answer {
+        send(&self.client, self.proxy.admin, method, path, &[]).await
+    }
+
+    /// The value of metric `name` for service `frob`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.admin(Method::GET, "/metrics").await;
+        let text = String::from_utf8_lossy(&text.body).into_owned();
+        let prefix = format!("{name}{{service=\"frob\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .parse()
+            .unwrap_or_else(|error| panic!("{name}: {error}"))
+    }
+}
+
+/// `method http://{to}{path}` with `headers`, whole.
+async fn send(
+    client: &HttpClient,
+    to: std::net::SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let what = format!("{method} http://{to}{path}");
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{to}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::default()).expect("a valid request");
+    tokio::time::timeout(WAIT, async {
+        let response = client
+            .request(request)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+}
+
+const FRESH: &[(&str, &str)] = &[("cache-control", "max-age=60")];
+
+// === Storing and serving ===
+
+#[tokio::test]
+async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    let first = harness.get("/a?x=1").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.x_cache(), "MISS");
+    assert_eq!(first.header("age"), "0");
+    let second = harness.get("/a?x=1").await;
+    assert_eq!(second.x_cache(), "HIT");
+    assert_eq!(second.body, first.body, "the stored body");
+    assert!(second.header("age").parse::<u64>().is_ok());
+    assert_eq!(harness.requests(), 1);
+    let other_query = harness.get("/a?x=2").await;
+    assert_eq!(
+        other_query.x_cache(),
+        "MISS",
+        "the query is part of the key"
+    );
+    assert_eq!(harness.requests(), 2);
+    assert_eq!(harness.metric("shardproxy_cache_hits_total").await, 1.0);
+    assert_eq!(harness.metric("shardproxy_cache_misses_total").await, 2.0);
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 2.0);
+}
+
+#[tokio::test]
+async fn responses_that_must_not_be_stored_are_never_served_from_the_cache() {
+    let harness = Harness::start(1, "").await;
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("/no-store", &[("cache-control", "max-age=60, no-store")]),
+        ("/private", &[("cache-control", "max-age=60, private")]),
+        (
+            "/cookie",
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+        ),
+        (
+            "/vary-any",
+            &[("cache-control", "max-age=60"), ("vary", "*")],
+        ),
+        ("/no-freshness", &[]),
+    ];
+    for (path, headers) in cases {
+        harness.reply_at(path, &Reply::with(headers));
+    }
+    for (path, _) in cases {
+        let before = harness.requests();
+        for _ in 0..2 {
+            let answer = harness.get(path).await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}");
+            assert_eq!(answer.x_cache(), "MISS", "{path}");
+        }
+        assert_eq!(
+            harness.requests(),
+            before + 2,
+            "{path} went to the backend twice"
+        );
+    }
+}
+
+#[tokio::test]
+async fn authorization_and_other_methods_bypass_the_cache() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    for _ in 0..2 {
+        let answer = harness
+            .send(Method::GET, "/auth", &[("authorization", "Bearer x")])
+            .await;
+        assert_eq!(answer.x_cache(), "MISS");
+    }
+    assert_eq!(harness.requests(), 2);
+    assert_eq!(
+        harness.get("/auth").await.x_cache(),
+        "MISS",
+        "nothing was stored for the authorized requests"
+    );
+    for _ in 0..2 {
+        harness.send(Method::POST, "/post", &[]).await;
+    }
+    assert_eq!(harness.get("/post").await.x_cache(), "MISS");
+    assert_eq!(harness.requests(), 6);
+    assert_eq!(harness.metric("shardproxy_cache_passes_total").await, 2.0);
+}
+
+#[tokio::test]
+async fn authorized_services_store_public_answers_to_authorized_requests() {
+    let harness = Harness::start(1, "authorized = true").await;
+    harness.reply_at(
+        "/public",
+        &Reply::with(&[("cache-control", "public, max-age=60")]),
+    );
+    harness.reply_at("/plain", &Reply::with(FRESH));
+    let auth = [("authorization", "Bearer x")];
+    harness.send(Method::GET, "/public", &auth).await;
+    let again = harness.send(Method::GET, "/public", &auth).await;
+    assert_eq!(again.x_cache(), "HIT");
+    harness.send(Method::GET, "/plain", &auth).await;
+    let again = harness.send(Method::GET, "/plain", &auth).await;
+    assert_eq!(again.x_cache(), "MISS", "RFC 9111 §3.5: not public");
+    assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_apart() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60"), ("vary", "Accept-Language")]),
+    );
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+    let first_en = harness.send(Method::GET, "/v", &en).await;
+    let first_fr = harness.send(Method::GET, "/v", &fr).await;
+    assert_eq!((first_en.x_cache(), first_fr.x_cache()), ("MISS", "MISS"));
+    let en_again = harness.send(Method::GET, "/v", &en).await;
+    let fr_again = harness.send(Method::GET, "/v", &fr).await;
+    assert_eq!((en_again.x_cache(), fr_again.x_cache()), ("HIT", "HIT"));
+    assert_eq!(en_again.made_by_request(), first_en.made_by_request());
+    assert_eq!(fr_again.made_by_request(), first_fr.made_by_request());
+    assert_ne!(en_again.made_by_request(), fr_again.made_by_request());
+    let none = harness.get("/v").await;
+    assert_eq!(
+        none.x_cache(),
+        "MISS",
+        "no Accept-Language is a variant too"
+    );
+    assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
+async fn a_head_is_answered_from_a_cached_get() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH).body_len(1000));
+    let get = harness.get("/h").await;
+    assert_eq!(get.body.len(), 1000);
+    let head = harness.send(Method::HEAD, "/h", &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.x_cache(), "HIT");
+    assert_eq!(head.header("content-length"), "1000");
+    assert!(head.body.is_empty());
+    assert_eq!(harness.requests(), 1);
+}
+
+#[tokio::test]
+async fn default_ttl_caches_answers_without_freshness() {
+    let harness = Harness::start(1, "default_ttl = \"60s\"").await;
+    harness.get("/d").await;
+    assert_eq!(harness.get("/d").await.x_cache(), "HIT");
+    assert_eq!(harness.requests(), 1);
+}
+
+#[tokio::test]
+async fn request_no_cache_revalidates_and_no_store_stores_nothing() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness
+        .send(Method::GET, "/n", &[("cache-control", "no-store")])
+        .await;
+    assert_eq!(harness.get("/n").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/n").await.x_cache(), "HIT");
+    let refetched = harness
+        .send(Method::GET, "/n", &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(refetched.x_cache(), "MISS");
+    assert_eq!(harness.requests(), 3);
+    let only = harness
+        .send(
+            Method::GET,
+            "/absent",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(only.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(harness.requests(), 3);
+}
+
+// === Coalescing ===
+
+/// Sends `count` concurrent `GET path`s; returns their tasks.
+fn concurrent_gets(
+    harness: &Arc<Harness>,
+    path: &'static str,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<Answer>> {
+    (0..count)
+        .map(|_| {
+            let harness = Arc::clone(harness);
+            tokio::spawn(async move { harness.get(path).await })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_cold_gets_make_one_backend_request() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/cold", 100);
+    let waiting = Arc::clone(&harness);
+    support::wait_until_within(WAIT, "99 requests wait for the first", move || {
+        let harness = Arc::clone(&waiting);
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == 99.0 }
+    })
+    .await;
+    assert_eq!(harness.backends[0].in_flight(), 1);
+    harness.backends[0].release();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.made_by_request(), 1);
+        outcomes.push(answer.x_cache().to_owned());
+    }
+    assert_eq!(harness.requests(), 1);
+    assert_eq!(outcomes.iter().filter(|o| *o == "MISS").count(), 1);
+    assert_eq!(outcomes.iter().filter(|o| *o == "HIT").count(), 99);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at(
+        "/",
+        &Reply {
+            status: 500,
+            ..Reply::default()
+        },
+    );
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/fails", 10);
+    let waiting = Arc::clone(&harness);
+    support::wait_until_within(WAIT, "9 requests wait for the first", move || {
+        let harness = Arc::clone(&waiting);
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == 9.0 }
+    })
+    .await;
+    harness.backends[0].release();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!(harness.requests(), 10, "each waiter tried for itself");
+}
+
+// === Stale objects ===
+
+#[tokio::test]
+async fn a_stale_object_is_served_when_every_instance_of_its_key_fails() {
+    let harness = Harness::start(2, "").await;
+    harness.reply_at(
+        "/sie",
+        &Reply::with(&[("cache-control", "max-age=0, stale-if-error=60")]),
+    );
+    harness.reply_at(
+        "/strict",
+        &Reply::with(&[("cache-control", "max-age=0"), ("etag", "\"s\"")]),
+    );
+    let stored = harness.get("/sie").await;
+    assert_eq!(stored.x_cache(), "MISS");
+    harness.get("/strict").await;
+    for backend in &harness.backends {
+        backend.stop().await;
+    }
+    let stale = harness.get("/sie").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.x_cache(), "STALE");
+    assert_eq!(stale.body, stored.body);
+    let failed = harness.get("/strict").await;
+    assert_eq!(
+        failed.status,
+        StatusCode::BAD_GATEWAY,
+        "no stale-if-error, no grace"
+    );
+    assert_eq!(harness.metric("shardproxy_cache_stale_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() {
+    let harness = Harness::start(1, "grace = \"60s\"").await;
+    harness.reply_at("/", &Reply::with(&[("cache-control", "max-age=0")]));
+    let first = harness.get("/g").await;
+    assert_eq!((first.x_cache(), first.made_by_request()), ("MISS", 1));
+    harness.backends[0].hold();
+    for _ in 0..5 {
+        let stale = harness.get("/g").await;
+        assert_eq!(
+            stale.x_cache(),
+            "STALE",
+            "served at once, the backend is held"
+        );
+        assert_eq!(stale.made_by_request(), 1);
+    }
+    support::wait_until_within(WAIT, "the refresh reaches the backend", || async {
+        harness.backends[0].in_flight() == 1
+    })
+    .await;
+    assert_eq!(
+        harness.requests(),
+        2,
+        "one background refresh for five stale hits"
+    );
+    harness.backends[0].release();
+    support::wait_until_within(WAIT, "the refreshed object is served", || async {
+        harness.get("/g").await.made_by_request() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=0, stale-while-revalidate=60")]),
+    );
+    assert_eq!(harness.get("/swr").await.x_cache(), "MISS");
+    let stale = harness.get("/swr").await;
+    assert_eq!((stale.x_cache(), stale.made_by_request()), ("STALE", 1));
+    support::wait_until_within(WAIT, "the background refresh is stored", || async {
+        let answer = harness.get("/swr").await;
+        answer.x_cache() == "STALE" && answer.made_by_request() >= 2
+    })
+    .await;
+}
+
+// === Revalidation ===
+
+#[tokio::test]
+async fn a_304_from_the_backend_refreshes_the_stored_object() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=0"), ("etag", "\"v1\"")]),
+    );
+    let first = harness.get("/r").await;
+    assert_eq!(first.x_cache(), "MISS");
+    let revalidated = harness.get("/r").await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.body, first.body, "the stored body, validated");
+    assert_eq!(harness.backends[0].not_modified(), 1);
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
+    );
+    let refreshed = harness.get("/r").await;
+    assert_eq!(refreshed.header("cache-control"), "max-age=60");
+    assert_eq!(harness.backends[0].not_modified(), 2);
+    let hit = harness.get("/r").await;
+    assert_eq!(hit.x_cache(), "HIT", "the 304's max-age=60 was stored");
+    assert_eq!(hit.body, first.body);
+    assert_eq!(harness.requests(), 3);
+}
+
+#[tokio::test]
+async fn a_client_if_none_match_gets_304_from_the_cache() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
+    );
+    let cold = harness
+        .send(Method::GET, "/c", &[("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(
+        cold.status,
+        StatusCode::NOT_MODIFIED,
+        "a miss, stored, then 304"
+    );
+    let whole = harness.get("/c").await;
+    assert_eq!((whole.status, whole.x_cache()), (StatusCode::OK, "HIT"));
+    assert!(!whole.body.is_empty());
+    let hit = harness
+        .send(Method::GET, "/c", &[("if-none-match", "W/\"v0\", \"v1\"")])
+        .await;
+    assert_eq!(
+        (hit.status, hit.x_cache()),
+        (StatusCode::NOT_MODIFIED, "HIT")
+    );
+    assert_eq!(hit.header("etag"), "\"v1\"");
+    assert!(hit.body.is_empty());
+    let other = harness
+        .send(Method::GET, "/c", &[("if-none-match", "\"v2\"")])
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(harness.requests(), 1);
+}
+
+// === Memory ===
+
+#[tokio::test]
+async fn objects_over_max_object_size_pass_through_whole_and_are_not_stored() {
+    let harness = Harness::start(1, "max_object_size = \"1KiB\"").await;
+    harness.reply_at("/", &Reply::with(FRESH).body_len(5000));
+    for _ in 0..2 {
+        let answer = harness.get("/big").await;
+        assert_eq!(answer.body.len(), 5000);
+        assert_eq!(answer.x_cache(), "MISS");
+    }
+    assert_eq!(harness.requests(), 2);
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 0.0);
+}
+
+#[tokio::test]
+async fn the_store_stays_under_max_size_while_ten_times_that_passes_through() {
+    let harness = Harness::start(1, "max_size = \"64KiB\"\nmax_object_size = \"8KiB\"").await;
+    harness.reply_at("/", &Reply::with(FRESH).body_len(4000));
+    let mut through = 0;
+    for index in 0..170 {
+        let answer = harness.get(&format!("/m/{index}")).await;
+        through += answer.body.len();
+        let stored = harness.metric("shardproxy_cache_stored_bytes").await;
+        assert!(
+            stored <= 65536.0,
+            "{stored} bytes stored after {index} objects"
+        );
+    }
+    assert!(through >= 10 * 65536, "{through} bytes passed through");
+    let objects = harness.metric("shardproxy_cache_objects").await;
+    assert!(objects > 0.0 && objects < 17.0, "{objects} objects stored");
+    assert!(harness.metric("shardproxy_cache_evictions_total").await > 0.0);
+}
+
+// === Invalidation ===
+
+#[tokio::test]
+async fn a_successful_unsafe_request_invalidates_its_target_and_location() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.reply_at("/create", &Reply::with(&[("location", "/u2")]));
+    for path in ["/u1", "/u2"] {
+        harness.get(path).await;
+        assert_eq!(harness.get(path).await.x_cache(), "HIT");
+    }
+    harness.send(Method::POST, "/u1", &[]).await;
+    assert_eq!(harness.get("/u1").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/u2").await.x_cache(), "HIT");
+    harness.send(Method::PUT, "/create", &[]).await;
+    assert_eq!(harness.get("/u2").await.x_cache(), "MISS", "Location");
+}
+
+// === Purge ===
+
+#[tokio::test]
+async fn purge_by_path_and_by_prefix_through_the_admin_api() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    harness.reply_at(
+        "/p/v",
+        &Reply::with(&[("cache-control", "max-age=60"), ("vary", "accept")]),
+    );
+    for path in ["/p/a", "/p/b?x=1", "/q/c"] {
+        harness.get(path).await;
+    }
+    harness.send(Method::GET, "/p/v", &[("accept", "a")]).await;
+    harness.send(Method::GET, "/p/v", &[("accept", "b")]).await;
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 5.0);
+
+    let purged = harness
+        .admin(Method::POST, "/cache/purge?service=frob&path=/p/a")
+        .await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let purged: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(purged, serde_json::json!({"service": "frob", "purged": 1}));
+    assert_eq!(harness.get("/p/a").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/p/b?x=1").await.x_cache(), "HIT");
+
+    let purged = harness
+        .admin(Method::POST, "/cache/purge?service=frob&prefix=/p/")
+        .await;
+    let purged: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(
+        purged["purged"], 4,
+        "/p/a again, /p/b?x=1 and both variants"
+    );
+    assert_eq!(harness.get("/p/b?x=1").await.x_cache(), "MISS");
+    assert_eq!(
+        harness
+            .send(Method::GET, "/p/v", &[("accept", "a")])
+            .await
+            .x_cache(),
+        "MISS"
+    );
+    assert_eq!(harness.get("/q/c").await.x_cache(), "HIT");
+
+    let unknown = harness
+        .admin(Method::POST, "/cache/purge?service=nope&path=/")
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let error: serde_json::Value = serde_json::from_slice(&unknown.body).unwrap();
+    assert!(error["error"].as_str().unwrap().starts_with("no service"));
+}
