@@ -73,6 +73,7 @@ QUIET_PCT=${QUIET_PCT:-10}
 QUIET_TIMEOUT=${QUIET_TIMEOUT:-180}
 DISTURBED_PCT=${DISTURBED_PCT:-10}
 REDO_DISTURBED=${REDO_DISTURBED:-3}
+REPORT_FROM=${REPORT_FROM:-}
 LUA=$HERE/keys.lua
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -169,17 +170,27 @@ grep -q -- '--with-http_stub_status_module' <<<"$NGINX_V" \
     || die "$NGINX lacks the upstream keepalive module"
 CLK_TCK=$(getconf CLK_TCK)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-compare.XXXXXX")
+if [[ -n $REPORT_FROM ]]; then
+    # only the report and the chart, from a kept work directory
+    [[ -r $REPORT_FROM/runs.tsv && -r $REPORT_FROM/state.sh ]] || die "REPORT_FROM=$REPORT_FROM has no runs.tsv and state.sh"
+    WORK=$(cd "$REPORT_FROM" && pwd)
+    KEEP_WORK=1
+    NGINX_CACHE_DIR=
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-compare.XXXXXX")
+fi
 chmod 755 "$WORK" # nginx workers and varnishd's child run as other users
 # nginx's cache lives in memory too (tmpfs), like the others'
-if [[ -d /dev/shm && -w /dev/shm ]]; then
+if [[ -n $REPORT_FROM ]]; then
+    :
+elif [[ -d /dev/shm && -w /dev/shm ]]; then
     NGINX_CACHE_DIR=$(mktemp -d /dev/shm/shardproxy-compare-nginx-cache.XXXXXX)
 else
     NGINX_CACHE_DIR=$WORK/nginx-cache
     mkdir -p "$NGINX_CACHE_DIR"
     log "no writable /dev/shm: nginx's cache goes to $NGINX_CACHE_DIR (disk-backed unless that is a tmpfs)"
 fi
-chmod 777 "$NGINX_CACHE_DIR" # written by nginx's worker (nobody)
+[[ -z $NGINX_CACHE_DIR ]] || chmod 777 "$NGINX_CACHE_DIR" # written by nginx's worker (nobody)
 
 # --- process bookkeeping -------------------------------------------------------
 
@@ -218,7 +229,7 @@ cleanup() {
             tail -n 20 "$f" >&2 || true
         done
     fi
-    rm -rf "$NGINX_CACHE_DIR"
+    [[ -z $NGINX_CACHE_DIR ]] || rm -rf "$NGINX_CACHE_DIR"
     if [[ $KEEP_WORK == 1 || $rc != 0 ]]; then
         log "work directory kept: $WORK"
     else
@@ -538,7 +549,7 @@ EOF
 start_contender() {
     local mode=$1 who=$2 dir=$WORK/$1/$2
     if ! "write_$who" "$mode" "$dir"; then
-        SKIP_IN[$mode.$who]="its config check failed: $(grep -v '^\s*$' "$dir/check.log" | head -n 1 | sed "s|$dir/||g" | cut -c1-300)"
+        SKIP_IN[$mode.$who]="its config check failed: $(grep -v '^\s*$' "$dir/check.log" | sed -n "1s|$dir/||gp" | cut -c1-300)"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
         return 1
     fi
@@ -627,7 +638,7 @@ wait_quiet() {
 
 RESULTS=$WORK/runs.tsv
 COLUMNS_TSV='mode	kind	round	slot	contender	req_s	requests	duration_s	p50_us	p90_us	p99_us	p999_us	max_us	errors	err_detail	cpu_s	cpu_us_per_req	cpu_pct	new_backend_conns	backend_requests	pooled_after	core_proxy_busy_pct	core_load_busy_pct	steal_pct	other_cpu_pct	mid_new_backend_conns	mid_window_s	target_rate	late_sends'
-echo "$COLUMNS_TSV" >"$RESULTS"
+[[ -n $REPORT_FROM ]] || echo "$COLUMNS_TSV" >"$RESULTS"
 # field numbers, by name (for awk -v)
 col_no() { tr '\t' '\n' <<<"$COLUMNS_TSV" | grep -nx "$1" | cut -d: -f1; }
 F_MODE=$(col_no mode) F_KIND=$(col_no kind) F_ROUND=$(col_no round) F_WHO=$(col_no contender)
@@ -733,7 +744,7 @@ run_one() {
 }
 
 DISCARDED=$WORK/discarded.tsv
-: >"$DISCARDED"
+[[ -n $REPORT_FROM ]] || : >"$DISCARDED"
 # measure ARGS...: run_one, redone (up to REDO_DISTURBED times) while other
 # work on the machine disturbed it
 measure() {
@@ -765,7 +776,6 @@ col() {
 backends_of() {
     curl -fsS "http://127.0.0.1:$1/k/[0-999]" | sed 's/^backend-//'
 }
-declare -A ROUTING=()
 # check_routing MODE NAME: the same key must reach the same backend every
 # time, and the keys must spread over all backends; for shardproxy, each
 # key's backend must be the primary /ring/lookup names.
@@ -777,7 +787,7 @@ check_routing() {
     if [[ $who == shardproxy ]]; then
         for ((k = 0; k < 100; k++)); do
             primary=$(curl -fsS --get --data-urlencode service=bench --data-urlencode "key=/k/$k" \
-                "http://127.0.0.1:$SP_ADMIN/ring/lookup" | grep -o '127\.0\.0\.1:[0-9]*' | head -n 1)
+                "http://127.0.0.1:$SP_ADMIN/ring/lookup" | grep -o '127\.0\.0\.1:[0-9]*' | sed -n 1p)
             port=${primary##*:}
             [[ " ${BACKEND_PORTS[*]} " == *" $port "* ]] || { bad=$((bad + 1)); continue; }
             for ((i = 0; i < NBACKENDS; i++)); do
@@ -807,6 +817,20 @@ prefill() {
 
 # --- runs ----------------------------------------------------------------------------------
 
+declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=()
+# what the report needs besides runs.tsv, for REPORT_FROM
+STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
+    NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT NGINX_CACHE_DIR SHARDPROXY
+    RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN)
+save_state() { declare -p "${STATE_VARS[@]}" >"$WORK/state.sh"; }
+
+if [[ -n $REPORT_FROM ]]; then
+    # shellcheck disable=SC1091
+    source "$WORK/state.sh"
+    read -ra CONTENDER_LIST <<<"$CONTENDERS"
+    read -ra MODE_LIST <<<"$MODES"
+else
+
 write_backends
 log "work dir $WORK; backends on ${BACKEND_PORTS[*]} (status $BACKEND_STATUS); contenders:$(for c in "${CONTENDER_LIST[@]}"; do printf ' %s :%s' "$c" "${PORT[$c]}"; done)"
 start_group backends "$LOAD_CPU" "$WORK/backends/out.log" "$NGINX" -e "$WORK/backends/error.log" \
@@ -829,7 +853,6 @@ affinity_of_group() {
     tr ' ' '\n' <<<"$out" | grep -v '^$' | sort -u | paste -sd, -
 }
 
-declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=()
 for mode in "${MODE_LIST[@]}"; do
     log "=== mode: $mode"
     mkdir -p "$WORK/$mode"
@@ -881,8 +904,10 @@ for mode in "${MODE_LIST[@]}"; do
     pgs=()
     for c in "${active[@]}"; do pgs+=("${PG[$c]}"); done
     stop_groups "${pgs[@]}"
+    save_state
 done
 [[ -n ${RAN[*]} ]] || die "nothing ran"
+fi
 
 # --- report -----------------------------------------------------------------------------------
 
@@ -890,13 +915,14 @@ GIT_REV=$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$REPO" status --porcelain -- . ':!loadtest' 2>/dev/null) ]]; then
     GIT_REV+=" (working tree has uncommitted changes)"
 fi
-SP_VERSION=$("$SHARDPROXY" --version 2>&1 | head -n 1)
+# sed -n 1p rather than head: head's early exit would SIGPIPE the command (pipefail)
+SP_VERSION=$({ "$SHARDPROXY" --version 2>&1 || true; } | sed -n 1p)
 SP_SHA=$(sha256sum "$SHARDPROXY" | cut -c1-16)
 SP_MTIME=$(date -u -r "$SHARDPROXY" '+%Y-%m-%dT%H:%M:%SZ')
 VERSIONS="$("$NGINX" -v 2>&1)"
-has_contender haproxy && VERSIONS+="; $("$HAPROXY" -v 2>&1 | head -n 1 | cut -d' ' -f1-3)"
-has_contender varnish && VERSIONS+="; $("$VARNISHD" -V 2>&1 | head -n 1)"
-VERSIONS+="; $({ wrk -v 2>&1 || true; } | head -n 1 | sed 's/ *$//')"
+has_contender haproxy && VERSIONS+="; $({ "$HAPROXY" -v 2>&1 || true; } | sed -n 1p | cut -d' ' -f1-3)"
+has_contender varnish && VERSIONS+="; $({ "$VARNISHD" -V 2>&1 || true; } | sed -n 1p)"
+VERSIONS+="; $({ wrk -v 2>&1 || true; } | sed -n '1s/ *$//p')"
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 KERNEL=$(uname -sr)
 PNG=${OUT%.md}.png
@@ -1084,7 +1110,7 @@ report() {
         echo "<details><summary>shardproxy /metrics after the $mode runs (non-zero, non-comment lines)</summary>"
         echo
         echo '```'
-        grep -v '^#' <<<"${METRICS[$mode]}" | awk '$NF != 0' | grep -v '_bucket{' | head -n 40
+        grep -v '^#' <<<"${METRICS[$mode]}" | awk '$NF != 0' | grep -v '_bucket{' | sed -n 1,40p
         echo '```'
         echo
         echo "</details>"
