@@ -1026,7 +1026,7 @@ report() {
         echo
         echo "Routing check (keys /k/0 .. /k/999 through each contender, twice):"
         echo
-        for who in ${RAN[$mode]}; do echo "- $who: ${ROUTING[$mode.$who]}"; done
+        for who in ${RAN[$mode]}; do echo "- $who: ${ROUTING[$mode.$who]:-not recorded}"; done
         echo
     done
 
@@ -1087,7 +1087,7 @@ report() {
     for mode in "${MODE_LIST[@]}"; do
         [[ -n ${RAN[$mode]:-} ]] || continue
         printf '  %s: %s; backends: %s\n' "$mode" \
-            "$(for who in ${RAN[$mode]}; do printf '%s %s, ' "$who" "${AFFINITY[$mode.$who]}"; done | sed 's/, $//')" "${AFFINITY[$mode.backends]}"
+            "$(for who in ${RAN[$mode]}; do printf '%s %s, ' "$who" "${AFFINITY[$mode.$who]:-not recorded}"; done | sed 's/, $//')" "${AFFINITY[$mode.backends]:-not recorded}"
     done
     echo "- backends: one nginx, \`worker_processes 1\`, $NBACKENDS \`server\`s, each \`return 200 \"backend-K\\n\"\` with"
     echo "  \`Cache-Control: max-age=3600\`; access_log off; keepalive_timeout 300s; keepalive_requests 1000000."
