@@ -1041,7 +1041,7 @@ report() {
     echo "- **p50/p99 @ rate**: loadtest/fixedrate sends at a fixed rate (half of nginx's median saturated req/s in"
     echo "  that mode) over $CONNS keep-alive connections, and times each request from when it was *due*. A stall"
     echo "  that holds up later requests counts in their latency (no coordinated omission). *late sends* (every run"
-    echo "  table) counts requests sent more than 1 ms after they were due because every connection was busy."
+    echo "  table) counts requests sent more than 1 ms after they were due (every connection busy, or the client itself late)."
     echo "- **new backend conns**: TCP connections accepted by the backends during the counted saturated runs"
     echo "  (stub_status \`accepts\`), in brackets those opened mid-run (1 s after the start to 1 s before the"
     echo "  end). With keep-alive working it stays near 0."
