@@ -1137,14 +1137,14 @@ chart() {
             local data=$WORK/chart-$mode.dat
             awk -F'\t' '{ printf "%d %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, ($8 == "nan" ? 0 : $8 / 1000), ($9 == "nan" ? 0 : $9 / 1000) }' \
                 "$WORK/summary-$mode.tsv" >"$data"
-            echo "set title '$(mode_title "$mode"): req/s (median; bars min-max)'"
+            echo "set title '$(mode_title "$mode"): req/s (median, min-max)'"
             echo "set ylabel 'requests/s'"
             echo "set xrange [-0.6:$(($(wc -l <"$data") - 1)).6]"
             echo "plot '$data' using 1:3:xtic(2) with boxes lc rgb '#4e79a7' notitle, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 notitle, '' using 1:3:(sprintf('%.0f', \$3)) with labels offset 0,1.2 notitle"
             echo "set title '$(mode_title "$mode"): CPU µs per request (median)'"
             echo "set ylabel 'µs of CPU per request'"
             echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' notitle, '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
-            echo "set title '$(mode_title "$mode"): latency at ${FIXED_AT[$mode]:-?} req/s (fixed rate)'"
+            echo "set title '$(mode_title "$mode"): p50/p99 at ${FIXED_AT[$mode]:-?} req/s'"
             echo "set ylabel 'ms (log scale)'"
             echo "set logscale y"
             echo "set yrange [0.05:*]"
