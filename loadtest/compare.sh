@@ -699,7 +699,12 @@ run_one() {
     kill -0 "$pg" 2>/dev/null || die "$who (pid $pg) died during the run; see $WORK/$mode/$who/"
 
     local line
-    line=$(grep '^RESULT ' "$out") || die "no RESULT line from the load generator: $(tail -n 5 "$out")"
+    # seen once on the shared machine: the load generator exited 0 with no
+    # output at all; the caller runs it again
+    if ! line=$(grep '^RESULT ' "$out"); then
+        log "WARNING: no RESULT line from the load generator against $who (output: '$(tail -n 5 "$out")')"
+        return 3
+    fi
     awk -v line="$line" -v mode="$mode" -v kind="$kind" -v round="$round" -v slot="$slot" -v who="$who" -v hz="$CLK_TCK" \
         -v st0="$st0" -v st1="$st1" -v pooled="$pooled" -v m0="$m0" -v m1="$m1" -v mid_window="$mid_window" \
         -v tc="$((tc1 - tc0))" -v tall="$((tall1 - tall0))" -v tw="$((tw1 - tw0))" -v rate="$rate" \
@@ -749,8 +754,15 @@ DISCARDED=$WORK/discarded.tsv
 # work on the machine disturbed it
 measure() {
     local attempt other
+    local rc
     for ((attempt = 0; ; attempt++)); do
-        run_one "$@"
+        rc=0
+        run_one "$@" || rc=$?
+        if ((rc != 0)); then
+            ((rc == 3 && attempt < 2)) || die "no result from the load generator against $5 ($1 $2 round $3)"
+            log "running it again"
+            continue
+        fi
         other=$(tail -n 1 "$RESULTS" | cut -f"$F_OTHER")
         if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$DISTURBED_PCT" 'BEGIN { exit !(o > l) }'; then
             tail -n 1 "$RESULTS" >>"$DISCARDED"
@@ -868,7 +880,8 @@ for mode in "${MODE_LIST[@]}"; do
     RAN[$mode]="${active[*]}"
 
     log "$mode: warm-up, $WARMUP per contender (not counted)"
-    for c in "${active[@]}"; do run_one "$mode" sat 0 0 "$c" "$WARMUP"; done
+    for c in "${active[@]}"; do run_one "$mode" sat 0 0 "$c" "$WARMUP" || run_one "$mode" sat 0 0 "$c" "$WARMUP" \
+        || die "no result from the load generator against $c (warm-up)"; done
     n=${#active[@]}
     for ((r = 1; r <= ROUNDS; r++)); do
         order=()
