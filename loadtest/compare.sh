@@ -1137,7 +1137,7 @@ chart() {
     {
         echo "set terminal pngcairo size 1500,$((430 * nmodes + 60)) font 'Sans,11'"
         echo "set output '$PNG'"
-        echo "set multiplot layout $nmodes,3 title 'shardproxy vs nginx, HAProxy, Varnish: one core each, $NBACKENDS backends ($(date -u '+%Y-%m-%d'))'"
+        echo "set multiplot layout $nmodes,3 title '${CONTENDER_LIST[*]}: one core each, $NBACKENDS backends ($(date -u '+%Y-%m-%d'))'"
         echo "set style fill solid 0.8 border -1"
         echo "set boxwidth 0.6"
         echo "set grid ytics"
