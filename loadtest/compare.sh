@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# loadtest/compare.sh: pass-through benchmark of shardproxy against nginx used
-# as a consistent-hash proxy, in front of the same backends, on a 2-core box.
+# loadtest/compare.sh: shardproxy against nginx, HAProxy and Varnish, each used
+# as a consistent-hash reverse proxy in front of the same backends, in two
+# modes: pass-through (no cache) and cache hits. On a 2-core box:
 #
-#   core PROXY_CPU (0): the contender under test (shardproxy or nginx), alone
-#   core LOAD_CPU  (1): wrk + the backends (4 nginx servers, one worker)
+#   core PROXY_CPU (0): the contenders (one at a time under load), alone
+#   core LOAD_CPU  (1): the load generator + the backends (one nginx, 4 servers)
 #
-# Contenders alternate over ROUNDS rounds (A B, B A, A B, ...), after one
-# uncounted warm-up run each. Per run: wrk req/s, p50/p99, errors; the
-# contender's CPU time (its process group, /proc/PID/stat utime+stime) per
-# request; new backend connections (backends' stub_status "accepts"); CPU
-# used by anything else on the machine. See loadtest/README.md.
+# Per mode: one uncounted warm-up run per contender, then ROUNDS rounds of
+# saturated wrk runs (the order rotates each round, so the machine's drift
+# hits all alike), then FIXED_ROUNDS rounds at a fixed rate of half nginx's
+# median req/s with loadtest/fixedrate (open loop, latency from the time each
+# request was due: no coordinated omission). Per run: req/s, p50/p99, errors;
+# the contender's CPU time (its process group, /proc/PID/stat utime+stime)
+# per request; new backend connections (backends' stub_status "accepts");
+# backend requests (cache misses in cache mode); CPU used by anything else.
+# Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
+# loadtest/README.md.
 #
 # Environment (defaults in brackets):
+#   CONTENDERS ["shardproxy nginx haproxy varnish"]  MODES ["pass cache"]
 #   ROUNDS [3]  DURATION [10s]  WARMUP [5s]  CONNS [64]  THREADS [1]
-#   KEYS [100000]  NBACKENDS [4]  VNODES [160]  KEY_SOURCE [uri]
-#   SHARDPROXY [<repo>/target-perf/release/shardproxy]  NGINX [nginx in PATH or /usr/sbin/nginx]
-#   PROXY_CPU [0]  LOAD_CPU [1]  OUT [loadtest/results/passthrough.md]
-#   KEEP_WORK [0]: keep the temporary directory (configs, logs, wrk output)
+#   KEYS [100000] (pass)  CACHE_KEYS [10000] (cache: every key is fetched
+#     once before the runs, so the runs are all hits)
+#   FIXED_ROUNDS [ROUNDS]  FIXED_DURATION [DURATION]  FIXED_RATE [half of
+#     nginx's median req/s in that mode]
+#   NBACKENDS [4]  VNODES [160]  KEY_SOURCE [uri]
+#   SHARDPROXY [<repo>/target-perf/release/shardproxy; built when missing]
+#   NGINX [nginx in PATH or /usr/sbin/nginx]  HAPROXY [haproxy]  VARNISHD [varnishd]
+#   FIXEDRATE [<repo>/loadtest/fixedrate/target/release/fixedrate; built when missing]
+#   INSTALL [1]: apt-get install missing tools (0: only say what is missing)
+#   PROXY_CPU [0]  LOAD_CPU [1]  OUT [loadtest/results/compare.md] (+ .tsv, .png)
+#   KEEP_WORK [0]: keep the temporary directory (configs, logs, raw outputs)
 #   SHARDPROXY_LOG [warn]: RUST_LOG for shardproxy
 #   QUIET_PCT [10] QUIET_TIMEOUT [180]: before each run, wait up to
 #     QUIET_TIMEOUT seconds for the machine to be idle (busy below QUIET_PCT %
@@ -30,25 +44,36 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 
+CONTENDERS=${CONTENDERS:-shardproxy nginx haproxy varnish}
+MODES=${MODES:-pass cache}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-5s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 KEYS=${KEYS:-100000}
+CACHE_KEYS=${CACHE_KEYS:-10000}
+FIXED_ROUNDS=${FIXED_ROUNDS:-$ROUNDS}
+FIXED_DURATION=${FIXED_DURATION:-$DURATION}
+FIXED_RATE=${FIXED_RATE:-}
 NBACKENDS=${NBACKENDS:-4}
 VNODES=${VNODES:-160}
 KEY_SOURCE=${KEY_SOURCE:-uri}
 SHARDPROXY=${SHARDPROXY:-$REPO/target-perf/release/shardproxy}
+HAPROXY=${HAPROXY:-haproxy}
+VARNISHD=${VARNISHD:-varnishd}
+FIXEDRATE=${FIXEDRATE:-$HERE/fixedrate/target/release/fixedrate}
+INSTALL=${INSTALL:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-OUT=${OUT:-$HERE/results/passthrough.md}
+OUT=${OUT:-$HERE/results/compare.md}
 KEEP_WORK=${KEEP_WORK:-0}
 SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 QUIET_PCT=${QUIET_PCT:-10}
 QUIET_TIMEOUT=${QUIET_TIMEOUT:-180}
 DISTURBED_PCT=${DISTURBED_PCT:-10}
 REDO_DISTURBED=${REDO_DISTURBED:-3}
+REPORT_FROM=${REPORT_FROM:-}
 LUA=$HERE/keys.lua
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -56,80 +81,155 @@ die() { log "ERROR: $*"; exit 1; }
 
 # --- preflight ---------------------------------------------------------------
 
-if [[ -z ${NGINX:-} ]]; then
-    NGINX=$(command -v nginx || true)
-    [[ -n $NGINX ]] || NGINX=/usr/sbin/nginx
-fi
-missing=()
-[[ -x $NGINX ]] || missing+=("nginx ($NGINX)")
-for tool in wrk taskset setsid curl ss awk sort getconf; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+read -ra CONTENDER_LIST <<<"$CONTENDERS"
+read -ra MODE_LIST <<<"$MODES"
+((${#CONTENDER_LIST[@]})) || die "CONTENDERS is empty"
+for c in "${CONTENDER_LIST[@]}"; do
+    [[ $c =~ ^(shardproxy|nginx|haproxy|varnish)$ ]] || die "unknown contender '$c' (shardproxy nginx haproxy varnish)"
 done
-if ((${#missing[@]})); then
-    log "missing tools: ${missing[*]}"
-    log "install them with: apt-get install nginx-light wrk util-linux curl iproute2"
-    exit 1
-fi
-[[ -x $SHARDPROXY ]] || die "no shardproxy binary at $SHARDPROXY; build it with:
-  cd $REPO && CARGO_TARGET_DIR=$REPO/target-perf cargo build --release -p shardproxy
-or point SHARDPROXY at one"
-[[ -r $LUA ]] || die "missing $LUA"
-for v in ROUNDS CONNS THREADS KEYS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT REDO_DISTURBED; do
+for m in "${MODE_LIST[@]}"; do
+    [[ $m == pass || $m == cache ]] || die "unknown mode '$m' (pass cache)"
+done
+has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
+for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
 ((NBACKENDS >= 1)) || die "NBACKENDS must be at least 1"
-for v in DURATION WARMUP; do
+((KEYS >= 1000 && CACHE_KEYS >= 1000)) || die "KEYS and CACHE_KEYS must be at least 1000 (the routing check uses keys 0..999)"
+for v in DURATION WARMUP FIXED_DURATION; do
     [[ ${!v} =~ ^[0-9]+[smh]?$ ]] || die "$v must look like 10s, got '${!v}'"
 done
+[[ -z $FIXED_RATE || $FIXED_RATE =~ ^[0-9]+$ ]] || die "FIXED_RATE must be a whole number of req/s, got '$FIXED_RATE'"
 [[ $KEY_SOURCE == uri || $KEY_SOURCE == path ]] || die "KEY_SOURCE must be uri or path"
 NCPU=$(nproc --all 2>/dev/null || nproc)
 ((PROXY_CPU < NCPU && LOAD_CPU < NCPU)) || die "need CPUs $PROXY_CPU and $LOAD_CPU; this machine has $NCPU"
 ((PROXY_CPU != LOAD_CPU)) || die "PROXY_CPU and LOAD_CPU must differ"
+
+# missing tools: Debian packages, installed when INSTALL=1 and apt-get is there
+if [[ -z ${NGINX:-} ]]; then
+    NGINX=$(command -v nginx || true)
+    [[ -n $NGINX ]] || NGINX=/usr/sbin/nginx
+fi
+missing_pkgs() {
+    local pkgs=() tool
+    [[ -x $NGINX ]] || pkgs+=(nginx)
+    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
+    command -v gnuplot >/dev/null 2>&1 || pkgs+=(gnuplot-nox)
+    for tool in taskset setsid; do command -v "$tool" >/dev/null 2>&1 || pkgs+=(util-linux); done
+    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+    command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
+    if has_contender haproxy; then command -v "$HAPROXY" >/dev/null 2>&1 || pkgs+=(haproxy); fi
+    if has_contender varnish; then
+        command -v "$VARNISHD" >/dev/null 2>&1 || [[ -x /usr/sbin/varnishd ]] || pkgs+=(varnish)
+        command -v cc >/dev/null 2>&1 || pkgs+=(gcc) # varnishd compiles the VCL
+    fi
+    printf '%s\n' "${pkgs[@]}" | sort -u | paste -sd' ' -
+}
+PKGS=$(missing_pkgs)
+if [[ -n $PKGS ]]; then
+    if [[ $INSTALL == 1 ]] && command -v apt-get >/dev/null 2>&1 && ((EUID == 0)); then
+        log "installing missing Debian packages: $PKGS"
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >&2 \
+            || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >&2; } \
+            || die "apt-get install $PKGS failed"
+        [[ -x $NGINX ]] || NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+        PKGS=$(missing_pkgs)
+        [[ -z $PKGS ]] || die "still missing after apt-get install: $PKGS"
+    else
+        die "missing tools; install them with: apt-get install $PKGS (or run as root with INSTALL=1)"
+    fi
+fi
+if has_contender varnish && ! command -v "$VARNISHD" >/dev/null 2>&1; then VARNISHD=/usr/sbin/varnishd; fi
+command -v getconf >/dev/null 2>&1 || die "missing getconf (libc-bin)"
+
+build_rust() { # build_rust WHAT DIR ARGS...: cargo build, with a clear message
+    local what=$1 dir=$2
+    shift 2
+    command -v cargo >/dev/null 2>&1 || die "no $what binary and no cargo to build it; install Rust (rustup) or point the variable at a binary"
+    log "building $what (cargo build --release $*); this takes a few minutes the first time"
+    (cd "$dir" && nice cargo build --release "$@" >&2) || die "building $what failed"
+}
+if [[ ! -x $SHARDPROXY ]]; then
+    [[ $SHARDPROXY == "$REPO/target-perf/release/shardproxy" ]] \
+        || die "no shardproxy binary at $SHARDPROXY"
+    CARGO_TARGET_DIR=$REPO/target-perf build_rust shardproxy "$REPO" -p shardproxy
+fi
+if ((FIXED_ROUNDS > 0)) && [[ ! -x $FIXEDRATE ]]; then
+    [[ $FIXEDRATE == "$HERE/fixedrate/target/release/fixedrate" ]] || die "no fixedrate binary at $FIXEDRATE"
+    CARGO_TARGET_DIR=$HERE/fixedrate/target build_rust fixedrate "$HERE/fixedrate"
+fi
+[[ -r $LUA ]] || die "missing $LUA"
 NGINX_V=$("$NGINX" -V 2>&1)
 grep -q -- '--with-http_stub_status_module' <<<"$NGINX_V" \
-    || die "$NGINX lacks the stub_status module (used to count backend connections); apt-get install nginx-light"
+    || die "$NGINX lacks the stub_status module (used to count backend connections); apt-get install nginx"
 ! grep -q -- '--without-http_upstream_hash_module' <<<"$NGINX_V" \
     || die "$NGINX lacks the upstream hash module"
 ! grep -q -- '--without-http_upstream_keepalive_module' <<<"$NGINX_V" \
     || die "$NGINX lacks the upstream keepalive module"
 CLK_TCK=$(getconf CLK_TCK)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-compare.XXXXXX")
-chmod 755 "$WORK"   # nginx workers may run as another user (nobody)
+if [[ -n $REPORT_FROM ]]; then
+    # only the report and the chart, from a kept work directory
+    [[ -r $REPORT_FROM/runs.tsv && -r $REPORT_FROM/state.sh ]] || die "REPORT_FROM=$REPORT_FROM has no runs.tsv and state.sh"
+    WORK=$(cd "$REPORT_FROM" && pwd)
+    KEEP_WORK=1
+    NGINX_CACHE_DIR=
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-compare.XXXXXX")
+fi
+chmod 755 "$WORK" # nginx workers and varnishd's child run as other users
+# nginx's cache lives in memory too (tmpfs), like the others'
+if [[ -n $REPORT_FROM ]]; then
+    :
+elif [[ -d /dev/shm && -w /dev/shm ]]; then
+    NGINX_CACHE_DIR=$(mktemp -d /dev/shm/shardproxy-compare-nginx-cache.XXXXXX)
+else
+    NGINX_CACHE_DIR=$WORK/nginx-cache
+    mkdir -p "$NGINX_CACHE_DIR"
+    log "no writable /dev/shm: nginx's cache goes to $NGINX_CACHE_DIR (disk-backed unless that is a tmpfs)"
+fi
+[[ -z $NGINX_CACHE_DIR ]] || chmod 777 "$NGINX_CACHE_DIR" # written by nginx's worker (nobody)
 
 # --- process bookkeeping -------------------------------------------------------
 
-PGIDS=()     # process groups we started (each is setsid + exec, so PGID = PID)
-STARTED=     # PID of the last started group
-WRK_PID=     # the wrk running now, if any (it is in our own process group)
+declare -A LIVE=() # PGID -> name, of the process groups we started and have not stopped
+STARTED=           # PID of the last started group
+LOADGEN_PID=       # the wrk or fixedrate running now, if any (in our own process group)
 
-cleanup() {
-    local rc=$? pg i alive
-    trap - EXIT INT TERM
-    if [[ -n $WRK_PID ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
-    for pg in "${PGIDS[@]}"; do
-        kill -TERM -- "-$pg" 2>/dev/null || true
-    done
+# stop_groups PGID...: SIGTERM, up to 5 s, SIGKILL
+stop_groups() {
+    local pg i alive
+    for pg in "$@"; do kill -TERM -- "-$pg" 2>/dev/null || true; done
     for ((i = 0; i < 50; i++)); do
         alive=0
-        for pg in "${PGIDS[@]}"; do
+        for pg in "$@"; do
             if kill -0 -- "-$pg" 2>/dev/null; then alive=1; fi
         done
         ((alive)) || break
         sleep 0.1
     done
-    for pg in "${PGIDS[@]}"; do
+    for pg in "$@"; do
         kill -KILL -- "-$pg" 2>/dev/null || true
+        unset "LIVE[$pg]"
     done
+}
+
+cleanup() {
+    local rc=$? f
+    trap - EXIT INT TERM
+    if [[ -n $LOADGEN_PID ]]; then kill -TERM "$LOADGEN_PID" 2>/dev/null || true; fi
+    ((${#LIVE[@]} == 0)) || stop_groups "${!LIVE[@]}"
     wait 2>/dev/null || true
     if ((rc != 0)); then
-        for f in "$WORK"/*.log; do
+        for f in "$WORK"/*.log "$WORK"/*/*.log "$WORK"/*/*/*.log; do
             [[ -s $f ]] || continue
             log "--- tail of $f"
             tail -n 20 "$f" >&2 || true
         done
     fi
+    [[ -z $NGINX_CACHE_DIR ]] || rm -rf "$NGINX_CACHE_DIR"
     if [[ $KEEP_WORK == 1 || $rc != 0 ]]; then
         log "work directory kept: $WORK"
     else
@@ -143,14 +243,14 @@ trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_group NAME CPU CMD...: run CMD in a new session (its own process group)
-# pinned to CPU, output to $WORK/NAME.log; sets STARTED to its PID.
+# start_group NAME CPU LOG CMD...: run CMD in a new session (its own process
+# group) pinned to CPU, output to LOG; sets STARTED to its PID.
 start_group() {
-    local name=$1 cpu=$2
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 </dev/null &
+    local name=$1 cpu=$2 logf=$3
+    shift 3
+    setsid taskset -c "$cpu" "$@" >"$logf" 2>&1 </dev/null &
     STARTED=$!
-    PGIDS+=("$STARTED")
+    LIVE[$STARTED]=$name
 }
 
 # pgrp_of PID: the process group of PID (empty if gone).
@@ -163,10 +263,16 @@ pgrp_of() {
     echo "$3"
 }
 
+# pids_of_group PGID: the live processes of the group
+pids_of_group() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pg="$1" '
+        { pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }'
+}
+
 # wait_tcp NAME PID PORT: poll until PORT accepts connections (PID must live).
 wait_tcp() {
     local name=$1 pid=$2 port=$3 i
-    for ((i = 0; i < 200; i++)); do
+    for ((i = 0; i < 400; i++)); do
         kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) exited during startup"
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             [[ $(pgrp_of "$pid") == "$pid" ]] || die "$name (pid $pid) is not its own process group leader"
@@ -174,7 +280,7 @@ wait_tcp() {
         fi
         sleep 0.05
     done
-    die "$name did not listen on 127.0.0.1:$port within 10 s"
+    die "$name did not listen on 127.0.0.1:$port within 20 s"
 }
 
 # wait_http NAME URL REGEX: poll until URL answers 200 with a body matching REGEX.
@@ -207,9 +313,9 @@ pick_port() {
 BACKEND_PORTS=()
 for ((k = 1; k <= NBACKENDS; k++)); do BACKEND_PORTS+=("$(pick_port)"); done
 BACKEND_STATUS=$(pick_port)
-SP_LISTEN=$(pick_port)
+declare -A PORT=() PG=() SKIP_IN=()
+for c in "${CONTENDER_LIST[@]}"; do PORT[$c]=$(pick_port); done
 SP_ADMIN=$(pick_port)
-NX_LISTEN=$(pick_port)
 
 # --- configs ------------------------------------------------------------------------
 
@@ -226,54 +332,77 @@ nginx_common() { # PREFIX-relative temp paths so nothing touches /var/lib/nginx
 EOF
 }
 
-mkdir -p "$WORK/backends/tmp" "$WORK/nginx-proxy/tmp"
-{
-    cat <<EOF
+# The backends: one nginx, one server per backend. Every answer may be cached
+# for an hour (pass-through contenders ignore that), so both modes see the
+# same responses.
+write_backends() {
+    local dir=$WORK/backends k
+    mkdir -p "$dir/tmp"
+    {
+        cat <<EOF
 worker_processes 1;
 pid backends.pid;
-error_log $WORK/backends-error.log warn;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
 $(nginx_common)
 EOF
-    for ((k = 1; k <= NBACKENDS; k++)); do
-        cat <<EOF
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            cat <<EOF
     server {
-        listen 127.0.0.1:${BACKEND_PORTS[k-1]} backlog=4096;
-        location / { return 200 "backend-$k\n"; }
+        listen 127.0.0.1:${BACKEND_PORTS[k - 1]} backlog=4096;
+        location / {
+            add_header Cache-Control "max-age=3600";
+            return 200 "backend-$k\n";
+        }
     }
 EOF
-    done
-    cat <<EOF
+        done
+        cat <<EOF
     server {
         listen 127.0.0.1:$BACKEND_STATUS;
         location / { stub_status; }
     }
 }
 EOF
-} >"$WORK/backends/nginx.conf"
+    } >"$dir/nginx.conf"
+    "$NGINX" -t -q -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" >"$dir/check.log" 2>&1 \
+        || die "backend nginx config rejected ($dir/nginx.conf): $(cat "$dir/check.log")"
+}
 
-{
-    cat <<EOF
+# write_nginx MODE DIR: nginx as the proxy; `hash $request_uri consistent`,
+# keep-alive to the backends; in cache mode proxy_cache in a tmpfs.
+write_nginx() {
+    local mode=$1 dir=$2 k cache_http="" cache_loc=""
+    mkdir -p "$dir/tmp"
+    if [[ $mode == cache ]]; then
+        rm -rf "${NGINX_CACHE_DIR:?}"/*
+        cache_http="    proxy_cache_path $NGINX_CACHE_DIR levels=1:2 keys_zone=bench:64m max_size=1g inactive=2h use_temp_path=off;"
+        cache_loc="            proxy_cache bench;
+            proxy_cache_valid 200 1h;"
+    fi
+    {
+        cat <<EOF
 worker_processes 1;
 pid proxy.pid;
-error_log $WORK/nginx-proxy-error.log warn;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
 $(nginx_common)
+$cache_http
     upstream bench {
         hash \$request_uri consistent;
 EOF
-    for ((k = 1; k <= NBACKENDS; k++)); do
-        echo "        server 127.0.0.1:${BACKEND_PORTS[k-1]};"
-    done
-    cat <<EOF
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            echo "        server 127.0.0.1:${BACKEND_PORTS[k - 1]};"
+        done
+        cat <<EOF
         keepalive 512;
         keepalive_requests 1000000;
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:$NX_LISTEN backlog=4096;
+        listen 127.0.0.1:${PORT[nginx]} backlog=4096;
         location / {
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -284,26 +413,120 @@ EOF
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_set_header Via "1.1 nginx";
+$cache_loc
         }
     }
 }
 EOF
-} >"$WORK/nginx-proxy/nginx.conf"
+    } >"$dir/nginx.conf"
+    "$NGINX" -t -q -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" >"$dir/check.log" 2>&1
+}
 
-{
-    cat <<EOF
+# write_haproxy MODE DIR: `balance uri` + `hash-type consistent`, connections
+# to the backends shared and kept (`http-reuse always`); in cache mode its
+# in-memory cache.
+write_haproxy() {
+    local mode=$1 dir=$2 k cache_sec="" cache_use=""
+    mkdir -p "$dir"
+    if [[ $mode == cache ]]; then
+        cache_sec="cache bench
+    total-max-size 256
+    max-object-size 65536
+    max-age 3600"
+        cache_use="    http-request cache-use bench
+    http-response cache-store bench"
+    fi
+    {
+        cat <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    log stderr format raw local0 err
+
+defaults
+    mode http
+    log global
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+
+$cache_sec
+
+frontend bench
+    bind 127.0.0.1:${PORT[haproxy]}
+    default_backend bench
+
+backend bench
+    balance uri
+    hash-type consistent
+    http-reuse always
+    # the same header work shardproxy does: X-Forwarded-For, -Proto, Via
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request add-header Via "1.1 haproxy"
+$cache_use
+    default-server pool-purge-delay 300s
+EOF
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            echo "    server backend$k 127.0.0.1:${BACKEND_PORTS[k - 1]}"
+        done
+    } >"$dir/haproxy.cfg"
+    "$HAPROXY" -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1
+}
+
+# write_varnish MODE DIR: the shard director of vmod_directors, by=URL;
+# pass-through is `return (pass)` in vcl_recv (HTTP-aware, unlike pipe);
+# cache mode is Varnish's default behaviour.
+write_varnish() {
+    local mode=$1 dir=$2 k recv=""
+    mkdir -p "$dir"
+    [[ $mode == pass ]] && recv="    return (pass);"
+    {
+        echo "vcl 4.1;"
+        echo "import directors;"
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            echo "backend backend$k { .host = \"127.0.0.1\"; .port = \"${BACKEND_PORTS[k - 1]}\"; }"
+        done
+        echo "sub vcl_init {"
+        echo "    new bench = directors.shard();"
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            echo "    bench.add_backend(backend$k);"
+        done
+        cat <<EOF
+    bench.reconfigure();
+}
+sub vcl_recv {
+$recv
+}
+sub vcl_backend_fetch {
+    set bereq.backend = bench.backend(by=URL);
+}
+EOF
+    } >"$dir/bench.vcl"
+    "$VARNISHD" -C -f "$dir/bench.vcl" -n "$dir/n" >"$dir/check.log" 2>&1
+}
+
+# write_shardproxy MODE DIR: static instances, derived tokens; in cache mode
+# `[services.bench.cache] enabled = true`.
+write_shardproxy() {
+    local mode=$1 dir=$2 k
+    mkdir -p "$dir"
+    {
+        cat <<EOF
 [server]
-listen = "127.0.0.1:$SP_LISTEN"
+listen = "127.0.0.1:${PORT[shardproxy]}"
 admin = "127.0.0.1:$SP_ADMIN"
 workers = 1
 
 [services.bench]
 instances = [
 EOF
-    for ((k = 1; k <= NBACKENDS; k++)); do
-        echo "    { host = \"backend$k.bench\", addr = \"127.0.0.1:${BACKEND_PORTS[k-1]}\" },"
-    done
-    cat <<EOF
+        for ((k = 1; k <= NBACKENDS; k++)); do
+            echo "    { host = \"backend$k.bench\", addr = \"127.0.0.1:${BACKEND_PORTS[k - 1]}\" },"
+        done
+        cat <<EOF
 ]
 slaves = 1
 virtual_nodes = $VNODES
@@ -313,58 +536,37 @@ key = "$KEY_SOURCE"
 path_prefix = "/"
 service = "bench"
 EOF
-} >"$WORK/shardproxy.toml"
-
-"$NGINX" -t -q -e "$WORK/backends-error.log" -p "$WORK/backends/" -c "$WORK/backends/nginx.conf" \
-    || die "backend nginx config rejected ($WORK/backends/nginx.conf)"
-"$NGINX" -t -q -e "$WORK/nginx-proxy-error.log" -p "$WORK/nginx-proxy/" -c "$WORK/nginx-proxy/nginx.conf" \
-    || die "proxy nginx config rejected ($WORK/nginx-proxy/nginx.conf)"
-
-# --- start ----------------------------------------------------------------------------
-
-log "work dir $WORK; backends on ${BACKEND_PORTS[*]} (status $BACKEND_STATUS), shardproxy :$SP_LISTEN, nginx :$NX_LISTEN"
-
-start_group backends "$LOAD_CPU" "$NGINX" -e "$WORK/backends-error.log" -p "$WORK/backends/" \
-    -c "$WORK/backends/nginx.conf" -g 'daemon off;'
-PG_BACKENDS=$STARTED
-for ((k = 1; k <= NBACKENDS; k++)); do
-    wait_tcp backends "$PG_BACKENDS" "${BACKEND_PORTS[k-1]}"
-done
-wait_tcp backends "$PG_BACKENDS" "$BACKEND_STATUS"
-for ((k = 1; k <= NBACKENDS; k++)); do
-    wait_http "backend $k" "http://127.0.0.1:${BACKEND_PORTS[k-1]}/" "^backend-$k"
-done
-
-start_group shardproxy "$PROXY_CPU" env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$WORK/shardproxy.toml"
-PG_A=$STARTED
-start_group nginx-proxy "$PROXY_CPU" "$NGINX" -e "$WORK/nginx-proxy-error.log" -p "$WORK/nginx-proxy/" \
-    -c "$WORK/nginx-proxy/nginx.conf" -g 'daemon off;'
-PG_B=$STARTED
-wait_tcp shardproxy "$PG_A" "$SP_LISTEN"
-wait_tcp nginx-proxy "$PG_B" "$NX_LISTEN"
-wait_http shardproxy "http://127.0.0.1:$SP_LISTEN/k/0" '^backend-[0-9]+'
-wait_http nginx-proxy "http://127.0.0.1:$NX_LISTEN/k/0" '^backend-[0-9]+'
-
-# pinning as the kernel sees it (every thread of every process of the group)
-affinity_of_group() {
-    local pg=$1 f tid out=""
-    for f in /proc/[0-9]*/stat; do
-        [[ $(pgrp_of "${f//[^0-9]/}") == "$pg" ]] || continue
-        for tid in /proc/${f//[^0-9]/}/task/*; do
-            out+=" $(taskset -cp "${tid##*/}" 2>/dev/null | awk '{print $NF}')"
-        done
-    done
-    tr ' ' '\n' <<<"$out" | grep -v '^$' | sort -u | paste -sd, -
+        if [[ $mode == cache ]]; then
+            printf '\n[services.bench.cache]\nenabled = true\n'
+        fi
+    } >"$dir/shardproxy.toml"
+    "$SHARDPROXY" check --config "$dir/shardproxy.toml" >"$dir/check.log" 2>&1
 }
 
-# key distribution over the backends, 1000 keys through each contender on one
-# keep-alive connection (curl URL globbing)
-distribution() {
-    curl -fsS "http://127.0.0.1:$1/k/[0-999]" | sort | uniq -c | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }'
+# start_contender MODE NAME: write its config, check it, start it, wait until
+# it proxies. A config the contender refuses (e.g. shardproxy without a cache
+# in cache mode) sets SKIP[NAME] and returns 1.
+start_contender() {
+    local mode=$1 who=$2 dir=$WORK/$1/$2
+    if ! "write_$who" "$mode" "$dir"; then
+        SKIP_IN[$mode.$who]="its config check failed: $(grep -v '^\s*$' "$dir/check.log" | sed -n "1s|$dir/||gp" | cut -c1-300)"
+        log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
+        return 1
+    fi
+    case $who in
+        shardproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+            env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$dir/shardproxy.toml" ;;
+        nginx) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+            "$NGINX" -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' ;;
+        haproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" "$HAPROXY" -db -f "$dir/haproxy.cfg" ;;
+        varnish) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+            "$VARNISHD" -F -a "127.0.0.1:${PORT[varnish]}" -f "$dir/bench.vcl" -n "$dir/n" -T none \
+            -s malloc,256m -p thread_pools=1 ;;
+    esac
+    PG[$who]=$STARTED
+    wait_tcp "$who" "${PG[$who]}" "${PORT[$who]}"
+    wait_http "$who" "http://127.0.0.1:${PORT[$who]}/k/0" '^backend-[0-9]+'
 }
-DIST_A=$(distribution "$SP_LISTEN")
-DIST_B=$(distribution "$NX_LISTEN")
-log "key distribution, 1000 keys: shardproxy: $DIST_A; nginx: $DIST_B"
 
 # --- measurement helpers ---------------------------------------------------------------------
 
@@ -375,7 +577,13 @@ group_ticks() {
         { sub(/^.*\) /, ""); if ($3 == pg) t += $12 + $13 }
         END { print t + 0 }'
 }
-# self_child_ticks: cutime+cstime of this shell (children it has waited for: wrk)
+# groups_ticks PGID...: the sum over groups
+groups_ticks() {
+    local pg t=0
+    for pg in "$@"; do t=$((t + $(group_ticks "$pg"))); done
+    echo "$t"
+}
+# self_child_ticks: cutime+cstime of this shell (children it has waited for: the load generator)
 self_child_ticks() {
     awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$$/stat"
 }
@@ -394,12 +602,18 @@ dur_secs() {
     local n=${1%[smh]}
     case $1 in *m) echo $((n * 60)) ;; *h) echo $((n * 3600)) ;; *) echo "$n" ;; esac
 }
-# pooled_conns: established connections to the backends, by owner
+# pooled_conns PGID: ESTABLISHED connections to the backends owned by the group
 pooled_conns() {
     local filter="" p
     for p in "${BACKEND_PORTS[@]}"; do filter+="${filter:+ or }dport = :$p"; done
-    ss -Htnp state established "( $filter )" 2>/dev/null | awk '
-        /"shardproxy"/ { a++ } /"nginx"/ { b++ } END { printf "%d %d\n", a, b }'
+    ss -Htnp state established "( $filter )" 2>/dev/null | awk -v pids=" $(pids_of_group "$1" | paste -sd' ' -) " '
+        { line = $0; mine = 0
+          while (match(line, /pid=[0-9]+/)) {
+              if (index(pids, " " substr(line, RSTART + 4, RLENGTH - 4) " ")) mine = 1
+              line = substr(line, RSTART + RLENGTH)
+          }
+          n += mine }
+        END { print n + 0 }'
 }
 
 # wait_quiet: poll (1 s samples) until the whole machine is nearly idle, i.e.
@@ -423,28 +637,45 @@ wait_quiet() {
 }
 
 RESULTS=$WORK/runs.tsv
-printf 'round\tslot\tcontender\treq_s\trequests\tduration_s\tp50_us\tp90_us\tp99_us\tp999_us\tmax_us\terrors\terr_detail\tcpu_s\tcpu_us_per_req\tcpu_pct\tnew_backend_conns\tbackend_requests\tpooled_after\tcore_proxy_busy_pct\tcore_load_busy_pct\tsteal_pct\tother_cpu_pct\tmid_new_backend_conns\tmid_window_s\n' >"$RESULTS"
+COLUMNS_TSV='mode	kind	round	slot	contender	req_s	requests	duration_s	p50_us	p90_us	p99_us	p999_us	max_us	errors	err_detail	cpu_s	cpu_us_per_req	cpu_pct	new_backend_conns	backend_requests	pooled_after	core_proxy_busy_pct	core_load_busy_pct	steal_pct	other_cpu_pct	mid_new_backend_conns	mid_window_s	target_rate	late_sends'
+[[ -n $REPORT_FROM ]] || echo "$COLUMNS_TSV" >"$RESULTS"
+# field numbers, by name (for awk -v)
+col_no() { tr '\t' '\n' <<<"$COLUMNS_TSV" | grep -nx "$1" | cut -d: -f1; }
+F_MODE=$(col_no mode) F_KIND=$(col_no kind) F_ROUND=$(col_no round) F_WHO=$(col_no contender)
+F_RPS=$(col_no req_s) F_P50=$(col_no p50_us) F_P99=$(col_no p99_us) F_ERR=$(col_no errors)
+F_CPU=$(col_no cpu_us_per_req) F_PCT=$(col_no cpu_pct) F_NEW=$(col_no new_backend_conns)
+F_BREQ=$(col_no backend_requests) F_REQS=$(col_no requests) F_OTHER=$(col_no other_cpu_pct)
+F_MID=$(col_no mid_new_backend_conns) F_LATE=$(col_no late_sends)
 
-# run_one ROUND SLOT CONTENDER DURATION: one wrk run, one TSV row (ROUND 0 = warm-up)
+# run_one MODE KIND ROUND SLOT CONTENDER DURATION [RATE]: one load run, one
+# TSV row. KIND sat: wrk, closed loop, CONNS connections; fixed: fixedrate at
+# RATE req/s. ROUND 0 = warm-up.
 run_one() {
-    local round=$1 slot=$2 who=$3 dur=$4 port pg out
-    if [[ $who == shardproxy ]]; then port=$SP_LISTEN pg=$PG_A; else port=$NX_LISTEN pg=$PG_B; fi
-    out=$WORK/wrk-r$round-$slot-$who.txt
+    local mode=$1 kind=$2 round=$3 slot=$4 who=$5 dur=$6 rate=${7:-0} port pg out keys
+    port=${PORT[$who]} pg=${PG[$who]}
+    out=$WORK/$mode/$kind-r$round-$slot-$who.txt
+    keys=$KEYS
+    [[ $mode == cache ]] && keys=$CACHE_KEYS
     kill -0 "$pg" 2>/dev/null || die "$who (pid $pg) is not running"
     wait_quiet
 
-    local st0 ta0 tb0 tk0 tw0 cp0 cl0 call0
+    local st0 tc0 tall0 tw0 cp0 cl0 call0
     st0=$(backend_status)
-    ta0=$(group_ticks "$PG_A"); tb0=$(group_ticks "$PG_B"); tk0=$(group_ticks "$PG_BACKENDS")
+    tc0=$(group_ticks "$pg"); tall0=$(groups_ticks "${!LIVE[@]}")
     tw0=$(self_child_ticks)
     cp0=$(cpu_ticks "$PROXY_CPU"); cl0=$(cpu_ticks "$LOAD_CPU"); call0=$(cpu_ticks all)
 
-    LOADTEST_KEYS=$KEYS taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
-        -s "$LUA" "http://127.0.0.1:$port/" >"$out" 2>&1 &
-    WRK_PID=$!
+    if [[ $kind == sat ]]; then
+        LOADTEST_KEYS=$keys taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
+            -s "$LUA" "http://127.0.0.1:$port/" >"$out" 2>&1 &
+    else
+        taskset -c "$LOAD_CPU" "$FIXEDRATE" --addr "127.0.0.1:$port" --rate "$rate" \
+            --duration "$(dur_secs "$dur")" --conns "$CONNS" --keys "$keys" >"$out" 2>&1 &
+    fi
+    LOADGEN_PID=$!
     local secs m0="" m1="" mid_window=0
     # steady state: backend connections opened between 1 s after the start
-    # and 1 s before the end (away from wrk's connects and its abrupt close)
+    # and 1 s before the end (away from the load generator's connects and its close)
     secs=$(dur_secs "$dur")
     if ((secs >= 4)); then
         sleep 1
@@ -453,35 +684,46 @@ run_one() {
         m1=$(backend_status)
         mid_window=$((secs - 2))
     fi
-    if ! wait "$WRK_PID"; then
-        WRK_PID=
-        die "wrk failed against $who: $(tail -n 5 "$out")"
+    if ! wait "$LOADGEN_PID"; then
+        LOADGEN_PID=
+        die "load generator failed against $who: $(tail -n 5 "$out")"
     fi
-    WRK_PID=
+    LOADGEN_PID=
 
-    local st1 ta1 tb1 tk1 tw1 cp1 cl1 call1 pooled
-    ta1=$(group_ticks "$PG_A"); tb1=$(group_ticks "$PG_B"); tk1=$(group_ticks "$PG_BACKENDS")
+    local st1 tc1 tall1 tw1 cp1 cl1 call1 pooled
+    tc1=$(group_ticks "$pg"); tall1=$(groups_ticks "${!LIVE[@]}")
     tw1=$(self_child_ticks)
     cp1=$(cpu_ticks "$PROXY_CPU"); cl1=$(cpu_ticks "$LOAD_CPU"); call1=$(cpu_ticks all)
     st1=$(backend_status)
-    pooled=$(pooled_conns)
-    kill -0 "$pg" 2>/dev/null || die "$who (pid $pg) died during the run; see $WORK/$who.log"
+    pooled=$(pooled_conns "$pg")
+    kill -0 "$pg" 2>/dev/null || die "$who (pid $pg) died during the run; see $WORK/$mode/$who/"
 
     local line
-    line=$(grep '^RESULT ' "$out") || die "no RESULT line from wrk: $(tail -n 5 "$out")"
-    awk -v line="$line" -v round="$round" -v slot="$slot" -v who="$who" -v hz="$CLK_TCK" \
+    # seen once on the shared machine: the load generator exited 0 with no
+    # output at all; the caller runs it again
+    if ! line=$(grep '^RESULT ' "$out"); then
+        log "WARNING: no RESULT line from the load generator against $who (output: '$(tail -n 5 "$out")')"
+        return 3
+    fi
+    awk -v line="$line" -v mode="$mode" -v kind="$kind" -v round="$round" -v slot="$slot" -v who="$who" -v hz="$CLK_TCK" \
         -v st0="$st0" -v st1="$st1" -v pooled="$pooled" -v m0="$m0" -v m1="$m1" -v mid_window="$mid_window" \
-        -v ta="$((ta1 - ta0))" -v tb="$((tb1 - tb0))" -v tk="$((tk1 - tk0))" -v tw="$((tw1 - tw0))" \
+        -v tc="$((tc1 - tc0))" -v tall="$((tall1 - tall0))" -v tw="$((tw1 - tw0))" -v rate="$rate" \
         -v cp0="$cp0" -v cp1="$cp1" -v cl0="$cl0" -v cl1="$cl1" -v call0="$call0" -v call1="$call1" '
     BEGIN {
         n = split(line, kv, " ")
         for (i = 2; i <= n; i++) { split(kv[i], p, "="); r[p[1]] = p[2] }
         dur = r["duration_us"] / 1e6
-        rps = r["requests"] / dur
-        errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
-        detail = sprintf("connect=%d,read=%d,write=%d,status=%d,timeout=%d", r["err_connect"], r["err_read"], r["err_write"], r["err_status"], r["err_timeout"])
-        mine = (who == "shardproxy") ? ta : tb
-        cpu_s = mine / hz
+        rps = dur > 0 ? r["requests"] / dur : 0
+        if (kind == "sat") {
+            errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
+            detail = sprintf("connect=%d,read=%d,write=%d,status=%d,timeout=%d", r["err_connect"], r["err_read"], r["err_write"], r["err_status"], r["err_timeout"])
+            late = "na"
+        } else {
+            errors = r["errors"]
+            detail = sprintf("status=%d,io=%d,timeout=%d,reconnects=%d", r["err_status"], r["err_io"], r["err_timeout"], r["reconnects"])
+            late = r["late_sends"]
+        }
+        cpu_s = tc / hz
         cpu_per_req = r["requests"] ? cpu_s * 1e6 / r["requests"] : 0
         split(st0, s0, " "); split(st1, s1, " ")
         # minus the status requests themselves: st1, and m0 and m1 if taken
@@ -489,59 +731,196 @@ run_one() {
         new_conns = s1[1] - s0[1] - polls
         backend_reqs = s1[2] - s0[2] - polls
         if (mid_window > 0) { split(m0, x0, " "); split(m1, x1, " "); mid_new = x1[1] - x0[1] - 1 } else mid_new = "na"
-        split(pooled, pc, " "); pooled_mine = (who == "shardproxy") ? pc[1] : pc[2]
         split(cp0, a0, " "); split(cp1, a1, " "); split(cl0, b0, " "); split(cl1, b1, " ")
         split(call0, c0, " "); split(call1, c1, " ")
-        win = dur * hz                         # ticks of one CPU over the wrk run
-
+        win = dur * hz                         # ticks of one CPU over the run
+        if (win <= 0) win = 1
         core_proxy = 100 * (a1[1] - a0[1]) / win
         core_load = 100 * (b1[1] - b0[1]) / win
         steal = 100 * (c1[2] - c0[2]) / win
-        other = 100 * ((c1[1] - c0[1]) - ta - tb - tk - tw) / win
-        printf "%s\t%s\t%s\t%.0f\t%d\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\n",
-            round, slot, who, rps, r["requests"], dur, r["p50_us"], r["p90_us"], r["p99_us"], r["p999_us"], r["max_us"],
-            errors, detail, cpu_s, cpu_per_req, 100 * cpu_s / dur, new_conns, backend_reqs, pooled_mine,
-            core_proxy, core_load, steal, other, mid_new, mid_window
+        # tall: every contender and the backends (all groups we started)
+        other = 100 * ((c1[1] - c0[1]) - tall - tw) / win
+        printf "%s\t%s\t%s\t%s\t%s\t%.0f\t%d\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t%s\t%s\n",
+            mode, kind, round, slot, who, rps, r["requests"], dur, r["p50_us"], r["p90_us"], r["p99_us"], r["p999_us"], r["max_us"],
+            errors, detail, cpu_s, cpu_per_req, 100 * cpu_s / dur, new_conns, backend_reqs, pooled,
+            core_proxy, core_load, steal, other, mid_new, mid_window, rate, late
     }' >>"$RESULTS"
-    tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "%-10s round %s: %s req/s, p50 %s us, p99 %s us, errors %s, %s CPU us/req (%s%% of a core), new backend conns %s (mid-run %s), other CPU %s%%\n", $3, ($1 == 0 ? "warm-up" : $1), $4, $7, $9, $12, $15, $16, $17, $24, $23 }' >&2
+    tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "%-5s %-5s %-10s round %s: %s req/s, p50 %s us, p99 %s us, errors %s, %s CPU us/req (%s%% of a core), new backend conns %s (mid-run %s), backend requests %s, other CPU %s%%\n", $1, $2, $5, ($3 == 0 ? "warm-up" : $3), $6, $9, $11, $14, $17, $18, $19, $26, $20, $25 }' >&2
 }
 
 DISCARDED=$WORK/discarded.tsv
-: >"$DISCARDED"
-# measure ROUND SLOT CONTENDER DURATION: run_one, redone (up to REDO_DISTURBED
-# times) while other work on the machine disturbed it
+[[ -n $REPORT_FROM ]] || : >"$DISCARDED"
+# measure ARGS...: run_one, redone (up to REDO_DISTURBED times) while other
+# work on the machine disturbed it
 measure() {
     local attempt other
+    local rc
     for ((attempt = 0; ; attempt++)); do
-        run_one "$@"
-        other=$(tail -n 1 "$RESULTS" | cut -f23)
+        rc=0
+        run_one "$@" || rc=$?
+        if ((rc != 0)); then
+            ((rc == 3 && attempt < 2)) || die "no result from the load generator against $5 ($1 $2 round $3)"
+            log "running it again"
+            continue
+        fi
+        other=$(tail -n 1 "$RESULTS" | cut -f"$F_OTHER")
         if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$DISTURBED_PCT" 'BEGIN { exit !(o > l) }'; then
             tail -n 1 "$RESULTS" >>"$DISCARDED"
             sed -i '$d' "$RESULTS"
-            log "$3 round $1 disturbed (other CPU $other% of a core): discarded, redoing"
+            log "$1 $2 $5 round $3 disturbed (other CPU $other% of a core): discarded, redoing"
             continue
         fi
         return 0
     done
 }
 
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# col MODE KIND CONTENDER FIELD: that column over the counted runs
+col() {
+    awk -F'\t' -v m="$1" -v k="$2" -v who="$3" -v f="$4" -v fm="$F_MODE" -v fk="$F_KIND" -v fr="$F_ROUND" -v fw="$F_WHO" \
+        'NR > 1 && $fm == m && $fk == k && $fr > 0 && $fw == who { print $f }' "$RESULTS"
+}
+
+# --- routing check ---------------------------------------------------------------------------
+
+# backends_of PORT: for keys 0..999 (one keep-alive connection, curl URL
+# globbing), the backend that answered, one a line
+backends_of() {
+    curl -fsS "http://127.0.0.1:$1/k/[0-999]" | sed 's/^backend-//'
+}
+# check_routing MODE NAME: the same key must reach the same backend every
+# time, and the keys must spread over all backends; for shardproxy, each
+# key's backend must be the primary /ring/lookup names.
+check_routing() {
+    local mode=$1 who=$2 a b spread same agree="" k primary port bad=0
+    a=$(backends_of "${PORT[$who]}") b=$(backends_of "${PORT[$who]}")
+    same=$(paste <(echo "$a") <(echo "$b") | awk '$1 == $2 { n++ } END { print n + 0 }')
+    spread=$(sort <<<"$a" | uniq -c | awk '{ printf "%sbackend-%s=%s", sep, $2, $1; sep = " " }')
+    if [[ $who == shardproxy ]]; then
+        for ((k = 0; k < 100; k++)); do
+            primary=$(curl -fsS --get --data-urlencode service=bench --data-urlencode "key=/k/$k" \
+                "http://127.0.0.1:$SP_ADMIN/ring/lookup" | grep -o '127\.0\.0\.1:[0-9]*' | sed -n 1p)
+            port=${primary##*:}
+            [[ " ${BACKEND_PORTS[*]} " == *" $port "* ]] || { bad=$((bad + 1)); continue; }
+            for ((i = 0; i < NBACKENDS; i++)); do
+                if [[ ${BACKEND_PORTS[i]} == "$port" && $(sed -n "$((k + 1))p" <<<"$a") != "$((i + 1))" ]]; then
+                    bad=$((bad + 1))
+                fi
+            done
+        done
+        agree="; keys 0..99 on the primary /ring/lookup names: $((100 - bad))/100"
+    fi
+    ROUTING[$mode.$who]="same backend twice: $same/1000 keys; spread: $spread$agree"
+    log "routing $mode $who: ${ROUTING[$mode.$who]}"
+    ((same == 1000)) || die "$who does not route keys consistently in $mode mode (${ROUTING[$mode.$who]})"
+    (($(wc -l <<<"$(sort -u <<<"$a")") == NBACKENDS)) || die "$who does not use every backend ($spread)"
+    ((bad == 0)) || die "shardproxy answered from another backend than /ring/lookup's primary for $bad of 100 keys"
+}
+
+# prefill MODE NAME: fetch every cache key once through the contender, twice:
+# after that, the runs should be served from its cache
+prefill() {
+    local who=$2 t
+    t=$(date +%s)
+    curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$who]}/k/[0-$((CACHE_KEYS - 1))]" \
+        || die "prefill of $who's cache failed"
+    log "cache prefill of $who: $CACHE_KEYS keys in $(($(date +%s) - t)) s"
+}
+
 # --- runs ----------------------------------------------------------------------------------
 
-log "warm-up: $WARMUP per contender (not counted)"
-run_one 0 1 shardproxy "$WARMUP"
-run_one 0 2 nginx "$WARMUP"
-for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2)); then order=(shardproxy nginx); else order=(nginx shardproxy); fi
-    log "round $r/$ROUNDS: ${order[*]} ($DURATION each)"
-    measure "$r" 1 "${order[0]}" "$DURATION"
-    measure "$r" 2 "${order[1]}" "$DURATION"
-done
+declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=()
+# what the report needs besides runs.tsv, for REPORT_FROM
+STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
+    NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT NGINX_CACHE_DIR SHARDPROXY
+    RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN)
+save_state() { declare -p "${STATE_VARS[@]}" >"$WORK/state.sh"; }
 
-AFF_A=$(affinity_of_group "$PG_A"); AFF_B=$(affinity_of_group "$PG_B"); AFF_K=$(affinity_of_group "$PG_BACKENDS")
-METRICS=$(curl -fsS --max-time 2 "http://127.0.0.1:$SP_ADMIN/metrics" 2>/dev/null || true)
-SP_LOG_LINES=$(wc -l <"$WORK/shardproxy.log")
-NX_ERR_LINES=$(grep -cv '^\s*$' "$WORK/nginx-proxy-error.log" 2>/dev/null || true)
-BK_ERR_LINES=$(grep -cv '^\s*$' "$WORK/backends-error.log" 2>/dev/null || true)
+if [[ -n $REPORT_FROM ]]; then
+    # shellcheck disable=SC1091
+    source "$WORK/state.sh"
+    read -ra CONTENDER_LIST <<<"$CONTENDERS"
+    read -ra MODE_LIST <<<"$MODES"
+else
+
+write_backends
+log "work dir $WORK; backends on ${BACKEND_PORTS[*]} (status $BACKEND_STATUS); contenders:$(for c in "${CONTENDER_LIST[@]}"; do printf ' %s :%s' "$c" "${PORT[$c]}"; done)"
+start_group backends "$LOAD_CPU" "$WORK/backends/out.log" "$NGINX" -e "$WORK/backends/error.log" \
+    -p "$WORK/backends/" -c "$WORK/backends/nginx.conf" -g 'daemon off;'
+PG_BACKENDS=$STARTED
+for ((k = 1; k <= NBACKENDS; k++)); do
+    wait_tcp backends "$PG_BACKENDS" "${BACKEND_PORTS[k - 1]}"
+    wait_http "backend $k" "http://127.0.0.1:${BACKEND_PORTS[k - 1]}/" "^backend-$k"
+done
+wait_tcp backends "$PG_BACKENDS" "$BACKEND_STATUS"
+
+# pinning as the kernel sees it (every thread of every process of the group)
+affinity_of_group() {
+    local pid tid out=""
+    for pid in $(pids_of_group "$1"); do
+        for tid in /proc/"$pid"/task/*; do
+            out+=" $(taskset -cp "${tid##*/}" 2>/dev/null | awk '{print $NF}')"
+        done
+    done
+    tr ' ' '\n' <<<"$out" | grep -v '^$' | sort -u | paste -sd, -
+}
+
+for mode in "${MODE_LIST[@]}"; do
+    log "=== mode: $mode"
+    mkdir -p "$WORK/$mode"
+    active=()
+    for c in "${CONTENDER_LIST[@]}"; do
+        if start_contender "$mode" "$c"; then active+=("$c"); fi
+    done
+    ((${#active[@]})) || { log "no contender can run $mode mode; skipping it"; continue; }
+    for c in "${active[@]}"; do
+        [[ $mode == cache ]] && prefill "$mode" "$c"
+        check_routing "$mode" "$c"
+    done
+    RAN[$mode]="${active[*]}"
+
+    log "$mode: warm-up, $WARMUP per contender (not counted)"
+    for c in "${active[@]}"; do run_one "$mode" sat 0 0 "$c" "$WARMUP" || run_one "$mode" sat 0 0 "$c" "$WARMUP" \
+        || die "no result from the load generator against $c (warm-up)"; done
+    n=${#active[@]}
+    for ((r = 1; r <= ROUNDS; r++)); do
+        order=()
+        for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
+        log "$mode: round $r/$ROUNDS: ${order[*]} ($DURATION each)"
+        for ((i = 0; i < n; i++)); do measure "$mode" sat "$r" "$((i + 1))" "${order[i]}" "$DURATION"; done
+    done
+
+    if ((FIXED_ROUNDS > 0)); then
+        rate=$FIXED_RATE
+        if [[ -z $rate ]]; then
+            if [[ " ${active[*]} " == *" nginx "* ]]; then
+                rate=$(col "$mode" sat nginx "$F_RPS" | median | awk '{ printf "%d", $1 / 2 }')
+            else
+                rate=$(for c in "${active[@]}"; do col "$mode" sat "$c" "$F_RPS"; done | median | awk '{ printf "%d", $1 / 2 }')
+                log "$mode: nginx did not run; fixed rate = half the median req/s of all contenders"
+            fi
+        fi
+        FIXED_AT[$mode]=$rate
+        for ((r = 1; r <= FIXED_ROUNDS; r++)); do
+            order=()
+            for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
+            log "$mode: fixed-rate round $r/$FIXED_ROUNDS at $rate req/s: ${order[*]} ($FIXED_DURATION each)"
+            for ((i = 0; i < n; i++)); do measure "$mode" fixed "$r" "$((i + 1))" "${order[i]}" "$FIXED_DURATION" "$rate"; done
+        done
+    fi
+
+    for c in "${active[@]}"; do AFFINITY[$mode.$c]=$(affinity_of_group "${PG[$c]}"); done
+    AFFINITY[$mode.backends]=$(affinity_of_group "$PG_BACKENDS")
+    if [[ " ${active[*]} " == *" shardproxy "* ]]; then
+        METRICS[$mode]=$(curl -fsS --max-time 2 "http://127.0.0.1:$SP_ADMIN/metrics" 2>/dev/null || true)
+    fi
+    pgs=()
+    for c in "${active[@]}"; do pgs+=("${PG[$c]}"); done
+    stop_groups "${pgs[@]}"
+    save_state
+done
+[[ -n ${RAN[*]} ]] || die "nothing ran"
+fi
 
 # --- report -----------------------------------------------------------------------------------
 
@@ -549,168 +928,262 @@ GIT_REV=$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$REPO" status --porcelain -- . ':!loadtest' 2>/dev/null) ]]; then
     GIT_REV+=" (working tree has uncommitted changes)"
 fi
-SP_VERSION=$("$SHARDPROXY" --version 2>&1 | head -n 1)
+# sed -n 1p rather than head: head's early exit would SIGPIPE the command (pipefail)
+SP_VERSION=$({ "$SHARDPROXY" --version 2>&1 || true; } | sed -n 1p)
 SP_SHA=$(sha256sum "$SHARDPROXY" | cut -c1-16)
 SP_MTIME=$(date -u -r "$SHARDPROXY" '+%Y-%m-%dT%H:%M:%SZ')
-NGINX_VERSION=$("$NGINX" -v 2>&1)
-WRK_VERSION=$({ wrk -v 2>&1 || true; } | head -n 1 | sed 's/ *$//')
+VERSIONS="$("$NGINX" -v 2>&1)"
+has_contender haproxy && VERSIONS+="; $({ "$HAPROXY" -v 2>&1 || true; } | sed -n 1p | cut -d' ' -f1-3)"
+has_contender varnish && VERSIONS+="; $({ "$VARNISHD" -V 2>&1 || true; } | sed -n 1p)"
+VERSIONS+="; $({ wrk -v 2>&1 || true; } | sed -n '1s/ *$//p')"
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 KERNEL=$(uname -sr)
+PNG=${OUT%.md}.png
+TSV=${OUT%.md}.tsv
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { # col CONTENDER FIELD: that column over the counted runs
-    awk -F'\t' -v who="$1" -v f="$2" 'NR > 1 && $1 > 0 && $3 == who { print $f }' "$RESULTS"
+fmt_ms() { awk -v us="$1" 'BEGIN { if (us == "nan" || us == "") print "n/a"; else printf "%.3f", us / 1000 }'; }
+sum_col() { col "$@" | awk '$1 != "na" { s += $1 } END { print s + 0 }'; }
+mode_title() { if [[ $1 == pass ]]; then echo "Pass-through (no cache)"; else echo "Cache hits"; fi; }
+
+# summary_rows MODE: TSV per contender: who rps_med rps_min rps_max cpu_med
+# p50 p99 fixed_p50 fixed_p99 newconns midconns breq_per_kreq errors late
+summary_rows() {
+    local mode=$1 who vals
+    for who in ${RAN[$mode]}; do
+        vals=$(col "$mode" sat "$who" "$F_RPS")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$who" \
+            "$(median <<<"$vals")" "$(sort -g <<<"$vals" | head -n 1)" "$(sort -g <<<"$vals" | tail -n 1)" \
+            "$(col "$mode" sat "$who" "$F_CPU" | median)" \
+            "$(col "$mode" sat "$who" "$F_P50" | median)" "$(col "$mode" sat "$who" "$F_P99" | median)" \
+            "$(col "$mode" fixed "$who" "$F_P50" | median)" "$(col "$mode" fixed "$who" "$F_P99" | median)" \
+            "$(sum_col "$mode" sat "$who" "$F_NEW")" "$(sum_col "$mode" sat "$who" "$F_MID")" \
+            "$(awk -F'\t' -v m="$mode" -v who="$who" -v fm="$F_MODE" -v fr="$F_ROUND" -v fw="$F_WHO" -v fb="$F_BREQ" -v fq="$F_REQS" \
+                'NR > 1 && $fm == m && $fr > 0 && $fw == who { b += $fb; q += $fq } END { printf "%.2f", q ? 1000 * b / q : 0 }' "$RESULTS")" \
+            "$(awk -F'\t' -v m="$mode" -v who="$who" -v fm="$F_MODE" -v fr="$F_ROUND" -v fw="$F_WHO" -v fe="$F_ERR" \
+                'NR > 1 && $fm == m && $fr > 0 && $fw == who { s += $fe } END { print s + 0 }' "$RESULTS")" \
+            "$(sum_col "$mode" fixed "$who" "$F_LATE")" \
+            "$(col "$mode" sat "$who" "$F_PCT" | median)"
+    done
 }
-stat3() { # median min max of a column
-    local vals
-    vals=$(col "$1" "$2")
-    printf '%s %s %s' "$(median <<<"$vals")" "$(sort -g <<<"$vals" | head -n 1)" "$(sort -g <<<"$vals" | tail -n 1)"
-}
-fmt_ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
-sum_col() { col "$1" "$2" | awk '{ s += $1 } END { print s + 0 }'; }
 
 report() {
-    local who rps rmin rmax p50 p99 cpu pct errs newc midc
-    echo "# shardproxy vs nginx: pass-through, consistent hash, $NBACKENDS backends"
+    local mode who rps rmin rmax cpu p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps
+    echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, on one core each"
     echo
     echo "Generated by \`loadtest/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
-    echo "$ROUNDS rounds x $DURATION per contender (order alternating A B / B A), after one uncounted $WARMUP warm-up run each;"
-    echo "wrk \`-t$THREADS -c$CONNS --latency\`, keep-alive, GET /k/<uniform 0..$((KEYS - 1))>."
+    echo "Each contender in turn on CPU $PROXY_CPU alone; wrk/fixedrate and $NBACKENDS backends (one nginx) on CPU $LOAD_CPU."
+    echo "Per mode: one uncounted $WARMUP warm-up run per contender, then $ROUNDS rounds x $DURATION saturated (wrk \`-t$THREADS -c$CONNS\`,"
+    echo "keep-alive, GET /k/<uniform key>), then $FIXED_ROUNDS rounds x $FIXED_DURATION at a fixed rate (loadtest/fixedrate, $CONNS connections,"
+    echo "latency from the time each request was due). The order of the contenders rotates each round."
     echo
-    echo "## Summary (counted rounds)"
+    echo "![req/s, CPU µs per request and fixed-rate latency per contender and mode]($(basename "$PNG"))"
     echo
-    echo "| contender | req/s median | req/s min | req/s max | p50 ms (median) | p99 ms (median) | CPU µs/request (median) | contender CPU % of a core (median) | wrk errors (total) | new backend conns (total) | of which mid-run |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for who in shardproxy nginx; do
-        read -r rps rmin rmax <<<"$(stat3 "$who" 4)"
-        p50=$(median <<<"$(col "$who" 7)"); p99=$(median <<<"$(col "$who" 9)")
-        cpu=$(median <<<"$(col "$who" 15)"); pct=$(median <<<"$(col "$who" 16)")
-        errs=$(sum_col "$who" 12); newc=$(sum_col "$who" 17); midc=$(sum_col "$who" 24)
-        printf '| %s | %.0f | %.0f | %.0f | %s | %s | %.2f | %.1f | %d | %d | %d |\n' \
-            "$who" "$rps" "$rmin" "$rmax" "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$cpu" "$pct" "$errs" "$newc" "$midc"
+    for mode in "${MODE_LIST[@]}"; do
+        echo "## $(mode_title "$mode")"
+        echo
+        if [[ $mode == pass ]]; then
+            echo "$KEYS keys. Every request goes to a backend (Varnish: \`return (pass)\`)."
+        else
+            echo "$CACHE_KEYS keys, each fetched once through every contender before its runs; the backends answer"
+            echo "\`Cache-Control: max-age=3600\`. *backend req / 1000* counts the requests that still reached a backend (misses)."
+        fi
+        echo
+        if [[ -z ${RAN[$mode]:-} ]]; then
+            echo "Not run."
+            echo
+            continue
+        fi
+        summary_rows "$mode" >"$WORK/summary-$mode.tsv"
+        sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
+        sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
+        echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ ${FIXED_AT[$mode]:-?} req/s | p99 ms @ ${FIXED_AT[$mode]:-?} req/s | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        while IFS=$'\t' read -r who rps rmin rmax cpu p50 p99 fp50 fp99 newc midc breq errs late pct; do
+            printf '| %s | %.0f | %.0f | %.0f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %.1f |\n' \
+                "$who" "$rps" "$rmin" "$rmax" "$cpu" \
+                "$(awk -v a="$cpu" -v b="$sp_cpu" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')" \
+                "$(awk -v a="$rps" -v b="$sp_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')" \
+                "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$(fmt_ms "$fp50")" "$(fmt_ms "$fp99")" "$late" \
+                "$newc" "$midc" "$breq" "$errs" "$pct"
+        done <"$WORK/summary-$mode.tsv"
+        for who in "${CONTENDER_LIST[@]}"; do
+            if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
+                echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | | | |"
+            fi
+        done
+        echo
+        echo "Ratios to shardproxy, per round (saturated; req/s ratio > 1 and CPU ratio < 1 mean the other is faster):"
+        echo
+        if [[ " ${RAN[$mode]} " == *" shardproxy "* ]]; then
+            local others=() o hdr="| round |" sep="|---|"
+            for o in ${RAN[$mode]}; do [[ $o == shardproxy ]] || others+=("$o"); done
+            for o in "${others[@]}"; do hdr+=" $o req/s | $o CPU/req |"; sep+="---:|---:|"; done
+            echo "$hdr"
+            echo "$sep"
+            awk -F'\t' -v m="$mode" -v others="${others[*]}" -v fm="$F_MODE" -v fk="$F_KIND" -v fr="$F_ROUND" -v fw="$F_WHO" -v frps="$F_RPS" -v fc="$F_CPU" '
+                NR > 1 && $fm == m && $fk == "sat" && $fr > 0 { rps[$fr, $fw] = $frps; cpu[$fr, $fw] = $fc; if ($fr > n) n = $fr }
+                END {
+                    k = split(others, o, " ")
+                    for (i = 1; i <= n; i++) {
+                        line = "| " i " |"
+                        for (j = 1; j <= k; j++) {
+                            a = rps[i, "shardproxy"]; c = cpu[i, "shardproxy"]
+                            line = line sprintf(" %.2f | %.2f |", a > 0 ? rps[i, o[j]] / a : 0, c > 0 ? cpu[i, o[j]] / c : 0)
+                        }
+                        print line
+                    }
+                }' "$RESULTS"
+        else
+            echo "(shardproxy did not run in this mode.)"
+        fi
+        echo
+        echo "Routing check (keys /k/0 .. /k/999 through each contender, twice):"
+        echo
+        for who in ${RAN[$mode]}; do echo "- $who: ${ROUTING[$mode.$who]:-not recorded}"; done
+        echo
     done
-    local disturbed
-    disturbed=$(awk -F'\t' -v lim="$DISTURBED_PCT" 'NR > 1 && $1 > 0 && $23 > lim { printf "%s%s round %s (%s%%)", sep, $3, $1, $23; sep = ", " }' "$RESULTS")
+
+    echo "## How to read it"
     echo
+    echo "- **CPU µs/req** is the contender's CPU time (user + system, every process and thread of its process group)"
+    echo "  over the requests it served in saturated runs: the steadiest figure on a shared machine. *÷ shardproxy's*"
+    echo "  divides it (and req/s) by shardproxy's median of the same mode."
+    echo "- **req/s** and **p50/p99 saturated** come from wrk with $CONNS connections always busy (closed loop): at"
+    echo "  saturation the latency is mostly queueing (p50 ≈ $CONNS / req/s). When a contender is faster than the load"
+    echo "  core can drive, *contender CPU %* is below 100 and its req/s is a lower bound."
+    echo "- **p50/p99 @ rate**: loadtest/fixedrate sends at a fixed rate (half of nginx's median saturated req/s in"
+    echo "  that mode) over $CONNS keep-alive connections, and times each request from when it was *due*. A stall"
+    echo "  that holds up later requests counts in their latency (no coordinated omission). *late sends* (every run"
+    echo "  table) counts requests sent more than 1 ms after they were due (every connection busy, or the client itself late)."
+    echo "- **new backend conns**: TCP connections accepted by the backends during the counted saturated runs"
+    echo "  (stub_status \`accepts\`), in brackets those opened mid-run (1 s after the start to 1 s before the"
+    echo "  end). With keep-alive working it stays near 0."
+    echo "- **backend req / 1000**: backend requests per 1000 client requests (cache mode: the misses)."
+    echo
+    local disturbed
+    disturbed=$(awk -F'\t' -v lim="$DISTURBED_PCT" -v fo="$F_OTHER" 'NR > 1 && $3 > 0 && $fo > lim { printf "%s%s %s %s round %s (%s%%)", sep, $1, $2, $5, $3, $fo; sep = ", " }' "$RESULTS")
     if [[ -n $disturbed ]]; then
         echo "**Caution:** other work on the machine used more than $DISTURBED_PCT% of a core during: $disturbed."
-        echo "Those figures are not clean; rerun when the machine is idle."
+        echo "Those figures are not clean."
     else
         echo "No counted run was disturbed by other work on the machine (other CPU <= $DISTURBED_PCT% of a core)."
     fi
     echo
-    echo "## shardproxy / nginx, per round"
-    echo
-    echo "| round | req/s ratio | CPU µs/request ratio | p50 ratio | p99 ratio |"
-    echo "|---|---:|---:|---:|---:|"
-    awk -F'\t' 'NR > 1 && $1 > 0 { k = $1 SUBSEP $3; rps[k] = $4; cpu[k] = $15; p50[k] = $7; p99[k] = $9; if ($1 > n) n = $1 }
-        END {
-            for (i = 1; i <= n; i++) {
-                a = i SUBSEP "shardproxy"; b = i SUBSEP "nginx"
-                printf "%d\t%.3f\t%.3f\t%.3f\t%.3f\n", i, rps[a] / rps[b], (cpu[b] > 0 ? cpu[a] / cpu[b] : 0), (p50[b] > 0 ? p50[a] / p50[b] : 0), (p99[b] > 0 ? p99[a] / p99[b] : 0)
-            }
-        }' "$RESULTS" >"$WORK/ratios.tsv"
-    awk -F'\t' '{ printf "| %d | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }' "$WORK/ratios.tsv"
-    printf '| **median** | **%.3f** | **%.3f** | **%.3f** | **%.3f** |\n' \
-        "$(cut -f2 "$WORK/ratios.tsv" | median)" "$(cut -f3 "$WORK/ratios.tsv" | median)" \
-        "$(cut -f4 "$WORK/ratios.tsv" | median)" "$(cut -f5 "$WORK/ratios.tsv" | median)"
-    echo
-    echo "## Every run"
-    echo
-    echo "Round 0 is the warm-up (not counted). *core N busy*: /proc/stat busy share of that CPU during the run;"
-    echo "*other CPU*: machine-wide busy time not accounted to the contenders, the backends or wrk (approximate: includes"
-    echo "interrupt time and everything else running on the machine), in % of one core."
-    echo
-    echo "| round | contender | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | CPU s | CPU µs/req | contender CPU % | new backend conns | mid-run | backend requests | pooled backend conns after | core $PROXY_CPU busy % | core $LOAD_CPU busy % | steal % | other CPU % |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$DISTURBED_PCT" 'NR > 1 {
-        e = ($12 == 0) ? "0" : "**" $12 "** (" $13 ")"
-        o = ($23 > lim) ? "**" $23 "** (disturbed)" : $23
-        printf "| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-            ($1 == 0 ? "warm-up" : $1), $3, $4, $7 / 1000, $9 / 1000, $10 / 1000, $11 / 1000, e, $14, $15, $16, $17, $24, $18, $19, $20, $21, $22, o
-    }' "$RESULTS"
-    echo
     if [[ -s $DISCARDED ]]; then
         echo "Discarded because other work on the machine used more than $DISTURBED_PCT% of a core during them (each was redone):"
         echo
-        awk -F'\t' '{ printf "- round %s, %s: %s req/s, p99 %.3f ms, %s CPU µs/req, other CPU %s%%\n", $1, $3, $4, $9 / 1000, $15, $23 }' "$DISCARDED"
-    else
-        echo "No run was discarded as disturbed."
+        awk -F'\t' -v fo="$F_OTHER" '{ printf "- %s %s round %s, %s: %s req/s, p99 %.3f ms, %s CPU µs/req, other CPU %s%%\n", $1, $2, $3, $5, $6, $11 / 1000, $17, $fo }' "$DISCARDED"
+        echo
     fi
+    echo "## Every run"
     echo
-    echo "## Connection reuse to the backends"
+    echo "Round 0 is the warm-up (not counted). *core N busy*: /proc/stat busy share of that CPU during the run;"
+    echo "*other CPU*: machine-wide busy time not accounted to the contenders, the backends or the load generator"
+    echo "(approximate: includes interrupt time and everything else running on the machine), in % of one core."
     echo
-    echo "*new backend conns* is the change of the backends' stub_status \`accepts\` over the run (minus the status"
-    echo "requests themselves): TCP connections the contender opened to the backends during the run. With working"
-    echo "keep-alive it is ~0 after the warm-up. *backend requests* is the change of \`requests\` (it should match wrk's"
-    echo "request count, plus up to $CONNS requests in flight when wrk stopped). *pooled backend conns after* counts"
-    echo "the contender's ESTABLISHED sockets to the backend ports (\`ss -tnp\`) right after the run. *mid-run*"
-    echo "counts only the connections opened between 1 s after wrk started and 1 s before it stopped: the steady"
-    echo "state, away from the burst of $CONNS client connects at the start and their abrupt close at the end."
-    echo
-    for who in shardproxy nginx; do
-        printf -- '- %s: new backend connections per counted run: %s (mid-run, %s s windows: %s); warm-up: %s; pooled after each counted run: %s.\n' "$who" \
-            "$(col "$who" 17 | paste -sd, -)" \
-            "$(col "$who" 25 | head -n 1)" \
-            "$(col "$who" 24 | paste -sd, -)" \
-            "$(awk -F'\t' -v w="$who" 'NR > 1 && $1 == 0 && $3 == w { print $17 }' "$RESULTS")" \
-            "$(col "$who" 19 | paste -sd, -)"
-    done
-    echo
-    echo "## Key distribution"
-    echo
-    echo "1000 keys (/k/0 .. /k/999) through each contender, by backend that answered:"
-    echo
-    echo "- shardproxy: $DIST_A"
-    echo "- nginx: $DIST_B"
+    echo "| mode | load | round | contender | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | CPU µs/req | contender CPU % | new backend conns | mid-run | backend requests | pooled backend conns after | core $PROXY_CPU busy % | core $LOAD_CPU busy % | steal % | other CPU % | late sends |"
+    echo "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$DISTURBED_PCT" 'NR > 1 {
+        e = ($14 == 0) ? "0" : "**" $14 "** (" $15 ")"
+        o = ($25 > lim) ? "**" $25 "** (disturbed)" : $25
+        load = ($2 == "sat") ? "wrk" : "fixed " $28
+        printf "| %s | %s | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+            $1, load, ($3 == 0 ? "warm-up" : $3), $5, $6, $9 / 1000, $11 / 1000, $12 / 1000, $13 / 1000, e, $17, $18, $19, $26, $20, $21, $22, $23, $24, o, $29
+    }' "$RESULTS"
     echo
     echo "## Setup"
     echo
     echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ'); host: $(nproc) CPUs ($NCPU online), $CPU_MODEL; $KERNEL"
     echo "- shardproxy: $SHARDPROXY ($SP_VERSION; git $GIT_REV; binary sha256 $SP_SHA..., built $SP_MTIME)"
-    echo "- $NGINX_VERSION ($NGINX); $WRK_VERSION"
-    echo "- pinning (taskset): contender on CPU $PROXY_CPU; wrk and the backends on CPU $LOAD_CPU."
-    echo "  Affinity observed after the runs: shardproxy threads: $AFF_A; nginx proxy processes: $AFF_B; backends: $AFF_K"
-    echo "- backends: one nginx, \`worker_processes 1\`, $NBACKENDS \`server\`s on 127.0.0.1:${BACKEND_PORTS[*]},"
-    echo "  each \`return 200 \"backend-K\\n\"\`; access_log off; keepalive_timeout 300s; keepalive_requests 1000000."
+    echo "- $VERSIONS"
+    echo "- pinning (taskset): contenders on CPU $PROXY_CPU; the load generator and the backends on CPU $LOAD_CPU. Affinity observed:"
+    for mode in "${MODE_LIST[@]}"; do
+        [[ -n ${RAN[$mode]:-} ]] || continue
+        printf '  %s: %s; backends: %s\n' "$mode" \
+            "$(for who in ${RAN[$mode]}; do printf '%s %s, ' "$who" "${AFFINITY[$mode.$who]:-not recorded}"; done | sed 's/, $//')" "${AFFINITY[$mode.backends]:-not recorded}"
+    done
+    echo "- backends: one nginx, \`worker_processes 1\`, $NBACKENDS \`server\`s, each \`return 200 \"backend-K\\n\"\` with"
+    echo "  \`Cache-Control: max-age=3600\`; access_log off; keepalive_timeout 300s; keepalive_requests 1000000."
     echo "- shardproxy: \`[server] workers = 1\`; service \`bench\`: $NBACKENDS static instances, derived tokens"
-    echo "  (virtual_nodes = $VNODES), slaves = 1, key = \"$KEY_SOURCE\"; RUST_LOG=$SHARDPROXY_LOG."
-    echo "- nginx proxy: \`worker_processes 1\`; \`upstream { hash \$request_uri consistent; ... keepalive 512; keepalive_requests 1000000; }\`;"
-    echo "  \`proxy_http_version 1.1; proxy_set_header Connection \"\"\`; Host kept, X-Forwarded-For/-Proto and Via set"
-    echo "  (the header work shardproxy does); access_log off; client keepalive_requests 1000000."
-    echo "- commands:"
-    echo
-    echo '```'
-    echo "taskset -c $LOAD_CPU nginx -p BACKENDS/ -c BACKENDS/nginx.conf -g 'daemon off;'"
-    echo "taskset -c $PROXY_CPU env RUST_LOG=$SHARDPROXY_LOG shardproxy run --config shardproxy.toml"
-    echo "taskset -c $PROXY_CPU nginx -p PROXY/ -c PROXY/nginx.conf -g 'daemon off;'"
-    echo "LOADTEST_KEYS=$KEYS taskset -c $LOAD_CPU wrk -t$THREADS -c$CONNS -d$DURATION --latency -s loadtest/keys.lua http://127.0.0.1:PORT/"
-    echo '```'
-    echo
-    echo "- shardproxy log lines (level $SHARDPROXY_LOG): $SP_LOG_LINES; nginx proxy error log lines: ${NX_ERR_LINES:-0};"
-    echo "  backends error log lines: ${BK_ERR_LINES:-0}."
-    echo "- raw per-run data: \`$(basename "${OUT%.md}").tsv\` next to this file (discarded runs: round prefixed \`discarded:\`)."
-    if [[ -n $METRICS ]]; then
+    echo "  (virtual_nodes = $VNODES), slaves = 1, key = \"$KEY_SOURCE\"; cache mode: \`[services.bench.cache] enabled = true\`."
+    echo "- nginx: \`worker_processes 1\`; \`upstream { hash \$request_uri consistent; keepalive 512; keepalive_requests 1000000; }\`;"
+    echo "  \`proxy_http_version 1.1; proxy_set_header Connection \"\"\`; Host kept, X-Forwarded-For/-Proto and Via set;"
+    echo "  cache mode: \`proxy_cache_path\` on $( [[ $NGINX_CACHE_DIR == /dev/shm/* ]] && echo "/dev/shm (tmpfs)" || echo "$NGINX_CACHE_DIR"), \`proxy_cache_valid 200 1h\`."
+    echo "- HAProxy: \`nbthread 1\`; \`balance uri\`, \`hash-type consistent\`, \`http-reuse always\`, \`pool-purge-delay 300s\`;"
+    echo "  \`option forwardfor\`, X-Forwarded-Proto and Via set; cache mode: a \`cache\` section (256 MB, max-age 3600)."
+    echo "- Varnish: \`-s malloc,256m -p thread_pools=1\`; \`directors.shard()\`, \`.backend(by=URL)\` in vcl_backend_fetch;"
+    echo "  pass mode: \`return (pass)\` in vcl_recv; cache mode: the built-in VCL."
+    echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency -s loadtest/keys.lua\`;"
+    echo "  \`fixedrate --rate R --duration $(dur_secs "$FIXED_DURATION") --conns $CONNS\` (loadtest/fixedrate)."
+    echo "- configs: written by the script into a temporary directory (\`KEEP_WORK=1\` keeps them)."
+    echo "- raw per-run data: \`$(basename "$TSV")\` next to this file (discarded runs: mode prefixed \`discarded:\`)."
+    for mode in "${MODE_LIST[@]}"; do
+        [[ -n ${METRICS[$mode]:-} ]] || continue
         echo
-        echo "<details><summary>shardproxy /metrics after the runs (non-zero, non-comment lines)</summary>"
+        echo "<details><summary>shardproxy /metrics after the $mode runs (non-zero, non-comment lines)</summary>"
         echo
         echo '```'
-        grep -v '^#' <<<"$METRICS" | awk '$NF != 0' | head -n 60
+        grep -v '^#' <<<"${METRICS[$mode]}" | awk '$NF != 0' | grep -v '_bucket{' | sed -n 1,40p
         echo '```'
         echo
         echo "</details>"
-    fi
+    done
+}
+
+# chart: per mode, three panels: req/s (median, min-max bars), CPU µs/req, fixed-rate p50/p99
+chart() {
+    local mode nmodes=0 gp=$WORK/chart.gp
+    for mode in "${MODE_LIST[@]}"; do [[ -n ${RAN[$mode]:-} ]] && nmodes=$((nmodes + 1)); done
+    {
+        echo "set terminal pngcairo size 1500,$((430 * nmodes + 60)) font 'Sans,11'"
+        echo "set output '$PNG'"
+        echo "set multiplot layout $nmodes,3 title '${CONTENDER_LIST[*]}: one core each, $NBACKENDS backends ($(date -u '+%Y-%m-%d'))'"
+        echo "set style fill solid 0.8 border -1"
+        echo "set boxwidth 0.6"
+        echo "set grid ytics"
+        echo "set yrange [0:*]"
+        echo "set xtics nomirror"
+        echo "set key top left"
+        echo "set offsets 0, 0, graph 0.1, 0"
+        for mode in "${MODE_LIST[@]}"; do
+            [[ -n ${RAN[$mode]:-} ]] || continue
+            local data=$WORK/chart-$mode.dat
+            awk -F'\t' '{ printf "%d %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, ($8 == "nan" ? 0 : $8 / 1000), ($9 == "nan" ? 0 : $9 / 1000) }' \
+                "$WORK/summary-$mode.tsv" >"$data"
+            echo "set title '$(mode_title "$mode"): req/s (median, min-max)'"
+            echo "set ylabel 'requests/s'"
+            echo "set xrange [-0.6:$(($(wc -l <"$data") - 1)).6]"
+            echo "plot '$data' using 1:3:xtic(2) with boxes lc rgb '#4e79a7' notitle, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 notitle, '' using 1:3:(sprintf('%.0f', \$3)) with labels offset 0,1.2 notitle"
+            echo "set title '$(mode_title "$mode"): CPU µs per request (median)'"
+            echo "set ylabel 'µs of CPU per request'"
+            echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' notitle, '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
+            echo "set title '$(mode_title "$mode"): p50/p99 at ${FIXED_AT[$mode]:-?} req/s'"
+            echo "set ylabel 'ms (log scale)'"
+            echo "set logscale y"
+            echo "set yrange [0.05:*]"
+            echo "set boxwidth 0.3"
+            echo "plot '$data' using (\$1 - 0.15):7:xtic(2) with boxes lc rgb '#59a14f' title 'p50', '' using (\$1 + 0.15):8 with boxes lc rgb '#e15759' title 'p99', '' using (\$1 + 0.15):8:(sprintf('%.2f', \$8)) with labels offset 0,1 notitle"
+            echo "set boxwidth 0.6"
+            echo "unset logscale y"
+            echo "set yrange [0:*]"
+        done
+        echo "unset multiplot"
+    } >"$gp"
+    gnuplot "$gp" 2>"$WORK/gnuplot.log" || log "WARNING: gnuplot failed: $(tail -n 3 "$WORK/gnuplot.log")"
 }
 
 mkdir -p "$(dirname "$OUT")"
-report | tee "$OUT"
-{ cat "$RESULTS"; sed 's/^/discarded:/' "$DISCARDED"; } >"${OUT%.md}.tsv"
+report >"$WORK/report.md"
+chart
+cp "$WORK/report.md" "$OUT"
+cat "$OUT"
+{ cat "$RESULTS"; sed 's/^/discarded:/' "$DISCARDED"; } >"$TSV"
 
-# warn loudly (stderr and exit status) on wrk errors
-TOTAL_ERRORS=$(awk -F'\t' 'NR > 1 { s += $12 } END { print s + 0 }' "$RESULTS")
+# warn loudly (stderr and exit status) on errors
+TOTAL_ERRORS=$(awk -F'\t' -v fe="$F_ERR" 'NR > 1 { s += $fe } END { print s + 0 }' "$RESULTS")
 if ((TOTAL_ERRORS > 0)); then
-    log "WARNING: wrk reported $TOTAL_ERRORS errors (non-2xx/3xx or socket errors); see the table"
+    log "WARNING: the load generators reported $TOTAL_ERRORS errors (non-2xx/3xx or socket errors); see the table"
     KEEP_WORK=1
     exit 2
 fi
-log "results written to $OUT and ${OUT%.md}.tsv"
+log "results written to $OUT, $TSV and $PNG"

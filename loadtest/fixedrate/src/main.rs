@@ -1,0 +1,47 @@
+//! fixedrate: an open-loop HTTP/1.1 load generator for `loadtest/compare.sh`.
+//!
+//! It sends `GET <prefix><n>` (n uniform in `0..keys`, seeded) at a fixed
+//! rate over a pool of keep-alive connections, and measures each request's
+//! latency from the time it was *due* by the schedule, not from the time it
+//! was sent. When the server stalls and every connection is busy, requests
+//! wait for a free connection and that wait counts in their latency: the
+//! coordinated-omission correction wrk2 makes. (wrk's own `delay()` pacing
+//! measures from the send, so a stall would hide behind the requests it
+//! delayed; its timers have millisecond resolution too.)
+//!
+//! One thread, one epoll set, `epoll_pwait2` timeouts in nanoseconds and a
+//! 1 ns timer slack, so the sends are on time to within a few µs.
+//!
+//! Usage: `fixedrate --addr 127.0.0.1:8080 --rate 28000 --duration 10
+//! [--conns 64] [--keys 100000] [--prefix /k/] [--seed 20240601] [--drain 5]`.
+//! Prints a summary to stderr and one machine-readable line to stdout:
+//! `RESULT requests=... rate=... p50_us=... p99_us=... errors=...`.
+
+mod args;
+mod response;
+mod run;
+mod stats;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let opts = match args::Options::parse(std::env::args().skip(1)) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("fixedrate: {e}\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(&opts) {
+        Ok(outcome) => {
+            let summary = stats::Summary::new(&opts, outcome);
+            eprintln!("{}", summary.human());
+            println!("{}", summary.machine());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fixedrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
