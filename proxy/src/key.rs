@@ -32,13 +32,19 @@ pub fn extract<'a>(source: &KeySource, parts: &'a Parts) -> Result<Cow<'a, [u8]>
     };
     match source {
         KeySource::Path => Ok(Cow::Borrowed(parts.uri.path().as_bytes())),
-        KeySource::Uri => Ok(Cow::Borrowed(
-            parts
-                .uri
-                .path_and_query()
-                .map_or(parts.uri.path(), |path_and_query| path_and_query.as_str())
-                .as_bytes(),
-        )),
+        KeySource::Uri => Ok(match parts.uri.path_and_query() {
+            // An absolute-form target with an empty path (`http://host?q`)
+            // goes upstream as `/?q`: the same key as that request's.
+            Some(path_and_query) if path_and_query.as_str().starts_with('?') => Cow::Owned(
+                [
+                    parts.uri.path().as_bytes(),
+                    path_and_query.as_str().as_bytes(),
+                ]
+                .concat(),
+            ),
+            Some(path_and_query) => Cow::Borrowed(path_and_query.as_str().as_bytes()),
+            None => Cow::Borrowed(parts.uri.path().as_bytes()),
+        }),
         KeySource::Header(name) => parts
             .headers
             .get(name.as_str())
@@ -145,6 +151,23 @@ mod tests {
         let absolute = parts("http://other.example/p?q", &[]);
         assert_eq!(key("path", &absolute).unwrap(), b"/p");
         assert_eq!(key("uri", &absolute).unwrap(), b"/p?q");
+    }
+
+    /// Found by fuzzing: `http://host?q` has the path `/`, and goes
+    /// upstream as `/?q`, so its key is that of `/?q`.
+    #[test]
+    fn absolute_uri_without_path_keys_as_its_origin_form() {
+        let absolute = parts("http://other.example?user=/", &[]);
+        assert_eq!(key("path", &absolute).unwrap(), b"/");
+        assert_eq!(key("uri", &absolute).unwrap(), b"/?user=/");
+        assert_eq!(
+            key("uri", &absolute).unwrap(),
+            key("uri", &parts("/?user=/", &[])).unwrap()
+        );
+        assert_eq!(
+            key("uri", &parts("http://other.example", &[])).unwrap(),
+            b"/"
+        );
     }
 
     #[test]
