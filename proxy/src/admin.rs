@@ -8,7 +8,7 @@
 //! | `/readyz` | `200 ready` once every service has a ring with at least one instance; else `503` naming the services that do not |
 //! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
-//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed ([`purge`]) |
+//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`) |
 //!
 //! Every path but `/cache/purge` answers `GET` and `HEAD`, and
 //! `/cache/purge` answers `POST`; other methods get `405` with an `Allow`

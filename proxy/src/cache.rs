@@ -1,8 +1,8 @@
 //! The response cache (SPEC §6): a shared HTTP cache (RFC 9111) in front
 //! of a service, with Varnish's request coalescing and grace.
 //!
-//! [`forward::handle`](crate::forward::handle) sends a cache-enabled
-//! service's `GET` and `HEAD` requests to [`serve`]:
+//! [`forward::handle`] sends a cache-enabled
+//! service's `GET` and `HEAD` requests to `serve`:
 //!
 //! 1. Requests the cache cannot answer pass to the instances as they are:
 //!    a body, a `Range`, an `Authorization` (unless `authorized = true`).

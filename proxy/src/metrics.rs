@@ -63,7 +63,7 @@
 //! # Layout
 //!
 //! - [`ring`]: the ring metrics, built at each scrape.
-//! - [`cache`]: the cache counters, and the store sizes read at each scrape.
+//! - `cache`: the cache counters, and the store sizes read at each scrape.
 
 mod cache;
 mod ring;

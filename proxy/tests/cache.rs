@@ -616,6 +616,22 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
 }
 
 #[tokio::test]
+async fn a_no_cache_response_is_validated_before_each_use() {
+    let harness = Harness::start(1, "grace = \"60s\"").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=60, no-cache"), ("etag", "\"n\"")]),
+    );
+    let first = harness.get("/nc").await;
+    for round in 1..=2 {
+        let again = harness.get("/nc").await;
+        assert_eq!(again.x_cache(), "MISS", "validated, not a hit or stale");
+        assert_eq!(again.body, first.body);
+        assert_eq!(harness.backends[0].not_modified(), round);
+    }
+}
+
+#[tokio::test]
 async fn a_client_if_none_match_gets_304_from_the_cache() {
     let harness = Harness::start(1, "").await;
     harness.reply_at(

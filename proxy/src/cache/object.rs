@@ -236,11 +236,12 @@ impl Object {
     }
 
     /// Whether it may be served stale now while it is refreshed in the
-    /// background.
-    /// Not when the request's `no-cache`, `max-age` or `min-fresh` asks
-    /// for a response fresher than that (RFC 9111 §5.2.1).
+    /// background (never a `no-cache` object: it is validated before each
+    /// use). Not when the request's `no-cache`, `max-age` or `min-fresh`
+    /// asks for a response fresher than that (RFC 9111 §5.2.1).
     pub fn stale_while_revalidate(&self, now: Instant, request: &policy::Directives) -> bool {
-        !request.no_cache
+        !self.always_revalidate
+            && !request.no_cache
             && request.max_age.is_none()
             && request.min_fresh.is_none()
             && self.age(now) < self.lifetime + self.stale_while_revalidate
@@ -248,7 +249,7 @@ impl Object {
 
     /// Whether it may be served stale now because the instances failed.
     pub fn stale_if_error(&self, now: Instant) -> bool {
-        self.age(now) < self.lifetime + self.stale_if_error
+        !self.always_revalidate && self.age(now) < self.lifetime + self.stale_if_error
     }
 
     /// Its validators, for a conditional request to an instance.
