@@ -268,11 +268,7 @@ fn serve(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&config.log.level, config.log.format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.server.workers {
-        runtime.worker_threads(workers.get());
-    }
-    let runtime = match runtime.enable_all().build() {
+    let runtime = match serving_runtime(config.server.workers).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -308,6 +304,23 @@ fn serve(path: &Path) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The runtime for `server.workers`. One worker gets a current-thread
+/// runtime: every task then runs on the thread that polls the I/O driver,
+/// with no work-stealing queues and no cross-thread wake-ups (an eventfd
+/// write and a futex per wake), which costs a pass-through request less
+/// CPU than a one-worker multi-thread scheduler.
+fn serving_runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::Builder {
+    match workers {
+        Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.worker_threads(workers.get());
+            runtime
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    }
 }
 
 /// The next SIGHUP, or never without a handler.

@@ -39,6 +39,7 @@ use crate::{admin, forward};
 
 mod connection;
 mod protocol;
+mod woken;
 
 use connection::{Activity, Connections};
 use protocol::Sniffed;

@@ -19,6 +19,8 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::woken::WhenWoken;
+
 /// The open connections of one listener, at most `max`.
 pub(super) struct Connections {
     permits: Arc<Semaphore>,
@@ -79,23 +81,26 @@ where
     C: Future<Output = Result<(), E>> + GracefulShutdown,
 {
     let mut connection = pin!(connection);
-    let mut idle_checks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            _ = stopped.wait_for(|stop| *stop), if !closing => {
-                connection.as_mut().graceful_shutdown_pinned();
-                closing = true;
-            }
-            _ = idle_checks.tick(), if !closing => {
-                if !activity.take() {
-                    connection.as_mut().graceful_shutdown_pinned();
-                    closing = true;
+    // Polled only when the shutdown signal or the idle timer woke it, not
+    // on every wake of the connection (see `woken`).
+    let close = WhenWoken::new(async move {
+        let mut idle_checks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+        loop {
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => return,
+                _ = idle_checks.tick() => {
+                    if !activity.take() {
+                        return;
+                    }
                 }
             }
         }
+    });
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = close => connection.as_mut().graceful_shutdown_pinned(),
     }
+    connection.await
 }
 
 /// A connection that can be asked to finish what it is doing and close.
