@@ -233,6 +233,58 @@ async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
     assert_eq!(harness.metric("shardproxy_cache_objects").await, 2.0);
 }
 
+/// Cache poisoning (issue #8): what a client sends outside the cache key
+/// cannot change what other clients get. Another host, a spoofed Host or an
+/// absolute-form authority are other keys; a GET with a body is passed, not
+/// stored; the client's `X-Forwarded-Proto` is replaced by the proxy's.
+#[tokio::test]
+async fn headers_outside_the_key_cannot_change_what_others_get() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at("/", &Reply::with(FRESH));
+    let spoofed = harness
+        .send(
+            Method::GET,
+            "/p",
+            &[("host", "evil.example"), ("x-forwarded-proto", "gopher")],
+        )
+        .await;
+    assert_eq!(spoofed.x_cache(), "MISS");
+    let text = String::from_utf8_lossy(&spoofed.body).into_owned();
+    assert!(
+        !text.contains("gopher"),
+        "the proxy sets X-Forwarded-Proto: {text}"
+    );
+    let honest = harness.get("/p").await;
+    assert_eq!(honest.x_cache(), "MISS", "another host is another key");
+    let text = String::from_utf8_lossy(&honest.body).into_owned();
+    assert!(!text.contains("evil.example"), "{text}");
+    assert_eq!(harness.requests(), 2);
+    let again = harness
+        .send(Method::GET, "/p", &[("host", "evil.example")])
+        .await;
+    assert_eq!(again.x_cache(), "HIT");
+    assert_eq!(again.body, spoofed.body, "each host keeps its own object");
+
+    // A GET whose body could steer the backend is passed, never stored.
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("http://{}/q", harness.proxy.listen))
+        .body(Full::new(Bytes::from_static(b"steer")))
+        .expect("a valid request");
+    request
+        .headers_mut()
+        .insert("x-test", "fat".parse().expect("a value"));
+    let fat = harness.client.request(request).await.expect("an answer");
+    assert_eq!(fat.headers()["x-cache"], "MISS");
+    let plain = harness.get("/q").await;
+    assert_eq!(
+        plain.x_cache(),
+        "MISS",
+        "the fat GET's answer was not stored"
+    );
+    assert_eq!(harness.requests(), 4);
+}
+
 #[tokio::test]
 async fn responses_that_must_not_be_stored_are_never_served_from_the_cache() {
     let harness = Harness::start(1, "").await;
