@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use shardproxy::app::{self, Running};
+use shardproxy::app::Running;
 use shardproxy::config::Config;
 use support::backend::{Backend, Reply};
 
@@ -84,47 +84,18 @@ impl Harness {
             .iter()
             .enumerate()
             .map(|(index, backend)| {
-                format!(
-                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [\"{:x}0\"] }},",
-                    backend.name(),
-                    backend.addr(),
-                    4 * (index + 1)
-                )
+                support::instance_line(backend, &[&format!("{:x}0", 4 * (index + 1))])
             })
             .collect();
-        let config = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[dns]
-servers = ["127.0.0.1:53"]
-
-[services.frob]
-instances = [
-{}
-]
-slaves = {}
-
-[services.frob.cache]
-enabled = true
-{cache}
-
-{routes}
-"#,
-            instances.join("\n"),
-            count - 1
+        let config = support::static_config(
+            &instances,
+            &format!(
+                "slaves = {}\n\n[services.frob.cache]\nenabled = true\n{cache}",
+                count - 1
+            ),
+            routes,
         );
-        let parsed =
-            Config::from_toml(&config, "cache.toml").unwrap_or_else(|error| panic!("{error}"));
-        let proxy = app::start(parsed).await.expect("the proxy starts");
-        let app = proxy.app();
-        support::wait_until_within(WAIT, "the proxy is ready", || {
-            let app = Arc::clone(&app);
-            async move { app.discovery.ready() }
-        })
-        .await;
+        let proxy = support::start_proxy(&config, "cache.toml").await;
         Harness {
             backends,
             proxy,

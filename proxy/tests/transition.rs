@@ -480,23 +480,12 @@ async fn a_reload_that_changes_a_static_ring_starts_a_transition() {
         let instances: Vec<String> = backends[..count]
             .iter()
             .zip(TOKENS)
-            .map(|(backend, tokens)| {
-                let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
-                format!(
-                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
-                    backend.name(),
-                    backend.addr(),
-                    tokens.join(", ")
-                )
-            })
+            .map(|(backend, tokens)| support::instance_line(backend, tokens))
             .collect();
-        // The DNS server is never asked (the ring is static).
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-             [dns]\nservers = [\"127.0.0.1:53\"]\n\
-             [services.frob]\ntransition_grace = \"60s\"\ninstances = [\n{}\n]\n\
-             [[routes]]\npath_prefix = \"/\"\nservice = \"frob\"\n",
-            instances.join("\n")
+        support::static_config(
+            &instances,
+            "transition_grace = \"60s\"",
+            "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"",
         )
     };
     let proxy = start_proxy(&config(2)).await;

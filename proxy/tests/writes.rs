@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,8 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use shardproxy::app::{self, Running};
-use shardproxy::config::Config;
+use shardproxy::app::Running;
 use support::backend::{Backend, Behaviour};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -63,49 +61,14 @@ impl Harness {
         let instances: Vec<String> = backends
             .iter()
             .zip(TOKENS)
-            .map(|(backend, tokens)| {
-                let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
-                format!(
-                    "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
-                    backend.name(),
-                    backend.addr(),
-                    tokens.join(", ")
-                )
-            })
+            .map(|(backend, tokens)| support::instance_line(backend, tokens))
             .collect();
-        // The DNS server is never asked (the ring is static); naming one
-        // keeps the proxy from reading /etc/resolv.conf.
-        let config = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[dns]
-servers = ["127.0.0.1:53"]
-
-[services.frob]
-instances = [
-{}
-]
-slaves = {slaves}
-{service}
-
-[[routes]]
-path_prefix = "/"
-service = "frob"
-"#,
-            instances.join("\n")
+        let config = support::static_config(
+            &instances,
+            &format!("slaves = {slaves}\n{service}"),
+            "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"",
         );
-        let config =
-            Config::from_toml(&config, "writes.toml").unwrap_or_else(|error| panic!("{error}"));
-        let proxy = app::start(config).await.expect("the proxy starts");
-        let app = proxy.app();
-        wait_until("the proxy is ready", || {
-            let app = Arc::clone(&app);
-            async move { app.discovery.ready() }
-        })
-        .await;
+        let proxy = support::start_proxy(&config, "writes.toml").await;
         Harness {
             backends,
             proxy,

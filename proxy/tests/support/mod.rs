@@ -64,3 +64,46 @@ pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     }
     sum
 }
+
+/// One line of a static service's `instances = [...]`: `backend` as host
+/// `NAME.example.com` at its address, owning `tokens`.
+pub fn instance_line(backend: &backend::Backend, tokens: &[&str]) -> String {
+    let tokens: Vec<String> = tokens.iter().map(|token| format!("\"{token}\"")).collect();
+    format!(
+        "    {{ host = \"{}.example.com\", addr = \"{}\", tokens = [{}] }},",
+        backend.name(),
+        backend.addr(),
+        tokens.join(", ")
+    )
+}
+
+/// A config with one static service `frob` of `instances` (lines of
+/// [`instance_line`]) and `service` lines in its section, followed by
+/// `rest` (e.g. `[[routes]]` tables). Both listeners on ephemeral ports;
+/// the DNS server is never asked (the ring is static), naming one keeps
+/// the proxy from reading /etc/resolv.conf.
+pub fn static_config(instances: &[String], service: &str, rest: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
+         [dns]\nservers = [\"127.0.0.1:53\"]\n\n\
+         [services.frob]\ninstances = [\n{}\n]\n{service}\n\n{rest}\n",
+        instances.join("\n")
+    )
+}
+
+/// Starts a proxy on `config` (TOML text, called `file` in errors) and
+/// waits until every ring is ready.
+pub async fn start_proxy(config: &str, file: &str) -> shardproxy::app::Running {
+    let parsed = shardproxy::config::Config::from_toml(config, file)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let proxy = shardproxy::app::start(parsed)
+        .await
+        .expect("the proxy starts");
+    let app = proxy.app();
+    wait_until_within(Duration::from_secs(10), "the proxy is ready", || {
+        let app = std::sync::Arc::clone(&app);
+        async move { app.discovery.ready() }
+    })
+    .await;
+    proxy
+}
