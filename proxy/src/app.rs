@@ -173,7 +173,7 @@ impl App {
                 Some(tokio::spawn(crate::health::check_forever(
                     Arc::clone(&service.ring),
                     Arc::clone(&service.health),
-                    service.upstream.client().clone(),
+                    service.upstream.pool().clone(),
                     check,
                 )))
             })

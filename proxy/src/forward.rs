@@ -13,9 +13,9 @@
 //! - [`attempt`]: one attempt on one instance.
 //! - [`body`]: request bodies, buffered for retries or streamed once.
 //! - [`budget`]: the retry budget.
-//! - [`connector`]: how the upstream client connects.
 //! - [`endpoint`]: each instance of the ring in use as requests need it,
 //!   built once per ring, and the order a request tries them in.
+//! - [`pool`]: the keep-alive connections to the instances.
 //! - [`transition`]: reads tried on the replaced ring during a transition.
 //! - [`write`]: writes to every replica of a key (`writes = "all"`).
 
@@ -25,14 +25,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::uri::{self, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use shardproxy_ring::{InstanceName, Token};
 use tower::retry::budget::Budget;
 
@@ -48,16 +45,16 @@ use crate::route::Matched;
 mod attempt;
 mod body;
 mod budget;
-mod connector;
 mod endpoint;
+pub mod pool;
 mod transition;
 mod write;
 
 use attempt::{ClientSide, Failed};
 use body::RequestBody;
 use budget::RetryBudget;
-use connector::Connector;
 use endpoint::{Endpoint, EndpointCache, Targets};
+use pool::{Pool, ResponseBody, Settings};
 use transition::OldRing;
 use write::{Background, Replicas};
 
@@ -67,32 +64,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of requests to instances and responses to clients.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The pooled keep-alive client of a service's instances.
-pub type UpstreamClient = Client<Connector, Body>;
-
-/// A service's way to its instances: a pooled keep-alive client, the
+/// A service's way to its instances: its keep-alive connections, the
 /// retry budget that keeps a failing fleet from a retry storm, what
 /// requests need of the instances of its current ring, and the bound on its
 /// background replica writes.
 pub struct Upstream {
-    client: UpstreamClient,
+    pool: Pool,
     budget: RetryBudget,
     endpoints: EndpointCache,
     writes: Background,
 }
 
 impl Upstream {
-    /// The client and budget for `service`.
+    /// The connections and budget for `service`.
     pub fn new(service: &ServiceConfig) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(service.try_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(service.upstream_idle_timeout)
-            .pool_max_idle_per_host(service.upstream_max_idle)
-            .pool_timer(TokioTimer::new())
-            .build(Connector::new(connector));
+        let pool = Pool::new(Settings {
+            connect_timeout: service.try_timeout,
+            max_idle: service.upstream_max_idle,
+            idle_timeout: service.upstream_idle_timeout,
+        });
         // tower's budget arithmetic: deposits made over the last 10 s allow
         // `retry_budget` retries each, plus `retry_min_per_second`.
         let budget = RetryBudget::new(
@@ -101,16 +91,16 @@ impl Upstream {
             service.retry_budget as f32,
         );
         Upstream {
-            client,
+            endpoints: EndpointCache::new(pool.clone()),
+            pool,
             budget,
-            endpoints: EndpointCache::default(),
             writes: Background::default(),
         }
     }
 
-    /// The pooled client, for health checks.
-    pub fn client(&self) -> &UpstreamClient {
-        &self.client
+    /// The connections, for health checks.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
@@ -297,9 +287,10 @@ pub(crate) async fn forward(
     if let Some(replicas) =
         Replicas::for_request(service, snapshot, &endpoints, &parts.method, position)
     {
-        return replicas
-            .write(&mut parts, &path, body, route.max_body, exchange)
-            .await;
+        // Boxed, as the other rare branches below: a request's future is
+        // as large as its largest branch, and hyper moves it twice per
+        // request (see `handle`).
+        return Box::pin(replicas.write(&mut parts, &path, body, route.max_body, exchange)).await;
     }
     let body = body
         .map(|body| limits::limit_body(body, route.max_body))
@@ -354,7 +345,6 @@ pub(crate) async fn forward(
         let take_headers = last && old_ring.is_none();
         let request = upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers)?;
         let outcome = attempt::once(
-            &upstream.client,
             &service.health,
             &config.retry_on,
             endpoint,
@@ -372,7 +362,7 @@ pub(crate) async fn forward(
                     let asked = (&targets, index + 1);
                     let read =
                         old_ring.read(&mut parts, &path, &mut body, asked, response, exchange);
-                    return Ok(read.await);
+                    return Ok(Box::pin(read).await);
                 }
                 None => return Ok(to_client(response)),
             },
@@ -415,9 +405,10 @@ pub(crate) async fn forward(
     })
 }
 
-/// The request for one attempt: same method and headers, the instance's
-/// address as the connection's target, HTTP/1.1 to the instance. The
-/// headers are copied, except for the `last` attempt, which takes them.
+/// The request for one attempt: same method and headers, HTTP/1.1 in
+/// origin-form to the instance, with the instance's address as `Host` if
+/// the client sent none (HTTP/1.0). The headers are copied, except for the
+/// `last` attempt, which takes them.
 fn upstream_request(
     parts: &mut Parts,
     endpoint: &Endpoint,
@@ -429,15 +420,15 @@ fn upstream_request(
         .authority
         .as_ref()
         .map_err(|error| ProxyError::ClientBody(error.clone()))?;
-    let mut uri = uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority.clone());
-    uri.path_and_query = Some(path.clone());
-    let uri = Uri::from_parts(uri).map_err(|error| ProxyError::ClientBody(error.to_string()))?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
+    *request.uri_mut() = Uri::from(path.clone());
     *request.version_mut() = Version::HTTP_11;
+    if !parts.headers.contains_key(header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
     *request.headers_mut() = if last {
         std::mem::take(&mut parts.headers)
     } else {
@@ -452,7 +443,7 @@ fn upstream_request(
 
 /// The instance's response for the client: hop-by-hop headers removed, the
 /// body streamed.
-fn to_client(response: Response<Incoming>) -> Response<Body> {
+fn to_client(response: Response<ResponseBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())

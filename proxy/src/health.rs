@@ -27,7 +27,7 @@ use shardproxy_ring::InstanceName;
 
 use crate::config::{HealthCheckConfig, OutlierConfig};
 use crate::discovery::{ServiceRing, Table};
-use crate::forward::UpstreamClient;
+use crate::forward::pool::Pool;
 use crate::metrics::ServiceMetrics;
 
 /// The health of one instance.
@@ -294,7 +294,7 @@ impl Health {
 pub async fn check_forever(
     ring: Arc<ServiceRing>,
     health: Arc<Health>,
-    client: UpstreamClient,
+    pool: Pool,
     config: HealthCheckConfig,
 ) {
     loop {
@@ -314,11 +314,11 @@ pub async fn check_forever(
         };
         let mut checks = tokio::task::JoinSet::new();
         for (name, addr) in instances {
-            let client = client.clone();
+            let pool = pool.clone();
             let path = config.path.clone();
             let timeout = config.timeout;
             checks.spawn(async move {
-                let outcome = check_one(&client, &name, addr, &path, timeout).await;
+                let outcome = check_one(&pool, &name, addr, &path, timeout).await;
                 (name, outcome)
             });
         }
@@ -336,14 +336,14 @@ pub async fn check_forever(
 
 /// One check: `Ok` for a 2xx in time, else what went wrong.
 async fn check_one(
-    client: &UpstreamClient,
+    pool: &Pool,
     name: &InstanceName,
     addr: std::net::SocketAddr,
     path: &str,
     timeout: Duration,
 ) -> Result<(), String> {
     use http_body_util::BodyExt as _;
-    let request = http::Request::get(format!("http://{addr}{path}"))
+    let request = http::Request::get(path)
         .header(http::header::HOST, name.host())
         .header(http::header::USER_AGENT, "shardproxy-health-check")
         .body(
@@ -352,10 +352,11 @@ async fn check_one(
                 .boxed_unsync(),
         )
         .map_err(|error| error.to_string())?;
-    match tokio::time::timeout(timeout, client.request(request)).await {
+    let connections = pool.connections(addr);
+    match tokio::time::timeout(timeout, connections.send(request)).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("answered {}", response.status())),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(crate::forward::error_chain(&error)),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-
 use super::body::RequestBody;
 use super::endpoint::Endpoint;
-use super::{error_chain, Body, UpstreamClient};
+use super::pool::{ResponseBody, SendError};
+use super::{error_chain, Body};
 use crate::error::{AttemptFailure, ProxyError};
 use crate::health::Health;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
+use http::{Request, Response};
+use http_body_util::BodyExt;
 
 /// Why an attempt gave no answer to return.
 pub(super) enum Failed {
@@ -44,18 +43,17 @@ pub(super) struct ClientSide<'a> {
 /// sent. With `client_side`, a failure of the client's body is
 /// [`Failed::Client`] and touches neither metrics nor health.
 pub(super) async fn once(
-    client: &UpstreamClient,
     health: &Health,
     retry_on: &[u16],
     endpoint: &Endpoint,
     request: Request<Body>,
     try_timeout: Duration,
     client_side: Option<ClientSide<'_>>,
-) -> Result<Response<Incoming>, Failed> {
-    let answer = tokio::time::timeout(try_timeout, client.request(request)).await;
+) -> Result<Response<ResponseBody>, Failed> {
+    let answer = tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await;
     if let Some(side) = client_side {
         match &answer {
-            Ok(Err(error)) => {
+            Ok(Err(SendError::Http(error))) => {
                 if let Some(fault) = limits::client_fault(error, side.max_body) {
                     return Err(Failed::Client(fault));
                 }
@@ -72,7 +70,7 @@ pub(super) async fn once(
             Err(AttemptFailure::Status(response.status())),
         ),
         Ok(Ok(response)) => (AttemptOutcome::Response, Ok(response)),
-        Ok(Err(error)) if error.is_connect() => (
+        Ok(Err(error @ (SendError::Connect { .. } | SendError::ConnectTimeout { .. }))) => (
             AttemptOutcome::ConnectError,
             Err(AttemptFailure::Connect(error_chain(&error))),
         ),
@@ -93,7 +91,7 @@ pub(super) async fn once(
 /// Reads and drops what is left of an answer that nobody will read, for at
 /// most `within`, so that its connection goes back to the pool instead of
 /// being closed. Spawn it where the caller should not wait.
-pub(super) async fn drain(mut body: Incoming, within: Duration) {
+pub(super) async fn drain(mut body: ResponseBody, within: Duration) {
     let _ = tokio::time::timeout(within, async {
         while let Some(Ok(_)) = body.frame().await {}
     })

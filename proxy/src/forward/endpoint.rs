@@ -1,7 +1,7 @@
 //! What a request needs of each instance of the ring in use, worked out once
 //! per ring instead of once per request: its name, the URI authority of its
-//! address and its attempt counters; and the order in which a request tries
-//! the instances of its preference list.
+//! address, its connections and its attempt counters; and the order in
+//! which a request tries the instances of its preference list.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use http::uri::Authority;
 use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
 use shardproxy_ring::{InstanceName, Token};
 
+use super::pool::{Connections, Pool};
 use crate::discovery::{Snapshot, Table};
 use crate::health::{self, Health};
 use crate::metrics::{InstanceAttempts, ServiceMetrics};
@@ -24,6 +25,8 @@ pub(super) struct Endpoint {
     /// it is a reference count); the parse error's text should it fail,
     /// which no socket address makes it do.
     pub(super) authority: Result<Authority, String>,
+    /// The keep-alive connections to its address.
+    pub(super) connections: Arc<Connections>,
     /// Its `shardproxy_upstream_attempts_total` children.
     pub(super) attempts: InstanceAttempts,
 }
@@ -40,8 +43,10 @@ pub(super) struct Endpoints {
 /// A service's endpoints for its current ring, rebuilt by the first request
 /// that sees a new ring; and those of the ring it replaced, for transition
 /// reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct EndpointCache {
+    /// Where the endpoints get their connections.
+    pool: Pool,
     current: ArcSwapOption<Endpoints>,
     replaced: ArcSwapOption<Endpoints>,
 }
@@ -61,10 +66,11 @@ pub(super) enum Targets<'a> {
 // === impl Endpoints ===
 
 impl Endpoints {
-    fn new(snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Endpoints {
+    fn new(snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics, pool: &Pool) -> Endpoints {
         let endpoint = |name: &InstanceName, addr: SocketAddr| Endpoint {
             name: name.clone(),
             authority: Authority::try_from(addr.to_string()).map_err(|error| error.to_string()),
+            connections: pool.connections(addr),
             attempts: metrics.instance_attempts(name.as_str()),
         };
         let instances = match &snapshot.table {
@@ -92,11 +98,20 @@ impl Endpoints {
 // === impl EndpointCache ===
 
 impl EndpointCache {
+    /// No endpoints yet; those built will connect through `pool`.
+    pub(super) fn new(pool: Pool) -> EndpointCache {
+        EndpointCache {
+            pool,
+            current: ArcSwapOption::empty(),
+            replaced: ArcSwapOption::empty(),
+        }
+    }
+
     /// The endpoints of `snapshot`: those of the last ring seen, or built
     /// now when the ring changed. (Two requests that see a new ring at once
     /// may both build; either result serves.)
     pub(super) fn get(&self, snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Arc<Endpoints> {
-        Self::get_in(&self.current, snapshot, metrics)
+        self.get_in(&self.current, snapshot, metrics)
     }
 
     /// [`EndpointCache::get`] for the replaced ring of a transition, kept
@@ -106,10 +121,11 @@ impl EndpointCache {
         snapshot: &Arc<Snapshot>,
         metrics: &ServiceMetrics,
     ) -> Arc<Endpoints> {
-        Self::get_in(&self.replaced, snapshot, metrics)
+        self.get_in(&self.replaced, snapshot, metrics)
     }
 
     fn get_in(
+        &self,
         slot: &ArcSwapOption<Endpoints>,
         snapshot: &Arc<Snapshot>,
         metrics: &ServiceMetrics,
@@ -119,7 +135,7 @@ impl EndpointCache {
                 return Arc::clone(current);
             }
         }
-        let built = Arc::new(Endpoints::new(snapshot, metrics));
+        let built = Arc::new(Endpoints::new(snapshot, metrics, &self.pool));
         slot.store(Some(Arc::clone(&built)));
         built
     }

@@ -17,11 +17,11 @@ use std::time::Instant;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Response};
-use hyper::body::Incoming;
 use shardproxy_ring::{InstanceName, Ring, Token};
 
 use super::body::RequestBody;
 use super::endpoint::Targets;
+use super::pool::ResponseBody;
 use super::{attempt, to_client, upstream_request, Body, Exchange};
 use crate::app::Service;
 use crate::discovery::{RingState, Snapshot, Table};
@@ -83,7 +83,7 @@ impl<'a> OldRing<'a> {
         path: &PathAndQuery,
         body: &mut RequestBody,
         (targets, asked): (&Targets<'_>, usize),
-        not_found: Response<Incoming>,
+        not_found: Response<ResponseBody>,
         exchange: &mut Exchange,
     ) -> Response<Body> {
         let service = self.service;
@@ -116,7 +116,6 @@ impl<'a> OldRing<'a> {
             };
             exchange.attempts += 1;
             let answer = attempt::once(
-                &service.upstream.client,
                 &service.health,
                 &config.retry_on,
                 endpoint,

@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::endpoint::Endpoints;
-use super::{attempt, to_client, upstream_request, Body, Exchange, UpstreamClient};
+use super::pool::ResponseBody;
+use super::{attempt, to_client, upstream_request, Body, Exchange};
 use crate::app::Service;
 use crate::config::Writes;
 use crate::discovery::{Snapshot, Table};
@@ -72,7 +73,6 @@ pub(super) struct Replicas<'a> {
 
 /// What every replica write of one request shares.
 struct Shared {
-    client: UpstreamClient,
     health: Arc<Health>,
     retry_on: Vec<u16>,
     endpoints: Arc<Endpoints>,
@@ -87,7 +87,7 @@ struct Reply {
     /// Its place in the preference list.
     replica: usize,
     /// A `2xx` answer, or why there was none.
-    result: Result<Response<Incoming>, AttemptFailure>,
+    result: Result<Response<ResponseBody>, AttemptFailure>,
 }
 
 /// The replica writes of one request still running; what is left of them
@@ -163,7 +163,6 @@ impl<'a> Replicas<'a> {
             return Err(outcome.into());
         }
         let shared = Arc::new(Shared {
-            client: service.upstream.client.clone(),
             health: Arc::clone(&service.health),
             retry_on: config.retry_on.clone(),
             endpoints: Arc::clone(self.endpoints),
@@ -225,7 +224,7 @@ async fn quorum(
     in_flight: &InFlight<'_>,
     outcome: &mut QuorumError,
     try_timeout: Duration,
-) -> Option<(usize, Response<Incoming>)> {
+) -> Option<(usize, Response<ResponseBody>)> {
     let mut first = None;
     let mut pending = in_flight.tasks.len();
     while let Some(reply) = received.recv().await {
@@ -288,7 +287,6 @@ async fn write_one(
         return;
     };
     let answer = attempt::once(
-        &shared.client,
         &shared.health,
         &shared.retry_on,
         endpoint,

@@ -1,0 +1,331 @@
+//! The keep-alive connections of a service to its instances: HTTP/1.1
+//! connections made with hyper's connection API, kept idle per instance
+//! address, most recently used first.
+//!
+//! Why not hyper-util's pooled `Client`: a proxy knows the address of every
+//! attempt before it sends it. So each instance's [`Connections`] is found
+//! once per ring (its [`Endpoint`](super::endpoint::Endpoint) holds it)
+//! rather than by hashing a pool key per request, and a connection goes back
+//! to its idle list when the response body that used it ends, rather than
+//! from a task spawned per response. Together that is about a fifth of the
+//! proxy's user-space instructions per pass-through request
+//! (`loadtest/results/request-path-profile.md`).
+//!
+//! The rules are those of nginx's `keepalive` and hyper-util's pool: at most
+//! `upstream_max_idle` idle connections per instance (the least recently
+//! used goes first), each closed after `upstream_idle_timeout` unused, and a
+//! request that a pooled connection could not take because the instance had
+//! closed it meanwhile (nothing was sent) goes on another connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::Body;
+
+/// How a service makes and keeps its connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// The longest wait for a TCP connection (the service's `try_timeout`).
+    pub connect_timeout: Duration,
+    /// Idle connections kept per instance (`upstream_max_idle`).
+    pub max_idle: usize,
+    /// How long a connection may stay idle (`upstream_idle_timeout`).
+    pub idle_timeout: Duration,
+}
+
+/// A service's connections, by instance address. Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    shared: Arc<Addresses>,
+}
+
+#[derive(Debug)]
+struct Addresses {
+    settings: Settings,
+    /// Held by the endpoints of the rings in use, so an address's
+    /// connections live as long as some ring names it.
+    by_addr: Mutex<HashMap<SocketAddr, Weak<Connections>>>,
+}
+
+/// The connections to one instance address.
+#[derive(Debug)]
+pub struct Connections {
+    addr: SocketAddr,
+    settings: Settings,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
+    /// Whether a task is closing the idle connections that expire.
+    reaping: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Why a request got no response. (The causes are the errors' sources, as
+/// [`error_chain`](super::error_chain) writes them out.)
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection: nothing was sent.
+    #[error("connect to {addr}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    /// No connection within the connect timeout: nothing was sent.
+    #[error("connect to {addr}: no connection within {after:?}")]
+    ConnectTimeout { addr: SocketAddr, after: Duration },
+    /// The exchange failed on the connection.
+    #[error("exchange failed")]
+    Http(#[source] hyper::Error),
+}
+
+/// An instance's response body. When it has been read to its end, its
+/// connection goes back to the idle list; dropped before, the connection is
+/// closed (HTTP/1.1 cannot skip the rest of a response).
+#[derive(Debug)]
+pub struct ResponseBody {
+    body: Incoming,
+    /// The connection, until it is released or known to be unusable.
+    connection: Option<(SendRequest<Body>, Arc<Connections>)>,
+    ended: bool,
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// An empty pool that makes and keeps connections as `settings` say.
+    pub fn new(settings: Settings) -> Pool {
+        Pool {
+            shared: Arc::new(Addresses {
+                settings,
+                by_addr: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The connections to `addr`, shared with every holder of them.
+    pub fn connections(&self, addr: SocketAddr) -> Arc<Connections> {
+        let mut by_addr = lock(&self.shared.by_addr);
+        if let Some(connections) = by_addr.get(&addr).and_then(Weak::upgrade) {
+            return connections;
+        }
+        // A new address: a ring changed. Forget the addresses no ring holds.
+        by_addr.retain(|_, connections| connections.strong_count() > 0);
+        let connections = Arc::new(Connections {
+            addr,
+            settings: self.shared.settings,
+            idle: Mutex::new(Vec::new()),
+            reaping: AtomicBool::new(false),
+        });
+        by_addr.insert(addr, Arc::downgrade(&connections));
+        connections
+    }
+}
+
+// === impl Connections ===
+
+impl Connections {
+    /// Sends `request` (origin-form, with a `Host` header) on an idle
+    /// connection, or on a new one when none is idle, and waits for the
+    /// response head.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout() {
+                Some(sender) => (sender, true),
+                // Boxed: connecting is rare, and its future is large; every
+                // request's future is as large as its largest part, and
+                // hyper moves it once per request.
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = ResponseBody {
+                        body,
+                        connection: Some((sender, Arc::clone(self))),
+                        ended: false,
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut error) => match error.take_message() {
+                    // The instance closed the pooled connection before it
+                    // took the request: nothing was sent, so another
+                    // connection may take it. Each turn empties the idle
+                    // list by one, so this ends.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Http(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is ready and not
+    /// expired; those that are not are closed.
+    fn checkout(&self) -> Option<SendRequest<Body>> {
+        let mut idle = lock(&self.idle);
+        let now = Instant::now();
+        while let Some(connection) = idle.pop() {
+            if connection.sender.is_ready()
+                && now.saturating_duration_since(connection.since) < self.settings.idle_timeout
+            {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    /// A new connection, its driving task spawned.
+    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let addr = self.addr;
+        let after = self.settings.connect_timeout;
+        let stream = match tokio::time::timeout(after, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
+            Err(_) => return Err(SendError::ConnectTimeout { addr, after }),
+        };
+        stream
+            .set_nodelay(true)
+            .map_err(|source| SendError::Connect { addr, source })?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%addr, %error, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Takes back a connection whose response was read to its end: idle at
+    /// once if it is ready, else once its task has seen the end (a closed
+    /// connection is dropped).
+    fn release(self: Arc<Self>, mut sender: SendRequest<Body>) {
+        if sender.is_ready() {
+            self.keep(sender);
+        } else if !sender.is_closed() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        self.keep(sender);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Puts a ready connection on the idle list, closing the least recently
+    /// used one past `max_idle`.
+    fn keep(self: Arc<Self>, sender: SendRequest<Body>) {
+        if self.settings.max_idle == 0 {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() >= self.settings.max_idle {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        drop(idle);
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(reap(Arc::downgrade(&self)));
+            } else {
+                self.reaping.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Closes the idle connections of `connections` that expired or that their
+/// instance closed, every half `idle_timeout`, until none is idle (or
+/// nothing holds them any more).
+async fn reap(connections: Weak<Connections>) {
+    loop {
+        let every = match connections.upgrade() {
+            Some(connections) => connections.settings.idle_timeout / 2,
+            None => return,
+        };
+        tokio::time::sleep(every.max(Duration::from_millis(10))).await;
+        let Some(connections) = connections.upgrade() else {
+            return;
+        };
+        let mut idle = lock(&connections.idle);
+        let now = Instant::now();
+        let timeout = connections.settings.idle_timeout;
+        idle.retain(|connection| {
+            !connection.sender.is_closed()
+                && now.saturating_duration_since(connection.since) < timeout
+        });
+        if idle.is_empty() {
+            // Under the lock, so a connection kept after this starts
+            // another reaper.
+            connections.reaping.store(false, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// The lock's data, also after a panic elsewhere: a list of connections
+/// cannot be left half-changed by one.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl ResponseBody ===
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Err(_))) => this.connection = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some((sender, connections)) = self.connection.take() {
+            if self.ended || self.body.is_end_stream() {
+                connections.release(sender);
+            }
+        }
+    }
+}
