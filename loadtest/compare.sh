@@ -577,6 +577,12 @@ group_ticks() {
         { sub(/^.*\) /, ""); if ($3 == pg) t += $12 + $13 }
         END { print t + 0 }'
 }
+# group_sys_ticks PGID: stime (clock ticks, in the kernel) of every live process in the group
+group_sys_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pg="$1" '
+        { sub(/^.*\) /, ""); if ($3 == pg) t += $13 }
+        END { print t + 0 }'
+}
 # groups_ticks PGID...: the sum over groups
 groups_ticks() {
     local pg t=0
@@ -637,7 +643,7 @@ wait_quiet() {
 }
 
 RESULTS=$WORK/runs.tsv
-COLUMNS_TSV='mode	kind	round	slot	contender	req_s	requests	duration_s	p50_us	p90_us	p99_us	p999_us	max_us	errors	err_detail	cpu_s	cpu_us_per_req	cpu_pct	new_backend_conns	backend_requests	pooled_after	core_proxy_busy_pct	core_load_busy_pct	steal_pct	other_cpu_pct	mid_new_backend_conns	mid_window_s	target_rate	late_sends'
+COLUMNS_TSV='mode	kind	round	slot	contender	req_s	requests	duration_s	p50_us	p90_us	p99_us	p999_us	max_us	errors	err_detail	cpu_s	cpu_us_per_req	cpu_pct	new_backend_conns	backend_requests	pooled_after	core_proxy_busy_pct	core_load_busy_pct	steal_pct	other_cpu_pct	mid_new_backend_conns	mid_window_s	target_rate	late_sends	cpu_sys_us_per_req'
 [[ -n $REPORT_FROM ]] || echo "$COLUMNS_TSV" >"$RESULTS"
 # field numbers, by name (for awk -v)
 col_no() { tr '\t' '\n' <<<"$COLUMNS_TSV" | grep -nx "$1" | cut -d: -f1; }
@@ -645,7 +651,7 @@ F_MODE=$(col_no mode) F_KIND=$(col_no kind) F_ROUND=$(col_no round) F_WHO=$(col_
 F_RPS=$(col_no req_s) F_P50=$(col_no p50_us) F_P99=$(col_no p99_us) F_ERR=$(col_no errors)
 F_CPU=$(col_no cpu_us_per_req) F_PCT=$(col_no cpu_pct) F_NEW=$(col_no new_backend_conns)
 F_BREQ=$(col_no backend_requests) F_REQS=$(col_no requests) F_OTHER=$(col_no other_cpu_pct)
-F_MID=$(col_no mid_new_backend_conns) F_LATE=$(col_no late_sends)
+F_MID=$(col_no mid_new_backend_conns) F_LATE=$(col_no late_sends) F_SYS=$(col_no cpu_sys_us_per_req)
 
 # run_one MODE KIND ROUND SLOT CONTENDER DURATION [RATE]: one load run, one
 # TSV row. KIND sat: wrk, closed loop, CONNS connections; fixed: fixedrate at
@@ -659,9 +665,9 @@ run_one() {
     kill -0 "$pg" 2>/dev/null || die "$who (pid $pg) is not running"
     wait_quiet
 
-    local st0 tc0 tall0 tw0 cp0 cl0 call0
+    local st0 tc0 ts0 tall0 tw0 cp0 cl0 call0
     st0=$(backend_status)
-    tc0=$(group_ticks "$pg"); tall0=$(groups_ticks "${!LIVE[@]}")
+    tc0=$(group_ticks "$pg"); ts0=$(group_sys_ticks "$pg"); tall0=$(groups_ticks "${!LIVE[@]}")
     tw0=$(self_child_ticks)
     cp0=$(cpu_ticks "$PROXY_CPU"); cl0=$(cpu_ticks "$LOAD_CPU"); call0=$(cpu_ticks all)
 
@@ -690,8 +696,8 @@ run_one() {
     fi
     LOADGEN_PID=
 
-    local st1 tc1 tall1 tw1 cp1 cl1 call1 pooled
-    tc1=$(group_ticks "$pg"); tall1=$(groups_ticks "${!LIVE[@]}")
+    local st1 tc1 ts1 tall1 tw1 cp1 cl1 call1 pooled
+    tc1=$(group_ticks "$pg"); ts1=$(group_sys_ticks "$pg"); tall1=$(groups_ticks "${!LIVE[@]}")
     tw1=$(self_child_ticks)
     cp1=$(cpu_ticks "$PROXY_CPU"); cl1=$(cpu_ticks "$LOAD_CPU"); call1=$(cpu_ticks all)
     st1=$(backend_status)
@@ -707,7 +713,7 @@ run_one() {
     fi
     awk -v line="$line" -v mode="$mode" -v kind="$kind" -v round="$round" -v slot="$slot" -v who="$who" -v hz="$CLK_TCK" \
         -v st0="$st0" -v st1="$st1" -v pooled="$pooled" -v m0="$m0" -v m1="$m1" -v mid_window="$mid_window" \
-        -v tc="$((tc1 - tc0))" -v tall="$((tall1 - tall0))" -v tw="$((tw1 - tw0))" -v rate="$rate" \
+        -v tc="$((tc1 - tc0))" -v ts="$((ts1 - ts0))" -v tall="$((tall1 - tall0))" -v tw="$((tw1 - tw0))" -v rate="$rate" \
         -v cp0="$cp0" -v cp1="$cp1" -v cl0="$cl0" -v cl1="$cl1" -v call0="$call0" -v call1="$call1" '
     BEGIN {
         n = split(line, kv, " ")
@@ -725,6 +731,7 @@ run_one() {
         }
         cpu_s = tc / hz
         cpu_per_req = r["requests"] ? cpu_s * 1e6 / r["requests"] : 0
+        sys_per_req = r["requests"] ? ts / hz * 1e6 / r["requests"] : 0
         split(st0, s0, " "); split(st1, s1, " ")
         # minus the status requests themselves: st1, and m0 and m1 if taken
         polls = 1 + (mid_window > 0 ? 2 : 0)
@@ -740,10 +747,10 @@ run_one() {
         steal = 100 * (c1[2] - c0[2]) / win
         # tall: every contender and the backends (all groups we started)
         other = 100 * ((c1[1] - c0[1]) - tall - tw) / win
-        printf "%s\t%s\t%s\t%s\t%s\t%.0f\t%d\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t%s\t%s\n",
+        printf "%s\t%s\t%s\t%s\t%s\t%.0f\t%d\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t%s\t%s\t%.2f\n",
             mode, kind, round, slot, who, rps, r["requests"], dur, r["p50_us"], r["p90_us"], r["p99_us"], r["p999_us"], r["max_us"],
             errors, detail, cpu_s, cpu_per_req, 100 * cpu_s / dur, new_conns, backend_reqs, pooled,
-            core_proxy, core_load, steal, other, mid_new, mid_window, rate, late
+            core_proxy, core_load, steal, other, mid_new, mid_window, rate, late, sys_per_req
     }' >>"$RESULTS"
     tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "%-5s %-5s %-10s round %s: %s req/s, p50 %s us, p99 %s us, errors %s, %s CPU us/req (%s%% of a core), new backend conns %s (mid-run %s), backend requests %s, other CPU %s%%\n", $1, $2, $5, ($3 == 0 ? "warm-up" : $3), $6, $9, $11, $14, $17, $18, $19, $26, $20, $25 }' >&2
 }
@@ -946,14 +953,14 @@ sum_col() { col "$@" | awk '$1 != "na" { s += $1 } END { print s + 0 }'; }
 mode_title() { if [[ $1 == pass ]]; then echo "Pass-through (no cache)"; else echo "Cache hits"; fi; }
 
 # summary_rows MODE: TSV per contender: who rps_med rps_min rps_max cpu_med
-# p50 p99 fixed_p50 fixed_p99 newconns midconns breq_per_kreq errors late
+# sys_med p50 p99 fixed_p50 fixed_p99 newconns midconns breq_per_kreq errors late
 summary_rows() {
     local mode=$1 who vals
     for who in ${RAN[$mode]}; do
         vals=$(col "$mode" sat "$who" "$F_RPS")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$who" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$who" \
             "$(median <<<"$vals")" "$(sort -g <<<"$vals" | head -n 1)" "$(sort -g <<<"$vals" | tail -n 1)" \
-            "$(col "$mode" sat "$who" "$F_CPU" | median)" \
+            "$(col "$mode" sat "$who" "$F_CPU" | median)" "$(col "$mode" sat "$who" "$F_SYS" | median)" \
             "$(col "$mode" sat "$who" "$F_P50" | median)" "$(col "$mode" sat "$who" "$F_P99" | median)" \
             "$(col "$mode" fixed "$who" "$F_P50" | median)" "$(col "$mode" fixed "$who" "$F_P99" | median)" \
             "$(sum_col "$mode" sat "$who" "$F_NEW")" "$(sum_col "$mode" sat "$who" "$F_MID")" \
@@ -967,7 +974,7 @@ summary_rows() {
 }
 
 report() {
-    local mode who rps rmin rmax cpu p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps
+    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps
     echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, on one core each"
     echo
     echo "Generated by \`loadtest/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
@@ -996,11 +1003,11 @@ report() {
         summary_rows "$mode" >"$WORK/summary-$mode.tsv"
         sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
         sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
-        echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ ${FIXED_AT[$mode]:-?} req/s | p99 ms @ ${FIXED_AT[$mode]:-?} req/s | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        while IFS=$'\t' read -r who rps rmin rmax cpu p50 p99 fp50 fp99 newc midc breq errs late pct; do
-            printf '| %s | %.0f | %.0f | %.0f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %.1f |\n' \
-                "$who" "$rps" "$rmin" "$rmax" "$cpu" \
+        echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ ${FIXED_AT[$mode]:-?} req/s | p99 ms @ ${FIXED_AT[$mode]:-?} req/s | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        while IFS=$'\t' read -r who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct; do
+            printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %.1f |\n' \
+                "$who" "$rps" "$rmin" "$rmax" "$cpu" "$sys" \
                 "$(awk -v a="$cpu" -v b="$sp_cpu" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')" \
                 "$(awk -v a="$rps" -v b="$sp_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')" \
                 "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$(fmt_ms "$fp50")" "$(fmt_ms "$fp99")" "$late" \
@@ -1008,7 +1015,7 @@ report() {
         done <"$WORK/summary-$mode.tsv"
         for who in "${CONTENDER_LIST[@]}"; do
             if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
-                echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | | | |"
+                echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | | | | |"
             fi
         done
         echo
@@ -1047,7 +1054,9 @@ report() {
     echo
     echo "- **CPU µs/req** is the contender's CPU time (user + system, every process and thread of its process group)"
     echo "  over the requests it served in saturated runs: the steadiest figure on a shared machine. *÷ shardproxy's*"
-    echo "  divides it (and req/s) by shardproxy's median of the same mode."
+    echo "  divides it (and req/s) by shardproxy's median of the same mode. *of which kernel* is the system"
+    echo "  part (stime): the sockets' work, which every contender pays alike for the same syscalls and"
+    echo "  segments, and which sets a floor under any ratio of totals."
     echo "- **req/s** and **p50/p99 saturated** come from wrk with $CONNS connections always busy (closed loop): at"
     echo "  saturation the latency is mostly queueing (p50 ≈ $CONNS / req/s). When a contender is faster than the load"
     echo "  core can drive, *contender CPU %* is below 100 and its req/s is a lower bound."
@@ -1130,7 +1139,7 @@ report() {
     done
 }
 
-# chart: per mode, three panels: req/s (median, min-max bars), CPU µs/req, fixed-rate p50/p99
+# chart: per mode, three panels: req/s (median, min-max bars), CPU µs/req (and its kernel part), fixed-rate p50/p99
 chart() {
     local mode nmodes=0 gp=$WORK/chart.gp
     for mode in "${MODE_LIST[@]}"; do [[ -n ${RAN[$mode]:-} ]] && nmodes=$((nmodes + 1)); done
@@ -1148,7 +1157,7 @@ chart() {
         for mode in "${MODE_LIST[@]}"; do
             [[ -n ${RAN[$mode]:-} ]] || continue
             local data=$WORK/chart-$mode.dat
-            awk -F'\t' '{ printf "%d %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, ($8 == "nan" ? 0 : $8 / 1000), ($9 == "nan" ? 0 : $9 / 1000) }' \
+            awk -F'\t' '{ printf "%d %s %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, $6, ($9 == "nan" ? 0 : $9 / 1000), ($10 == "nan" ? 0 : $10 / 1000) }' \
                 "$WORK/summary-$mode.tsv" >"$data"
             echo "set title '$(mode_title "$mode"): req/s (median, min-max)'"
             echo "set ylabel 'requests/s'"
@@ -1156,13 +1165,13 @@ chart() {
             echo "plot '$data' using 1:3:xtic(2) with boxes lc rgb '#4e79a7' notitle, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 notitle, '' using 1:3:(sprintf('%.0f', \$3)) with labels offset 0,1.2 notitle"
             echo "set title '$(mode_title "$mode"): CPU µs per request (median)'"
             echo "set ylabel 'µs of CPU per request'"
-            echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' notitle, '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
+            echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' title 'user + kernel', '' using 1:7 with boxes lc rgb '#9c5a1c' title 'of which kernel', '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
             echo "set title '$(mode_title "$mode"): p50/p99 at ${FIXED_AT[$mode]:-?} req/s'"
             echo "set ylabel 'ms (log scale)'"
             echo "set logscale y"
             echo "set yrange [0.05:*]"
             echo "set boxwidth 0.3"
-            echo "plot '$data' using (\$1 - 0.15):7:xtic(2) with boxes lc rgb '#59a14f' title 'p50', '' using (\$1 + 0.15):8 with boxes lc rgb '#e15759' title 'p99', '' using (\$1 + 0.15):8:(sprintf('%.2f', \$8)) with labels offset 0,1 notitle"
+            echo "plot '$data' using (\$1 - 0.15):8:xtic(2) with boxes lc rgb '#59a14f' title 'p50', '' using (\$1 + 0.15):9 with boxes lc rgb '#e15759' title 'p99', '' using (\$1 + 0.15):9:(sprintf('%.2f', \$9)) with labels offset 0,1 notitle"
             echo "set boxwidth 0.6"
             echo "unset logscale y"
             echo "set yrange [0:*]"
