@@ -1,0 +1,128 @@
+//! The keep-alive connections to instances (`forward/pool.rs`): reused
+//! while they are idle, closed after `upstream_idle_timeout`, never reused
+//! after an answer that was not read to its end, and a `Host` for requests
+//! that came without one.
+
+#![cfg(test)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::backend::{Backend, Echo, Reply};
+use support::raw::{exchange, Raw};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long any wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A proxy in front of one instance at `addr`, with these service lines.
+async fn proxy_to(addr: SocketAddr, service: &str) -> shardproxy::app::Running {
+    let instance = format!("    {{ host = \"b1.example.com\", addr = \"{addr}\" }},");
+    let config = support::static_config(&[instance], service, "[[routes]]\nservice = \"frob\"\n");
+    support::start_proxy(&config, "upstream_pool.toml").await
+}
+
+/// Reads one request head off `stream`; false at the end of the connection.
+async fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, stream.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            Ok(_) => return false,
+            Err(_) => panic!("no request and no close within {WAIT:?}"),
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_reused_then_closed_after_the_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let proxy = proxy_to(addr, "upstream_idle_timeout = \"300ms\"").await;
+
+    let client = tokio::spawn(async move {
+        for _ in 0..3 {
+            let (_, reply) = exchange(
+                proxy.listen,
+                b"GET /k HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            let reply = reply.expect("an answer");
+            assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+        }
+        proxy
+    });
+
+    // Every request comes on the first connection (a request sent on
+    // another would never be answered, and the client would fail); after
+    // the last answer it stays open for the idle timeout, then the proxy
+    // closes it.
+    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the proxy connects")
+        .expect("a connection");
+    let mut answered = Instant::now();
+    for _ in 0..3 {
+        assert!(read_head(&mut stream).await, "the connection is kept");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .expect("the answer is written");
+        answered = Instant::now();
+    }
+    let proxy = client.await.expect("the client's requests");
+    assert!(!read_head(&mut stream).await, "the proxy closes it");
+    let idle = answered.elapsed();
+    assert!(idle >= Duration::from_millis(300), "closed after {idle:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_its_client_did_not_read_whole_never_reaches_another_client() {
+    let backend = Backend::start("b1").await;
+    backend.reply_at("/big", Reply::default().body_len(4 << 20));
+    let proxy = proxy_to(backend.addr(), "").await;
+
+    // The client reads the head of a 4 MiB answer and goes away.
+    let mut raw = Raw::connect(proxy.listen).await;
+    raw.send(b"GET /big HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await;
+    let mut stream = raw.into_stream();
+    let mut start = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, stream.read(&mut start))
+        .await
+        .expect("the answer starts");
+    assert!(matches!(read, Ok(n) if n > 0), "{read:?}");
+    assert!(start.starts_with(b"HTTP/1.1 200"));
+    drop(stream);
+
+    // The rest of it was on that connection: the next clients get their
+    // own answers, whole.
+    for n in 0..5 {
+        let request = format!("GET /small/{n} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        let (_, reply) = exchange(proxy.listen, request.as_bytes()).await;
+        let reply = reply.expect("an answer");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let echo = Echo::parse(reply.body.as_bytes());
+        assert_eq!(echo.uri, format!("/small/{n}"));
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_without_host_gets_the_instances_address() {
+    let backend = Backend::start("b1").await;
+    let proxy = proxy_to(backend.addr(), "").await;
+    let (_, reply) = exchange(proxy.listen, b"GET /k HTTP/1.0\r\n\r\n").await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let echo = Echo::parse(reply.body.as_bytes());
+    let address = backend.addr().to_string();
+    assert_eq!(echo.header("host"), Some(address.as_str()));
+    proxy.shutdown().await;
+}
