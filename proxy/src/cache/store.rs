@@ -17,6 +17,7 @@
 //! its target (and variant values), checked on each lookup: a collision is
 //! a miss, never another URL's response.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,10 @@ const MARKER_WEIGHT: u32 = 256;
 pub struct Store {
     cache: Cache<u128, Entry>,
     seed: u64,
+    /// Objects stored: counted in as they are inserted and out as moka
+    /// reports their removal (replaced, invalidated, expired or evicted),
+    /// so that `/metrics` reads a number instead of walking the store.
+    objects: Arc<AtomicI64>,
 }
 
 /// Each entry's time to live: what its freshness and stale windows allow.
@@ -141,20 +146,32 @@ impl Store {
     /// A store of at most `max_size` bytes; `evictions` counts the objects
     /// evicted for room.
     pub fn new(max_size: u64, evictions: IntCounter) -> Store {
+        let objects = Arc::new(AtomicI64::new(0));
+        let removed = Arc::clone(&objects);
         let cache = Cache::builder()
             .max_capacity(max_size)
             .weigher(|_, entry: &Entry| entry.weight())
             .expire_after(KeepFor)
             .eviction_listener(move |_, entry, cause| {
-                if cause == RemovalCause::Size && matches!(entry, Entry::Object(_)) {
-                    evictions.inc();
+                if matches!(entry, Entry::Object(_)) {
+                    removed.fetch_sub(1, Ordering::Relaxed);
+                    if cause == RemovalCause::Size {
+                        evictions.inc();
+                    }
                 }
             })
             .build();
         Store {
             cache,
             seed: rand::random(),
+            objects,
         }
+    }
+
+    /// Stores an object under `slot`, counted.
+    fn insert_object(&self, slot: u128, object: Object) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.cache.insert(slot, Entry::Object(Arc::new(object)));
     }
 
     /// The key of `host` (lower case) and `path`.
@@ -202,8 +219,7 @@ impl Store {
     /// as the insert returns.
     pub fn insert(&self, key: Key, names: &[HeaderName], request: &HeaderMap, object: Object) {
         if names.is_empty() {
-            self.cache
-                .insert(key.primary, Entry::Object(Arc::new(object)));
+            self.insert_object(key.primary, object);
         } else {
             let rule = match self.cache.get(&key.primary) {
                 Some(Entry::Vary(rule))
@@ -229,7 +245,7 @@ impl Store {
             };
             let slot = variant_key(key, rule.nonce, &rule.names, request);
             self.cache.insert(key.primary, Entry::Vary(rule));
-            self.cache.insert(slot, Entry::Object(Arc::new(object)));
+            self.insert_object(slot, object);
         }
         self.cache.run_pending_tasks();
     }
@@ -272,14 +288,10 @@ impl Store {
     /// evictions and expiries are applied.
     pub fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
-        let objects = self
-            .cache
-            .iter()
-            .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
-            .count();
+        let objects = self.objects.load(Ordering::Relaxed);
         (
             self.cache.weighted_size(),
-            u64::try_from(objects).unwrap_or(u64::MAX),
+            u64::try_from(objects).unwrap_or(0),
         )
     }
 }
@@ -419,5 +431,53 @@ mod tests {
         assert_eq!(store.purge(|target| target.path.starts_with("/p/")), 3);
         assert_eq!(store.usage().1, 1);
         assert!(found(&store, "/q", &request));
+    }
+
+    /// The objects in the store, found by walking it.
+    fn walked(store: &Store) -> u64 {
+        store.cache.run_pending_tasks();
+        let objects = store
+            .cache
+            .iter()
+            .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
+            .count();
+        u64::try_from(objects).unwrap()
+    }
+
+    #[test]
+    fn the_object_count_follows_every_way_in_and_out() {
+        // Small enough that the inserts below evict.
+        let evictions = IntCounter::new("e", "e").unwrap();
+        let store = Store::new(64 << 10, evictions.clone());
+        let plain = HeaderMap::new();
+        let names = [HeaderName::from_static("accept")];
+        for round in 0..3 {
+            for n in 0..200 {
+                let path = format!("/o/{n}");
+                // Replaced each round; every third turned into variants
+                // (the plain object replaced by a rule).
+                if n % 3 == 0 && round > 0 {
+                    let request = accept(if round == 1 { "a" } else { "b" });
+                    let object = object(&path, &names, &request);
+                    store.insert(store.key("h", &path), &names, &request, object);
+                } else {
+                    let object = object(&path, &[], &plain);
+                    store.insert(store.key("h", &path), &[], &plain, object);
+                }
+                assert_eq!(store.usage().1, walked(&store), "round {round}, /o/{n}");
+            }
+        }
+        store.invalidate("h", "/o/1");
+        store.mark_uncacheable(
+            store.key("h", "/o/2").primary,
+            &Target {
+                host: "h".into(),
+                path: "/o/2".into(),
+            },
+        );
+        store.purge(|target| target.path.ends_with('5'));
+        assert_eq!(store.usage().1, walked(&store));
+        assert!(walked(&store) > 0);
+        assert!(evictions.get() > 0, "nothing was evicted");
     }
 }
