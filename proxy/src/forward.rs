@@ -310,7 +310,11 @@ pub(crate) async fn forward(
     let mut deadline_passed = false;
     let mut note = None;
 
-    for index in 0..targets.len() {
+    // At most one attempt per request is made again on the same instance,
+    // after a kept-alive connection the instance had closed.
+    let mut stale_retried = false;
+
+    'targets: for index in 0..targets.len() {
         let Some(endpoint) = targets.get(index) else {
             continue;
         };
@@ -324,38 +328,50 @@ pub(crate) async fn forward(
             }
             service.metrics.retry();
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            deadline_passed = true;
-            break;
-        }
-        let Some(attempt_body) = body.for_attempt() else {
-            note = Some(
-                "the request body was streamed to the previous instance and cannot be sent again"
-                    .to_owned(),
-            );
-            break;
+        // One attempt on this instance, and one more on a new connection
+        // if a kept-alive connection the instance had closed took it.
+        let (outcome, cut_by_deadline) = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                deadline_passed = true;
+                break 'targets;
+            }
+            let Some(attempt_body) = body.for_attempt() else {
+                note = Some(
+                    "the request body was streamed to the previous instance and cannot be sent again"
+                        .to_owned(),
+                );
+                break 'targets;
+            };
+            exchange.attempts += 1;
+            if exchange.logged {
+                exchange.instance = Some(name.clone());
+            }
+            let try_timeout = config.try_timeout.min(remaining);
+            // Copied while a transition read or a second try on this
+            // instance may still need them.
+            let take_headers = last && old_ring.is_none() && (stale_retried || !replay_safe);
+            let request =
+                upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers)?;
+            let outcome = attempt::once(
+                &service.health,
+                &config.retry_on,
+                endpoint,
+                request,
+                try_timeout,
+                Some(ClientSide {
+                    body: &body,
+                    max_body: route.max_body,
+                }),
+            )
+            .await;
+            match outcome {
+                Err(Failed::StaleConnection(_)) if replay_safe && !stale_retried => {
+                    stale_retried = true;
+                }
+                outcome => break (outcome, try_timeout == remaining),
+            }
         };
-        exchange.attempts += 1;
-        if exchange.logged {
-            exchange.instance = Some(name.clone());
-        }
-        let try_timeout = config.try_timeout.min(remaining);
-        // A transition read may need the headers after the last attempt.
-        let take_headers = last && old_ring.is_none();
-        let request = upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers)?;
-        let outcome = attempt::once(
-            &service.health,
-            &config.retry_on,
-            endpoint,
-            request,
-            try_timeout,
-            Some(ClientSide {
-                body: &body,
-                max_body: route.max_body,
-            }),
-        )
-        .await;
         let failure = match outcome {
             Ok(response) => match old_ring.filter(|_| response.status() == StatusCode::NOT_FOUND) {
                 Some(old_ring) => {
@@ -375,8 +391,8 @@ pub(crate) async fn forward(
                 // Nothing was sent: always safe to try the next instance.
                 continue;
             }
-            Err(Failed::Instance(failure)) => {
-                if matches!(failure, AttemptFailure::Timeout(_)) && try_timeout == remaining {
+            Err(Failed::Instance(failure) | Failed::StaleConnection(failure)) => {
+                if matches!(failure, AttemptFailure::Timeout(_)) && cut_by_deadline {
                     deadline_passed = true;
                 }
                 failure

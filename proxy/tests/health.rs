@@ -273,7 +273,7 @@ where
 // === Passive detection ===
 
 /// How a backend fails in [`a_failing_instance_is_ejected_and_its_replica_takes_its_keys`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Failure {
     /// Answers `503`, a retryable status.
     Status503,
@@ -332,11 +332,21 @@ async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: F
         (&Value::Bool(true), &Value::from("failures")),
         "{failure:?}: 3 failures in a row eject the victim: {health}"
     );
-    assert_eq!(
-        h.attempts_on(victim).await - attempts_before,
-        3.0,
-        "{failure:?}: one attempt per request until the ejection"
-    );
+    let attempts = h.attempts_on(victim).await - attempts_before;
+    if failure == Failure::Reset {
+        // A request that a kept-alive connection took is tried once more
+        // on a new connection (the instance may only have closed an idle
+        // connection); that first failure is not held against it.
+        assert!(
+            (3.0..=6.0).contains(&attempts),
+            "{failure:?}: one or two attempts per request until the ejection: {attempts}"
+        );
+    } else {
+        assert_eq!(
+            attempts, 3.0,
+            "{failure:?}: one attempt per request until the ejection"
+        );
+    }
     let victim_requests = h.backend(victim).requests();
 
     // From now on the victim is skipped: its keys go straight to their
@@ -351,7 +361,7 @@ async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: F
     }
     assert_eq!(
         h.attempts_on(victim).await - attempts_before,
-        3.0,
+        attempts,
         "{failure:?}: no attempt on an ejected instance"
     );
     assert_eq!(

@@ -1,7 +1,8 @@
 //! The keep-alive connections to instances (`forward/pool.rs`): reused
 //! while they are idle, closed after `upstream_idle_timeout`, never reused
-//! after an answer that was not read to its end, and a `Host` for requests
-//! that came without one.
+//! after an answer that was not read to its end, a request that a closing
+//! connection took sent again on a new one, and a `Host` for requests that
+//! came without one.
 
 #![cfg(test)]
 
@@ -80,6 +81,76 @@ async fn an_idle_connection_is_reused_then_closed_after_the_idle_timeout() {
     let idle = answered.elapsed();
     assert!(idle >= Duration::from_millis(300), "closed after {idle:?}");
     proxy.shutdown().await;
+}
+
+/// Answers a request head read off `stream` with `200 ok`.
+async fn answer(stream: &mut TcpStream) {
+    assert!(read_head(stream).await, "a request");
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .expect("the answer is written");
+}
+
+#[tokio::test]
+async fn a_request_a_closing_kept_alive_connection_took_goes_on_a_new_one() {
+    // One instance, no replica: without a second try, the client would
+    // get a 502.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let proxy = proxy_to(addr, "").await;
+    let listen = proxy.listen;
+    let client = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for n in 0..2 {
+            let request = format!("GET /k/{n} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+            let (_, reply) = exchange(listen, request.as_bytes()).await;
+            statuses.push(reply.map(|reply| (reply.status, reply.body)));
+        }
+        statuses
+    });
+
+    // The first connection answers once, then takes the second request
+    // and closes, as a server whose keep-alive timeout ran out just then
+    // would.
+    let accept = || async {
+        tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("the proxy connects")
+            .expect("a connection")
+            .0
+    };
+    let mut first = accept().await;
+    answer(&mut first).await;
+    assert!(
+        read_head(&mut first).await,
+        "the second request comes on the kept connection"
+    );
+    drop(first);
+    let mut second = accept().await;
+    answer(&mut second).await;
+
+    let statuses = client.await.expect("the client's requests");
+    let ok = Some((200, "ok".to_owned()));
+    assert_eq!(statuses, vec![ok.clone(), ok]);
+    let metrics = admin_metrics(&proxy).await;
+    let failed = support::sum_samples(
+        &metrics,
+        "shardproxy_upstream_attempts_total",
+        &[("outcome", "failed")],
+    );
+    assert_eq!(failed, 1.0, "{metrics}");
+    proxy.shutdown().await;
+}
+
+/// The proxy's `/metrics`.
+async fn admin_metrics(proxy: &shardproxy::app::Running) -> String {
+    let (_, reply) = exchange(
+        proxy.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    reply.expect("the admin API answers").body
 }
 
 #[tokio::test]

@@ -20,6 +20,12 @@ pub(super) enum Failed {
     /// The instance failed: counted in its health, and the next instance
     /// may be tried.
     Instance(AttemptFailure),
+    /// A kept-alive connection the instance had closed took the request
+    /// and ended without an answer ([`SendError::Stale`]): counted as a
+    /// failed attempt but not in the instance's health. A request that may
+    /// be sent again can go to the same instance on a new connection, as
+    /// nginx retries a failed cached connection.
+    StaleConnection(AttemptFailure),
     /// The client did (its streamed body broke, grew past the route's
     /// `max_body`, or stalled while the instance waited for it): the request
     /// ends with this answer, and the instance is not held responsible.
@@ -64,6 +70,7 @@ pub(super) async fn once(
             _ => {}
         }
     }
+    let stale = matches!(answer, Ok(Err(SendError::Stale(_))));
     let (outcome, result) = match answer {
         Ok(Ok(response)) if retry_on.contains(&response.status().as_u16()) => (
             AttemptOutcome::RetryableStatus,
@@ -84,6 +91,9 @@ pub(super) async fn once(
         ),
     };
     endpoint.attempts.record(outcome);
+    if stale {
+        return result.map_err(Failed::StaleConnection);
+    }
     health.record(&endpoint.name, result.is_ok());
     result.map_err(Failed::Instance)
 }

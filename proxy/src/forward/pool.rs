@@ -88,6 +88,12 @@ pub enum SendError {
     /// No connection within the connect timeout: nothing was sent.
     #[error("connect to {addr}: no connection within {after:?}")]
     ConnectTimeout { addr: SocketAddr, after: Duration },
+    /// A kept-alive connection ended without an answer: the instance had
+    /// closed it, as servers do with connections idle past their own
+    /// keep-alive timeout, while the request was on its way. The request
+    /// may have been sent; the instance is not at fault.
+    #[error("kept-alive connection closed by the instance")]
+    Stale(#[source] hyper::Error),
     /// The exchange failed on the connection.
     #[error("exchange failed")]
     Http(#[source] hyper::Error),
@@ -170,7 +176,14 @@ impl Connections {
                     // connection may take it. Each turn empties the idle
                     // list by one, so this ends.
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Http(error.into_error())),
+                    _ => {
+                        let error = error.into_error();
+                        return Err(if reused && closed_before_answer(&error) {
+                            SendError::Stale(error)
+                        } else {
+                            SendError::Http(error)
+                        });
+                    }
                 },
             }
         }
@@ -283,6 +296,27 @@ async fn reap(connections: Weak<Connections>) {
             return;
         }
     }
+}
+
+/// Whether `error` says the connection ended before an answer began: the
+/// instance closed it (EOF) or reset it.
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+            );
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The lock's data, also after a panic elsewhere: a list of connections

@@ -302,7 +302,9 @@ async fn write_one(
             let (head, body) = response.into_parts();
             (Err(AttemptFailure::Status(head.status)), Some(body))
         }
-        Err(attempt::Failed::Instance(failure)) => (Err(failure), None),
+        Err(attempt::Failed::Instance(failure) | attempt::Failed::StaleConnection(failure)) => {
+            (Err(failure), None)
+        }
         // The body was buffered whole before any write began.
         Err(attempt::Failed::Client(fault)) => {
             (Err(AttemptFailure::Broken(fault.to_string())), None)
