@@ -24,9 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::{self, Entry};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -351,8 +352,7 @@ pub(crate) async fn forward(
             // Copied while a transition read or a second try on this
             // instance may still need them.
             let take_headers = last && old_ring.is_none() && (stale_retried || !replay_safe);
-            let request =
-                upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers)?;
+            let request = upstream_request(&mut parts, endpoint, &path, attempt_body, take_headers);
             let outcome = attempt::once(
                 &service.health,
                 &config.retry_on,
@@ -423,7 +423,8 @@ pub(crate) async fn forward(
 
 /// The request for one attempt: same method and headers, HTTP/1.1 in
 /// origin-form to the instance, with the instance's address as `Host` if
-/// the client sent none (HTTP/1.0). The headers are copied, except for the
+/// the client sent none (HTTP/1.0; set on this attempt's headers only, so a
+/// retry names its own instance). The headers are copied, except for the
 /// `last` attempt, which takes them.
 fn upstream_request(
     parts: &mut Parts,
@@ -431,20 +432,11 @@ fn upstream_request(
     path: &PathAndQuery,
     body: Body,
     last: bool,
-) -> Result<Request<Body>, ProxyError> {
-    let authority = endpoint
-        .authority
-        .as_ref()
-        .map_err(|error| ProxyError::ClientBody(error.clone()))?;
+) -> Request<Body> {
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = Uri::from(path.clone());
     *request.version_mut() = Version::HTTP_11;
-    if !parts.headers.contains_key(header::HOST) {
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
-        }
-    }
     *request.headers_mut() = if last {
         std::mem::take(&mut parts.headers)
     } else {
@@ -454,7 +446,12 @@ fn upstream_request(
         let copy = parts.headers.clone();
         std::mem::replace(&mut parts.headers, copy)
     };
-    Ok(request)
+    if let (Entry::Vacant(entry), Some(host)) =
+        (request.headers_mut().entry(header::HOST), &endpoint.host)
+    {
+        entry.insert(host.clone());
+    }
+    request
 }
 
 /// The instance's response for the client: hop-by-hop headers removed, the

@@ -11,7 +11,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::backend::{Backend, Echo, Reply};
+use support::backend::{Backend, Behaviour, Echo, Reply};
 use support::raw::{exchange, Raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -182,6 +182,36 @@ async fn an_answer_its_client_did_not_read_whole_never_reaches_another_client() 
         let echo = Echo::parse(reply.body.as_bytes());
         assert_eq!(echo.uri, format!("/small/{n}"));
     }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_of_a_request_without_host_names_its_own_instance() {
+    // b1 fails every request with a retryable 503; its keys go on to b2.
+    let failing = Backend::start("b1").await;
+    failing.set(Behaviour::Status(503));
+    let healthy = Backend::start("b2").await;
+    let instances = [
+        support::instance_line(&failing, &["40"]),
+        support::instance_line(&healthy, &["c0"]),
+    ];
+    let config =
+        support::static_config(&instances, "slaves = 1", "[[routes]]\nservice = \"frob\"\n");
+    let proxy = support::start_proxy(&config, "upstream_pool.toml").await;
+    for n in 0..20 {
+        let request = format!("GET /k/{n} HTTP/1.0\r\n\r\n");
+        let (_, reply) = exchange(proxy.listen, request.as_bytes()).await;
+        let reply = reply.expect("an answer");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let echo = Echo::parse(reply.body.as_bytes());
+        assert_eq!(echo.backend, "b2");
+        let address = healthy.addr().to_string();
+        assert_eq!(echo.header("host"), Some(address.as_str()), "/k/{n}");
+    }
+    assert!(
+        failing.requests() > 0,
+        "no key had b1 first: nothing was retried"
+    );
     proxy.shutdown().await;
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use http::uri::Authority;
+use http::HeaderValue;
 use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
 use shardproxy_ring::{InstanceName, Token};
 
@@ -21,10 +21,10 @@ use crate::metrics::{InstanceAttempts, ServiceMetrics};
 pub(super) struct Endpoint {
     /// `host:port`.
     pub(super) name: InstanceName,
-    /// Its address as the authority of upstream URIs, parsed once (sharing
-    /// it is a reference count); the parse error's text should it fail,
-    /// which no socket address makes it do.
-    pub(super) authority: Result<Authority, String>,
+    /// Its address as a `Host` value, for requests that came without one
+    /// (HTTP/1.0); made once per ring. (`None` would mean the address's text
+    /// is not a header value, which no socket address's is.)
+    pub(super) host: Option<HeaderValue>,
     /// The keep-alive connections to its address.
     pub(super) connections: Arc<Connections>,
     /// Its `shardproxy_upstream_attempts_total` children.
@@ -69,7 +69,7 @@ impl Endpoints {
     fn new(snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics, pool: &Pool) -> Endpoints {
         let endpoint = |name: &InstanceName, addr: SocketAddr| Endpoint {
             name: name.clone(),
-            authority: Authority::try_from(addr.to_string()).map_err(|error| error.to_string()),
+            host: HeaderValue::try_from(addr.to_string()).ok(),
             connections: pool.connections(addr),
             attempts: metrics.instance_attempts(name.as_str()),
         };

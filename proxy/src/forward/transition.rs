@@ -111,9 +111,7 @@ impl<'a> OldRing<'a> {
             let Some(attempt_body) = body.for_attempt() else {
                 break;
             };
-            let Ok(request) = upstream_request(parts, endpoint, path, attempt_body, false) else {
-                continue;
-            };
+            let request = upstream_request(parts, endpoint, path, attempt_body, false);
             exchange.attempts += 1;
             let answer = attempt::once(
                 &service.health,

@@ -186,7 +186,7 @@ impl<'a> Replicas<'a> {
             let last = place + 1 == list.len();
             let replica = in_flight.tasks.len();
             let full = Full::new(body.clone()).map_err(|never| match never {});
-            let request = upstream_request(parts, endpoint, path, full.boxed_unsync(), last)?;
+            let request = upstream_request(parts, endpoint, path, full.boxed_unsync(), last);
             let task = tokio::spawn(write_one(
                 Arc::clone(&shared),
                 index as usize,
