@@ -2,7 +2,7 @@
 //! while they are idle, closed after `upstream_idle_timeout`, never reused
 //! after an answer that was not read to its end, a request that a closing
 //! connection took sent again on a new one, and a `Host` for requests that
-//! came without one.
+//! came without one (on each attempt, its own instance's).
 
 #![cfg(test)]
 
