@@ -70,7 +70,6 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// requests need of the instances of its current ring, and the bound on its
 /// background replica writes.
 pub struct Upstream {
-    pool: Pool,
     budget: RetryBudget,
     endpoints: EndpointCache,
     writes: Background,
@@ -92,8 +91,7 @@ impl Upstream {
             service.retry_budget as f32,
         );
         Upstream {
-            endpoints: EndpointCache::new(pool.clone()),
-            pool,
+            endpoints: EndpointCache::new(pool),
             budget,
             writes: Background::default(),
         }
@@ -101,7 +99,7 @@ impl Upstream {
 
     /// The connections, for health checks.
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        self.endpoints.pool()
     }
 }
 

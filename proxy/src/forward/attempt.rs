@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use http::{Request, Response};
+use http_body_util::BodyExt;
+
 use super::body::RequestBody;
 use super::endpoint::Endpoint;
 use super::pool::{ResponseBody, SendError};
@@ -12,8 +15,6 @@ use crate::error::{AttemptFailure, ProxyError};
 use crate::health::Health;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
-use http::{Request, Response};
-use http_body_util::BodyExt;
 
 /// Why an attempt gave no answer to return.
 pub(super) enum Failed {

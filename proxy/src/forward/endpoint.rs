@@ -114,6 +114,11 @@ impl EndpointCache {
         self.get_in(&self.current, snapshot, metrics)
     }
 
+    /// Where the endpoints get their connections.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// [`EndpointCache::get`] for the replaced ring of a transition, kept
     /// apart so that the two rings do not evict each other.
     pub(super) fn get_replaced(

@@ -7,9 +7,12 @@
 //! once per ring (its [`Endpoint`](super::endpoint::Endpoint) holds it)
 //! rather than by hashing a pool key per request, and a connection goes back
 //! to its idle list when the response body that used it ends, rather than
-//! from a task spawned per response. Together that is about a fifth of the
-//! proxy's user-space instructions per pass-through request
-//! (`loadtest/results/request-path-profile.md`).
+//! from a task spawned per response. Against hyper-util's client, that cut
+//! the proxy's user CPU per pass-through request by about a quarter (an A/B
+//! in `loadtest/results/request-path-profile.md`).
+//!
+//! A request that a kept connection took and then lost to the instance
+//! closing it is [`SendError::Stale`]: `forward` sends it once more.
 //!
 //! The rules are those of nginx's `keepalive` and hyper-util's pool: at most
 //! `upstream_max_idle` idle connections per instance (the least recently
@@ -195,8 +198,7 @@ impl Connections {
         let mut idle = lock(&self.idle);
         let now = Instant::now();
         while let Some(connection) = idle.pop() {
-            if connection.sender.is_ready()
-                && now.saturating_duration_since(connection.since) < self.settings.idle_timeout
+            if connection.sender.is_ready() && !connection.expired(now, self.settings.idle_timeout)
             {
                 return Some(connection.sender);
             }
@@ -261,7 +263,8 @@ impl Connections {
         drop(idle);
         if !self.reaping.swap(true, Ordering::AcqRel) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(reap(Arc::downgrade(&self)));
+                let every = (self.settings.idle_timeout / 2).max(Duration::from_millis(10));
+                runtime.spawn(reap(Arc::downgrade(&self), every));
             } else {
                 self.reaping.store(false, Ordering::Release);
             }
@@ -270,15 +273,11 @@ impl Connections {
 }
 
 /// Closes the idle connections of `connections` that expired or that their
-/// instance closed, every half `idle_timeout`, until none is idle (or
+/// instance closed, `every` (half `idle_timeout`), until none is idle (or
 /// nothing holds them any more).
-async fn reap(connections: Weak<Connections>) {
+async fn reap(connections: Weak<Connections>, every: Duration) {
     loop {
-        let every = match connections.upgrade() {
-            Some(connections) => connections.settings.idle_timeout / 2,
-            None => return,
-        };
-        tokio::time::sleep(every.max(Duration::from_millis(10))).await;
+        tokio::time::sleep(every).await;
         let Some(connections) = connections.upgrade() else {
             return;
         };
@@ -286,8 +285,7 @@ async fn reap(connections: Weak<Connections>) {
         let now = Instant::now();
         let timeout = connections.settings.idle_timeout;
         idle.retain(|connection| {
-            !connection.sender.is_closed()
-                && now.saturating_duration_since(connection.since) < timeout
+            !connection.sender.is_closed() && !connection.expired(now, timeout)
         });
         if idle.is_empty() {
             // Under the lock, so a connection kept after this starts
@@ -323,6 +321,15 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
 /// cannot be left half-changed by one.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl Idle ===
+
+impl Idle {
+    /// Whether it has been idle for `timeout` or more at `now`.
+    fn expired(&self, now: Instant, timeout: Duration) -> bool {
+        now.saturating_duration_since(self.since) >= timeout
+    }
 }
 
 // === impl ResponseBody ===
