@@ -570,23 +570,21 @@ start_contender() {
 
 # --- measurement helpers ---------------------------------------------------------------------
 
-# group_ticks PGID: utime+stime (clock ticks) of every live process in the group
+# group_ticks PGID: "utime+stime stime" (clock ticks) of every live process
+# in the group: all its CPU time, and the part in the kernel
 group_ticks() {
     # processes come and go between the glob and the read: ignore cat's status
     { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pg="$1" '
-        { sub(/^.*\) /, ""); if ($3 == pg) t += $12 + $13 }
-        END { print t + 0 }'
+        { sub(/^.*\) /, ""); if ($3 == pg) { t += $12 + $13; s += $13 } }
+        END { print t + 0, s + 0 }'
 }
-# group_sys_ticks PGID: stime (clock ticks, in the kernel) of every live process in the group
-group_sys_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pg="$1" '
-        { sub(/^.*\) /, ""); if ($3 == pg) t += $13 }
-        END { print t + 0 }'
-}
-# groups_ticks PGID...: the sum over groups
+# groups_ticks PGID...: utime+stime summed over groups
 groups_ticks() {
-    local pg t=0
-    for pg in "$@"; do t=$((t + $(group_ticks "$pg"))); done
+    local pg t=0 all
+    for pg in "$@"; do
+        read -r all _ < <(group_ticks "$pg")
+        t=$((t + all))
+    done
     echo "$t"
 }
 # self_child_ticks: cutime+cstime of this shell (children it has waited for: the load generator)
@@ -667,7 +665,7 @@ run_one() {
 
     local st0 tc0 ts0 tall0 tw0 cp0 cl0 call0
     st0=$(backend_status)
-    tc0=$(group_ticks "$pg"); ts0=$(group_sys_ticks "$pg"); tall0=$(groups_ticks "${!LIVE[@]}")
+    read -r tc0 ts0 < <(group_ticks "$pg"); tall0=$(groups_ticks "${!LIVE[@]}")
     tw0=$(self_child_ticks)
     cp0=$(cpu_ticks "$PROXY_CPU"); cl0=$(cpu_ticks "$LOAD_CPU"); call0=$(cpu_ticks all)
 
@@ -697,7 +695,7 @@ run_one() {
     LOADGEN_PID=
 
     local st1 tc1 ts1 tall1 tw1 cp1 cl1 call1 pooled
-    tc1=$(group_ticks "$pg"); ts1=$(group_sys_ticks "$pg"); tall1=$(groups_ticks "${!LIVE[@]}")
+    read -r tc1 ts1 < <(group_ticks "$pg"); tall1=$(groups_ticks "${!LIVE[@]}")
     tw1=$(self_child_ticks)
     cp1=$(cpu_ticks "$PROXY_CPU"); cl1=$(cpu_ticks "$LOAD_CPU"); call1=$(cpu_ticks all)
     st1=$(backend_status)
