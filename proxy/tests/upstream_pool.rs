@@ -1,8 +1,9 @@
 //! The keep-alive connections to instances (`forward/pool.rs`): reused
-//! while they are idle, closed after `upstream_idle_timeout`, never reused
-//! after an answer that was not read to its end, a request that a closing
-//! connection took sent again on a new one, and a `Host` for requests that
-//! came without one (on each attempt, its own instance's).
+//! while they are idle (the most recently used first), closed after
+//! `upstream_idle_timeout`, never reused after an answer that was not read
+//! to its end; a request that a closing connection took sent again on a new
+//! one; and a `Host` for requests that came without one (on each attempt,
+//! its own instance's).
 
 #![cfg(test)]
 
@@ -140,6 +141,55 @@ async fn a_request_a_closing_kept_alive_connection_took_goes_on_a_new_one() {
         &[("outcome", "failed")],
     );
     assert_eq!(failed, 1.0, "{metrics}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_most_recently_used_idle_connection_goes_first() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let proxy = proxy_to(addr, "").await;
+    let listen = proxy.listen;
+    let get = move |path: &'static str| async move {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        let (_, reply) = exchange(listen, request.as_bytes()).await;
+        reply.map(|reply| reply.status)
+    };
+    let accept = || async {
+        tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("the proxy connects")
+            .expect("a connection")
+            .0
+    };
+
+    // Two requests at once need two connections.
+    let first = tokio::spawn(get("/k/1"));
+    let mut older = accept().await;
+    assert!(read_head(&mut older).await, "the first request");
+    let second = tokio::spawn(get("/k/2"));
+    let mut newer = accept().await;
+    assert!(read_head(&mut newer).await, "the second request");
+
+    // Each answered in turn, the client has its answer before the next:
+    // `newer` goes back to the pool last.
+    older
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .expect("the answer is written");
+    assert_eq!(first.await.expect("the first client"), Some(200));
+    newer
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .expect("the answer is written");
+    assert_eq!(second.await.expect("the second client"), Some(200));
+
+    // The next request comes on `newer` (on `older` it would never be
+    // answered, and this read would fail).
+    let third = tokio::spawn(get("/k/3"));
+    answer(&mut newer).await;
+    assert_eq!(third.await.expect("the third client"), Some(200));
+    drop(older);
     proxy.shutdown().await;
 }
 
