@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardproxy::app::{self, Running};
-use shardproxy::config::Config;
+use shardproxy::app::Running;
 use support::backend::Backend;
 use support::raw::{exchange, Raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -175,15 +174,7 @@ async fn start(good: &Backend, bad: &[(Misbehaviour, SocketAddr)]) -> Running {
         "[services.good]\ninstances = [{{ host = \"good.example.com\", addr = \"{}\" }}]\n\n[[routes]]\nservice = \"good\"\n",
         good.addr()
     ));
-    let config = Config::from_toml(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
-    let proxy = app::start(config).await.expect("the proxy starts");
-    let app = proxy.app();
-    support::wait_until_within(WAIT, "the rings are ready", || {
-        let app = Arc::clone(&app);
-        async move { app.discovery.ready() }
-    })
-    .await;
-    proxy
+    support::start_proxy(&text, "test.toml").await
 }
 
 /// One request to the misbehaving service; checks the answer.

@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardproxy::app::{self, Running};
-use shardproxy::config::Config;
+use shardproxy::app::Running;
 use support::backend::{Backend, Behaviour};
 use support::raw::{exchange, Raw};
 
@@ -41,15 +40,7 @@ service = "frob"
 "#,
         addr = backend.addr()
     );
-    let config = Config::from_toml(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
-    let proxy = app::start(config).await.expect("the proxy starts");
-    let app = proxy.app();
-    support::wait_until_within(WAIT, "the ring is ready", || {
-        let app = Arc::clone(&app);
-        async move { app.discovery.ready() }
-    })
-    .await;
-    proxy
+    support::start_proxy(&text, "test.toml").await
 }
 
 async fn stop(proxy: Running) {

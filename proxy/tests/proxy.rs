@@ -138,12 +138,12 @@ impl Fleet {
             "[services.frob]\nsrv = \"{}\"\n{extra}\n",
             SRV.trim_end_matches('.')
         );
-        start_proxy(&config_text(
+        let config = config_text(
             self.dns.addr(),
             &services,
             "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"\n",
-        ))
-        .await
+        );
+        support::start_proxy(&config, "test.toml").await
     }
 
     async fn shutdown(self) {
@@ -200,19 +200,6 @@ refresh = "1s"
 {routes}
 "#
     )
-}
-
-/// Starts the proxy and waits until every service has a ring.
-async fn start_proxy(config: &str) -> Running {
-    let config = Config::from_toml(config, "test.toml").unwrap_or_else(|error| panic!("{error}"));
-    let running = app::start(config).await.expect("the proxy starts");
-    let app = running.app();
-    wait_until("the proxy is ready", || {
-        let app = Arc::clone(&app);
-        async move { app.discovery.ready() }
-    })
-    .await;
-    running
 }
 
 async fn stop_proxy(running: Running) {
@@ -937,12 +924,12 @@ async fn client_errors_get_4xx_and_the_proxy_keeps_serving() {
         "[services.frob]\nsrv = \"{}\"\nkey = \"header:x-user\"\n",
         SRV.trim_end_matches('.')
     );
-    let proxy = start_proxy(&config_text(
+    let config = config_text(
         fleet.dns.addr(),
         &services,
         "[[routes]]\npath_prefix = \"/api/\"\nservice = \"frob\"\n",
-    ))
-    .await;
+    );
+    let proxy = support::start_proxy(&config, "test.toml").await;
     let client = http1_client();
 
     let answer = send(&client, get(proxy.listen, "/api/1")).await;
@@ -1330,7 +1317,8 @@ async fn strip_prefix_query_and_cookie_keys_route_to_the_primary() {
         "[[routes]]\npath_prefix = \"/strip/\"\nservice = \"paths\"\nstrip_prefix = true\n\n\
          [[routes]]\npath_prefix = \"/q/\"\nservice = \"users\"\n\n\
          [[routes]]\npath_prefix = \"/c/\"\nservice = \"sessions\"\n";
-    let proxy = start_proxy(&config_text(fleet.dns.addr(), &services, routes)).await;
+    let config = config_text(fleet.dns.addr(), &services, routes);
+    let proxy = support::start_proxy(&config, "test.toml").await;
     let client = http1_client();
 
     for i in 0..30 {

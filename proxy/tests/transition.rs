@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use shardproxy::app::{self, Running};
+use shardproxy::app::Running;
 use shardproxy::config::Config;
 use shardproxy::discovery::{Snapshot, Table};
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
@@ -93,7 +93,7 @@ service = "frob"
             dns.addr(),
             SRV.trim_end_matches('.')
         );
-        let proxy = start_proxy(&config).await;
+        let proxy = support::start_proxy(&config, "transition.toml").await;
         Fleet {
             dns,
             backends,
@@ -200,20 +200,6 @@ fn ring_size(table: &Table) -> usize {
 
 fn keys(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("/k/{i}")).collect()
-}
-
-/// Starts the proxy and waits until its rings are in use.
-async fn start_proxy(config: &str) -> Running {
-    let config =
-        Config::from_toml(config, "transition.toml").unwrap_or_else(|error| panic!("{error}"));
-    let running = app::start(config).await.expect("the proxy starts");
-    let app = running.app();
-    wait_until("the proxy is ready", || {
-        let app = Arc::clone(&app);
-        async move { app.discovery.ready() }
-    })
-    .await;
-    running
 }
 
 async fn stop_proxy(running: Running) {
@@ -488,7 +474,7 @@ async fn a_reload_that_changes_a_static_ring_starts_a_transition() {
             "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"",
         )
     };
-    let proxy = start_proxy(&config(2)).await;
+    let proxy = support::start_proxy(&config(2), "transition.toml").await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let keys = keys(100);
     seed(&client, proxy.listen, &keys).await;
