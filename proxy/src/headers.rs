@@ -226,20 +226,27 @@ fn appended<'a>(previous: impl Iterator<Item = &'a HeaderValue>, last: &[u8]) ->
     value
 }
 
+/// A header map of `pairs`, in order, for tests.
+///
+/// # Panics
+///
+/// On a name or value that is not valid.
+#[cfg(test)]
+pub(crate) fn map_of(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
+    use super::map_of as headers;
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
