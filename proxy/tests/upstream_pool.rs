@@ -64,17 +64,11 @@ async fn an_idle_connection_is_reused_then_closed_after_the_idle_timeout() {
     // another would never be answered, and the client would fail); after
     // the last answer it stays open for the idle timeout, then the proxy
     // closes it.
-    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("the proxy connects")
-        .expect("a connection");
+    let mut stream = accept(&listener).await;
     let mut answered = Instant::now();
     for _ in 0..3 {
         assert!(read_head(&mut stream).await, "the connection is kept");
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .expect("the answer is written");
+        answer_read(&mut stream).await;
         answered = Instant::now();
     }
     let proxy = client.await.expect("the client's requests");
@@ -84,13 +78,27 @@ async fn an_idle_connection_is_reused_then_closed_after_the_idle_timeout() {
     proxy.shutdown().await;
 }
 
-/// Answers a request head read off `stream` with `200 ok`.
+/// Reads a request head off `stream` and answers `200 ok`.
 async fn answer(stream: &mut TcpStream) {
     assert!(read_head(stream).await, "a request");
+    answer_read(stream).await;
+}
+
+/// Answers `200 ok` to the request already read off `stream`.
+async fn answer_read(stream: &mut TcpStream) {
     stream
         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         .await
         .expect("the answer is written");
+}
+
+/// The next connection the proxy makes to `listener`.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the proxy connects")
+        .expect("a connection")
+        .0
 }
 
 #[tokio::test]
@@ -114,21 +122,14 @@ async fn a_request_a_closing_kept_alive_connection_took_goes_on_a_new_one() {
     // The first connection answers once, then takes the second request
     // and closes, as a server whose keep-alive timeout ran out just then
     // would.
-    let accept = || async {
-        tokio::time::timeout(WAIT, listener.accept())
-            .await
-            .expect("the proxy connects")
-            .expect("a connection")
-            .0
-    };
-    let mut first = accept().await;
+    let mut first = accept(&listener).await;
     answer(&mut first).await;
     assert!(
         read_head(&mut first).await,
         "the second request comes on the kept connection"
     );
     drop(first);
-    let mut second = accept().await;
+    let mut second = accept(&listener).await;
     answer(&mut second).await;
 
     let statuses = client.await.expect("the client's requests");
@@ -155,33 +156,20 @@ async fn the_most_recently_used_idle_connection_goes_first() {
         let (_, reply) = exchange(listen, request.as_bytes()).await;
         reply.map(|reply| reply.status)
     };
-    let accept = || async {
-        tokio::time::timeout(WAIT, listener.accept())
-            .await
-            .expect("the proxy connects")
-            .expect("a connection")
-            .0
-    };
 
     // Two requests at once need two connections.
     let first = tokio::spawn(get("/k/1"));
-    let mut older = accept().await;
+    let mut older = accept(&listener).await;
     assert!(read_head(&mut older).await, "the first request");
     let second = tokio::spawn(get("/k/2"));
-    let mut newer = accept().await;
+    let mut newer = accept(&listener).await;
     assert!(read_head(&mut newer).await, "the second request");
 
     // Each answered in turn, the client has its answer before the next:
     // `newer` goes back to the pool last.
-    older
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        .await
-        .expect("the answer is written");
+    answer_read(&mut older).await;
     assert_eq!(first.await.expect("the first client"), Some(200));
-    newer
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        .await
-        .expect("the answer is written");
+    answer_read(&mut newer).await;
     assert_eq!(second.await.expect("the second client"), Some(200));
 
     // The next request comes on `newer` (on `older` it would never be
