@@ -33,7 +33,9 @@ pub mod store;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;

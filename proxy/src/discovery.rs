@@ -20,7 +20,9 @@ pub mod resolve;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use arc_swap::{ArcSwapOption, Guard};
 use hickory_resolver::TokioResolver;

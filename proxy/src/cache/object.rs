@@ -2,7 +2,9 @@
 //! `Bytes`, and what its freshness allows when, so that serving it costs a
 //! header map clone, an `Age` value and a reference count.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};

@@ -341,7 +341,7 @@ mod tests {
             HeaderMap::new(),
             bytes::Bytes::from_static(b"body"),
             &keeping,
-            Instant::now(),
+            tokio::time::Instant::now(),
         )
     }
 

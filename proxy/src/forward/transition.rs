@@ -12,7 +12,7 @@
 //! transition.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
