@@ -26,7 +26,6 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -38,13 +37,11 @@ use crate::key::query_param;
 use crate::view::{LookupView, ServiceView};
 
 mod purge;
+mod reply;
 
-/// The content type of `/metrics`: the Prometheus text format, version
-/// 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+pub use reply::METRICS_CONTENT_TYPE;
+use reply::{json, json_error, reply, text, without_body};
 
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
 const ALLOW: &str = "GET, HEAD";
 const ALLOW_POST: &str = "POST";
 
@@ -96,12 +93,6 @@ struct RingsView {
     services: Vec<ServiceView>,
 }
 
-/// A JSON error body.
-#[derive(Serialize)]
-struct ErrorView<'a> {
-    error: &'a str,
-}
-
 /// Answers one admin request. The request body is not read: no endpoint
 /// takes one.
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -139,7 +130,7 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
         Endpoint::Metrics => reply(
             StatusCode::OK,
             METRICS_CONTENT_TYPE,
-            app.metrics.render(&app.services),
+            app.metrics.render(&app.scraped()),
         ),
         Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
         Endpoint::Readyz => readiness(app),
@@ -166,8 +157,8 @@ fn readiness(app: &App) -> Response<Full<Bytes>> {
     }
     let mut body = String::from("not ready: not every service has a ring with instances yet\n");
     for service in &app.services {
-        if let Some(reason) = not_ready(&service.ring) {
-            body.push_str(&format!("{}: {reason}\n", service.config.name));
+        if let Some(reason) = not_ready(&service.upstream.ring) {
+            body.push_str(&format!("{}: {reason}\n", service.config().name));
         }
     }
     text(StatusCode::SERVICE_UNAVAILABLE, body)
@@ -196,19 +187,20 @@ fn last_failure(status: &RefreshStatus) -> String {
 
 /// One service as `/ring` shows it.
 fn service_view(service: &Service) -> ServiceView {
-    let snapshot = service.ring.load_full();
+    let upstream = &service.upstream;
+    let snapshot = upstream.ring.load_full();
     let mut view = ServiceView::new(
-        &service.config.name,
+        &upstream.config.name,
         service.source.describe(),
         snapshot
             .as_ref()
             .map(|snapshot| (&snapshot.table, snapshot.discovered_at)),
-        &service.ring.status(),
+        &upstream.ring.status(),
         false,
     );
     for instance in &mut view.instances {
         if let Ok(name) = shardproxy_ring::InstanceName::new(&instance.host, instance.port) {
-            instance.health = Some(service.health.view(&name));
+            instance.health = Some(upstream.health.view(&name));
         }
     }
     view
@@ -238,7 +230,7 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
             )
         }
     };
-    let service = match named_service(app, &name) {
+    let service = match app.named(&name) {
         Ok(service) => service,
         Err(error) => return json_error(StatusCode::NOT_FOUND, &error),
     };
@@ -252,32 +244,13 @@ fn lookup(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
             ),
         );
     };
+    let upstream = &service.upstream;
     lookup_on(
-        &service.config.name,
-        service.config.balance,
-        &service.ring,
+        &upstream.config.name,
+        upstream.config.balance,
+        &upstream.ring,
         key,
     )
-}
-
-/// The service called `name`, or the error (for a `404`) that says there
-/// is none.
-fn named_service<'a>(app: &'a App, name: &[u8]) -> Result<&'a Service, String> {
-    std::str::from_utf8(name)
-        .ok()
-        .and_then(|name| app.service(name))
-        .ok_or_else(|| {
-            let names: Vec<String> = app
-                .services
-                .iter()
-                .map(|service| format!("{:?}", service.config.name))
-                .collect();
-            format!(
-                "no service {:?}: the services are {}",
-                String::from_utf8_lossy(name),
-                names.join(", ")
-            )
-        })
 }
 
 /// `key`'s preference list on the ring in use of `service`.
@@ -316,58 +289,6 @@ fn lookup_on(
         ),
         Table::Ring(ring) => json(StatusCode::OK, &LookupView::new(service, key, ring)),
     }
-}
-
-// === responses ===
-
-/// A response with `body` of `content_type`.
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// A plain-text response.
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    reply(status, TEXT, body)
-}
-
-/// `value` as JSON, with a final newline for terminals.
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(value) {
-        Ok(mut body) => {
-            body.push(b'\n');
-            reply(status, JSON, body)
-        }
-        Err(error) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the answer as JSON: {error}\n"),
-        ),
-    }
-}
-
-/// `{"error": message}`.
-fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, &ErrorView { error: message })
-}
-
-/// The response to a `HEAD`: `response`'s headers with the length of its
-/// body, and no body.
-fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    let (mut parts, body) = response.into_parts();
-    if let Some(length) = body.size_hint().exact() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
 #[cfg(test)]

@@ -1,48 +1,34 @@
-//! The running proxy: its state, built once from a config, and the handle
-//! that starts and stops its listeners.
-//!
-//! [`App`] is what every request and admin call reads: the routes, each
-//! service's ring (swapped whole by discovery), its upstream client and
-//! retry budget, and the metrics. It is built off the request path and
-//! shared behind an `Arc`; nothing in it is locked by a request.
+//! The proxy's state, built once from a config: what every request and
+//! admin call reads. The routes, each service's [`Upstream`] handle (its
+//! ring, swapped whole by discovery, its health, connections, retry budget
+//! and metrics) and its cache, and the metrics registry. It is built off
+//! the request path and shared behind an `Arc`; nothing in it is locked by
+//! a request. Starting, reloading and stopping it is `run`'s.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use http::request::Parts;
 
 use crate::cache::Cache;
 use crate::config::{Config, ServiceConfig};
-use crate::discovery::{
-    build_resolver, Discovery, DiscoveryError, ServiceRing, Source, Succession,
-};
+use crate::discovery::{build_resolver, Discovery, DiscoveryError, Source, Succession};
 use crate::forward::Upstream;
 use crate::health::Health;
-use crate::limits::ConcurrencyLimit;
-use crate::metrics::{Metrics, ServiceMetrics};
-use crate::route::Router;
-use crate::server::{self, ServerError};
+use crate::metrics::{Metrics, Scraped};
+use crate::route::{Matched, Router};
 
-/// One service as the request path sees it.
+/// One service: its handle for forwarding, and what only the cache and
+/// the views need.
 pub struct Service {
-    /// Its config section.
-    pub config: ServiceConfig,
-    /// Where its ring came from (for views).
-    pub source: Source,
-    /// Its current ring.
-    pub ring: Arc<ServiceRing>,
-    /// The pooled client and retry budget for its instances.
-    pub upstream: Upstream,
-    /// Its metrics, labelled children resolved once.
-    pub metrics: ServiceMetrics,
-    /// Its instances' health.
-    pub health: Arc<Health>,
-    /// Its requests in flight, at most `max_concurrency`.
-    pub in_flight: ConcurrencyLimit,
+    /// What forwarding needs of it; shared with the cache's background
+    /// refreshes.
+    pub upstream: Arc<Upstream>,
     /// Its response cache, when `cache.enabled`; shared with the next
     /// [`App`] of a reload that leaves the cache's settings unchanged.
     pub cache: Option<Arc<Cache>>,
+    /// Where its ring came from (for views).
+    pub source: Source,
 }
 
 /// Everything requests and admin calls share.
@@ -69,12 +55,9 @@ impl Drop for App {
     }
 }
 
-/// Why the proxy could not start.
+/// Why the state could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A listener could not be bound.
-    #[error(transparent)]
-    Server(#[from] ServerError),
+pub enum BuildError {
     /// Discovery could not start (a static ring that cannot be built, or no
     /// resolver).
     #[error(transparent)]
@@ -92,9 +75,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// [`StartError`] when the config asks for what this version does not
-    /// do, or discovery or the metrics cannot start.
-    pub fn new(config: Config) -> Result<App, StartError> {
+    /// [`BuildError`] when discovery or the metrics cannot start.
+    pub fn new(config: Config) -> Result<App, BuildError> {
         App::build(config, None)
     }
 
@@ -106,11 +88,11 @@ impl App {
     /// # Errors
     ///
     /// As [`App::new`].
-    pub fn next(config: Config, previous: &App) -> Result<App, StartError> {
+    pub fn next(config: Config, previous: &App) -> Result<App, BuildError> {
         App::build(config, Some(previous))
     }
 
-    fn build(config: Config, previous: Option<&App>) -> Result<App, StartError> {
+    fn build(config: Config, previous: Option<&App>) -> Result<App, BuildError> {
         let metrics = match previous {
             Some(previous) => previous.metrics.clone(),
             None => Metrics::new()?,
@@ -132,7 +114,7 @@ impl App {
                         .map_or(Duration::ZERO, |service| service.transition_grace),
                     predecessor: previous
                         .and_then(|previous| previous.service(name))
-                        .and_then(|old| old.ring.load_state()),
+                        .and_then(|old| old.upstream.ring.load_state()),
                 };
                 (name.clone(), source.clone(), succession)
             })
@@ -144,36 +126,39 @@ impl App {
                 continue;
             };
             let service_metrics = metrics.service(&name);
-            let health = match previous.and_then(|previous| previous.service(&name)) {
+            let old = previous.and_then(|previous| previous.service(&name));
+            let health = match old {
                 Some(old) => old
+                    .upstream
                     .health
                     .carried_over(service_config.outlier.clone(), service_metrics.clone()),
                 None => Health::new(service_config.outlier.clone(), service_metrics.clone()),
             };
             services.push(Service {
-                cache: match previous.and_then(|previous| previous.service(&name)) {
+                cache: match old {
                     // A reload keeps what is stored while the cache's
                     // settings stay the same.
-                    Some(old) if old.config.cache == service_config.cache => old.cache.clone(),
+                    Some(old) if old.config().cache == service_config.cache => old.cache.clone(),
                     _ => Cache::new(&service_config.cache, metrics.cache(&name)).map(Arc::new),
                 },
-                upstream: Upstream::new(service_config),
-                health: Arc::new(health),
-                in_flight: ConcurrencyLimit::new(service_config.max_concurrency),
-                metrics: service_metrics,
-                config: service_config.clone(),
+                upstream: Arc::new(Upstream::new(
+                    service_config.clone(),
+                    Arc::clone(ring),
+                    Arc::new(health),
+                    service_metrics,
+                )),
                 source,
-                ring: Arc::clone(ring),
             });
         }
         let checks = services
             .iter()
             .filter_map(|service| {
-                let check = service.config.health_check.clone()?;
+                let upstream = &service.upstream;
+                let check = upstream.config.health_check.clone()?;
                 Some(tokio::spawn(crate::health::check_forever(
-                    Arc::clone(&service.ring),
-                    Arc::clone(&service.health),
-                    service.upstream.pool().clone(),
+                    Arc::clone(&upstream.ring),
+                    Arc::clone(&upstream.health),
+                    upstream.pool().clone(),
                     check,
                 )))
             })
@@ -181,7 +166,7 @@ impl App {
         let router = Router::new(&config.routes, |name| {
             services
                 .iter()
-                .position(|service| service.config.name == name)
+                .position(|service| service.config().name == name)
         });
         Ok(App {
             router,
@@ -197,108 +182,61 @@ impl App {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services
             .iter()
-            .find(|service| service.config.name == name)
-    }
-}
-
-/// A proxy that is serving: its bound addresses, and the way to reload and
-/// stop it.
-pub struct Running {
-    /// Where clients connect.
-    pub listen: SocketAddr,
-    /// Where the admin API answers.
-    pub admin: SocketAddr,
-    current: Arc<ArcSwap<App>>,
-    servers: server::Handle,
-}
-
-/// Why a reload was refused; the running config stays in force.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The new config cannot start.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// The new config's rings did not all resolve in time.
-    #[error("the new config's rings were not ready within {0:?}: {1}")]
-    NotReady(Duration, String),
-}
-
-/// How long a reload waits for the new config's rings before giving up.
-pub const RELOAD_READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Running {
-    /// The state requests are served with now.
-    pub fn app(&self) -> Arc<App> {
-        self.current.load_full()
+            .find(|service| service.config().name == name)
     }
 
-    /// Replaces the config of the running proxy without dropping a request:
-    /// the new state is built and its rings resolved first, then swapped in
-    /// whole; requests in flight finish on the old one. The listen and admin
-    /// addresses stay as bound (a change to them needs a restart, and is
-    /// logged).
+    /// The service called `name` (as a query gave it), or the error that
+    /// says there is none and lists those there are.
     ///
     /// # Errors
     ///
-    /// [`ReloadError`] when the new config cannot start or its rings do not
-    /// resolve in time; nothing changes then.
-    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        if config.server.listen != self.app().config.server.listen
-            || config.server.admin != self.app().config.server.admin
-        {
-            tracing::warn!("server.listen and server.admin changes take effect on restart only");
-        }
-        let next = App::next(config, &self.app())?;
-        let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
-            while !next.discovery.ready() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if ready.is_err() {
-            let missing: Vec<String> = next
-                .services
-                .iter()
-                .filter(|service| service.ring.load().is_none())
-                .map(|service| match service.ring.status().last_error {
-                    Some((_, error)) => format!("{}: {error}", service.config.name),
-                    None => format!("{}: no answer yet", service.config.name),
-                })
-                .collect();
-            return Err(ReloadError::NotReady(
-                RELOAD_READY_TIMEOUT,
-                missing.join("; "),
-            ));
-        }
-        self.current.store(Arc::new(next));
-        Ok(())
+    /// The text of the error, when no service has that name.
+    pub fn named(&self, name: &[u8]) -> Result<&Service, String> {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|name| self.service(name))
+            .ok_or_else(|| {
+                let names: Vec<String> = self
+                    .services
+                    .iter()
+                    .map(|service| format!("{:?}", service.config().name))
+                    .collect();
+                format!(
+                    "no service {:?}: the services are {}",
+                    String::from_utf8_lossy(name),
+                    names.join(", ")
+                )
+            })
     }
 
-    /// Stops accepting connections, lets requests in flight finish, and
-    /// returns when both listeners are closed.
-    pub async fn shutdown(self) {
-        self.servers.shutdown().await;
+    /// The route a request matches and the service it names (SPEC §4: the
+    /// first matching route), or `None`.
+    #[inline]
+    pub fn route(&self, parts: &Parts) -> Option<(Matched<'_>, &Service)> {
+        let matched = self.router.route(parts)?;
+        let service = self.services.get(matched.service)?;
+        Some((matched, service))
+    }
+
+    /// What a `/metrics` scrape reads of each service besides the
+    /// registered families.
+    pub fn scraped(&self) -> Vec<Scraped<'_>> {
+        self.services
+            .iter()
+            .map(|service| Scraped {
+                name: &service.config().name,
+                ring: &service.upstream.ring,
+                cache_usage: service.cache.as_ref().map(|cache| cache.usage()),
+            })
+            .collect()
     }
 }
 
-/// Binds the listeners of `config.server`, starts discovery, and serves
-/// until [`Running::shutdown`]. Port 0 picks a free port; see
-/// [`Running::listen`].
-///
-/// # Errors
-///
-/// [`StartError`] when a listener cannot be bound or discovery cannot start.
-pub async fn start(config: Config) -> Result<Running, StartError> {
-    let listener = server::bind(config.server.listen)?;
-    let admin_listener = server::bind(config.server.admin)?;
-    let listen = server::local_addr(&listener)?;
-    let admin = server::local_addr(&admin_listener)?;
-    let current = Arc::new(ArcSwap::from_pointee(App::new(config)?));
-    let servers = server::spawn(Arc::clone(&current), listener, admin_listener);
-    Ok(Running {
-        listen,
-        admin,
-        current,
-        servers,
-    })
+// === impl Service ===
+
+impl Service {
+    /// Its config section.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.upstream.config
+    }
 }

@@ -1,8 +1,9 @@
 //! The response cache (SPEC §6): a shared HTTP cache (RFC 9111) in front
 //! of a service, with Varnish's request coalescing and grace.
 //!
-//! [`forward::handle`] sends a cache-enabled
-//! service's `GET` and `HEAD` requests to `serve`:
+//! The pipeline sends a cache-enabled service's `GET` and `HEAD` requests
+//! to [`serve`], with the service's [`Upstream`], which is what fetches a
+//! miss: the cache calls forwarding, never the pipeline.
 //!
 //! 1. Requests the cache cannot answer pass to the instances as they are:
 //!    a body, a `Range`, an `Authorization` (unless `authorized = true`).
@@ -35,21 +36,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::time::Instant;
-
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
-use crate::app::{App, Service};
+use crate::body::Body;
 use crate::config::CacheConfig;
-use crate::error::text_response;
-use crate::forward::{self, Body, Exchange};
-use crate::metrics::CacheMetrics;
+use crate::error::ProxyError;
+use crate::forward::{self, Exchange, Upstream};
+use crate::metrics::{CacheMetrics, CacheOutcome as Outcome};
 use crate::route::Matched;
 use coalesce::{Fetch, Flights, Joined};
-use object::{Ask, Object, Outcome, Target, X_CACHE};
+use object::{Ask, Object, Target, X_CACHE};
 use policy::{Directives, Limits, RequestFacts};
 use store::{Key, Lookup, Store};
 
@@ -169,11 +169,35 @@ fn path_of(uri: &Uri) -> &str {
 /// How to reach the instances for one request.
 #[derive(Clone, Copy)]
 struct Route<'a> {
-    service: &'a Service,
-    cache: &'a Cache,
+    upstream: &'a Arc<Upstream>,
+    cache: &'a Arc<Cache>,
     /// The route the request matched: the prefix to strip, the body limit.
     matched: Matched<'a>,
     client: SocketAddr,
+}
+
+/// What a cacheable request asks of the store, worked out once.
+struct Asked<'h> {
+    /// Its host, lower case.
+    host: Cow<'h, str>,
+    key: Key,
+    ask: Ask,
+    directives: Directives,
+    facts: RequestFacts,
+}
+
+/// What looking in the store gave.
+enum Looked {
+    /// An answer from the store.
+    Answered(Response<Body>),
+    /// The instances must be asked: with the stale object (if any) to
+    /// revalidate or fall back on, the slot its answer goes in, and whether
+    /// another request's fetch of it is worth waiting for.
+    Fetch {
+        stale: Option<Arc<Object>>,
+        slot: u128,
+        coalesce: bool,
+    },
 }
 
 /// What a fetch for the store needs to know besides the request.
@@ -192,103 +216,56 @@ struct Fill {
     permit: Option<Fetch>,
 }
 
-/// Answers a `GET` or `HEAD` for a cache-enabled service: the one
-/// `matched` in `app`.
-pub(crate) async fn serve(
-    app: &Arc<App>,
+/// When a fetch's answer came: the request and response times of RFC 9111
+/// §4.2.3 (wall clock, for `Date` and `Age` arithmetic), and the monotonic
+/// time the object's freshness counts from.
+#[derive(Clone, Copy)]
+struct Timing {
+    sent: (SystemTime, SystemTime),
+    now: Instant,
+}
+
+/// Answers a `GET` or `HEAD` for a cache-enabled service: from the store,
+/// or by fetching from its instances through `upstream`.
+pub async fn serve(
+    upstream: &Arc<Upstream>,
+    cache: &Arc<Cache>,
     matched: Matched<'_>,
     parts: Parts,
     body: Incoming,
     client: SocketAddr,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    let index = matched.service;
-    let Some((service, cache)) = app
-        .services
-        .get(index)
-        .and_then(|service| Some((service, service.cache.as_ref()?)))
-    else {
-        return crate::error::ProxyError::NoRoute {
-            host: None,
-            path: parts.uri.path().to_owned(),
-        }
-        .into_response();
-    };
     let route = Route {
-        service,
+        upstream,
         cache,
         matched,
         client,
     };
-    let authorization = parts.headers.contains_key(header::AUTHORIZATION);
-    let cacheable = http_body::Body::is_end_stream(&body)
-        && !parts.headers.contains_key(header::RANGE)
-        && (!authorization || cache.limits.authorized);
-    let host = if cacheable {
-        crate::route::request_host(&parts).map(lower_case)
-    } else {
-        None
-    };
-    let Some(host) = host else {
+    let Some(asked) = cacheable(cache, &parts, &body) else {
         return pass(route, parts, Some(body), exchange).await;
     };
-    let head = parts.method == Method::HEAD;
-    let ask = Ask::of(head, &parts.headers);
-    let directives = if parts.headers.contains_key(header::CACHE_CONTROL)
-        || parts.headers.contains_key(header::PRAGMA)
-    {
-        Directives::of(&parts.headers)
-    } else {
-        Directives::default()
-    };
-    let facts = RequestFacts {
-        authorization,
-        no_store: directives.no_store,
-    };
-    let key = cache.store.key(&host, path_of(&parts.uri));
     let mut waited = false;
     loop {
         let now = Instant::now();
-        let (stale, slot) =
-            match cache
-                .store
-                .lookup(key, &host, path_of(&parts.uri), &parts.headers)
-            {
-                Lookup::Found { object, slot } => {
-                    if object.fresh_for(now, &directives) {
-                        return answer(cache, exchange, &object, now, Outcome::Hit, &ask);
-                    }
-                    if object.stale_while_revalidate(now, &directives) {
-                        refresh_in_background(
-                            app,
-                            index,
-                            route,
-                            &parts,
-                            (key, slot, facts),
-                            &object,
-                        );
-                        return answer(cache, exchange, &object, now, Outcome::Stale, &ask);
-                    }
-                    (Some(object), slot)
-                }
-                Lookup::Missing { slot, coalesce } => {
-                    // Another request's fetch of an uncacheable object is
-                    // not worth waiting for.
-                    waited |= !coalesce;
-                    (None, slot)
-                }
-            };
-        if directives.only_if_cached {
+        let (stale, slot) = match look_up(route, &parts, &asked, now, exchange) {
+            Looked::Answered(response) => return response,
+            Looked::Fetch {
+                stale,
+                slot,
+                coalesce,
+            } => {
+                // Another request's fetch of an uncacheable object is not
+                // worth waiting for.
+                waited |= !coalesce;
+                (stale, slot)
+            }
+        };
+        if asked.directives.only_if_cached {
             exchange.cache = Some(Outcome::Miss);
-            return with_outcome(
-                text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "not in the cache, and the request says only-if-cached\n".to_owned(),
-                ),
-                Outcome::Miss,
-            );
+            return with_outcome(ProxyError::NotCached.into_response(), Outcome::Miss);
         }
-        if head && stale.is_none() {
+        if asked.ask.head && stale.is_none() {
             // Nothing to answer a HEAD from: it goes to the instance as it
             // is (its answer has no body to store).
             return pass(route, parts, None, exchange).await;
@@ -303,9 +280,8 @@ pub(crate) async fn serve(
                     waited = true;
                     // A fetch that outlives the deadline is not waited for:
                     // this request then fetches for itself.
-                    let _ =
-                        tokio::time::timeout(service.config.deadline, coalesce::finished(waiting))
-                            .await;
+                    let deadline = upstream.config.deadline;
+                    let _ = tokio::time::timeout(deadline, coalesce::finished(waiting)).await;
                     continue;
                 }
             }
@@ -313,29 +289,122 @@ pub(crate) async fn serve(
         if permit.is_some() && stale.is_none() {
             // The fetch that had the permit may have stored the object
             // between this request's lookup and its join.
-            if let Lookup::Found { object, .. } =
-                cache
-                    .store
-                    .lookup(key, &host, path_of(&parts.uri), &parts.headers)
-            {
-                if object.fresh_for(now, &directives) {
-                    return answer(cache, exchange, &object, now, Outcome::Hit, &ask);
-                }
+            if let Some(object) = stored_fresh(cache, &parts, &asked, now) {
+                return answer(cache, exchange, &object, now, Outcome::Hit, &asked.ask);
             }
         }
         let fill = Fill {
             target: Target {
-                host: (*host).into(),
+                host: (*asked.host).into(),
                 path: path_of(&parts.uri).into(),
             },
-            key,
+            key: asked.key,
             stale,
             slot,
-            ask,
-            facts,
+            ask: asked.ask,
+            facts: asked.facts,
             permit,
         };
         return fetch(route, parts, fill, exchange).await;
+    }
+}
+
+/// What the request asks of the store, when the cache may answer it: no
+/// body, no `Range`, no `Authorization` (unless `authorized = true`), and a
+/// host.
+fn cacheable<'h>(cache: &Cache, parts: &'h Parts, body: &Incoming) -> Option<Asked<'h>> {
+    let authorization = parts.headers.contains_key(header::AUTHORIZATION);
+    let cacheable = http_body::Body::is_end_stream(body)
+        && !parts.headers.contains_key(header::RANGE)
+        && (!authorization || cache.limits.authorized);
+    if !cacheable {
+        return None;
+    }
+    let host = crate::route::request_host(parts).map(lower_case)?;
+    let directives = if parts.headers.contains_key(header::CACHE_CONTROL)
+        || parts.headers.contains_key(header::PRAGMA)
+    {
+        Directives::of(&parts.headers)
+    } else {
+        Directives::default()
+    };
+    Some(Asked {
+        key: cache.store.key(&host, path_of(&parts.uri)),
+        host,
+        ask: Ask::of(parts.method == Method::HEAD, &parts.headers),
+        facts: RequestFacts {
+            authorization,
+            no_store: directives.no_store,
+        },
+        directives,
+    })
+}
+
+/// Looks the request up: a fresh object is answered, one within
+/// `stale-while-revalidate` (or grace) is answered while a background
+/// request refreshes it; otherwise the instances must be asked.
+fn look_up(
+    route: Route<'_>,
+    parts: &Parts,
+    asked: &Asked<'_>,
+    now: Instant,
+    exchange: &mut Exchange,
+) -> Looked {
+    let cache = route.cache;
+    let found = cache
+        .store
+        .lookup(asked.key, &asked.host, path_of(&parts.uri), &parts.headers);
+    let (object, slot) = match found {
+        Lookup::Found { object, slot } => (object, slot),
+        Lookup::Missing { slot, coalesce } => {
+            return Looked::Fetch {
+                stale: None,
+                slot,
+                coalesce,
+            }
+        }
+    };
+    if object.fresh_for(now, &asked.directives) {
+        return Looked::Answered(answer(
+            cache,
+            exchange,
+            &object,
+            now,
+            Outcome::Hit,
+            &asked.ask,
+        ));
+    }
+    if object.stale_while_revalidate(now, &asked.directives) {
+        refresh_in_background(route, parts, (asked.key, slot, asked.facts), &object);
+        return Looked::Answered(answer(
+            cache,
+            exchange,
+            &object,
+            now,
+            Outcome::Stale,
+            &asked.ask,
+        ));
+    }
+    Looked::Fetch {
+        stale: Some(object),
+        slot,
+        coalesce: true,
+    }
+}
+
+/// The stored object for the request, if there is one and it is fresh.
+fn stored_fresh(
+    cache: &Cache,
+    parts: &Parts,
+    asked: &Asked<'_>,
+    now: Instant,
+) -> Option<Arc<Object>> {
+    match cache
+        .store
+        .lookup(asked.key, &asked.host, path_of(&parts.uri), &parts.headers)
+    {
+        Lookup::Found { object, .. } if object.fresh_for(now, &asked.directives) => Some(object),
+        _ => None,
     }
 }
 
@@ -366,7 +435,7 @@ fn answer(
 fn with_outcome(mut response: Response<Body>, outcome: Outcome) -> Response<Body> {
     response
         .headers_mut()
-        .insert(X_CACHE.clone(), outcome.header());
+        .insert(X_CACHE.clone(), object::x_cache(outcome));
     response
 }
 
@@ -379,27 +448,24 @@ async fn pass(
 ) -> Response<Body> {
     route.cache.metrics.count(Outcome::Pass);
     exchange.cache = Some(Outcome::Pass);
-    let response = match forward::forward(
-        route.service,
+    let forwarded = forward::forward(
+        route.upstream,
         &route.matched,
         parts,
         body,
         route.client,
         exchange,
     )
-    .await
-    {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    };
-    with_outcome(response, Outcome::Pass)
+    .await;
+    with_outcome(
+        forwarded.unwrap_or_else(ProxyError::into_response),
+        Outcome::Pass,
+    )
 }
 
 /// Starts one background request that refreshes `object` (in `slot` of
 /// `key`, for a request with `facts`), unless one is already running.
 fn refresh_in_background(
-    app: &Arc<App>,
-    index: usize,
     route: Route<'_>,
     parts: &Parts,
     (key, slot, facts): (Key, u128, RequestFacts),
@@ -423,29 +489,23 @@ fn refresh_in_background(
         facts,
         permit: Some(permit),
     };
-    let app = Arc::clone(app);
+    let upstream = Arc::clone(route.upstream);
+    let cache = Arc::clone(route.cache);
     let strip = route.matched.strip.map(str::to_owned);
-    let max_body = route.matched.max_body;
+    let (service, max_body) = (route.matched.service, route.matched.max_body);
     let client = route.client;
     tokio::spawn(async move {
-        let Some(service) = app.services.get(index) else {
-            return;
-        };
-        let Some(cache) = service.cache.as_ref() else {
-            return;
-        };
         let route = Route {
-            service,
-            cache,
+            upstream: &upstream,
+            cache: &cache,
             matched: Matched {
-                service: index,
+                service,
                 strip: strip.as_deref(),
                 max_body,
             },
             client,
         };
-        let mut exchange = Exchange::default();
-        drop(fetch(route, parts, fill, &mut exchange).await);
+        drop(fetch(route, parts, fill, &mut Exchange::default()).await);
     });
 }
 
@@ -459,13 +519,66 @@ async fn fetch(
 ) -> Response<Body> {
     let cache = route.cache;
     let request_headers = parts.headers.clone();
-    // The client's own validators are answered here, against what is
-    // stored; the instance is asked for the whole response, or validates
-    // the stored one.
+    let conditional = make_conditional(&mut parts, fill.stale.as_deref());
+    let request_time = SystemTime::now();
+    let result = forward::forward(
+        route.upstream,
+        &route.matched,
+        parts,
+        None,
+        route.client,
+        exchange,
+    )
+    .await;
+    let timing = Timing {
+        sent: (request_time, SystemTime::now()),
+        now: Instant::now(),
+    };
+    let now = timing.now;
+    // When the instances fail, a stale object within grace /
+    // `stale-if-error` is served instead of the error.
+    let failed = match &result {
+        Ok(response) => response.status().is_server_error(),
+        Err(_) => true,
+    };
+    if let Some(stale) = fill
+        .stale
+        .as_ref()
+        .filter(|stale| failed && stale.stale_if_error(now))
+    {
+        return answer(cache, exchange, stale, now, Outcome::Stale, &fill.ask);
+    }
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => return with_outcome(error.into_response(), Outcome::Miss),
+    };
+    match (&fill.stale, response.status()) {
+        (Some(stale), StatusCode::NOT_MODIFIED) if conditional => {
+            let headers = stale.headers_updated_by(response.headers());
+            revalidated(
+                cache,
+                &fill,
+                stale,
+                headers,
+                &request_headers,
+                timing,
+                exchange,
+            )
+        }
+        _ => store_new(route, fill, response, &request_headers, timing, exchange).await,
+    }
+}
+
+/// Makes the request to the instances conditional on the stale object's
+/// validators, if it has any; the client's own validators are answered
+/// here, against what is stored, so the instance is asked for the whole
+/// response or to validate the stored one. Returns whether the request is
+/// conditional.
+fn make_conditional(parts: &mut Parts, stale: Option<&Object>) -> bool {
     parts.headers.remove(header::IF_NONE_MATCH);
     parts.headers.remove(header::IF_MODIFIED_SINCE);
     let mut conditional = false;
-    if let Some(stale) = &fill.stale {
+    if let Some(stale) = stale {
         let (etag, last_modified) = stale.validators();
         if let Some(etag) = etag {
             parts.headers.insert(header::IF_NONE_MATCH, etag.clone());
@@ -483,88 +596,76 @@ async fn fetch(
         "surrogate-capability",
         HeaderValue::from_static(policy::SURROGATE_CAPABILITY),
     );
-    let request_time = SystemTime::now();
-    let result = forward::forward(
-        route.service,
-        &route.matched,
-        parts,
-        None,
-        route.client,
-        exchange,
-    )
-    .await;
-    let response_time = SystemTime::now();
-    let now = Instant::now();
-    let serve_stale = |failed: bool| {
-        fill.stale
-            .as_ref()
-            .filter(|stale| failed && stale.stale_if_error(now))
-    };
-    let response = match result {
-        Err(error) => {
-            if let Some(stale) = serve_stale(true) {
-                return answer(cache, exchange, stale, now, Outcome::Stale, &fill.ask);
-            }
-            return with_outcome(error.into_response(), Outcome::Miss);
-        }
-        Ok(response) => response,
-    };
+    conditional
+}
+
+/// The stale object, validated by a `304` that brought `headers`: stored
+/// again with them if they still allow it (else removed), and served.
+fn revalidated(
+    cache: &Cache,
+    fill: &Fill,
+    stale: &Object,
+    headers: HeaderMap,
+    request_headers: &HeaderMap,
+    Timing { sent, now }: Timing,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let keeping = policy::keeping(stale.status(), &headers, fill.facts, sent, &cache.limits);
+    let object = Object::new(
+        fill.target.clone(),
+        stale.variant.clone(),
+        stale.status(),
+        headers,
+        stale.body().clone(),
+        &keeping.unwrap_or_default(),
+        now,
+    );
+    let names = policy::vary_names(object.headers());
+    let response = object.respond(now, Outcome::Revalidated, &fill.ask);
+    if keeping.is_ok() {
+        cache
+            .store
+            .insert(fill.key, &names, request_headers, object);
+    } else {
+        cache.store.invalidate(&fill.target.host, &fill.target.path);
+    }
+    cache.metrics.count(Outcome::Revalidated);
+    exchange.cache = Some(Outcome::Revalidated);
+    response
+}
+
+/// A new answer from the instances: read whole and stored when it may be
+/// stored and fits `max_object_size`, else passed on as it streams.
+async fn store_new(
+    route: Route<'_>,
+    fill: Fill,
+    response: Response<Body>,
+    request_headers: &HeaderMap,
+    Timing { sent, now }: Timing,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let cache = route.cache;
     let status = response.status();
-    if let Some(stale) = serve_stale(status.is_server_error()) {
-        return answer(cache, exchange, stale, now, Outcome::Stale, &fill.ask);
-    }
-    let times = (request_time, response_time);
-    if let (StatusCode::NOT_MODIFIED, true, Some(stale)) = (status, conditional, &fill.stale) {
-        let headers = stale.headers_updated_by(response.headers());
-        let keeping = policy::keeping(stale.status(), &headers, fill.facts, times, &cache.limits);
-        let object = Object::new(
-            fill.target.clone(),
-            stale.variant.clone(),
-            stale.status(),
-            headers,
-            stale.body().clone(),
-            &keeping.unwrap_or_default(),
-            now,
-        );
-        let names = policy::vary_names(object.headers());
-        let response = object.respond(now, Outcome::Revalidated, &fill.ask);
-        if keeping.is_ok() {
-            cache
-                .store
-                .insert(fill.key, &names, &request_headers, object);
-        } else {
-            cache.store.invalidate(&fill.target.host, &fill.target.path);
-        }
-        cache.metrics.count(Outcome::Revalidated);
-        exchange.cache = Some(Outcome::Revalidated);
-        return response;
-    }
-    let keeping = policy::keeping(status, response.headers(), fill.facts, times, &cache.limits);
-    let Ok(keeping) = keeping else {
-        cache.metrics.count(Outcome::Pass);
-        exchange.cache = Some(Outcome::Pass);
-        cache.store.mark_uncacheable(fill.slot, &fill.target);
-        return unstored(response, &fill.ask);
+    let Ok(keeping) = policy::keeping(status, response.headers(), fill.facts, sent, &cache.limits)
+    else {
+        return unstored(cache, &fill, response, exchange);
     };
     let (parts, body) = response.into_parts();
     let read = tokio::time::timeout(
-        route.service.config.deadline,
+        route.upstream.config.deadline,
         body::read(body, cache.max_object_size),
     )
     .await;
     let bytes = match read {
         Ok(Ok(body::Read::Whole(bytes))) => bytes,
         Ok(Ok(body::Read::TooLarge(body))) => {
-            cache.metrics.count(Outcome::Pass);
-            exchange.cache = Some(Outcome::Pass);
-            cache.store.mark_uncacheable(fill.slot, &fill.target);
-            return unstored(Response::from_parts(parts, body), &fill.ask);
+            return unstored(cache, &fill, Response::from_parts(parts, body), exchange)
         }
-        Ok(Err(error)) => return body_failed(route, &error.to_string()),
-        Err(_) => return body_failed(route, "no complete body within the deadline"),
+        Ok(Err(error)) => return body_failed(route, error.to_string()),
+        Err(_) => return body_failed(route, "no complete body within the deadline".to_owned()),
     };
     let names = policy::vary_names(&parts.headers);
-    let variant = object::variant_of(&names, &request_headers);
+    let variant = object::variant_of(&names, request_headers);
     let object = Object::new(
         fill.target,
         variant,
@@ -577,31 +678,36 @@ async fn fetch(
     let response = answer(cache, exchange, &object, now, Outcome::Miss, &fill.ask);
     cache
         .store
-        .insert(fill.key, &names, &request_headers, object);
+        .insert(fill.key, &names, request_headers, object);
     drop(fill.permit);
     response
 }
 
-/// A response that is not stored, as the client gets it: `x-cache: MISS`,
-/// and no body for a `HEAD` (which was sent upstream as a `GET`).
-fn unstored(response: Response<Body>, ask: &Ask) -> Response<Body> {
+/// A response that is not stored, as the client gets it: counted as a
+/// pass, its slot marked uncacheable (so the next requests do not wait for
+/// each other's fetches), `x-cache: MISS`, and no body for a `HEAD` (which
+/// was sent upstream as a `GET`).
+fn unstored(
+    cache: &Cache,
+    fill: &Fill,
+    response: Response<Body>,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    cache.metrics.count(Outcome::Pass);
+    exchange.cache = Some(Outcome::Pass);
+    cache.store.mark_uncacheable(fill.slot, &fill.target);
     let mut response = with_outcome(response, Outcome::Miss);
-    if ask.head {
-        *response.body_mut() = object::empty();
+    if fill.ask.head {
+        *response.body_mut() = crate::body::empty();
     }
     response
 }
 
 /// The answer when an instance's response body broke off.
-fn body_failed(route: Route<'_>, reason: &str) -> Response<Body> {
-    with_outcome(
-        text_response(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "service {}: the response body could not be read: {reason}\n",
-                route.service.config.name
-            ),
-        ),
-        Outcome::Miss,
-    )
+fn body_failed(route: Route<'_>, reason: String) -> Response<Body> {
+    let error = ProxyError::UpstreamBody {
+        service: route.upstream.config.name.clone(),
+        reason,
+    };
+    with_outcome(error.into_response(), Outcome::Miss)
 }

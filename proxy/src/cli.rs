@@ -276,7 +276,7 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match crate::app::start(config).await {
+        let running = match crate::run::start(config).await {
             Ok(running) => running,
             Err(error) => {
                 eprintln!("cannot start: {error}");
@@ -334,7 +334,7 @@ async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Optio
 /// Reloads the config file into the running proxy; a config that does not
 /// load, or whose rings do not resolve, is refused and the running one
 /// stays.
-async fn reload(running: &crate::app::Running, path: &Path) {
+async fn reload(running: &crate::run::Running, path: &Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let config = match Config::load(path) {
         Ok(config) => config,

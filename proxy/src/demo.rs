@@ -11,7 +11,7 @@
 //!    records of SPEC §3: one SRV record per backend (each on its own host
 //!    name, so `redundancy=host` holds), evenly spaced tokens, and
 //!    `slaves=1 redundancy=host`.
-//! 3. The proxy itself ([`crate::app::start`]), configured to discover that
+//! 3. The proxy itself ([`crate::run::start`]), configured to discover that
 //!    ring from that DNS server, and waited for until it has the whole ring.
 //!
 //! [`run`] does the same, prints [`Demo::guide`] (what runs where, and
@@ -32,10 +32,11 @@ use std::time::Duration;
 use shardproxy_ring::Token;
 use tokio::time::Instant;
 
-use crate::app::{self, Running, StartError};
+use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::discovery::Table;
 use crate::dns_server::{DnsServer, DnsServerError, Zone};
+use crate::run::{self, Running, StartError};
 
 mod backend;
 mod guide;
@@ -221,7 +222,7 @@ impl Demo {
     }
 
     /// The running proxy: its state, rings and metrics.
-    pub fn proxy_app(&self) -> std::sync::Arc<app::App> {
+    pub fn proxy_app(&self) -> std::sync::Arc<App> {
         self.running.app()
     }
 
@@ -248,7 +249,7 @@ impl Demo {
         let Some(service) = app.service(SERVICE) else {
             return Vec::new();
         };
-        let Some(snapshot) = service.ring.load_full() else {
+        let Some(snapshot) = service.upstream.ring.load_full() else {
             return Vec::new();
         };
         let Table::Ring(ring) = &snapshot.table else {
@@ -271,7 +272,7 @@ impl Demo {
             .running
             .app()
             .service(SERVICE)
-            .and_then(|service| service.ring.load_full());
+            .and_then(|service| service.upstream.ring.load_full());
         let ring = match snapshot.as_deref().map(|snapshot| &snapshot.table) {
             Some(Table::Ring(ring)) => Some(ring),
             _ => None,
@@ -319,7 +320,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
 
     let config = proxy_config(&options, dns);
     let parsed = Config::from_toml(&config, "demo")?;
-    let running = app::start(parsed)
+    let running = run::start(parsed)
         .await
         .map_err(|error| start_error(&options, error))?;
     if let Err(error) = wait_until_ready(&running, backends.len()).await {

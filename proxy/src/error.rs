@@ -1,15 +1,14 @@
 //! What the proxy answers when it cannot forward: one error type that says
 //! who failed (the client, the instances, or the proxy), mapped to a status
-//! and a body that says exactly what went wrong, in one place.
+//! and a body that says exactly what went wrong, in one place. No other
+//! module of the request path picks a status of its own.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::forward::Body;
+use crate::body::{self, Body};
 use crate::key::MissingKey;
 
 mod quorum;
@@ -85,6 +84,20 @@ pub enum ProxyError {
     /// The client's fault: a body the proxy buffers did not arrive in time.
     #[error("the request body did not arrive within {}", crate::config::format_duration(*.0))]
     ClientTimeout(Duration),
+    /// Ours: the service has as many requests in flight as it may have
+    /// (`max_concurrency`). Shed, not queued: a fast `503` lets the client
+    /// go elsewhere at once.
+    #[error("service {service} is at its limit of {max} requests in flight (max_concurrency): request shed, try again later")]
+    Shed {
+        /// The service.
+        service: String,
+        /// Its `max_concurrency`.
+        max: usize,
+    },
+    /// The client's: it asked for `only-if-cached` and the cache has no
+    /// answer (RFC 9111 §5.2.1.7: `504`).
+    #[error("not in the cache, and the request says only-if-cached")]
+    NotCached,
     /// Ours: the service has no ring yet (discovery has not succeeded once).
     #[error("service {service} has no ring yet: {detail}")]
     NoRing {
@@ -95,7 +108,7 @@ pub enum ProxyError {
     },
     /// The instances': every attempt failed.
     #[error("{}", describe_attempts(service, *deadline_passed, attempts, note.as_deref()))]
-    Upstream {
+    AttemptsFailed {
         /// The service.
         service: String,
         /// Each attempt, in order.
@@ -105,9 +118,41 @@ pub enum ProxyError {
         /// Why no further instance was tried, if the list was not exhausted.
         note: Option<String>,
     },
+    /// The instances': a response the cache was storing broke off, or did
+    /// not end within the deadline.
+    #[error("service {service}: the response body could not be read: {reason}")]
+    UpstreamBody {
+        /// The service.
+        service: String,
+        /// Why.
+        reason: String,
+    },
     /// The instances': a write to every replica did not reach its quorum.
     #[error(transparent)]
     WriteQuorum(#[from] QuorumError),
+}
+
+/// Who an error is down to: what a retry elsewhere could change, and whose
+/// logs to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The request itself: sent again as it is, it fails again.
+    Client,
+    /// The service's instances: they failed or did not answer.
+    Instances,
+    /// The proxy: its limits, or a ring it does not have yet.
+    Proxy,
+}
+
+impl Side {
+    /// The name logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Instances => "instances",
+            Side::Proxy => "proxy",
+        }
+    }
 }
 
 fn describe_attempts(
@@ -134,7 +179,8 @@ fn describe_attempts(
 }
 
 impl ProxyError {
-    /// The status this error is answered with.
+    /// The status this error is answered with: the one place a status is
+    /// chosen for a request the proxy could not forward.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
@@ -143,9 +189,10 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::WriteQuorum(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Upstream {
+            ProxyError::Shed { .. } | ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamBody { .. } | ProxyError::WriteQuorum(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::AttemptsFailed {
                 deadline_passed, ..
             } => {
                 if *deadline_passed {
@@ -157,23 +204,67 @@ impl ProxyError {
         }
     }
 
+    /// Who the error is down to.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::NoRoute { .. }
+            | ProxyError::BadHost(_)
+            | ProxyError::MissingKey(_)
+            | ProxyError::ClientBody(_)
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::ClientTimeout(_)
+            | ProxyError::NotCached => Side::Client,
+            ProxyError::Shed { .. } | ProxyError::NoRing { .. } => Side::Proxy,
+            ProxyError::AttemptsFailed { .. }
+            | ProxyError::UpstreamBody { .. }
+            | ProxyError::WriteQuorum(_) => Side::Instances,
+        }
+    }
+
     /// The response: the status and the error's text.
     pub fn into_response(self) -> Response<Body> {
-        text_response(self.status(), format!("{self}\n"))
+        let mut response = Response::new(body::full(format!("{self}\n")));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
     }
 }
 
-/// A plain-text response.
-pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// An error with its causes, `outer: inner: innermost`, so that "client
+/// error (Connect)" also says "connection refused".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shed_answer_names_service_and_limit() {
+        let shed = || ProxyError::Shed {
+            service: "frob".to_owned(),
+            max: 7,
+        };
+        assert_eq!(shed().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed().side(), Side::Proxy);
+        assert_eq!(
+            shed().into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            shed().to_string(),
+            "service frob is at its limit of 7 requests in flight (max_concurrency): request shed, try again later"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! Instance health (issue 5): passive outlier detection, and optional active
+//! Instance health: passive outlier detection, and optional active
 //! checks, both ejecting instances that fail so their keys go straight to
 //! their replicas.
 //!
@@ -29,8 +29,9 @@ use shardproxy_ring::InstanceName;
 
 use crate::config::{HealthCheckConfig, OutlierConfig};
 use crate::discovery::{ServiceRing, Table};
-use crate::forward::pool::Pool;
+use crate::error::error_chain;
 use crate::metrics::ServiceMetrics;
+use crate::pool::Pool;
 
 /// The health of one instance.
 #[derive(Debug, Default)]
@@ -358,7 +359,7 @@ async fn check_one(
     match tokio::time::timeout(timeout, connections.send(request)).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("answered {}", response.status())),
-        Ok(Err(error)) => Err(crate::forward::error_chain(&error)),
+        Ok(Err(error)) => Err(error_chain(&error)),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

@@ -31,6 +31,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -45,7 +46,10 @@ pub mod key;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
+pub mod pool;
 pub mod ring_tools;
 pub mod route;
+pub mod run;
 pub mod server;
 pub mod view;

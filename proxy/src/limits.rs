@@ -13,13 +13,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::{Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use crate::error::{text_response, ProxyError};
-use crate::forward::Body;
+use crate::error::{error_chain, ProxyError};
 
 /// The requests in flight to one service, at most `max`.
 #[derive(Debug)]
@@ -33,17 +31,6 @@ pub struct ConcurrencyLimit {
 #[must_use = "the place is given back as soon as it is dropped"]
 pub struct InFlight<'a> {
     limit: &'a ConcurrencyLimit,
-}
-
-/// A request refused because its service had as many requests in flight as
-/// it may have.
-#[derive(Debug, thiserror::Error)]
-#[error("service {service} is at its limit of {max} requests in flight (max_concurrency): request shed, try again later")]
-pub struct Shed<'a> {
-    /// The service.
-    pub service: &'a str,
-    /// Its `max_concurrency`.
-    pub max: usize,
 }
 
 // === impl ConcurrencyLimit ===
@@ -84,15 +71,6 @@ impl Drop for InFlight<'_> {
     #[inline]
     fn drop(&mut self) {
         self.limit.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-// === impl Shed ===
-
-impl Shed<'_> {
-    /// The `503` that says which service and which limit.
-    pub fn into_response(self) -> Response<Body> {
-        text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n"))
     }
 }
 
@@ -142,7 +120,7 @@ pub fn client_fault(
             .is_some_and(hyper::Error::is_user);
         cause = error.source();
     }
-    body_failed.then(|| ProxyError::ClientBody(crate::forward::error_chain(error)))
+    body_failed.then(|| ProxyError::ClientBody(error_chain(error)))
 }
 
 /// `receive` (reading the request body the proxy buffers), cut off after
@@ -178,24 +156,6 @@ mod tests {
         assert!(third.is_some());
         drop((second, third));
         assert_eq!(limit.in_flight(), 0);
-    }
-
-    #[test]
-    fn the_shed_answer_names_service_and_limit() {
-        let response = Shed {
-            service: "frob",
-            max: 7,
-        }
-        .into_response();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            Shed {
-                service: "frob",
-                max: 7
-            }
-            .to_string(),
-            "service frob is at its limit of 7 requests in flight (max_concurrency): request shed, try again later"
-        );
     }
 
     #[tokio::test]

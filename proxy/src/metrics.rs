@@ -1,7 +1,7 @@
 //! Prometheus metrics, served as text at the admin API's `/metrics`
 //! (SPEC §7).
 //!
-//! One [`Metrics`] is built per [`App`](crate::app::App), with its own
+//! One [`Metrics`] is built per process, with its own
 //! registry (never the process-global default, so two proxies in one test
 //! process do not share counters). Each service gets a [`ServiceMetrics`]
 //! once, with its labelled children resolved up front, and the request path
@@ -81,7 +81,7 @@ mod cache;
 pub mod replication;
 mod ring;
 
-pub use cache::CacheMetrics;
+pub use cache::{CacheMetrics, CacheOutcome};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -167,7 +167,7 @@ impl AttemptOutcome {
 
 /// The proxy's metrics: a registry of its own and the metric families that
 /// the request path records into. Built once per process and shared by
-/// the [`App`](crate::app::App)s that reloads make, so counters go on
+/// the states that reloads make, so counters go on
 /// across a SIGHUP. Cloning shares the registry.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -182,6 +182,18 @@ pub struct Metrics {
     restores: IntCounterVec,
     replication: replication::Families,
     cache: cache::CacheFamilies,
+}
+
+/// What a scrape reads of one service, besides the families the request
+/// path counts into: its ring, and its cache's size.
+#[derive(Clone, Copy)]
+pub struct Scraped<'a> {
+    /// The service's name.
+    pub name: &'a str,
+    /// Its ring, as discovery keeps it.
+    pub ring: &'a ServiceRing,
+    /// Bytes and objects stored, when it has a cache.
+    pub cache_usage: Option<(u64, u64)>,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -346,11 +358,11 @@ impl Metrics {
 
     /// Everything in the Prometheus text format (version 0.0.4): the
     /// registered families, and the ring and cache size metrics read now
-    /// from each service's ring and store.
-    pub fn render(&self, app_services: &[crate::app::Service]) -> String {
-        let usage = app_services.iter().filter_map(|service| {
-            let (bytes, objects) = service.cache.as_ref()?.usage();
-            Some((service.config.name.as_str(), bytes, objects))
+    /// from what each service shows a scrape.
+    pub fn render<'a>(&self, services: &[Scraped<'a>]) -> String {
+        let usage = services.iter().filter_map(|service| {
+            let (bytes, objects) = service.cache_usage?;
+            Some((service.name, bytes, objects))
         });
         let families = match cache::families(usage) {
             Ok(families) => families,
@@ -359,7 +371,7 @@ impl Metrics {
                 Vec::new()
             }
         };
-        self.render_rings(app_services.iter().map(|service| &*service.ring), families)
+        self.render_rings(services.iter().map(|service| service.ring), families)
     }
 
     /// [`Metrics::render`] for these rings, with `more` families.

@@ -19,7 +19,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -31,11 +30,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use arc_swap::ArcSwap;
-
-use crate::app::App;
 use crate::config::ServerConfig;
-use crate::{admin, forward};
 
 mod connection;
 mod protocol;
@@ -162,37 +157,47 @@ impl Builders {
     }
 }
 
-/// Starts the client and admin accept loops.
-/// Each request reads the current [`App`] once, so a reload swaps it for
-/// the requests that follow while those in flight finish on the old one.
-/// The connection settings (timeouts, limits) are those at start.
-pub fn spawn(app: Arc<ArcSwap<App>>, listener: TcpListener, admin_listener: TcpListener) -> Handle {
+/// Starts the client and admin accept loops: each listener with the
+/// handler that answers its requests (given the request and the client's
+/// address). The server knows sockets, protocols, limits and drain; what a
+/// request means is the handlers'. The connection settings (timeouts,
+/// limits) are those of `server`.
+pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
+    server: &ServerConfig,
+    (listener, proxy): (TcpListener, P),
+    (admin_listener, admin): (TcpListener, A),
+) -> Handle
+where
+    P: Fn(Request<Incoming>, SocketAddr) -> PFut + Clone + Send + Sync + 'static,
+    PFut: Future<Output = Response<PBody>> + Send + 'static,
+    PBody: http_body::Body + Send + 'static,
+    PBody::Data: Send,
+    PBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Fn(Request<Incoming>, SocketAddr) -> AFut + Clone + Send + Sync + 'static,
+    AFut: Future<Output = Response<ABody>> + Send + 'static,
+    ABody: http_body::Body + Send + 'static,
+    ABody::Data: Send,
+    ABody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (stop, stopped) = watch::channel(false);
-    let server = app.load().config.server.clone();
     let listening = Listening {
-        builders: Builders::new(&server),
+        builders: Builders::new(server),
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
         stopped,
     };
-    let proxy_app = Arc::clone(&app);
     let proxy = tokio::spawn(accept_loop(
         listener,
         Connections::new(server.max_connections),
         listening.clone(),
-        move |request: Request<Incoming>, peer| {
-            forward::handle(proxy_app.load_full(), request, peer)
-        },
+        proxy,
     ));
     let admin = tokio::spawn(accept_loop(
         admin_listener,
         Connections::new(server.max_connections),
         listening,
-        move |request: Request<Incoming>, _peer| {
-            let app = app.load_full();
-            async move { admin::handle(&app, request).await }
-        },
+        admin,
     ));
     Handle {
         stop,

@@ -1,6 +1,6 @@
 //! The response cache end to end (SPEC §6, issue 4): real backends that
 //! count their requests and answer with the caching headers each test
-//! sets (`support::backend::Reply`), a proxy started with `app::start`
+//! sets (`support::backend::Reply`), a proxy started with `run::start`
 //! whose service lists them statically, and a hyper client.
 //!
 //! Each test asserts what the backends saw (how many requests, how many
@@ -22,8 +22,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use shardproxy::app::Running;
 use shardproxy::config::Config;
+use shardproxy::run::Running;
 use support::backend::{Backend, Reply};
 
 /// How long any single wait may take before the test fails.

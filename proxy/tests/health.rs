@@ -3,7 +3,7 @@
 //! sockets on 127.0.0.1.
 //!
 //! Each test starts real backends (`support::backend`), a proxy with
-//! `app::start` whose service lists them statically (no DNS), and a client.
+//! `run::start` whose service lists them statically (no DNS), and a client.
 //! What the proxy decided is read where an operator reads it: the answers'
 //! `x-backend`, `/ring` (each instance's `health`), `/ring/lookup` (a key's
 //! preference list) and `/metrics`. Requests are sent one after another, so
@@ -26,8 +26,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use shardproxy::app::Running;
 use shardproxy::config::Config;
+use shardproxy::run::Running;
 use support::backend::{Backend, Behaviour};
 
 /// How long any single wait may take before the test fails.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardproxy::app::Running;
+use shardproxy::run::Running;
 use support::backend::Backend;
 use support::raw::{exchange, Raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

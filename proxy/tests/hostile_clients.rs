@@ -12,7 +12,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shardproxy::app::Running;
+use shardproxy::run::Running;
 use support::raw::{exchange, Raw};
 use support::recorder::{Recorder, Sent};
 
@@ -269,7 +269,7 @@ async fn malformed_or_huge_chunks_get_400_or_a_closed_connection_and_no_request(
     // A client's bad body says nothing of the instance: it is not ejected.
     let app = setup.proxy.app();
     let service = app.service("rec").expect("the service");
-    assert!(!service.health.any_ejected());
+    assert!(!service.upstream.health.any_ejected());
     setup.stop().await;
 }
 
@@ -299,6 +299,7 @@ async fn a_stalled_body_is_the_clients_408_and_never_ejects_the_instance() {
     assert!(!app
         .service("rec")
         .expect("the service")
+        .upstream
         .health
         .any_ejected());
     setup.stop().await;

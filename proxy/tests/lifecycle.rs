@@ -658,17 +658,17 @@ async fn sighup_with_rings_that_do_not_resolve_changes_nothing() {
     proxy.assert_answered_by(key, &owner).await;
     proxy.assert_answered_by("/ghost/1", &ghost_owner).await;
     assert!(
-        hangup.elapsed() < shardproxy::app::RELOAD_READY_TIMEOUT,
+        hangup.elapsed() < shardproxy::run::RELOAD_READY_TIMEOUT,
         "asked while the reload waited"
     );
     support::wait_until_within(
-        shardproxy::app::RELOAD_READY_TIMEOUT + WAIT,
+        shardproxy::run::RELOAD_READY_TIMEOUT + WAIT,
         "the reload is refused",
         || async { proxy.log().contains("reload refused") },
     )
     .await;
     assert!(
-        hangup.elapsed() >= shardproxy::app::RELOAD_READY_TIMEOUT,
+        hangup.elapsed() >= shardproxy::run::RELOAD_READY_TIMEOUT,
         "refused after {:?}, before the rings had their time",
         hangup.elapsed()
     );

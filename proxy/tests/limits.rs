@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardproxy::app::Running;
+use shardproxy::run::Running;
 use support::backend::{Backend, Behaviour};
 use support::raw::{exchange, Raw};
 
@@ -363,7 +363,11 @@ async fn a_service_at_its_concurrency_limit_sheds_with_503() {
     let app = proxy.app();
     support::wait_until_within(WAIT, "the places are given back", || {
         let app = Arc::clone(&app);
-        async move { app.service("frob").map(|s| s.in_flight.in_flight()) == Some(0) }
+        async move {
+            app.service("frob")
+                .map(|s| s.upstream.in_flight.in_flight())
+                == Some(0)
+        }
     })
     .await;
     backend.set(Behaviour::Healthy);

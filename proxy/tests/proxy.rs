@@ -1,6 +1,6 @@
 //! The proxy end to end over real sockets (SPEC §2, §3, §5): an in-process
 //! DNS server publishes a ring of real HTTP backends (`support::backend`),
-//! the proxy is started with `app::start` and finds the ring in DNS, and
+//! the proxy is started with `run::start` and finds the ring in DNS, and
 //! clients (hyper, or raw TCP for malformed requests) talk to it.
 //!
 //! Where a key lands is checked against the independent implementation of
@@ -27,9 +27,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reference::RefInstance;
-use shardproxy::app::{self, Running};
 use shardproxy::config::Config;
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
+use shardproxy::run::{self, Running};
 use support::backend::{Backend, Behaviour, Echo, HOP_BY_HOP_RESPONSE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1048,7 +1048,7 @@ async fn a_service_without_a_ring_answers_503() {
         "[[routes]]\npath_prefix = \"/\"\nservice = \"ghost\"\n",
     );
     let config = Config::from_toml(&config, "test.toml").unwrap();
-    let proxy = app::start(config).await.expect("the proxy starts");
+    let proxy = run::start(config).await.expect("the proxy starts");
     let client = http1_client();
     let answer = send(&client, get(proxy.listen, "/x")).await;
     assert_eq!(
@@ -1066,7 +1066,7 @@ async fn a_service_without_a_ring_answers_503() {
 
 /// Every value the config accepts must start the proxy: the validator takes
 /// `retry_min_per_second` up to `u32::MAX`, but tower's `TpsBudget::new`
-/// asserts `min_per_sec < i32::MAX`, so `app::start` panics on a config
+/// asserts `min_per_sec < i32::MAX`, so `run::start` panics on a config
 /// that `check` calls valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_retry_min_per_second_starts_the_proxy() {
@@ -1081,9 +1081,9 @@ async fn every_accepted_retry_min_per_second_starts_the_proxy() {
         "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"\n",
     );
     if let Ok(config) = Config::from_toml(&config, "test.toml") {
-        let started = tokio::spawn(app::start(config)).await;
+        let started = tokio::spawn(run::start(config)).await;
         let started = started.unwrap_or_else(|error| {
-            panic!("app::start panicked on a config that validated: {error}")
+            panic!("run::start panicked on a config that validated: {error}")
         });
         if let Ok(proxy) = started {
             stop_proxy(proxy).await;

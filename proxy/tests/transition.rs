@@ -25,10 +25,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use shardproxy::app::Running;
 use shardproxy::config::Config;
 use shardproxy::discovery::{Snapshot, Table};
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
+use shardproxy::run::Running;
 use shardproxy_ring::{Ring, Token};
 use support::backend::{Backend, Behaviour};
 
@@ -106,16 +106,16 @@ service = "frob"
     /// and returns the rings before and after.
     async fn add_b4(&self) -> Change {
         let app = self.proxy.app();
-        let before = app.services[0].ring.load_full().unwrap();
+        let before = app.services[0].upstream.ring.load_full().unwrap();
         self.dns.set_records(records(&self.backends)).unwrap();
         wait_until("the proxy uses the ring with b4", || {
             let app = Arc::clone(&app);
-            async move { ring_size(&app.services[0].ring.load_full().unwrap().table) == 4 }
+            async move { ring_size(&app.services[0].upstream.ring.load_full().unwrap().table) == 4 }
         })
         .await;
         Change {
             before,
-            after: app.services[0].ring.load_full().unwrap(),
+            after: app.services[0].upstream.ring.load_full().unwrap(),
         }
     }
 
@@ -212,7 +212,7 @@ async fn stop_proxy(running: Running) {
 /// proxy.
 fn metric(proxy: &Running, name: &str, labels: &[(&str, &str)]) -> f64 {
     let app = proxy.app();
-    support::sum_samples(&app.metrics.render(&app.services), name, labels)
+    support::sum_samples(&app.metrics.render(&app.scraped()), name, labels)
 }
 
 /// `shardproxy_transition_reads_total{result}` of the running proxy.
@@ -482,7 +482,14 @@ async fn a_reload_that_changes_a_static_ring_starts_a_transition() {
     let next = Config::from_toml(&config(3), "transition.toml").unwrap();
     proxy.reload(next).await.expect("the reload succeeds");
     assert_eq!(
-        ring_size(&proxy.app().services[0].ring.load_full().unwrap().table),
+        ring_size(
+            &proxy.app().services[0]
+                .upstream
+                .ring
+                .load_full()
+                .unwrap()
+                .table
+        ),
         3
     );
     for key in &keys {

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A proxy in front of one instance at `addr`, with these service lines.
-async fn proxy_to(addr: SocketAddr, service: &str) -> shardproxy::app::Running {
+async fn proxy_to(addr: SocketAddr, service: &str) -> shardproxy::run::Running {
     let instance = format!("    {{ host = \"b1.example.com\", addr = \"{addr}\" }},");
     let config = support::static_config(&[instance], service, "[[routes]]\nservice = \"frob\"\n");
     support::start_proxy(&config, "upstream_pool.toml").await
@@ -182,7 +182,7 @@ async fn the_most_recently_used_idle_connection_goes_first() {
 }
 
 /// The proxy's `/metrics`.
-async fn admin_metrics(proxy: &shardproxy::app::Running) -> String {
+async fn admin_metrics(proxy: &shardproxy::run::Running) -> String {
     let (_, reply) = exchange(
         proxy.admin,
         b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",

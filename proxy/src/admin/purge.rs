@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use super::{json, json_error, named_service};
+use super::reply::{json, json_error};
 use crate::app::App;
 use crate::cache::Purge;
 use crate::key::query_param;
@@ -49,7 +49,9 @@ fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
     };
     let name = query_param(query, "service")
         .ok_or_else(|| bad(format!("missing query parameter \"service\": {USAGE}")))?;
-    let service = named_service(app, &name).map_err(|message| (StatusCode::NOT_FOUND, message))?;
+    let service = app
+        .named(&name)
+        .map_err(|message| (StatusCode::NOT_FOUND, message))?;
     let (path, prefix) = (text("path")?, text("prefix")?);
     let which = match (&path, &prefix) {
         (Some(path), None) => Purge::Path(path),
@@ -63,12 +65,12 @@ fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
     let cache = service.cache.as_ref().ok_or_else(|| {
         bad(format!(
             "service {:?} has no cache (cache.enabled = false)",
-            service.config.name
+            service.config().name
         ))
     })?;
     let host = text("host")?.map(|host| host.to_ascii_lowercase());
     Ok(Purged {
-        service: &service.config.name,
+        service: &service.config().name,
         purged: cache.purge(host.as_deref(), which),
     })
 }

@@ -91,6 +91,7 @@ async fn metrics_are_prometheus_text() {
     let app = app(CONFIG);
     app.service("frob")
         .unwrap()
+        .upstream
         .metrics
         .request(200, std::time::Duration::from_millis(2));
     let (status, headers, body) = get(&app, "/metrics").await;

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::forward::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// A body read for storing.
 pub enum Read {

@@ -9,52 +9,22 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
 
 use super::policy::{self, Keeping};
-use crate::forward::Body;
+use crate::body::{self, empty, Body};
+use crate::metrics::CacheOutcome;
 
 /// `x-cache`: how the cache answered.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// What the cache says it did, as `x-cache` and in the access log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Served from the store, fresh (or after waiting for another
-    /// request's fetch).
-    Hit,
-    /// Fetched from an instance (and stored if storable).
-    Miss,
-    /// Served stale: within grace / `stale-while-revalidate`, or because
-    /// the instances failed.
-    Stale,
-    /// A stored object validated by an instance's `304`.
-    Revalidated,
-    /// Not for the cache: passed to the instances as it is.
-    Pass,
-}
-
-impl Outcome {
-    /// The `x-cache` value: `HIT`, `MISS` or `STALE` (a revalidation or a
-    /// pass waited for an instance, so it is a `MISS`).
-    pub fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            Outcome::Hit => "HIT",
-            Outcome::Stale => "STALE",
-            Outcome::Miss | Outcome::Revalidated | Outcome::Pass => "MISS",
-        })
-    }
-
-    /// The access log's `cache` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Revalidated => "revalidated",
-            Outcome::Pass => "pass",
-        }
-    }
+/// The `x-cache` value of `outcome`: `HIT`, `MISS` or `STALE` (a
+/// revalidation or a pass waited for an instance, so it is a `MISS`).
+pub fn x_cache(outcome: CacheOutcome) -> HeaderValue {
+    HeaderValue::from_static(match outcome {
+        CacheOutcome::Hit => "HIT",
+        CacheOutcome::Stale => "STALE",
+        CacheOutcome::Miss | CacheOutcome::Revalidated | CacheOutcome::Pass => "MISS",
+    })
 }
 
 /// Where an object was asked for: the request's host (lower case, no
@@ -292,10 +262,10 @@ impl Object {
     /// The response for a client: `304` when its conditional is satisfied
     /// by a 2xx object, else the object (without a body for `HEAD`), with
     /// `Age` and `x-cache`.
-    pub fn respond(&self, now: Instant, outcome: Outcome, ask: &Ask) -> Response<Body> {
+    pub fn respond(&self, now: Instant, outcome: CacheOutcome, ask: &Ask) -> Response<Body> {
         let mut headers = self.headers.clone();
         headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
-        headers.insert(X_CACHE.clone(), outcome.header());
+        headers.insert(X_CACHE.clone(), x_cache(outcome));
         let not_modified = self.status.is_success()
             && (ask.if_none_match.is_some() || ask.if_modified_since.is_some())
             && policy::not_modified(
@@ -313,23 +283,13 @@ impl Object {
         } else if ask.head {
             (self.status, empty())
         } else {
-            (
-                self.status,
-                Full::new(self.body.clone())
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
+            (self.status, body::full(self.body.clone()))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         response
     }
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// What the client asked beyond the target: a `HEAD` (no body), and its

@@ -9,12 +9,12 @@ use http_body_util::BodyExt;
 
 use super::body::RequestBody;
 use super::endpoint::Endpoint;
-use super::pool::{ResponseBody, SendError};
-use super::{error_chain, Body};
-use crate::error::{AttemptFailure, ProxyError};
+use crate::body::Body;
+use crate::error::{error_chain, AttemptFailure, ProxyError};
 use crate::health::Health;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
+use crate::pool::{ResponseBody, SendError};
 
 /// Why an attempt gave no answer to return.
 pub(super) enum Failed {

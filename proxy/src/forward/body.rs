@@ -3,7 +3,6 @@
 //! time so that a connect error (nothing sent) still leaves the body for the
 //! next instance.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,10 +10,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{Body, BoxError};
+use crate::body::{self, Body, BoxError};
 use crate::error::ProxyError;
 
 /// The client's body, under its route's `max_body` (see
@@ -133,12 +132,8 @@ impl RequestBody {
     /// already spent.
     pub(super) fn for_attempt(&mut self) -> Option<Body> {
         match self {
-            RequestBody::Empty => Some(Empty::new().map_err(|never| match never {}).boxed_unsync()),
-            RequestBody::Buffered(bytes) => Some(
-                Full::new(bytes.clone())
-                    .map_err(|never: Infallible| match never {})
-                    .boxed_unsync(),
-            ),
+            RequestBody::Empty => Some(body::empty()),
+            RequestBody::Buffered(bytes) => Some(body::full(bytes.clone())),
             RequestBody::Streamed(body) => {
                 if body.as_ref().is_some_and(LentBody::polled) {
                     *body = None;

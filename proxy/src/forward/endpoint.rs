@@ -11,10 +11,10 @@ use http::HeaderValue;
 use shardproxy_ring::srv::{rfc2782_order, SrvWeight};
 use shardproxy_ring::{InstanceName, Token};
 
-use super::pool::{Connections, Pool};
 use crate::discovery::{Snapshot, Table};
 use crate::health::{self, Health};
 use crate::metrics::{InstanceAttempts, ServiceMetrics};
+use crate::pool::{Connections, Pool};
 
 /// One instance of the ring in use.
 #[derive(Debug)]

@@ -19,16 +19,19 @@ use http::uri::PathAndQuery;
 use http::{Method, Response};
 use shardproxy_ring::{InstanceName, Ring, Token};
 
+use super::attempt;
 use super::body::RequestBody;
 use super::endpoint::Targets;
-use super::pool::ResponseBody;
-use super::{attempt, to_client, upstream_request, Body, Exchange};
-use crate::app::Service;
+use super::exchange::Exchange;
+use super::request::{to_client, upstream_request};
+use super::upstream::Upstream;
+use crate::body::Body;
 use crate::discovery::{RingState, Snapshot, Table};
+use crate::pool::ResponseBody;
 
 /// The replaced ring a request may be tried on.
 pub(super) struct OldRing<'a> {
-    service: &'a Service,
+    upstream: &'a Upstream,
     snapshot: &'a Arc<Snapshot>,
     ring: &'a Ring,
     /// The request's key position.
@@ -43,13 +46,13 @@ impl<'a> OldRing<'a> {
     /// method is GET or HEAD, both rings are rings (not SRV sets), and the
     /// key's primary differs between them (compared by `host:port`).
     pub(super) fn for_request(
-        service: &'a Service,
+        upstream: &'a Upstream,
         state: &'a RingState,
         method: &Method,
         position: Token,
         deadline: Instant,
     ) -> Option<OldRing<'a>> {
-        let grace = service.config.transition_grace;
+        let grace = upstream.config.transition_grace;
         if grace.is_zero() || !matches!(*method, Method::GET | Method::HEAD) {
             return None;
         }
@@ -65,7 +68,7 @@ impl<'a> OldRing<'a> {
             return None;
         }
         Some(OldRing {
-            service,
+            upstream,
             snapshot,
             ring: old,
             position,
@@ -86,12 +89,11 @@ impl<'a> OldRing<'a> {
         not_found: Response<ResponseBody>,
         exchange: &mut Exchange,
     ) -> Response<Body> {
-        let service = self.service;
-        let config = &service.config;
-        let endpoints = service
-            .upstream
+        let upstream = self.upstream;
+        let config = &upstream.config;
+        let endpoints = upstream
             .endpoints
-            .get_replaced(self.snapshot, &service.metrics);
+            .get_replaced(self.snapshot, &upstream.metrics);
         let already_asked = |name: &InstanceName| {
             (0..asked)
                 .filter_map(|n| targets.get(n))
@@ -114,7 +116,7 @@ impl<'a> OldRing<'a> {
             let request = upstream_request(parts, endpoint, path, attempt_body, false);
             exchange.attempts += 1;
             let answer = attempt::once(
-                &service.health,
+                &upstream.health,
                 &config.retry_on,
                 endpoint,
                 request,
@@ -126,10 +128,8 @@ impl<'a> OldRing<'a> {
                 Ok(response)
                     if response.status().is_success() || response.status().is_redirection() =>
                 {
-                    if exchange.logged {
-                        exchange.instance = Some(endpoint.name.clone());
-                    }
-                    service.metrics.replication().transition_read(true);
+                    exchange.answered_by(&endpoint.name);
+                    upstream.metrics.replication().transition_read(true);
                     tokio::spawn(attempt::drain(not_found.into_body(), config.try_timeout));
                     return to_client(response);
                 }
@@ -139,7 +139,7 @@ impl<'a> OldRing<'a> {
                 Err(_) => {}
             }
         }
-        service.metrics.replication().transition_read(false);
+        upstream.metrics.replication().transition_read(false);
         to_client(not_found)
     }
 }

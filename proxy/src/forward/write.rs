@@ -32,10 +32,12 @@ use shardproxy_ring::{InstanceName, Ring, Token};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::attempt;
 use super::endpoint::Endpoints;
-use super::pool::ResponseBody;
-use super::{attempt, to_client, upstream_request, Body, Exchange};
-use crate::app::Service;
+use super::exchange::Exchange;
+use super::request::{to_client, upstream_request};
+use super::upstream::Upstream;
+use crate::body::Body;
 use crate::config::Writes;
 use crate::discovery::{Snapshot, Table};
 use crate::error::{AttemptError, AttemptFailure, ProxyError, QuorumError};
@@ -43,6 +45,7 @@ use crate::health::Health;
 use crate::limits;
 use crate::metrics::replication::ReplicaWrite;
 use crate::metrics::ServiceMetrics;
+use crate::pool::ResponseBody;
 
 /// Replica writes of one service that may go on after their client got its
 /// answer. Each waits for at most the per-try timeout, so this bounds what
@@ -65,7 +68,7 @@ impl Default for Background {
 
 /// A write to go to every replica of its key.
 pub(super) struct Replicas<'a> {
-    service: &'a Service,
+    upstream: &'a Upstream,
     ring: &'a Ring,
     endpoints: &'a Arc<Endpoints>,
     position: Token,
@@ -107,7 +110,7 @@ impl<'a> Replicas<'a> {
     /// The replicas of a request that goes to all of them: a PUT, POST,
     /// PATCH or DELETE of a `writes = "all"` service whose table is a ring.
     pub(super) fn for_request(
-        service: &'a Service,
+        upstream: &'a Upstream,
         snapshot: &'a Snapshot,
         endpoints: &'a Arc<Endpoints>,
         method: &Method,
@@ -117,14 +120,14 @@ impl<'a> Replicas<'a> {
             *method,
             Method::PUT | Method::POST | Method::PATCH | Method::DELETE
         );
-        if service.config.writes != Writes::All || !write {
+        if upstream.config.writes != Writes::All || !write {
             return None;
         }
         let Table::Ring(ring) = &snapshot.table else {
             return None;
         };
         Some(Replicas {
-            service,
+            upstream,
             ring,
             endpoints,
             position,
@@ -141,9 +144,9 @@ impl<'a> Replicas<'a> {
         route_max_body: Option<u64>,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
-        let service = self.service;
-        let config = &service.config;
-        let metrics = service.metrics.replication();
+        let upstream = self.upstream;
+        let config = &upstream.config;
+        let metrics = upstream.metrics.replication();
         let limit = route_max_body.map_or(config.max_body, |route| route.min(config.max_body));
         let body = limits::body_within(config.deadline, buffer(body, limit)).await?;
         let list = self.ring.preference_list(self.position).indexes();
@@ -163,10 +166,10 @@ impl<'a> Replicas<'a> {
             return Err(outcome.into());
         }
         let shared = Arc::new(Shared {
-            health: Arc::clone(&service.health),
+            health: Arc::clone(&upstream.health),
             retry_on: config.retry_on.clone(),
             endpoints: Arc::clone(self.endpoints),
-            metrics: service.metrics.clone(),
+            metrics: upstream.metrics.clone(),
             service: config.name.clone(),
             position: self.position,
             try_timeout: config.try_timeout,
@@ -174,8 +177,8 @@ impl<'a> Replicas<'a> {
         let mut in_flight = InFlight {
             service: &config.name,
             position: self.position,
-            metrics: &service.metrics,
-            permits: &service.upstream.writes.permits,
+            metrics: &upstream.metrics,
+            permits: &upstream.writes.permits,
             tasks: Vec::with_capacity(list.len()),
         };
         let (replies, mut received) = mpsc::channel(list.len());
@@ -202,8 +205,8 @@ impl<'a> Replicas<'a> {
         match quorum(&mut received, &in_flight, &mut outcome, config.try_timeout).await {
             Some((replica, response)) => {
                 metrics.write_quorum(true);
-                if exchange.logged {
-                    exchange.instance = in_flight.tasks.get(replica).map(|(name, _)| name.clone());
+                if let Some((name, _)) = in_flight.tasks.get(replica) {
+                    exchange.answered_by(name);
                 }
                 Ok(to_client(response))
             }

@@ -6,7 +6,36 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::cache::object::Outcome;
+/// What the cache did for a request, for its counters, `x-cache` and the
+/// access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from the store, fresh (or after waiting for another
+    /// request's fetch).
+    Hit,
+    /// Fetched from an instance (and stored if storable).
+    Miss,
+    /// Served stale: within grace / `stale-while-revalidate`, or because
+    /// the instances failed.
+    Stale,
+    /// A stored object validated by an instance's `304`.
+    Revalidated,
+    /// Not for the cache: passed to the instances as it is.
+    Pass,
+}
+
+impl CacheOutcome {
+    /// The access log's `cache` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Stale => "stale",
+            CacheOutcome::Revalidated => "revalidated",
+            CacheOutcome::Pass => "pass",
+        }
+    }
+}
 
 /// `shardproxy_cache_hits_total`.
 pub const HITS: &str = "shardproxy_cache_hits_total";
@@ -104,12 +133,12 @@ impl CacheFamilies {
 impl CacheMetrics {
     /// Counts a request the cache answered with `outcome`.
     #[inline]
-    pub fn count(&self, outcome: Outcome) {
+    pub fn count(&self, outcome: CacheOutcome) {
         match outcome {
-            Outcome::Hit => self.hits.inc(),
-            Outcome::Miss | Outcome::Revalidated => self.misses.inc(),
-            Outcome::Stale => self.stale.inc(),
-            Outcome::Pass => self.passes.inc(),
+            CacheOutcome::Hit => self.hits.inc(),
+            CacheOutcome::Miss | CacheOutcome::Revalidated => self.misses.inc(),
+            CacheOutcome::Stale => self.stale.inc(),
+            CacheOutcome::Pass => self.passes.inc(),
         }
     }
 

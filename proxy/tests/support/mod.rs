@@ -93,10 +93,10 @@ pub fn static_config(instances: &[String], service: &str, rest: &str) -> String 
 
 /// Starts a proxy on `config` (TOML text, called `file` in errors) and
 /// waits until every ring is ready.
-pub async fn start_proxy(config: &str, file: &str) -> shardproxy::app::Running {
+pub async fn start_proxy(config: &str, file: &str) -> shardproxy::run::Running {
     let parsed = shardproxy::config::Config::from_toml(config, file)
         .unwrap_or_else(|error| panic!("{error}"));
-    let proxy = shardproxy::app::start(parsed)
+    let proxy = shardproxy::run::start(parsed)
         .await
         .expect("the proxy starts");
     let app = proxy.app();

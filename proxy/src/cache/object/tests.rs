@@ -7,6 +7,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;
 
 use super::*;
+use crate::metrics::CacheOutcome;
 
 use crate::headers::map_of as headers;
 
@@ -102,12 +103,16 @@ fn if_modified_since_is_compared_with_the_date_when_there_is_no_last_modified() 
     let object = stored(&[("date", date)]);
     let now = Instant::now();
     assert_eq!(
-        object.respond(now, Outcome::Hit, &ask(date)).status(),
+        object.respond(now, CacheOutcome::Hit, &ask(date)).status(),
         StatusCode::NOT_MODIFIED
     );
     assert_eq!(
         object
-            .respond(now, Outcome::Hit, &ask("Sun, 09 Sep 2001 01:46:39 GMT"))
+            .respond(
+                now,
+                CacheOutcome::Hit,
+                &ask("Sun, 09 Sep 2001 01:46:39 GMT")
+            )
             .status(),
         StatusCode::OK
     );

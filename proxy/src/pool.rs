@@ -4,7 +4,7 @@
 //!
 //! Why not hyper-util's pooled `Client`: a proxy knows the address of every
 //! attempt before it sends it. So each instance's [`Connections`] is found
-//! once per ring (its [`Endpoint`](super::endpoint::Endpoint) holds it)
+//! once per ring (its [`Endpoint`](crate::forward) holds it)
 //! rather than by hashing a pool key per request, and a connection goes back
 //! to its idle list when the response body that used it ends, rather than
 //! from a task spawned per response. Against hyper-util's client, that cut
@@ -39,7 +39,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::Body;
+use crate::body::Body;
 
 /// How a service makes and keeps its connections.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +84,7 @@ struct Idle {
 }
 
 /// Why a request got no response. (The causes are the errors' sources, as
-/// [`error_chain`](super::error_chain) writes them out.)
+/// [`error_chain`](crate::error::error_chain) writes them out.)
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// No connection: nothing was sent.

@@ -1,0 +1,96 @@
+//! The per-service handle: everything forwarding needs of one service, in
+//! one value that `forward`, its transition reads and replica writes, the
+//! cache and the pipeline take, so that none of them reads the whole app.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ServiceConfig;
+use crate::discovery::{RingState, ServiceRing};
+use crate::error::ProxyError;
+use crate::health::Health;
+use crate::limits::ConcurrencyLimit;
+use crate::metrics::ServiceMetrics;
+use crate::pool::{Pool, Settings};
+
+use super::budget::RetryBudget;
+use super::endpoint::EndpointCache;
+use super::write::Background;
+
+/// One service as the request path sees it: its config, its ring (swapped
+/// whole by discovery), its instances' health, its metrics and its limit of
+/// requests in flight; and its way to the instances: the keep-alive
+/// connections, the retry budget that keeps a failing fleet from a retry
+/// storm, and the bound on its background replica writes.
+pub struct Upstream {
+    /// Its config section.
+    pub config: ServiceConfig,
+    /// Its current ring.
+    pub ring: Arc<ServiceRing>,
+    /// Its instances' health, carried over a reload.
+    pub health: Arc<Health>,
+    /// Its metrics, labelled children resolved once.
+    pub metrics: ServiceMetrics,
+    /// Its requests in flight, at most `max_concurrency`.
+    pub in_flight: ConcurrencyLimit,
+    pub(super) budget: RetryBudget,
+    pub(super) endpoints: EndpointCache,
+    pub(super) writes: Background,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// The handle of the service `config`, whose ring is `ring`.
+    pub fn new(
+        config: ServiceConfig,
+        ring: Arc<ServiceRing>,
+        health: Arc<Health>,
+        metrics: ServiceMetrics,
+    ) -> Upstream {
+        let pool = Pool::new(Settings {
+            connect_timeout: config.try_timeout,
+            max_idle: config.upstream_max_idle,
+            idle_timeout: config.upstream_idle_timeout,
+        });
+        // tower's budget arithmetic: deposits made over the last 10 s allow
+        // `retry_budget` retries each, plus `retry_min_per_second`.
+        let budget = RetryBudget::new(
+            Duration::from_secs(10),
+            config.retry_min_per_second,
+            config.retry_budget as f32,
+        );
+        Upstream {
+            in_flight: ConcurrencyLimit::new(config.max_concurrency),
+            endpoints: EndpointCache::new(pool),
+            budget,
+            writes: Background::default(),
+            config,
+            ring,
+            health,
+            metrics,
+        }
+    }
+
+    /// The connections to the instances, for active health checks.
+    pub fn pool(&self) -> &Pool {
+        self.endpoints.pool()
+    }
+
+    /// The ring in use (and the one it replaced), held for a request's
+    /// life: a ring swapped in meanwhile never changes the instances it
+    /// walks.
+    ///
+    /// # Errors
+    ///
+    /// [`ProxyError::NoRing`] before discovery has succeeded once.
+    pub(super) fn ring_state(&self) -> Result<Arc<RingState>, ProxyError> {
+        self.ring.load_state().ok_or_else(|| ProxyError::NoRing {
+            service: self.config.name.clone(),
+            detail: self.ring.status().last_error.map_or_else(
+                || "discovery has not finished".to_owned(),
+                |(_, error)| error.to_string(),
+            ),
+        })
+    }
+}

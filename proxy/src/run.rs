@@ -1,0 +1,147 @@
+//! Start-up, reload and stop: binds the listeners, builds the [`App`],
+//! and hands the server the two handlers that read the current one. The
+//! only place that knows both the state and the sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::Request;
+use hyper::body::Incoming;
+
+use crate::app::{App, BuildError};
+use crate::config::Config;
+use crate::server::{self, ServerError};
+use crate::{admin, pipeline};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The state could not be built (discovery or the metrics).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A proxy that is serving: its bound addresses, and the way to reload and
+/// stop it.
+pub struct Running {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where the admin API answers.
+    pub admin: SocketAddr,
+    current: Arc<ArcSwap<App>>,
+    servers: server::Handle,
+}
+
+/// Why a reload was refused; the running config stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config's state cannot be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The new config's rings did not all resolve in time.
+    #[error("the new config's rings were not ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+}
+
+/// How long a reload waits for the new config's rings before giving up.
+pub const RELOAD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Running {
+    /// The state requests are served with now.
+    pub fn app(&self) -> Arc<App> {
+        self.current.load_full()
+    }
+
+    /// Replaces the config of the running proxy without dropping a request:
+    /// the new state is built and its rings resolved first, then swapped in
+    /// whole; requests in flight finish on the old one. The listen and admin
+    /// addresses stay as bound (a change to them needs a restart, and is
+    /// logged).
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError`] when the new config cannot start or its rings do not
+    /// resolve in time; nothing changes then.
+    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        if config.server.listen != self.app().config.server.listen
+            || config.server.admin != self.app().config.server.admin
+        {
+            tracing::warn!("server.listen and server.admin changes take effect on restart only");
+        }
+        let next = App::next(config, &self.app())?;
+        let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
+            while !next.discovery.ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if ready.is_err() {
+            let missing: Vec<String> = next
+                .services
+                .iter()
+                .map(|service| (&service.config().name, &service.upstream.ring))
+                .filter(|(_, ring)| ring.load().is_none())
+                .map(|(name, ring)| match ring.status().last_error {
+                    Some((_, error)) => format!("{name}: {error}"),
+                    None => format!("{name}: no answer yet"),
+                })
+                .collect();
+            return Err(ReloadError::NotReady(
+                RELOAD_READY_TIMEOUT,
+                missing.join("; "),
+            ));
+        }
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and
+    /// returns when both listeners are closed.
+    pub async fn shutdown(self) {
+        self.servers.shutdown().await;
+    }
+}
+
+/// Binds the listeners of `config.server`, starts discovery, and serves
+/// until [`Running::shutdown`]. Port 0 picks a free port; see
+/// [`Running::listen`].
+///
+/// # Errors
+///
+/// [`StartError`] when a listener cannot be bound or discovery cannot start.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let listener = server::bind(config.server.listen)?;
+    let admin_listener = server::bind(config.server.admin)?;
+    let listen = server::local_addr(&listener)?;
+    let admin = server::local_addr(&admin_listener)?;
+    let settings = config.server.clone();
+    let current = Arc::new(ArcSwap::from_pointee(App::new(config)?));
+    // Each request reads the current state once, so a reload swaps it for
+    // the requests that follow while those in flight finish on the old one.
+    let proxy_state = Arc::clone(&current);
+    let admin_state = Arc::clone(&current);
+    let servers = server::spawn(
+        &settings,
+        (listener, move |request: Request<Incoming>, client| {
+            pipeline::handle(proxy_state.load_full(), request, client)
+        }),
+        (
+            admin_listener,
+            move |request: Request<Incoming>, _client| {
+                let app = admin_state.load_full();
+                async move { admin::handle(&app, request).await }
+            },
+        ),
+    );
+    Ok(Running {
+        listen,
+        admin,
+        current,
+        servers,
+    })
+}
