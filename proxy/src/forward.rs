@@ -15,6 +15,7 @@
 //! - [`exchange`]: what a request did, for the access log.
 //! - `request`: the request each attempt sends, the response it returns.
 //! - `attempt`: one attempt on one instance.
+//! - `background`: the bound on replica writes left running.
 //! - `body`: request bodies, buffered for retries or streamed once.
 //! - `budget`: the retry budget.
 //! - `endpoint`: each instance of the ring in use as requests need it,
@@ -41,6 +42,7 @@ use crate::pool::ResponseBody;
 use crate::route::Matched;
 
 mod attempt;
+mod background;
 mod body;
 mod budget;
 mod endpoint;

@@ -15,7 +15,7 @@ use crate::pool::{Pool, Settings};
 
 use super::budget::RetryBudget;
 use super::endpoint::EndpointCache;
-use super::write::Background;
+use super::background::Background;
 
 /// One service as the request path sees it: its config, its ring (swapped
 /// whole by discovery), its instances' health, its metrics and its limit of

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::attempt;
+use super::background::BACKGROUND_LIMIT;
 use super::endpoint::Endpoints;
 use super::exchange::Exchange;
 use super::request::{to_client, upstream_request};
@@ -46,25 +47,6 @@ use crate::limits;
 use crate::metrics::replication::ReplicaWrite;
 use crate::metrics::ServiceMetrics;
 use crate::pool::ResponseBody;
-
-/// Replica writes of one service that may go on after their client got its
-/// answer. Each waits for at most the per-try timeout, so this bounds what
-/// a slow or hanging replica can pile up.
-pub const BACKGROUND_LIMIT: usize = 1024;
-
-/// A service's background replica writes: one permit each.
-#[derive(Debug)]
-pub(super) struct Background {
-    permits: Arc<Semaphore>,
-}
-
-impl Default for Background {
-    fn default() -> Background {
-        Background {
-            permits: Arc::new(Semaphore::new(BACKGROUND_LIMIT)),
-        }
-    }
-}
 
 /// A write to go to every replica of its key.
 pub(super) struct Replicas<'a> {
