@@ -1,33 +1,65 @@
 //! shardproxy: a sharding HTTP reverse proxy whose consistent-hash ring is
 //! published in DNS (see `SPEC.md`).
 //!
+//! # A request's way
+//!
+//! [`server`] (accept, HTTP/1.1 or HTTP/2) -> [`pipeline::handle`]: host
+//! check -> route ([`route`]) -> shed ([`limits`]) -> [`cache::serve`] for
+//! a cached service's GET and HEAD, else -> [`forward::forward`]: key
+//! ([`key`]) -> preference list of the current ring ([`discovery`]) ->
+//! attempts on each instance in order, retried on the replicas
+//! ([`health`], [`pool`]) -> response, or an [`error`] that names who
+//! failed -> counted ([`metrics`]) and logged, back in the pipeline.
+//!
 //! # Layout
 //!
-//! - [`config`]: the TOML configuration, parsed and validated into types.
-//! - [`discovery`]: DNS (or static config) to rings, refreshed and swapped
-//!   whole.
+//! Bottom to top: each module imports only modules above it in this list
+//! (a child may use its own parent), so the crate has no import cycle;
+//! `scripts/check-module-cycles` keeps it so.
+//!
+//! The ground:
+//! - [`body`]: the body type every layer passes along.
+//! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
-//! - [`app`]: the running proxy's shared state; start and stop.
-//! - [`server`]: the listeners and their accept loops.
+//! - [`config`]: the TOML configuration, parsed and validated into types.
+//! - [`pool`]: the keep-alive connections to the instances.
+//! - [`ring_tools`]: `ring diff` and `ring plan`, on zone files.
 //! - [`route`]: which service a request belongs to.
 //! - [`key`]: the shard key of a request.
-//! - [`forward`]: forwarding with retries on the preference list.
+//! - [`logging`]: text or JSON logs.
+//! - [`server`]: the listeners, their accept loops and drain; handed the
+//!   proxy's and the admin API's handlers, it knows neither.
+//! - [`discovery`]: DNS (or static config) to rings, refreshed and swapped
+//!   whole.
+//!
+//! Shared types of the request path:
+//! - [`error`]: what the proxy answers when it cannot forward, and who
+//!   failed; the one place a status is chosen.
+//! - [`metrics`]: Prometheus metrics and their label enums.
 //! - [`limits`]: per-service concurrency (load shedding) and request body
 //!   limits.
-//! - [`cache`]: the response cache (RFC 9111, with coalescing and grace).
-//! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`health`]: passive and active health checking; ejections.
-//! - [`error`]: what the proxy answers when it cannot forward.
-//! - [`logging`]: text or JSON logs.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`admin`]: the admin API.
-//! - [`demo`]: `shardproxy demo`.
+//!
+//! The request path, each layer taking the per-service handle
+//! ([`forward::Upstream`]) rather than the whole state:
+//! - [`forward`]: forwarding with retries on the preference list, ring
+//!   transitions and replica writes.
 //! - [`view`]: the JSON and text views of rings for the admin API and CLI.
-//! - [`ring_tools`]: `ring diff` and `ring plan`, on zone files.
+//! - [`cache`]: the response cache (RFC 9111, with coalescing and grace);
+//!   it fetches a miss through [`forward`], never through the pipeline.
+//!
+//! The running proxy:
+//! - [`app`]: its state, built once per config: routes, services, metrics.
+//! - [`pipeline`]: one request, outermost step first.
+//! - [`admin`]: the admin API.
+//! - [`run`]: start, reload and stop: the one module that knows both the
+//!   state and the sockets.
+//! - [`demo`]: `shardproxy demo`.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod app;

@@ -89,10 +89,20 @@ struct Idle {
 pub enum SendError {
     /// No connection: nothing was sent.
     #[error("connect to {addr}")]
-    Connect { addr: SocketAddr, source: io::Error },
+    Connect {
+        /// The instance's address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// No connection within the connect timeout: nothing was sent.
     #[error("connect to {addr}: no connection within {after:?}")]
-    ConnectTimeout { addr: SocketAddr, after: Duration },
+    ConnectTimeout {
+        /// The instance's address.
+        addr: SocketAddr,
+        /// The connect timeout.
+        after: Duration,
+    },
     /// A kept-alive connection ended without an answer: the instance had
     /// closed it, as servers do with connections idle past their own
     /// keep-alive timeout, while the request was on its way. The request

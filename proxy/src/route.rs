@@ -20,7 +20,7 @@ struct Route {
 /// The matching route for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Matched<'a> {
-    /// Index of the service in [`crate::app::App::services`].
+    /// Index of the service among the config's services, in order.
     pub service: usize,
     /// The path prefix to remove before forwarding, if the route strips it.
     pub strip: Option<&'a str>,

@@ -13,9 +13,9 @@ use crate::limits::ConcurrencyLimit;
 use crate::metrics::ServiceMetrics;
 use crate::pool::{Pool, Settings};
 
+use super::background::Background;
 use super::budget::RetryBudget;
 use super::endpoint::EndpointCache;
-use super::background::Background;
 
 /// One service as the request path sees it: its config, its ring (swapped
 /// whole by discovery), its instances' health, its metrics and its limit of
