@@ -216,6 +216,33 @@ struct Fill {
     permit: Option<Fetch>,
 }
 
+// === impl Fill ===
+
+impl Fill {
+    /// The fetch of what `asked` asks for (the request `parts`), into
+    /// `slot`, replacing `stale` if there is one.
+    fn new(
+        asked: Asked<'_>,
+        parts: &Parts,
+        stale: Option<Arc<Object>>,
+        slot: u128,
+        permit: Option<Fetch>,
+    ) -> Fill {
+        Fill {
+            target: Target {
+                host: (*asked.host).into(),
+                path: path_of(&parts.uri).into(),
+            },
+            key: asked.key,
+            stale,
+            slot,
+            ask: asked.ask,
+            facts: asked.facts,
+            permit,
+        }
+    }
+}
+
 /// When a fetch's answer came: the request and response times of RFC 9111
 /// §4.2.3 (wall clock, for `Date` and `Age` arithmetic), and the monotonic
 /// time the object's freshness counts from.
@@ -273,18 +300,11 @@ pub async fn serve(
         let permit = if waited {
             None
         } else {
-            match cache.flights.join(slot) {
-                Joined::Fetch(permit) => Some(permit),
-                Joined::Wait(waiting) => {
-                    cache.metrics.coalesced();
-                    waited = true;
-                    // A fetch that outlives the deadline is not waited for:
-                    // this request then fetches for itself.
-                    let deadline = upstream.config.deadline;
-                    let _ = tokio::time::timeout(deadline, coalesce::finished(waiting)).await;
-                    continue;
-                }
-            }
+            let Some(permit) = join_or_wait(route, slot).await else {
+                waited = true;
+                continue;
+            };
+            Some(permit)
         };
         if permit.is_some() && stale.is_none() {
             // The fetch that had the permit may have stored the object
@@ -293,19 +313,23 @@ pub async fn serve(
                 return answer(cache, exchange, &object, now, Outcome::Hit, &asked.ask);
             }
         }
-        let fill = Fill {
-            target: Target {
-                host: (*asked.host).into(),
-                path: path_of(&parts.uri).into(),
-            },
-            key: asked.key,
-            stale,
-            slot,
-            ask: asked.ask,
-            facts: asked.facts,
-            permit,
-        };
+        let fill = Fill::new(asked, &parts, stale, slot, permit);
         return fetch(route, parts, fill, exchange).await;
+    }
+}
+
+/// The permit to fetch `slot`; or, when another request is fetching it,
+/// `None` once that fetch has ended (or outlived the deadline: this
+/// request then fetches for itself), to look in the store again.
+async fn join_or_wait(route: Route<'_>, slot: u128) -> Option<Fetch> {
+    match route.cache.flights.join(slot) {
+        Joined::Fetch(permit) => Some(permit),
+        Joined::Wait(waiting) => {
+            route.cache.metrics.coalesced();
+            let deadline = route.upstream.config.deadline;
+            let _ = tokio::time::timeout(deadline, coalesce::finished(waiting)).await;
+            None
+        }
     }
 }
 
