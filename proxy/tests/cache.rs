@@ -14,22 +14,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use shardproxy::app::Running;
 use shardproxy::config::Config;
 use support::backend::{Backend, Reply};
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+use support::client::{request, Answer, Client};
+use support::WAIT;
 
 /// Backends `b1`, ... behind a proxy whose service `frob` has a cache.
 struct Harness {
@@ -37,31 +29,28 @@ struct Harness {
     proxy: Running,
     /// The config the proxy was started with.
     config: String,
-    client: HttpClient,
+    client: Client,
 }
 
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// What these tests read off an answer besides its status and body.
+trait CacheHeaders {
+    /// What the cache did (`x-cache`: `HIT`, `MISS`, `STALE`); empty when
+    /// the answer does not say.
+    fn x_cache(&self) -> &str;
+
+    /// The backend's request number that made this answer (0 when none).
+    fn made_by_request(&self) -> u64;
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map_or("", |value| value.to_str().unwrap_or("(not text)"))
-    }
-
+impl CacheHeaders for Answer {
     fn x_cache(&self) -> &str {
-        self.header("x-cache")
+        self.header("x-cache").unwrap_or("")
     }
 
-    /// The backend's request number that made this answer.
     fn made_by_request(&self) -> u64 {
-        self.header("x-request-number").parse().unwrap_or(0)
+        self.header("x-request-number")
+            .and_then(|number| number.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -100,7 +89,7 @@ impl Harness {
             backends,
             proxy,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::http1(),
         }
     }
 
@@ -117,7 +106,8 @@ impl Harness {
     }
 
     async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
-        send(&self.client, self.proxy.listen, method, path, headers).await
+        let request = request(method, self.proxy.listen, path, headers, Bytes::new());
+        self.client.send(request).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -126,13 +116,14 @@ impl Harness {
 
     /// An admin answer.
     async fn admin(&self, method: Method, path: &str) -> Answer {
-        send(&self.client, self.proxy.admin, method, path, &[]).await
+        let request = request(method, self.proxy.admin, path, &[], Bytes::new());
+        self.client.send(request).await
     }
 
     /// The value of metric `name` for service `frob`.
     async fn metric(&self, name: &str) -> f64 {
         let text = self.admin(Method::GET, "/metrics").await;
-        let text = String::from_utf8_lossy(&text.body).into_owned();
+        let text = text.text();
         let prefix = format!("{name}{{service=\"frob\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -140,39 +131,6 @@ impl Harness {
             .parse()
             .unwrap_or_else(|error| panic!("{name}: {error}"))
     }
-}
-
-/// `method http://{to}{path}` with `headers`, whole.
-async fn send(
-    client: &HttpClient,
-    to: std::net::SocketAddr,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let what = format!("{method} http://{to}{path}");
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{to}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::default()).expect("a valid request");
-    tokio::time::timeout(WAIT, async {
-        let response = client
-            .request(request)
-            .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("the whole body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
 }
 
 const FRESH: &[(&str, &str)] = &[("cache-control", "max-age=60")];
@@ -186,11 +144,13 @@ async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
     let first = harness.get("/a?x=1").await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.x_cache(), "MISS");
-    assert_eq!(first.header("age"), "0");
+    assert_eq!(first.header("age"), Some("0"));
     let second = harness.get("/a?x=1").await;
     assert_eq!(second.x_cache(), "HIT");
     assert_eq!(second.body, first.body, "the stored body");
-    assert!(second.header("age").parse::<u64>().is_ok());
+    assert!(second
+        .header("age")
+        .is_some_and(|age| age.parse::<u64>().is_ok()));
     assert_eq!(harness.requests(), 1);
     let other_query = harness.get("/a?x=2").await;
     assert_eq!(
@@ -220,14 +180,14 @@ async fn headers_outside_the_key_cannot_change_what_others_get() {
         )
         .await;
     assert_eq!(spoofed.x_cache(), "MISS");
-    let text = String::from_utf8_lossy(&spoofed.body).into_owned();
+    let text = spoofed.text();
     assert!(
         !text.contains("gopher"),
         "the proxy sets X-Forwarded-Proto: {text}"
     );
     let honest = harness.get("/p").await;
     assert_eq!(honest.x_cache(), "MISS", "another host is another key");
-    let text = String::from_utf8_lossy(&honest.body).into_owned();
+    let text = honest.text();
     assert!(!text.contains("evil.example"), "{text}");
     assert_eq!(harness.requests(), 2);
     let again = harness
@@ -237,16 +197,15 @@ async fn headers_outside_the_key_cannot_change_what_others_get() {
     assert_eq!(again.body, spoofed.body, "each host keeps its own object");
 
     // A GET whose body could steer the backend is passed, never stored.
-    let mut request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("http://{}/q", harness.proxy.listen))
-        .body(Full::new(Bytes::from_static(b"steer")))
-        .expect("a valid request");
-    request
-        .headers_mut()
-        .insert("x-test", "fat".parse().expect("a value"));
-    let fat = harness.client.request(request).await.expect("an answer");
-    assert_eq!(fat.headers()["x-cache"], "MISS");
+    let fat = request(
+        Method::GET,
+        harness.proxy.listen,
+        "/q",
+        &[("x-test", "fat")],
+        "steer",
+    );
+    let fat = harness.client.send(fat).await;
+    assert_eq!(fat.header("x-cache"), Some("MISS"));
     let plain = harness.get("/q").await;
     assert_eq!(
         plain.x_cache(),
@@ -368,7 +327,7 @@ async fn a_head_is_answered_from_a_cached_get() {
     let head = harness.send(Method::HEAD, "/h", &[]).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.x_cache(), "HIT");
-    assert_eq!(head.header("content-length"), "1000");
+    assert_eq!(head.header("content-length"), Some("1000"));
     assert!(head.body.is_empty());
     assert_eq!(harness.requests(), 1);
 }
@@ -424,7 +383,7 @@ service = "frob"
     let a = harness.get("/a/x").await;
     let b = harness.get("/b/x").await;
     assert_eq!((a.x_cache(), b.x_cache()), ("MISS", "MISS"));
-    let echo = support::backend::Echo::parse(&b.body);
+    let echo = b.echo();
     assert_eq!(echo.uri, "/x", "both reached the backend as /x");
     assert_eq!(harness.get("/a/x").await.made_by_request(), 1);
     assert_eq!(harness.get("/b/x").await.made_by_request(), 2);
@@ -630,7 +589,7 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
         &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
     );
     let refreshed = harness.get("/r").await;
-    assert_eq!(refreshed.header("cache-control"), "max-age=60");
+    assert_eq!(refreshed.header("cache-control"), Some("max-age=60"));
     assert_eq!(harness.backends[0].not_modified(), 2);
     let hit = harness.get("/r").await;
     assert_eq!(hit.x_cache(), "HIT", "the 304's max-age=60 was stored");
@@ -650,7 +609,7 @@ async fn surrogate_control_for_this_cache_replaces_cache_control() {
     );
     let first = harness.get("/s").await;
     assert_eq!(first.x_cache(), "MISS");
-    let echo = support::backend::Echo::parse(&first.body);
+    let echo = first.echo();
     assert_eq!(
         echo.header("surrogate-capability"),
         Some("shardproxy=\"Surrogate/1.0\""),
@@ -660,7 +619,7 @@ async fn surrogate_control_for_this_cache_replaces_cache_control() {
     assert_eq!(hit.x_cache(), "HIT", "no-store is for the browsers");
     assert_eq!(
         hit.header("surrogate-control"),
-        "max-age=60;shardproxy",
+        Some("max-age=60;shardproxy"),
         "forwarded as it came"
     );
     harness.reply_at(
@@ -739,7 +698,7 @@ async fn a_client_if_none_match_gets_304_from_the_cache() {
         (hit.status, hit.x_cache()),
         (StatusCode::NOT_MODIFIED, "HIT")
     );
-    assert_eq!(hit.header("etag"), "\"v1\"");
+    assert_eq!(hit.header("etag"), Some("\"v1\""));
     assert!(hit.body.is_empty());
     let other = harness
         .send(Method::GET, "/c", &[("if-none-match", "\"v2\"")])

@@ -15,23 +15,15 @@
 
 mod support;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
 use serde_json::Value;
 use shardproxy::app::Running;
 use shardproxy::config::Config;
 use support::backend::{Backend, Behaviour};
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use support::client::{Answer, Client};
+use support::{wait_until, WAIT};
 
 /// Three instances, four tokens each, interleaved: each owns about a third
 /// of the ring, and with `slaves = 1` each is the replica of some keys of
@@ -47,8 +39,6 @@ const TWO: &[&[&str]] = &[&["40", "c0"], &["80", "ff"]];
 
 // === The harness: backends, a proxy in front of them, a client ===
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// Backends `b1`, `b2`, ... (hosts `b1.example.com`, ...), a proxy whose
 /// service `frob` lists them with static tokens, and a client.
 struct Harness {
@@ -56,15 +46,7 @@ struct Harness {
     proxy: Running,
     /// The config the proxy was started with.
     config: String,
-    client: HttpClient,
-}
-
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    backend: Option<String>,
-    body: String,
+    client: Client,
 }
 
 impl Harness {
@@ -103,7 +85,7 @@ impl Harness {
             backends,
             proxy,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::http1(),
         }
     }
 
@@ -120,52 +102,24 @@ impl Harness {
         format!("{name}.example.com:{}", self.backend(name).port())
     }
 
-    /// `GET http://{to}{path}`, whole.
-    async fn fetch(&self, to: SocketAddr, path: &str) -> Answer {
-        let what = format!("GET http://{to}{path}");
-        let request = Request::get(format!("http://{to}{path}"))
-            .body(Full::default())
-            .expect("a valid request");
-        tokio::time::timeout(WAIT, async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .unwrap_or_else(|error| panic!("{what}: {error}"));
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.expect("the whole body").to_bytes();
-            Answer {
-                status: parts.status,
-                backend: parts
-                    .headers
-                    .get("x-backend")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
-    }
-
     /// A request for `key` through the proxy.
     async fn get(&self, key: &str) -> Answer {
-        self.fetch(self.proxy.listen, key).await
+        self.client.get(self.proxy.listen, key).await
     }
 
     /// Sends `key` and checks that backend `name` answered it with `200`.
     async fn assert_answered_by(&self, key: &str, name: &str) {
         let answer = self.get(key).await;
-        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.body);
-        assert_eq!(answer.backend.as_deref(), Some(name), "{key}");
+        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.text());
+        assert_eq!(answer.backend(), Some(name), "{key}");
     }
 
     /// An admin page as JSON.
     async fn admin_json(&self, path: &str) -> Value {
-        let answer = self.fetch(self.proxy.admin, path).await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
-        serde_json::from_str(&answer.body)
-            .unwrap_or_else(|error| panic!("{path} is not JSON ({error}): {}", answer.body))
+        let answer = self.client.get(self.proxy.admin, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+        serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|error| panic!("{path} is not JSON ({error}): {}", answer.text()))
     }
 
     /// The backends of `key`'s preference list, primary first, as the
@@ -225,9 +179,9 @@ impl Harness {
     /// The sum of the samples of `name` on `/metrics` whose labels include
     /// `labels` (0 when there is none).
     async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let answer = self.fetch(self.proxy.admin, "/metrics").await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        support::sum_samples(&answer.body, name, labels)
+        let answer = self.client.get(self.proxy.admin, "/metrics").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        support::sum_samples(&answer.text(), name, labels)
     }
 
     /// Attempts the proxy made on backend `name`, however they ended.
@@ -258,16 +212,6 @@ impl Harness {
             backend.shutdown().await;
         }
     }
-}
-
-/// Polls `condition` every 10 ms until it holds; fails the test after
-/// [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    support::wait_until_within(WAIT, what, condition).await;
 }
 
 // === Passive detection ===
@@ -483,7 +427,7 @@ async fn an_ejected_instance_is_restored_when_its_time_is_up() {
 
     // Once the ejection is over, the first request asks the victim again.
     wait_until("the victim answers its key again", || async {
-        h.get(key).await.backend.as_deref() == Some("b1")
+        h.get(key).await.backend() == Some("b1")
     })
     .await;
     let restored_after = ejecting.elapsed();
@@ -551,7 +495,7 @@ async fn when_every_instance_is_ejected_they_are_tried_anyway() {
     // Each request fails on both instances: two requests eject both.
     for _ in 0..2 {
         let answer = h.get(&of_b1).await;
-        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
     }
     assert!(h.is_ejected("b1").await && h.is_ejected("b2").await);
 
@@ -677,7 +621,7 @@ async fn instances_all_ejected_by_checks_are_tried_anyway() {
     let of_b1 = h.keys_of("b1", 1).await.remove(0).0;
     let of_b2 = h.keys_of("b2", 1).await.remove(0).0;
     let answer = h.get(&of_b1).await;
-    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
 
     // b2 answers again: the very next requests succeed, though no check
     // has seen it recover.

@@ -1,6 +1,8 @@
 //! Shared support for the integration tests: `mod support;` in a test file.
 //!
+//! - [`backend`]: real HTTP backends whose behaviour a test switches.
 //! - [`bind`]: a real BIND `named` with a dynamic zone, for end-to-end tests.
+//! - [`client`]: the HTTP client the tests talk to the proxy with.
 //! - [`recorder`]: a backend that records the exact bytes it receives.
 //! - [`raw`]: a raw TCP client that sends exact bytes.
 //!
@@ -13,11 +15,27 @@
 
 pub mod backend;
 pub mod bind;
+pub mod client;
 pub mod raw;
 pub mod recorder;
 
 use std::future::Future;
 use std::time::Duration;
+
+/// How long any single wait of a test (an answer, a condition) may take
+/// before the test fails: long enough for a loaded machine, short enough
+/// that a hang is reported rather than waited out.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `condition` every 10 ms until it holds; fails the test after
+/// [`WAIT`].
+pub async fn wait_until<F, Fut>(what: &str, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_until_within(WAIT, what, condition).await;
+}
 
 /// Polls `condition` every 10 ms until it holds; fails the test after
 /// `within`. Tests wait on readiness this way, never on fixed sleeps.
@@ -100,7 +118,7 @@ pub async fn start_proxy(config: &str, file: &str) -> shardproxy::app::Running {
         .await
         .expect("the proxy starts");
     let app = proxy.app();
-    wait_until_within(Duration::from_secs(10), "the proxy is ready", || {
+    wait_until("the proxy is ready", || {
         let app = std::sync::Arc::clone(&app);
         async move { app.discovery.ready() }
     })
