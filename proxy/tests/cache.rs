@@ -1,4 +1,4 @@
-//! The response cache end to end (SPEC §6, issue 4): real backends that
+//! The response cache end to end (SPEC §6; purge: §9.6): real backends that
 //! count their requests and answer with the caching headers each test
 //! sets (`support::backend::Reply`), a proxy started with `app::start`
 //! whose service lists them statically, and a hyper client.
@@ -164,7 +164,8 @@ async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
     assert_eq!(harness.metric("shardproxy_cache_objects").await, 2.0);
 }
 
-/// Cache poisoning (issue #8): what a client sends outside the cache key
+/// Cache poisoning (SPEC §9.8, README "Limits and hardening"): what a
+/// client sends outside the cache key
 /// cannot change what other clients get. Another host, a spoofed Host or an
 /// absolute-form authority are other keys; a GET with a body is passed, not
 /// stored; the client's `X-Forwarded-Proto` is replaced by the proxy's.

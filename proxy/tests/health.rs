@@ -1,6 +1,6 @@
-//! Instance health end to end (issue 5, SPEC §5 "the first healthy
-//! instance"): passive outlier detection and active checks, over real
-//! sockets on 127.0.0.1.
+//! Instance health end to end (SPEC §5 "the first healthy instance",
+//! README "Health, reloads, shutdown"): passive outlier detection and
+//! active checks, over real sockets on 127.0.0.1.
 //!
 //! Each test starts real backends (`support::backend`), a proxy with
 //! `app::start` whose service lists them statically (no DNS), and a client.
@@ -229,12 +229,12 @@ enum Failure {
     Stopped,
 }
 
-/// SPEC §5 and issue 5: an instance whose requests fail `consecutive_failures`
-/// times in a row is ejected; its keys then go straight to their replicas.
-/// With `slaves = 1` the failures themselves are retried on the replica, so
-/// no client request fails; once ejected, the instance gets no attempt at
-/// all. `/ring` shows it ejected for `failures`, and the metrics count the
-/// ejection.
+/// SPEC §5, outlier detection: an instance whose requests fail
+/// `consecutive_failures` times in a row is ejected; its keys then go
+/// straight to their replicas. With `slaves = 1` the failures themselves
+/// are retried on the replica, so no client request fails; once ejected,
+/// the instance gets no attempt at all. `/ring` shows it ejected for
+/// `failures`, and the metrics count the ejection.
 async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: Failure) {
     // The ejection outlasts the test: whatever is asked after it must skip
     // the victim.
@@ -399,9 +399,10 @@ async fn a_success_in_between_starts_the_count_again() {
     h.stop().await;
 }
 
-/// Issue 5: when the ejection time is up the instance is restored, and its
-/// keys come back to it once it is healthy; a second ejection lasts twice
-/// as long (`base_ejection_time` doubled, up to `max_ejection_time`).
+/// Outlier detection: when the ejection time is up the instance is
+/// restored, and its keys come back to it once it is healthy; a second
+/// ejection lasts twice as long (`base_ejection_time` doubled, up to
+/// `max_ejection_time`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ejected_instance_is_restored_when_its_time_is_up() {
     const BASE: Duration = Duration::from_secs(1);
@@ -517,10 +518,10 @@ async fn when_every_instance_is_ejected_they_are_tried_anyway() {
 
 // === Active checks ===
 
-/// Issue 5: with `health_check`, an instance whose check fails (an error
-/// status, a timeout, a refused connection) is ejected with no client
-/// traffic at all, its keys go to their replica, and a passing check
-/// restores it.
+/// Active checks: with `health_check`, an instance whose check fails (an
+/// error status, a timeout, a refused connection) is ejected with no
+/// client traffic at all, its keys go to their replica, and a passing
+/// check restores it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_checks_eject_and_passing_checks_restore() {
     // Passive detection off: every ejection here is the checks' doing.

@@ -1,9 +1,9 @@
-//! Hostile or failing backends (issue #8): raw TCP backends that reset,
-//! truncate, answer garbage, trickle a head or a body forever, or send huge
-//! headers. The proxy answers a clear `502` or `504` naming the instance
-//! within the deadline (or, once a response has started, passes the
-//! truncation on so the client sees it), serves on, and afterwards its file
-//! descriptors and memory are back to their baseline.
+//! Hostile or failing backends (SPEC §5, README "Limits and hardening"): raw
+//! TCP backends that reset, truncate, answer garbage, trickle a head or a body
+//! forever, or send huge headers. The proxy answers a clear `502` or `504`
+//! naming the instance within the deadline (or, once a response has started,
+//! passes the truncation on so the client sees it), serves on, and afterwards
+//! its file descriptors and memory are back to their baseline.
 //!
 //! One test, so that nothing else in this process opens descriptors or
 //! allocates while they are counted.

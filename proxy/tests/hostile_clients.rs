@@ -1,9 +1,10 @@
-//! Hostile clients (issue #8): request smuggling attempts, spoofed hosts,
-//! header injection, malformed chunking, HTTP/2 floods and random bytes,
-//! each written as exact bytes on a raw socket. Each gets a 4xx or a closed
-//! connection, reaches the backend as nothing or as exactly one well-formed
-//! request (the backend records the exact bytes it receives and parses them
-//! again on its own), and the proxy serves a normal request afterwards.
+//! Hostile clients (SPEC §9.8, README "Limits and hardening"): request
+//! smuggling attempts, spoofed hosts, header injection, malformed chunking,
+//! HTTP/2 floods and random bytes, each written as exact bytes on a raw socket.
+//! Each gets a 4xx or a closed connection, reaches the backend as nothing or as
+//! exactly one well-formed request (the backend records the exact bytes it
+//! receives and parses them again on its own), and the proxy serves a normal
+//! request afterwards.
 
 #![cfg(test)]
 

@@ -1,5 +1,6 @@
-//! The `shardproxy run` process end to end (issue 5, SPEC §7, §8): the real
-//! binary, signalled as an init system would signal it.
+//! The `shardproxy run` process end to end (SPEC §7, §8, README "Health,
+//! reloads, shutdown"): the real binary, signalled as an init system would
+//! signal it.
 //!
 //! - SIGHUP reloads the config file: a valid change takes effect without
 //!   failing a request in flight; an invalid one, or one whose rings do not
@@ -339,7 +340,7 @@ async fn stream(
     outcomes
 }
 
-/// Issue 5: SIGHUP with a valid, changed config takes effect (a key moves
+/// SIGHUP with a valid, changed config takes effect (a key moves
 /// to another instance, a new route and service appear) while requests are
 /// in flight: slow ones that started before the reload and finish after it,
 /// and a stream of fast ones on keep-alive connections. Every one of them
@@ -497,7 +498,7 @@ async fn sighup_applies_a_valid_config_without_failing_a_request() {
     );
 }
 
-/// Issue 5: a SIGHUP whose config does not load (a syntax error, an unknown
+/// A SIGHUP whose config does not load (a syntax error, an unknown
 /// key) is refused: the log says so, and the proxy keeps serving with the
 /// config it had. A valid config afterwards is applied as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,7 +562,7 @@ async fn sighup_with_an_invalid_config_changes_nothing() {
     proxy.assert_answered_by(key, other).await;
 }
 
-/// Issue 5: a SIGHUP whose config is valid but whose rings do not resolve
+/// A SIGHUP whose config is valid but whose rings do not resolve
 /// within `RELOAD_READY_TIMEOUT` (10 s) is refused and logged; meanwhile,
 /// and after, the proxy serves with the config it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,7 +651,7 @@ async fn refused(proxy: SocketAddr) -> bool {
     }
 }
 
-/// Issue 5: SIGTERM stops accepting connections at once, lets every
+/// SIGTERM stops accepting connections at once, lets every
 /// request in flight finish with `200`, and exits 0 as soon as they have
 /// (idle keep-alive connections do not hold it up), within
 /// `server.drain_timeout`.
@@ -718,7 +719,7 @@ async fn sigterm_drains_requests_in_flight_and_exits_0() {
     assert!(refused(proxy.admin).await, "the admin API is gone too");
 }
 
-/// Issue 5: the drain lasts at most `server.drain_timeout`: a request that
+/// The drain lasts at most `server.drain_timeout`: a request that
 /// never ends does not keep the process from exiting 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_after_the_drain_timeout_with_a_request_hanging() {

@@ -1,9 +1,9 @@
-//! The limits of issue #8 end to end, each with a clear answer: header size
-//! and count (`431`), a route's body size (`413`), slow headers
-//! (connection closed), idle connections (closed), the connection limit
-//! (no accept until one closes) and a service's concurrency limit (an
-//! immediate `503` naming the service, counted in `shardproxy_shed_total`).
-//! After each, the proxy serves a normal request.
+//! The limits of README "Limits and hardening" end to end, each with a clear
+//! answer: header size and count (`431`), a route's body size (`413`), slow
+//! headers (connection closed), idle connections (closed), the connection limit
+//! (no accept until one closes) and a service's concurrency limit (an immediate
+//! `503` naming the service, counted in `shardproxy_shed_total`). After each,
+//! the proxy serves a normal request.
 
 #![cfg(test)]
 
