@@ -53,6 +53,24 @@ where
     assert!(waited.is_ok(), "timed out waiting until {what}");
 }
 
+/// Moves the runtime's clock `by` forward at once, firing every timer that
+/// falls due (ejections ending, grace and idle timeouts, refresh loops
+/// waking, per-try timeouts of requests hung on purpose), then lets time
+/// run on as usual. The proxy under test runs its timers on this runtime's
+/// clock (`tokio::time`), so a test waits for timed behaviour without
+/// spending real seconds.
+///
+/// Only for a moment when no exchange is on its way over a socket: a
+/// timeout on it would fire too, though its answer was coming. Between
+/// two skips every exchange runs in real time, unpaused. Needs the
+/// current-thread runtime (`#[tokio::test]`), as `tokio::time::pause`
+/// does.
+pub async fn skip(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 /// The sum of the samples of metric `name` in a text-format scrape whose
 /// labels include every one of `labels`. Label values here are host names,
 /// numbers and words: no escapes to undo.
