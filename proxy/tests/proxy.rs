@@ -595,8 +595,10 @@ async fn a_streamed_body_goes_to_the_replica_when_the_primary_refuses() {
 /// from a reserve of `min_per_sec × 10 s × 1`; withdrawals are forgotten
 /// only after the 10 s window. With `retry_min_per_second = 1` that is 10
 /// retries for the whole (sub-second) test: 50 requests hit the instances
-/// at most 50 + 10 times, against 150 without a budget.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// at most 50 + 10 times, against 150 without a budget. Once the window has
+/// passed (by [`support::skip`], with no request under way), the reserve
+/// is whole again.
+#[tokio::test]
 async fn the_retry_budget_caps_retries_when_every_instance_fails() {
     let fleet = Fleet::start(THREE, 2).await;
     let proxy = fleet
@@ -629,6 +631,15 @@ async fn the_retry_budget_caps_retries_when_every_instance_fails() {
         "{exhausted} answers said the budget was exhausted"
     );
     assert!(last.contains("retry budget exhausted"), "{last}");
+
+    // 10 s later every withdrawal is forgotten: a failing request is tried
+    // on its whole list again (a primary and two replicas).
+    support::skip(Duration::from_secs(11)).await;
+    let answer = client.get(proxy.listen, "/budget/again").await;
+    let text = answer.text();
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(!text.contains("retry budget exhausted"), "{text}");
+    assert_eq!(fleet.requests(), hits + 3, "{text}");
     stop_proxy(proxy).await;
     fleet.shutdown().await;
 }
