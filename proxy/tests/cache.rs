@@ -14,6 +14,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -519,6 +520,49 @@ async fn a_stale_object_is_served_when_every_instance_of_its_key_fails() {
         "no stale-if-error, no grace"
     );
     assert_eq!(harness.metric("shardproxy_cache_stale_total").await, 1.0);
+}
+
+/// Freshness and the stale windows run on the proxy's clock: an object is a
+/// hit until its `max-age` is up, then fetched again; past its `max-age` it
+/// is served stale while its instance fails, for its `stale-if-error`
+/// seconds and not after. The seconds pass by [`support::skip`] between
+/// requests sent one after another; each skip is shorter than the 30 s a
+/// kept-alive client connection may idle.
+#[tokio::test]
+async fn max_age_and_stale_if_error_are_counted_in_seconds() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=20, stale-if-error=20")]),
+    );
+    assert_eq!(harness.get("/t").await.x_cache(), "MISS");
+
+    support::skip(Duration::from_secs(15)).await;
+    let hit = harness.get("/t").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    let age = hit.header("age").and_then(|age| age.parse::<u64>().ok());
+    assert!(
+        age.is_some_and(|age| (15..20).contains(&age)),
+        "Age {age:?}"
+    );
+    assert_eq!(harness.requests(), 1);
+
+    support::skip(Duration::from_secs(6)).await;
+    let refetched = harness.get("/t").await;
+    assert_eq!(refetched.x_cache(), "MISS", "21 s old: max-age=20 is up");
+    assert_eq!((refetched.made_by_request(), harness.requests()), (2, 2));
+
+    // The refetched object, 21 s old: stale, within stale-if-error.
+    support::skip(Duration::from_secs(21)).await;
+    harness.backends[0].stop().await;
+    let stale = harness.get("/t").await;
+    assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, "STALE"));
+    assert_eq!(stale.made_by_request(), 2);
+
+    // 41 s old: past stale-if-error too.
+    support::skip(Duration::from_secs(20)).await;
+    let failed = harness.get("/t").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.text());
 }
 
 #[tokio::test]
