@@ -116,10 +116,8 @@ impl Harness {
 
     /// [`Harness::assert_answered_by`] for a key whose first attempt goes
     /// to `hanging`, a backend that reads requests and never answers, and
-    /// ends by the per-try timeout `try_timeout`. Once `hanging` has read
-    /// the request, the proxy only waits for that timeout and the client
-    /// for its answer (far longer), so the timeout passes by
-    /// [`support::skip`] instead of in real time.
+    /// ends by the per-try timeout `try_timeout`, which passes by
+    /// [`support::send_past_hangs`] instead of in real time.
     async fn assert_answered_past_a_hang(
         &self,
         key: &str,
@@ -127,16 +125,9 @@ impl Harness {
         hanging: &str,
         try_timeout: Duration,
     ) {
-        let hanging = self.backend(hanging);
-        let requests = hanging.requests();
-        let skip_the_timeout = async {
-            wait_until("the hanging backend has the request", || async {
-                hanging.requests() > requests
-            })
-            .await;
-            support::skip(try_timeout).await;
-        };
-        let (answer, ()) = tokio::join!(self.get(key), skip_the_timeout);
+        let request = support::client::get(self.proxy.listen, key);
+        let hanging = [self.backend(hanging)];
+        let answer = support::send_past_hangs(&self.client, request, &hanging, try_timeout).await;
         assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.text());
         assert_eq!(answer.backend(), Some(name), "{key}");
     }

@@ -17,7 +17,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -28,10 +28,12 @@ use shardproxy::app::{self, Running};
 use shardproxy::config::Config;
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
 use support::backend::{Backend, Behaviour, Echo, HOP_BY_HOP_RESPONSE};
-use support::client::{request, Client};
+use support::client::{get, request, Client};
 use support::{wait_until, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+// The proxy's clock: durations measured on it count the time skipped.
+use tokio::time::Instant;
 
 const SRV: &str = "_frob._http.example.com.";
 
@@ -1031,8 +1033,9 @@ async fn every_accepted_retry_min_per_second_starts_the_proxy() {
 
 /// SPEC §5: an instance that never answers gets `504` at the deadline,
 /// naming the instance; a per-try timeout shorter than the deadline says
-/// how long it waited.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// how long it waited. The timeouts pass by [`support::send_past_hangs`]
+/// once the instance has the request.
+#[tokio::test]
 async fn a_hanging_instance_gets_504_at_the_deadline() {
     let fleet = Fleet::start(&[&["80"]], 0).await;
     let b1 = fleet.backend("b1");
@@ -1042,7 +1045,8 @@ async fn a_hanging_instance_gets_504_at_the_deadline() {
 
     let proxy = fleet.proxy("try_timeout = \"1s\"\ndeadline = \"1s\"").await;
     let started = Instant::now();
-    let answer = client.get(proxy.listen, "/hang/1").await;
+    let request = get(proxy.listen, "/hang/1");
+    let answer = support::send_past_hangs(&client, request, &[b1], Duration::from_secs(1)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT, "{text}");
@@ -1063,7 +1067,9 @@ async fn a_hanging_instance_gets_504_at_the_deadline() {
         .proxy("try_timeout = \"200ms\"\ndeadline = \"1s\"")
         .await;
     let started = Instant::now();
-    let answer = client.get(proxy.listen, "/hang/2").await;
+    let request = get(proxy.listen, "/hang/2");
+    let answer =
+        support::send_past_hangs(&client, request, &[b1], Duration::from_millis(200)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
@@ -1082,8 +1088,10 @@ async fn a_hanging_instance_gets_504_at_the_deadline() {
 
 /// SPEC §5: the deadline bounds all the attempts together: three hanging
 /// instances with a 400 ms per-try timeout and a 1 s deadline get `504`
-/// after about 1 s, naming the instances tried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// after about 1 s, naming the instances tried. Each attempt's timeout
+/// passes by [`support::send_past_hangs`] once its instance has the
+/// request.
+#[tokio::test]
 async fn the_deadline_bounds_every_attempt_together() {
     let fleet = Fleet::start(THREE, 2).await;
     for backend in &fleet.backends {
@@ -1096,7 +1104,10 @@ async fn the_deadline_bounds_every_attempt_together() {
     let path = "/deadline/1";
     let expected = fleet.expected(path);
     let started = Instant::now();
-    let answer = client.get(proxy.listen, path).await;
+    let hanging: Vec<&Backend> = fleet.backends.iter().collect();
+    let request = get(proxy.listen, path);
+    let answer =
+        support::send_past_hangs(&client, request, &hanging, Duration::from_millis(400)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT, "{text}");
@@ -1118,8 +1129,10 @@ async fn the_deadline_bounds_every_attempt_together() {
     fleet.shutdown().await;
 }
 
-/// SPEC §5: a slow primary times out per try and its replica answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// SPEC §5: a slow primary times out per try and its replica answers. The
+/// per-try timeout passes by [`support::send_past_hangs`] once the primary
+/// has the request.
+#[tokio::test]
 async fn a_per_try_timeout_moves_on_to_the_replica() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet
@@ -1130,7 +1143,11 @@ async fn a_per_try_timeout_moves_on_to_the_replica() {
     let expected = fleet.expected(path);
     let primary = fleet.backend(&expected[0]);
     primary.set(Behaviour::Slow(Duration::from_secs(3)));
-    assert_answered_by(&client, proxy.listen, path, &expected[1]).await;
+    let request = get(proxy.listen, path);
+    let answer =
+        support::send_past_hangs(&client, request, &[primary], Duration::from_millis(300)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+    assert_eq!(answer.backend(), Some(expected[1].as_str()), "{path}");
     assert_eq!(primary.requests(), 1);
     stop_proxy(proxy).await;
     fleet.shutdown().await;

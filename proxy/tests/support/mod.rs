@@ -71,6 +71,41 @@ pub async fn skip(by: Duration) {
     tokio::time::resume();
 }
 
+/// Sends `request` with `client` to a proxy whose attempts on the
+/// `hanging` backends (which read a request and then never answer, or
+/// answer late) are meant to end by a timeout of `by` (a per-try timeout,
+/// or what is left of the deadline). Each time one of them has read the
+/// request, the proxy only waits for that timeout and the client for its
+/// answer (far longer): `by` passes by [`skip`] instead of in real time.
+pub async fn send_past_hangs(
+    client: &client::Client,
+    request: http::Request<client::Body>,
+    hanging: &[&backend::Backend],
+    by: Duration,
+) -> client::Answer {
+    let reached = || {
+        hanging
+            .iter()
+            .map(|backend| backend.requests())
+            .sum::<u64>()
+    };
+    let mut seen = reached();
+    let answer = client.send(request);
+    tokio::pin!(answer);
+    loop {
+        tokio::select! {
+            answer = &mut answer => return answer,
+            () = wait_until("a hanging backend has the request", || {
+                let now = reached();
+                async move { now > seen }
+            }) => {
+                seen = reached();
+                skip(by).await;
+            }
+        }
+    }
+}
+
 /// The sum of the samples of metric `name` in a text-format scrape whose
 /// labels include every one of `labels`. Label values here are host names,
 /// numbers and words: no escapes to undo.
