@@ -71,6 +71,27 @@ pub async fn skip(by: Duration) {
     tokio::time::resume();
 }
 
+/// Polls `condition` as [`wait_until`] does, skipping `by` ([`skip`])
+/// before each look: for timed behaviour whose timer starts at a moment
+/// the test does not see (a connection going back to a pool after its
+/// answer was sent), so that a single skip might come before it. The bound
+/// is [`WAIT`] of real time, the runtime's clock being moved by the skips.
+pub async fn skip_until<F, Fut>(by: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        skip(by).await;
+        if condition().await {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Sends `request` with `client` to a proxy whose attempts on the
 /// `hanging` backends (which read a request and then never answer, or
 /// answer late) are meant to end by a timeout of `by` (a per-try timeout,
