@@ -77,29 +77,32 @@ impl Misbehaviour {
     }
 
     /// Starts a backend that misbehaves this way on every connection;
-    /// also returns the count of its connections still open.
-    async fn start(self) -> (SocketAddr, Arc<AtomicUsize>) {
+    /// also returns the count of its connections still open, and of the
+    /// request heads it has read.
+    async fn start(self) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&open);
+        let heads = Arc::new(AtomicUsize::new(0));
+        let (counted, read) = (Arc::clone(&open), Arc::clone(&heads));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let counted = Arc::clone(&counted);
+                let (counted, read) = (Arc::clone(&counted), Arc::clone(&read));
                 tokio::spawn(async move {
-                    self.serve(stream).await;
+                    self.serve(stream, &read).await;
                     counted.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        (addr, open)
+        (addr, open, heads)
     }
 
-    /// Reads one request head, then misbehaves. Ends when the proxy goes.
-    async fn serve(self, mut stream: TcpStream) {
+    /// Reads one request head (counted in `heads`), then misbehaves. Ends
+    /// when the proxy goes.
+    async fn serve(self, mut stream: TcpStream, heads: &AtomicUsize) {
         let mut head = Vec::new();
         let mut buffer = [0u8; 4096];
         while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -108,6 +111,7 @@ impl Misbehaviour {
                 Ok(count) => head.extend_from_slice(&buffer[..count]),
             }
         }
+        heads.fetch_add(1, Ordering::SeqCst);
         let started = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
         let _ = match self {
             Misbehaviour::ResetBeforeHead => stream.set_zero_linger(),
@@ -177,8 +181,9 @@ async fn start(good: &Backend, bad: &[(Misbehaviour, SocketAddr)]) -> Running {
     support::start_proxy(&text, "test.toml").await
 }
 
-/// One request to the misbehaving service; checks the answer.
-async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16) {
+/// One request to the misbehaving service, whose backend has read `heads`
+/// request heads so far; checks the answer.
+async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16, heads: &AtomicUsize) {
     let name = misbehaviour.name();
     let instance = format!("{name}.example.com:{port}");
     let request = format!("GET /{name}/k HTTP/1.1\r\nHost: a.example\r\n\r\n");
@@ -209,7 +214,11 @@ async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16) {
             );
         }
         _ => {
-            let (_, reply) = exchange(proxy, request.as_bytes()).await;
+            let (_, reply) = if misbehaviour == Misbehaviour::SlowHead {
+                exchange_past_the_deadline(proxy, request.as_bytes(), heads).await
+            } else {
+                exchange(proxy, request.as_bytes()).await
+            };
             let reply = reply.unwrap_or_else(|| panic!("{name}: no answer"));
             let expected = if misbehaviour == Misbehaviour::SlowHead {
                 504
@@ -225,6 +234,28 @@ async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16) {
             );
         }
     }
+}
+
+/// [`exchange`] with a backend whose head never ends, so that the deadline
+/// ends the attempt. Once the backend has the request (its `heads` count
+/// went up), the proxy waits for nothing that could end sooner, and the
+/// client for its answer (far longer): the deadline passes by
+/// [`support::skip`] instead of in real time.
+async fn exchange_past_the_deadline(
+    proxy: SocketAddr,
+    bytes: &[u8],
+    heads: &AtomicUsize,
+) -> (Raw, Option<support::raw::Reply>) {
+    let before = heads.load(Ordering::SeqCst);
+    let skip_the_deadline = async {
+        support::wait_until("the backend has the request", || async {
+            heads.load(Ordering::SeqCst) > before
+        })
+        .await;
+        support::skip(DEADLINE).await;
+    };
+    let (exchanged, ()) = tokio::join!(exchange(proxy, bytes), skip_the_deadline);
+    exchanged
 }
 
 /// A normal request through the good service.
@@ -245,15 +276,19 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the current-thread runtime: the slow head's deadline passes by
+/// [`support::skip`].
+#[tokio::test]
 async fn hostile_backends_get_clear_answers_and_leave_nothing_behind() {
     let good = Backend::start("good").await;
     let mut bad = Vec::new();
     let mut open = Vec::new();
+    let mut heads = Vec::new();
     for misbehaviour in ALL {
-        let (addr, connections) = misbehaviour.start().await;
+        let (addr, connections, read) = misbehaviour.start().await;
         bad.push((misbehaviour, addr));
         open.push(connections);
+        heads.push(read);
     }
     let all_closed = || {
         let open = open.clone();
@@ -263,8 +298,8 @@ async fn hostile_backends_get_clear_answers_and_leave_nothing_behind() {
     let proxy = running.listen;
 
     // Once each, to warm up (pools, buffers, lazily built state).
-    for &(misbehaviour, addr) in &bad {
-        check(proxy, misbehaviour, addr.port()).await;
+    for (&(misbehaviour, addr), heads) in bad.iter().zip(&heads) {
+        check(proxy, misbehaviour, addr.port(), heads).await;
         serves_on(proxy).await;
     }
     support::wait_until_within(WAIT, "the warm-up's upstream connections close", all_closed).await;
@@ -272,8 +307,8 @@ async fn hostile_backends_get_clear_answers_and_leave_nothing_behind() {
     let memory = resident_bytes();
 
     for _ in 0..10 {
-        for &(misbehaviour, addr) in &bad {
-            check(proxy, misbehaviour, addr.port()).await;
+        for (&(misbehaviour, addr), heads) in bad.iter().zip(&heads) {
+            check(proxy, misbehaviour, addr.port(), heads).await;
             serves_on(proxy).await;
         }
     }
