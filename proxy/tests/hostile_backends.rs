@@ -215,7 +215,10 @@ async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16, heads: 
         }
         _ => {
             let (_, reply) = if misbehaviour == Misbehaviour::SlowHead {
-                exchange_past_the_deadline(proxy, request.as_bytes(), heads).await
+                // The head never ends: the deadline ends the attempt, and
+                // passes once the backend has the request.
+                let read = || heads.load(Ordering::SeqCst);
+                support::past_timeouts(exchange(proxy, request.as_bytes()), read, DEADLINE).await
             } else {
                 exchange(proxy, request.as_bytes()).await
             };
@@ -234,28 +237,6 @@ async fn check(proxy: SocketAddr, misbehaviour: Misbehaviour, port: u16, heads: 
             );
         }
     }
-}
-
-/// [`exchange`] with a backend whose head never ends, so that the deadline
-/// ends the attempt. Once the backend has the request (its `heads` count
-/// went up), the proxy waits for nothing that could end sooner, and the
-/// client for its answer (far longer): the deadline passes by
-/// [`support::skip`] instead of in real time.
-async fn exchange_past_the_deadline(
-    proxy: SocketAddr,
-    bytes: &[u8],
-    heads: &AtomicUsize,
-) -> (Raw, Option<support::raw::Reply>) {
-    let before = heads.load(Ordering::SeqCst);
-    let skip_the_deadline = async {
-        support::wait_until("the backend has the request", || async {
-            heads.load(Ordering::SeqCst) > before
-        })
-        .await;
-        support::skip(DEADLINE).await;
-    };
-    let (exchanged, ()) = tokio::join!(exchange(proxy, bytes), skip_the_deadline);
-    exchanged
 }
 
 /// A normal request through the good service.

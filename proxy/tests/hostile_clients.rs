@@ -287,15 +287,12 @@ async fn a_stalled_body_is_the_clients_408_and_never_ejects_the_instance() {
         // A Content-Length larger than what is sent, too large to buffer.
         b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 10000000\r\n\r\nabc",
     ] {
-        let reached = setup.backend.requests().len();
-        let skip_the_timeout = async {
-            support::wait_until("the backend has the stalled request", || async {
-                setup.backend.requests().len() > reached
-            })
-            .await;
-            support::skip(Duration::from_millis(500)).await;
-        };
-        let ((_, reply), ()) = tokio::join!(exchange(setup.addr(), stall), skip_the_timeout);
+        let (_, reply) = support::past_timeouts(
+            exchange(setup.addr(), stall),
+            || setup.backend.requests().len(),
+            Duration::from_millis(500),
+        )
+        .await;
         let reply = reply.expect("an answer");
         assert_eq!(reply.status, 408, "{reply:?}");
         let complete = setup

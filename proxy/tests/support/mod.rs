@@ -92,12 +92,39 @@ where
     }
 }
 
-/// Sends `request` with `client` to a proxy whose attempts on the
-/// `hanging` backends (which read a request and then never answer, or
-/// answer late) are meant to end by a timeout of `by` (a per-try timeout,
-/// or what is left of the deadline). Each time one of them has read the
-/// request, the proxy only waits for that timeout and the client for its
-/// answer (far longer): `by` passes by [`skip`] instead of in real time.
+/// Runs `exchange` (requests to the proxy, awaited to their answer) while
+/// the proxy's attempts are meant to end by a timeout of `by` (a per-try
+/// timeout, or what is left of the deadline) on a backend that reads the
+/// request and then never answers, or answers late. `reached` counts the
+/// requests such backends have read: each time it goes up, the proxy only
+/// waits for that timeout and the client for its answer (far longer), so
+/// `by` passes by [`skip`] instead of in real time.
+pub async fn past_timeouts<T, N>(
+    exchange: impl Future<Output = T>,
+    reached: impl Fn() -> N,
+    by: Duration,
+) -> T
+where
+    N: PartialOrd,
+{
+    let mut seen = reached();
+    tokio::pin!(exchange);
+    loop {
+        tokio::select! {
+            answer = &mut exchange => return answer,
+            () = wait_until("a backend has the request", || {
+                let more = reached() > seen;
+                async move { more }
+            }) => {
+                seen = reached();
+                skip(by).await;
+            }
+        }
+    }
+}
+
+/// [`past_timeouts`] for `request` sent with `client`, the `hanging`
+/// backends counting the requests they read.
 pub async fn send_past_hangs(
     client: &client::Client,
     request: http::Request<client::Body>,
@@ -110,21 +137,7 @@ pub async fn send_past_hangs(
             .map(|backend| backend.requests())
             .sum::<u64>()
     };
-    let mut seen = reached();
-    let answer = client.send(request);
-    tokio::pin!(answer);
-    loop {
-        tokio::select! {
-            answer = &mut answer => return answer,
-            () = wait_until("a hanging backend has the request", || {
-                let now = reached();
-                async move { now > seen }
-            }) => {
-                seen = reached();
-                skip(by).await;
-            }
-        }
-    }
+    past_timeouts(client.send(request), reached, by).await
 }
 
 /// The sum of the samples of metric `name` in a text-format scrape whose
