@@ -22,7 +22,6 @@ use shardproxy::app::Running;
 use shardproxy::config::Config;
 use support::backend::{Backend, Reply};
 use support::client::{request, Answer, Client};
-use support::WAIT;
 
 /// Backends `b1`, ... behind a proxy whose service `frob` has a cache.
 struct Harness {
@@ -422,7 +421,7 @@ async fn concurrent_cold_gets_make_one_backend_request() {
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/cold", 100);
     let waiting = Arc::clone(&harness);
-    support::wait_until_within(WAIT, "99 requests wait for the first", move || {
+    support::wait_until("99 requests wait for the first", move || {
         let harness = Arc::clone(&waiting);
         async move { harness.metric("shardproxy_cache_coalesced_total").await == 99.0 }
     })
@@ -454,7 +453,7 @@ async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/fails", 10);
     let waiting = Arc::clone(&harness);
-    support::wait_until_within(WAIT, "9 requests wait for the first", move || {
+    support::wait_until("9 requests wait for the first", move || {
         let harness = Arc::clone(&waiting);
         async move { harness.metric("shardproxy_cache_coalesced_total").await == 9.0 }
     })
@@ -476,7 +475,7 @@ async fn after_an_uncacheable_answer_requests_go_side_by_side() {
     harness.get("/private").await;
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/private", 5);
-    support::wait_until_within(WAIT, "all five reach the backend at once", || async {
+    support::wait_until("all five reach the backend at once", || async {
         harness.backends[0].in_flight() == 5
     })
     .await;
@@ -581,7 +580,7 @@ async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() 
         );
         assert_eq!(stale.made_by_request(), 1);
     }
-    support::wait_until_within(WAIT, "the refresh reaches the backend", || async {
+    support::wait_until("the refresh reaches the backend", || async {
         harness.backends[0].in_flight() == 1
     })
     .await;
@@ -591,7 +590,7 @@ async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() 
         "one background refresh for five stale hits"
     );
     harness.backends[0].release();
-    support::wait_until_within(WAIT, "the refreshed object is served", || async {
+    support::wait_until("the refreshed object is served", || async {
         harness.get("/g").await.made_by_request() == 2
     })
     .await;
@@ -607,7 +606,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     assert_eq!(harness.get("/swr").await.x_cache(), "MISS");
     let stale = harness.get("/swr").await;
     assert_eq!((stale.x_cache(), stale.made_by_request()), ("STALE", 1));
-    support::wait_until_within(WAIT, "the background refresh is stored", || async {
+    support::wait_until("the background refresh is stored", || async {
         let answer = harness.get("/swr").await;
         answer.x_cache() == "STALE" && answer.made_by_request() >= 2
     })

@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 use shardproxy::app::Running;
 use support::backend::Backend;
 use support::raw::{exchange, Raw};
+use support::WAIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The deadline of every misbehaving service.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -283,7 +281,7 @@ async fn hostile_backends_get_clear_answers_and_leave_nothing_behind() {
         check(proxy, misbehaviour, addr.port(), heads).await;
         serves_on(proxy).await;
     }
-    support::wait_until_within(WAIT, "the warm-up's upstream connections close", all_closed).await;
+    support::wait_until("the warm-up's upstream connections close", all_closed).await;
     let fds = open_fds();
     let memory = resident_bytes();
 
@@ -297,8 +295,8 @@ async fn hostile_backends_get_clear_answers_and_leave_nothing_behind() {
     // Descriptors: back to the baseline once the hostile connections have
     // been noticed closed (the proxy's side of a client connection closes
     // when its task sees the end).
-    support::wait_until_within(WAIT, "the upstream connections close", all_closed).await;
-    support::wait_until_within(WAIT, "descriptors are back to the baseline", || async {
+    support::wait_until("the upstream connections close", all_closed).await;
+    support::wait_until("descriptors are back to the baseline", || async {
         open_fds() <= fds
     })
     .await;

@@ -16,9 +16,7 @@ use std::time::Duration;
 use shardproxy::app::Running;
 use support::raw::{exchange, Raw};
 use support::recorder::{Recorder, Sent};
-
-/// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use support::WAIT;
 
 /// The proxy in front of one recording backend.
 struct Setup {

@@ -16,9 +16,7 @@ use std::time::Duration;
 use shardproxy::app::Running;
 use support::backend::{Backend, Behaviour};
 use support::raw::{exchange, Raw};
-
-/// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use support::WAIT;
 
 /// Starts a proxy in front of `backend` with these `[server]`, service and
 /// route lines.
@@ -342,7 +340,7 @@ async fn a_service_at_its_concurrency_limit_sheds_with_503() {
             .await;
         hanging.push(raw);
     }
-    support::wait_until_within(WAIT, "two requests hang at the backend", || async {
+    support::wait_until("two requests hang at the backend", || async {
         backend.in_flight() == 2
     })
     .await;
@@ -368,7 +366,7 @@ async fn a_service_at_its_concurrency_limit_sheds_with_503() {
     // Places come back when the requests end (here: their clients leave).
     drop(hanging);
     let app = proxy.app();
-    support::wait_until_within(WAIT, "the places are given back", || {
+    support::wait_until("the places are given back", || {
         let app = Arc::clone(&app);
         async move { app.service("frob").map(|s| s.in_flight.in_flight()) == Some(0) }
     })

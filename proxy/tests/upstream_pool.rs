@@ -14,11 +14,9 @@ use std::time::Duration;
 
 use support::backend::{Backend, Behaviour, Echo, Reply};
 use support::raw::{exchange, Raw};
+use support::WAIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// A proxy in front of one instance at `addr`, with these service lines.
 async fn proxy_to(addr: SocketAddr, service: &str) -> shardproxy::app::Running {
