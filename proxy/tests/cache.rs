@@ -5,8 +5,9 @@
 //!
 //! Each test asserts what the backends saw (how many requests, how many
 //! `304`s) and what the client got (`x-cache`, `Age`, bodies). Times that
-//! must pass are made zero instead (`max-age=0` with a stale window or a
-//! validator): no test sleeps, and waits poll a condition with a bound.
+//! must pass are made zero (`max-age=0` with a stale window or a
+//! validator), or pass by `support::skip` where the seconds themselves are
+//! tested: no test sleeps, and waits poll a condition with a bound.
 
 // Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
 #![cfg(test)]

@@ -60,11 +60,12 @@ where
 /// clock (`tokio::time`), so a test waits for timed behaviour without
 /// spending real seconds.
 ///
-/// Only for a moment when no exchange is on its way over a socket: a
-/// timeout on it would fire too, though its answer was coming. Between
-/// two skips every exchange runs in real time, unpaused. Needs the
-/// current-thread runtime (`#[tokio::test]`), as `tokio::time::pause`
-/// does.
+/// Only for a moment when no exchange is on its way over a socket, or
+/// when the one that is can only end by the timeout skipped to (a backend
+/// that holds the request, see [`past_timeouts`]): a timeout on an
+/// exchange whose answer was coming would fire too. Between two skips
+/// every exchange runs in real time, unpaused. Needs the current-thread
+/// runtime (`#[tokio::test]`), as `tokio::time::pause` does.
 pub async fn skip(by: Duration) {
     tokio::time::pause();
     tokio::time::advance(by).await;
