@@ -87,7 +87,7 @@ pub async fn forward(
     let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
     let targets = Targets::new(&snapshot.table, &endpoints, position, &upstream.health);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
+    headers::to_upstream(&mut parts.headers, parts.version, client.ip());
     if let Some(replicas) =
         Replicas::for_request(upstream, snapshot, &endpoints, &parts.method, position)
     {

@@ -78,10 +78,11 @@ pub(super) fn upstream_request(
     request
 }
 
-/// The instance's response for the client: hop-by-hop headers removed, the
-/// body streamed.
+/// The instance's response for the client: framed as RFC 9112 §6.3 says,
+/// hop-by-hop headers removed, the body streamed.
 pub(super) fn to_client(response: Response<ResponseBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
+    headers::reframe(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
 }
