@@ -21,6 +21,7 @@
 //! - `endpoint`: each instance of the ring in use as requests need it,
 //!   built once per ring, and the order a request tries them in.
 //! - `transition`: reads tried on the replaced ring during a transition.
+//! - `watched`: response bodies cut off when the instance stalls.
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ pub mod exchange;
 mod request;
 mod transition;
 pub mod upstream;
+mod watched;
 mod write;
 
 pub use exchange::Exchange;
@@ -187,7 +189,9 @@ impl Walk<'_> {
             let last = index + 1 == targets.len();
             let (failure, cut_by_deadline) = match self.try_instance(endpoint, last, exchange).await
             {
-                Ok(response) => return Ok(self.answer(response, index, exchange).await),
+                Ok(response) => {
+                    return Ok(self.answer(response, (index, endpoint), exchange).await)
+                }
                 Err(Missed::Client(fault)) => return Err(fault),
                 Err(Missed::Stop(stop)) => return Err(self.give_up(failed, Some(stop))),
                 Err(Missed::Failed {
@@ -286,12 +290,13 @@ impl Walk<'_> {
         }
     }
 
-    /// The answer of the `index`-th instance, for the client; a `404`
-    /// during a transition is tried on the replaced ring first.
+    /// The answer of `endpoint`, the `index`-th instance tried, for the
+    /// client; a `404` during a transition is tried on the replaced ring
+    /// first.
     async fn answer(
         mut self,
         response: Response<ResponseBody>,
-        index: usize,
+        (index, endpoint): (usize, &Endpoint),
         exchange: &mut Exchange,
     ) -> Response<Body> {
         match self
@@ -306,12 +311,12 @@ impl Walk<'_> {
                     &self.path,
                     &mut self.body,
                     asked,
-                    response,
+                    (response, &endpoint.name),
                     exchange,
                 );
                 Box::pin(read).await
             }
-            None => to_client(response),
+            None => to_client(response, self.upstream, &endpoint.name),
         }
     }
 

@@ -15,6 +15,7 @@
 //! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
+//! - `send_timeout`: closing the connection of a client that stops reading.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,10 +35,12 @@ use crate::config::ServerConfig;
 
 mod connection;
 mod protocol;
+mod send_timeout;
 mod woken;
 
 use connection::{Activity, Connections};
 use protocol::Sniffed;
+use send_timeout::SendTimeout;
 
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
@@ -185,6 +188,7 @@ where
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
+        send: server.send_timeout,
         stopped,
     };
     let proxy = tokio::spawn(accept_loop(
@@ -216,6 +220,8 @@ struct Listening {
     idle: Duration,
     /// `server.drain_timeout`.
     drain: Duration,
+    /// `server.send_timeout`.
+    send: Duration,
     /// Turns true when the proxy stops.
     stopped: watch::Receiver<bool>,
 }
@@ -270,6 +276,7 @@ async fn accept_loop<F, Fut, B>(
                 builders,
                 first_bytes,
                 idle,
+                send,
                 mut stopped,
                 ..
             } = listening;
@@ -281,10 +288,12 @@ async fn accept_loop<F, Fut, B>(
             };
             let served = match sniffed {
                 Ok(Sniffed::Http1(io)) => {
+                    let io = SendTimeout::new(io, send);
                     let connection = builders.http1.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }
                 Ok(Sniffed::Http2(io)) => {
+                    let io = SendTimeout::new(io, send);
                     let connection = builders.http2.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }
