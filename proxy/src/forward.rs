@@ -25,10 +25,11 @@
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use shardproxy_ring::{InstanceName, Token};
 use tokio::time::Instant;
@@ -101,7 +102,7 @@ pub async fn forward(
     let body = body
         .map(|body| limits::limit_body(body, route.max_body))
         .transpose()?;
-    let body = limits::body_within(
+    let mut body = limits::body_within(
         config.deadline,
         RequestBody::prepare(body, config.retry_body_limit, route.max_body),
     )
@@ -113,9 +114,9 @@ pub async fn forward(
         old_ring: OldRing::for_request(upstream, &state, &parts.method, position, deadline),
         replay_safe: is_idempotent(&parts.method) || body.is_empty(),
         targets: &targets,
-        parts,
-        path,
-        body,
+        parts: &mut parts,
+        path: &path,
+        body: &mut body,
         max_body: route.max_body,
         deadline,
         stale_retried: false,
@@ -124,15 +125,18 @@ pub async fn forward(
     .await
 }
 
-/// One request's walk down its preference list.
+/// One request's walk down its preference list. (It borrows the request
+/// from `forward` rather than owning it: a future keeps a slot for each
+/// value it moves on, and hyper moves the whole request future twice per
+/// request.)
 struct Walk<'a> {
     upstream: &'a Upstream,
     targets: &'a Targets<'a>,
     /// The replaced ring to try after a `404`, during a transition.
     old_ring: Option<OldRing<'a>>,
-    parts: Parts,
-    path: PathAndQuery,
-    body: RequestBody,
+    parts: &'a mut Parts,
+    path: &'a PathAndQuery,
+    body: &'a mut RequestBody,
     /// The route's `max_body`.
     max_body: Option<u64>,
     deadline: Instant,
@@ -144,18 +148,12 @@ struct Walk<'a> {
     stale_retried: bool,
 }
 
-/// Why an instance gave no answer to return.
-enum Missed {
-    /// The instance failed; `cut_by_deadline` when its per-try timeout was
-    /// the rest of the deadline.
-    Failed {
-        failure: AttemptFailure,
-        cut_by_deadline: bool,
-    },
-    /// The client's fault ends the request.
-    Client(ProxyError),
-    /// No further instance may be tried.
-    Stop(Stop),
+/// One attempt to make.
+struct NextAttempt {
+    request: Request<Body>,
+    try_timeout: Duration,
+    /// Whether its timeout is the rest of the deadline.
+    cut_by_deadline: bool,
 }
 
 /// Why the walk ended before the end of the preference list.
@@ -176,6 +174,10 @@ enum Stop {
 impl Walk<'_> {
     /// Tries the instances in order until one answers (a status not in
     /// `retry_on`), the list ends, or SPEC §5 forbids another try.
+    ///
+    /// The attempt is awaited here, not in a function of its own: each
+    /// level of `async fn` keeps its own copy of what it hands down, and
+    /// hyper moves the whole request future twice per request.
     async fn try_in_order(mut self, exchange: &mut Exchange) -> Result<Response<Body>, ProxyError> {
         let targets = self.targets;
         let mut failed = Vec::new();
@@ -187,17 +189,41 @@ impl Walk<'_> {
                 return Err(self.give_up(failed, Some(Stop::Budget)));
             }
             let last = index + 1 == targets.len();
-            let (failure, cut_by_deadline) = match self.try_instance(endpoint, last, exchange).await
-            {
+            // One attempt on this instance, and one more on a new
+            // connection if a kept-alive connection the instance had
+            // closed took it.
+            let (outcome, cut_by_deadline) = loop {
+                let NextAttempt {
+                    request,
+                    try_timeout,
+                    cut_by_deadline,
+                } = match self.next_attempt(endpoint, last, exchange) {
+                    Ok(next) => next,
+                    Err(stop) => return Err(self.give_up(failed, Some(stop))),
+                };
+                let client_side = ClientSide {
+                    body: self.body,
+                    max_body: self.max_body,
+                };
+                let outcome = attempt::once(
+                    &self.upstream.health,
+                    &self.upstream.config.retry_on,
+                    endpoint,
+                    request,
+                    try_timeout,
+                    Some(client_side),
+                )
+                .await;
+                if !self.again_after(&outcome) {
+                    break (outcome, cut_by_deadline);
+                }
+            };
+            let failure = match outcome {
                 Ok(response) => {
                     return Ok(self.answer(response, (index, endpoint), exchange).await)
                 }
-                Err(Missed::Client(fault)) => return Err(fault),
-                Err(Missed::Stop(stop)) => return Err(self.give_up(failed, Some(stop))),
-                Err(Missed::Failed {
-                    failure,
-                    cut_by_deadline,
-                }) => (failure, cut_by_deadline),
+                Err(Failed::Client(fault)) => return Err(fault),
+                Err(Failed::Instance(failure) | Failed::StaleConnection(failure)) => failure,
             };
             // Nothing was sent on a failed connect: the next instance may
             // always be tried.
@@ -230,71 +256,48 @@ impl Walk<'_> {
         }
     }
 
-    /// One attempt on `endpoint`, and one more on a new connection if a
-    /// kept-alive connection the instance had closed took it.
-    async fn try_instance(
+    /// The next attempt's request to `endpoint` (the `last` of the list,
+    /// or not), under what is left of the deadline; or why there is none.
+    fn next_attempt(
         &mut self,
         endpoint: &Endpoint,
         last: bool,
         exchange: &mut Exchange,
-    ) -> Result<Response<ResponseBody>, Missed> {
-        let config = &self.upstream.config;
-        loop {
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(Missed::Stop(Stop::Deadline));
-            }
-            let Some(attempt_body) = self.body.for_attempt() else {
-                return Err(Missed::Stop(Stop::BodySpent));
-            };
-            exchange.attempt(&endpoint.name);
-            let try_timeout = config.try_timeout.min(remaining);
-            // Copied while a transition read or a second try on this
-            // instance may still need them.
-            let take_headers =
-                last && self.old_ring.is_none() && (self.stale_retried || !self.replay_safe);
-            let request = upstream_request(
-                &mut self.parts,
-                endpoint,
-                &self.path,
-                attempt_body,
-                take_headers,
-            );
-            let client_side = ClientSide {
-                body: &self.body,
-                max_body: self.max_body,
-            };
-            let outcome = attempt::once(
-                &self.upstream.health,
-                &config.retry_on,
-                endpoint,
-                request,
-                try_timeout,
-                Some(client_side),
-            )
-            .await;
-            return match outcome {
-                Ok(response) => Ok(response),
-                Err(Failed::StaleConnection(_)) if self.replay_safe && !self.stale_retried => {
-                    self.stale_retried = true;
-                    continue;
-                }
-                Err(Failed::Client(fault)) => Err(Missed::Client(fault)),
-                Err(Failed::Instance(failure) | Failed::StaleConnection(failure)) => {
-                    Err(Missed::Failed {
-                        failure,
-                        cut_by_deadline: try_timeout == remaining,
-                    })
-                }
-            };
+    ) -> Result<NextAttempt, Stop> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Stop::Deadline);
         }
+        let body = self.body.for_attempt().ok_or(Stop::BodySpent)?;
+        exchange.attempt(&endpoint.name);
+        let try_timeout = self.upstream.config.try_timeout.min(remaining);
+        // Copied while a transition read or a second try on this instance
+        // may still need them.
+        let take_headers =
+            last && self.old_ring.is_none() && (self.stale_retried || !self.replay_safe);
+        Ok(NextAttempt {
+            request: upstream_request(self.parts, endpoint, self.path, body, take_headers),
+            try_timeout,
+            cut_by_deadline: try_timeout == remaining,
+        })
+    }
+
+    /// Whether `outcome` sends the request once more to the same instance:
+    /// a kept-alive connection the instance had closed took it, and the
+    /// request may be sent twice (at most once per request).
+    fn again_after(&mut self, outcome: &Result<Response<ResponseBody>, Failed>) -> bool {
+        let again = matches!(outcome, Err(Failed::StaleConnection(_)))
+            && self.replay_safe
+            && !self.stale_retried;
+        self.stale_retried |= again;
+        again
     }
 
     /// The answer of `endpoint`, the `index`-th instance tried, for the
     /// client; a `404` during a transition is tried on the replaced ring
     /// first.
     async fn answer(
-        mut self,
+        &mut self,
         response: Response<ResponseBody>,
         (index, endpoint): (usize, &Endpoint),
         exchange: &mut Exchange,
@@ -307,9 +310,9 @@ impl Walk<'_> {
             Some(old_ring) => {
                 let asked = (self.targets, index + 1);
                 let read = old_ring.read(
-                    &mut self.parts,
-                    &self.path,
-                    &mut self.body,
+                    self.parts,
+                    self.path,
+                    self.body,
                     asked,
                     (response, &endpoint.name),
                     exchange,

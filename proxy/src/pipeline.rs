@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use shardproxy_ring::InstanceName;
 use tokio::time::Instant;
 
-use crate::app::{App, Service};
+use crate::app::App;
 use crate::body::Body;
 use crate::cache::{self, Cache};
 use crate::error::ProxyError;
@@ -69,37 +69,33 @@ pub async fn handle(
     // GET and HEAD of a cached service go through the cache; the rest
     // straight to the instances.
     let mut exchange = Exchange::new(app.config.log.access_log);
-    let response = dispatch(service, matched, parts, body, client, &mut exchange).await;
+    let response = match &service.cache {
+        // Boxed, as the other rare branch: every request's future is as
+        // large as its largest branch, the cache's is several times the
+        // size of a pass-through, and hyper moves it twice per request.
+        Some(cache) if parts.method == Method::GET || parts.method == Method::HEAD => {
+            let serve = cache::serve(upstream, cache, matched, parts, body, client, &mut exchange);
+            Box::pin(serve).await
+        }
+        Some(cache) => {
+            let forward = invalidating(
+                upstream,
+                cache,
+                &matched,
+                parts,
+                body,
+                client,
+                &mut exchange,
+            );
+            Box::pin(forward).await
+        }
+        None => forward::forward(upstream, &matched, parts, Some(body), client, &mut exchange)
+            .await
+            .unwrap_or_else(|error| failed(upstream, error)),
+    };
     // Counted and logged once, whoever answered.
     record(upstream, &response, &exchange, started);
     response
-}
-
-/// Sends a routed request through its service's cache, or to its
-/// instances.
-async fn dispatch(
-    service: &Service,
-    matched: Matched<'_>,
-    parts: Parts,
-    body: Incoming,
-    client: SocketAddr,
-    exchange: &mut Exchange,
-) -> Response<Body> {
-    let upstream = &service.upstream;
-    let Some(cache) = &service.cache else {
-        return forward_or_error(upstream, &matched, parts, body, client, exchange).await;
-    };
-    if parts.method == Method::GET || parts.method == Method::HEAD {
-        // Boxed: the cache's future is several times the size of a
-        // pass-through, and every request's future is as large as its
-        // largest branch. hyper moves it twice per request, so inline it
-        // cost every request ~11,000 instructions of memcpy.
-        return Box::pin(cache::serve(
-            upstream, cache, matched, parts, body, client, exchange,
-        ))
-        .await;
-    }
-    invalidating(upstream, cache, matched, parts, body, client, exchange).await
 }
 
 /// Forwards an unsafe request to a cached service and, when it succeeds,
@@ -107,41 +103,31 @@ async fn dispatch(
 async fn invalidating(
     upstream: &Upstream,
     cache: &Cache,
-    matched: Matched<'_>,
-    parts: Parts,
-    body: Incoming,
-    client: SocketAddr,
-    exchange: &mut Exchange,
-) -> Response<Body> {
-    let target = cache::Unsafe::of(&parts);
-    let response = forward_or_error(upstream, &matched, parts, body, client, exchange).await;
-    if let Some(target) = target {
-        target.done(cache, response.status(), response.headers());
-    }
-    response
-}
-
-/// [`forward::forward`], its error as the response.
-async fn forward_or_error(
-    upstream: &Upstream,
     matched: &Matched<'_>,
     parts: Parts,
     body: Incoming,
     client: SocketAddr,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    match forward::forward(upstream, matched, parts, Some(body), client, exchange).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::debug!(
-                service = %upstream.config.name,
-                side = error.side().as_str(),
-                %error,
-                "request failed"
-            );
-            error.into_response()
-        }
+    let target = cache::Unsafe::of(&parts);
+    let response = forward::forward(upstream, matched, parts, Some(body), client, exchange)
+        .await
+        .unwrap_or_else(|error| failed(upstream, error));
+    if let Some(target) = target {
+        target.done(cache, response.status(), response.headers());
     }
+    response
+}
+
+/// The answer to a request that could not be forwarded.
+fn failed(upstream: &Upstream, error: ProxyError) -> Response<Body> {
+    tracing::debug!(
+        service = %upstream.config.name,
+        side = error.side().as_str(),
+        %error,
+        "request failed"
+    );
+    error.into_response()
 }
 
 /// Counts the answer in the service's metrics and writes the access log

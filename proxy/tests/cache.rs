@@ -1,12 +1,13 @@
-//! The response cache end to end (SPEC §6, issue 4): real backends that
+//! The response cache end to end (SPEC §6; purge: §9.6): real backends that
 //! count their requests and answer with the caching headers each test
 //! sets (`support::backend::Reply`), a proxy started with `run::start`
 //! whose service lists them statically, and a hyper client.
 //!
 //! Each test asserts what the backends saw (how many requests, how many
 //! `304`s) and what the client got (`x-cache`, `Age`, bodies). Times that
-//! must pass are made zero instead (`max-age=0` with a stale window or a
-//! validator): no test sleeps, and waits poll a condition with a bound.
+//! must pass are made zero (`max-age=0` with a stale window or a
+//! validator), or pass by `support::skip` where the seconds themselves are
+//! tested: no test sleeps, and waits poll a condition with a bound.
 
 // Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
 #![cfg(test)]
@@ -17,19 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use shardproxy::config::Config;
 use shardproxy::run::Running;
 use support::backend::{Backend, Reply};
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+use support::client::{request, Answer, Client};
 
 /// Backends `b1`, ... behind a proxy whose service `frob` has a cache.
 struct Harness {
@@ -37,31 +30,28 @@ struct Harness {
     proxy: Running,
     /// The config the proxy was started with.
     config: String,
-    client: HttpClient,
+    client: Client,
 }
 
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// What these tests read off an answer besides its status and body.
+trait CacheHeaders {
+    /// What the cache did (`x-cache`: `HIT`, `MISS`, `STALE`); empty when
+    /// the answer does not say.
+    fn x_cache(&self) -> &str;
+
+    /// The backend's request number that made this answer (0 when none).
+    fn made_by_request(&self) -> u64;
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map_or("", |value| value.to_str().unwrap_or("(not text)"))
-    }
-
+impl CacheHeaders for Answer {
     fn x_cache(&self) -> &str {
-        self.header("x-cache")
+        self.header("x-cache").unwrap_or("")
     }
 
-    /// The backend's request number that made this answer.
     fn made_by_request(&self) -> u64 {
-        self.header("x-request-number").parse().unwrap_or(0)
+        self.header("x-request-number")
+            .and_then(|number| number.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -100,7 +90,7 @@ impl Harness {
             backends,
             proxy,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::http1(),
         }
     }
 
@@ -117,7 +107,8 @@ impl Harness {
     }
 
     async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
-        send(&self.client, self.proxy.listen, method, path, headers).await
+        let request = request(method, self.proxy.listen, path, headers, Bytes::new());
+        self.client.send(request).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -126,13 +117,14 @@ impl Harness {
 
     /// An admin answer.
     async fn admin(&self, method: Method, path: &str) -> Answer {
-        send(&self.client, self.proxy.admin, method, path, &[]).await
+        let request = request(method, self.proxy.admin, path, &[], Bytes::new());
+        self.client.send(request).await
     }
 
     /// The value of metric `name` for service `frob`.
     async fn metric(&self, name: &str) -> f64 {
         let text = self.admin(Method::GET, "/metrics").await;
-        let text = String::from_utf8_lossy(&text.body).into_owned();
+        let text = text.text();
         let prefix = format!("{name}{{service=\"frob\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -140,39 +132,6 @@ impl Harness {
             .parse()
             .unwrap_or_else(|error| panic!("{name}: {error}"))
     }
-}
-
-/// `method http://{to}{path}` with `headers`, whole.
-async fn send(
-    client: &HttpClient,
-    to: std::net::SocketAddr,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let what = format!("{method} http://{to}{path}");
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{to}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::default()).expect("a valid request");
-    tokio::time::timeout(WAIT, async {
-        let response = client
-            .request(request)
-            .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("the whole body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
 }
 
 const FRESH: &[(&str, &str)] = &[("cache-control", "max-age=60")];
@@ -186,11 +145,13 @@ async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
     let first = harness.get("/a?x=1").await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.x_cache(), "MISS");
-    assert_eq!(first.header("age"), "0");
+    assert_eq!(first.header("age"), Some("0"));
     let second = harness.get("/a?x=1").await;
     assert_eq!(second.x_cache(), "HIT");
     assert_eq!(second.body, first.body, "the stored body");
-    assert!(second.header("age").parse::<u64>().is_ok());
+    assert!(second
+        .header("age")
+        .is_some_and(|age| age.parse::<u64>().is_ok()));
     assert_eq!(harness.requests(), 1);
     let other_query = harness.get("/a?x=2").await;
     assert_eq!(
@@ -204,7 +165,8 @@ async fn a_second_get_is_a_hit_and_the_backend_sees_one_request() {
     assert_eq!(harness.metric("shardproxy_cache_objects").await, 2.0);
 }
 
-/// Cache poisoning (issue #8): what a client sends outside the cache key
+/// Cache poisoning (SPEC §9.8, README "Limits and hardening"): what a
+/// client sends outside the cache key
 /// cannot change what other clients get. Another host, a spoofed Host or an
 /// absolute-form authority are other keys; a GET with a body is passed, not
 /// stored; the client's `X-Forwarded-Proto` is replaced by the proxy's.
@@ -220,14 +182,14 @@ async fn headers_outside_the_key_cannot_change_what_others_get() {
         )
         .await;
     assert_eq!(spoofed.x_cache(), "MISS");
-    let text = String::from_utf8_lossy(&spoofed.body).into_owned();
+    let text = spoofed.text();
     assert!(
         !text.contains("gopher"),
         "the proxy sets X-Forwarded-Proto: {text}"
     );
     let honest = harness.get("/p").await;
     assert_eq!(honest.x_cache(), "MISS", "another host is another key");
-    let text = String::from_utf8_lossy(&honest.body).into_owned();
+    let text = honest.text();
     assert!(!text.contains("evil.example"), "{text}");
     assert_eq!(harness.requests(), 2);
     let again = harness
@@ -237,16 +199,15 @@ async fn headers_outside_the_key_cannot_change_what_others_get() {
     assert_eq!(again.body, spoofed.body, "each host keeps its own object");
 
     // A GET whose body could steer the backend is passed, never stored.
-    let mut request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("http://{}/q", harness.proxy.listen))
-        .body(Full::new(Bytes::from_static(b"steer")))
-        .expect("a valid request");
-    request
-        .headers_mut()
-        .insert("x-test", "fat".parse().expect("a value"));
-    let fat = harness.client.request(request).await.expect("an answer");
-    assert_eq!(fat.headers()["x-cache"], "MISS");
+    let fat = request(
+        Method::GET,
+        harness.proxy.listen,
+        "/q",
+        &[("x-test", "fat")],
+        "steer",
+    );
+    let fat = harness.client.send(fat).await;
+    assert_eq!(fat.header("x-cache"), Some("MISS"));
     let plain = harness.get("/q").await;
     assert_eq!(
         plain.x_cache(),
@@ -368,7 +329,7 @@ async fn a_head_is_answered_from_a_cached_get() {
     let head = harness.send(Method::HEAD, "/h", &[]).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.x_cache(), "HIT");
-    assert_eq!(head.header("content-length"), "1000");
+    assert_eq!(head.header("content-length"), Some("1000"));
     assert!(head.body.is_empty());
     assert_eq!(harness.requests(), 1);
 }
@@ -424,7 +385,7 @@ service = "frob"
     let a = harness.get("/a/x").await;
     let b = harness.get("/b/x").await;
     assert_eq!((a.x_cache(), b.x_cache()), ("MISS", "MISS"));
-    let echo = support::backend::Echo::parse(&b.body);
+    let echo = b.echo();
     assert_eq!(echo.uri, "/x", "both reached the backend as /x");
     assert_eq!(harness.get("/a/x").await.made_by_request(), 1);
     assert_eq!(harness.get("/b/x").await.made_by_request(), 2);
@@ -461,7 +422,7 @@ async fn concurrent_cold_gets_make_one_backend_request() {
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/cold", 100);
     let waiting = Arc::clone(&harness);
-    support::wait_until_within(WAIT, "99 requests wait for the first", move || {
+    support::wait_until("99 requests wait for the first", move || {
         let harness = Arc::clone(&waiting);
         async move { harness.metric("shardproxy_cache_coalesced_total").await == 99.0 }
     })
@@ -493,7 +454,7 @@ async fn a_failed_fetch_wakes_the_waiters_to_try_themselves() {
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/fails", 10);
     let waiting = Arc::clone(&harness);
-    support::wait_until_within(WAIT, "9 requests wait for the first", move || {
+    support::wait_until("9 requests wait for the first", move || {
         let harness = Arc::clone(&waiting);
         async move { harness.metric("shardproxy_cache_coalesced_total").await == 9.0 }
     })
@@ -515,7 +476,7 @@ async fn after_an_uncacheable_answer_requests_go_side_by_side() {
     harness.get("/private").await;
     harness.backends[0].hold();
     let tasks = concurrent_gets(&harness, "/private", 5);
-    support::wait_until_within(WAIT, "all five reach the backend at once", || async {
+    support::wait_until("all five reach the backend at once", || async {
         harness.backends[0].in_flight() == 5
     })
     .await;
@@ -561,6 +522,49 @@ async fn a_stale_object_is_served_when_every_instance_of_its_key_fails() {
     assert_eq!(harness.metric("shardproxy_cache_stale_total").await, 1.0);
 }
 
+/// Freshness and the stale windows run on the proxy's clock: an object is a
+/// hit until its `max-age` is up, then fetched again; past its `max-age` it
+/// is served stale while its instance fails, for its `stale-if-error`
+/// seconds and not after. The seconds pass by [`support::skip`] between
+/// requests sent one after another; each skip is shorter than the 30 s a
+/// kept-alive client connection may idle.
+#[tokio::test]
+async fn max_age_and_stale_if_error_are_counted_in_seconds() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=20, stale-if-error=20")]),
+    );
+    assert_eq!(harness.get("/t").await.x_cache(), "MISS");
+
+    support::skip(Duration::from_secs(15)).await;
+    let hit = harness.get("/t").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    let age = hit.header("age").and_then(|age| age.parse::<u64>().ok());
+    assert!(
+        age.is_some_and(|age| (15..20).contains(&age)),
+        "Age {age:?}"
+    );
+    assert_eq!(harness.requests(), 1);
+
+    support::skip(Duration::from_secs(6)).await;
+    let refetched = harness.get("/t").await;
+    assert_eq!(refetched.x_cache(), "MISS", "21 s old: max-age=20 is up");
+    assert_eq!((refetched.made_by_request(), harness.requests()), (2, 2));
+
+    // The refetched object, 21 s old: stale, within stale-if-error.
+    support::skip(Duration::from_secs(21)).await;
+    harness.backends[0].stop().await;
+    let stale = harness.get("/t").await;
+    assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, "STALE"));
+    assert_eq!(stale.made_by_request(), 2);
+
+    // 41 s old: past stale-if-error too.
+    support::skip(Duration::from_secs(20)).await;
+    let failed = harness.get("/t").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.text());
+}
+
 #[tokio::test]
 async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() {
     let harness = Harness::start(1, "grace = \"60s\"").await;
@@ -577,7 +581,7 @@ async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() 
         );
         assert_eq!(stale.made_by_request(), 1);
     }
-    support::wait_until_within(WAIT, "the refresh reaches the backend", || async {
+    support::wait_until("the refresh reaches the backend", || async {
         harness.backends[0].in_flight() == 1
     })
     .await;
@@ -587,7 +591,7 @@ async fn within_grace_a_stale_object_is_served_while_one_request_refreshes_it() 
         "one background refresh for five stale hits"
     );
     harness.backends[0].release();
-    support::wait_until_within(WAIT, "the refreshed object is served", || async {
+    support::wait_until("the refreshed object is served", || async {
         harness.get("/g").await.made_by_request() == 2
     })
     .await;
@@ -603,7 +607,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     assert_eq!(harness.get("/swr").await.x_cache(), "MISS");
     let stale = harness.get("/swr").await;
     assert_eq!((stale.x_cache(), stale.made_by_request()), ("STALE", 1));
-    support::wait_until_within(WAIT, "the background refresh is stored", || async {
+    support::wait_until("the background refresh is stored", || async {
         let answer = harness.get("/swr").await;
         answer.x_cache() == "STALE" && answer.made_by_request() >= 2
     })
@@ -630,7 +634,7 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
         &Reply::with(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
     );
     let refreshed = harness.get("/r").await;
-    assert_eq!(refreshed.header("cache-control"), "max-age=60");
+    assert_eq!(refreshed.header("cache-control"), Some("max-age=60"));
     assert_eq!(harness.backends[0].not_modified(), 2);
     let hit = harness.get("/r").await;
     assert_eq!(hit.x_cache(), "HIT", "the 304's max-age=60 was stored");
@@ -650,7 +654,7 @@ async fn surrogate_control_for_this_cache_replaces_cache_control() {
     );
     let first = harness.get("/s").await;
     assert_eq!(first.x_cache(), "MISS");
-    let echo = support::backend::Echo::parse(&first.body);
+    let echo = first.echo();
     assert_eq!(
         echo.header("surrogate-capability"),
         Some("shardproxy=\"Surrogate/1.0\""),
@@ -660,7 +664,7 @@ async fn surrogate_control_for_this_cache_replaces_cache_control() {
     assert_eq!(hit.x_cache(), "HIT", "no-store is for the browsers");
     assert_eq!(
         hit.header("surrogate-control"),
-        "max-age=60;shardproxy",
+        Some("max-age=60;shardproxy"),
         "forwarded as it came"
     );
     harness.reply_at(
@@ -739,7 +743,7 @@ async fn a_client_if_none_match_gets_304_from_the_cache() {
         (hit.status, hit.x_cache()),
         (StatusCode::NOT_MODIFIED, "HIT")
     );
-    assert_eq!(hit.header("etag"), "\"v1\"");
+    assert_eq!(hit.header("etag"), Some("\"v1\""));
     assert!(hit.body.is_empty());
     let other = harness
         .send(Method::GET, "/c", &[("if-none-match", "\"v2\"")])

@@ -6,6 +6,7 @@
 #![cfg(test)]
 
 mod reference;
+mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -285,9 +286,15 @@ async fn a_dead_server_times_out_and_the_ring_stays() {
         .await;
     let fingerprint = ring_of(&service.load_full().unwrap().table).fingerprint();
     dns.set_mode(Mode::Drop);
+    // Nothing answers any more, so this refresh can only end by the
+    // resolver's timeouts (2 s, tried again): with the clock paused they
+    // fire as soon as the runtime has nothing else to do, instead of after
+    // seconds. No answer is there for a jump of the clock to overtake.
+    tokio::time::pause();
     let next = service
         .refresh_once(&resolver, &source(), Duration::from_secs(30))
         .await;
+    tokio::time::resume();
     assert_eq!(next, shardproxy::discovery::RETRY_AFTER_FAILURE);
     let error = service.status().last_error.expect("an error").1;
     assert!(matches!(error, DiscoveryError::Lookup { .. }), "{error}");
@@ -337,7 +344,9 @@ async fn refresh_loop_follows_changes() {
             records.push(ZoneRecord::txt("tokens.8081.frob3.example.com.", &["a"]));
         })
         .unwrap();
-    // TTLs are 1 s, so the next refresh is about a second away.
+    // TTLs are 1 s, so the next refresh is at most a second away; nothing
+    // but the refresh loop runs, so the clock skips to it.
+    support::skip(Duration::from_secs(1)).await;
     wait_for(4).await;
     task.abort();
     dns.shutdown().await;

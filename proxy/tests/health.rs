@@ -1,6 +1,6 @@
-//! Instance health end to end (issue 5, SPEC §5 "the first healthy
-//! instance"): passive outlier detection and active checks, over real
-//! sockets on 127.0.0.1.
+//! Instance health end to end (SPEC §5 "the first healthy instance",
+//! README "Health, reloads, shutdown"): passive outlier detection and
+//! active checks, over real sockets on 127.0.0.1.
 //!
 //! Each test starts real backends (`support::backend`), a proxy with
 //! `run::start` whose service lists them statically (no DNS), and a client.
@@ -15,23 +15,15 @@
 
 mod support;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
 use serde_json::Value;
 use shardproxy::config::Config;
 use shardproxy::run::Running;
 use support::backend::{Backend, Behaviour};
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use support::client::{Answer, Client};
+use support::{wait_until, WAIT};
 
 /// Three instances, four tokens each, interleaved: each owns about a third
 /// of the ring, and with `slaves = 1` each is the replica of some keys of
@@ -47,8 +39,6 @@ const TWO: &[&[&str]] = &[&["40", "c0"], &["80", "ff"]];
 
 // === The harness: backends, a proxy in front of them, a client ===
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// Backends `b1`, `b2`, ... (hosts `b1.example.com`, ...), a proxy whose
 /// service `frob` lists them with static tokens, and a client.
 struct Harness {
@@ -56,15 +46,7 @@ struct Harness {
     proxy: Running,
     /// The config the proxy was started with.
     config: String,
-    client: HttpClient,
-}
-
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    backend: Option<String>,
-    body: String,
+    client: Client,
 }
 
 impl Harness {
@@ -103,7 +85,7 @@ impl Harness {
             backends,
             proxy,
             config,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::http1(),
         }
     }
 
@@ -120,52 +102,42 @@ impl Harness {
         format!("{name}.example.com:{}", self.backend(name).port())
     }
 
-    /// `GET http://{to}{path}`, whole.
-    async fn fetch(&self, to: SocketAddr, path: &str) -> Answer {
-        let what = format!("GET http://{to}{path}");
-        let request = Request::get(format!("http://{to}{path}"))
-            .body(Full::default())
-            .expect("a valid request");
-        tokio::time::timeout(WAIT, async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .unwrap_or_else(|error| panic!("{what}: {error}"));
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.expect("the whole body").to_bytes();
-            Answer {
-                status: parts.status,
-                backend: parts
-                    .headers
-                    .get("x-backend")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
-    }
-
     /// A request for `key` through the proxy.
     async fn get(&self, key: &str) -> Answer {
-        self.fetch(self.proxy.listen, key).await
+        self.client.get(self.proxy.listen, key).await
     }
 
     /// Sends `key` and checks that backend `name` answered it with `200`.
     async fn assert_answered_by(&self, key: &str, name: &str) {
         let answer = self.get(key).await;
-        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.body);
-        assert_eq!(answer.backend.as_deref(), Some(name), "{key}");
+        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.text());
+        assert_eq!(answer.backend(), Some(name), "{key}");
+    }
+
+    /// [`Harness::assert_answered_by`] for a key whose first attempt goes
+    /// to `hanging`, a backend that reads requests and never answers, and
+    /// ends by the per-try timeout `try_timeout`, which passes by
+    /// [`support::send_past_hangs`] instead of in real time.
+    async fn assert_answered_past_a_hang(
+        &self,
+        key: &str,
+        name: &str,
+        hanging: &str,
+        try_timeout: Duration,
+    ) {
+        let request = support::client::get(self.proxy.listen, key);
+        let hanging = [self.backend(hanging)];
+        let answer = support::send_past_hangs(&self.client, request, &hanging, try_timeout).await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.text());
+        assert_eq!(answer.backend(), Some(name), "{key}");
     }
 
     /// An admin page as JSON.
     async fn admin_json(&self, path: &str) -> Value {
-        let answer = self.fetch(self.proxy.admin, path).await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
-        serde_json::from_str(&answer.body)
-            .unwrap_or_else(|error| panic!("{path} is not JSON ({error}): {}", answer.body))
+        let answer = self.client.get(self.proxy.admin, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+        serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|error| panic!("{path} is not JSON ({error}): {}", answer.text()))
     }
 
     /// The backends of `key`'s preference list, primary first, as the
@@ -225,9 +197,9 @@ impl Harness {
     /// The sum of the samples of `name` on `/metrics` whose labels include
     /// `labels` (0 when there is none).
     async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let answer = self.fetch(self.proxy.admin, "/metrics").await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        support::sum_samples(&answer.body, name, labels)
+        let answer = self.client.get(self.proxy.admin, "/metrics").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        support::sum_samples(&answer.text(), name, labels)
     }
 
     /// Attempts the proxy made on backend `name`, however they ended.
@@ -260,16 +232,6 @@ impl Harness {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds; fails the test after
-/// [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    support::wait_until_within(WAIT, what, condition).await;
-}
-
 // === Passive detection ===
 
 /// How a backend fails in [`a_failing_instance_is_ejected_and_its_replica_takes_its_keys`].
@@ -285,13 +247,14 @@ enum Failure {
     Stopped,
 }
 
-/// SPEC §5 and issue 5: an instance whose requests fail `consecutive_failures`
-/// times in a row is ejected; its keys then go straight to their replicas.
-/// With `slaves = 1` the failures themselves are retried on the replica, so
-/// no client request fails; once ejected, the instance gets no attempt at
-/// all. `/ring` shows it ejected for `failures`, and the metrics count the
-/// ejection.
+/// SPEC §5, outlier detection: an instance whose requests fail
+/// `consecutive_failures` times in a row is ejected; its keys then go
+/// straight to their replicas. With `slaves = 1` the failures themselves
+/// are retried on the replica, so no client request fails; once ejected,
+/// the instance gets no attempt at all. `/ring` shows it ejected for
+/// `failures`, and the metrics count the ejection.
 async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: Failure) {
+    const TRY_TIMEOUT: Duration = Duration::from_millis(300);
     // The ejection outlasts the test: whatever is asked after it must skip
     // the victim.
     let h = Harness::start(
@@ -324,7 +287,12 @@ async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: F
             "{failure:?}: ejected after {round} failures, before 3: {}",
             h.health(victim).await
         );
-        h.assert_answered_by(key, &preference[1]).await;
+        if failure == Failure::Hang {
+            h.assert_answered_past_a_hang(key, &preference[1], victim, TRY_TIMEOUT)
+                .await;
+        } else {
+            h.assert_answered_by(key, &preference[1]).await;
+        }
     }
     let health = h.health(victim).await;
     assert_eq!(
@@ -401,7 +369,9 @@ async fn an_instance_resetting_connections_is_ejected_and_skipped() {
     a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Reset).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On the current-thread runtime: the victim's per-try timeouts pass by
+/// [`support::skip`].
+#[tokio::test]
 async fn an_instance_timing_out_is_ejected_and_skipped() {
     a_failing_instance_is_ejected_and_its_replica_takes_its_keys(Failure::Hang).await;
 }
@@ -455,16 +425,23 @@ async fn a_success_in_between_starts_the_count_again() {
     h.stop().await;
 }
 
-/// Issue 5: when the ejection time is up the instance is restored, and its
-/// keys come back to it once it is healthy; a second ejection lasts twice
-/// as long (`base_ejection_time` doubled, up to `max_ejection_time`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Outlier detection: when the ejection time is up the instance is
+/// restored, and its keys come back to it once it is healthy; a second
+/// ejection lasts twice as long (`base_ejection_time` doubled, up to
+/// `max_ejection_time`).
+///
+/// The ejection time passes by [`support::skip`]: requests go one after
+/// another, so none is under way when the clock moves.
+#[tokio::test]
 async fn an_ejected_instance_is_restored_when_its_time_is_up() {
-    const BASE: Duration = Duration::from_secs(1);
+    const BASE: Duration = Duration::from_secs(20);
+    // How much of the ejection is left at the first look: far more than
+    // the real time between the ejection and that skip (milliseconds).
+    const SLACK: Duration = Duration::from_secs(2);
     let h = Harness::start(
         THREE,
         1,
-        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1s\", max_ejection_time = \"10s\" }",
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"20s\", max_ejection_time = \"200s\" }",
     )
     .await;
     let victim = h.backend("b1");
@@ -474,23 +451,26 @@ async fn an_ejected_instance_is_restored_when_its_time_is_up() {
 
     victim.set(Behaviour::Status(503));
     h.assert_answered_by(key, &replica).await;
-    // The ejection starts during this request, not before.
-    let ejecting = Instant::now();
     h.assert_answered_by(key, &replica).await;
     assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
     victim.set(Behaviour::Healthy);
     let requests_at_ejection = victim.requests();
 
-    // Once the ejection is over, the first request asks the victim again.
-    wait_until("the victim answers its key again", || async {
-        h.get(key).await.backend.as_deref() == Some("b1")
-    })
-    .await;
-    let restored_after = ejecting.elapsed();
+    // Until the ejection time is up, the victim stays ejected, healthy as
+    // it is: its key goes to the replica.
+    support::skip(BASE - SLACK).await;
+    let health = h.health("b1").await;
+    let remaining = health["ejected_for_ms"].as_u64().unwrap_or(0);
     assert!(
-        restored_after >= BASE,
-        "restored after {restored_after:?}, before the ejection time ({BASE:?}) was up"
+        health["ejected"] == true && remaining <= SLACK.as_millis() as u64,
+        "restored before the ejection time ({BASE:?}) was up: {health}"
     );
+    h.assert_answered_by(key, &replica).await;
+    assert_eq!(victim.requests(), requests_at_ejection);
+
+    // Once the ejection is over, the first request asks the victim again.
+    support::skip(SLACK).await;
+    h.assert_answered_by(key, "b1").await;
     assert!(victim.requests() > requests_at_ejection);
     for (key, _) in &keys {
         h.assert_answered_by(key, "b1").await;
@@ -518,8 +498,8 @@ async fn an_ejected_instance_is_restored_when_its_time_is_up() {
     );
     let remaining = health["ejected_for_ms"].as_u64().expect("ejected_for_ms");
     assert!(
-        remaining > 1_000 && remaining <= 2_000,
-        "the second ejection lasts 2 s: {health}"
+        remaining > 20_000 && remaining <= 40_000,
+        "the second ejection lasts 40 s: {health}"
     );
     assert_eq!(
         h.metric(
@@ -551,7 +531,7 @@ async fn when_every_instance_is_ejected_they_are_tried_anyway() {
     // Each request fails on both instances: two requests eject both.
     for _ in 0..2 {
         let answer = h.get(&of_b1).await;
-        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
     }
     assert!(h.is_ejected("b1").await && h.is_ejected("b2").await);
 
@@ -573,10 +553,10 @@ async fn when_every_instance_is_ejected_they_are_tried_anyway() {
 
 // === Active checks ===
 
-/// Issue 5: with `health_check`, an instance whose check fails (an error
-/// status, a timeout, a refused connection) is ejected with no client
-/// traffic at all, its keys go to their replica, and a passing check
-/// restores it.
+/// Active checks: with `health_check`, an instance whose check fails (an
+/// error status, a timeout, a refused connection) is ejected with no
+/// client traffic at all, its keys go to their replica, and a passing
+/// check restores it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_checks_eject_and_passing_checks_restore() {
     // Passive detection off: every ejection here is the checks' doing.
@@ -677,7 +657,7 @@ async fn instances_all_ejected_by_checks_are_tried_anyway() {
     let of_b1 = h.keys_of("b1", 1).await.remove(0).0;
     let of_b2 = h.keys_of("b2", 1).await.remove(0).0;
     let answer = h.get(&of_b1).await;
-    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
 
     // b2 answers again: the very next requests succeed, though no check
     // has seen it recover.

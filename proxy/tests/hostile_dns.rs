@@ -1,6 +1,7 @@
-//! Hostile or failing DNS (issue #8), the cases `discovery.rs` does not
-//! already cover (SERVFAIL, timeouts and malformed records are there):
-//! absurd TTLs, thousands of records, and answers that are not DNS at all.
+//! Hostile or failing DNS (README "Limits and hardening"), the cases
+//! `discovery.rs` does not already cover (SERVFAIL, timeouts and malformed
+//! records are there): absurd TTLs, thousands of records, and answers that
+//! are not DNS at all.
 //! A refresh that fails keeps the last good ring, and the next refresh
 //! always comes within [1 s, `dns.refresh`].
 

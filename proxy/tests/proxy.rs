@@ -14,30 +14,28 @@
 mod reference;
 mod support;
 
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use reference::RefInstance;
 use shardproxy::config::Config;
 use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
 use shardproxy::run::{self, Running};
 use support::backend::{Backend, Behaviour, Echo, HOP_BY_HOP_RESPONSE};
+use support::client::{get, request, Client};
+use support::{wait_until, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+// The proxy's clock: durations measured on it count the time skipped.
+use tokio::time::Instant;
 
 const SRV: &str = "_frob._http.example.com.";
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Three backends on three hosts, four tokens each, interleaved so that
 /// each owns about a third of the ring.
@@ -208,93 +206,14 @@ async fn stop_proxy(running: Running) {
         .expect("the proxy shuts down");
 }
 
-/// Polls `condition` every 10 ms until it holds; fails the test after
-/// [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    support::wait_until_within(WAIT, what, condition).await;
-}
-
 // === Clients ===
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn http1_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn http2_client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
-}
-
-/// A whole answer.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    /// The `x-backend` of the answer.
-    fn backend(&self) -> &str {
-        self.headers
-            .get("x-backend")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_else(|| panic!("no x-backend: {} {}", self.status, self.text()))
-    }
-
-    fn echo(&self) -> Echo {
-        Echo::parse(&self.body)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn request(method: Method, proxy: SocketAddr, path: &str) -> http::request::Builder {
-    Request::builder()
-        .method(method)
-        .uri(format!("http://{proxy}{path}"))
-}
-
-fn get(proxy: SocketAddr, path: &str) -> Request<Full<Bytes>> {
-    request(Method::GET, proxy, path)
-        .body(Full::default())
-        .expect("a valid request")
-}
-
-async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {
-    let what = format!("{} {}", request.method(), request.uri());
-    tokio::time::timeout(WAIT, async {
-        let response = client
-            .request(request)
-            .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("the whole body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
-}
 
 /// Sends a GET for `path` and checks that it is answered `200` by
 /// `backend`.
-async fn assert_answered_by(client: &HttpClient, proxy: SocketAddr, path: &str, backend: &str) {
-    let answer = send(client, get(proxy, path)).await;
+async fn assert_answered_by(client: &Client, proxy: SocketAddr, path: &str, backend: &str) {
+    let answer = client.get(proxy, path).await;
     assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
-    assert_eq!(answer.backend(), backend, "{path}");
+    assert_eq!(answer.backend(), Some(backend), "{path}");
 }
 
 /// What a raw exchange got back.
@@ -393,16 +312,22 @@ fn keys(prefix: &str, count: usize) -> Vec<String> {
 async fn every_key_is_answered_by_its_primary() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
-    let client = http1_client();
+    let client = Client::http1();
     let mut answered_by = std::collections::BTreeMap::<String, usize>::new();
     for path in keys("/users/", 200) {
-        let answer = send(&client, get(proxy.listen, &path)).await;
+        let answer = client.get(proxy.listen, &path).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
-        assert_eq!(answer.backend(), fleet.primary(&path), "{path}");
+        assert_eq!(
+            answer.backend(),
+            Some(fleet.primary(&path).as_str()),
+            "{path}"
+        );
         let echo = answer.echo();
         assert_eq!(echo.method, "GET");
         assert_eq!(echo.uri, path, "the path goes upstream as sent");
-        *answered_by.entry(answer.backend().to_owned()).or_default() += 1;
+        *answered_by
+            .entry(answer.backend().unwrap_or_default().to_owned())
+            .or_default() += 1;
     }
     // The keys are spread: every backend is the primary of some.
     assert_eq!(answered_by.len(), 3, "{answered_by:?}");
@@ -443,7 +368,7 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
             Arc::clone(&results),
         );
         let keys = keys.clone();
-        let client = http1_client();
+        let client = Client::http1();
         let listen = proxy.listen;
         workers.spawn(async move {
             loop {
@@ -453,7 +378,7 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
                 }
                 let key = keys[n % keys.len()].clone();
                 let after_stop = stopped.load(Ordering::SeqCst);
-                let answer = send(&client, get(listen, &key)).await;
+                let answer = client.get(listen, &key).await;
                 results.lock().unwrap().push((key, after_stop, answer));
             }
         });
@@ -506,14 +431,21 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
     let mut answered_by_victim = 0;
     for (key, after_stop, answer) in &results {
         if *after_stop {
-            assert_eq!(answer.backend(), owner(key), "{key} after the stop");
+            assert_eq!(
+                answer.backend(),
+                Some(owner(key).as_str()),
+                "{key} after the stop"
+            );
         } else {
             assert!(
-                fleet.expected(key).iter().any(|b| b == answer.backend()),
+                fleet
+                    .expected(key)
+                    .iter()
+                    .any(|b| Some(b.as_str()) == answer.backend()),
                 "{key}"
             );
         }
-        answered_by_victim += u64::from(answer.backend() == victim_name);
+        answered_by_victim += u64::from(answer.backend() == Some(victim_name.as_str()));
     }
     assert!(answered_by_victim > 0, "the victim served before it died");
     assert!(
@@ -529,7 +461,7 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
     // After the stream, one by one: each of the victim's keys goes to its
     // replica, the others to their primary.
     victim.set(Behaviour::Healthy);
-    let client = http1_client();
+    let client = Client::http1();
     for key in &keys {
         assert_answered_by(&client, proxy.listen, key, &owner(key)).await;
     }
@@ -542,7 +474,7 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
         let listen = proxy.listen;
         let key = first_key.clone();
         let victim_name = victim_name.clone();
-        async move { send(&client, get(listen, &key)).await.backend() == victim_name }
+        async move { client.get(listen, &key).await.backend() == Some(victim_name.as_str()) }
     })
     .await;
     for key in &keys {
@@ -560,7 +492,7 @@ async fn a_dead_primary_fails_no_request_and_its_replica_takes_its_keys() {
 async fn retryable_statuses_go_to_the_replica_unless_a_body_may_have_landed() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
-    let client = http1_client();
+    let client = Client::http1();
     let key = "/orders/17";
     let expected = fleet.expected(key);
     let (primary, replica) = (fleet.backend(&expected[0]), fleet.backend(&expected[1]));
@@ -569,12 +501,10 @@ async fn retryable_statuses_go_to_the_replica_unless_a_body_may_have_landed() {
     assert_answered_by(&client, proxy.listen, key, replica.name()).await;
     assert_eq!((primary.requests(), replica.requests()), (1, 1));
 
-    let put = request(Method::PUT, proxy.listen, key)
-        .body(Full::new(Bytes::from_static(b"put-body")))
-        .unwrap();
-    let answer = send(&client, put).await;
+    let put = request(Method::PUT, proxy.listen, key, &[], "put-body");
+    let answer = client.send(put).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(answer.backend(), replica.name());
+    assert_eq!(answer.backend(), Some(replica.name()));
     let echo = answer.echo();
     assert_eq!(
         (echo.method.as_str(), echo.body.as_str()),
@@ -582,10 +512,8 @@ async fn retryable_statuses_go_to_the_replica_unless_a_body_may_have_landed() {
     );
     assert_eq!((primary.requests(), replica.requests()), (2, 2));
 
-    let post = request(Method::POST, proxy.listen, key)
-        .body(Full::new(Bytes::from_static(b"post-body")))
-        .unwrap();
-    let answer = send(&client, post).await;
+    let post = request(Method::POST, proxy.listen, key, &[], "post-body");
+    let answer = client.send(post).await;
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
     assert!(text.contains(&fleet.instance(primary.name())), "{text}");
@@ -596,19 +524,17 @@ async fn retryable_statuses_go_to_the_replica_unless_a_body_may_have_landed() {
 
     // 500 is not in retry_on: it is the answer.
     primary.set(Behaviour::Status(500));
-    let answer = send(&client, get(proxy.listen, key)).await;
+    let answer = client.get(proxy.listen, key).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(answer.backend(), primary.name());
+    assert_eq!(answer.backend(), Some(primary.name()));
     assert_eq!(replica.requests(), 2);
 
     // A refused connection sent nothing: even a POST goes on to the replica.
     primary.stop().await;
-    let post = request(Method::POST, proxy.listen, key)
-        .body(Full::new(Bytes::from_static(b"post-body")))
-        .unwrap();
-    let answer = send(&client, post).await;
+    let post = request(Method::POST, proxy.listen, key, &[], "post-body");
+    let answer = client.send(post).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(answer.backend(), replica.name());
+    assert_eq!(answer.backend(), Some(replica.name()));
     let echo = answer.echo();
     assert_eq!(
         (echo.method.as_str(), echo.body.as_str()),
@@ -627,19 +553,17 @@ async fn retryable_statuses_go_to_the_replica_unless_a_body_may_have_landed() {
 async fn a_streamed_body_goes_to_the_replica_when_the_primary_refuses() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("retry_body_limit = \"1KiB\"").await;
-    let client = http1_client();
+    let client = Client::http1();
     let key = "/uploads/7";
     let expected = fleet.expected(key);
     let (primary, replica) = (fleet.backend(&expected[0]), fleet.backend(&expected[1]));
     primary.stop().await;
 
     // 4 KiB with a Content-Length, over the 1 KiB buffering limit.
-    let put = request(Method::PUT, proxy.listen, key)
-        .body(Full::new(Bytes::from(vec![b'x'; 4096])))
-        .unwrap();
-    let answer = send(&client, put).await;
+    let put = request(Method::PUT, proxy.listen, key, &[], vec![b'x'; 4096]);
+    let answer = client.send(put).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(answer.backend(), replica.name());
+    assert_eq!(answer.backend(), Some(replica.name()));
     assert_eq!(answer.echo().body_len, 4096);
 
     // A chunked POST: its length is unknown, so it is streamed.
@@ -673,8 +597,10 @@ async fn a_streamed_body_goes_to_the_replica_when_the_primary_refuses() {
 /// from a reserve of `min_per_sec × 10 s × 1`; withdrawals are forgotten
 /// only after the 10 s window. With `retry_min_per_second = 1` that is 10
 /// retries for the whole (sub-second) test: 50 requests hit the instances
-/// at most 50 + 10 times, against 150 without a budget.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// at most 50 + 10 times, against 150 without a budget. Once the window has
+/// passed (by [`support::skip`], with no request under way), the reserve
+/// is whole again.
+#[tokio::test]
 async fn the_retry_budget_caps_retries_when_every_instance_fails() {
     let fleet = Fleet::start(THREE, 2).await;
     let proxy = fleet
@@ -683,11 +609,11 @@ async fn the_retry_budget_caps_retries_when_every_instance_fails() {
     for backend in &fleet.backends {
         backend.set(Behaviour::Status(503));
     }
-    let client = http1_client();
+    let client = Client::http1();
     let mut exhausted = 0;
     let mut last = String::new();
     for path in keys("/budget/", 50) {
-        let answer = send(&client, get(proxy.listen, &path)).await;
+        let answer = client.get(proxy.listen, &path).await;
         last = answer.text();
         assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{last}");
         assert!(
@@ -707,6 +633,15 @@ async fn the_retry_budget_caps_retries_when_every_instance_fails() {
         "{exhausted} answers said the budget was exhausted"
     );
     assert!(last.contains("retry budget exhausted"), "{last}");
+
+    // 10 s later every withdrawal is forgotten: a failing request is tried
+    // on its whole list again (a primary and two replicas).
+    support::skip(Duration::from_secs(11)).await;
+    let answer = client.get(proxy.listen, "/budget/again").await;
+    let text = answer.text();
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
+    assert!(!text.contains("retry budget exhausted"), "{text}");
+    assert_eq!(fleet.requests(), hits + 3, "{text}");
     stop_proxy(proxy).await;
     fleet.shutdown().await;
 }
@@ -761,17 +696,18 @@ async fn host_and_absolute_form_never_choose_the_destination() {
     }
 
     // A hyper client with a spoofed Host.
-    let client = http1_client();
-    let spoofed = request(Method::GET, proxy.listen, "/spoof/2")
-        .header("host", target.to_string())
-        .body(Full::default())
-        .unwrap();
-    let answer = send(&client, spoofed).await;
-    assert_eq!(answer.backend(), fleet.primary("/spoof/2"));
-    assert_eq!(
-        answer.echo().header("host"),
-        Some(target.to_string().as_str())
+    let client = Client::http1();
+    let target = target.to_string();
+    let spoofed = request(
+        Method::GET,
+        proxy.listen,
+        "/spoof/2",
+        &[("host", &target)],
+        Bytes::new(),
     );
+    let answer = client.send(spoofed).await;
+    assert_eq!(answer.backend(), Some(fleet.primary("/spoof/2").as_str()));
+    assert_eq!(answer.echo().header("host"), Some(target.as_str()));
 
     // CONNECT must not open a tunnel anywhere.
     let connect =
@@ -880,8 +816,8 @@ async fn hop_by_hop_headers_go_and_forwarding_headers_are_added() {
     }
 
     // X-Forwarded-For is created when the client sent none.
-    let client = http1_client();
-    let answer = send(&client, get(proxy.listen, "/headers/2")).await;
+    let client = Client::http1();
+    let answer = client.get(proxy.listen, "/headers/2").await;
     let echo = answer.echo();
     assert_eq!(echo.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(echo.header("host"), Some(proxy.listen.to_string().as_str()));
@@ -930,23 +866,26 @@ async fn client_errors_get_4xx_and_the_proxy_keeps_serving() {
         "[[routes]]\npath_prefix = \"/api/\"\nservice = \"frob\"\n",
     );
     let proxy = support::start_proxy(&config, "test.toml").await;
-    let client = http1_client();
+    let client = Client::http1();
 
-    let answer = send(&client, get(proxy.listen, "/api/1")).await;
+    let answer = client.get(proxy.listen, "/api/1").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
     assert!(answer.text().contains("header:x-user"), "{}", answer.text());
 
     let with_user = |path: &str| {
-        request(Method::GET, proxy.listen, path)
-            .header("x-user", "alice")
-            .body(Full::default())
-            .unwrap()
+        request(
+            Method::GET,
+            proxy.listen,
+            path,
+            &[("x-user", "alice")],
+            Bytes::new(),
+        )
     };
-    let answer = send(&client, with_user("/api/1")).await;
+    let answer = client.send(with_user("/api/1")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(answer.backend(), fleet.primary("alice"));
+    assert_eq!(answer.backend(), Some(fleet.primary("alice").as_str()));
 
-    let answer = send(&client, with_user("/other")).await;
+    let answer = client.send(with_user("/other")).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
     assert_eq!(fleet.requests(), 1);
 
@@ -1001,7 +940,7 @@ async fn client_errors_get_4xx_and_the_proxy_keeps_serving() {
     }
 
     // Still serving.
-    let answer = send(&client, with_user("/api/2")).await;
+    let answer = client.send(with_user("/api/2")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     stop_proxy(proxy).await;
     fleet.shutdown().await;
@@ -1049,8 +988,8 @@ async fn a_service_without_a_ring_answers_503() {
     );
     let config = Config::from_toml(&config, "test.toml").unwrap();
     let proxy = run::start(config).await.expect("the proxy starts");
-    let client = http1_client();
-    let answer = send(&client, get(proxy.listen, "/x")).await;
+    let client = Client::http1();
+    let answer = client.get(proxy.listen, "/x").await;
     assert_eq!(
         answer.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1094,18 +1033,20 @@ async fn every_accepted_retry_min_per_second_starts_the_proxy() {
 
 /// SPEC §5: an instance that never answers gets `504` at the deadline,
 /// naming the instance; a per-try timeout shorter than the deadline says
-/// how long it waited.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// how long it waited. The timeouts pass by [`support::send_past_hangs`]
+/// once the instance has the request.
+#[tokio::test]
 async fn a_hanging_instance_gets_504_at_the_deadline() {
     let fleet = Fleet::start(&[&["80"]], 0).await;
     let b1 = fleet.backend("b1");
     b1.set(Behaviour::Hang);
     let instance = fleet.instance("b1");
-    let client = http1_client();
+    let client = Client::http1();
 
     let proxy = fleet.proxy("try_timeout = \"1s\"\ndeadline = \"1s\"").await;
     let started = Instant::now();
-    let answer = send(&client, get(proxy.listen, "/hang/1")).await;
+    let request = get(proxy.listen, "/hang/1");
+    let answer = support::send_past_hangs(&client, request, &[b1], Duration::from_secs(1)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT, "{text}");
@@ -1126,7 +1067,9 @@ async fn a_hanging_instance_gets_504_at_the_deadline() {
         .proxy("try_timeout = \"200ms\"\ndeadline = \"1s\"")
         .await;
     let started = Instant::now();
-    let answer = send(&client, get(proxy.listen, "/hang/2")).await;
+    let request = get(proxy.listen, "/hang/2");
+    let answer =
+        support::send_past_hangs(&client, request, &[b1], Duration::from_millis(200)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
@@ -1145,8 +1088,10 @@ async fn a_hanging_instance_gets_504_at_the_deadline() {
 
 /// SPEC §5: the deadline bounds all the attempts together: three hanging
 /// instances with a 400 ms per-try timeout and a 1 s deadline get `504`
-/// after about 1 s, naming the instances tried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// after about 1 s, naming the instances tried. Each attempt's timeout
+/// passes by [`support::send_past_hangs`] once its instance has the
+/// request.
+#[tokio::test]
 async fn the_deadline_bounds_every_attempt_together() {
     let fleet = Fleet::start(THREE, 2).await;
     for backend in &fleet.backends {
@@ -1155,11 +1100,14 @@ async fn the_deadline_bounds_every_attempt_together() {
     let proxy = fleet
         .proxy("try_timeout = \"400ms\"\ndeadline = \"1s\"")
         .await;
-    let client = http1_client();
+    let client = Client::http1();
     let path = "/deadline/1";
     let expected = fleet.expected(path);
     let started = Instant::now();
-    let answer = send(&client, get(proxy.listen, path)).await;
+    let hanging: Vec<&Backend> = fleet.backends.iter().collect();
+    let request = get(proxy.listen, path);
+    let answer =
+        support::send_past_hangs(&client, request, &hanging, Duration::from_millis(400)).await;
     let elapsed = started.elapsed();
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT, "{text}");
@@ -1181,19 +1129,25 @@ async fn the_deadline_bounds_every_attempt_together() {
     fleet.shutdown().await;
 }
 
-/// SPEC §5: a slow primary times out per try and its replica answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// SPEC §5: a slow primary times out per try and its replica answers. The
+/// per-try timeout passes by [`support::send_past_hangs`] once the primary
+/// has the request.
+#[tokio::test]
 async fn a_per_try_timeout_moves_on_to_the_replica() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet
         .proxy("try_timeout = \"300ms\"\ndeadline = \"5s\"")
         .await;
-    let client = http1_client();
+    let client = Client::http1();
     let path = "/slow/1";
     let expected = fleet.expected(path);
     let primary = fleet.backend(&expected[0]);
     primary.set(Behaviour::Slow(Duration::from_secs(3)));
-    assert_answered_by(&client, proxy.listen, path, &expected[1]).await;
+    let request = get(proxy.listen, path);
+    let answer =
+        support::send_past_hangs(&client, request, &[primary], Duration::from_millis(300)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+    assert_eq!(answer.backend(), Some(expected[1].as_str()), "{path}");
     assert_eq!(primary.requests(), 1);
     stop_proxy(proxy).await;
     fleet.shutdown().await;
@@ -1205,7 +1159,7 @@ async fn a_per_try_timeout_moves_on_to_the_replica() {
 async fn a_reset_connection_is_retried_and_then_named() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
-    let client = http1_client();
+    let client = Client::http1();
     let path = "/reset/1";
     let expected = fleet.expected(path);
     let (primary, replica) = (fleet.backend(&expected[0]), fleet.backend(&expected[1]));
@@ -1214,7 +1168,7 @@ async fn a_reset_connection_is_retried_and_then_named() {
     assert_eq!(primary.requests(), 1);
 
     replica.set(Behaviour::Reset);
-    let answer = send(&client, get(proxy.listen, path)).await;
+    let answer = client.get(proxy.listen, path).await;
     let text = answer.text();
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{text}");
     for backend in [primary, replica] {
@@ -1234,11 +1188,15 @@ async fn a_reset_connection_is_retried_and_then_named() {
 async fn http2_prior_knowledge_is_served() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
-    let client = http2_client();
+    let client = Client::http2();
     for path in keys("/h2/", 20) {
-        let answer = send(&client, get(proxy.listen, &path)).await;
+        let answer = client.get(proxy.listen, &path).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
-        assert_eq!(answer.backend(), fleet.primary(&path), "{path}");
+        assert_eq!(
+            answer.backend(),
+            Some(fleet.primary(&path).as_str()),
+            "{path}"
+        );
         let echo = answer.echo();
         assert_eq!(echo.version, "HTTP/1.1");
         assert_eq!(echo.header("host"), Some(proxy.listen.to_string().as_str()));
@@ -1248,10 +1206,14 @@ async fn http2_prior_knowledge_is_served() {
             echo.headers
         );
     }
-    let post = request(Method::POST, proxy.listen, "/h2/post")
-        .body(Full::new(Bytes::from(vec![b'x'; 10_000])))
-        .unwrap();
-    let answer = send(&client, post).await;
+    let post = request(
+        Method::POST,
+        proxy.listen,
+        "/h2/post",
+        &[],
+        vec![b'x'; 10_000],
+    );
+    let answer = client.send(post).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.echo().body_len, 10_000);
     stop_proxy(proxy).await;
@@ -1319,47 +1281,53 @@ async fn strip_prefix_query_and_cookie_keys_route_to_the_primary() {
          [[routes]]\npath_prefix = \"/c/\"\nservice = \"sessions\"\n";
     let config = config_text(fleet.dns.addr(), &services, routes);
     let proxy = support::start_proxy(&config, "test.toml").await;
-    let client = http1_client();
+    let client = Client::http1();
 
     for i in 0..30 {
         let path = format!("/strip/items/{i}");
-        let answer = send(&client, get(proxy.listen, &format!("{path}?x=1"))).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        assert_eq!(answer.backend(), fleet.primary(&path), "{path}");
-        assert_eq!(answer.echo().uri, format!("/items/{i}?x=1"));
-
-        let answer = send(
-            &client,
-            get(proxy.listen, &format!("/q/any?a=1&user=u{i}&user=other")),
-        )
-        .await;
+        let answer = client.get(proxy.listen, &format!("{path}?x=1")).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
         assert_eq!(
             answer.backend(),
-            fleet.primary(&format!("u{i}")),
+            Some(fleet.primary(&path).as_str()),
+            "{path}"
+        );
+        assert_eq!(answer.echo().uri, format!("/items/{i}?x=1"));
+
+        let answer = client
+            .get(proxy.listen, &format!("/q/any?a=1&user=u{i}&user=other"))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(
+            answer.backend(),
+            Some(fleet.primary(&format!("u{i}")).as_str()),
             "user u{i}"
         );
 
-        let cookie = request(Method::GET, proxy.listen, "/c/page")
-            .header("cookie", format!("theme=dark; session=s{i}"))
-            .body(Full::default())
-            .unwrap();
-        let answer = send(&client, cookie).await;
+        let cookie = format!("theme=dark; session=s{i}");
+        let cookie = request(
+            Method::GET,
+            proxy.listen,
+            "/c/page",
+            &[("cookie", &cookie)],
+            Bytes::new(),
+        );
+        let answer = client.send(cookie).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
         assert_eq!(
             answer.backend(),
-            fleet.primary(&format!("s{i}")),
+            Some(fleet.primary(&format!("s{i}")).as_str()),
             "session s{i}"
         );
     }
     // Form decoding: `%69` is `i`, `+` a space.
-    let answer = send(&client, get(proxy.listen, "/q/x?user=al%69ce+b")).await;
-    assert_eq!(answer.backend(), fleet.primary("alice b"));
+    let answer = client.get(proxy.listen, "/q/x?user=al%69ce+b").await;
+    assert_eq!(answer.backend(), Some(fleet.primary("alice b").as_str()));
     // Routes whose key is missing.
-    let answer = send(&client, get(proxy.listen, "/q/x?name=alice")).await;
+    let answer = client.get(proxy.listen, "/q/x?name=alice").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.text().contains("query:user"), "{}", answer.text());
-    let answer = send(&client, get(proxy.listen, "/c/x")).await;
+    let answer = client.get(proxy.listen, "/c/x").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(
         answer.text().contains("cookie:session"),
@@ -1372,11 +1340,11 @@ async fn strip_prefix_query_and_cookie_keys_route_to_the_primary() {
 
 /// SPEC §3: a ring changed in DNS is picked up by the running proxy
 /// (`refresh = "1s"`, TTL 1 s) and requests follow the new ring.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn requests_follow_a_ring_changed_in_dns() {
     let mut fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
-    let client = http1_client();
+    let client = Client::http1();
     let keys = keys("/moving/", 100);
     for key in &keys {
         assert_answered_by(&client, proxy.listen, key, &fleet.primary(key)).await;
@@ -1387,6 +1355,9 @@ async fn requests_follow_a_ring_changed_in_dns() {
     fleet.tokens.push(vec!["0a", "4a", "8a", "ca"]);
     let records = ring_records(&fleet.backends, &fleet.tokens, fleet.slaves);
     fleet.dns.set_records(records).unwrap();
+    // No request is under way: the next refresh, at most a second away,
+    // comes at once.
+    support::skip(Duration::from_secs(1)).await;
     let b4_key = keys
         .iter()
         .find(|key| fleet.primary(key) == "b4")
@@ -1396,7 +1367,7 @@ async fn requests_follow_a_ring_changed_in_dns() {
         let client = client.clone();
         let listen = proxy.listen;
         let key = b4_key.clone();
-        async move { send(&client, get(listen, &key)).await.backend() == "b4" }
+        async move { client.get(listen, &key).await.backend() == Some("b4") }
     })
     .await;
     for key in &keys {

@@ -1,6 +1,8 @@
 //! Shared support for the integration tests: `mod support;` in a test file.
 //!
+//! - [`backend`]: real HTTP backends whose behaviour a test switches.
 //! - [`bind`]: a real BIND `named` with a dynamic zone, for end-to-end tests.
+//! - [`client`]: the HTTP client the tests talk to the proxy with.
 //! - [`recorder`]: a backend that records the exact bytes it receives.
 //! - [`raw`]: a raw TCP client that sends exact bytes.
 //!
@@ -13,11 +15,27 @@
 
 pub mod backend;
 pub mod bind;
+pub mod client;
 pub mod raw;
 pub mod recorder;
 
 use std::future::Future;
 use std::time::Duration;
+
+/// How long any single wait of a test (an answer, a condition) may take
+/// before the test fails: long enough for a loaded machine, short enough
+/// that a hang is reported rather than waited out.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `condition` every 10 ms until it holds; fails the test after
+/// [`WAIT`].
+pub async fn wait_until<F, Fut>(what: &str, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_until_within(WAIT, what, condition).await;
+}
 
 /// Polls `condition` every 10 ms until it holds; fails the test after
 /// `within`. Tests wait on readiness this way, never on fixed sleeps.
@@ -33,6 +51,94 @@ where
     })
     .await;
     assert!(waited.is_ok(), "timed out waiting until {what}");
+}
+
+/// Moves the runtime's clock `by` forward at once, firing every timer that
+/// falls due (ejections ending, grace and idle timeouts, refresh loops
+/// waking, per-try timeouts of requests hung on purpose), then lets time
+/// run on as usual. The proxy under test runs its timers on this runtime's
+/// clock (`tokio::time`), so a test waits for timed behaviour without
+/// spending real seconds.
+///
+/// Only for a moment when no exchange is on its way over a socket, or
+/// when the one that is can only end by the timeout skipped to (a backend
+/// that holds the request, see [`past_timeouts`]): a timeout on an
+/// exchange whose answer was coming would fire too. Between two skips
+/// every exchange runs in real time, unpaused. Needs the current-thread
+/// runtime (`#[tokio::test]`), as `tokio::time::pause` does.
+pub async fn skip(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// Polls `condition` as [`wait_until`] does, skipping `by` ([`skip`])
+/// before each look: for timed behaviour whose timer starts at a moment
+/// the test does not see (a connection going back to a pool after its
+/// answer was sent), so that a single skip might come before it. The bound
+/// is [`WAIT`] of real time, the runtime's clock being moved by the skips.
+pub async fn skip_until<F, Fut>(by: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        skip(by).await;
+        if condition().await {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs `exchange` (requests to the proxy, awaited to their answer) while
+/// the proxy's attempts are meant to end by a timeout of `by` (a per-try
+/// timeout, or what is left of the deadline) on a backend that reads the
+/// request and then never answers, or answers late. `reached` counts the
+/// requests such backends have read: each time it goes up, the proxy only
+/// waits for that timeout and the client for its answer (far longer), so
+/// `by` passes by [`skip`] instead of in real time.
+pub async fn past_timeouts<T, N>(
+    exchange: impl Future<Output = T>,
+    reached: impl Fn() -> N,
+    by: Duration,
+) -> T
+where
+    N: PartialOrd,
+{
+    let mut seen = reached();
+    tokio::pin!(exchange);
+    loop {
+        tokio::select! {
+            answer = &mut exchange => return answer,
+            () = wait_until("a backend has the request", || {
+                let more = reached() > seen;
+                async move { more }
+            }) => {
+                seen = reached();
+                skip(by).await;
+            }
+        }
+    }
+}
+
+/// [`past_timeouts`] for `request` sent with `client`, the `hanging`
+/// backends counting the requests they read.
+pub async fn send_past_hangs(
+    client: &client::Client,
+    request: http::Request<client::Body>,
+    hanging: &[&backend::Backend],
+    by: Duration,
+) -> client::Answer {
+    let reached = || {
+        hanging
+            .iter()
+            .map(|backend| backend.requests())
+            .sum::<u64>()
+    };
+    past_timeouts(client.send(request), reached, by).await
 }
 
 /// The sum of the samples of metric `name` in a text-format scrape whose
@@ -100,7 +206,7 @@ pub async fn start_proxy(config: &str, file: &str) -> shardproxy::run::Running {
         .await
         .expect("the proxy starts");
     let app = proxy.app();
-    wait_until_within(Duration::from_secs(10), "the proxy is ready", || {
+    wait_until("the proxy is ready", || {
         let app = std::sync::Arc::clone(&app);
         async move { app.discovery.ready() }
     })

@@ -2,13 +2,11 @@
 //! ambiguous or hostile requests) and read exactly what comes back.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// How long any read here may wait before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use super::WAIT;
 
 /// One response read off a raw connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
