@@ -424,3 +424,41 @@ async fn admin_changes_from_web_pages_are_refused() {
     proxy.shutdown().await;
     backend.shutdown().await;
 }
+
+// === The cache's memory ===
+
+#[tokio::test]
+async fn markers_of_uncacheable_answers_are_weighed_with_their_urls() {
+    const MAX: f64 = (1 << 20) as f64;
+    let backend = Backend::start("frob1").await;
+    backend.reply_at("/u/", Reply::with(&[("cache-control", "no-store")]));
+    let service =
+        "[services.frob.cache]\nenabled = true\nmax_size = \"1MiB\"\nmax_object_size = \"64KiB\"";
+    let proxy = proxy_for(&backend, service, ROUTE).await;
+    let client = support::client::Client::http1();
+    let stored = || async {
+        let metrics = client.get(proxy.admin, "/metrics").await.text();
+        support::sum_samples(
+            &metrics,
+            "shardproxy_cache_stored_bytes",
+            &[("service", "frob")],
+        )
+    };
+    let long = "x".repeat(8 << 10);
+    for n in 0..60 {
+        let answer = client.get(proxy.listen, &format!("/u/{n}/{long}")).await;
+        assert_eq!(answer.status, 200);
+    }
+    let held = stored().await;
+    assert!(
+        held >= 60.0 * 8192.0,
+        "60 markers of 8 KiB URLs weigh {held} bytes"
+    );
+    for n in 60..300 {
+        client.get(proxy.listen, &format!("/u/{n}/{long}")).await;
+    }
+    let held = stored().await;
+    assert!(held <= MAX, "{held} bytes stored with max_size = 1MiB");
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}

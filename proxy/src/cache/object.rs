@@ -44,6 +44,11 @@ impl Target {
         *self.host == *host && *self.path == *path
     }
 
+    /// The bytes it holds.
+    pub fn weight(&self) -> usize {
+        self.host.len() + self.path.len()
+    }
+
     /// Whether this is on `host` (lower case, without a port), whatever
     /// its port.
     pub fn on_host(&self, host: &str) -> bool {
