@@ -16,8 +16,9 @@
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
 //! - `send_timeout`: closing the connection of a client that stops reading.
+//! - `resets`: closing the connection of a client that resets requests
+//!   faster than a client that means them.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use crate::config::ServerConfig;
 
 mod connection;
 mod protocol;
+mod resets;
 mod send_timeout;
 mod woken;
 
@@ -63,6 +65,12 @@ const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// An HTTP/2 keep-alive ping not answered within this closes the
 /// connection: the client is gone.
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A request not forwarded because its connection gave up on too many
+/// before their answer.
+#[derive(Debug, thiserror::Error)]
+#[error("not forwarded: the client reset too many requests on this connection")]
+struct Refused;
 
 /// A listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -267,8 +275,15 @@ async fn accept_loop<F, Fut, B>(
         let requests = activity.clone();
         let service = service_fn(move |request| {
             requests.request();
-            let response = respond(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
+            // A client that gave up on too many requests gets nothing more
+            // forwarded: the stream is reset, the connection closing.
+            let response = (!requests.refusing()).then(|| respond(request, peer));
+            let watch = requests.watch();
+            async move {
+                let response = response.ok_or(Refused)?.await;
+                watch.answered();
+                Ok::<_, Refused>(response)
+            }
         });
         let listening = listening.clone();
         tokio::spawn(async move {

@@ -462,3 +462,78 @@ async fn markers_of_uncacheable_answers_are_weighed_with_their_urls() {
     proxy.shutdown().await;
     backend.shutdown().await;
 }
+
+// === HTTP/2: streams reset after the proxy accepted them ===
+
+#[tokio::test]
+async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
+    const ROUND: usize = 50;
+    /// The proxy's budget of streams reset before their answer.
+    const BUDGET: usize = 100;
+    let backend = Backend::start("frob1").await;
+    backend.set(support::backend::Behaviour::Hang);
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = Some(client);
+    let mut opened = 0;
+    // Rounds of streams that reach the instance, then are all reset: each
+    // round would cost the instances ROUND requests, for ever.
+    'rounds: for _ in 0..20 {
+        let mut round = Vec::new();
+        for _ in 0..ROUND {
+            let Some(ready) = client.take() else {
+                break 'rounds;
+            };
+            let Ok(mut ready) = tokio::time::timeout(WAIT, ready.ready()).await.unwrap() else {
+                break 'rounds; // GOAWAY: the proxy is closing the connection.
+            };
+            let request = http::Request::get("http://shop.example/reset")
+                .body(())
+                .unwrap();
+            let Ok((response, stream)) = ready.send_request(request, true) else {
+                break 'rounds;
+            };
+            round.push((response, stream));
+            opened += 1;
+            client = Some(ready);
+        }
+        if opened <= BUDGET {
+            // Within the budget every stream is forwarded: each reset
+            // below is of a stream the proxy had accepted.
+            support::wait_until("the round reached the instance", || {
+                let all = backend.requests() >= opened as u64;
+                async move { all }
+            })
+            .await;
+        }
+        for (_, mut stream) in round {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+    }
+    assert!(
+        backend.requests() <= (BUDGET + 2 * ROUND) as u64,
+        "{} requests reached the instance of {opened} streams opened",
+        backend.requests()
+    );
+    // Past the budget nothing more is forwarded: a new stream is refused.
+    let before = backend.requests();
+    if let Some(ready) = client.take() {
+        if let Ok(Ok(mut ready)) = tokio::time::timeout(WAIT, ready.ready()).await {
+            let request = http::Request::get("http://shop.example/after")
+                .body(())
+                .unwrap();
+            if let Ok((response, _)) = ready.send_request(request, true) {
+                let answer = tokio::time::timeout(WAIT, response)
+                    .await
+                    .expect("refused at once");
+                assert!(answer.is_err(), "a stream after the budget was answered");
+            }
+        }
+    }
+    assert_eq!(backend.requests(), before, "nothing more was forwarded");
+    let _ = tokio::time::timeout(WAIT, driver).await;
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
