@@ -24,6 +24,8 @@
 //! plain function [`respond`] of method and URI, which the tests call
 //! without a connection.
 
+use std::net::{IpAddr, SocketAddr};
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
@@ -94,9 +96,47 @@ struct RingsView {
 }
 
 /// Answers one admin request. The request body is not read: no endpoint
-/// takes one.
+/// takes one. A request that changes state (`POST`) from a web page, or
+/// through a host name that is not the admin listener's, is refused (`403`):
+/// a page in a browser on the same machine must not purge the cache, by
+/// `fetch` (which sends `Origin`) or by DNS rebinding (which sends its own
+/// name as `Host`).
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() == Method::POST {
+        if let Err(reason) = same_machine(request.headers(), app.config.server.admin) {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("refused: {reason}; send admin requests that change state from a shell or a program, to the admin address\n"),
+            );
+        }
+    }
     respond(app, request.method(), request.uri())
+}
+
+/// Whether a request that changes state comes from a program on the
+/// admin listener's side rather than from a web page: no `Origin`, and a
+/// `Host` (when it has one) that is `localhost` or the listener's address,
+/// or any IP address when the listener is bound to every address (an
+/// address cannot be rebound; a name can).
+fn same_machine(headers: &http::HeaderMap, admin: SocketAddr) -> Result<(), &'static str> {
+    if headers.contains_key(header::ORIGIN) {
+        return Err("a request with an Origin header (sent by web pages)");
+    }
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(literal) => literal.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return Ok(());
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) if ip == admin.ip() || admin.ip().is_unspecified() => Ok(()),
+        _ => Err("a Host that is neither localhost nor the admin listener's address"),
+    }
 }
 
 /// The answer to `method` on `uri`. `HEAD` gets the headers `GET` would,

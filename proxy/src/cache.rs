@@ -98,11 +98,11 @@ impl Cache {
         self.store.usage()
     }
 
-    /// Removes the objects `which` selects, on `host` (lower case) or on
-    /// every host; returns how many went.
+    /// Removes the objects `which` selects, on `host` (lower case, any
+    /// port) or on every host; returns how many went.
     pub fn purge(&self, host: Option<&str>, which: Purge<'_>) -> usize {
         self.store.purge(|target| {
-            host.is_none_or(|host| *target.host == *host)
+            host.is_none_or(|host| target.on_host(host))
                 && match which {
                     Purge::Path(path) => *target.path == *path,
                     Purge::Prefix(prefix) => target.path.starts_with(prefix),
@@ -123,8 +123,8 @@ impl Cache {
                 self.store.invalidate(host, location);
             } else if let Ok(uri) = location.parse::<Uri>() {
                 let same_host = uri
-                    .host()
-                    .is_some_and(|other| other.eq_ignore_ascii_case(host));
+                    .authority()
+                    .is_some_and(|other| other.as_str().eq_ignore_ascii_case(host));
                 if let (true, Some(path)) = (same_host, uri.path_and_query()) {
                     self.store.invalidate(host, path.as_str());
                 }
@@ -147,7 +147,7 @@ impl Unsafe {
             return None;
         }
         Some(Unsafe {
-            host: crate::route::request_host(parts)?.to_ascii_lowercase(),
+            host: forwarded_host(parts)?.to_ascii_lowercase(),
             path: path_of(&parts.uri).to_owned(),
         })
     }
@@ -344,7 +344,7 @@ fn cacheable<'h>(cache: &Cache, parts: &'h Parts, body: &Incoming) -> Option<Ask
     if !cacheable {
         return None;
     }
-    let host = crate::route::request_host(parts).map(lower_case)?;
+    let host = forwarded_host(parts).map(lower_case)?;
     let directives = if parts.headers.contains_key(header::CACHE_CONTROL)
         || parts.headers.contains_key(header::PRAGMA)
     {
@@ -430,6 +430,14 @@ fn stored_fresh(
         Lookup::Found { object, .. } if object.fresh_for(now, &asked.directives) => Some(object),
         _ => None,
     }
+}
+
+/// The `Host` the instance gets, port included: what the cache keys on, so
+/// that two requests share an object only if the instance saw the same
+/// `Host` (SPEC §9.8). The pipeline has made it the target's authority
+/// when there is one.
+fn forwarded_host(parts: &Parts) -> Option<&str> {
+    parts.headers.get(header::HOST)?.to_str().ok()
 }
 
 /// `host` in lower case, copied only when it is not already.

@@ -105,6 +105,11 @@ pub struct ServerConfig {
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
     pub drain_timeout: Duration,
+    /// `send_timeout` (default 60 s): a client that takes nothing of a
+    /// response for this long has its connection closed, and the exchange
+    /// with the instance dropped (SPEC §9.3): a client that stops reading
+    /// holds neither its connection nor an instance's.
+    pub send_timeout: Duration,
 }
 
 /// `[log]`.
@@ -196,6 +201,11 @@ pub struct ServiceConfig {
     /// `deadline` (default 15 s, at least `try_timeout`): the longest a
     /// request may take over all attempts; past it the answer is `504`.
     pub deadline: Duration,
+    /// `body_timeout` (default 60 s, more than 0): the longest an
+    /// instance may send no byte of a response body while the client
+    /// waits for one; past it the exchange is aborted and counted against
+    /// the instance (SPEC §9.3).
+    pub body_timeout: Duration,
     /// `retry_budget` (default 0.2, 0 to 1): retries allowed as a share of
     /// requests, so a failing fleet is not hit with a retry storm.
     pub retry_budget: f64,
@@ -439,6 +449,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             workers: None,
             drain_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }

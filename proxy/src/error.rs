@@ -65,9 +65,14 @@ pub enum ProxyError {
         /// The request's path.
         path: String,
     },
-    /// The client's fault: no Host, or more than one (RFC 9112 §3.2).
+    /// The client's fault: no Host, more than one (RFC 9112 §3.2), or one
+    /// that is not a valid host (SPEC §9.8).
     #[error("bad request: {0}")]
     BadHost(&'static str),
+    /// The client's fault: a method the proxy does not forward (`CONNECT`:
+    /// it is no tunnel).
+    #[error("method {0} is not allowed: this proxy is not a tunnel")]
+    NotAllowed(http::Method),
     /// The client's fault: the key is missing.
     #[error(transparent)]
     MissingKey(#[from] MissingKey),
@@ -132,6 +137,9 @@ pub enum ProxyError {
     WriteQuorum(#[from] QuorumError),
 }
 
+/// The methods the proxy forwards, as `Allow` lists them.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+
 /// Who an error is down to: what a retry elsewhere could change, and whose
 /// logs to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +195,7 @@ impl ProxyError {
             ProxyError::MissingKey(_) | ProxyError::ClientBody(_) | ProxyError::BadHost(_) => {
                 StatusCode::BAD_REQUEST
             }
+            ProxyError::NotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Shed { .. } | ProxyError::NoRing { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -209,6 +218,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. }
             | ProxyError::BadHost(_)
+            | ProxyError::NotAllowed(_)
             | ProxyError::MissingKey(_)
             | ProxyError::ClientBody(_)
             | ProxyError::BodyTooLarge { .. }
@@ -221,10 +231,16 @@ impl ProxyError {
         }
     }
 
-    /// The response: the status and the error's text.
+    /// The response: the status and the error's text (and for a `405`,
+    /// the `Allow` header it must carry, RFC 9110 §15.5.6).
     pub fn into_response(self) -> Response<Body> {
         let mut response = Response::new(body::full(format!("{self}\n")));
         *response.status_mut() = self.status();
+        if let ProxyError::NotAllowed(_) = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -21,6 +21,7 @@
 //! - `endpoint`: each instance of the ring in use as requests need it,
 //!   built once per ring, and the order a request tries them in.
 //! - `transition`: reads tried on the replaced ring during a transition.
+//! - `watched`: response bodies cut off when the instance stalls.
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub mod exchange;
 mod request;
 mod transition;
 pub mod upstream;
+mod watched;
 mod write;
 
 pub use exchange::Exchange;
@@ -88,7 +90,7 @@ pub async fn forward(
     let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
     let targets = Targets::new(&snapshot.table, &endpoints, position, &upstream.health);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::to_upstream(&mut parts.headers, &parts.uri, parts.version, client.ip());
+    headers::to_upstream(&mut parts.headers, parts.version, client.ip());
     if let Some(replicas) =
         Replicas::for_request(upstream, snapshot, &endpoints, &parts.method, position)
     {
@@ -217,7 +219,9 @@ impl Walk<'_> {
                 }
             };
             let failure = match outcome {
-                Ok(response) => return Ok(self.answer(response, index, exchange).await),
+                Ok(response) => {
+                    return Ok(self.answer(response, (index, endpoint), exchange).await)
+                }
                 Err(Failed::Client(fault)) => return Err(fault),
                 Err(Failed::Instance(failure) | Failed::StaleConnection(failure)) => failure,
             };
@@ -289,12 +293,13 @@ impl Walk<'_> {
         again
     }
 
-    /// The answer of the `index`-th instance, for the client; a `404`
-    /// during a transition is tried on the replaced ring first.
+    /// The answer of `endpoint`, the `index`-th instance tried, for the
+    /// client; a `404` during a transition is tried on the replaced ring
+    /// first.
     async fn answer(
         &mut self,
         response: Response<ResponseBody>,
-        index: usize,
+        (index, endpoint): (usize, &Endpoint),
         exchange: &mut Exchange,
     ) -> Response<Body> {
         match self
@@ -304,11 +309,17 @@ impl Walk<'_> {
         {
             Some(old_ring) => {
                 let asked = (self.targets, index + 1);
-                let read =
-                    old_ring.read(self.parts, self.path, self.body, asked, response, exchange);
+                let read = old_ring.read(
+                    self.parts,
+                    self.path,
+                    self.body,
+                    asked,
+                    (response, &endpoint.name),
+                    exchange,
+                );
                 Box::pin(read).await
             }
-            None => to_client(response),
+            None => to_client(response, self.upstream, &endpoint.name),
         }
     }
 

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
-use http::{Uri, Version};
+use http::Version;
 
 /// How many [`HOP_BY_HOP`] names there are.
 const HOP_BY_HOP_COUNT: usize = 9;
@@ -27,17 +27,16 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// What is wrong with a request's Host, if anything (RFC 9112 §3.2: an
-/// HTTP/1.1 request has exactly one, any request at most one).
-pub fn host_problem(headers: &HeaderMap, version: Version) -> Option<&'static str> {
-    let mut hosts = headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => Some("more than one Host header"),
-        (None, None) if version == Version::HTTP_11 => {
-            Some("an HTTP/1.1 request without a Host header")
-        }
-        _ => None,
-    }
+/// The tokens of every `Connection` field line, in order: split at commas,
+/// optional whitespace trimmed, as bytes (a token that is not ASCII names
+/// no header, and takes none of the others with it).
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(|token| token.trim_ascii())
+        .filter(|token| !token.is_empty())
 }
 
 /// Removes the hop-by-hop headers and every header that `Connection` names.
@@ -45,8 +44,11 @@ pub fn host_problem(headers: &HeaderMap, version: Version) -> Option<&'static st
 /// Only the headers present are removed (each removal hashes its name):
 /// one pass over the names finds them, usually none or only `Connection`.
 /// They go in the order that removing every candidate in turn would take:
-/// the named ones, then [`HOP_BY_HOP`]'s, because a removal moves the last
-/// header into the gap and so decides the order of those that stay.
+/// the named ones in `Connection`'s order, then [`HOP_BY_HOP`]'s, because a
+/// removal moves the last header into the gap and so decides the order of
+/// those that stay. However many tokens `Connection` has, the cost grows
+/// with `tokens × log tokens + headers × log tokens`, never with their
+/// product.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_BY_HOP_COUNT];
     for name in headers.keys() {
@@ -58,35 +60,89 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         // No `Connection` either, so nothing is named.
         return;
     }
-    // The names that `Connection` lists and that are present, in its order
-    // (empty, and so not allocated, when it names no header sent, as
-    // `keep-alive` or `close` usually do not).
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else {
-            continue;
-        };
-        for token in value.split(',').map(str::trim) {
-            let found = match HOP_BY_HOP
-                .iter()
-                .position(|hop| hop.as_str().eq_ignore_ascii_case(token))
-            {
-                // Already known to be there or not.
-                Some(index) => present[index].then(|| HOP_BY_HOP[index].clone()),
-                None => headers
-                    .keys()
-                    .find(|name| name.as_str().eq_ignore_ascii_case(token))
-                    .cloned(),
-            };
-            named.extend(found);
+    // The names that `Connection` lists and that are present, each with the
+    // place of its first token (empty, and so not allocated, when it names
+    // only hop-by-hop headers and `close`, as it usually does).
+    let mut named: Vec<(usize, HeaderName)> = Vec::new();
+    let mut others: Vec<(&[u8], usize)> = Vec::new();
+    for (place, token) in connection_tokens(headers).enumerate() {
+        match HOP_BY_HOP
+            .iter()
+            .position(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(token))
+        {
+            // Already known to be there or not.
+            Some(index) => {
+                if present[index] {
+                    named.push((place, HOP_BY_HOP[index].clone()));
+                }
+            }
+            // A connection option, not a header name (RFC 9112 §9.6).
+            None if token.eq_ignore_ascii_case(b"close") => {}
+            None => others.push((token, place)),
         }
     }
-    for name in &named {
+    if !others.is_empty() {
+        // Sorted by lower-case text, each token's first place kept: each
+        // header name present is then looked up once.
+        others.sort_by(|a, b| lower_cmp(a.0, b.0).then(a.1.cmp(&b.1)));
+        others.dedup_by(|later, first| lower_cmp(later.0, first.0).is_eq());
+        for name in headers.keys() {
+            let bytes = name.as_str().as_bytes();
+            if let Ok(found) = others.binary_search_by(|(token, _)| lower_cmp(token, bytes)) {
+                named.push((others[found].1, name.clone()));
+            }
+        }
+    }
+    named.sort_by_key(|(place, _)| *place);
+    for (_, name) in &named {
         headers.remove(name);
     }
     for (name, present) in HOP_BY_HOP.iter().zip(present) {
         if present {
             headers.remove(name);
+        }
+    }
+}
+
+/// `a` and `b` compared as their lower-case text.
+fn lower_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.iter()
+        .map(u8::to_ascii_lowercase)
+        .cmp(b.iter().map(u8::to_ascii_lowercase))
+}
+
+/// Frames an instance's response as RFC 9112 §6.3 says, before it is
+/// passed on: with `Transfer-Encoding`, a `Content-Length` is not the
+/// body's length (the client would take the message as ended early), so
+/// it goes and the message is sent chunked (or closed at its end); a
+/// `Content-Length` that repeats one number (`5, 5`, or on several lines)
+/// is that number once.
+pub fn reframe(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+        return;
+    }
+    let mut lengths = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii);
+    let Some(first) = lengths.next() else {
+        return;
+    };
+    let mut repeated = false;
+    for other in lengths {
+        if other != first {
+            // The client could not tell the length either: let the
+            // message be framed by the body as it streams.
+            headers.remove(header::CONTENT_LENGTH);
+            return;
+        }
+        repeated = true;
+    }
+    if repeated {
+        if let Ok(length) = HeaderValue::from_bytes(first) {
+            headers.insert(header::CONTENT_LENGTH, length);
         }
     }
 }
@@ -160,27 +216,11 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT]) -> &[u8] {
     }
 }
 
-/// Rewrites a client's request headers for the upstream request:
-/// hop-by-hop headers removed, `Host` set from the URI's authority when the
-/// client sent an absolute-form (or HTTP/2) request, `X-Forwarded-For`
-/// appended with the client's address, `X-Forwarded-Proto` set, `Via`
-/// appended.
-pub fn to_upstream(headers: &mut HeaderMap, uri: &Uri, version: Version, client: IpAddr) {
-    strip_hop_by_hop(headers);
-
-    // RFC 9112 §3.2.2: with an absolute-form target the authority is the
-    // host, whatever the Host header says. HTTP/2 carries it as :authority.
-    if let Some(authority) = uri.authority() {
-        // RFC 9112 §3.2.2: without the userinfo and its "@".
-        let host = authority
-            .as_str()
-            .rsplit_once('@')
-            .map_or(authority.as_str(), |(_, host)| host);
-        if let Ok(host) = HeaderValue::from_str(host) {
-            headers.insert(header::HOST, host);
-        }
-    }
-
+/// Adds the forwarding headers to a client's request headers, already
+/// normalized (`inbound`: hop-by-hop headers gone, `Host` the one the
+/// instance must see): `X-Forwarded-For` appended with the client's
+/// address, `X-Forwarded-Proto` set, `Via` appended.
+pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: IpAddr) {
     // One lookup each for `X-Forwarded-For` and `Via`: the entry is read
     // for the values to keep, then written.
     let mut ip = [0; MAX_IP_TEXT];
@@ -291,9 +331,8 @@ mod tests {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
             .collect();
         for name in named.iter().chain(HOP_BY_HOP.iter()) {
             headers.remove(name);
@@ -396,14 +435,8 @@ mod tests {
 
     #[test]
     fn forwarding_headers_of_a_first_hop() {
-        let mut map = headers(&[("host", "shop.example"), ("connection", "keep-alive")]);
-        let uri: Uri = "/cart".parse().unwrap();
-        to_upstream(
-            &mut map,
-            &uri,
-            Version::HTTP_10,
-            "10.1.20.255".parse().unwrap(),
-        );
+        let mut map = headers(&[("host", "shop.example")]);
+        to_upstream(&mut map, Version::HTTP_10, "10.1.20.255".parse().unwrap());
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
@@ -428,13 +461,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("via", "1.0 edge"),
         ]);
-        let uri: Uri = "/cart".parse().unwrap();
-        to_upstream(
-            &mut map,
-            &uri,
-            Version::HTTP_11,
-            "192.0.2.7".parse().unwrap(),
-        );
+        to_upstream(&mut map, Version::HTTP_11, "192.0.2.7".parse().unwrap());
         assert_eq!(map["host"], "shop.example");
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(map["x-forwarded-proto"], "http");
@@ -450,8 +477,7 @@ mod tests {
             ("via", "1.1 cdn"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        let uri: Uri = "/cart".parse().unwrap();
-        to_upstream(&mut map, &uri, Version::HTTP_11, "::1".parse().unwrap());
+        to_upstream(&mut map, Version::HTTP_11, "::1".parse().unwrap());
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
@@ -468,12 +494,36 @@ mod tests {
     }
 
     #[test]
-    fn absolute_form_authority_replaces_host() {
-        let mut map = headers(&[("host", "spoofed.example")]);
-        let uri: Uri = "http://real.example:8080/x".parse().unwrap();
-        to_upstream(&mut map, &uri, Version::HTTP_2, "::1".parse().unwrap());
-        assert_eq!(map["host"], "real.example:8080");
-        assert_eq!(map["x-forwarded-for"], "::1");
-        assert_eq!(map["via"], "2 shardproxy");
+    fn a_token_that_is_not_ascii_takes_none_of_the_others_with_it() {
+        let mut map = HeaderMap::new();
+        map.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, \xffbad, keep-alive").unwrap(),
+        );
+        map.append("x-secret", HeaderValue::from_static("1"));
+        map.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        map.append("x-kept", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn many_tokens_name_what_is_there_and_nothing_else() {
+        let tokens: Vec<String> = (0..5000).map(|n| format!("x-{n}")).collect();
+        let mut map = HeaderMap::new();
+        map.append(
+            header::CONNECTION,
+            HeaderValue::from_str(&tokens.join(", ")).unwrap(),
+        );
+        for n in [7, 4999, 12_000] {
+            map.append(
+                HeaderName::from_bytes(format!("X-{n}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-12000"]);
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! # A request's way
 //!
-//! [`server`] (accept, HTTP/1.1 or HTTP/2) -> [`pipeline::handle`]: host
-//! check -> route ([`route`]) -> shed ([`limits`]) -> [`cache::serve`] for
+//! [`server`] (accept, HTTP/1.1 or HTTP/2) -> [`pipeline::handle`]: the
+//! request normalized ([`inbound`]) -> route ([`route`]) -> shed ([`limits`]) -> [`cache::serve`] for
 //! a cached service's GET and HEAD, else -> [`forward::forward`]: key
 //! ([`key`]) -> preference list of the current ring ([`discovery`]) ->
 //! attempts on each instance in order, retried on the replicas
@@ -20,6 +20,8 @@
 //! The ground:
 //! - [`body`]: the body type every layer passes along.
 //! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`inbound`]: the request as the instance will see it, before anything
+//!   reads it; what the proxy refuses.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
 //! - [`config`]: the TOML configuration, parsed and validated into types.
@@ -74,6 +76,7 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod health;
+pub mod inbound;
 pub mod key;
 pub mod limits;
 pub mod logging;

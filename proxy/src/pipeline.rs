@@ -22,7 +22,7 @@ use crate::body::Body;
 use crate::cache::{self, Cache};
 use crate::error::ProxyError;
 use crate::forward::{self, Exchange, Upstream};
-use crate::headers;
+use crate::inbound;
 use crate::metrics::CacheOutcome;
 use crate::route::{self, Matched};
 
@@ -34,10 +34,15 @@ pub async fn handle(
     client: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    // RFC 9112 §3.2: no Host, or two, is refused before anything reads it.
-    if let Some(problem) = headers::host_problem(&parts.headers, parts.version) {
-        return ProxyError::BadHost(problem).into_response();
+    let (mut parts, body) = request.into_parts();
+    // The request as the instance will see it, before anything reads it:
+    // one valid Host, nothing that `Connection` names (SPEC §9.8).
+    if let Err(error) = inbound::normalize(&mut parts) {
+        return error.into_response();
+    }
+    // RFC 9110 §7.6.2: a TRACE or OPTIONS that may go no further.
+    if let Some(response) = inbound::answered_here(&parts) {
+        return response;
     }
     // SPEC §4: the first matching route names the service; none is 404.
     let Some((matched, service)) = app.route(&parts) else {

@@ -15,8 +15,10 @@
 //! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
+//! - `send_timeout`: closing the connection of a client that stops reading.
+//! - `resets`: closing the connection of a client that resets requests
+//!   faster than a client that means them.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,10 +36,13 @@ use crate::config::ServerConfig;
 
 mod connection;
 mod protocol;
+mod resets;
+mod send_timeout;
 mod woken;
 
 use connection::{Activity, Connections};
 use protocol::Sniffed;
+use send_timeout::SendTimeout;
 
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
@@ -60,6 +65,12 @@ const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// An HTTP/2 keep-alive ping not answered within this closes the
 /// connection: the client is gone.
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A request not forwarded because its connection gave up on too many
+/// before their answer.
+#[derive(Debug, thiserror::Error)]
+#[error("not forwarded: the client reset too many requests on this connection")]
+struct Refused;
 
 /// A listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +196,7 @@ where
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
+        send: server.send_timeout,
         stopped,
     };
     let proxy = tokio::spawn(accept_loop(
@@ -216,6 +228,8 @@ struct Listening {
     idle: Duration,
     /// `server.drain_timeout`.
     drain: Duration,
+    /// `server.send_timeout`.
+    send: Duration,
     /// Turns true when the proxy stops.
     stopped: watch::Receiver<bool>,
 }
@@ -261,8 +275,15 @@ async fn accept_loop<F, Fut, B>(
         let requests = activity.clone();
         let service = service_fn(move |request| {
             requests.request();
-            let response = respond(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
+            // A client that gave up on too many requests gets nothing more
+            // forwarded: the stream is reset, the connection closing.
+            let response = (!requests.refusing()).then(|| respond(request, peer));
+            let watch = requests.watch();
+            async move {
+                let response = response.ok_or(Refused)?.await;
+                watch.answered();
+                Ok::<_, Refused>(response)
+            }
         });
         let listening = listening.clone();
         tokio::spawn(async move {
@@ -270,6 +291,7 @@ async fn accept_loop<F, Fut, B>(
                 builders,
                 first_bytes,
                 idle,
+                send,
                 mut stopped,
                 ..
             } = listening;
@@ -281,10 +303,12 @@ async fn accept_loop<F, Fut, B>(
             };
             let served = match sniffed {
                 Ok(Sniffed::Http1(io)) => {
+                    let io = SendTimeout::new(io, send);
                     let connection = builders.http1.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }
                 Ok(Sniffed::Http2(io)) => {
+                    let io = SendTimeout::new(io, send);
                     let connection = builders.http2.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }

@@ -394,9 +394,17 @@ service = "frob"
         .await;
     assert_eq!(host.x_cache(), "MISS", "the host is part of the key");
     let same_host = harness
+        .send(Method::GET, "/a/x", &[("host", "other.example")])
+        .await;
+    assert_eq!(same_host.x_cache(), "HIT", "the host in lower case");
+    let other_port = harness
         .send(Method::GET, "/a/x", &[("host", "other.example:8080")])
         .await;
-    assert_eq!(same_host.x_cache(), "HIT", "lower case, without the port");
+    assert_eq!(
+        other_port.x_cache(),
+        "MISS",
+        "the port is part of the key: the instance saw another Host (SPEC §9.8)"
+    );
 }
 
 // === Coalescing ===

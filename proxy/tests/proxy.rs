@@ -723,15 +723,21 @@ async fn host_and_absolute_form_never_choose_the_destination() {
     fleet.shutdown().await;
 }
 
-/// RFC 9112 §3.2.2 (SPEC §5 "the URI's authority is the Host"): the Host
-/// sent upstream for an absolute-form request is the authority *without*
-/// its userinfo: `user:pw@` must neither reach the instance as part of Host
-/// (a credential leak) nor make Host invalid.
+/// RFC 9112 §3.2.2 (SPEC §9.8): the Host sent upstream for an
+/// absolute-form request is its authority; one with userinfo (`user:pw@`)
+/// is refused, so that a credential never reaches an instance and no cache
+/// key drops a part of the Host the instance would see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn absolute_form_userinfo_is_not_part_of_the_host() {
+async fn absolute_form_userinfo_is_refused_and_the_authority_is_the_host() {
     let fleet = Fleet::start(THREE, 1).await;
     let proxy = fleet.proxy("").await;
     let raw = "GET http://user:pw@shop.example:8080/abs/userinfo HTTP/1.1\r\n\
+               Host: other.example\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(proxy.listen, raw.as_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 400, "{}", answer.head);
+    let raw = "GET http://shop.example:8080/abs/userinfo HTTP/1.1\r\n\
                Host: other.example\r\nConnection: close\r\n\r\n";
     let answer = raw_exchange(proxy.listen, raw.as_bytes())
         .await

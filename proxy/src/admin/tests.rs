@@ -333,3 +333,33 @@ async fn purge_says_what_is_wrong() {
         "service \"frob\" has no cache (cache.enabled = false)"
     );
 }
+
+#[test]
+fn state_changes_come_from_programs_on_the_admin_side_only() {
+    let loopback: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let everywhere: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+    let with = |pairs: &[(&str, &str)]| crate::headers::map_of(pairs);
+    for host in ["127.0.0.1:9090", "localhost:9090", "LOCALHOST", "127.0.0.1"] {
+        assert!(
+            same_machine(&with(&[("host", host)]), loopback).is_ok(),
+            "{host}"
+        );
+    }
+    assert!(
+        same_machine(&with(&[]), loopback).is_ok(),
+        "no Host (HTTP/1.0)"
+    );
+    for host in ["evil.example:9090", "10.0.0.5:9090", "[::1]:9090"] {
+        assert!(
+            same_machine(&with(&[("host", host)]), loopback).is_err(),
+            "{host}"
+        );
+    }
+    assert!(same_machine(&with(&[("host", "10.0.0.5:9090")]), everywhere).is_ok());
+    assert!(same_machine(&with(&[("host", "evil.example")]), everywhere).is_err());
+    let page = with(&[
+        ("host", "127.0.0.1:9090"),
+        ("origin", "https://evil.example"),
+    ]);
+    assert!(same_machine(&page, loopback).is_err());
+}

@@ -27,12 +27,12 @@ pub fn x_cache(outcome: CacheOutcome) -> HeaderValue {
     })
 }
 
-/// Where an object was asked for: the request's host (lower case, no
-/// port) and its path and query as sent. Kept in each object so that a
+/// Where an object was asked for: the `Host` the instance got (lower case,
+/// with its port if it had one) and the path and query as sent. Kept in each object so that a
 /// hash collision is never served, and so that purges can match it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// Host, lower case, without port.
+    /// Host, lower case, port included.
     pub host: Box<str>,
     /// Path and query, as the client sent them.
     pub path: Box<str>,
@@ -42,6 +42,19 @@ impl Target {
     /// Whether this is `host` and `path` (`host` already lower case).
     pub fn is(&self, host: &str, path: &str) -> bool {
         *self.host == *host && *self.path == *path
+    }
+
+    /// The bytes it holds.
+    pub fn weight(&self) -> usize {
+        self.host.len() + self.path.len()
+    }
+
+    /// Whether this is on `host` (lower case, without a port), whatever
+    /// its port.
+    pub fn on_host(&self, host: &str) -> bool {
+        self.host
+            .strip_prefix(host)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
     }
 }
 

@@ -81,7 +81,9 @@ pub enum Lookup {
     },
 }
 
-/// Room for a [`VaryRule`] or an uncacheable marker in the store.
+/// Room for a [`VaryRule`] or an uncacheable marker in the store, besides
+/// the target and names it holds (weighed at their length): the entry, its
+/// `Arc` and moka's bookkeeping.
 const MARKER_WEIGHT: u32 = 256;
 
 /// A service's store.
@@ -124,11 +126,22 @@ impl Entry {
         }
     }
 
+    /// What the entry costs the store: a marker is weighed with the URL
+    /// it holds, so that markers of long URLs cannot outgrow `max_size`.
     fn weight(&self) -> u32 {
-        match self {
-            Entry::Object(object) => object.weight(),
-            Entry::Vary(_) | Entry::Uncacheable(_) => MARKER_WEIGHT,
-        }
+        let held = match self {
+            Entry::Object(object) => return object.weight(),
+            Entry::Vary(rule) => {
+                rule.target.weight()
+                    + rule
+                        .names
+                        .iter()
+                        .map(|name| name.as_str().len())
+                        .sum::<usize>()
+            }
+            Entry::Uncacheable(target) => target.weight(),
+        };
+        MARKER_WEIGHT.saturating_add(u32::try_from(held).unwrap_or(u32::MAX))
     }
 
     fn target(&self) -> &Target {

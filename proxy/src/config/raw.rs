@@ -46,6 +46,7 @@ pub(super) struct RawServer {
     pub(super) max_connections: Int,
     pub(super) workers: Int,
     pub(super) drain_timeout: Quantity,
+    pub(super) send_timeout: Quantity,
 }
 
 /// `[log]`.
@@ -84,6 +85,7 @@ pub(super) struct RawService {
     pub(super) retry_on: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(super) try_timeout: Quantity,
     pub(super) deadline: Quantity,
+    pub(super) body_timeout: Quantity,
     pub(super) retry_budget: Option<Spanned<f64>>,
     pub(super) retry_min_per_second: Int,
     pub(super) retry_body_limit: Quantity,

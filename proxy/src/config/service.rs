@@ -31,6 +31,8 @@ const DEFAULT_MAX_BODY: u64 = 1 << 20;
 const DEFAULT_RETRY_ON: [u16; 3] = [502, 503, 504];
 const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+/// `body_timeout`'s default: as nginx's `proxy_read_timeout`.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_RETRY_BUDGET: f64 = 0.2;
 const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
 const DEFAULT_RETRY_BODY_LIMIT: u64 = 64 << 10;
@@ -203,6 +205,13 @@ fn service(
         retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref())?,
         try_timeout,
         deadline,
+        body_timeout: field(
+            source,
+            &key.key("body_timeout"),
+            raw.body_timeout.as_ref(),
+            DEFAULT_BODY_TIMEOUT,
+            positive_duration,
+        )?,
         retry_budget: field(
             source,
             &key.key("retry_budget"),

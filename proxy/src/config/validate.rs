@@ -193,6 +193,13 @@ fn server(
         defaults.drain_timeout,
         duration,
     )?;
+    let send_timeout = field(
+        source,
+        &key.key("send_timeout"),
+        raw.send_timeout.as_ref(),
+        defaults.send_timeout,
+        positive_duration,
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
@@ -203,6 +210,7 @@ fn server(
         max_connections,
         workers,
         drain_timeout,
+        send_timeout,
     })
 }
 

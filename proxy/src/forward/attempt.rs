@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::RequestBody;
@@ -72,12 +72,13 @@ pub(super) async fn once(
         }
     }
     let stale = matches!(answer, Ok(Err(SendError::Stale(_))));
-    let (outcome, result) = match answer {
-        Ok(Ok(response)) if retry_on.contains(&response.status().as_u16()) => (
+    let (outcome, result) = match answer.map(|sent| sent.map(framed)) {
+        Ok(Ok(Err(problem))) => (AttemptOutcome::Failed, Err(AttemptFailure::Broken(problem))),
+        Ok(Ok(Ok(response))) if retry_on.contains(&response.status().as_u16()) => (
             AttemptOutcome::RetryableStatus,
             Err(AttemptFailure::Status(response.status())),
         ),
-        Ok(Ok(response)) => (AttemptOutcome::Response, Ok(response)),
+        Ok(Ok(Ok(response))) => (AttemptOutcome::Response, Ok(response)),
         Ok(Err(error @ (SendError::Connect { .. } | SendError::ConnectTimeout { .. }))) => (
             AttemptOutcome::ConnectError,
             Err(AttemptFailure::Connect(error_chain(&error))),
@@ -97,6 +98,35 @@ pub(super) async fn once(
     }
     health.record(&endpoint.name, result.is_ok());
     result.map_err(Failed::Instance)
+}
+
+/// The instance's answer, if the proxy can pass it on as it is framed
+/// (RFC 9112 §6.3); otherwise what is wrong with it, a failed attempt.
+/// An unknown transfer coding would reach the client undecoded once the
+/// hop-by-hop `Transfer-Encoding` is removed; a `101` that no request asked
+/// for (the proxy forwards no `Upgrade`) would switch the client's
+/// connection to a protocol it never chose.
+fn framed(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, String> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(
+            "answered 101 Switching Protocols to a request that asked for no upgrade".to_owned(),
+        );
+    }
+    for coding in response
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+    {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Err(format!(
+                "a transfer coding the proxy does not decode: {:?}",
+                String::from_utf8_lossy(coding)
+            ));
+        }
+    }
+    Ok(response)
 }
 
 /// Reads and drops what is left of an answer that nobody will read, for at

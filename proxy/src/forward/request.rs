@@ -8,8 +8,14 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 
+use std::sync::Arc;
+
+use shardproxy_ring::InstanceName;
+
 use super::endpoint::Endpoint;
-use crate::body::{Body, BoxError};
+use super::upstream::Upstream;
+use super::watched::Watched;
+use crate::body::Body;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::pool::ResponseBody;
@@ -78,12 +84,24 @@ pub(super) fn upstream_request(
     request
 }
 
-/// The instance's response for the client: hop-by-hop headers removed, the
-/// body streamed.
-pub(super) fn to_client(response: Response<ResponseBody>) -> Response<Body> {
+/// The response of `instance` (of `upstream`'s service) for the client:
+/// framed as RFC 9112 §6.3 says, hop-by-hop headers removed, the body
+/// streamed under the service's `body_timeout`.
+pub(super) fn to_client(
+    response: Response<ResponseBody>,
+    upstream: &Upstream,
+    instance: &InstanceName,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
+    headers::reframe(&mut parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    let body = Watched::new(
+        body,
+        upstream.config.body_timeout,
+        Arc::clone(&upstream.health),
+        instance.clone(),
+    );
+    Response::from_parts(parts, body.boxed_unsync())
 }
 
 #[cfg(test)]

@@ -79,14 +79,14 @@ impl<'a> OldRing<'a> {
     /// Tries the replaced ring's preference list for the key, skipping the
     /// first `asked` instances of `targets` (those the new ring's attempts
     /// went to), and returns the first `2xx` or `3xx` answer, or else
-    /// `not_found`.
+    /// `not_found` (which `answered_by` gave).
     pub(super) async fn read(
         self,
         parts: &mut Parts,
         path: &PathAndQuery,
         body: &mut RequestBody,
         (targets, asked): (&Targets<'_>, usize),
-        not_found: Response<ResponseBody>,
+        (not_found, answered_by): (Response<ResponseBody>, &InstanceName),
         exchange: &mut Exchange,
     ) -> Response<Body> {
         let upstream = self.upstream;
@@ -131,7 +131,7 @@ impl<'a> OldRing<'a> {
                     exchange.answered_by(&endpoint.name);
                     upstream.metrics.replication().transition_read(true);
                     tokio::spawn(attempt::drain(not_found.into_body(), config.try_timeout));
-                    return to_client(response);
+                    return to_client(response, upstream, &endpoint.name);
                 }
                 Ok(other) => {
                     tokio::spawn(attempt::drain(other.into_body(), config.try_timeout));
@@ -140,6 +140,6 @@ impl<'a> OldRing<'a> {
             }
         }
         upstream.metrics.replication().transition_read(false);
-        to_client(not_found)
+        to_client(not_found, upstream, answered_by)
     }
 }

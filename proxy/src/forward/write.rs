@@ -69,8 +69,8 @@ struct Shared {
 
 /// One replica's outcome, sent to the request.
 struct Reply {
-    /// Its place in the preference list.
-    replica: usize,
+    /// The replica.
+    instance: InstanceName,
     /// A `2xx` answer, or why there was none.
     result: Result<Response<ResponseBody>, AttemptFailure>,
 }
@@ -169,13 +169,11 @@ impl<'a> Replicas<'a> {
                 continue;
             };
             let last = place + 1 == list.len();
-            let replica = in_flight.tasks.len();
             let full = Full::new(body.clone()).map_err(|never| match never {});
             let request = upstream_request(parts, endpoint, path, full.boxed_unsync(), last);
             let task = tokio::spawn(write_one(
                 Arc::clone(&shared),
                 index as usize,
-                replica,
                 request,
                 replies.clone(),
             ));
@@ -185,12 +183,10 @@ impl<'a> Replicas<'a> {
         exchange.attempts += u32::try_from(in_flight.tasks.len()).unwrap_or(u32::MAX);
 
         match quorum(&mut received, &in_flight, &mut outcome, config.try_timeout).await {
-            Some((replica, response)) => {
+            Some((instance, response)) => {
                 metrics.write_quorum(true);
-                if let Some((name, _)) = in_flight.tasks.get(replica) {
-                    exchange.answered_by(name);
-                }
-                Ok(to_client(response))
+                exchange.answered_by(&instance);
+                Ok(to_client(response, upstream, &instance))
             }
             None => {
                 metrics.write_quorum(false);
@@ -209,7 +205,7 @@ async fn quorum(
     in_flight: &InFlight<'_>,
     outcome: &mut QuorumError,
     try_timeout: Duration,
-) -> Option<(usize, Response<ResponseBody>)> {
+) -> Option<(InstanceName, Response<ResponseBody>)> {
     let mut first = None;
     let mut pending = in_flight.tasks.len();
     while let Some(reply) = received.recv().await {
@@ -217,14 +213,14 @@ async fn quorum(
         match reply.result {
             Ok(response) if first.is_none() => {
                 outcome.succeeded += 1;
-                first = Some((reply.replica, response));
+                first = Some((reply.instance, response));
             }
             Ok(response) => {
                 outcome.succeeded += 1;
                 tokio::spawn(attempt::drain(response.into_body(), try_timeout));
             }
             Err(reason) => outcome.failures.push(AttemptError {
-                instance: in_flight.name(reply.replica),
+                instance: reply.instance.to_string(),
                 reason,
             }),
         }
@@ -264,7 +260,6 @@ async fn buffer(body: Option<Incoming>, limit: u64) -> Result<Bytes, ProxyError>
 async fn write_one(
     shared: Arc<Shared>,
     index: usize,
-    replica: usize,
     request: http::Request<Body>,
     replies: mpsc::Sender<Reply>,
 ) {
@@ -308,7 +303,13 @@ async fn write_one(
             );
         }
     }
-    if let Err(mpsc::error::SendError(reply)) = replies.send(Reply { replica, result }).await {
+    if let Err(mpsc::error::SendError(reply)) = replies
+        .send(Reply {
+            instance: endpoint.name.clone(),
+            result,
+        })
+        .await
+    {
         if let Ok(response) = reply.result {
             attempt::drain(response.into_body(), shared.try_timeout).await;
         }
@@ -319,15 +320,6 @@ async fn write_one(
 }
 
 // === impl InFlight ===
-
-impl InFlight<'_> {
-    /// The `host:port` of the `replica`-th write.
-    fn name(&self, replica: usize) -> String {
-        self.tasks
-            .get(replica)
-            .map_or_else(String::new, |(name, _)| name.to_string())
-    }
-}
 
 impl Drop for InFlight<'_> {
     /// Moves the writes still running to the background, each holding one

@@ -19,6 +19,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::resets::Resets;
 use super::woken::WhenWoken;
 
 /// The open connections of one listener, at most `max`.
@@ -49,28 +50,75 @@ impl Connections {
     }
 }
 
-/// Whether a connection has started a request since it was last checked;
-/// set by the connection's service, read by [`serve`].
+/// What a connection's requests did, for [`serve`]: whether one started
+/// since it last looked (idle connections close), and how many the client
+/// gave up on before their answer (rapid resets).
 #[derive(Clone, Debug, Default)]
-pub(super) struct Activity(Arc<AtomicBool>);
+pub(super) struct Activity(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    started: AtomicBool,
+    resets: Resets,
+}
 
 impl Activity {
     /// A request has started.
     #[inline]
     pub(super) fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.started.store(true, Ordering::Relaxed);
     }
 
     /// Whether a request started since the last call.
     fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.0.started.swap(false, Ordering::Relaxed)
+    }
+
+    /// The budget of requests given up before their answer.
+    fn resets(&self) -> &Resets {
+        &self.0.resets
+    }
+
+    /// Whether the client gave up on too many requests: nothing more of
+    /// this connection is forwarded.
+    #[inline]
+    pub(super) fn refusing(&self) -> bool {
+        self.0.resets.is_spent()
+    }
+
+    /// A request of this connection, counted as given up on if it is
+    /// dropped before [`Watch::answered`].
+    #[inline]
+    pub(super) fn watch(&self) -> Watch {
+        Watch(Some(self.clone()))
+    }
+}
+
+/// One request of a connection, while it has no answer.
+#[must_use = "a request dropped unanswered counts as given up on"]
+pub(super) struct Watch(Option<Activity>);
+
+impl Watch {
+    /// The request was answered: it does not count.
+    #[inline]
+    pub(super) fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(activity) = &self.0 {
+            activity.resets().given_up();
+        }
     }
 }
 
 /// Serves `connection` to its end, closing it gracefully (requests in
 /// flight finish, keep-alive ends, HTTP/2 gets `GOAWAY`) when `stopped`
-/// turns true or when a whole `idle` period passes without a request
-/// starting (so an idle connection closes after `idle` to twice that).
+/// turns true, when a whole `idle` period passes without a request
+/// starting (so an idle connection closes after `idle` to twice that), or
+/// when the client has given up on too many requests before their answer.
 pub(super) async fn serve<C, E>(
     connection: C,
     activity: Activity,
@@ -88,6 +136,7 @@ where
         loop {
             tokio::select! {
                 _ = stopped.wait_for(|stop| *stop) => return,
+                () = activity.resets().spent() => return,
                 _ = idle_checks.tick() => {
                     if !activity.take() {
                         return;

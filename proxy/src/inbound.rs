@@ -1,0 +1,344 @@
+//! The request as the instance will see it, computed once, before anything
+//! reads it (SPEC §9.8): what the proxy refuses, and what it normalizes.
+//!
+//! The route, the key, the cache key and `Vary` matching all read the
+//! request after this step, so none of them can see a header the instance
+//! will not (one named in `Connection`), or a host the instance will not
+//! (the `Host` header when an absolute-form target or HTTP/2's `:authority`
+//! names another, or a port or userinfo the cache key would drop). A
+//! request whose host is not a valid RFC 3986 host with an optional
+//! numeric port is refused rather than passed on for the instance to
+//! interpret.
+
+use std::net::Ipv6Addr;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode, Version};
+
+use crate::body::{self, Body};
+use crate::error::{ProxyError, ALLOWED_METHODS};
+use crate::headers;
+
+/// Checks and normalizes a client's request head in place: exactly one
+/// valid `Host` (the target's authority when it has one), no hop-by-hop
+/// header or header named in `Connection`, and `Max-Forwards` counted down
+/// on `TRACE` and `OPTIONS`.
+///
+/// # Errors
+///
+/// [`ProxyError::BadHost`] for a missing, doubled or invalid host, userinfo
+/// in it, or a `Connection` header that names `Host`;
+/// [`ProxyError::NotAllowed`] for `CONNECT` (the proxy is no tunnel).
+pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::NotAllowed(Method::CONNECT));
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(ProxyError::BadHost("more than one Host header")),
+        (None, None) if parts.version == Version::HTTP_11 => {
+            return Err(ProxyError::BadHost(
+                "an HTTP/1.1 request without a Host header",
+            ))
+        }
+        _ => {}
+    }
+    if headers::connection_tokens(&parts.headers).any(|token| token.eq_ignore_ascii_case(b"host")) {
+        return Err(ProxyError::BadHost("the Connection header names Host"));
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    // RFC 9112 §3.2.2: with an absolute-form target the authority is the
+    // host, whatever the Host header says. HTTP/2 carries it as :authority.
+    if let Some(authority) = parts.uri.authority() {
+        check_host(authority.as_str().as_bytes())?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ProxyError::BadHost("the target's authority is not a valid host"))?;
+        parts.headers.insert(header::HOST, host);
+    } else if let Some(host) = parts.headers.get(header::HOST) {
+        check_host(host.as_bytes())?;
+    }
+    if parts.method == Method::TRACE || parts.method == Method::OPTIONS {
+        count_down_max_forwards(parts);
+    }
+    Ok(())
+}
+
+/// The answer the proxy gives itself to a `TRACE` or `OPTIONS` whose
+/// `Max-Forwards` is `0` (RFC 9110 §7.6.2): it is the last recipient.
+/// `TRACE` gets its request head back as `message/http`; `OPTIONS` the
+/// methods the proxy forwards. Call after [`normalize`], which counts the
+/// value down otherwise.
+pub fn answered_here(parts: &Parts) -> Option<Response<Body>> {
+    if parts.method != Method::TRACE && parts.method != Method::OPTIONS {
+        return None;
+    }
+    if parts.headers.get(header::MAX_FORWARDS)?.as_bytes() != b"0" {
+        return None;
+    }
+    let mut response = if parts.method == Method::TRACE {
+        let mut head = format!("TRACE {} {:?}\r\n", parts.uri, parts.version).into_bytes();
+        for (name, value) in &parts.headers {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut response = Response::new(body::full(head));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/http"),
+        );
+        response
+    } else {
+        let mut response = Response::new(body::empty());
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        response
+    };
+    *response.status_mut() = StatusCode::OK;
+    Some(response)
+}
+
+/// `Max-Forwards` one less, when it is a number above 0 (RFC 9110 §7.6.2);
+/// left as it is otherwise.
+fn count_down_max_forwards(parts: &mut Parts) {
+    let Some(value) = parts.headers.get_mut(header::MAX_FORWARDS) else {
+        return;
+    };
+    let Some(count) = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if count > 0 {
+        *value = HeaderValue::from(count - 1);
+    }
+}
+
+/// Whether `authority` is a valid host with an optional port (RFC 3986
+/// §3.2.2, §3.2.3): a registered name, an IPv4 address or a bracketed IPv6
+/// address, then optionally `:` and 1 to 5 digits; no userinfo. An empty
+/// host is valid (RFC 9112 §3.2: the target has no authority).
+fn check_host(authority: &[u8]) -> Result<(), ProxyError> {
+    if authority.contains(&b'@') {
+        return Err(ProxyError::BadHost("userinfo in the host"));
+    }
+    let (host, port) = match authority.strip_prefix(b"[") {
+        Some(literal) => {
+            let end = literal
+                .iter()
+                .position(|&byte| byte == b']')
+                .ok_or(ProxyError::BadHost("an IPv6 address without its closing ]"))?;
+            let address = std::str::from_utf8(&literal[..end]).ok();
+            if address
+                .and_then(|text| text.parse::<Ipv6Addr>().ok())
+                .is_none()
+            {
+                return Err(ProxyError::BadHost("not a valid IPv6 address"));
+            }
+            (&b""[..], &literal[end + 1..])
+        }
+        None => match authority.iter().position(|&byte| byte == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &b""[..]),
+        },
+    };
+    if !host.iter().all(|&byte| reg_name_byte(byte)) {
+        return Err(ProxyError::BadHost(
+            "the host has a character a host name cannot have",
+        ));
+    }
+    if host.contains(&b'%') && !percent_encoded(host) {
+        return Err(ProxyError::BadHost("a malformed %-escape in the host"));
+    }
+    match port {
+        [] => Ok(()),
+        [b':', digits @ ..]
+            if (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) =>
+        {
+            Ok(())
+        }
+        _ => Err(ProxyError::BadHost("the host's port is not a number")),
+    }
+}
+
+/// A byte of a registered name: unreserved, sub-delims, or `%` of a
+/// pct-encoded octet (RFC 3986 §3.2.2).
+fn reg_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&byte)
+}
+
+/// Whether every `%` in `text` starts `%HH`.
+fn percent_encoded(text: &[u8]) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&byte| byte == b'%') {
+        match rest.get(at + 1..at + 3) {
+            Some([high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                rest = &rest[at + 3..];
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn parts(method: Method, target: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    fn refused(parts: &mut Parts) -> String {
+        match normalize(parts) {
+            Err(error) => {
+                assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{error}");
+                error.to_string()
+            }
+            Ok(()) => panic!("{:?} passed", parts.headers),
+        }
+    }
+
+    #[test]
+    fn valid_hosts_pass() {
+        for host in [
+            "shop.example",
+            "shop.example:8080",
+            "SHOP.Example:1",
+            "192.0.2.7:80",
+            "[::1]",
+            "[2001:db8::7]:443",
+            "xn--bcher-kva.example",
+            "a%20b",
+            "",
+        ] {
+            let mut request = parts(Method::GET, "/", &[("host", host)]);
+            assert!(normalize(&mut request).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
+    fn invalid_hosts_are_refused() {
+        for host in [
+            "a b",
+            "x/evil",
+            "host:junk",
+            "host:",
+            "host:123456",
+            "user@host",
+            "evil.test@victim.test",
+            "[::1",
+            "[not-v6]",
+            "[::1]junk",
+            "a%zz",
+            "a%2",
+        ] {
+            let Ok(value) = HeaderValue::from_str(host) else {
+                continue;
+            };
+            let mut request = parts(Method::GET, "/", &[]);
+            request.headers.insert(header::HOST, value);
+            refused(&mut request);
+        }
+    }
+
+    #[test]
+    fn the_target_authority_is_the_host() {
+        let mut request = parts(
+            Method::GET,
+            "http://real.example:8080/x",
+            &[("host", "spoofed.example")],
+        );
+        normalize(&mut request).unwrap();
+        assert_eq!(request.headers["host"], "real.example:8080");
+        let mut request = parts(
+            Method::GET,
+            "http://evil.test@victim.test/x",
+            &[("host", "victim.test")],
+        );
+        assert_eq!(refused(&mut request), "bad request: userinfo in the host");
+    }
+
+    #[test]
+    fn connection_named_headers_go_before_anything_reads_them() {
+        let mut request = parts(
+            Method::GET,
+            "/",
+            &[
+                ("host", "shop.example"),
+                ("connection", "keep-alive, Accept-Language"),
+                ("accept-language", "fr"),
+                ("keep-alive", "timeout=5"),
+                ("accept", "*/*"),
+            ],
+        );
+        normalize(&mut request).unwrap();
+        let left: Vec<&str> = request.headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["host", "accept"]);
+        let mut request = parts(
+            Method::GET,
+            "/",
+            &[("host", "shop.example"), ("connection", "close, HOST")],
+        );
+        assert_eq!(
+            refused(&mut request),
+            "bad request: the Connection header names Host"
+        );
+    }
+
+    #[test]
+    fn connect_is_not_allowed() {
+        let mut request = parts(Method::CONNECT, "victim.test:443", &[]);
+        let error = normalize(&mut request).unwrap_err();
+        assert_eq!(error.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn max_forwards_counts_down_and_zero_is_answered_here() {
+        let mut request = parts(
+            Method::TRACE,
+            "/",
+            &[("host", "shop.example"), ("max-forwards", "3")],
+        );
+        normalize(&mut request).unwrap();
+        assert_eq!(request.headers["max-forwards"], "2");
+        assert!(answered_here(&request).is_none());
+        let mut request = parts(
+            Method::TRACE,
+            "/t",
+            &[("host", "shop.example"), ("max-forwards", "0")],
+        );
+        normalize(&mut request).unwrap();
+        let answer = answered_here(&request).expect("answered by the proxy");
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()["content-type"], "message/http");
+        let mut request = parts(
+            Method::OPTIONS,
+            "*",
+            &[("host", "shop.example"), ("max-forwards", "0")],
+        );
+        normalize(&mut request).unwrap();
+        let answer = answered_here(&request).expect("answered by the proxy");
+        assert!(answer.headers().contains_key("allow"));
+        let mut request = parts(
+            Method::GET,
+            "/",
+            &[("host", "shop.example"), ("max-forwards", "0")],
+        );
+        normalize(&mut request).unwrap();
+        assert_eq!(request.headers["max-forwards"], "0");
+        assert!(answered_here(&request).is_none());
+    }
+}

@@ -1,0 +1,539 @@
+//! What the proxy refuses or normalizes (SPEC §9.8), and its send and body
+//! timeouts (§9.3), end to end on real sockets: each item of an outside
+//! review, shown fixed. Raw sockets where the exact bytes matter (framing,
+//! hosts, `Connection`), raw backends where an instance must misbehave.
+
+#![cfg(test)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shardproxy::run::Running;
+use support::backend::{Backend, Echo, Reply};
+use support::raw::exchange;
+use support::{instance_line, start_proxy, static_config, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A proxy in front of one echo backend, with `service` and `rest` added
+/// to the config.
+async fn proxy_for(backend: &Backend, service: &str, rest: &str) -> Running {
+    let config = static_config(&[instance_line(backend, &["ff"])], service, rest);
+    start_proxy(&config, "hardening.toml").await
+}
+
+/// A cache in front of the service.
+const CACHED: &str = "[services.frob.cache]\nenabled = true";
+
+/// The one route.
+const ROUTE: &str = "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"";
+
+/// A raw request for `target` with these header lines.
+fn raw_request(method: &str, target: &str, lines: &[&str]) -> Vec<u8> {
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    for line in lines {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// The status and `x-cache` of a raw GET with these header lines.
+async fn raw_get(proxy: SocketAddr, target: &str, lines: &[&str]) -> (u16, String, String) {
+    let (_, reply) = exchange(proxy, &raw_request("GET", target, lines)).await;
+    let reply = reply.expect("an answer");
+    let cache = reply.header("x-cache").unwrap_or_default().to_owned();
+    (reply.status, cache, reply.body)
+}
+
+/// A backend that reads one request head per connection and answers it
+/// with `answer`, then holds the connection open without a further byte.
+async fn raw_backend(answer: &'static [u8]) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = stream.write_all(answer).await;
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// A proxy whose one instance is the raw backend at `addr`.
+async fn proxy_to_raw(addr: SocketAddr, service: &str) -> Running {
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
+         [services.frob]\ninstances = [{{ host = \"raw.example.com\", addr = \"{addr}\", tokens = [\"ff\"] }}]\n\
+         retry_on = []\n{service}\n\n{ROUTE}\n"
+    );
+    start_proxy(&config, "hardening.toml").await
+}
+
+/// Everything the proxy sends on a new connection after `request`, until
+/// it closes the connection.
+async fn read_all(proxy: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut all))
+        .await
+        .expect("the proxy ends the connection")
+        .ok();
+    all
+}
+
+// === Cache keys: the Host as the instance sees it ===
+
+#[tokio::test]
+async fn a_host_port_or_userinfo_never_shares_a_cached_object() {
+    let backend = Backend::start("frob1").await;
+    backend.reply_at("/", Reply::with(&[("cache-control", "max-age=60")]));
+    let proxy = proxy_for(&backend, CACHED, ROUTE).await;
+    let at = proxy.listen;
+
+    let (status, cache, body) = raw_get(at, "/page", &["Host: victim.test:1337"]).await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"));
+    assert_eq!(
+        Echo::parse(body.as_bytes()).header("host"),
+        Some("victim.test:1337")
+    );
+    let (_, cache, _) = raw_get(at, "/page", &["Host: victim.test"]).await;
+    assert_eq!(
+        cache, "MISS",
+        "another port is another Host: not the same object"
+    );
+    let (_, cache, _) = raw_get(at, "/page", &["Host: VICTIM.test"]).await;
+    assert_eq!(cache, "HIT", "the host's case is not");
+
+    let (_, cache, body) = raw_get(at, "http://victim.test:1337/abs", &["Host: victim.test"]).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(
+        Echo::parse(body.as_bytes()).header("host"),
+        Some("victim.test:1337")
+    );
+    let (_, cache, _) = raw_get(at, "/abs", &["Host: victim.test"]).await;
+    assert_eq!(
+        cache, "MISS",
+        "an absolute-form authority is the Host, port included"
+    );
+
+    let before = backend.requests();
+    for (target, host) in [
+        ("/page", "evil.test@victim.test"),
+        ("http://evil.test@victim.test/page", "victim.test"),
+    ] {
+        let (status, _, body) = raw_get(at, target, &[&format!("Host: {host}")]).await;
+        assert_eq!(status, 400, "{target} {host}: {body}");
+        assert!(body.contains("userinfo"), "{body}");
+    }
+    assert_eq!(
+        backend.requests(),
+        before,
+        "nothing with userinfo reached the instance"
+    );
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn headers_named_in_connection_are_gone_before_the_cache_reads_them() {
+    let backend = Backend::start("frob1").await;
+    backend.reply_at(
+        "/vary",
+        Reply::with(&[("cache-control", "max-age=60"), ("vary", "accept-language")]),
+    );
+    let proxy = proxy_for(&backend, CACHED, ROUTE).await;
+    let at = proxy.listen;
+    let host = "Host: shop.example";
+
+    let (_, cache, body) = raw_get(
+        at,
+        "/vary",
+        &[
+            host,
+            "Accept-Language: fr",
+            "Connection: keep-alive, Accept-Language",
+        ],
+    )
+    .await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(Echo::parse(body.as_bytes()).header("accept-language"), None);
+    let (_, cache, _) = raw_get(at, "/vary", &[host, "Accept-Language: fr"]).await;
+    assert_eq!(
+        cache, "MISS",
+        "the stored variant is for no language, as rendered"
+    );
+    let (_, cache, _) = raw_get(at, "/vary", &[host]).await;
+    assert_eq!(cache, "HIT");
+
+    let before = backend.requests();
+    let (status, _, body) = raw_get(at, "/vary", &[host, "Connection: close, Host"]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Connection header names Host"), "{body}");
+    assert_eq!(backend.requests(), before);
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_tokens_are_read_as_bytes_however_many_there_are() {
+    let backend = Backend::start("frob1").await;
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let mut request = b"GET /c HTTP/1.1\r\nHost: shop.example\r\nConnection: x-secret, \xffbad\r\n\
+        X-Secret: 1\r\nX-Kept: 2\r\n\r\n"
+        .to_vec();
+    let (_, reply) = exchange(proxy.listen, &request).await;
+    let echo = Echo::parse(reply.expect("an answer").body.as_bytes());
+    assert_eq!(
+        echo.header("x-secret"),
+        None,
+        "a token that is not ASCII spares no other"
+    );
+    assert_eq!(echo.header("x-kept"), Some("2"));
+
+    let tokens: Vec<String> = (0..3000).map(|n| format!("x-{n}")).collect();
+    request = raw_request(
+        "GET",
+        "/c",
+        &[
+            "Host: shop.example",
+            &format!("Connection: {}", tokens.join(",")),
+            "X-2999: named",
+            "X-Kept: 2",
+        ],
+    );
+    let (_, reply) = exchange(proxy.listen, &request).await;
+    let echo = Echo::parse(reply.expect("an answer").body.as_bytes());
+    assert_eq!(echo.header("x-2999"), None);
+    assert_eq!(echo.header("x-kept"), Some("2"));
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+// === Hosts and methods the proxy refuses or answers itself ===
+
+#[tokio::test]
+async fn invalid_hosts_connect_and_max_forwards_never_reach_an_instance() {
+    let backend = Backend::start("frob1").await;
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let at = proxy.listen;
+    for host in ["a b", "x/evil", "host:junk", "[::1", "a%zz"] {
+        let (status, _, body) = raw_get(at, "/", &[&format!("Host: {host}")]).await;
+        assert_eq!(status, 400, "Host: {host}: {body}");
+    }
+    let (_, reply) = exchange(
+        at,
+        b"CONNECT victim.test:443 HTTP/1.1\r\nHost: victim.test:443\r\n\r\n",
+    )
+    .await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.status, 405);
+    assert!(reply.header("allow").is_some());
+    let (_, reply) = exchange(
+        at,
+        &raw_request("TRACE", "/t", &["Host: shop.example", "Max-Forwards: 0"]),
+    )
+    .await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("message/http"));
+    assert!(
+        reply.body.starts_with("TRACE /t HTTP/1.1\r\n"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(backend.requests(), 0, "none of these reached the instance");
+
+    let (_, reply) = exchange(
+        at,
+        &raw_request("OPTIONS", "/o", &["Host: shop.example", "Max-Forwards: 3"]),
+    )
+    .await;
+    let echo = Echo::parse(reply.expect("an answer").body.as_bytes());
+    assert_eq!(echo.header("max-forwards"), Some("2"));
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+// === Responses framed as RFC 9112 §6.3 says ===
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_dropped_and_a_repeated_length_is_one() {
+    let (both, _task) = raw_backend(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+          a\r\n0123456789\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = proxy_to_raw(both, "").await;
+    let all = read_all(
+        proxy.listen,
+        &raw_request("GET", "/", &["Host: shop.example", "Connection: close"]),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(!text.contains("content-length: 5"), "{text}");
+    assert!(
+        text.contains("0123456789"),
+        "the whole body reaches the client: {text}"
+    );
+    proxy.shutdown().await;
+
+    let (repeated, _task) =
+        raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello").await;
+    let proxy = proxy_to_raw(repeated, "").await;
+    let (_, reply) = exchange(
+        proxy.listen,
+        &raw_request("GET", "/", &["Host: shop.example"]),
+    )
+    .await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.header("content-length"), Some("5"));
+    assert_eq!(reply.body, "hello");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_transfer_coding_or_an_unasked_101_is_a_failed_attempt() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
+    ] {
+        let (addr, _task) = raw_backend(answer).await;
+        let proxy = proxy_to_raw(addr, "").await;
+        let (_, reply) = exchange(
+            proxy.listen,
+            &raw_request("GET", "/", &["Host: shop.example"]),
+        )
+        .await;
+        let reply = reply.expect("an answer");
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        proxy.shutdown().await;
+    }
+}
+
+// === Timeouts: stalled instances and clients that stop reading ===
+
+#[tokio::test]
+async fn an_instance_that_stalls_mid_body_is_cut_off_after_body_timeout() {
+    let (addr, _task) =
+        raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789").await;
+    let proxy = proxy_to_raw(addr, "body_timeout = \"30s\"").await;
+    let mut stream = TcpStream::connect(proxy.listen).await.unwrap();
+    stream
+        .write_all(&raw_request("GET", "/", &["Host: shop.example"]))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !received.ends_with(b"0123456789") {
+        let count = tokio::time::timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("the head and the first bytes arrive")
+            .unwrap();
+        assert!(count > 0, "closed before the first bytes");
+        received.extend_from_slice(&buffer[..count]);
+    }
+    // The proxy now waits on the instance alone: its body timer is all
+    // that runs.
+    support::skip(Duration::from_secs(31)).await;
+    let count = tokio::time::timeout(WAIT, stream.read_to_end(&mut received))
+        .await
+        .expect("the proxy ends the exchange")
+        .unwrap_or(0);
+    assert_eq!(count, 0, "no byte beyond what the instance sent");
+    assert!(
+        received.ends_with(b"0123456789"),
+        "the body ends short of 100 bytes"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_closed_after_send_timeout() {
+    const BODY: usize = 64 << 20;
+    let backend = Backend::start("frob1").await;
+    backend.reply_at("/big", Reply::default().body_len(BODY));
+    let config = static_config(&[instance_line(&backend, &["ff"])], "", ROUTE).replacen(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\nsend_timeout = \"300ms\"",
+        1,
+    );
+    let proxy = start_proxy(&config, "hardening.toml").await;
+    let mut stream = TcpStream::connect(proxy.listen).await.unwrap();
+    stream
+        .write_all(&raw_request("GET", "/big", &["Host: shop.example"]))
+        .await
+        .unwrap();
+    support::wait_until("the instance has the request", || {
+        let seen = backend.requests() > 0;
+        async move { seen }
+    })
+    .await;
+    // The client reads nothing for longer than send_timeout: this wait is
+    // the behaviour under test, not a wait for readiness.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut received))
+        .await
+        .expect("the proxy closed the connection")
+        .ok();
+    assert!(
+        received.len() < BODY,
+        "the connection was closed before the body was sent ({} bytes)",
+        received.len()
+    );
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+// === The admin API from web pages ===
+
+#[tokio::test]
+async fn admin_changes_from_web_pages_are_refused() {
+    let backend = Backend::start("frob1").await;
+    let proxy = proxy_for(&backend, CACHED, ROUTE).await;
+    let admin = proxy.admin;
+    let purge = "/cache/purge?service=frob&prefix=/";
+    let local = format!("Host: {admin}");
+    for lines in [
+        vec![local.as_str(), "Origin: https://evil.example"],
+        vec!["Host: evil.example"],
+    ] {
+        let (_, reply) = exchange(admin, &raw_request("POST", purge, &lines)).await;
+        assert_eq!(reply.expect("an answer").status, 403, "{lines:?}");
+    }
+    for host in [local.as_str(), "Host: localhost"] {
+        let (_, reply) = exchange(admin, &raw_request("POST", purge, &[host])).await;
+        assert_eq!(reply.expect("an answer").status, 200, "{host}");
+    }
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+// === The cache's memory ===
+
+#[tokio::test]
+async fn markers_of_uncacheable_answers_are_weighed_with_their_urls() {
+    const MAX: f64 = (1 << 20) as f64;
+    let backend = Backend::start("frob1").await;
+    backend.reply_at("/u/", Reply::with(&[("cache-control", "no-store")]));
+    let service =
+        "[services.frob.cache]\nenabled = true\nmax_size = \"1MiB\"\nmax_object_size = \"64KiB\"";
+    let proxy = proxy_for(&backend, service, ROUTE).await;
+    let client = support::client::Client::http1();
+    let stored = || async {
+        let metrics = client.get(proxy.admin, "/metrics").await.text();
+        support::sum_samples(
+            &metrics,
+            "shardproxy_cache_stored_bytes",
+            &[("service", "frob")],
+        )
+    };
+    let long = "x".repeat(8 << 10);
+    for n in 0..60 {
+        let answer = client.get(proxy.listen, &format!("/u/{n}/{long}")).await;
+        assert_eq!(answer.status, 200);
+    }
+    let held = stored().await;
+    assert!(
+        held >= 60.0 * 8192.0,
+        "60 markers of 8 KiB URLs weigh {held} bytes"
+    );
+    for n in 60..300 {
+        client.get(proxy.listen, &format!("/u/{n}/{long}")).await;
+    }
+    let held = stored().await;
+    assert!(held <= MAX, "{held} bytes stored with max_size = 1MiB");
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+// === HTTP/2: streams reset after the proxy accepted them ===
+
+#[tokio::test]
+async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
+    const ROUND: usize = 50;
+    /// The proxy's budget of streams reset before their answer.
+    const BUDGET: usize = 100;
+    let backend = Backend::start("frob1").await;
+    backend.set(support::backend::Behaviour::Hang);
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = Some(client);
+    let mut opened = 0;
+    // Rounds of streams that reach the instance, then are all reset: each
+    // round would cost the instances ROUND requests, for ever.
+    'rounds: for _ in 0..20 {
+        let mut round = Vec::new();
+        for _ in 0..ROUND {
+            let Some(ready) = client.take() else {
+                break 'rounds;
+            };
+            let Ok(mut ready) = tokio::time::timeout(WAIT, ready.ready()).await.unwrap() else {
+                break 'rounds; // GOAWAY: the proxy is closing the connection.
+            };
+            let request = http::Request::get("http://shop.example/reset")
+                .body(())
+                .unwrap();
+            let Ok((response, stream)) = ready.send_request(request, true) else {
+                break 'rounds;
+            };
+            round.push((response, stream));
+            opened += 1;
+            client = Some(ready);
+        }
+        if opened <= BUDGET {
+            // Within the budget every stream is forwarded: each reset
+            // below is of a stream the proxy had accepted.
+            support::wait_until("the round reached the instance", || {
+                let all = backend.requests() >= opened as u64;
+                async move { all }
+            })
+            .await;
+        }
+        for (_, mut stream) in round {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+    }
+    assert!(
+        backend.requests() <= (BUDGET + 2 * ROUND) as u64,
+        "{} requests reached the instance of {opened} streams opened",
+        backend.requests()
+    );
+    // Past the budget nothing more is forwarded: a new stream is refused.
+    let before = backend.requests();
+    if let Some(ready) = client.take() {
+        if let Ok(Ok(mut ready)) = tokio::time::timeout(WAIT, ready.ready()).await {
+            let request = http::Request::get("http://shop.example/after")
+                .body(())
+                .unwrap();
+            if let Ok((response, _)) = ready.send_request(request, true) {
+                let answer = tokio::time::timeout(WAIT, response)
+                    .await
+                    .expect("refused at once");
+                assert!(answer.is_err(), "a stream after the budget was answered");
+            }
+        }
+    }
+    assert_eq!(backend.requests(), before, "nothing more was forwarded");
+    let _ = tokio::time::timeout(WAIT, driver).await;
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
