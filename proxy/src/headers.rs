@@ -39,67 +39,100 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
         .filter(|token| !token.is_empty())
 }
 
-/// Removes the hop-by-hop headers and every header that `Connection` names.
-///
-/// Only the headers present are removed (each removal hashes its name):
-/// one pass over the names finds them, usually none or only `Connection`.
-/// They go in the order that removing every candidate in turn would take:
-/// the named ones in `Connection`'s order, then [`HOP_BY_HOP`]'s, because a
-/// removal moves the last header into the gap and so decides the order of
-/// those that stay. However many tokens `Connection` has, the cost grows
-/// with `tokens × log tokens + headers × log tokens`, never with their
-/// product.
+/// Which hop-by-hop headers a message has: one pass over its names, so
+/// that what follows looks up only what is there (usually nothing, or only
+/// `Connection`).
+#[derive(Clone, Copy, Debug)]
+pub struct HopByHop {
+    present: [bool; HOP_BY_HOP_COUNT],
+}
+
+/// Removes the hop-by-hop headers and every header that `Connection` names
+/// ([`HopByHop::strip`]).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = [false; HOP_BY_HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(index) = hop_by_hop_index(name.as_str()) {
-            present[index] = true;
+    HopByHop::scan(headers).strip(headers);
+}
+
+// === impl HopByHop ===
+
+impl HopByHop {
+    /// The hop-by-hop headers of `headers`.
+    pub fn scan(headers: &HeaderMap) -> HopByHop {
+        let mut present = [false; HOP_BY_HOP_COUNT];
+        for name in headers.keys() {
+            if let Some(index) = hop_by_hop_index(name.as_str()) {
+                present[index] = true;
+            }
         }
+        HopByHop { present }
     }
-    if !present.contains(&true) {
-        // No `Connection` either, so nothing is named.
-        return;
+
+    /// Whether there is a `Connection` header.
+    pub fn has_connection(&self) -> bool {
+        self.present[0]
     }
-    // The names that `Connection` lists and that are present, each with the
-    // place of its first token (empty, and so not allocated, when it names
-    // only hop-by-hop headers and `close`, as it usually does).
-    let mut named: Vec<(usize, HeaderName)> = Vec::new();
-    let mut others: Vec<(&[u8], usize)> = Vec::new();
-    for (place, token) in connection_tokens(headers).enumerate() {
-        match HOP_BY_HOP
-            .iter()
-            .position(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(token))
-        {
-            // Already known to be there or not.
-            Some(index) => {
-                if present[index] {
-                    named.push((place, HOP_BY_HOP[index].clone()));
+
+    /// Whether there is a `Transfer-Encoding` header.
+    pub fn has_transfer_encoding(&self) -> bool {
+        self.present[7]
+    }
+
+    /// Removes the hop-by-hop headers and every header that `Connection`
+    /// names, from the `headers` this scanned.
+    ///
+    /// They go in the order that removing every candidate in turn would
+    /// take: the named ones in `Connection`'s order, then [`HOP_BY_HOP`]'s,
+    /// because a removal moves the last header into the gap and so decides
+    /// the order of those that stay. However many tokens `Connection` has,
+    /// the cost grows with `tokens × log tokens + headers × log tokens`,
+    /// never with their product.
+    pub fn strip(self, headers: &mut HeaderMap) {
+        let present = self.present;
+        if !present.contains(&true) {
+            // No `Connection` either, so nothing is named.
+            return;
+        }
+        // The names that `Connection` lists and that are present, each with the
+        // place of its first token (empty, and so not allocated, when it names
+        // only hop-by-hop headers and `close`, as it usually does).
+        let mut named: Vec<(usize, HeaderName)> = Vec::new();
+        let mut others: Vec<(&[u8], usize)> = Vec::new();
+        for (place, token) in connection_tokens(headers).enumerate() {
+            match HOP_BY_HOP
+                .iter()
+                .position(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(token))
+            {
+                // Already known to be there or not.
+                Some(index) => {
+                    if present[index] {
+                        named.push((place, HOP_BY_HOP[index].clone()));
+                    }
+                }
+                // A connection option, not a header name (RFC 9112 §9.6).
+                None if token.eq_ignore_ascii_case(b"close") => {}
+                None => others.push((token, place)),
+            }
+        }
+        if !others.is_empty() {
+            // Sorted by lower-case text, each token's first place kept: each
+            // header name present is then looked up once.
+            others.sort_by(|a, b| lower_cmp(a.0, b.0).then(a.1.cmp(&b.1)));
+            others.dedup_by(|later, first| lower_cmp(later.0, first.0).is_eq());
+            for name in headers.keys() {
+                let bytes = name.as_str().as_bytes();
+                if let Ok(found) = others.binary_search_by(|(token, _)| lower_cmp(token, bytes)) {
+                    named.push((others[found].1, name.clone()));
                 }
             }
-            // A connection option, not a header name (RFC 9112 §9.6).
-            None if token.eq_ignore_ascii_case(b"close") => {}
-            None => others.push((token, place)),
         }
-    }
-    if !others.is_empty() {
-        // Sorted by lower-case text, each token's first place kept: each
-        // header name present is then looked up once.
-        others.sort_by(|a, b| lower_cmp(a.0, b.0).then(a.1.cmp(&b.1)));
-        others.dedup_by(|later, first| lower_cmp(later.0, first.0).is_eq());
-        for name in headers.keys() {
-            let bytes = name.as_str().as_bytes();
-            if let Ok(found) = others.binary_search_by(|(token, _)| lower_cmp(token, bytes)) {
-                named.push((others[found].1, name.clone()));
-            }
-        }
-    }
-    named.sort_by_key(|(place, _)| *place);
-    for (_, name) in &named {
-        headers.remove(name);
-    }
-    for (name, present) in HOP_BY_HOP.iter().zip(present) {
-        if present {
+        named.sort_by_key(|(place, _)| *place);
+        for (_, name) in &named {
             headers.remove(name);
+        }
+        for (name, present) in HOP_BY_HOP.iter().zip(present) {
+            if present {
+                headers.remove(name);
+            }
         }
     }
 }
@@ -112,37 +145,40 @@ fn lower_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 }
 
 /// Frames an instance's response as RFC 9112 §6.3 says, before it is
-/// passed on: with `Transfer-Encoding`, a `Content-Length` is not the
-/// body's length (the client would take the message as ended early), so
-/// it goes and the message is sent chunked (or closed at its end); a
-/// `Content-Length` that repeats one number (`5, 5`, or on several lines)
+/// passed on: with `Transfer-Encoding` (`chunked`, as [`HopByHop`] found),
+/// a `Content-Length` is not the body's length (the client would take the
+/// message as ended early), so it goes and the message is sent chunked (or
+/// closed at its end); a `Content-Length` that repeats one number (`5, 5`)
 /// is that number once.
-pub fn reframe(headers: &mut HeaderMap) {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+pub fn reframe(headers: &mut HeaderMap, chunked: bool) {
+    if chunked {
         headers.remove(header::CONTENT_LENGTH);
         return;
     }
-    let mut lengths = headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .map(<[u8]>::trim_ascii);
-    let Some(first) = lengths.next() else {
+    let Some(length) = headers.get(header::CONTENT_LENGTH) else {
         return;
     };
-    let mut repeated = false;
-    for other in lengths {
-        if other != first {
-            // The client could not tell the length either: let the
-            // message be framed by the body as it streams.
-            headers.remove(header::CONTENT_LENGTH);
-            return;
-        }
-        repeated = true;
+    if !length.as_bytes().contains(&b',') {
+        return;
     }
-    if repeated {
-        if let Ok(length) = HeaderValue::from_bytes(first) {
+    let mut lengths = length
+        .as_bytes()
+        .split(|&byte| byte == b',')
+        .map(<[u8]>::trim_ascii);
+    let first = lengths.next().unwrap_or_default();
+    // Another number: the client could not tell the length either; let the
+    // message be framed by the body as it streams.
+    let one = if lengths.all(|other| other == first) {
+        HeaderValue::from_bytes(first).ok()
+    } else {
+        None
+    };
+    match one {
+        Some(length) => {
             headers.insert(header::CONTENT_LENGTH, length);
+        }
+        None => {
+            headers.remove(header::CONTENT_LENGTH);
         }
     }
 }

@@ -18,7 +18,7 @@ use http::{Method, Response, StatusCode, Version};
 
 use crate::body::{self, Body};
 use crate::error::{ProxyError, ALLOWED_METHODS};
-use crate::headers;
+use crate::headers::{self, HopByHop};
 
 /// Checks and normalizes a client's request head in place: exactly one
 /// valid `Host` (the target's authority when it has one), no hop-by-hop
@@ -35,19 +35,24 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
         return Err(ProxyError::NotAllowed(Method::CONNECT));
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => return Err(ProxyError::BadHost("more than one Host header")),
-        (None, None) if parts.version == Version::HTTP_11 => {
+    match (hosts.next(), hosts.next(), parts.uri.authority()) {
+        (_, Some(_), _) => return Err(ProxyError::BadHost("more than one Host header")),
+        (None, None, _) if parts.version == Version::HTTP_11 => {
             return Err(ProxyError::BadHost(
                 "an HTTP/1.1 request without a Host header",
             ))
         }
+        (Some(host), None, None) => check_host(host.as_bytes())?,
         _ => {}
     }
-    if headers::connection_tokens(&parts.headers).any(|token| token.eq_ignore_ascii_case(b"host")) {
+    let hop_by_hop = HopByHop::scan(&parts.headers);
+    if hop_by_hop.has_connection()
+        && headers::connection_tokens(&parts.headers)
+            .any(|token| token.eq_ignore_ascii_case(b"host"))
+    {
         return Err(ProxyError::BadHost("the Connection header names Host"));
     }
-    headers::strip_hop_by_hop(&mut parts.headers);
+    hop_by_hop.strip(&mut parts.headers);
     // RFC 9112 §3.2.2: with an absolute-form target the authority is the
     // host, whatever the Host header says. HTTP/2 carries it as :authority.
     if let Some(authority) = parts.uri.authority() {
@@ -55,8 +60,6 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| ProxyError::BadHost("the target's authority is not a valid host"))?;
         parts.headers.insert(header::HOST, host);
-    } else if let Some(host) = parts.headers.get(header::HOST) {
-        check_host(host.as_bytes())?;
     }
     if parts.method == Method::TRACE || parts.method == Method::OPTIONS {
         count_down_max_forwards(parts);
@@ -148,7 +151,7 @@ fn check_host(authority: &[u8]) -> Result<(), ProxyError> {
             None => (authority, &b""[..]),
         },
     };
-    if !host.iter().all(|&byte| reg_name_byte(byte)) {
+    if !host.iter().all(|&byte| REG_NAME[usize::from(byte)]) {
         return Err(ProxyError::BadHost(
             "the host has a character a host name cannot have",
         ));
@@ -167,11 +170,37 @@ fn check_host(authority: &[u8]) -> Result<(), ProxyError> {
     }
 }
 
-/// A byte of a registered name: unreserved, sub-delims, or `%` of a
-/// pct-encoded octet (RFC 3986 §3.2.2).
-fn reg_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&byte)
-}
+/// The bytes of a registered name: unreserved, sub-delims, and `%` of a
+/// pct-encoded octet (RFC 3986 §3.2.2). A table: every request's host is
+/// checked byte by byte.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        byte += 1;
+    }
+    table
+};
 
 /// Whether every `%` in `text` starts `%HH`.
 fn percent_encoded(text: &[u8]) -> bool {

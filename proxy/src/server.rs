@@ -276,13 +276,20 @@ async fn accept_loop<F, Fut, B>(
         let service = service_fn(move |request| {
             requests.request();
             // A client that gave up on too many requests gets nothing more
-            // forwarded: the stream is reset, the connection closing.
-            let response = (!requests.refusing()).then(|| respond(request, peer));
+            // forwarded: the stream is reset, the connection closing. (The
+            // handler's future is made either way, and only polled if not
+            // refused: awaited as it is, it is not copied into a second
+            // slot of this future, which hyper moves twice per request.)
+            let refused = requests.refusing();
+            let response = respond(request, peer);
             let watch = requests.watch();
             async move {
-                let response = response.ok_or(Refused)?.await;
+                if refused {
+                    return Err(Refused);
+                }
+                let response = response.await;
                 watch.answered();
-                Ok::<_, Refused>(response)
+                Ok(response)
             }
         });
         let listening = listening.clone();

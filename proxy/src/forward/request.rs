@@ -17,7 +17,7 @@ use super::upstream::Upstream;
 use super::watched::Watched;
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::headers;
+use crate::headers::{self, HopByHop};
 use crate::pool::ResponseBody;
 
 /// Methods that may be repeated (SPEC §5).
@@ -93,8 +93,9 @@ pub(super) fn to_client(
     instance: &InstanceName,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    headers::reframe(&mut parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers);
+    let hop_by_hop = HopByHop::scan(&parts.headers);
+    headers::reframe(&mut parts.headers, hop_by_hop.has_transfer_encoding());
+    hop_by_hop.strip(&mut parts.headers);
     let body = Watched::new(
         body,
         upstream.config.body_timeout,
