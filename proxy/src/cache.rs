@@ -453,14 +453,14 @@ fn lower_case(host: &str) -> Cow<'_, str> {
 fn answer(
     cache: &Cache,
     exchange: &mut Exchange,
-    object: &Object,
+    object: &Arc<Object>,
     now: Instant,
     outcome: Outcome,
     ask: &Ask,
 ) -> Response<Body> {
     cache.metrics.count(outcome);
     exchange.cache = Some(outcome);
-    object.respond(now, outcome, ask)
+    object.respond(now, outcome, ask, cache.store.pinned())
 }
 
 /// `response` with `x-cache` saying `outcome`.
@@ -643,7 +643,7 @@ fn revalidated(
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let keeping = policy::keeping(stale.status(), &headers, fill.facts, sent, &cache.limits);
-    let object = Object::new(
+    let object = Arc::new(Object::new(
         fill.target.clone(),
         stale.variant.clone(),
         stale.status(),
@@ -651,9 +651,9 @@ fn revalidated(
         stale.body().clone(),
         &keeping.unwrap_or_default(),
         now,
-    );
+    ));
     let names = policy::vary_names(object.headers());
-    let response = object.respond(now, Outcome::Revalidated, &fill.ask);
+    let response = object.respond(now, Outcome::Revalidated, &fill.ask, cache.store.pinned());
     if keeping.is_ok() {
         cache
             .store
@@ -682,6 +682,15 @@ async fn store_new(
     else {
         return unstored(cache, &fill, response, exchange);
     };
+    // What slow clients still hold of evicted objects counts: while the
+    // store is full with it, answers stream through instead of being read
+    // in whole.
+    let expected = http_body::Body::size_hint(response.body())
+        .upper()
+        .unwrap_or(cache.max_object_size);
+    if !cache.store.has_room_for(expected) {
+        return passed_on(cache, &fill, response, exchange);
+    }
     let (parts, body) = response.into_parts();
     let read = tokio::time::timeout(
         route.upstream.config.deadline,
@@ -698,7 +707,7 @@ async fn store_new(
     };
     let names = policy::vary_names(&parts.headers);
     let variant = object::variant_of(&names, request_headers);
-    let object = Object::new(
+    let object = Arc::new(Object::new(
         fill.target,
         variant,
         status,
@@ -706,7 +715,7 @@ async fn store_new(
         bytes,
         &keeping,
         now,
-    );
+    ));
     let response = answer(cache, exchange, &object, now, Outcome::Miss, &fill.ask);
     cache
         .store
@@ -725,9 +734,21 @@ fn unstored(
     response: Response<Body>,
     exchange: &mut Exchange,
 ) -> Response<Body> {
+    cache.store.mark_uncacheable(fill.slot, &fill.target);
+    passed_on(cache, fill, response, exchange)
+}
+
+/// A response passed on as it streams, not stored: counted as a pass,
+/// `x-cache: MISS`, and no body for a `HEAD` (which was sent upstream as
+/// a `GET`).
+fn passed_on(
+    cache: &Cache,
+    fill: &Fill,
+    response: Response<Body>,
+    exchange: &mut Exchange,
+) -> Response<Body> {
     cache.metrics.count(Outcome::Pass);
     exchange.cache = Some(Outcome::Pass);
-    cache.store.mark_uncacheable(fill.slot, &fill.target);
     let mut response = with_outcome(response, Outcome::Miss);
     if fill.ask.head {
         *response.body_mut() = crate::body::empty();

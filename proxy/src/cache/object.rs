@@ -2,6 +2,8 @@
 //! `Bytes`, and what its freshness allows when, so that serving it costs a
 //! header map clone, an `Age` value and a reference count.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -103,6 +105,28 @@ pub struct Object {
     /// How long the store keeps it after storing.
     keep: Duration,
     weight: u32,
+    /// The responses still sending its body, and whether it has left the
+    /// store: what it costs once evicted.
+    senders: Senders,
+}
+
+/// Set in [`Senders`] once the object has left the store.
+const LEFT_STORE: u64 = 1 << 63;
+
+/// The responses still sending an object's body (the low bits) and
+/// whether it has left the store ([`LEFT_STORE`]), in one atomic so that a
+/// response ending and the store evicting agree on who counts it. An
+/// object that left the store while responses still send it is "pinned":
+/// its bytes are still held, by slow clients, and count in the store's
+/// usage until the last of them is sent (SPEC §9.8).
+#[derive(Debug, Default)]
+struct Senders(AtomicU64);
+
+/// A response's hold on an object's body: the body's bytes, shared with
+/// the object, whose last clone (sent, or dropped with its client) lets go.
+struct Sending {
+    object: Arc<Object>,
+    pinned: Arc<AtomicI64>,
 }
 
 /// Whether `name` describes the stored body's bytes, so that a `304`
@@ -167,6 +191,7 @@ impl Object {
             always_revalidate: keeping.always_revalidate,
             keep: keeping.keep.saturating_sub(initial_age),
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            senders: Senders::default(),
         }
     }
 
@@ -274,8 +299,15 @@ impl Object {
 
     /// The response for a client: `304` when its conditional is satisfied
     /// by a 2xx object, else the object (without a body for `HEAD`), with
-    /// `Age` and `x-cache`.
-    pub fn respond(&self, now: Instant, outcome: CacheOutcome, ask: &Ask) -> Response<Body> {
+    /// `Age` and `x-cache`. Its body holds the object until it is sent, and
+    /// counts in `pinned` if the object leaves the store meanwhile.
+    pub fn respond(
+        self: &Arc<Self>,
+        now: Instant,
+        outcome: CacheOutcome,
+        ask: &Ask,
+        pinned: &Arc<AtomicI64>,
+    ) -> Response<Body> {
         let mut headers = self.headers.clone();
         headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
         headers.insert(X_CACHE.clone(), x_cache(outcome));
@@ -296,7 +328,7 @@ impl Object {
         } else if ask.head {
             (self.status, empty())
         } else {
-            (self.status, body::full(self.body.clone()))
+            (self.status, body::full(Sending::body(self, pinned)))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -325,6 +357,50 @@ impl Ask {
             head,
             if_none_match: headers.get(header::IF_NONE_MATCH).cloned(),
             if_modified_since: headers.get(header::IF_MODIFIED_SINCE).cloned(),
+        }
+    }
+}
+
+// === holds on a body ===
+
+impl Object {
+    /// Marks the object as gone from the store; if responses still send
+    /// it, its weight is added to `pinned` until the last of them ends.
+    pub fn left_store(&self, pinned: &AtomicI64) {
+        let before = self.senders.0.fetch_or(LEFT_STORE, Ordering::AcqRel);
+        if before & LEFT_STORE == 0 && before != 0 {
+            pinned.fetch_add(i64::from(self.weight), Ordering::AcqRel);
+        }
+    }
+}
+
+impl Sending {
+    /// A hold on `object`'s body, counted as one more sender.
+    fn body(object: &Arc<Object>, pinned: &Arc<AtomicI64>) -> Bytes {
+        // A response that starts after the object left the store pins it
+        // again.
+        if object.senders.0.fetch_add(1, Ordering::AcqRel) == LEFT_STORE {
+            pinned.fetch_add(i64::from(object.weight), Ordering::AcqRel);
+        }
+        Bytes::from_owner(Sending {
+            object: Arc::clone(object),
+            pinned: Arc::clone(pinned),
+        })
+    }
+}
+
+impl AsRef<[u8]> for Sending {
+    fn as_ref(&self) -> &[u8] {
+        &self.object.body
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let before = self.object.senders.0.fetch_sub(1, Ordering::AcqRel);
+        if before == LEFT_STORE | 1 {
+            self.pinned
+                .fetch_sub(i64::from(self.object.weight), Ordering::AcqRel);
         }
     }
 }

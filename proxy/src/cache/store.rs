@@ -94,6 +94,10 @@ pub struct Store {
     /// reports their removal (replaced, invalidated, expired or evicted),
     /// so that `/metrics` reads a number instead of walking the store.
     objects: Arc<AtomicI64>,
+    /// Bytes of objects that left the store while responses still send
+    /// them: held by slow clients, and counted against `max_size`.
+    pinned: Arc<AtomicI64>,
+    max_size: u64,
 }
 
 /// Each entry's time to live: what its freshness and stale windows allow.
@@ -161,12 +165,15 @@ impl Store {
     pub fn new(max_size: u64, evictions: IntCounter) -> Store {
         let objects = Arc::new(AtomicI64::new(0));
         let removed = Arc::clone(&objects);
+        let pinned = Arc::new(AtomicI64::new(0));
+        let held = Arc::clone(&pinned);
         let cache = Cache::builder()
             .max_capacity(max_size)
             .weigher(|_, entry: &Entry| entry.weight())
             .expire_after(KeepFor)
             .eviction_listener(move |_, entry, cause| {
-                if matches!(entry, Entry::Object(_)) {
+                if let Entry::Object(object) = entry {
+                    object.left_store(&held);
                     removed.fetch_sub(1, Ordering::Relaxed);
                     if cause == RemovalCause::Size {
                         evictions.inc();
@@ -178,13 +185,33 @@ impl Store {
             cache,
             seed: rand::random(),
             objects,
+            pinned,
+            max_size,
         }
     }
 
     /// Stores an object under `slot`, counted.
-    fn insert_object(&self, slot: u128, object: Object) {
+    fn insert_object(&self, slot: u128, object: Arc<Object>) {
         self.objects.fetch_add(1, Ordering::Relaxed);
-        self.cache.insert(slot, Entry::Object(Arc::new(object)));
+        self.cache.insert(slot, Entry::Object(object));
+    }
+
+    /// Where the bytes of objects sent after they left the store are
+    /// counted, for [`Object::respond`].
+    pub fn pinned(&self) -> &Arc<AtomicI64> {
+        &self.pinned
+    }
+
+    /// Whether an object of `bytes` may be read in to be stored: what is
+    /// stored, what slow clients still hold of evicted objects, and it,
+    /// within `max_size`.
+    pub fn has_room_for(&self, bytes: u64) -> bool {
+        let pinned = u64::try_from(self.pinned.load(Ordering::Acquire)).unwrap_or(0);
+        self.cache
+            .weighted_size()
+            .saturating_add(pinned)
+            .saturating_add(bytes)
+            <= self.max_size
     }
 
     /// The key of `host` (lower case) and `path`.
@@ -230,7 +257,14 @@ impl Store {
     /// `request` the headers of the request it answers. The store is then
     /// brought back under its bound at once, so `max_size` holds as soon
     /// as the insert returns.
-    pub fn insert(&self, key: Key, names: &[HeaderName], request: &HeaderMap, object: Object) {
+    pub fn insert(
+        &self,
+        key: Key,
+        names: &[HeaderName],
+        request: &HeaderMap,
+        object: impl Into<Arc<Object>>,
+    ) {
+        let object = object.into();
         if names.is_empty() {
             self.insert_object(key.primary, object);
         } else {
@@ -297,13 +331,15 @@ impl Store {
             .count()
     }
 
-    /// What is stored: bytes (by weight) and objects, after pending
-    /// evictions and expiries are applied.
+    /// What is stored: bytes (by weight, with the evicted objects slow
+    /// clients still hold) and objects, after pending evictions and
+    /// expiries are applied.
     pub fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
         let objects = self.objects.load(Ordering::Relaxed);
+        let pinned = u64::try_from(self.pinned.load(Ordering::Acquire)).unwrap_or(0);
         (
-            self.cache.weighted_size(),
+            self.cache.weighted_size().saturating_add(pinned),
             u64::try_from(objects).unwrap_or(0),
         )
     }
@@ -492,5 +528,69 @@ mod tests {
         assert_eq!(store.usage().1, walked(&store));
         assert!(walked(&store) > 0);
         assert!(evictions.get() > 0, "nothing was evicted");
+    }
+
+    /// An object of `size` bytes of body at `path`.
+    fn sized(path: &str, size: usize) -> Arc<Object> {
+        let keeping = Keeping {
+            lifetime: Duration::from_secs(60),
+            keep: Duration::from_secs(60),
+            ..Keeping::default()
+        };
+        Arc::new(Object::new(
+            Target {
+                host: "h".into(),
+                path: path.into(),
+            },
+            variant_of(&[], &HeaderMap::new()),
+            StatusCode::OK,
+            HeaderMap::new(),
+            bytes::Bytes::from(vec![b'x'; size]),
+            &keeping,
+            tokio::time::Instant::now(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn objects_evicted_while_being_sent_count_until_they_are_sent() {
+        let store = Store::new(
+            100 << 10,
+            IntCounter::new("evictions", "evictions").unwrap(),
+        );
+        let first = sized("/first", 60 << 10);
+        store.insert(
+            store.key("h", "/first"),
+            &[],
+            &HeaderMap::new(),
+            Arc::clone(&first),
+        );
+        let ask = super::super::object::Ask::default();
+        let now = tokio::time::Instant::now();
+        // A slow client: the body is handed out and not yet sent.
+        let sending = first.respond(now, crate::metrics::CacheOutcome::Hit, &ask, store.pinned());
+        let also = first.respond(now, crate::metrics::CacheOutcome::Hit, &ask, store.pinned());
+        // The first leaves the store (replaced, purged or evicted alike)
+        // and another comes in...
+        store.invalidate("h", "/first");
+        store.insert(
+            store.key("h", "/second"),
+            &[],
+            &HeaderMap::new(),
+            sized("/second", 60 << 10),
+        );
+        let (bytes, objects) = store.usage();
+        assert_eq!(objects, 1, "the first object left the store");
+        // ...but its bytes are still held, once, however many send them.
+        assert!(bytes >= 120 << 10, "{bytes} bytes counted");
+        assert!(
+            !store.has_room_for(1),
+            "nothing more is read in while they are"
+        );
+        drop(sending);
+        assert!(store.usage().0 >= 120 << 10, "one client still holds it");
+        drop(also);
+        let (bytes, _) = store.usage();
+        assert!(bytes < 100 << 10, "sent: {bytes} bytes counted");
+        assert!(store.has_room_for(30 << 10));
     }
 }
