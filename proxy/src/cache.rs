@@ -682,15 +682,15 @@ async fn store_new(
     else {
         return unstored(cache, &fill, response, exchange);
     };
-    // What slow clients still hold of evicted objects counts: while the
-    // store is full with it, answers stream through instead of being read
-    // in whole.
+    // What slow clients still hold of evicted objects, and what is being
+    // read in, count: while they fill `max_size`, answers stream through
+    // instead of being read in whole.
     let expected = http_body::Body::size_hint(response.body())
         .upper()
         .unwrap_or(cache.max_object_size);
-    if !cache.store.has_room_for(expected) {
+    let Some(_reserved) = cache.store.reserve(expected) else {
         return passed_on(cache, &fill, response, exchange);
-    }
+    };
     let (parts, body) = response.into_parts();
     let read = tokio::time::timeout(
         route.upstream.config.deadline,

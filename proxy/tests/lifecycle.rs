@@ -1302,3 +1302,95 @@ async fn counters_survive_a_reload() {
         "shardproxy_requests_total after 10 requests, a reload and 5 more"
     );
 }
+
+// === Memory ===
+
+/// The resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmRSS");
+    kib << 10
+}
+
+/// SPEC §9.8: what the cache holds stays bounded by `max_size`, objects
+/// evicted while slow clients are still sent them included (the store
+/// within `max_size`, what slow clients hold of evicted objects and what
+/// is being read in within another). Twenty clients that read nothing of twenty distinct cacheable
+/// 6 MiB objects, with `max_size = "16MiB"`: the proxy's memory grows by a
+/// bounded amount, not by the 120 MiB they asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_read_nothing_of_cached_objects_keep_the_cache_within_max_size() {
+    const OBJECT: usize = 6 << 20;
+    const CLIENTS: usize = 20;
+    let backend = Backend::start("big").await;
+    backend.reply_at(
+        "/o/",
+        support::backend::Reply::with(&[("cache-control", "max-age=600")]).body_len(OBJECT),
+    );
+    let cache =
+        "[services.frob.cache]\nenabled = true\nmax_size = \"16MiB\"\nmax_object_size = \"8MiB\"";
+    let proxy = Proxy::start("memory", |listen, admin| {
+        config(
+            listen,
+            admin,
+            "1s",
+            &format!(
+                "{}\n{}",
+                service("frob", &[(&backend, "ff")], cache),
+                route("/", "frob")
+            ),
+        )
+    })
+    .await;
+    let before = resident(proxy.child.id());
+    let mut clients = Vec::new();
+    for n in 0..CLIENTS {
+        let mut stream = TcpStream::connect(proxy.listen).await.unwrap();
+        let request = format!("GET /o/{n} HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        clients.push(stream);
+    }
+    let answered = |text: &str| {
+        [
+            "shardproxy_cache_misses_total",
+            "shardproxy_cache_passes_total",
+        ]
+        .iter()
+        .map(|name| support::sum_samples(text, name, &[("service", "frob")]))
+        .sum::<f64>()
+    };
+    let started = Instant::now();
+    while answered(&proxy.admin_text("/metrics").await) < CLIENTS as f64 {
+        assert!(started.elapsed() < WAIT, "the proxy answered every client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = proxy.admin_text("/metrics").await;
+    let held = support::sum_samples(
+        &metrics,
+        "shardproxy_cache_stored_bytes",
+        &[("service", "frob")],
+    );
+    assert!(
+        held <= f64::from(2 * (16 << 20) + (8 << 20)),
+        "{held} bytes counted as held with max_size = 16MiB"
+    );
+    let grown = resident(proxy.child.id()).saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the proxy grew by {} MiB for {CLIENTS} clients of {} MiB objects",
+        grown >> 20,
+        OBJECT >> 20
+    );
+    drop(clients);
+    backend.shutdown().await;
+}

@@ -97,7 +97,22 @@ pub struct Store {
     /// Bytes of objects that left the store while responses still send
     /// them: held by slow clients, and counted against `max_size`.
     pinned: Arc<AtomicI64>,
+    /// Bytes of answers being read in to be stored.
+    reading: AtomicI64,
     max_size: u64,
+}
+
+/// Room taken for an answer being read in, given back when dropped.
+#[must_use = "the room is given back as soon as it is dropped"]
+pub struct Reserved<'a> {
+    reading: &'a AtomicI64,
+    bytes: i64,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.reading.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Each entry's time to live: what its freshness and stale windows allow.
@@ -186,6 +201,7 @@ impl Store {
             seed: rand::random(),
             objects,
             pinned,
+            reading: AtomicI64::new(0),
             max_size,
         }
     }
@@ -202,16 +218,24 @@ impl Store {
         &self.pinned
     }
 
-    /// Whether an object of `bytes` may be read in to be stored: what is
-    /// stored, what slow clients still hold of evicted objects, and it,
-    /// within `max_size`.
-    pub fn has_room_for(&self, bytes: u64) -> bool {
-        let pinned = u64::try_from(self.pinned.load(Ordering::Acquire)).unwrap_or(0);
-        self.cache
-            .weighted_size()
-            .saturating_add(pinned)
-            .saturating_add(bytes)
-            <= self.max_size
+    /// Room to read in an answer of `bytes` to be stored, if what slow
+    /// clients still hold of evicted objects, the answers being read in
+    /// and it fit in `max_size`. (The store makes room for what it stores
+    /// by evicting, within `max_size`; what it evicts while being sent is
+    /// held apart, so the two together stay within twice `max_size`.)
+    pub fn reserve(&self, bytes: u64) -> Option<Reserved<'_>> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let max = i64::try_from(self.max_size).unwrap_or(i64::MAX);
+        let reading = self
+            .reading
+            .fetch_add(bytes, Ordering::AcqRel)
+            .saturating_add(bytes);
+        let reserved = Reserved {
+            reading: &self.reading,
+            bytes,
+        };
+        let pinned = self.pinned.load(Ordering::Acquire).max(0);
+        (pinned.saturating_add(reading) <= max).then_some(reserved)
     }
 
     /// The key of `host` (lower case) and `path`.
@@ -583,14 +607,21 @@ mod tests {
         // ...but its bytes are still held, once, however many send them.
         assert!(bytes >= 120 << 10, "{bytes} bytes counted");
         assert!(
-            !store.has_room_for(1),
-            "nothing more is read in while they are"
+            store.reserve(50 << 10).is_none(),
+            "nothing that would not fit beside it is read in"
         );
         drop(sending);
         assert!(store.usage().0 >= 120 << 10, "one client still holds it");
         drop(also);
         let (bytes, _) = store.usage();
         assert!(bytes < 100 << 10, "sent: {bytes} bytes counted");
-        assert!(store.has_room_for(30 << 10));
+        let reserved = store.reserve(50 << 10);
+        assert!(reserved.is_some());
+        assert!(
+            store.reserve(60 << 10).is_none(),
+            "what is being read in counts"
+        );
+        drop(reserved);
+        assert!(store.reserve(60 << 10).is_some());
     }
 }
