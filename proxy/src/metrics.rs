@@ -61,7 +61,7 @@
 //! | `shardproxy_cache_passes_total` | counter | `service` | `GET`/`HEAD` requests not answered from the cache and whose answer was not stored (`Authorization`, `Range`, a body, an uncacheable or too large response) |
 //! | `shardproxy_cache_coalesced_total` | counter | `service` | requests that waited for another request's fetch of the same object |
 //! | `shardproxy_cache_evictions_total` | counter | `service` | objects evicted to stay under `max_size` |
-//! | `shardproxy_cache_stored_bytes` | gauge | `service` | bytes stored: headers, bodies and bookkeeping, read at each scrape |
+//! | `shardproxy_cache_stored_bytes` | gauge | `service` | bytes stored (headers, bodies and bookkeeping), and those of evicted objects slow clients are still sent, read at each scrape |
 //! | `shardproxy_cache_objects` | gauge | `service` | responses stored (each `Vary` variant counts), read at each scrape |
 //!
 //! The process, from `/proc` (Linux only), as the Prometheus process
