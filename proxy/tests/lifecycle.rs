@@ -1384,9 +1384,11 @@ async fn clients_that_read_nothing_of_cached_objects_keep_the_cache_within_max_s
         held <= f64::from(2 * (16 << 20) + (8 << 20)),
         "{held} bytes counted as held with max_size = 16MiB"
     );
+    // Here it grows by about 44 MiB (the store's 16, what is held apart
+    // from it, hyper's buffers); without the bound by more than 125.
     let grown = resident(proxy.child.id()).saturating_sub(before);
     assert!(
-        grown < 64 << 20,
+        grown < 80 << 20,
         "the proxy grew by {} MiB for {CLIENTS} clients of {} MiB objects",
         grown >> 20,
         OBJECT >> 20
