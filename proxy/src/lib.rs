@@ -15,13 +15,11 @@
 //!
 //! Bottom to top: each module imports only modules above it in this list
 //! (a child may use its own parent), so the crate has no import cycle;
-//! `scripts/check-module-cycles` keeps it so.
+//! `scripts/check-module-cycles` checks both, this list included.
 //!
 //! The ground:
 //! - [`body`]: the body type every layer passes along.
 //! - [`headers`]: hop-by-hop and forwarding headers.
-//! - [`inbound`]: the request as the instance will see it, before anything
-//!   reads it; what the proxy refuses.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
 //! - [`config`]: the TOML configuration, parsed and validated into types.
@@ -43,8 +41,10 @@
 //!   limits.
 //! - [`health`]: passive and active health checking; ejections.
 //!
-//! The request path, each layer taking the per-service handle
-//! ([`forward::Upstream`]) rather than the whole state:
+//! The request path (what handles a service's requests takes its
+//! [`forward::Upstream`] handle, never the whole state):
+//! - [`inbound`]: the request as the instance will see it, before anything
+//!   reads it; what the proxy refuses.
 //! - [`forward`]: forwarding with retries on the preference list, ring
 //!   transitions and replica writes.
 //! - [`view`]: the JSON and text views of rings for the admin API and CLI.
