@@ -47,12 +47,6 @@ pub struct HopByHop {
     present: [bool; HOP_BY_HOP_COUNT],
 }
 
-/// Removes the hop-by-hop headers and every header that `Connection` names
-/// ([`HopByHop::strip`]).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    HopByHop::scan(headers).strip(headers);
-}
-
 // === impl HopByHop ===
 
 impl HopByHop {
@@ -323,6 +317,12 @@ pub(crate) fn map_of(pairs: &[(&str, &str)]) -> HeaderMap {
 mod tests {
     use super::map_of as headers;
     use super::*;
+
+    /// Removes the hop-by-hop headers and every header that `Connection`
+    /// names, as the request and response paths do.
+    fn strip_hop_by_hop(headers: &mut HeaderMap) {
+        HopByHop::scan(headers).strip(headers);
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
