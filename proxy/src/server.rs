@@ -18,6 +18,7 @@
 //! - `send_timeout`: closing the connection of a client that stops reading.
 //! - `resets`: closing the connection of a client that resets requests
 //!   faster than a client that means them.
+//! - `calm`: saying so in the `GOAWAY` (`ENHANCE_YOUR_CALM`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,12 +35,14 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 
+mod calm;
 mod connection;
 mod protocol;
 mod resets;
 mod send_timeout;
 mod woken;
 
+use calm::Calm;
 use connection::{Activity, Connections};
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
@@ -315,7 +318,7 @@ async fn accept_loop<F, Fut, B>(
                     connection::serve(connection, activity, idle, stopped).await
                 }
                 Ok(Sniffed::Http2(io)) => {
-                    let io = SendTimeout::new(io, send);
+                    let io = SendTimeout::new(Calm::new(io, activity.clone()), send);
                     let connection = builders.http2.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }

@@ -465,22 +465,24 @@ async fn markers_of_uncacheable_answers_are_weighed_with_their_urls() {
 
 // === HTTP/2: streams reset after the proxy accepted them ===
 
-#[tokio::test]
-async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
-    const ROUND: usize = 50;
-    /// The proxy's budget of streams reset before their answer.
-    const BUDGET: usize = 100;
-    let backend = Backend::start("frob1").await;
-    backend.set(support::backend::Behaviour::Hang);
-    let proxy = proxy_for(&backend, "", ROUTE).await;
-    let stream = TcpStream::connect(proxy.listen).await.unwrap();
-    let (client, connection) = h2::client::handshake(stream).await.unwrap();
-    let driver = tokio::spawn(connection);
+/// Streams per round of [`reset_in_rounds`].
+const ROUND: usize = 50;
+/// The proxy's budget of streams reset before their answer.
+const RESET_BUDGET: usize = 100;
+
+/// Opens `rounds` rounds of [`ROUND`] streams on `client`, each round
+/// reaching the instance (while within the budget) and then all reset:
+/// each round would cost the instances `ROUND` requests, for ever. Returns
+/// the client, unless the proxy closed the connection, and the streams
+/// opened.
+async fn reset_in_rounds(
+    client: h2::client::SendRequest<bytes::Bytes>,
+    backend: &Backend,
+    rounds: usize,
+) -> (Option<h2::client::SendRequest<bytes::Bytes>>, usize) {
     let mut client = Some(client);
     let mut opened = 0;
-    // Rounds of streams that reach the instance, then are all reset: each
-    // round would cost the instances ROUND requests, for ever.
-    'rounds: for _ in 0..20 {
+    'rounds: for _ in 0..rounds {
         let mut round = Vec::new();
         for _ in 0..ROUND {
             let Some(ready) = client.take() else {
@@ -499,9 +501,9 @@ async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
             opened += 1;
             client = Some(ready);
         }
-        if opened <= BUDGET {
-            // Within the budget every stream is forwarded: each reset
-            // below is of a stream the proxy had accepted.
+        if opened <= RESET_BUDGET + ROUND {
+            // Until the budget is spent every stream is forwarded: each
+            // reset below is of a stream the proxy had accepted.
             support::wait_until("the round reached the instance", || {
                 let all = backend.requests() >= opened as u64;
                 async move { all }
@@ -512,8 +514,20 @@ async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
             stream.send_reset(h2::Reason::CANCEL);
         }
     }
+    (client, opened)
+}
+
+#[tokio::test]
+async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
+    let backend = Backend::start("frob1").await;
+    backend.set(support::backend::Behaviour::Hang);
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let (mut client, opened) = reset_in_rounds(client, &backend, 20).await;
     assert!(
-        backend.requests() <= (BUDGET + 2 * ROUND) as u64,
+        backend.requests() <= (RESET_BUDGET + 2 * ROUND) as u64,
         "{} requests reached the instance of {opened} streams opened",
         backend.requests()
     );
@@ -534,6 +548,34 @@ async fn streams_reset_after_they_were_accepted_are_limited_per_connection() {
     }
     assert_eq!(backend.requests(), before, "nothing more was forwarded");
     let _ = tokio::time::timeout(WAIT, driver).await;
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_closed_for_its_resets_is_told_to_enhance_its_calm() {
+    let backend = Backend::start("frob1").await;
+    backend.set(support::backend::Behaviour::Hang);
+    let proxy = proxy_for(&backend, "", ROUTE).await;
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    // Just past the budget, and then quiet: the GOAWAY that follows is the
+    // proxy's, not h2's for streams reset before they were accepted.
+    // The client is kept: dropped, h2 would close the connection itself.
+    let (_client, opened) = reset_in_rounds(client, &backend, RESET_BUDGET / ROUND + 1).await;
+    assert!(opened > RESET_BUDGET);
+    let ended = tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    let error = ended.expect_err("closed with an error code, not NO_ERROR");
+    assert!(error.is_go_away(), "{error}");
+    assert_eq!(
+        error.reason(),
+        Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "{error}"
+    );
     proxy.shutdown().await;
     backend.shutdown().await;
 }

@@ -4,8 +4,9 @@
 //! accepted first). hyper limits streams reset before they are accepted;
 //! this limits those reset after, which otherwise each cost an instance a
 //! request and the proxy a connection to it. Past the budget the
-//! connection is closed gracefully (`GOAWAY`), and its requests still
-//! arriving are refused without being forwarded.
+//! connection is closed gracefully (`GOAWAY` with `ENHANCE_YOUR_CALM`, see
+//! `calm`), and its requests still arriving are refused without being
+//! forwarded.
 //!
 //! A client that cancels now and then (a browser leaving a page) stays far
 //! below the budget; counting is per connection, in windows, so a long
