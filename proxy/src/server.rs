@@ -16,6 +16,8 @@
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
 //! - `send_timeout`: closing the connection of a client that stops reading.
+//! - `h2_send_timeout`: resetting the HTTP/2 stream whose client stops
+//!   taking it (by flow control, its socket never full).
 //! - `resets`: closing the connection of a client that resets requests
 //!   faster than a client that means them.
 //! - `calm`: saying so in the `GOAWAY` (`ENHANCE_YOUR_CALM`).
@@ -28,7 +30,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,6 +39,7 @@ use crate::config::ServerConfig;
 
 mod calm;
 mod connection;
+mod h2_send_timeout;
 mod protocol;
 mod resets;
 mod send_timeout;
@@ -44,6 +47,7 @@ mod woken;
 
 use calm::Calm;
 use connection::{Activity, Connections};
+use h2_send_timeout::{Sent, StreamExecutor};
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
 
@@ -140,7 +144,7 @@ impl Handle {
 #[derive(Clone)]
 struct Builders {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<StreamExecutor>,
 }
 
 impl Builders {
@@ -158,7 +162,9 @@ impl Builders {
         if server.max_headers != HYPER_DEFAULT_MAX_HEADERS {
             http1.max_headers(server.max_headers);
         }
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(StreamExecutor {
+            limit: server.send_timeout,
+        });
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX))
@@ -237,6 +243,46 @@ struct Listening {
     stopped: watch::Receiver<bool>,
 }
 
+/// The service of one connection: `respond` to each request, its
+/// response body made by `body`, with the connection's `activity` kept.
+fn connection_service<F, Fut, B, W>(
+    respond: F,
+    peer: SocketAddr,
+    activity: &Activity,
+    body: fn(B) -> W,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<W>,
+    Error = Refused,
+    Future = impl Future<Output = Result<Response<W>, Refused>> + Send,
+> + Clone
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    W: http_body::Body,
+{
+    let activity = activity.clone();
+    service_fn(move |request| {
+        activity.request();
+        // A client that gave up on too many requests gets nothing more
+        // forwarded: the stream is reset, the connection closing. (The
+        // handler's future is made either way, and only polled if not
+        // refused: awaited as it is, it is not copied into a second slot
+        // of this future, which hyper moves twice per request.)
+        let refused = activity.refusing();
+        let response = respond(request, peer);
+        let watch = activity.watch();
+        async move {
+            if refused {
+                return Err(Refused);
+            }
+            let response = response.await;
+            watch.answered();
+            Ok(response.map(body))
+        }
+    })
+}
+
 /// Accepts connections until told to stop, at most `connections` open at
 /// once, serving each on its own task with `respond`; then lets them finish
 /// (up to the drain timeout).
@@ -275,26 +321,6 @@ async fn accept_loop<F, Fut, B>(
         let _ = stream.set_nodelay(true);
         let activity = Activity::default();
         let respond = respond.clone();
-        let requests = activity.clone();
-        let service = service_fn(move |request| {
-            requests.request();
-            // A client that gave up on too many requests gets nothing more
-            // forwarded: the stream is reset, the connection closing. (The
-            // handler's future is made either way, and only polled if not
-            // refused: awaited as it is, it is not copied into a second
-            // slot of this future, which hyper moves twice per request.)
-            let refused = requests.refusing();
-            let response = respond(request, peer);
-            let watch = requests.watch();
-            async move {
-                if refused {
-                    return Err(Refused);
-                }
-                let response = response.await;
-                watch.answered();
-                Ok(response)
-            }
-        });
         let listening = listening.clone();
         tokio::spawn(async move {
             let Listening {
@@ -314,11 +340,13 @@ async fn accept_loop<F, Fut, B>(
             let served = match sniffed {
                 Ok(Sniffed::Http1(io)) => {
                     let io = SendTimeout::new(io, send);
+                    let service = connection_service(respond, peer, &activity, |body| body);
                     let connection = builders.http1.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }
                 Ok(Sniffed::Http2(io)) => {
                     let io = SendTimeout::new(Calm::new(io, activity.clone()), send);
+                    let service = connection_service(respond, peer, &activity, Sent::new);
                     let connection = builders.http2.serve_connection(io, service);
                     connection::serve(connection, activity, idle, stopped).await
                 }

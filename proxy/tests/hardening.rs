@@ -401,6 +401,65 @@ async fn a_client_that_reads_nothing_is_closed_after_send_timeout() {
     backend.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_http2_stream_its_client_takes_nothing_of_is_reset_after_send_timeout() {
+    const BODY: usize = 8 << 20;
+    let backend = Backend::start("frob1").await;
+    backend.reply_at("/big", Reply::default().body_len(BODY));
+    let config = static_config(&[instance_line(&backend, &["ff"])], "", ROUTE).replacen(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\nsend_timeout = \"300ms\"",
+        1,
+    );
+    let proxy = start_proxy(&config, "hardening.toml").await;
+    // A client that opens no window beyond its first 16 KiB: the proxy
+    // stalls on flow control, its socket far from full.
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(16 << 10)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get("http://shop.example/big")
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    // Reading what the window let through releases none of it; the
+    // stream then ends in a reset once send_timeout has passed.
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match body.data().await {
+                Some(Ok(chunk)) => received += chunk.len(),
+                Some(Err(error)) => return Some(error),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the stream was not left waiting for ever");
+    let error = ended.expect("the stream was reset, not ended");
+    assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}");
+    assert!(received <= 16 << 10, "{received} bytes beyond the window");
+    // The connection's other streams go on.
+    let request = http::Request::get("http://shop.example/small")
+        .body(())
+        .unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    drop((client, body, response));
+    let _ = tokio::time::timeout(WAIT, driver).await;
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
 // === The admin API from web pages ===
 
 #[tokio::test]
