@@ -204,7 +204,8 @@ pub struct ServiceConfig {
     /// `body_timeout` (default 60 s, more than 0): the longest an
     /// instance may send no byte of a response body while the client
     /// waits for one; past it the exchange is aborted and counted against
-    /// the instance (SPEC §9.3).
+    /// the instance (SPEC §9.3). A client that sends no byte of its
+    /// request body for as long, while the proxy waits for one, gets `408`.
     pub body_timeout: Duration,
     /// `retry_budget` (default 0.2, 0 to 1): retries allowed as a share of
     /// requests, so a failing fleet is not hit with a retry storm.

@@ -100,7 +100,7 @@ pub async fn forward(
         return Box::pin(replicas.write(&mut parts, &path, body, route.max_body, exchange)).await;
     }
     let body = body
-        .map(|body| limits::limit_body(body, route.max_body))
+        .map(|body| limits::limit_body(body, route.max_body, config.body_timeout))
         .transpose()?;
     let mut body = limits::body_within(
         config.deadline,

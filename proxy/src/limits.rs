@@ -1,6 +1,7 @@
 //! Per-request limits: how many requests a service may have in flight
-//! (load shedding), how large a route's request bodies may be, and how long
-//! a client may take to send a body the proxy must buffer.
+//! (load shedding), how large a route's request bodies may be, how long a
+//! client may take to send a body the proxy must buffer, and how long it
+//! may pause in the middle of any body (`body_timeout`).
 //!
 //! Why shedding and not a queue: a request that waits behind a slow
 //! service's backlog holds its client, its connection and its memory, and
@@ -10,12 +11,18 @@
 //! and one atomic sub per request, no lock and no allocation.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::Body as _;
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use crate::body::BoxError;
 
 use crate::error::{error_chain, ProxyError};
 
@@ -76,29 +83,98 @@ impl Drop for InFlight<'_> {
 
 // === bodies ===
 
-/// The request body under the route's `max_body`: refused at once when its
-/// announced length (`Content-Length`) is larger; otherwise counted as it
-/// is read, failing with [`LengthLimitError`] past the limit.
+/// The client's request body as the proxy reads it: under the route's
+/// `max_body`, and cut off when the client pauses for `body_timeout`.
+pub type ClientBody = Limited<Paced<Incoming>>;
+
+/// The request body under the route's `max_body` (refused at once when its
+/// announced length, `Content-Length`, is larger; otherwise counted as it
+/// is read, failing with [`LengthLimitError`] past the limit), and under
+/// the service's `body_timeout` (see [`Paced`]).
 ///
 /// # Errors
 ///
 /// [`ProxyError::BodyTooLarge`] when the announced length is over `max`.
-pub fn limit_body(body: Incoming, max: Option<u64>) -> Result<Limited<Incoming>, ProxyError> {
-    let Some(max) = max else {
-        return Ok(Limited::new(body, usize::MAX));
-    };
-    if body.size_hint().lower() > max {
+pub fn limit_body(
+    body: Incoming,
+    max: Option<u64>,
+    body_timeout: Duration,
+) -> Result<ClientBody, ProxyError> {
+    if let Some(max) = max.filter(|max| body.size_hint().lower() > *max) {
         return Err(ProxyError::BodyTooLarge { limit: max });
     }
-    Ok(Limited::new(
-        body,
-        usize::try_from(max).unwrap_or(usize::MAX),
-    ))
+    let max = max.map_or(usize::MAX, |max| usize::try_from(max).unwrap_or(usize::MAX));
+    Ok(Limited::new(Paced::new(body, body_timeout), max))
+}
+
+/// A client sent nothing of its request body for `body_timeout` while the
+/// proxy waited for more.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for {0:?} (body_timeout)")]
+pub struct RequestBodyStalled(pub Duration);
+
+/// A request body that fails with [`RequestBodyStalled`] when its client
+/// sends nothing for `limit` while it is asked for more (SPEC §9.3). The
+/// timer runs only while the proxy's side asks: an instance that reads the
+/// body slowly never makes its client look stalled.
+pub struct Paced<B> {
+    body: B,
+    limit: Duration,
+    /// Running since the client last had nothing to give; gone once it
+    /// gives a frame. (Boxed: only a body that is not all there costs it.)
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Paced<B> {
+    fn new(body: B, limit: Duration) -> Paced<B> {
+        Paced {
+            body,
+            limit,
+            stalled: None,
+        }
+    }
+}
+
+impl<B> http_body::Body for Paced<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.stalled = None;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let limit = this.limit;
+        let stalled = this
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(RequestBodyStalled(limit).into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The client's fault behind a failed upstream exchange, if it was one:
-/// its body passed the route's `max_body` (`413`), or could not be read
-/// (`400`: a malformed chunk, a connection closed mid-body). Such a failure
+/// its body passed the route's `max_body` (`413`), stalled for
+/// `body_timeout` (`408`), or could not be read (`400`: a malformed chunk,
+/// a connection closed mid-body). Such a failure
 /// says nothing of the instance: it is neither retried nor held against
 /// the instance's health.
 pub fn client_fault(
@@ -108,6 +184,9 @@ pub fn client_fault(
     let mut cause = Some(error);
     let mut body_failed = false;
     while let Some(error) = cause {
+        if let Some(stalled) = error.downcast_ref::<RequestBodyStalled>() {
+            return Some(ProxyError::ClientTimeout(stalled.0));
+        }
         if error.is::<LengthLimitError>() {
             return Some(ProxyError::BodyTooLarge {
                 limit: max_body.unwrap_or(u64::MAX),

@@ -460,6 +460,38 @@ async fn an_http2_stream_its_client_takes_nothing_of_is_reset_after_send_timeout
     backend.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_after_body_timeout() {
+    let backend = Backend::start("frob1").await;
+    // The other timers far longer, so that only body_timeout can answer.
+    let service = "body_timeout = \"300ms\"\ntry_timeout = \"20s\"\ndeadline = \"30s\"";
+    let proxy = proxy_for(&backend, service, ROUTE).await;
+    // A small body the proxy buffers, and a large one it streams to the
+    // instance: each sent in part, then nothing more.
+    for length in ["100", "100000000"] {
+        let mut raw = support::raw::Raw::connect(proxy.listen).await;
+        let head = format!("Content-Length: {length}");
+        let mut request = raw_request("POST", "/upload", &["Host: shop.example", &head]);
+        request.extend_from_slice(b"0123456789");
+        raw.send(&request).await;
+        let reply = tokio::time::timeout(WAIT, raw.reply())
+            .await
+            .expect("answered before the longer timers")
+            .expect("an answer");
+        assert_eq!(reply.status, 408, "{length}: {}", reply.body);
+        assert!(reply.body.contains("300ms"), "{length}: {}", reply.body);
+    }
+    // The client's fault: the instance serves on.
+    let (_, reply) = exchange(
+        proxy.listen,
+        &raw_request("GET", "/", &["Host: shop.example"]),
+    )
+    .await;
+    assert_eq!(reply.expect("an answer").status, 200);
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
 // === The admin API from web pages ===
 
 #[tokio::test]

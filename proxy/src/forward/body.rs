@@ -11,14 +11,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body, BoxError};
 use crate::error::ProxyError;
-
-/// The client's body, under its route's `max_body` (see
-/// [`crate::limits::limit_body`]).
-type ClientBody = Limited<Incoming>;
+use crate::limits::ClientBody;
 
 /// The request body as the attempts need it: replayable when small enough
 /// to buffer, else streamed once.

@@ -25,8 +25,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Response};
-use http_body::Body as _;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use shardproxy_ring::{InstanceName, Ring, Token};
 use tokio::sync::{mpsc, Semaphore};
@@ -130,7 +129,8 @@ impl<'a> Replicas<'a> {
         let config = &upstream.config;
         let metrics = upstream.metrics.replication();
         let limit = route_max_body.map_or(config.max_body, |route| route.min(config.max_body));
-        let body = limits::body_within(config.deadline, buffer(body, limit)).await?;
+        let body =
+            limits::body_within(config.deadline, buffer(body, limit, config.body_timeout)).await?;
         let list = self.ring.preference_list(self.position).indexes();
         let needed = config
             .write_quorum
@@ -238,19 +238,21 @@ async fn quorum(
     None
 }
 
-/// The body, whole, if it is at most `limit` bytes (no body: empty).
-async fn buffer(body: Option<Incoming>, limit: u64) -> Result<Bytes, ProxyError> {
+/// The body, whole, if it is at most `limit` bytes and its client never
+/// pauses for `body_timeout` (no body: empty).
+async fn buffer(
+    body: Option<Incoming>,
+    limit: u64,
+    body_timeout: Duration,
+) -> Result<Bytes, ProxyError> {
     let Some(body) = body else {
         return Ok(Bytes::new());
     };
-    if body.size_hint().lower() > limit {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, cap).collect().await {
+    let body = limits::limit_body(body, Some(limit), body_timeout)?;
+    match body.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
-        Err(error) => Err(ProxyError::ClientBody(error.to_string())),
+        Err(error) => Err(limits::client_fault(&*error, Some(limit))
+            .unwrap_or_else(|| ProxyError::ClientBody(error.to_string()))),
     }
 }
 
