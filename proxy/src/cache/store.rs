@@ -218,11 +218,18 @@ impl Store {
         &self.pinned
     }
 
-    /// Room to read in an answer of `bytes` to be stored, if what slow
-    /// clients still hold of evicted objects, the answers being read in
-    /// and it fit in `max_size`. (The store makes room for what it stores
-    /// by evicting, within `max_size`; what it evicts while being sent is
-    /// held apart, so the two together stay within twice `max_size`.)
+    /// Room to read in an answer of `bytes` to be stored, if it fits:
+    ///
+    /// - while slow clients still hold evicted objects ("pinned"), only if
+    ///   it fits beside them and what is stored, without evicting: so
+    ///   evicted objects being sent stop the cache from growing past
+    ///   `max_size` by making room for more (their clients are cut off
+    ///   after `send_timeout`, and the store then takes new answers again);
+    /// - and the answers being read in, with the pinned bytes, fit in
+    ///   `max_size` too, bounding many large misses at once.
+    ///
+    /// What one insert evicts while it is being sent can still be held
+    /// beside a full store: the bound is `max_size` plus that.
     pub fn reserve(&self, bytes: u64) -> Option<Reserved<'_>> {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         let max = i64::try_from(self.max_size).unwrap_or(i64::MAX);
@@ -235,6 +242,12 @@ impl Store {
             bytes,
         };
         let pinned = self.pinned.load(Ordering::Acquire).max(0);
+        if pinned > 0 {
+            let stored = i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX);
+            if stored.saturating_add(pinned).saturating_add(bytes) > max {
+                return None;
+            }
+        }
         (pinned.saturating_add(reading) <= max).then_some(reserved)
     }
 
@@ -609,6 +622,10 @@ mod tests {
         assert!(
             store.reserve(50 << 10).is_none(),
             "nothing that would not fit beside it is read in"
+        );
+        assert!(
+            store.reserve(1 << 10).is_none(),
+            "not even a small answer: the full store would evict for it"
         );
         drop(sending);
         assert!(store.usage().0 >= 120 << 10, "one client still holds it");
