@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 
+use crate::access_log::{AccessLog, OpenError};
 use crate::cache::Cache;
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{build_resolver, Discovery, DiscoveryError, Source, Succession};
@@ -43,6 +44,9 @@ pub struct App {
     pub metrics: Metrics,
     /// The config it was built from.
     pub config: Config,
+    /// The access log, when `[log] access_log` is on; kept by a reload
+    /// that leaves its settings as they were.
+    pub access_log: Option<Arc<AccessLog>>,
     /// Active health-check tasks, stopped when the app is dropped.
     checks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -65,6 +69,9 @@ pub enum BuildError {
     /// The metrics registry refused a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The access log file could not be opened.
+    #[error(transparent)]
+    AccessLog(#[from] OpenError),
 }
 
 // === impl App ===
@@ -96,6 +103,10 @@ impl App {
         let metrics = match previous {
             Some(previous) => previous.metrics.clone(),
             None => Metrics::new()?,
+        };
+        let access_log = match previous.and_then(|previous| previous.access_log.as_ref()) {
+            Some(log) if log.is_for(&config.log) => Some(Arc::clone(log)),
+            _ => AccessLog::open(&config.log)?.map(Arc::new),
         };
         let resolver = build_resolver(config.dns_servers())?;
         let sources: Vec<(String, Source)> = config
@@ -174,6 +185,7 @@ impl App {
             discovery,
             metrics,
             config,
+            access_log,
             checks,
         })
     }

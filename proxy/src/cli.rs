@@ -261,7 +261,7 @@ fn on_one_thread(command: impl std::future::Future<Output = ExitCode>) -> ExitCo
 }
 
 /// `shardproxy run`: serves until SIGINT or SIGTERM, then drains; SIGHUP
-/// reloads the config file.
+/// reloads the config file, SIGUSR1 reopens the access log.
 fn serve(path: &Path) -> ExitCode {
     let config = match load_config(path) {
         Ok(config) => config,
@@ -291,12 +291,20 @@ fn serve(path: &Path) -> ExitCode {
                 None
             }
         };
+        let mut rotations = match signal(SignalKind::user_defined1()) {
+            Ok(rotations) => Some(rotations),
+            Err(error) => {
+                tracing::warn!(%error, "no SIGUSR1 handler: the access log is not reopened");
+                None
+            }
+        };
         let stop = stop_signal();
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                Some(()) = next_hangup(&mut hangups) => reload(&running, path).await,
+                Some(()) = next_signal(&mut hangups) => reload(&running, path).await,
+                Some(()) = next_signal(&mut rotations) => reopen_access_log(&running),
             }
         }
         tracing::info!("stopping: draining connections");
@@ -323,11 +331,22 @@ fn serving_runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::B
     }
 }
 
-/// The next SIGHUP, or never without a handler.
-async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match hangups {
-        Some(hangups) => hangups.recv().await,
+/// The next signal of `signals`, or never without a handler.
+async fn next_signal(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(signals) => signals.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Opens the access log file again (SIGUSR1), after logrotate moved it.
+fn reopen_access_log(running: &crate::run::Running) {
+    let Some(log) = running.app().access_log.clone() else {
+        return;
+    };
+    match log.reopen() {
+        Ok(()) => tracing::info!("SIGUSR1: access log reopened"),
+        Err(error) => tracing::error!(%error, "SIGUSR1: the access log stays as it was"),
     }
 }
 

@@ -110,20 +110,29 @@ pub struct ServerConfig {
     /// with the instance dropped (SPEC §9.3): a client that stops reading
     /// holds neither its connection nor an instance's.
     pub send_timeout: Duration,
+    /// `error_detail` (default false): the proxy's own error answers name
+    /// the instances tried and why each failed. Off, they give the status,
+    /// the reason in words and the request id only (SPEC §9.7); the detail
+    /// is always in the access log.
+    pub error_detail: bool,
 }
 
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// `level` (default `info`): a `tracing` filter (`warn`,
-    /// `shardproxy=debug`, ...). `RUST_LOG`, when set, wins.
+    /// `shardproxy=debug`, ...) for the process's own log (not the access
+    /// log). `RUST_LOG`, when set, wins.
     pub level: String,
     /// `format` (default `text`): `text` for people, `json` (one object
     /// per line) for log pipelines.
     pub format: LogFormat,
-    /// `access_log` (default false): one line per request, at target
-    /// `access`: service, key hash, instance, attempts, status, duration.
+    /// `access_log` (default false): one line per request with the fields
+    /// of SPEC §9.2, written whatever `level` is.
     pub access_log: bool,
+    /// `access_log_file` (default: standard output): where the access log
+    /// goes, appended to, and opened again on `SIGUSR1` (log rotation).
+    pub access_log_file: Option<std::path::PathBuf>,
 }
 
 /// `[log] format`.
@@ -142,6 +151,7 @@ impl Default for LogConfig {
             level: "info".to_owned(),
             format: LogFormat::Text,
             access_log: false,
+            access_log_file: None,
         }
     }
 }
@@ -451,6 +461,7 @@ impl Default for ServerConfig {
             workers: None,
             drain_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
+            error_detail: false,
         }
     }
 }

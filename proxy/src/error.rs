@@ -1,8 +1,15 @@
 //! What the proxy answers when it cannot forward: one error type that says
 //! who failed (the client, the instances, or the proxy), mapped to a status
-//! and a body that says exactly what went wrong, in one place. No other
-//! module of the request path picks a status of its own.
+//! and a body that says what went wrong, in one place. No other module of
+//! the request path picks a status of its own.
+//!
+//! The client is told the status, the reason in words and the request id
+//! (SPEC §9.7), never an instance's name or address: those tell an outsider
+//! the inside of the fleet. The whole story (every attempt, on which
+//! instance, why) goes to the access log, and to the client too with
+//! `server.error_detail = true`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -231,10 +238,30 @@ impl ProxyError {
         }
     }
 
-    /// The response: the status and the error's text (and for a `405`,
-    /// the `Allow` header it must carry, RFC 9110 §15.5.6).
+    /// What the client is told of this error: for its own faults, all of
+    /// it (it is about its own request); for the instances' and the
+    /// proxy's, the reason in words without names or addresses.
+    pub fn public_reason(&self) -> Cow<'static, str> {
+        match self {
+            ProxyError::NoRing { service, .. } => {
+                format!("service {service} has no ring yet").into()
+            }
+            ProxyError::AttemptsFailed {
+                deadline_passed: true,
+                ..
+            } => "no instance answered within the deadline".into(),
+            ProxyError::AttemptsFailed { .. } => "no instance could answer the request".into(),
+            ProxyError::UpstreamBody { .. } => "the instance's response broke off".into(),
+            ProxyError::WriteQuorum(_) => "the write did not reach its quorum of replicas".into(),
+            client_or_limit => client_or_limit.to_string().into(),
+        }
+    }
+
+    /// The response: the status (and for a `405`, the `Allow` header it
+    /// must carry, RFC 9110 §15.5.6), with the error in an [`ErrorReply`]
+    /// until [`write_error_body`] writes its body.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = Response::new(body::full(format!("{self}\n")));
+        let mut response = Response::new(body::empty());
         *response.status_mut() = self.status();
         if let ProxyError::NotAllowed(_) = self {
             response
@@ -245,8 +272,46 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        response.extensions_mut().insert(ErrorReply {
+            public: self.public_reason(),
+            detail: self.to_string(),
+        });
         response
     }
+}
+
+/// A proxy error in a response on its way out: carried by the response
+/// until the pipeline, which knows the request id, writes its body.
+#[derive(Clone, Debug)]
+pub struct ErrorReply {
+    /// What the client is told ([`ProxyError::public_reason`]).
+    pub public: Cow<'static, str>,
+    /// All the error says, instances included.
+    pub detail: String,
+}
+
+/// Writes the body of `response` if it is a proxy error's: its status, the
+/// reason in words and `request_id`, and the whole error when `detail`.
+/// Returns the whole error, for the access log.
+pub fn write_error_body(
+    response: &mut Response<Body>,
+    request_id: &HeaderValue,
+    detail: bool,
+) -> Option<String> {
+    let reply = response.extensions_mut().remove::<ErrorReply>()?;
+    let status = response.status();
+    let mut text = format!(
+        "{} {}: {}\nrequest id: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reply.public,
+        String::from_utf8_lossy(request_id.as_bytes()),
+    );
+    if detail && reply.detail != reply.public {
+        let _ = writeln!(text, "{}", reply.detail);
+    }
+    *response.body_mut() = body::full(text);
+    Some(reply.detail)
 }
 
 /// An error with its causes, `outer: inner: innermost`, so that "client
@@ -281,6 +346,63 @@ mod tests {
         assert_eq!(
             shed().to_string(),
             "service frob is at its limit of 7 requests in flight (max_concurrency): request shed, try again later"
+        );
+    }
+
+    /// The text of `error`'s answer, with `detail` or not.
+    fn answered(error: ProxyError, detail: bool) -> (String, Option<String>) {
+        let mut response = error.into_response();
+        let id = HeaderValue::from_static("id-1");
+        let logged = write_error_body(&mut response, &id, detail);
+        let text = futures_text(response.into_body());
+        (text, logged)
+    }
+
+    /// A whole in-memory body as text.
+    fn futures_text(body: Body) -> String {
+        use http_body_util::BodyExt as _;
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap();
+        String::from_utf8(collected.to_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn instances_are_named_to_the_client_only_with_error_detail() {
+        let failed = || ProxyError::AttemptsFailed {
+            service: "frob".to_owned(),
+            attempts: vec![AttemptError {
+                instance: "frob1.example.com:8081".to_owned(),
+                reason: AttemptFailure::Connect("connection refused (10.0.0.7:8081)".to_owned()),
+            }],
+            deadline_passed: false,
+            note: None,
+        };
+        let (text, logged) = answered(failed(), false);
+        assert_eq!(
+            text,
+            "502 Bad Gateway: no instance could answer the request\nrequest id: id-1\n"
+        );
+        let logged = logged.expect("the whole error is kept for the log");
+        assert!(logged.contains("frob1.example.com:8081"), "{logged}");
+        let (text, _) = answered(failed(), true);
+        assert!(text.starts_with(
+            "502 Bad Gateway: no instance could answer the request\nrequest id: id-1\n"
+        ));
+        assert!(
+            text.contains("frob1.example.com:8081") && text.contains("10.0.0.7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_client_is_told_all_of_its_own_fault() {
+        let (text, _) = answered(ProxyError::BodyTooLarge { limit: 10 }, false);
+        assert_eq!(
+            text,
+            "413 Payload Too Large: request body larger than 10 bytes\nrequest id: id-1\n"
         );
     }
 }

@@ -205,6 +205,7 @@ impl Walk<'_> {
                     body: self.body,
                     max_body: self.max_body,
                 };
+                let sent = exchange.sending();
                 let outcome = attempt::once(
                     &self.upstream.health,
                     &self.upstream.config.retry_on,
@@ -214,6 +215,7 @@ impl Walk<'_> {
                     Some(client_side),
                 )
                 .await;
+                exchange.attempted(&endpoint.name, &outcome, sent);
                 if !self.again_after(&outcome) {
                     break (outcome, cut_by_deadline);
                 }

@@ -20,6 +20,7 @@
 //! The ground:
 //! - [`body`]: the body type every layer passes along.
 //! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`request_id`]: the id that ties a request's log lines together.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
 //! - [`config`]: the TOML configuration, parsed and validated into types.
@@ -50,6 +51,7 @@
 //! - [`view`]: the JSON and text views of rings for the admin API and CLI.
 //! - [`cache`]: the response cache (RFC 9111, with coalescing and grace);
 //!   it fetches a miss through [`forward`], never through the pipeline.
+//! - [`access_log`]: one line per request, written once it is sent.
 //!
 //! The running proxy:
 //! - [`app`]: its state, built once per config: routes, services, metrics.
@@ -63,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -83,6 +86,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;
+pub mod request_id;
 pub mod ring_tools;
 pub mod route;
 pub mod run;

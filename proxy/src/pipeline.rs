@@ -1,8 +1,9 @@
 //! One client request, outermost step first: the whole way of a request
 //! through the proxy, on one screen.
 //!
-//! listener -> [`handle`]: host check -> route -> shed -> cache (GET and
-//! HEAD of a cached service) or forward -> count and log -> response.
+//! listener -> [`handle`]: request id -> host check -> route -> shed ->
+//! cache (GET and HEAD of a cached service) or forward -> count -> error
+//! body, id and access log line -> response.
 //!
 //! Every step below this one takes the per-service [`Upstream`] handle it
 //! needs, never the whole [`App`]; every error becomes a response here, by
@@ -12,29 +13,62 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use shardproxy_ring::InstanceName;
 use tokio::time::Instant;
 
+use crate::access_log::{Asked, Logged, Pending};
 use crate::app::App;
 use crate::body::Body;
 use crate::cache::{self, Cache};
-use crate::error::ProxyError;
+use crate::error::{self, ProxyError};
 use crate::forward::{self, Exchange, Upstream};
 use crate::inbound;
-use crate::metrics::CacheOutcome;
+use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{self, Matched};
 
 /// Serves one client request with the state `app`. Never fails: every
-/// error becomes a response that says what went wrong.
+/// error becomes a response that says what went wrong. Every answer
+/// carries the request's id; the access log, when on, gets its line once
+/// the answer is sent.
 pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
     client: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    let id = request_id::of(&parts.headers);
+    let asked = app
+        .access_log
+        .as_ref()
+        .map(|log| (Arc::clone(log), Asked::of(&parts, client)));
+    let mut exchange = Exchange::new(asked.is_some());
+    let mut response = serve(&app, parts, body, client, &id, &mut exchange, started).await;
+    // The proxy's own errors get their body here, where the id is known.
+    let error = error::write_error_body(&mut response, &id, app.config.server.error_detail);
+    let Some((log, asked)) = asked else {
+        response.headers_mut().insert(X_REQUEST_ID, id);
+        return response;
+    };
+    response.headers_mut().insert(X_REQUEST_ID, id.clone());
+    let status = response.status().as_u16();
+    let line = Pending::new(log, asked, id, status, exchange, error, started);
+    response.map(|body| Logged::new(body, line).boxed_unsync())
+}
+
+/// The steps of [`handle`] for one request, with the id `id`: normalize,
+/// route, shed, then the cache or the instances.
+async fn serve(
+    app: &App,
+    mut parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+    id: &HeaderValue,
+    exchange: &mut Exchange,
+    started: Instant,
+) -> Response<Body> {
     // The request as the instance will see it, before anything reads it:
     // one valid Host, nothing that `Connection` names (SPEC §9.8).
     if let Err(error) = inbound::normalize(&mut parts) {
@@ -44,6 +78,8 @@ pub async fn handle(
     if let Some(response) = inbound::answered_here(&parts) {
         return response;
     }
+    // SPEC §9.2: the instance sees the id the client will.
+    parts.headers.insert(X_REQUEST_ID, id.clone());
     // SPEC §4: the first matching route names the service; none is 404.
     let Some((matched, service)) = app.route(&parts) else {
         return ProxyError::NoRoute {
@@ -53,6 +89,9 @@ pub async fn handle(
         .into_response();
     };
     let upstream = &service.upstream;
+    if exchange.logged {
+        exchange.service = Some(upstream.config.name.clone());
+    }
     // Shed, don't queue: a fast 503 keeps memory bounded by the limit.
     let Some(_in_flight) = upstream.in_flight.try_acquire() else {
         upstream.metrics.shed();
@@ -68,33 +107,26 @@ pub async fn handle(
     };
     // GET and HEAD of a cached service go through the cache; the rest
     // straight to the instances.
-    let mut exchange = Exchange::new(app.config.log.access_log);
     let response = match &service.cache {
         // Boxed, as the other rare branch: every request's future is as
         // large as its largest branch, the cache's is several times the
         // size of a pass-through, and hyper moves it twice per request.
         Some(cache) if parts.method == Method::GET || parts.method == Method::HEAD => {
-            let serve = cache::serve(upstream, cache, matched, parts, body, client, &mut exchange);
+            let serve = cache::serve(upstream, cache, matched, parts, body, client, exchange);
             Box::pin(serve).await
         }
         Some(cache) => {
-            let forward = invalidating(
-                upstream,
-                cache,
-                &matched,
-                parts,
-                body,
-                client,
-                &mut exchange,
-            );
+            let forward = invalidating(upstream, cache, &matched, parts, body, client, exchange);
             Box::pin(forward).await
         }
-        None => forward::forward(upstream, &matched, parts, Some(body), client, &mut exchange)
+        None => forward::forward(upstream, &matched, parts, Some(body), client, exchange)
             .await
             .unwrap_or_else(|error| failed(upstream, error)),
     };
-    // Counted and logged once, whoever answered.
-    record(upstream, &response, &exchange, started);
+    // Counted once, whoever answered.
+    upstream
+        .metrics
+        .request(response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -128,25 +160,4 @@ fn failed(upstream: &Upstream, error: ProxyError) -> Response<Body> {
         "request failed"
     );
     error.into_response()
-}
-
-/// Counts the answer in the service's metrics and writes the access log
-/// line, when it is on.
-fn record(upstream: &Upstream, response: &Response<Body>, exchange: &Exchange, started: Instant) {
-    let elapsed = started.elapsed();
-    upstream
-        .metrics
-        .request(response.status().as_u16(), elapsed);
-    if exchange.logged {
-        tracing::info!(
-            target: "access",
-            service = %upstream.config.name,
-            key_hash = %exchange.position.map(|p| p.to_string()).unwrap_or_default(),
-            instance = %exchange.instance.as_ref().map_or("", InstanceName::as_str),
-            attempts = exchange.attempts,
-            status = response.status().as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            cache = exchange.cache.map_or("none", CacheOutcome::as_str),
-        );
-    }
 }

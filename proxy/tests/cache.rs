@@ -896,45 +896,22 @@ async fn a_reload_keeps_the_store_unless_the_cache_settings_change() {
 
 // === Access log ===
 
-/// A log sink for the current thread's subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_access_log_says_what_the_cache_did() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // The test's runtime is single-threaded: the proxy's tasks log on this
-    // thread, to this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let routes = "[[routes]]\nservice = \"frob\"\n\n[log]\naccess_log = true";
-    let harness = Harness::start_routed(1, "", routes).await;
+    let log = support::access_log::AccessLogFile::new("cache");
+    let routes = format!("[[routes]]\nservice = \"frob\"\n\n{}", log.config("info"));
+    let harness = Harness::start_routed(1, "", &routes).await;
     harness.reply_at("/", &Reply::with(FRESH));
     harness.get("/logged").await;
     harness.get("/logged").await;
     harness
         .send(Method::GET, "/logged", &[("authorization", "Basic x")])
         .await;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let results: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains("access"))
-        .filter_map(|line| line.split("cache=").nth(1))
+    let results: Vec<serde_json::Value> = log
+        .wait_for(3)
+        .await
+        .into_iter()
+        .map(|line| line["cache"].clone())
         .collect();
-    assert_eq!(results, ["\"miss\"", "\"hit\"", "\"pass\""], "{log}");
+    assert_eq!(results, ["MISS", "HIT", "PASS"]);
 }

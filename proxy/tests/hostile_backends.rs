@@ -165,7 +165,10 @@ impl Misbehaviour {
 /// The proxy, one service per misbehaviour at `/NAME/`, and a good
 /// service at `/`.
 async fn start(good: &Backend, bad: &[(Misbehaviour, SocketAddr)]) -> Running {
-    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n");
+    // With error_detail, the answers name the instance that misbehaved.
+    let mut text = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nerror_detail = true\n\n",
+    );
     for (misbehaviour, addr) in bad {
         let name = misbehaviour.name();
         text.push_str(&format!(

@@ -188,6 +188,8 @@ fn config_text(dns: SocketAddr, services: &str, routes: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+# The answers name the instances tried, which these tests read.
+error_detail = true
 
 [dns]
 servers = ["{dns}"]

@@ -49,11 +49,13 @@ impl Harness {
             .zip(TOKENS)
             .map(|(backend, tokens)| support::instance_line(backend, tokens))
             .collect();
+        // The answers name the replicas, which these tests read.
         let config = support::static_config(
             &instances,
             &format!("slaves = {slaves}\n{service}"),
             "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"",
-        );
+        )
+        .replacen("[server]\n", "[server]\nerror_detail = true\n", 1);
         let proxy = support::start_proxy(&config, "writes.toml").await;
         Harness {
             backends,

@@ -47,6 +47,7 @@ pub(super) struct RawServer {
     pub(super) workers: Int,
     pub(super) drain_timeout: Quantity,
     pub(super) send_timeout: Quantity,
+    pub(super) error_detail: Flag,
 }
 
 /// `[log]`.
@@ -56,6 +57,7 @@ pub(super) struct RawLog {
     pub(super) level: Text,
     pub(super) format: Text,
     pub(super) access_log: Flag,
+    pub(super) access_log_file: Text,
 }
 
 /// `[dns]`.

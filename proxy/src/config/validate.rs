@@ -100,6 +100,24 @@ fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, 
             defaults.access_log,
             flag,
         )?,
+        access_log_file: raw
+            .access_log_file
+            .as_ref()
+            .map(|path| {
+                check(
+                    source,
+                    &key.key("access_log_file"),
+                    path,
+                    |path: &String| {
+                        if path.is_empty() {
+                            Err("expected a file path, or no key for standard output".to_owned())
+                        } else {
+                            Ok(std::path::PathBuf::from(path))
+                        }
+                    },
+                )
+            })
+            .transpose()?,
     })
 }
 
@@ -200,6 +218,13 @@ fn server(
         defaults.send_timeout,
         positive_duration,
     )?;
+    let error_detail = field(
+        source,
+        &key.key("error_detail"),
+        raw.error_detail.as_ref(),
+        defaults.error_detail,
+        flag,
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
@@ -211,6 +236,7 @@ fn server(
         workers,
         drain_timeout,
         send_timeout,
+        error_detail,
     })
 }
 

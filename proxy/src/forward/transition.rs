@@ -115,6 +115,7 @@ impl<'a> OldRing<'a> {
             };
             let request = upstream_request(parts, endpoint, path, attempt_body, false);
             exchange.attempts += 1;
+            let sent = exchange.sending();
             let answer = attempt::once(
                 &upstream.health,
                 &config.retry_on,
@@ -124,6 +125,7 @@ impl<'a> OldRing<'a> {
                 None,
             )
             .await;
+            exchange.attempted(&endpoint.name, &answer, sent);
             match answer {
                 Ok(response)
                     if response.status().is_success() || response.status().is_redirection() =>

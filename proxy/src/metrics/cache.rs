@@ -25,14 +25,15 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
-    /// The access log's `cache` field.
+    /// The access log's `cache` field (SPEC §9.2): `HIT`, `MISS`, `STALE`
+    /// or `PASS`. A revalidation waited for an instance: a `MISS`, as
+    /// `x-cache` says too.
     pub fn as_str(self) -> &'static str {
         match self {
-            CacheOutcome::Hit => "hit",
-            CacheOutcome::Miss => "miss",
-            CacheOutcome::Stale => "stale",
-            CacheOutcome::Revalidated => "revalidated",
-            CacheOutcome::Pass => "pass",
+            CacheOutcome::Hit => "HIT",
+            CacheOutcome::Miss | CacheOutcome::Revalidated => "MISS",
+            CacheOutcome::Stale => "STALE",
+            CacheOutcome::Pass => "PASS",
         }
     }
 }

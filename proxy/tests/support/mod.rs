@@ -13,6 +13,7 @@
 // Test-support code: a failure is a panic with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access_log;
 pub mod backend;
 pub mod bind;
 pub mod client;
