@@ -12,8 +12,12 @@
 //! [`Metrics::render`]), so they always agree with `/ring` and need no locks.
 //!
 //! Every name starts with `shardproxy_` (SPEC §7). Labels are bounded: the
-//! `service` names of the config, the `instance` names (`host:port`) of the
+//! `service` names of the config, the instance names (`host:port`) of the
 //! rings, HTTP status codes, and the fixed values of [`AttemptOutcome`].
+//! An instance's label is `upstream`, not `instance`: Prometheus adds
+//! `instance` (the scraped proxy's address) to every series it scrapes, and
+//! a series' own `instance` would be renamed `exported_instance` or, with
+//! `honor_labels`, hide which proxy it came from.
 //!
 //! # Metrics
 //!
@@ -23,12 +27,12 @@
 //! | --- | --- | --- | --- |
 //! | `shardproxy_requests_total` | counter | `service`, `status` | requests answered, by the status the client got |
 //! | `shardproxy_request_duration_seconds` | histogram | `service` | time from receiving a request to its response head, over all attempts (buckets 0.5 ms to 10 s) |
-//! | `shardproxy_upstream_attempts_total` | counter | `service`, `instance`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
+//! | `shardproxy_upstream_attempts_total` | counter | `service`, `upstream`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
 //! | `shardproxy_shed_total` | counter | `service` | requests answered `503` at once because the service had `max_concurrency` requests in flight |
-//! | `shardproxy_ejections_total` | counter | `service`, `instance`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
-//! | `shardproxy_restores_total` | counter | `service`, `instance` | ejected instances taken back: the ejection ran out, or an active check passed |
+//! | `shardproxy_ejections_total` | counter | `service`, `upstream`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
+//! | `shardproxy_restores_total` | counter | `service`, `upstream` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
 //! Ring transitions and replica writes ([`replication`]):
 //!
@@ -211,7 +215,7 @@ pub struct ServiceMetrics {
 #[derive(Debug)]
 pub struct InstanceAttempts {
     service: ServiceMetrics,
-    /// The `instance` label value.
+    /// The `upstream` label value: the instance's `host:port`.
     instance: Box<str>,
     /// Indexed by [`AttemptOutcome`] in declaration order.
     children: [OnceLock<IntCounter>; AttemptOutcome::ALL.len()],
@@ -263,7 +267,7 @@ impl Metrics {
         )?;
         let attempts = IntCounterVec::new(
             Opts::new(ATTEMPTS, "Attempts on instances, by how they ended."),
-            &["service", "instance", "outcome"],
+            &["service", "upstream", "outcome"],
         )?;
         let retries = IntCounterVec::new(
             Opts::new(
@@ -288,11 +292,11 @@ impl Metrics {
         )?;
         let ejections = IntCounterVec::new(
             Opts::new(EJECTIONS, "Instances ejected by health checking."),
-            &["service", "instance", "reason"],
+            &["service", "upstream", "reason"],
         )?;
         let restores = IntCounterVec::new(
             Opts::new(RESTORES, "Ejected instances taken back."),
-            &["service", "instance"],
+            &["service", "upstream"],
         )?;
         registry.register(Box::new(ejections.clone()))?;
         registry.register(Box::new(restores.clone()))?;

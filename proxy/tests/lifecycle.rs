@@ -1213,7 +1213,7 @@ async fn the_metrics_page_is_valid_prometheus_text() {
             "shardproxy_upstream_attempts_total",
             &[
                 frob,
-                ("instance", &b1_instance),
+                ("upstream", &b1_instance),
                 ("outcome", "retryable_status")
             ]
         ),
@@ -1223,7 +1223,7 @@ async fn the_metrics_page_is_valid_prometheus_text() {
     assert_eq!(
         value(
             "shardproxy_ejections_total",
-            &[frob, ("instance", &b1_instance), ("reason", "failures")]
+            &[frob, ("upstream", &b1_instance), ("reason", "failures")]
         ),
         1.0
     );

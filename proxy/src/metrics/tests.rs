@@ -277,7 +277,7 @@ fn recorded_requests_show_up_and_go_up() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", outcome),
             ],
         )
@@ -305,7 +305,7 @@ fn recorded_requests_show_up_and_go_up() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", "response"),
             ],
         ),
@@ -333,7 +333,7 @@ fn instance_attempts_count_into_the_same_series_and_only_what_happened() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", outcome),
             ],
         )
