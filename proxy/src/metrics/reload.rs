@@ -2,6 +2,7 @@
 //! when the config in use was loaded, and a hash of it, so that a fleet can
 //! be checked to run one config as `shardproxy_ring_info` checks one ring.
 
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -94,6 +95,14 @@ impl ReloadMetrics {
 /// defaults included, in a fixed order (maps are `BTreeMap`s); two builds
 /// of the proxy whose config types differ may hash one file differently,
 /// which a fleet mid-upgrade shows anyway by its versions.
+///
+/// `server.listen` and `server.admin` are left out: processes on one host
+/// are given files that differ only there (`deploy/README.md`), and they
+/// run the same config for every purpose a fleet compares.
 pub fn config_hash(config: &Config) -> String {
-    format!("{:016x}", xxh3_64(format!("{config:?}").as_bytes()))
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut compared = config.clone();
+    compared.server.listen = unspecified;
+    compared.server.admin = unspecified;
+    format!("{:016x}", xxh3_64(format!("{compared:?}").as_bytes()))
 }

@@ -613,6 +613,13 @@ fn reloads_are_counted_and_the_config_in_use_is_named_by_its_hash() {
     let other =
         crate::config::Config::from_toml(&text.replace("_frob.", "_frob2."), "a.toml").unwrap();
     assert_eq!(reload::config_hash(&first), reload::config_hash(&same));
+    // Processes of one host differ in their addresses only: one config.
+    let elsewhere = crate::config::Config::from_toml(
+        &format!("[server]\nlisten = \"127.0.0.1:8081\"\nadmin = \"127.0.0.1:9091\"\n\n{text}"),
+        "b.toml",
+    )
+    .unwrap();
+    assert_eq!(reload::config_hash(&first), reload::config_hash(&elsewhere));
     assert_ne!(reload::config_hash(&first), reload::config_hash(&other));
     assert_eq!(reload::config_hash(&first).len(), 16);
 
