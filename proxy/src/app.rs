@@ -239,6 +239,7 @@ impl App {
                 name: &service.config().name,
                 ring: &service.upstream.ring,
                 cache_usage: service.cache.as_ref().map(|cache| cache.usage()),
+                pool: service.upstream.pool(),
             })
             .collect()
     }

@@ -359,6 +359,7 @@ async fn reload(running: &crate::run::Running, path: &Path) {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+            running.reload_refused();
             return;
         }
     };

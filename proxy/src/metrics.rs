@@ -12,8 +12,12 @@
 //! [`Metrics::render`]), so they always agree with `/ring` and need no locks.
 //!
 //! Every name starts with `shardproxy_` (SPEC §7). Labels are bounded: the
-//! `service` names of the config, the `instance` names (`host:port`) of the
+//! `service` names of the config, the instance names (`host:port`) of the
 //! rings, HTTP status codes, and the fixed values of [`AttemptOutcome`].
+//! An instance's label is `upstream`, not `instance`: Prometheus adds
+//! `instance` (the scraped proxy's address) to every series it scrapes, and
+//! a series' own `instance` would be renamed `exported_instance` or, with
+//! `honor_labels`, hide which proxy it came from.
 //!
 //! # Metrics
 //!
@@ -22,13 +26,16 @@
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `shardproxy_requests_total` | counter | `service`, `status` | requests answered, by the status the client got |
-//! | `shardproxy_request_duration_seconds` | histogram | `service` | time from receiving a request to its response head, over all attempts (buckets 0.5 ms to 10 s) |
-//! | `shardproxy_upstream_attempts_total` | counter | `service`, `instance`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
+//! | `shardproxy_request_duration_seconds` | histogram | `service` | time from receiving a request to its response head, over all attempts (buckets 50 µs to 10 s) |
+//! | `shardproxy_upstream_attempts_total` | counter | `service`, `upstream`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
+//! | `shardproxy_upstream_attempt_duration_seconds` | histogram | `service`, `upstream` | time from sending an attempt to the instance's response head or the attempt's failure (the request duration's buckets) |
+//! | `shardproxy_upstream_in_flight` | gauge | `service`, `upstream` | attempts sent to the instance and waiting for its response head |
+//! | `shardproxy_upstream_connections` | gauge | `service`, `upstream`, `state` | keep-alive connections to the instance, `state` `idle` or `active` (carrying a request or its response body), read from the pool at each scrape, for the instances of the ring in use |
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
 //! | `shardproxy_shed_total` | counter | `service` | requests answered `503` at once because the service had `max_concurrency` requests in flight |
-//! | `shardproxy_ejections_total` | counter | `service`, `instance`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
-//! | `shardproxy_restores_total` | counter | `service`, `instance` | ejected instances taken back: the ejection ran out, or an active check passed |
+//! | `shardproxy_ejections_total` | counter | `service`, `upstream`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
+//! | `shardproxy_restores_total` | counter | `service`, `upstream` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
 //! Ring transitions and replica writes ([`replication`]):
 //!
@@ -64,35 +71,55 @@
 //! | `shardproxy_cache_stored_bytes` | gauge | `service` | bytes stored (headers, bodies and bookkeeping), and those of evicted objects slow clients are still sent, read at each scrape |
 //! | `shardproxy_cache_objects` | gauge | `service` | responses stored (each `Vary` variant counts), read at each scrape |
 //!
+//! The config and its reloads (SIGHUP):
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_config_reloads_total` | counter | `result` | reloads, `ok` (the new config is in use) or `error` (refused: it did not load, or its state or rings could not be built; the running config stays) |
+//! | `shardproxy_config_last_reload_success_timestamp_seconds` | gauge | | when the config in use was loaded, at start or by a reload, in seconds since the Unix epoch |
+//! | `shardproxy_config_info` | gauge | `hash` | always 1, labelled with a hash of the config in use ([`reload::config_hash`]), so a fleet can be checked to run one config |
+//!
 //! The process, from `/proc` (Linux only), as the Prometheus process
 //! collector defines them with the `shardproxy_` prefix:
-//! `shardproxy_process_cpu_seconds_total`, `shardproxy_process_open_fds`,
+//! `shardproxy_process_cpu_seconds_total` (in steps of 10 ms, see
+//! `process`), `shardproxy_process_open_fds`,
 //! `shardproxy_process_max_fds`, `shardproxy_process_virtual_memory_bytes`,
 //! `shardproxy_process_resident_memory_bytes`,
 //! `shardproxy_process_start_time_seconds` and `shardproxy_process_threads`.
 //!
 //! # Layout
 //!
+//! - [`upstream`]: what attempts record of each instance.
+//! - `connections`: each instance's pooled connections, read at each scrape.
 //! - [`ring`]: the ring metrics, built at each scrape.
 //! - [`replication`]: transition reads and replica writes.
 //! - `cache`: the cache counters, and the store sizes read at each scrape.
+//! - [`reload`]: the config in use and its reloads.
+//! - `process`: the process collector, its CPU seconds made fractional.
 
 mod cache;
+mod connections;
+mod process;
+pub mod reload;
 pub mod replication;
 mod ring;
+pub mod upstream;
 
 pub use cache::{CacheMetrics, CacheOutcome};
+pub use upstream::{InFlight, InstanceAttempts};
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+use crate::config::Config;
 use crate::discovery::ServiceRing;
+use crate::pool::Pool;
+use reload::ReloadMetrics;
 use replication::ReplicationMetrics;
 
 /// `shardproxy_requests_total`.
@@ -112,12 +139,14 @@ pub const EJECTIONS: &str = "shardproxy_ejections_total";
 /// `shardproxy_restores_total`.
 pub const RESTORES: &str = "shardproxy_restores_total";
 
-/// Upper bounds of the request duration buckets, in seconds: from a cache
-/// hit or a fast shard (half a millisecond) to the longest a client is
-/// likely to wait (ten seconds; the default deadline is 15 s, which lands
-/// in `+Inf`).
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Upper bounds of the request and attempt duration buckets, in seconds:
+/// from a cache hit or a fast shard on the same host (50 µs; a median
+/// pass-through request takes about 0.2 ms, which a first bucket of 0.5 ms
+/// could not tell from 0) to the longest a client is likely to wait (ten
+/// seconds; the default deadline is 15 s, which lands in `+Inf`).
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 /// Status codes whose `shardproxy_requests_total` children are resolved
@@ -182,6 +211,8 @@ pub struct Metrics {
     restores: IntCounterVec,
     replication: replication::Families,
     cache: cache::CacheFamilies,
+    upstream: upstream::Families,
+    reload: ReloadMetrics,
 }
 
 /// What a scrape reads of one service, besides the families the request
@@ -194,6 +225,8 @@ pub struct Scraped<'a> {
     pub ring: &'a ServiceRing,
     /// Bytes and objects stored, when it has a cache.
     pub cache_usage: Option<(u64, u64)>,
+    /// Its connections to its instances.
+    pub pool: &'a Pool,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -201,20 +234,6 @@ pub struct Scraped<'a> {
 #[derive(Clone, Debug)]
 pub struct ServiceMetrics {
     inner: Arc<ServiceChildren>,
-}
-
-/// One instance's `shardproxy_upstream_attempts_total` children, for the
-/// request path: each is resolved on its first use (an outcome that never
-/// happened has no series, as with [`ServiceMetrics::attempt`]) and then
-/// counted with one atomic add, without hashing labels. Built by
-/// [`ServiceMetrics::instance_attempts`], once per instance of a ring.
-#[derive(Debug)]
-pub struct InstanceAttempts {
-    service: ServiceMetrics,
-    /// The `instance` label value.
-    instance: Box<str>,
-    /// Indexed by [`AttemptOutcome`] in declaration order.
-    children: [OnceLock<IntCounter>; AttemptOutcome::ALL.len()],
 }
 
 #[derive(Debug)]
@@ -235,6 +254,8 @@ struct ServiceChildren {
     ejections: IntCounterVec,
     restores: IntCounterVec,
     replication: ReplicationMetrics,
+    /// The per-instance families, for [`ServiceMetrics::instance_attempts`].
+    upstream: upstream::Families,
 }
 
 // === impl Metrics ===
@@ -263,7 +284,7 @@ impl Metrics {
         )?;
         let attempts = IntCounterVec::new(
             Opts::new(ATTEMPTS, "Attempts on instances, by how they ended."),
-            &["service", "instance", "outcome"],
+            &["service", "upstream", "outcome"],
         )?;
         let retries = IntCounterVec::new(
             Opts::new(
@@ -288,11 +309,11 @@ impl Metrics {
         )?;
         let ejections = IntCounterVec::new(
             Opts::new(EJECTIONS, "Instances ejected by health checking."),
-            &["service", "instance", "reason"],
+            &["service", "upstream", "reason"],
         )?;
         let restores = IntCounterVec::new(
             Opts::new(RESTORES, "Ejected instances taken back."),
-            &["service", "instance"],
+            &["service", "upstream"],
         )?;
         registry.register(Box::new(ejections.clone()))?;
         registry.register(Box::new(restores.clone()))?;
@@ -302,10 +323,14 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
         registry.register(Box::new(shed.clone()))?;
-        registry.register(Box::new(ProcessCollector::new(process_id(), "shardproxy")))?;
+        registry.register(Box::new(process::ProcessMetrics::new()))?;
         let replication = replication::Families::register(&registry)?;
         let cache = cache::CacheFamilies::register(&registry)?;
+        let upstream = upstream::Families::register(&registry)?;
+        let reload = ReloadMetrics::register(&registry)?;
         Ok(Metrics {
+            upstream,
+            reload,
             cache,
             registry,
             requests,
@@ -347,6 +372,7 @@ impl Metrics {
                 ejections: self.ejections.clone(),
                 restores: self.restores.clone(),
                 replication: self.replication.service(service),
+                upstream: self.upstream.clone(),
             }),
         }
     }
@@ -356,21 +382,37 @@ impl Metrics {
         self.cache.service(service)
     }
 
+    /// `config` is in use from now (at start, or after a reload): for
+    /// `shardproxy_config_info` and the last reload's timestamp.
+    pub fn config_in_use(&self, config: &Config) {
+        self.reload.in_use(config);
+    }
+
+    /// Counts a reload: its config is in use (`ok`), or it was refused.
+    pub fn reloaded(&self, ok: bool) {
+        self.reload.reloaded(ok);
+    }
+
     /// Everything in the Prometheus text format (version 0.0.4): the
-    /// registered families, and the ring and cache size metrics read now
-    /// from what each service shows a scrape.
+    /// registered families, and the ring, connection and cache size
+    /// metrics read now from what each service shows a scrape.
     pub fn render<'a>(&self, services: &[Scraped<'a>]) -> String {
         let usage = services.iter().filter_map(|service| {
             let (bytes, objects) = service.cache_usage?;
             Some((service.name, bytes, objects))
         });
-        let families = match cache::families(usage) {
+        let mut families = match cache::families(usage) {
             Ok(families) => families,
             Err(error) => {
                 tracing::error!(%error, "cannot build the cache metrics");
                 Vec::new()
             }
         };
+        let pools = services.iter().map(|service| (service.ring, service.pool));
+        match connections::families(pools) {
+            Ok(more) => families.extend(more),
+            Err(error) => tracing::error!(%error, "cannot build the connection metrics"),
+        }
         self.render_rings(services.iter().map(|service| service.ring), families)
     }
 
@@ -402,12 +444,6 @@ fn encode(families: &[MetricFamily]) -> String {
         }
     }
     text
-}
-
-/// This process's id, as the process collector wants it.
-fn process_id() -> prometheus::process_collector::pid_t {
-    // Linux pids fit in an `i32` (`pid_max` is at most 2^22).
-    prometheus::process_collector::pid_t::try_from(std::process::id()).unwrap_or(0)
 }
 
 /// Calls `f` with the `status` label value of `status`: its three digits,
@@ -453,15 +489,25 @@ impl ServiceMetrics {
         }
     }
 
-    /// The attempt counters of `instance` (`host:port`), for
-    /// [`InstanceAttempts::record`]: the same series as
-    /// [`ServiceMetrics::attempt`], without a label lookup per attempt.
+    /// The attempt metrics of `instance` (`host:port`), for the request
+    /// path: the same attempt series as [`ServiceMetrics::attempt`], its
+    /// duration and in-flight series, without a label lookup per attempt.
+    /// Build it once per instance of a ring.
     pub fn instance_attempts(&self, instance: &str) -> InstanceAttempts {
-        InstanceAttempts {
-            service: self.clone(),
-            instance: instance.into(),
-            children: Default::default(),
-        }
+        InstanceAttempts::new(self.clone(), &self.inner.upstream, instance)
+    }
+
+    /// The `service` label value.
+    fn name(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// The `shardproxy_upstream_attempts_total` child of `instance` and
+    /// `outcome`, for [`InstanceAttempts`] to keep.
+    fn attempt_counter(&self, instance: &str, outcome: AttemptOutcome) -> Option<IntCounter> {
+        let inner = &*self.inner;
+        let labels = [&*inner.service, instance, outcome.as_str()];
+        inner.attempts.get_metric_with_label_values(&labels).ok()
     }
 
     /// Transition reads and replica writes.
@@ -501,30 +547,6 @@ impl ServiceMetrics {
         if let Ok(counter) = self.inner.restores.get_metric_with_label_values(&labels) {
             counter.inc();
         }
-    }
-}
-
-// === impl InstanceAttempts ===
-
-impl InstanceAttempts {
-    /// Counts an attempt on this instance that ended with `outcome`.
-    #[inline]
-    pub fn record(&self, outcome: AttemptOutcome) {
-        let Some(slot) = self.children.get(outcome as usize) else {
-            return;
-        };
-        let counter = match slot.get() {
-            Some(counter) => counter,
-            None => {
-                let inner = &*self.service.inner;
-                let labels = [&*inner.service, &*self.instance, outcome.as_str()];
-                match inner.attempts.get_metric_with_label_values(&labels) {
-                    Ok(counter) => slot.get_or_init(|| counter),
-                    Err(_) => return,
-                }
-            }
-        };
-        counter.inc();
     }
 }
 

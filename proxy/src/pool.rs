@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -75,7 +75,26 @@ pub struct Connections {
     idle: Mutex<Vec<Idle>>,
     /// Whether a task is closing the idle connections that expire.
     reaping: AtomicBool,
+    /// Connections open: made and whose driving task has not ended yet.
+    /// Counted once per connection, not per request, for [`Usage`].
+    open: Arc<AtomicUsize>,
 }
+
+/// How many connections to one instance address are open, for the
+/// metrics (read when `/metrics` is scraped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Kept for the next request, their instance not known to have closed
+    /// them.
+    pub idle: usize,
+    /// Open and not idle: carrying a request or its response body, or
+    /// about to be taken back.
+    pub active: usize,
+}
+
+/// Holds one count of [`Connections::open`] for the life of a
+/// connection's driving task, also when the runtime drops the task.
+struct OpenConnection(Arc<AtomicUsize>);
 
 #[derive(Debug)]
 struct Idle {
@@ -151,9 +170,16 @@ impl Pool {
             settings: self.shared.settings,
             idle: Mutex::new(Vec::new()),
             reaping: AtomicBool::new(false),
+            open: Arc::new(AtomicUsize::new(0)),
         });
         by_addr.insert(addr, Arc::downgrade(&connections));
         connections
+    }
+
+    /// The connections to `addr` now, if any ring in use names it.
+    pub fn usage(&self, addr: SocketAddr) -> Option<Usage> {
+        let connections = lock(&self.shared.by_addr).get(&addr)?.upgrade()?;
+        Some(connections.usage())
     }
 }
 
@@ -233,12 +259,29 @@ impl Connections {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Http)?;
+        let open = OpenConnection::new(&self.open);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(error) = connection.await {
                 tracing::debug!(%addr, %error, "upstream connection ended");
             }
         });
         Ok(sender)
+    }
+
+    /// How many connections are idle and how many are in use. An idle
+    /// connection the instance closed, which the reaper has not removed
+    /// yet, counts as neither.
+    fn usage(&self) -> Usage {
+        let idle = lock(&self.idle)
+            .iter()
+            .filter(|connection| !connection.sender.is_closed())
+            .count();
+        let open = self.open.load(Ordering::Relaxed);
+        Usage {
+            idle,
+            active: open.saturating_sub(idle),
+        }
     }
 
     /// Takes back a connection whose response was read to its end: idle at
@@ -333,6 +376,21 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
 /// cannot be left half-changed by one.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl OpenConnection ===
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> OpenConnection {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // === impl Idle ===

@@ -68,6 +68,23 @@ impl Running {
     /// [`ReloadError`] when the new config cannot start or its rings do not
     /// resolve in time; nothing changes then.
     pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let result = self.swap_in(config).await;
+        let app = self.app();
+        app.metrics.reloaded(result.is_ok());
+        if result.is_ok() {
+            app.metrics.config_in_use(&app.config);
+        }
+        result
+    }
+
+    /// Counts a reload refused before it reached [`Running::reload`]: its
+    /// config file did not load.
+    pub fn reload_refused(&self) {
+        self.app().metrics.reloaded(false);
+    }
+
+    /// [`Running::reload`], uncounted.
+    async fn swap_in(&self, config: Config) -> Result<(), ReloadError> {
         if config.server.listen != self.app().config.server.listen
             || config.server.admin != self.app().config.server.admin
         {
@@ -120,7 +137,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listen = server::local_addr(&listener)?;
     let admin = server::local_addr(&admin_listener)?;
     let settings = config.server.clone();
-    let current = Arc::new(ArcSwap::from_pointee(App::new(config)?));
+    let app = App::new(config)?;
+    app.metrics.config_in_use(&app.config);
+    let current = Arc::new(ArcSwap::from_pointee(app));
     // Each request reads the current state once, so a reload swaps it for
     // the requests that follow while those in flight finish on the old one.
     let proxy_state = Arc::clone(&current);

@@ -207,7 +207,7 @@ impl Harness {
         let instance = self.instance(name);
         self.metric(
             "shardproxy_upstream_attempts_total",
-            &[("instance", &instance)],
+            &[("upstream", &instance)],
         )
         .await
     }
@@ -344,7 +344,7 @@ async fn a_failing_instance_is_ejected_and_its_replica_takes_its_keys(failure: F
             "shardproxy_ejections_total",
             &[
                 ("service", "frob"),
-                ("instance", &instance),
+                ("upstream", &instance),
                 ("reason", "failures"),
             ],
         )
@@ -480,7 +480,7 @@ async fn an_ejected_instance_is_restored_when_its_time_is_up() {
     assert!(health.get("reason").is_none(), "{health}");
     let instance = h.instance("b1");
     assert!(
-        h.metric("shardproxy_restores_total", &[("instance", &instance)])
+        h.metric("shardproxy_restores_total", &[("upstream", &instance)])
             .await
             >= 1.0,
         "the restore is counted"
@@ -504,7 +504,7 @@ async fn an_ejected_instance_is_restored_when_its_time_is_up() {
     assert_eq!(
         h.metric(
             "shardproxy_ejections_total",
-            &[("instance", &instance), ("reason", "failures")]
+            &[("upstream", &instance), ("reason", "failures")]
         )
         .await,
         2.0
@@ -600,7 +600,7 @@ async fn failing_checks_eject_and_passing_checks_restore() {
         let ejections = h
             .metric(
                 "shardproxy_ejections_total",
-                &[("instance", &instance), ("reason", "check")],
+                &[("upstream", &instance), ("reason", "check")],
             )
             .await;
         assert_eq!(ejections, (round + 1) as f64, "{what}");
@@ -628,7 +628,7 @@ async fn failing_checks_eject_and_passing_checks_restore() {
             h.assert_answered_by(key, "b1").await;
         }
         let restores = h
-            .metric("shardproxy_restores_total", &[("instance", &instance)])
+            .metric("shardproxy_restores_total", &[("upstream", &instance)])
             .await;
         assert_eq!(restores, (round + 1) as f64, "{what}");
     }

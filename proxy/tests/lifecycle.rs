@@ -1213,7 +1213,7 @@ async fn the_metrics_page_is_valid_prometheus_text() {
             "shardproxy_upstream_attempts_total",
             &[
                 frob,
-                ("instance", &b1_instance),
+                ("upstream", &b1_instance),
                 ("outcome", "retryable_status")
             ]
         ),
@@ -1223,7 +1223,7 @@ async fn the_metrics_page_is_valid_prometheus_text() {
     assert_eq!(
         value(
             "shardproxy_ejections_total",
-            &[frob, ("instance", &b1_instance), ("reason", "failures")]
+            &[frob, ("upstream", &b1_instance), ("reason", "failures")]
         ),
         1.0
     );
@@ -1246,6 +1246,136 @@ async fn the_metrics_page_is_valid_prometheus_text() {
         ),
         Some(Err(error)) => panic!("the Python parser refuses the scrape: {error}\n{text}"),
     }
+}
+
+/// Prometheus's own checker, `promtool check metrics`, finds nothing to
+/// say about a live `/metrics` page: after cached, passed-through and
+/// failing requests, every family is valid and follows its naming rules
+/// (counters end in `_total`, units are base units, and so on). Skipped,
+/// with a message, where promtool is not installed
+/// (`scripts/install-test-deps` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_no_problem_in_the_metrics_page() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        eprintln!("promtool is not installed (Debian: prometheus): test skipped");
+        return;
+    }
+    let backend = Backend::start("b1").await;
+    backend.reply_at(
+        "/cached/",
+        support::backend::Reply::with(&[("cache-control", "max-age=600")]),
+    );
+    // Nothing listens there: the service's requests fail to connect.
+    let gone = free_port();
+    let rest = format!(
+        "{}[services.frob.cache]\nenabled = true\n\n\
+         [services.gone]\ninstances = [{{ host = \"gone.example.com\", addr = \"{gone}\", tokens = [\"ff\"] }}]\n\n{}{}",
+        service("frob", &[(&backend, "ff")], ""),
+        route("/gone/", "gone"),
+        route("/", "frob"),
+    );
+    let proxy = Proxy::start("promtool", |listen, admin| {
+        config(listen, admin, "30s", &rest)
+    })
+    .await;
+    for path in ["/cached/a", "/cached/a", "/cached/a", "/plain/b"] {
+        let answer = proxy.get(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+    }
+    let failed = proxy.get("/gone/c").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.text());
+
+    let text = proxy.admin_text("/metrics").await;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the scrape");
+    let output = child.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {}\n{said}\n{text}",
+        output.status
+    );
+
+    // What the checker read holds what happened.
+    let frob = ("service", "frob");
+    let sum = |name: &str, labels: &[(&str, &str)]| support::sum_samples(&text, name, labels);
+    assert_eq!(sum("shardproxy_cache_hits_total", &[frob]), 2.0, "{text}");
+    let b1 = format!("b1.example.com:{}", backend.port());
+    assert_eq!(
+        sum(
+            "shardproxy_upstream_attempt_duration_seconds_count",
+            &[frob, ("upstream", &b1)]
+        ),
+        2.0,
+        "a miss and a pass reached b1\n{text}"
+    );
+    assert_eq!(
+        sum("shardproxy_upstream_in_flight", &[frob, ("upstream", &b1)]),
+        0.0
+    );
+    let gone_upstream = format!("gone.example.com:{}", gone.port());
+    assert_eq!(
+        sum(
+            "shardproxy_upstream_attempts_total",
+            &[
+                ("service", "gone"),
+                ("upstream", &gone_upstream),
+                ("outcome", "connect_error")
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    // b1's connections go back to the pool once their answers are read
+    // (a connection's driver may take a moment to see the end).
+    let connections = |text: &str, state: &str| {
+        support::sum_samples(
+            text,
+            "shardproxy_upstream_connections",
+            &[frob, ("upstream", &b1), ("state", state)],
+        )
+    };
+    wait_until("b1's connections are idle", || async {
+        let text = proxy.admin_text("/metrics").await;
+        connections(&text, "idle") >= 1.0 && connections(&text, "active") == 0.0
+    })
+    .await;
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.starts_with("shardproxy_config_info{hash=\""))
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("\nshardproxy_config_last_reload_success_timestamp_seconds "));
+    // README's step 5 greps the ring's line this way.
+    let ring_line = ring_info_line(&text, "frob");
+    assert!(ring_line.is_some(), "{text}");
+}
+
+/// The line `grep '^shardproxy_ring_info{.*service="NAME"'` prints, as the
+/// README's publishing step runs it.
+fn ring_info_line<'a>(text: &'a str, service: &str) -> Option<&'a str> {
+    let wanted = format!("service=\"{service}\"");
+    text.lines().find(|line| {
+        line.strip_prefix("shardproxy_ring_info{")
+            .is_some_and(|labels| labels.contains(&wanted))
+    })
 }
 
 /// Prometheus counters only go up for the life of a process (a reset means

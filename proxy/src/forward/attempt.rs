@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::endpoint::Endpoint;
@@ -57,7 +58,11 @@ pub(super) async fn once(
     try_timeout: Duration,
     client_side: Option<ClientSide<'_>>,
 ) -> Result<Response<ResponseBody>, Failed> {
+    let in_flight = endpoint.attempts.start();
+    let started = Instant::now();
     let answer = tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await;
+    let elapsed = started.elapsed();
+    drop(in_flight);
     if let Some(side) = client_side {
         match &answer {
             Ok(Err(SendError::Http(error))) => {
@@ -92,7 +97,7 @@ pub(super) async fn once(
             Err(AttemptFailure::Timeout(try_timeout)),
         ),
     };
-    endpoint.attempts.record(outcome);
+    endpoint.attempts.finish(outcome, elapsed);
     if stale {
         return result.map_err(Failed::StaleConnection);
     }

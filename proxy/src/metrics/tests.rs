@@ -277,7 +277,7 @@ fn recorded_requests_show_up_and_go_up() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", outcome),
             ],
         )
@@ -305,7 +305,7 @@ fn recorded_requests_show_up_and_go_up() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", "response"),
             ],
         ),
@@ -333,7 +333,7 @@ fn instance_attempts_count_into_the_same_series_and_only_what_happened() {
             ATTEMPTS,
             &[
                 ("service", "frob"),
-                ("instance", "frob1.example.com:8081"),
+                ("upstream", "frob1.example.com:8081"),
                 ("outcome", outcome),
             ],
         )
@@ -490,4 +490,165 @@ fn the_checker_rejects_what_prometheus_would() {
     assert!(parse_exposition(&format!("{family}other 1\n")).is_err());
     assert!(parse_exposition("# TYPE m gauge\nm 1\n").is_err());
     assert!(parse_exposition(&format!("{family}m_total 1")).is_err());
+}
+
+#[test]
+fn instance_attempts_time_attempts_and_count_those_in_flight() {
+    let metrics = Metrics::new().unwrap();
+    let frob1 = metrics
+        .service("frob")
+        .instance_attempts("frob1.example.com:8081");
+    let labels = [("service", "frob"), ("upstream", "frob1.example.com:8081")];
+    let in_flight = |samples: &[Sample]| value(samples, upstream::IN_FLIGHT, &labels);
+    // Resolved when built: both series exist at 0 before any attempt.
+    let samples = scrape(&metrics, &[]);
+    assert_eq!(in_flight(&samples), Some(0.0));
+
+    let first = frob1.start();
+    let second = frob1.start();
+    assert_eq!(in_flight(&scrape(&metrics, &[])), Some(2.0));
+    frob1.finish(AttemptOutcome::Response, Duration::from_micros(200));
+    drop(first);
+    frob1.finish(AttemptOutcome::Timeout, Duration::from_secs(3));
+    drop(second);
+
+    let samples = scrape(&metrics, &[]);
+    assert_eq!(in_flight(&samples), Some(0.0));
+    let bucket = |le: &str| {
+        let mut labels = labels.to_vec();
+        labels.push(("le", le));
+        value(
+            &samples,
+            &format!("{}_bucket", upstream::ATTEMPT_DURATION),
+            &labels,
+        )
+    };
+    // 0.2 ms: above the 0.1 ms bound, within 0.25 ms.
+    assert_eq!(bucket("0.0001"), Some(0.0));
+    assert_eq!(bucket("0.00025"), Some(1.0));
+    assert_eq!(bucket("2.5"), Some(1.0));
+    assert_eq!(bucket("5"), Some(2.0));
+    // And the attempts are counted by outcome as before.
+    let attempts = |outcome: &str| {
+        let mut labels = labels.to_vec();
+        labels.push(("outcome", outcome));
+        value(&samples, ATTEMPTS, &labels)
+    };
+    assert_eq!(attempts("response"), Some(1.0));
+    assert_eq!(attempts("timeout"), Some(1.0));
+}
+
+#[test]
+fn the_request_duration_buckets_start_at_50_microseconds() {
+    let metrics = Metrics::new().unwrap();
+    metrics
+        .service("frob")
+        .request(200, Duration::from_micros(70));
+    let samples = scrape(&metrics, &[]);
+    let bucket = |le: &str| {
+        value(
+            &samples,
+            "shardproxy_request_duration_seconds_bucket",
+            &[("service", "frob"), ("le", le)],
+        )
+    };
+    assert_eq!(bucket("0.00005"), Some(0.0));
+    assert_eq!(bucket("0.0001"), Some(1.0));
+    assert!(DURATION_BUCKETS.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+#[test]
+fn connections_are_shown_for_each_instance_of_the_ring_in_use() {
+    let frob = ServiceRing::fixed(
+        "frob",
+        Table::Ring(ring(vec![
+            member("a.example", 8081, &["40"]),
+            member("b.example", 8082, &["c0"]),
+        ])),
+    );
+    let pending = ServiceRing::new("pending");
+    let pool = crate::pool::Pool::new(crate::pool::Settings {
+        connect_timeout: Duration::from_secs(1),
+        max_idle: 4,
+        idle_timeout: Duration::from_secs(60),
+    });
+    // The ring's instances hold their connections, as endpoints do.
+    let _a = pool.connections("127.0.0.1:8081".parse().unwrap());
+    let families = connections::families([(&frob, &pool), (&pending, &pool)]).unwrap();
+    let text = encode(&families);
+    let samples = parse_exposition(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    for upstream in ["a.example:8081", "b.example:8082"] {
+        for state in ["idle", "active"] {
+            let labels = [
+                ("service", "frob"),
+                ("upstream", upstream),
+                ("state", state),
+            ];
+            assert_eq!(
+                value(&samples, connections::CONNECTIONS, &labels),
+                Some(0.0),
+                "{upstream} {state}\n{text}"
+            );
+        }
+    }
+    assert_eq!(
+        samples.len(),
+        4,
+        "nothing for a service without a ring\n{text}"
+    );
+}
+
+#[test]
+fn reloads_are_counted_and_the_config_in_use_is_named_by_its_hash() {
+    let metrics = Metrics::new().unwrap();
+    let text =
+        "[services.frob]\nsrv = \"_frob._http.example.com\"\n\n[[routes]]\nservice = \"frob\"\n";
+    let first = crate::config::Config::from_toml(text, "a.toml").unwrap();
+    // The same settings, written differently: the same hash.
+    let same = crate::config::Config::from_toml(
+        &format!("# a comment\n{}", text.replace(" = ", "=")),
+        "a.toml",
+    )
+    .unwrap();
+    let other =
+        crate::config::Config::from_toml(&text.replace("_frob.", "_frob2."), "a.toml").unwrap();
+    assert_eq!(reload::config_hash(&first), reload::config_hash(&same));
+    // Processes of one host differ in their addresses only: one config.
+    let elsewhere = crate::config::Config::from_toml(
+        &format!("[server]\nlisten = \"127.0.0.1:8081\"\nadmin = \"127.0.0.1:9091\"\n\n{text}"),
+        "b.toml",
+    )
+    .unwrap();
+    assert_eq!(reload::config_hash(&first), reload::config_hash(&elsewhere));
+    assert_ne!(reload::config_hash(&first), reload::config_hash(&other));
+    assert_eq!(reload::config_hash(&first).len(), 16);
+
+    metrics.config_in_use(&first);
+    let samples = scrape(&metrics, &[]);
+    let infos: Vec<&Sample> = samples.iter().filter(|s| s.name == reload::INFO).collect();
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    assert_eq!(infos[0].labels["hash"], reload::config_hash(&first));
+    assert_eq!(infos[0].value, 1.0);
+    let loaded = value(&samples, reload::LAST_SUCCESS, &[]).unwrap();
+    assert!(loaded > 1.5e9, "{loaded}");
+
+    metrics.reloaded(false);
+    metrics.reloaded(true);
+    metrics.config_in_use(&other);
+    let samples = scrape(&metrics, &[]);
+    let infos: Vec<&Sample> = samples.iter().filter(|s| s.name == reload::INFO).collect();
+    assert_eq!(
+        infos.len(),
+        1,
+        "the replaced config's hash is gone: {infos:?}"
+    );
+    assert_eq!(infos[0].labels["hash"], reload::config_hash(&other));
+    assert_eq!(
+        value(&samples, reload::RELOADS, &[("result", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, reload::RELOADS, &[("result", "error")]),
+        Some(1.0)
+    );
 }
