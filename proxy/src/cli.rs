@@ -187,7 +187,9 @@ pub fn run(cli: Cli) -> ExitCode {
     // goes wrong; `run` logs as its config says, `demo` what it does.
     match &cli.command {
         Command::Run { .. } => {}
-        Command::Demo { .. } => logging::init("info", LogFormat::Text),
+        // The demo's own DNS server would log every query at info: a
+        // person reads the demo's lines, not those.
+        Command::Demo { .. } => logging::init("info,hickory_server=warn", LogFormat::Text),
         _ => logging::init("warn", LogFormat::Text),
     }
     match cli.command {

@@ -1526,3 +1526,67 @@ async fn clients_that_read_nothing_of_cached_objects_keep_the_cache_within_max_s
     drop(clients);
     backend.shutdown().await;
 }
+
+// === The access log ===
+
+/// The access log is its own writer: at `level = "error"` the process logs
+/// nothing of a served request, and still every request gets its line.
+/// `SIGUSR1` opens the file again after logrotate moved it.
+#[tokio::test]
+async fn the_access_log_writes_every_request_at_any_level_and_reopens_on_sigusr1() {
+    let backend = Backend::start("logged").await;
+    let log = support::access_log::AccessLogFile::new("lifecycle");
+    let proxy = Proxy::start("access-log", |listen, admin| {
+        config(
+            listen,
+            admin,
+            "1s",
+            &format!(
+                "{}\n{}",
+                service("frob", &[(&backend, "ff")], ""),
+                route("/", "frob")
+            ),
+        )
+        .replacen("[log]\nlevel = \"info\"", &log.config("error"), 1)
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(proxy.get(&format!("/before/{n}")).await.status, 200);
+    }
+    let lines = log.wait_for(3).await;
+    assert_eq!(lines.len(), 3);
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(line["path"], format!("/before/{n}"), "{line}");
+        assert_eq!(line["status"], 200);
+    }
+    assert!(
+        !proxy.log().contains("/before/"),
+        "the process's own log stays at error: {}",
+        proxy.log()
+    );
+    // logrotate: the file is moved away, then the proxy told to reopen.
+    let rotated = log.path.with_extension("log.1");
+    std::fs::rename(&log.path, &rotated).expect("the log moves");
+    proxy.signal("USR1");
+    // Lines may still go to the moved file until the signal is handled.
+    let mut n = 0;
+    wait_until("a line in the reopened file", || {
+        n += 1;
+        let path = format!("/after/{n}");
+        let proxy = &proxy;
+        let log = &log;
+        async move {
+            assert_eq!(proxy.get(&path).await.status, 200);
+            !log.lines().is_empty()
+        }
+    })
+    .await;
+    let moved = std::fs::read_to_string(&rotated).expect("the moved log");
+    assert!(moved.lines().count() >= 3, "{moved}");
+    assert!(log.lines()[0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("/after/"));
+    let _ = std::fs::remove_file(&rotated);
+    backend.shutdown().await;
+}
