@@ -256,6 +256,14 @@ async fn invalid_hosts_connect_and_max_forwards_never_reach_an_instance() {
         "{}",
         reply.body
     );
+    let (_, reply) = exchange(
+        at,
+        &raw_request("OPTIONS", "/o", &["Host: shop.example", "Max-Forwards: 0"]),
+    )
+    .await;
+    let reply = reply.expect("an answer");
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("allow").is_some(), "{reply:?}");
     assert_eq!(backend.requests(), 0, "none of these reached the instance");
 
     let (_, reply) = exchange(
@@ -296,9 +304,11 @@ async fn a_length_beside_chunked_is_dropped_and_a_repeated_length_is_one() {
     let (repeated, _task) =
         raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello").await;
     let proxy = proxy_to_raw(repeated, "").await;
+    // Closed after the answer, so that a length the client cannot frame
+    // shows as the header it is rather than as a wait.
     let (_, reply) = exchange(
         proxy.listen,
-        &raw_request("GET", "/", &["Host: shop.example"]),
+        &raw_request("GET", "/", &["Host: shop.example", "Connection: close"]),
     )
     .await;
     let reply = reply.expect("an answer");
@@ -317,7 +327,7 @@ async fn an_unknown_transfer_coding_or_an_unasked_101_is_a_failed_attempt() {
         let proxy = proxy_to_raw(addr, "").await;
         let (_, reply) = exchange(
             proxy.listen,
-            &raw_request("GET", "/", &["Host: shop.example"]),
+            &raw_request("GET", "/", &["Host: shop.example", "Connection: close"]),
         )
         .await;
         let reply = reply.expect("an answer");
@@ -550,6 +560,37 @@ async fn markers_of_uncacheable_answers_are_weighed_with_their_urls() {
     }
     let held = stored().await;
     assert!(held <= MAX, "{held} bytes stored with max_size = 1MiB");
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
+#[tokio::test]
+async fn vary_rules_are_weighed_with_their_urls() {
+    let backend = Backend::start("frob1").await;
+    backend.reply_at(
+        "/v/",
+        Reply::with(&[("cache-control", "max-age=60"), ("vary", "accept-language")]),
+    );
+    let service =
+        "[services.frob.cache]\nenabled = true\nmax_size = \"4MiB\"\nmax_object_size = \"64KiB\"";
+    let proxy = proxy_for(&backend, service, ROUTE).await;
+    let client = support::client::Client::http1();
+    let long = "x".repeat(8 << 10);
+    for n in 0..60 {
+        let answer = client.get(proxy.listen, &format!("/v/{n}/{long}")).await;
+        assert_eq!(answer.status, 200);
+    }
+    let metrics = client.get(proxy.admin, "/metrics").await.text();
+    let held = support::sum_samples(
+        &metrics,
+        "shardproxy_cache_stored_bytes",
+        &[("service", "frob")],
+    );
+    // Each object, and the rule that finds its variants, holds the URL.
+    assert!(
+        held >= 2.0 * 60.0 * 8192.0,
+        "objects and their Vary rules weigh {held} bytes for 60 URLs of 8 KiB"
+    );
     proxy.shutdown().await;
     backend.shutdown().await;
 }
