@@ -262,6 +262,10 @@ pub struct OutlierConfig {
     pub base_ejection_time: Duration,
     /// `max_ejection_time` (default 5 min): the cap.
     pub max_ejection_time: Duration,
+    /// `probe_interval` (default 2 s, more than 0): how often an ejected
+    /// instance is probed, so that one that recovers is restored this
+    /// soon rather than when its ejection time is up (SPEC §9.3).
+    pub probe_interval: Duration,
 }
 
 impl Default for OutlierConfig {
@@ -270,6 +274,7 @@ impl Default for OutlierConfig {
             consecutive_failures: 5,
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
+            probe_interval: Duration::from_secs(2),
         }
     }
 }

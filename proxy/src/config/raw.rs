@@ -135,6 +135,7 @@ pub(super) struct RawOutlier {
     pub(super) consecutive_failures: Int,
     pub(super) base_ejection_time: Quantity,
     pub(super) max_ejection_time: Quantity,
+    pub(super) probe_interval: Quantity,
 }
 
 /// One `[[routes]]` table.
