@@ -21,6 +21,7 @@
 //! - `locate`: the key at a byte span, for errors from the toml crate.
 //! - `duration`, `size`, `quantity`: the `"1m30s"` and `"64KiB"` parsers.
 //! - `key_source`: [`KeySource`], the `key = ...` setting.
+//! - `secret`: [`AdminToken`], kept out of logs and messages.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -38,6 +39,7 @@ mod key_source;
 mod locate;
 mod quantity;
 mod raw;
+mod secret;
 mod service;
 mod size;
 mod validate;
@@ -49,6 +51,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, KeyError, Position};
 pub use key_source::KeySource;
 pub use quantity::QuantityError;
+pub use secret::AdminToken;
 pub use size::parse_size;
 
 /// A whole, validated configuration.
@@ -110,6 +113,11 @@ pub struct ServerConfig {
     /// with the instance dropped (SPEC §9.3): a client that stops reading
     /// holds neither its connection nor an instance's.
     pub send_timeout: Duration,
+    /// `admin_token`, or the contents of `admin_token_file` read at load
+    /// (SPEC §9.7; default none): when set, every admin request but
+    /// `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer
+    /// <token>`, since the admin API shows the rings and purges the cache.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// `[log]`.
@@ -456,6 +464,7 @@ impl Default for ServerConfig {
             workers: None,
             drain_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
+            admin_token: None,
         }
     }
 }

@@ -47,6 +47,8 @@ pub(super) struct RawServer {
     pub(super) workers: Int,
     pub(super) drain_timeout: Quantity,
     pub(super) send_timeout: Quantity,
+    pub(super) admin_token: Text,
+    pub(super) admin_token_file: Text,
 }
 
 /// `[log]`.

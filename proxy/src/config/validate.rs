@@ -200,6 +200,12 @@ fn server(
         defaults.send_timeout,
         positive_duration,
     )?;
+    let admin_token = super::secret::admin_token(
+        source,
+        &key,
+        raw.admin_token.as_ref(),
+        raw.admin_token_file.as_ref(),
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
@@ -211,6 +217,7 @@ fn server(
         workers,
         drain_timeout,
         send_timeout,
+        admin_token,
     })
 }
 
