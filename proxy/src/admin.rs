@@ -20,6 +20,10 @@
 //! `/cache/purge` reports what is wrong the same way (`404` for an
 //! unknown service, `400` for a bad query or a service without a cache).
 //!
+//! With `server.admin_token` set, every request but `GET /healthz` and
+//! `GET /readyz` needs `Authorization: Bearer <token>`, else `401`
+//! (`auth`).
+//!
 //! Admin requests carry nothing in their bodies, so the routing is the
 //! plain function [`respond`] of method and URI, which the tests call
 //! without a connection.
@@ -38,6 +42,7 @@ use crate::discovery::{RefreshStatus, ServiceRing, Table};
 use crate::key::query_param;
 use crate::view::{LookupView, ServiceView};
 
+mod auth;
 mod purge;
 mod reply;
 
@@ -96,12 +101,21 @@ struct RingsView {
 }
 
 /// Answers one admin request. The request body is not read: no endpoint
-/// takes one. A request that changes state (`POST`) from a web page, or
+/// takes one. With `server.admin_token`, a request without the token gets
+/// `401` first (`auth`). A request that changes state (`POST`) from a web page, or
 /// through a host name that is not the admin listener's, is refused (`403`):
 /// a page in a browser on the same machine must not purge the cache, by
 /// `fetch` (which sends `Origin`) or by DNS rebinding (which sends its own
 /// name as `Host`).
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Err(refused) = auth::authorize(
+        app.config.server.admin_token.as_ref(),
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) {
+        return refused.response();
+    }
     if request.method() == Method::POST {
         if let Err(reason) = same_machine(request.headers(), app.config.server.admin) {
             return text(

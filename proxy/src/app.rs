@@ -47,7 +47,8 @@ pub struct App {
     /// The access log, when `[log] access_log` is on; kept by a reload
     /// that leaves its settings as they were.
     pub access_log: Option<Arc<AccessLog>>,
-    /// Active health-check tasks, stopped when the app is dropped.
+    /// Active health-check and recovery-probe tasks, stopped when the app
+    /// is dropped.
     checks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -161,7 +162,7 @@ impl App {
                 source,
             });
         }
-        let checks = services
+        let mut checks: Vec<_> = services
             .iter()
             .filter_map(|service| {
                 let upstream = &service.upstream;
@@ -174,6 +175,16 @@ impl App {
                 )))
             })
             .collect();
+        // One prober per service, idle until an instance is ejected.
+        checks.extend(services.iter().map(|service| {
+            let upstream = &service.upstream;
+            tokio::spawn(crate::health::probe_forever(
+                Arc::clone(&upstream.ring),
+                Arc::clone(&upstream.health),
+                upstream.pool().clone(),
+                upstream.config.health_check.clone(),
+            ))
+        }));
         let router = Router::new(&config.routes, |name| {
             services
                 .iter()

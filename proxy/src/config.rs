@@ -21,6 +21,7 @@
 //! - `locate`: the key at a byte span, for errors from the toml crate.
 //! - `duration`, `size`, `quantity`: the `"1m30s"` and `"64KiB"` parsers.
 //! - `key_source`: [`KeySource`], the `key = ...` setting.
+//! - `secret`: [`AdminToken`], kept out of logs and messages.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -38,6 +39,7 @@ mod key_source;
 mod locate;
 mod quantity;
 mod raw;
+mod secret;
 mod service;
 mod size;
 mod validate;
@@ -49,6 +51,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, KeyError, Position};
 pub use key_source::KeySource;
 pub use quantity::QuantityError;
+pub use secret::AdminToken;
 pub use size::parse_size;
 
 /// A whole, validated configuration.
@@ -115,6 +118,11 @@ pub struct ServerConfig {
     /// the reason in words and the request id only (SPEC §9.7); the detail
     /// is always in the access log.
     pub error_detail: bool,
+    /// `admin_token`, or the contents of `admin_token_file` read at load
+    /// (SPEC §9.7; default none): when set, every admin request but
+    /// `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer
+    /// <token>`, since the admin API shows the rings and purges the cache.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// `[log]`.
@@ -272,6 +280,10 @@ pub struct OutlierConfig {
     pub base_ejection_time: Duration,
     /// `max_ejection_time` (default 5 min): the cap.
     pub max_ejection_time: Duration,
+    /// `probe_interval` (default 2 s, more than 0): how often an ejected
+    /// instance is probed, so that one that recovers is restored this
+    /// soon rather than when its ejection time is up (SPEC §9.3).
+    pub probe_interval: Duration,
 }
 
 impl Default for OutlierConfig {
@@ -280,6 +292,7 @@ impl Default for OutlierConfig {
             consecutive_failures: 5,
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
+            probe_interval: Duration::from_secs(2),
         }
     }
 }
@@ -462,6 +475,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             error_detail: false,
+            admin_token: None,
         }
     }
 }

@@ -8,6 +8,18 @@
 //!   doubled for each ejection since it was last healthy for a while, up to
 //!   `max_ejection_time` (as Envoy's outlier detection does). When the time
 //!   is up it is restored and takes requests again.
+//! - Recovery (SPEC §9.3): while an instance is ejected, [`probe_forever`]
+//!   probes it every `probe_interval`, and the first probe that succeeds
+//!   restores it, so that a restarted instance gets its keys back in
+//!   seconds rather than after its ejection time. With `health_check` the
+//!   probe is the check's request, which vouches for answers; without, a
+//!   TCP connect, which proves only that connections are accepted again:
+//!   it restores an instance ejected for connect failures, never one
+//!   ejected for its answers (those wait out their ejection time). A
+//!   restore by probe keeps the backoff, as Envoy keeps its ejection
+//!   multiplier when an active check un-ejects a host: an instance that
+//!   fails again soon after is ejected for twice as long, and the backoff
+//!   is forgotten only once it has been healthy for `max_ejection_time`.
 //! - Active (`health_check = { path, interval, timeout }`): a task asks
 //!   every instance of the current ring; a failed check ejects until a
 //!   check passes.
@@ -17,11 +29,13 @@
 //! else a lock-free map load and a few atomics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::sync::Notify;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -46,6 +60,51 @@ struct InstanceHealth {
     last_ejection: AtomicU64,
     /// True while the latest active check failed.
     check_failed: AtomicBool,
+    /// The kind of the latest failed attempt ([`Cause`] as a byte): what a
+    /// passive ejection is put down to, which decides whether a TCP connect
+    /// may end it.
+    last_failure: AtomicU8,
+}
+
+/// What an attempt on an instance came to, as health counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer the client may be given, whatever its status.
+    Success,
+    /// No connection could be made (refused, unreachable, or not made in
+    /// time): nothing was sent.
+    ConnectFailure,
+    /// A connection was made but the exchange failed: a retryable status,
+    /// no answer in time, a broken exchange, a stalled body.
+    AnswerFailure,
+}
+
+/// Why a passive ejection happened: the kind of the failure that completed
+/// the run, and of any failure since. The latest failure decides, not the
+/// whole run, because an instance that dies fails the requests it holds
+/// (resets, timeouts) before its port refuses new ones: what it does now
+/// is what a probe must show to be fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Connect = 1,
+    Answers = 2,
+}
+
+impl Cause {
+    fn of(byte: u8) -> Option<Cause> {
+        match byte {
+            1 => Some(Cause::Connect),
+            2 => Some(Cause::Answers),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Connect => "connect",
+            Cause::Answers => "answers",
+        }
+    }
 }
 
 /// What `/ring` shows of an instance's health.
@@ -56,6 +115,11 @@ pub struct HealthView {
     /// Why: `failures` (passive) or `check` (active).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// For `failures`: what kind of failure, `connect` (a TCP connect
+    /// probe may restore it) or `answers` (only a `health_check` probe or
+    /// the end of the ejection time does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     /// Milliseconds until a passive ejection ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ejected_for_ms: Option<u64>,
@@ -82,6 +146,9 @@ struct HealthState {
     /// check): raised before an ejection is marked and lowered after one is
     /// cleared, so 0 means that none is, and lookups can be skipped.
     ejected: AtomicUsize,
+    /// Woken on every ejection, so that [`probe_forever`] sleeps while
+    /// nothing is ejected.
+    ejection: Notify,
 }
 
 impl Health {
@@ -94,6 +161,7 @@ impl Health {
                 epoch: Instant::now(),
                 instances: ArcSwap::from_pointee(HashMap::new()),
                 ejected: AtomicUsize::new(0),
+                ejection: Notify::new(),
             }),
         }
     }
@@ -157,6 +225,20 @@ impl Health {
         if self.now_ms() < until {
             return true;
         }
+        self.end_ejection(name, health, until, "ejection over: instance restored");
+        false
+    }
+
+    /// Ends the passive ejection of `name` that lasts `until`, unless
+    /// another thread ended it (or a new one began) first; the one that
+    /// ends it logs `message` and counts the restore.
+    fn end_ejection(
+        &self,
+        name: &InstanceName,
+        health: &InstanceHealth,
+        until: u64,
+        message: &'static str,
+    ) {
         if health
             .ejected_until
             .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
@@ -164,18 +246,58 @@ impl Health {
         {
             self.state.ejected.fetch_sub(1, Ordering::Relaxed);
             health.consecutive_failures.store(0, Ordering::Relaxed);
-            tracing::info!(instance = %name, "ejection over: instance restored");
+            tracing::info!(instance = %name, "{message}");
             self.metrics.restored(name.as_str());
         }
-        false
+    }
+
+    /// Whether a probe of `name` now could restore it: it is ejected, and
+    /// the probe vouches for what ejected it. `by_request` says the probe
+    /// is the `health_check` request (which vouches for anything); a TCP
+    /// connect vouches only for connect failures.
+    fn probe_may_restore(&self, name: &InstanceName, by_request: bool) -> bool {
+        if !self.is_ejected(name) {
+            return false;
+        }
+        if by_request {
+            return true;
+        }
+        let instances = self.state.instances.load();
+        instances.get(name).is_some_and(|health| {
+            !health.check_failed.load(Ordering::Relaxed)
+                && Cause::of(health.last_failure.load(Ordering::Relaxed)) == Some(Cause::Connect)
+        })
+    }
+
+    /// A probe of `name` succeeded: ends what ejection of it the probe
+    /// vouches for ([`Health::probe_may_restore`]).
+    fn probe_passed(&self, name: &InstanceName, by_request: bool) {
+        let instances = self.state.instances.load();
+        let Some(health) = instances.get(name) else {
+            return;
+        };
+        if by_request && health.check_failed.load(Ordering::Relaxed) {
+            self.record_check(name, true, "");
+        }
+        let until = health.ejected_until.load(Ordering::Relaxed);
+        let vouched = by_request
+            || Cause::of(health.last_failure.load(Ordering::Relaxed)) == Some(Cause::Connect);
+        if until != 0 && vouched {
+            self.end_ejection(name, health, until, "probe passed: instance restored");
+        }
     }
 
     /// Records the outcome of an attempt on `name`.
-    pub fn record(&self, name: &InstanceName, succeeded: bool) {
+    pub fn record(&self, name: &InstanceName, outcome: Outcome) {
         if self.config.consecutive_failures == 0 {
             return;
         }
-        if succeeded {
+        let cause = match outcome {
+            Outcome::Success => None,
+            Outcome::ConnectFailure => Some(Cause::Connect),
+            Outcome::AnswerFailure => Some(Cause::Answers),
+        };
+        let Some(cause) = cause else {
             // An instance that never failed has no state to reset: the
             // common case costs one map lookup and no write.
             let instances = self.state.instances.load();
@@ -193,8 +315,9 @@ impl Health {
                 health.ejections.store(0, Ordering::Relaxed);
             }
             return;
-        }
+        };
         let health = self.entry(name);
+        health.last_failure.store(cause as u8, Ordering::Relaxed);
         let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures < self.config.consecutive_failures
             || health.ejected_until.load(Ordering::Relaxed) != 0
@@ -220,11 +343,13 @@ impl Health {
             tracing::warn!(
                 instance = %name,
                 failures,
+                cause = cause.as_str(),
                 ejection = ejections,
                 seconds = length.as_secs_f64(),
                 "instance ejected after consecutive failures"
             );
             self.metrics.ejected(name.as_str(), "failures");
+            self.state.ejection.notify_one();
         }
     }
 
@@ -253,6 +378,7 @@ impl Health {
             (false, false) => {
                 tracing::warn!(instance = %name, detail, "health check failed: instance ejected");
                 self.metrics.ejected(name.as_str(), "check");
+                self.state.ejection.notify_one();
             }
             (true, true) => {
                 tracing::info!(instance = %name, "health check passed: instance restored");
@@ -270,6 +396,7 @@ impl Health {
             return HealthView {
                 ejected: false,
                 reason: None,
+                cause: None,
                 ejected_for_ms: None,
                 consecutive_failures: 0,
                 ejections: 0,
@@ -284,6 +411,10 @@ impl Health {
                 (false, true) => Some("failures"),
                 _ => None,
             },
+            cause: (until != 0)
+                .then(|| Cause::of(health.last_failure.load(Ordering::Relaxed)))
+                .flatten()
+                .map(Cause::as_str),
             ejected_for_ms: (until != 0).then(|| until.saturating_sub(self.now_ms())),
             consecutive_failures: health.consecutive_failures.load(Ordering::Relaxed),
             ejections: health.ejections.load(Ordering::Relaxed),
@@ -301,22 +432,8 @@ pub async fn check_forever(
     config: HealthCheckConfig,
 ) {
     loop {
-        let instances: Vec<(InstanceName, std::net::SocketAddr)> = match ring.load_full() {
-            Some(snapshot) => match &snapshot.table {
-                Table::Ring(ring) => ring
-                    .instances()
-                    .iter()
-                    .map(|instance| (instance.name().clone(), instance.addr()))
-                    .collect(),
-                Table::Srv(instances) => instances
-                    .iter()
-                    .map(|instance| (instance.name.clone(), instance.addr))
-                    .collect(),
-            },
-            None => Vec::new(),
-        };
         let mut checks = tokio::task::JoinSet::new();
-        for (name, addr) in instances {
+        for (name, addr) in instances(&ring) {
             let pool = pool.clone();
             let path = config.path.clone();
             let timeout = config.timeout;
@@ -337,11 +454,104 @@ pub async fn check_forever(
     }
 }
 
+/// The instances of the service's current ring, with their addresses.
+fn instances(ring: &ServiceRing) -> Vec<(InstanceName, SocketAddr)> {
+    match ring.load_full() {
+        Some(snapshot) => match &snapshot.table {
+            Table::Ring(ring) => ring
+                .instances()
+                .iter()
+                .map(|instance| (instance.name().clone(), instance.addr()))
+                .collect(),
+            Table::Srv(instances) => instances
+                .iter()
+                .map(|instance| (instance.name.clone(), instance.addr))
+                .collect(),
+        },
+        None => Vec::new(),
+    }
+}
+
+/// The longest a TCP connect probe waits: a restarted instance accepts at
+/// once, and SPEC §9.3 gives it `probe_interval` plus one second.
+const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Probes the ejected instances of the service's current ring every
+/// `outlier_detection.probe_interval` while any is ejected, and restores
+/// each on its first probe that succeeds (see the module doc for what a
+/// probe vouches for). The first round comes `probe_interval` after the
+/// ejection that woke it. While nothing is ejected it waits for the next
+/// ejection, at no cost to requests. `check` is the service's
+/// `health_check`: its request is the probe; without, a TCP connect.
+/// Spawn it; abort the task to stop.
+pub async fn probe_forever(
+    ring: Arc<ServiceRing>,
+    health: Arc<Health>,
+    pool: Pool,
+    check: Option<HealthCheckConfig>,
+) {
+    let every = health.config.probe_interval;
+    let by_request = check.is_some();
+    loop {
+        if !health.any_ejected() {
+            // `notify_one` keeps a wake-up for a waiter to come, so an
+            // ejection between the look and the wait is not missed.
+            health.state.ejection.notified().await;
+            continue;
+        }
+        let mut rounds = tokio::time::interval_at(Instant::now() + every, every);
+        rounds.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Each round also ends the ejections whose time is up (in
+        // `probe_may_restore`), so the loop stops once none is left.
+        while health.any_ejected() {
+            rounds.tick().await;
+            let mut probes = tokio::task::JoinSet::new();
+            for (name, addr) in instances(&ring) {
+                if !health.probe_may_restore(&name, by_request) {
+                    continue;
+                }
+                let pool = pool.clone();
+                let check = check.clone();
+                probes.spawn(async move {
+                    let outcome = probe_one(&pool, &name, addr, check.as_ref()).await;
+                    (name, outcome)
+                });
+            }
+            while let Some(joined) = probes.join_next().await {
+                match joined {
+                    Ok((name, Ok(()))) => health.probe_passed(&name, by_request),
+                    Ok((name, Err(detail))) => {
+                        tracing::debug!(instance = %name, detail, "probe failed: instance stays ejected");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One probe: the check's request with `check`, else a TCP connect.
+async fn probe_one(
+    pool: &Pool,
+    name: &InstanceName,
+    addr: SocketAddr,
+    check: Option<&HealthCheckConfig>,
+) -> Result<(), String> {
+    if let Some(check) = check {
+        return check_one(pool, name, addr, &check.path, check.timeout).await;
+    }
+    match tokio::time::timeout(CONNECT_PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_connection)) => Ok(()),
+        Ok(Err(error)) => Err(format!("connect: {error}")),
+        Err(_) => Err(format!("no connection within {CONNECT_PROBE_TIMEOUT:?}")),
+    }
+}
+
 /// One check: `Ok` for a 2xx in time, else what went wrong.
 async fn check_one(
     pool: &Pool,
     name: &InstanceName,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     path: &str,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -393,6 +603,7 @@ mod tests {
                 consecutive_failures: consecutive,
                 base_ejection_time: Duration::from_millis(200),
                 max_ejection_time: Duration::from_millis(500),
+                probe_interval: Duration::from_secs(2),
             },
             metrics.service("s"),
         )
@@ -406,16 +617,16 @@ mod tests {
     fn consecutive_failures_eject_and_success_resets() {
         let health = health(3);
         let a = name("a");
-        health.record(&a, false);
-        health.record(&a, false);
-        health.record(&a, true);
-        health.record(&a, false);
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
+        health.record(&a, Outcome::AnswerFailure);
+        health.record(&a, Outcome::Success);
+        health.record(&a, Outcome::AnswerFailure);
+        health.record(&a, Outcome::AnswerFailure);
         assert!(
             !health.is_ejected(&a),
             "a success in between resets the count"
         );
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
         assert!(health.is_ejected(&a));
         let view = health.view(&a);
         assert_eq!(view.reason, Some("failures"));
@@ -430,13 +641,57 @@ mod tests {
         assert_eq!(health.ejection_length(3), Duration::from_millis(500));
         assert_eq!(health.ejection_length(40), Duration::from_millis(500));
         let a = name("a");
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
         assert!(health.is_ejected(&a));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!health.is_ejected(&a), "restored after 200 ms");
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
         assert!(health.is_ejected(&a));
         assert_eq!(health.view(&a).ejections, 2);
+    }
+
+    #[test]
+    fn a_connect_probe_restores_only_an_instance_ejected_for_connect_failures() {
+        let health = health(2);
+        let (a, b) = (name("a"), name("b"));
+        health.record(&a, Outcome::ConnectFailure);
+        health.record(&a, Outcome::ConnectFailure);
+        health.record(&b, Outcome::ConnectFailure);
+        health.record(&b, Outcome::AnswerFailure);
+        assert!(health.is_ejected(&a) && health.is_ejected(&b));
+        assert_eq!(health.view(&a).cause, Some("connect"));
+        assert_eq!(
+            health.view(&b).cause,
+            Some("answers"),
+            "the latest failure decides"
+        );
+        assert!(health.probe_may_restore(&a, false));
+        assert!(!health.probe_may_restore(&b, false));
+        assert!(
+            health.probe_may_restore(&b, true),
+            "a check's request vouches for answers"
+        );
+
+        health.probe_passed(&b, false);
+        assert!(health.is_ejected(&b), "a connect does not restore b");
+        health.probe_passed(&a, false);
+        assert!(!health.is_ejected(&a), "a connect restores a");
+        assert_eq!(health.view(&a).ejections, 1, "the backoff is kept");
+        assert!(!health.probe_may_restore(&a, false), "a is not ejected");
+        health.probe_passed(&b, true);
+        assert!(!health.is_ejected(&b), "a check's request restores b");
+        assert!(!health.any_ejected());
+    }
+
+    #[test]
+    fn a_probe_request_restores_an_instance_ejected_by_its_check() {
+        let health = health(2);
+        let a = name("a");
+        health.record_check(&a, false, "503");
+        assert!(health.probe_may_restore(&a, true));
+        health.probe_passed(&a, true);
+        assert!(!health.is_ejected(&a));
+        assert!(!health.any_ejected());
     }
 
     #[test]
@@ -444,7 +699,7 @@ mod tests {
         let health = health(0);
         let a = name("a");
         for _ in 0..100 {
-            health.record(&a, false);
+            health.record(&a, Outcome::AnswerFailure);
         }
         assert!(!health.is_ejected(&a));
     }
@@ -466,8 +721,8 @@ mod tests {
         let (a, b) = (name("a"), name("b"));
         let count = |health: &Health| health.state.ejected.load(Ordering::Relaxed);
         assert!(!health.any_ejected());
-        health.record(&a, false);
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
+        health.record(&a, Outcome::AnswerFailure);
         assert_eq!(count(&health), 1, "an ejected instance counts once");
         health.record_check(&b, false, "503");
         health.record_check(&b, false, "503");
@@ -480,7 +735,7 @@ mod tests {
         assert!(!health.is_ejected(&a), "restored after 200 ms");
         assert_eq!(count(&health), 0);
         assert!(!health.any_ejected());
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
         assert!(health.is_ejected(&a), "ejected again once restored");
         assert_eq!(count(&health), 1);
     }
@@ -489,14 +744,14 @@ mod tests {
     fn healthy_instances_come_first_and_all_ejected_keeps_order() {
         let health = health(1);
         let (a, b, c) = (name("a"), name("b"), name("c"));
-        health.record(&a, false);
+        health.record(&a, Outcome::AnswerFailure);
         let targets = vec![a.clone(), b.clone(), c.clone()];
         assert_eq!(
             healthy_first(&health, targets, |n| n),
             [b.clone(), c.clone(), a.clone()]
         );
-        health.record(&b, false);
-        health.record(&c, false);
+        health.record(&b, Outcome::AnswerFailure);
+        health.record(&c, Outcome::AnswerFailure);
         let targets = vec![a.clone(), b.clone(), c.clone()];
         assert_eq!(healthy_first(&health, targets, |n| n), [a, b, c]);
     }

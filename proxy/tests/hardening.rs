@@ -526,6 +526,72 @@ async fn admin_changes_from_web_pages_are_refused() {
     backend.shutdown().await;
 }
 
+/// SPEC §9.7: with `server.admin_token`, every admin request but
+/// `GET /healthz` and `GET /readyz` needs `Authorization: Bearer <token>`:
+/// without it, or with another token, `401` with `WWW-Authenticate:
+/// Bearer`; with it, the usual answer. The web-page guard still holds for
+/// a `POST` that carries the token.
+#[tokio::test]
+async fn the_admin_api_asks_for_its_token() {
+    const TOKEN: &str = "Authorization: Bearer t0ken-of-the-admin";
+    let backend = Backend::start("frob1").await;
+    let config = static_config(&[instance_line(&backend, &["ff"])], CACHED, ROUTE).replacen(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\nadmin_token = \"t0ken-of-the-admin\"",
+        1,
+    );
+    let proxy = start_proxy(&config, "hardening.toml").await;
+    let admin = proxy.admin;
+    let host = format!("Host: {admin}");
+    let ask = |method: &'static str, target: &'static str, lines: Vec<String>| async move {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (_, reply) = exchange(admin, &raw_request(method, target, &lines)).await;
+        reply.expect("an answer")
+    };
+    let purge = "/cache/purge?service=frob&prefix=/";
+    for (method, target) in [
+        ("GET", "/ring"),
+        ("GET", "/metrics"),
+        ("GET", "/ring/lookup?service=frob&key=/a"),
+        ("POST", purge),
+        ("GET", "/no-such-page"),
+    ] {
+        for wrong in [None, Some("Authorization: Bearer t0ken-of-the-admiN")] {
+            let mut lines = vec![host.clone()];
+            lines.extend(wrong.map(str::to_owned));
+            let reply = ask(method, target, lines).await;
+            assert_eq!(reply.status, 401, "{method} {target} with {wrong:?}");
+            assert!(
+                reply
+                    .header("www-authenticate")
+                    .is_some_and(|challenge| challenge.starts_with("Bearer")),
+                "{method} {target}: {:?}",
+                reply.headers
+            );
+            assert!(!reply.body.contains("t0ken"), "{}", reply.body);
+        }
+        let reply = ask(method, target, vec![host.clone(), TOKEN.to_owned()]).await;
+        let expected = if target == "/no-such-page" { 404 } else { 200 };
+        assert_eq!(reply.status, expected, "{method} {target}: {}", reply.body);
+    }
+    for target in ["/healthz", "/readyz"] {
+        let reply = ask("GET", target, vec![host.clone()]).await;
+        assert_eq!(
+            reply.status, 200,
+            "{target} without a token: {}",
+            reply.body
+        );
+    }
+    let from_a_page = vec![
+        host.clone(),
+        TOKEN.to_owned(),
+        "Origin: https://evil.example".to_owned(),
+    ];
+    assert_eq!(ask("POST", purge, from_a_page).await.status, 403);
+    proxy.shutdown().await;
+    backend.shutdown().await;
+}
+
 // === The cache's memory ===
 
 #[tokio::test]

@@ -718,3 +718,241 @@ async fn an_ejection_survives_a_reload() {
     );
     h.stop().await;
 }
+
+// === Recovery (SPEC §9.3) ===
+
+/// The default `outlier_detection.probe_interval`.
+const PROBE: Duration = Duration::from_secs(2);
+
+/// SPEC §9.3: "a restarted instance gets its keys back within
+/// `probe_interval` plus one second". An instance stopped (its port
+/// refuses connections) is ejected for connect failures; probes fail while
+/// it is down; once it listens again on the same port, the next probe (a
+/// TCP connect: there is no `health_check`) restores it, long before its
+/// one-minute ejection would end. The probe interval passes by
+/// [`support::skip`], the rest in real time, bounded by one second.
+#[tokio::test]
+async fn a_restarted_instance_gets_its_keys_back_within_the_probe_interval() {
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let keys = h.keys_of("b1", 4).await;
+    for (key, _) in &keys {
+        h.assert_answered_by(key, "b1").await;
+    }
+
+    victim.stop().await;
+    for (key, preference) in keys.iter().take(2) {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["cause"]),
+        (&Value::Bool(true), &Value::from("connect")),
+        "ejected for connect failures: {health}"
+    );
+
+    // While it is down, probes fail and it stays ejected.
+    for round in 0..3 {
+        support::skip(PROBE).await;
+        let health = h.health("b1").await;
+        assert_eq!(health["ejected"], true, "round {round}: {health}");
+    }
+    for (key, preference) in &keys {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+
+    victim.restart().await;
+    let connections = victim.connections();
+    support::skip(PROBE).await;
+    support::wait_until_within(
+        Duration::from_secs(1),
+        "the restarted instance is restored by a probe",
+        || async { !h.is_ejected("b1").await },
+    )
+    .await;
+    assert!(
+        victim.connections() > connections,
+        "the probe connected to the restarted instance"
+    );
+    for (key, _) in &keys {
+        h.assert_answered_by(key, "b1").await;
+    }
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["ejections"]),
+        (&Value::Bool(false), &Value::from(1)),
+        "restored, the backoff kept: {health}"
+    );
+    let instance = h.instance("b1");
+    assert_eq!(
+        h.metric("shardproxy_restores_total", &[("upstream", &instance)])
+            .await,
+        1.0,
+        "the restore is counted"
+    );
+    h.stop().await;
+}
+
+/// The same bound with no clock but the real one: from the moment a
+/// stopped instance listens again, its keys come back to it within
+/// `probe_interval` plus one second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_is_restored_in_real_time() {
+    const INTERVAL: Duration = Duration::from_millis(500);
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1m\", max_ejection_time = \"5m\", probe_interval = \"500ms\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    let keys = h.keys_of("b1", 2).await;
+    victim.stop().await;
+    for (key, preference) in &keys {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
+
+    victim.restart().await;
+    let restarted = std::time::Instant::now();
+    support::wait_until("the restarted instance is restored", || async {
+        !h.is_ejected("b1").await
+    })
+    .await;
+    h.assert_answered_by(&keys[0].0, "b1").await;
+    let took = restarted.elapsed();
+    assert!(
+        took <= INTERVAL + Duration::from_secs(1),
+        "keys back after {took:?}, more than probe_interval + 1 s"
+    );
+    h.stop().await;
+}
+
+/// SPEC §9.3: "without `health_check` it restores only an instance ejected
+/// for connect failures". `b2`, ejected for answering `503`, then healthy
+/// again, is not restored by the probe round that restores `b1`, ejected
+/// for refusing connections and then restarted: a TCP connect says nothing
+/// of answers. `b2` waits out its ejection time, then takes its keys back.
+#[tokio::test]
+async fn an_instance_ejected_for_its_answers_is_not_restored_by_a_connect() {
+    let h = Harness::start(
+        THREE,
+        1,
+        "outlier_detection = { consecutive_failures = 2, base_ejection_time = \"15s\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    // b1's keys have b2 as replica and b2's have b3: b1 goes first, while
+    // b2 still answers for it.
+    let keys_b1 = h.keys_of("b1", 2).await;
+    let keys_b2 = h.keys_of("b2", 2).await;
+    h.backend("b1").stop().await;
+    for (key, preference) in &keys_b1 {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    h.backend("b2").set(Behaviour::Status(503));
+    for (key, preference) in &keys_b2 {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    let b2 = h.health("b2").await;
+    assert_eq!(
+        (&b2["ejected"], &b2["cause"]),
+        (&Value::Bool(true), &Value::from("answers")),
+        "{b2}"
+    );
+    assert_eq!(h.health("b1").await["cause"], "connect");
+
+    // Both accept connections again; only b1 is restored.
+    h.backend("b2").set(Behaviour::Healthy);
+    let b2_requests = h.backend("b2").requests();
+    h.backend("b1").restart().await;
+    support::skip(PROBE).await;
+    support::wait_until_within(
+        Duration::from_secs(1),
+        "b1 is restored by the probe round",
+        || async { !h.is_ejected("b1").await },
+    )
+    .await;
+    let b2 = h.health("b2").await;
+    assert_eq!(
+        (&b2["ejected"], &b2["cause"]),
+        (&Value::Bool(true), &Value::from("answers")),
+        "a connect does not restore an instance ejected for its answers: {b2}"
+    );
+    for (key, preference) in &keys_b2 {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    assert_eq!(h.backend("b2").requests(), b2_requests, "b2 got nothing");
+    for round in 0..3 {
+        support::skip(PROBE).await;
+        assert!(h.is_ejected("b2").await, "round {round}");
+    }
+
+    // Its ejection time over, it takes its keys back. (Skips stay short of
+    // the 30 s the proxy lets a kept-alive client connection idle.)
+    support::skip(Duration::from_secs(15)).await;
+    for (key, _) in &keys_b2 {
+        h.assert_answered_by(key, "b2").await;
+    }
+    h.stop().await;
+}
+
+/// With `health_check`, the probe is the check's request, which vouches
+/// for answers: an instance ejected for answering `503` is probed (and
+/// stays ejected while the probe gets `503` too), and the first probe it
+/// answers with `200` restores it, though its own checks (every minute)
+/// and its ejection time (a minute) are far off.
+#[tokio::test]
+async fn with_a_health_check_a_probe_request_restores_an_instance_ejected_for_its_answers() {
+    let h = Harness::start(
+        THREE,
+        1,
+        "health_check = { path = \"/healthz\", interval = \"1m\", timeout = \"1s\" }\n\
+         outlier_detection = { consecutive_failures = 2, base_ejection_time = \"1m\", max_ejection_time = \"5m\" }",
+    )
+    .await;
+    let victim = h.backend("b1");
+    wait_until("the first round of checks has passed", || async {
+        victim.requests() > 0 && h.metric("shardproxy_ejections_total", &[]).await == 0.0
+    })
+    .await;
+    let keys = h.keys_of("b1", 2).await;
+    victim.set(Behaviour::Status(503));
+    for (key, preference) in &keys {
+        h.assert_answered_by(key, &preference[1]).await;
+    }
+    let health = h.health("b1").await;
+    assert_eq!(
+        (&health["ejected"], &health["cause"]),
+        (&Value::Bool(true), &Value::from("answers")),
+        "{health}"
+    );
+
+    // A probe that gets 503 restores nothing.
+    let requests = victim.requests();
+    support::skip(PROBE).await;
+    wait_until("a probe request reaches the victim", || async {
+        victim.requests() > requests
+    })
+    .await;
+    assert!(h.is_ejected("b1").await, "{}", h.health("b1").await);
+
+    victim.set(Behaviour::Healthy);
+    let requests = victim.requests();
+    support::skip(PROBE).await;
+    support::wait_until_within(
+        Duration::from_secs(1),
+        "a passing probe request restores the victim",
+        || async { !h.is_ejected("b1").await },
+    )
+    .await;
+    assert!(victim.requests() > requests, "the probe asked the victim");
+    for (key, _) in &keys {
+        h.assert_answered_by(key, "b1").await;
+    }
+    h.stop().await;
+}

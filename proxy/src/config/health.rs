@@ -94,6 +94,13 @@ pub(super) fn outlier(
             defaults.max_ejection_time,
             duration,
         )?,
+        probe_interval: field(
+            source,
+            &key.key("probe_interval"),
+            raw.probe_interval.as_ref(),
+            defaults.probe_interval,
+            positive_duration,
+        )?,
     };
     not_above(
         source,
@@ -110,4 +117,53 @@ pub(super) fn outlier(
         |duration| format_duration(*duration),
     )?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    fn with_outlier(outlier: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_toml(
+            &format!(
+                "[services.web]\nsrv = \"_w._http.example.com\"\n{outlier}\n\n[[routes]]\nservice = \"web\"\n"
+            ),
+            "config.toml",
+        )
+    }
+
+    #[test]
+    fn probe_interval_defaults_to_two_seconds_and_must_be_positive() {
+        let probe = |outlier: &str| {
+            with_outlier(outlier)
+                .unwrap_or_else(|error| panic!("{error}"))
+                .service("web")
+                .map(|service| service.outlier.probe_interval)
+        };
+        assert_eq!(probe(""), Some(Duration::from_secs(2)));
+        assert_eq!(
+            probe("outlier_detection = { consecutive_failures = 3 }"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            probe("outlier_detection = { probe_interval = \"500ms\" }"),
+            Some(Duration::from_millis(500))
+        );
+        for (value, problem) in [("\"0s\"", "must be more than 0s"), ("2", "no unit")] {
+            let error = with_outlier(&format!(
+                "outlier_detection = {{ probe_interval = {value} }}"
+            ))
+            .err()
+            .unwrap_or_else(|| panic!("probe_interval = {value} is accepted"));
+            let text = error.to_string();
+            assert!(
+                text.starts_with("config.toml:3:")
+                    && text.contains("services.web.outlier_detection.probe_interval")
+                    && text.contains(problem),
+                "{text}"
+            );
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub(super) struct RawServer {
     pub(super) drain_timeout: Quantity,
     pub(super) send_timeout: Quantity,
     pub(super) error_detail: Flag,
+    pub(super) admin_token: Text,
+    pub(super) admin_token_file: Text,
 }
 
 /// `[log]`.
@@ -137,6 +139,7 @@ pub(super) struct RawOutlier {
     pub(super) consecutive_failures: Int,
     pub(super) base_ejection_time: Quantity,
     pub(super) max_ejection_time: Quantity,
+    pub(super) probe_interval: Quantity,
 }
 
 /// One `[[routes]]` table.

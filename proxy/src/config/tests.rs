@@ -417,7 +417,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
-        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`"
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`, `admin_token`, `admin_token_file`"
     );
     assert!(service_error("virtual_node = 3").starts_with(
         "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "

@@ -225,6 +225,12 @@ fn server(
         defaults.error_detail,
         flag,
     )?;
+    let admin_token = super::secret::admin_token(
+        source,
+        &key,
+        raw.admin_token.as_ref(),
+        raw.admin_token_file.as_ref(),
+    )?;
     Ok(ServerConfig {
         listen,
         admin,
@@ -237,6 +243,7 @@ fn server(
         drain_timeout,
         send_timeout,
         error_detail,
+        admin_token,
     })
 }
 

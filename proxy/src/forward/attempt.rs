@@ -12,7 +12,7 @@ use super::body::RequestBody;
 use super::endpoint::Endpoint;
 use crate::body::Body;
 use crate::error::{error_chain, AttemptFailure, ProxyError};
-use crate::health::Health;
+use crate::health::{Health, Outcome};
 use crate::limits;
 use crate::metrics::AttemptOutcome;
 use crate::pool::{ResponseBody, SendError};
@@ -101,7 +101,12 @@ pub(super) async fn once(
     if stale {
         return result.map_err(Failed::StaleConnection);
     }
-    health.record(&endpoint.name, result.is_ok());
+    let seen = match &result {
+        Ok(_) => Outcome::Success,
+        Err(AttemptFailure::Connect(_)) => Outcome::ConnectFailure,
+        Err(_) => Outcome::AnswerFailure,
+    };
+    health.record(&endpoint.name, seen);
     result.map_err(Failed::Instance)
 }
 

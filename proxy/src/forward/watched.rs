@@ -16,7 +16,7 @@ use shardproxy_ring::InstanceName;
 use tokio::time::Sleep;
 
 use crate::body::BoxError;
-use crate::health::Health;
+use crate::health::{Health, Outcome};
 use crate::pool::ResponseBody;
 
 /// An instance sent nothing of a response body for `body_timeout`.
@@ -73,7 +73,7 @@ impl http_body::Body for Watched {
         }
         if let Some((health, instance)) = this.instance.take() {
             tracing::warn!(%instance, ?limit, "response body stalled: exchange aborted");
-            health.record(&instance, false);
+            health.record(&instance, Outcome::AnswerFailure);
         }
         Poll::Ready(Some(Err(BodyStalled(limit).into())))
     }
