@@ -2,10 +2,11 @@
 //! `ring lookup`, `ring diff` and `ring plan`.
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
-//! and returns an exit code: 0 when all went well, 1 on any error (SPEC §8
-//! for `check`), 64 (`EX_USAGE`) for a config that does not load. `ring diff`
-//! and `ring plan` read zone files instead of a config
-//! ([`crate::ring_tools`]).
+//! and returns an exit code: 0 when all went well, 1 on any error, a config
+//! that does not load included (SPEC §8 and §9.1: scripts and supervisors
+//! test for success, so one failure code serves them all), 2 for a command
+//! line clap refuses. `ring diff` and `ring plan` read zone files instead of
+//! a config ([`crate::ring_tools`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -177,9 +178,6 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: bool,
 }
-
-/// Exit code for a config that does not load (`EX_USAGE` of sysexits.h).
-const EXIT_BAD_CONFIG: u8 = 64;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -391,11 +389,12 @@ async fn stop_signal() {
     }
 }
 
-/// Loads the config or prints why not.
+/// Loads the config or prints why not; exit 1 (SPEC §9.1), before
+/// anything is bound or resolved.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|error| {
         eprintln!("invalid configuration: {error}");
-        ExitCode::from(EXIT_BAD_CONFIG)
+        ExitCode::FAILURE
     })
 }
 
