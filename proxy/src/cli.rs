@@ -336,8 +336,10 @@ async fn reload(running: &crate::run::Running, path: &Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => {
-            tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+        Err(errors) => {
+            for error in errors.iter() {
+                tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+            }
             return;
         }
     };
@@ -392,8 +394,11 @@ async fn stop_signal() {
 /// Loads the config or prints why not; exit 1 (SPEC §9.1), before
 /// anything is bound or resolved.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|error| {
-        eprintln!("invalid configuration: {error}");
+    Config::load(path).map_err(|errors| {
+        // One line per error, each whole, so that each can be grepped.
+        for error in errors.iter() {
+            eprintln!("invalid configuration: {error}");
+        }
         ExitCode::FAILURE
     })
 }

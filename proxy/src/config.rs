@@ -9,7 +9,27 @@
 //! other module ever parses config text again. Every failure is a
 //! [`ConfigError`] naming the file, line and column, the key as a dotted path,
 //! the value and what was expected, all made by one helper
-//! (`Source::error`).
+//! (`Source::error`). Validation does not stop at the first: every error of
+//! the file is returned at once, as [`ConfigErrors`].
+//!
+//! A key left out never makes a config invalid: where two keys must agree
+//! (`try_timeout` at most `deadline`), the one left out takes its default
+//! moved to agree with the one given (`check::ordered`); only two keys
+//! given that disagree are an error.
+//!
+//! # Adding a key
+//!
+//! 1. A field in the `raw` struct of its table (`Text`, `Int`, `Quantity`,
+//!    `Flag`, ...), and a typed field with its doc in the struct here.
+//! 2. In the table's validator, `check::field(source, &key.key("name"),
+//!    raw.name.as_ref(), DEFAULT, check)`, where `check` is one of the
+//!    small checks of `check` (`positive_duration`, `int_in(1, 100)`,
+//!    `choice(...)`, ...) or a closure returning `Err(expected)`. It
+//!    reports a bad value and returns the default, so validation goes on.
+//! 3. A key that must not exceed another: `check::given` for both, then
+//!    `check::ordered`, which returns both values.
+//! 4. The default in `Default` (or a `DEFAULT_` const), a line in
+//!    `config.example.toml`, and a test in `config/tests.rs`.
 //!
 //! # Layout
 //!
@@ -46,7 +66,7 @@ mod validate;
 mod tests;
 
 pub use duration::{format_duration, parse_duration};
-pub use error::{ConfigError, KeyError, Position};
+pub use error::{ConfigError, ConfigErrors, KeyError, Position};
 pub use key_source::KeySource;
 pub use quantity::QuantityError;
 pub use size::parse_size;
@@ -385,7 +405,7 @@ impl Config {
     ///
     /// [`ConfigError::Read`] when the file cannot be read, otherwise as
     /// [`Config::from_toml`], naming `path` as the file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: path.display().to_string(),
             source,
@@ -398,13 +418,22 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Key`] on invalid TOML, an unknown key, a value of the
-    /// wrong type or out of range, a missing key, or keys that contradict
-    /// each other; it names the file, line and column (where the error has
-    /// one place), the key, the value and what was expected.
-    pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    /// [`ConfigErrors`], one [`ConfigError::Key`] for each value out of
+    /// range or of the wrong kind, missing key, or pair of keys that
+    /// contradict each other; each names the file, line and column (where
+    /// the error has one place), the key, the value and what was expected.
+    /// Invalid TOML, an unknown key or a value of the wrong TOML type stops
+    /// reading at once: that error alone is returned.
+    pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let file = file.as_ref().display().to_string();
-        validate::load(&error::Source { file: &file, text })
+        let errors = error::Errors::default();
+        let source = error::Source {
+            file: &file,
+            text,
+            errors: &errors,
+        };
+        let config = validate::load(&source)?;
+        errors.finish(config)
     }
 
     /// The service called `name`.

@@ -65,6 +65,28 @@ fn check_accepts_a_valid_config() {
 }
 
 #[test]
+fn check_exits_1_on_an_invalid_config_naming_every_error() {
+    let text = VALID.replacen(
+        "[services.frob]\n",
+        "[log]\nlevel = \"warning\"\n\n[services.frob]\ntry_timeout = 5\n",
+        1,
+    );
+    let path = write("two-errors", &text);
+    let output = shardproxy(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stderr = stderr(&output);
+    let file = path.display();
+    assert!(
+        stderr.contains(&format!("{file}:6:9: log.level = \"warning\"")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:9:15: services.frob.try_timeout = 5")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn run_exits_1_on_an_invalid_config() {
     let text = VALID.replacen(
         "[services.frob]\n",

@@ -3,11 +3,12 @@
 //!
 //! Each key goes through `check::field` (optional, with a default) or
 //! `check::check` (present), which turn a failed check into a
-//! [`ConfigError`] naming the key and quoting the value. Checks between
-//! keys (a route's service, `try_timeout` against `deadline`) blame the key
-//! the user wrote. `[services.NAME]` is in the `service` module.
+//! [`ConfigError`] naming the key and quoting the value. `field` reports
+//! its error and goes on with the default, so that every error of a file is
+//! found in one run. Checks between keys (a route's service, `try_timeout`
+//! against `deadline`) blame the key the user wrote, and use only keys
+//! that were valid. `[services.NAME]` is in the `service` module.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -16,17 +17,15 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::check::{
-    check, duration, field, flag, int_in, one_of, positive_duration, required, size, size_at_least,
-    socket_addr, span_of, span_or_nowhere,
+    check, duration, field, flag, given, int_in, one_of, positive_duration, required, size,
+    size_at_least, socket_addr,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
 use super::locate;
 use super::raw::{RawConfig, RawDns, RawLog, RawRoute, RawServer};
 use super::service::services;
-use super::{
-    Config, DnsConfig, DnsServers, LogConfig, LogFormat, RouteConfig, ServerConfig, ServiceConfig,
-};
+use super::{Config, DnsConfig, DnsServers, LogConfig, LogFormat, RouteConfig, ServerConfig};
 
 /// Below this not even a request line with a few headers fits.
 const MIN_MAX_HEADER_SIZE: u64 = 1 << 10;
@@ -39,19 +38,31 @@ const MAX_MAX_CONNECTIONS: i64 = 1_000_000;
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const DNS_PORT: u16 = 53;
 
-/// Parses and validates a whole document.
+/// Parses and validates a whole document. Invalid TOML and serde's errors
+/// (unknown keys, wrong types) are returned at once; every other error is
+/// reported to `source` and validation goes on.
 pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
     let document =
         DeTable::parse(source.text).map_err(|error| locate::syntax_error(source, &error))?;
     let raw = RawConfig::deserialize(toml::de::Deserializer::from(document.clone()))
         .map_err(|error| locate::serde_error(source, document.get_ref(), &error))?;
-    // In the order of a typical file, so the first error reported is the
-    // first one met reading it.
-    let server = server(source, raw.server.as_ref())?;
-    let dns = dns(source, raw.dns.as_ref())?;
-    let log = log(source, raw.log.as_ref())?;
-    let services = services(source, raw.services.as_ref())?;
-    let routes = routes(source, raw.routes.as_ref(), &services)?;
+    // In the order of a typical file, so errors are listed in the order
+    // they are met reading it.
+    let server = server(source, raw.server.as_ref());
+    let dns = dns(source, raw.dns.as_ref());
+    let log = log(source, raw.log.as_ref());
+    let services = services(source, raw.services.as_ref());
+    // Routes are checked against every service named in the file, valid or
+    // not, so that a service with an error of its own does not also make
+    // each of its routes an error.
+    let named: Vec<&str> = raw.services.as_ref().map_or_else(Vec::new, |services| {
+        services
+            .get_ref()
+            .keys()
+            .map(|name| name.get_ref().as_str())
+            .collect()
+    });
+    let routes = routes(source, raw.routes.as_ref(), &named);
     Ok(Config {
         server,
         dns,
@@ -63,25 +74,21 @@ pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
 
 // === [log] ===
 
-fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, ConfigError> {
+fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> LogConfig {
     let defaults = LogConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("log");
-    Ok(LogConfig {
+    LogConfig {
         level: field(
             source,
             &key.key("level"),
             raw.level.as_ref(),
             defaults.level,
-            |level: &String| {
-                tracing_subscriber::EnvFilter::try_new(level)
-                    .map(|_| level.clone())
-                    .map_err(|error| format!("not a log filter ({error}): expected e.g. info, warn, shardproxy=debug"))
-            },
-        )?,
+            |level: &String| log_filter(level),
+        ),
         format: field(
             source,
             &key.key("format"),
@@ -92,158 +99,185 @@ fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, 
                 "json" => Ok(LogFormat::Json),
                 _ => Err("expected text or json".to_owned()),
             },
-        )?,
+        ),
         access_log: field(
             source,
             &key.key("access_log"),
             raw.access_log.as_ref(),
             defaults.access_log,
             flag,
-        )?,
-    })
+        ),
+    }
+}
+
+/// The levels a filter directive may name, as `tracing` spells them.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A `tracing` filter as `EnvFilter` reads it, but stricter: `EnvFilter`
+/// takes a bare word that is not a level (`warning`) as a target enabled at
+/// every level, so a misspelt level would log nothing of the proxy and
+/// pass. Here each comma-separated directive must be a level, or
+/// `target=level` (the target may carry a `[span{field=value}]` filter),
+/// and must parse as `EnvFilter` parses it.
+fn log_filter(filter: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected a level (trace, debug, info, warn, error or off) or target=level, separated by commas, like \"info\" or \"shardproxy=debug,warn\"";
+    if filter.trim().is_empty() {
+        return Err(format!("empty: {EXPECTED}"));
+    }
+    // Split as EnvFilter splits: at every comma.
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        // The level follows the last `=` outside `[...]`: span filters may
+        // hold `field=value` of their own.
+        let closed = directive.rfind(']').map_or(0, |end| end + 1);
+        let level = match directive[closed..].rfind('=') {
+            Some(equals) if closed + equals == 0 => {
+                return Err(format!(
+                    "{directive:?} has no target before '=': {EXPECTED}"
+                ));
+            }
+            Some(equals) => &directive[closed + equals + 1..],
+            None if closed == 0 => directive,
+            None => return Err(format!("{directive:?} has no level: {EXPECTED}")),
+        };
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level))
+        {
+            return Err(format!("{level:?} is not a level: {EXPECTED}"));
+        }
+        tracing_subscriber::EnvFilter::try_new(directive)
+            .map_err(|error| format!("{directive:?}: {error}: {EXPECTED}"))?;
+    }
+    Ok(filter.to_owned())
 }
 
 // === [server] ===
 
-fn server(
-    source: &Source<'_>,
-    raw: Option<&Spanned<RawServer>>,
-) -> Result<ServerConfig, ConfigError> {
+fn server(source: &Source<'_>, raw: Option<&Spanned<RawServer>>) -> ServerConfig {
     let defaults = ServerConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("server");
     let (listen_key, admin_key) = (key.key("listen"), key.key("admin"));
-    let listen = field(
-        source,
-        &listen_key,
-        raw.listen.as_ref(),
-        defaults.listen,
-        |text| socket_addr(text),
-    )?;
-    let admin = field(
-        source,
-        &admin_key,
-        raw.admin.as_ref(),
-        defaults.admin,
-        |text| socket_addr(text),
-    )?;
-    if listen == admin && listen.port() != 0 {
-        return Err(match (&raw.admin, &raw.listen) {
-            (Some(given), _) => source.error(
-                &admin_key,
-                At::Value(given.span()),
-                format!("must differ from {listen_key}"),
-            ),
-            (None, given) => source.error(
-                &listen_key,
-                span_or_nowhere(span_of(given.as_ref())),
-                format!("must differ from {admin_key} ({admin} by default)"),
-            ),
-        });
+    let listen = given(source, &listen_key, raw.listen.as_ref(), |text| {
+        socket_addr(text)
+    });
+    let admin = given(source, &admin_key, raw.admin.as_ref(), |text| {
+        socket_addr(text)
+    });
+    // A default never clashes with the address given: one left out takes
+    // the other's default instead (listen on 9090 puts admin on 8080).
+    let (listen, admin) = match (listen, admin) {
+        (Some(listen), None) if listen == defaults.admin => (listen, defaults.listen),
+        (None, Some(admin)) if admin == defaults.listen => (defaults.admin, admin),
+        (listen, admin) => (
+            listen.unwrap_or(defaults.listen),
+            admin.unwrap_or(defaults.admin),
+        ),
+    };
+    if let (true, Some(given)) = (listen == admin && listen.port() != 0, &raw.admin) {
+        source.report(source.error(
+            &admin_key,
+            At::Value(given.span()),
+            format!("must differ from {listen_key}"),
+        ));
     }
-    let max_header_size = field(
-        source,
-        &key.key("max_header_size"),
-        raw.max_header_size.as_ref(),
-        defaults.max_header_size,
-        size_at_least(MIN_MAX_HEADER_SIZE),
-    )?;
-    let max_headers = field(
-        source,
-        &key.key("max_headers"),
-        raw.max_headers.as_ref(),
-        defaults.max_headers,
-        int_in(1, MAX_MAX_HEADERS),
-    )?;
-    let header_read_timeout = field(
-        source,
-        &key.key("header_read_timeout"),
-        raw.header_read_timeout.as_ref(),
-        defaults.header_read_timeout,
-        positive_duration,
-    )?;
-    let idle_timeout = field(
-        source,
-        &key.key("idle_timeout"),
-        raw.idle_timeout.as_ref(),
-        defaults.idle_timeout,
-        positive_duration,
-    )?;
-    let max_connections = field(
-        source,
-        &key.key("max_connections"),
-        raw.max_connections.as_ref(),
-        defaults.max_connections,
-        int_in(1, MAX_MAX_CONNECTIONS),
-    )?;
-    let workers = field(
-        source,
-        &key.key("workers"),
-        raw.workers.as_ref(),
-        defaults.workers,
-        |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
-    )?;
-    let drain_timeout = field(
-        source,
-        &key.key("drain_timeout"),
-        raw.drain_timeout.as_ref(),
-        defaults.drain_timeout,
-        duration,
-    )?;
-    let send_timeout = field(
-        source,
-        &key.key("send_timeout"),
-        raw.send_timeout.as_ref(),
-        defaults.send_timeout,
-        positive_duration,
-    )?;
-    Ok(ServerConfig {
+    ServerConfig {
         listen,
         admin,
-        max_header_size,
-        max_headers,
-        header_read_timeout,
-        idle_timeout,
-        max_connections,
-        workers,
-        drain_timeout,
-        send_timeout,
-    })
+        max_header_size: field(
+            source,
+            &key.key("max_header_size"),
+            raw.max_header_size.as_ref(),
+            defaults.max_header_size,
+            size_at_least(MIN_MAX_HEADER_SIZE),
+        ),
+        max_headers: field(
+            source,
+            &key.key("max_headers"),
+            raw.max_headers.as_ref(),
+            defaults.max_headers,
+            int_in(1, MAX_MAX_HEADERS),
+        ),
+        header_read_timeout: field(
+            source,
+            &key.key("header_read_timeout"),
+            raw.header_read_timeout.as_ref(),
+            defaults.header_read_timeout,
+            positive_duration,
+        ),
+        idle_timeout: field(
+            source,
+            &key.key("idle_timeout"),
+            raw.idle_timeout.as_ref(),
+            defaults.idle_timeout,
+            positive_duration,
+        ),
+        max_connections: field(
+            source,
+            &key.key("max_connections"),
+            raw.max_connections.as_ref(),
+            defaults.max_connections,
+            int_in(1, MAX_MAX_CONNECTIONS),
+        ),
+        workers: field(
+            source,
+            &key.key("workers"),
+            raw.workers.as_ref(),
+            defaults.workers,
+            |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
+        ),
+        drain_timeout: field(
+            source,
+            &key.key("drain_timeout"),
+            raw.drain_timeout.as_ref(),
+            defaults.drain_timeout,
+            duration,
+        ),
+        send_timeout: field(
+            source,
+            &key.key("send_timeout"),
+            raw.send_timeout.as_ref(),
+            defaults.send_timeout,
+            positive_duration,
+        ),
+    }
 }
 
 // === [dns] ===
 
-fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> Result<DnsConfig, ConfigError> {
+fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> DnsConfig {
     let defaults = DnsConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("dns");
     let servers = match &raw.servers {
         None => DnsServers::System,
+        Some(list) if list.get_ref().is_empty() => {
+            source.report(source.error(
+                &key.key("servers"),
+                At::Value(list.span()),
+                "expected at least one server: leave servers out to use the system resolver",
+            ));
+            DnsServers::System
+        }
         Some(list) => {
             let servers_key = key.key("servers");
-            if list.get_ref().is_empty() {
-                return Err(source.error(
-                    &servers_key,
-                    At::Value(list.span()),
-                    "expected at least one server: leave servers out to use the system resolver",
-                ));
-            }
             let servers = list
                 .get_ref()
                 .iter()
                 .enumerate()
-                .map(|(index, server)| {
-                    check(source, &servers_key.index(index), server, |text| {
+                .filter_map(|(index, server)| {
+                    source.ok(check(source, &servers_key.index(index), server, |text| {
                         dns_server(text)
-                    })
+                    }))
                 })
-                .collect::<Result<_, _>>()?;
+                .collect();
             DnsServers::Custom(servers)
         }
     };
@@ -259,8 +293,8 @@ fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> Result<DnsConfig, 
             }
             Ok(refresh)
         },
-    )?;
-    Ok(DnsConfig { servers, refresh })
+    );
+    DnsConfig { servers, refresh }
 }
 
 /// `ip`, `ip:port`, `[v6]`, `[v6]:port` or a bare IPv6 address; no port
@@ -287,34 +321,41 @@ fn dns_server(text: &str) -> Result<SocketAddr, String> {
 
 // === [[routes]] ===
 
+/// Every route, in file order; `named` are the services of the file.
 fn routes(
     source: &Source<'_>,
     raw: Option<&Spanned<Vec<Spanned<RawRoute>>>>,
-    services: &BTreeMap<String, ServiceConfig>,
-) -> Result<Vec<RouteConfig>, ConfigError> {
+    named: &[&str],
+) -> Vec<RouteConfig> {
     let key = KeyPath::root().key("routes");
     let Some(raw) = raw else {
-        return Err(source.error(
+        source.report(source.error(
             &key,
             At::Nowhere,
             "missing: expected at least one [[routes]] table, like [[routes]] path_prefix = \"/\" service = \"frobnicator\"",
         ));
+        return Vec::new();
     };
     if raw.get_ref().is_empty() {
-        return Err(source.error(&key, At::Value(raw.span()), "expected at least one route"));
+        source.report(source.error(&key, At::Value(raw.span()), "expected at least one route"));
+        return Vec::new();
     }
     raw.get_ref()
         .iter()
         .enumerate()
-        .map(|(index, route)| self::route(source, &key.index(index), route, services))
+        .filter_map(|(index, route)| {
+            source.ok(self::route(source, &key.index(index), route, named))
+        })
         .collect()
 }
 
+/// One route. A route without a valid `service` is an error of its own,
+/// returned; its other keys' errors are reported.
 fn route(
     source: &Source<'_>,
     key: &KeyPath,
     raw: &Spanned<RawRoute>,
-    services: &BTreeMap<String, ServiceConfig>,
+    named: &[&str],
 ) -> Result<RouteConfig, ConfigError> {
     let span = raw.span();
     let raw = raw.get_ref();
@@ -326,6 +367,17 @@ fn route(
         span,
         "service = \"NAME\", naming a [services.NAME] table",
     )?;
+    let service = check(source, &service_key, service, |name| {
+        // With no service at all, that error is enough.
+        if named.is_empty() || named.contains(&name.as_str()) {
+            Ok(name.clone())
+        } else {
+            Err(format!(
+                "no such service: expected {}",
+                one_of(named.iter())
+            ))
+        }
+    })?;
     Ok(RouteConfig {
         path_prefix: field(
             source,
@@ -339,34 +391,25 @@ fn route(
                     Err("expected a path prefix starting with '/', like \"/api/\"".to_owned())
                 }
             },
-        )?,
+        ),
         host: field(source, &key.key("host"), raw.host.as_ref(), None, |host| {
             route_host(host).map(Some)
-        })?,
-        service: check(source, &service_key, service, |name| {
-            if services.contains_key(name) {
-                Ok(name.clone())
-            } else {
-                Err(format!(
-                    "no such service: expected {}",
-                    one_of(services.keys())
-                ))
-            }
-        })?,
+        }),
+        service,
         strip_prefix: field(
             source,
             &key.key("strip_prefix"),
             raw.strip_prefix.as_ref(),
             false,
             flag,
-        )?,
+        ),
         max_body: field(
             source,
             &key.key("max_body"),
             raw.max_body.as_ref(),
             None,
             |value| size(value).map(Some),
-        )?,
+        ),
     })
 }
 
