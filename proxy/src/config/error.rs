@@ -124,6 +124,12 @@ impl Errors {
         self.0.borrow_mut().push(error);
     }
 
+    /// How many errors were reported so far: comparing two counts tells
+    /// whether a table had an error in between.
+    pub(super) fn count(&self) -> usize {
+        self.0.borrow().len()
+    }
+
     /// `value` if nothing was reported, else every error.
     pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         let mut errors = self.0.into_inner().into_iter();

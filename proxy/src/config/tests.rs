@@ -1270,6 +1270,56 @@ fn log_levels_are_checked() {
     );
 }
 
+// === routes that can never match ===
+
+#[test]
+fn unreachable_routes_are_refused() {
+    let routes = |routes: &str| {
+        let text = format!("[services.frob]\nsrv = \"a.example.com\"\n{routes}");
+        Config::from_toml(&text, "config.toml")
+            .map(|config| config.routes.len())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    // Line 3 on: the routes.
+    assert_eq!(
+        routes("[[routes]]\nservice = \"frob\"\n[[routes]]\npath_prefix = \"/api/\"\nservice = \"frob\"\n"),
+        Err(vec![
+            "config.toml:6:15: routes[1].path_prefix = \"/api/\": never matches: routes[0] (line 3, path_prefix \"/\", any host) comes first and matches every request this route would".to_owned()
+        ])
+    );
+    assert_eq!(
+        routes("[[routes]]\npath_prefix = \"/api\"\nhost = \"A.example.com\"\nservice = \"frob\"\n[[routes]]\nservice = \"frob\"\nhost = \"a.example.com\"\npath_prefix = \"/api/v2\"\n"),
+        Err(vec![
+            "config.toml:10:15: routes[1].path_prefix = \"/api/v2\": never matches: routes[0] (line 3, path_prefix \"/api\", host \"a.example.com\") comes first and matches every request this route would".to_owned()
+        ])
+    );
+    // Without path_prefix ("/"), the error points at the route's table.
+    assert_eq!(
+        routes("[[routes]]\nservice = \"frob\"\n[[routes]]\nservice = \"frob\"\n"),
+        Err(vec![
+            "config.toml:5:1: routes[1].path_prefix: never matches: routes[0] (line 3, path_prefix \"/\", any host) comes first and matches every request this route would".to_owned()
+        ])
+    );
+    // Reachable: the more specific first, another host, or a host after
+    // the same prefix without one (other hosts still reach the later one).
+    assert_eq!(
+        routes("[[routes]]\npath_prefix = \"/api/\"\nservice = \"frob\"\n[[routes]]\nservice = \"frob\"\n"),
+        Ok(2)
+    );
+    assert_eq!(
+        routes("[[routes]]\nhost = \"a.example.com\"\nservice = \"frob\"\n[[routes]]\nhost = \"b.example.com\"\nservice = \"frob\"\n[[routes]]\nservice = \"frob\"\n"),
+        Ok(3)
+    );
+    assert_eq!(
+        routes("[[routes]]\nhost = \"a.example.com\"\nservice = \"frob\"\n[[routes]]\nservice = \"frob\"\n"),
+        Ok(2)
+    );
+    assert_eq!(
+        routes("[[routes]]\npath_prefix = \"/api\"\nservice = \"frob\"\n[[routes]]\npath_prefix = \"/ap\"\nservice = \"frob\"\n"),
+        Ok(2)
+    );
+}
+
 // === every error in one run ===
 
 #[test]

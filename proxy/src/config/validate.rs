@@ -340,13 +340,77 @@ fn routes(
         source.report(source.error(&key, At::Value(raw.span()), "expected at least one route"));
         return Vec::new();
     }
-    raw.get_ref()
-        .iter()
-        .enumerate()
-        .filter_map(|(index, route)| {
-            source.ok(self::route(source, &key.index(index), route, named))
-        })
-        .collect()
+    let mut routes = Vec::with_capacity(raw.get_ref().len());
+    // The routes without an error of their own, with their index, for the
+    // check that each can match: a route with a placeholder must not hide
+    // the ones after it.
+    let mut valid: Vec<(usize, usize)> = Vec::new();
+    for (index, route) in raw.get_ref().iter().enumerate() {
+        let errors = source.errors.count();
+        let Some(config) = source.ok(self::route(source, &key.index(index), route, named)) else {
+            continue;
+        };
+        routes.push(config);
+        if source.errors.count() == errors {
+            valid.push((index, routes.len() - 1));
+        }
+    }
+    let valid: Vec<(usize, &RouteConfig)> = valid
+        .into_iter()
+        .map(|(index, at)| (index, &routes[at]))
+        .collect();
+    unreachable(source, &key, raw.get_ref(), &valid);
+    routes
+}
+
+/// Reports each route that can never match (SPEC §9.1): one that an
+/// earlier route matches whenever it would, as a `"/"` route without a
+/// host before any other. `valid` are the routes without an error, with
+/// their index in `raw`.
+fn unreachable(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &[Spanned<RawRoute>],
+    valid: &[(usize, &RouteConfig)],
+) {
+    for (later, &(index, route)) in valid.iter().enumerate() {
+        let Some(&(earlier, hiding)) = valid[..later]
+            .iter()
+            .find(|(_, earlier)| hides(earlier, route))
+        else {
+            continue;
+        };
+        let at = match &raw[index].get_ref().path_prefix {
+            Some(prefix) => At::Value(prefix.span()),
+            None => At::Place(raw[index].span()),
+        };
+        let line = source.position(raw[earlier].span().start).line;
+        let host = hiding
+            .host
+            .as_ref()
+            .map_or_else(|| "any host".to_owned(), |host| format!("host {host:?}"));
+        source.report(source.error(
+            &key.index(index).key("path_prefix"),
+            at,
+            format!(
+                "never matches: {} (line {line}, path_prefix {:?}, {host}) comes first and matches every request this route would",
+                key.index(earlier),
+                hiding.path_prefix,
+            ),
+        ));
+    }
+}
+
+/// Whether `earlier` matches every request `later` would, so that `later`,
+/// tried after it, never matches: same host or none, and a prefix of its
+/// path prefix.
+fn hides(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let host_covers = match (&earlier.host, &later.host) {
+        (None, _) => true,
+        (Some(earlier), Some(later)) => earlier == later,
+        (Some(_), None) => false,
+    };
+    host_covers && later.path_prefix.starts_with(&earlier.path_prefix)
 }
 
 /// One route. A route without a valid `service` is an error of its own,
