@@ -304,20 +304,45 @@ fn serve(path: &Path) -> ExitCode {
     })
 }
 
-/// The runtime for `server.workers`. One worker gets a current-thread
-/// runtime: every task then runs on the thread that polls the I/O driver,
-/// with no work-stealing queues and no cross-thread wake-ups (an eventfd
-/// write and a futex per wake), which costs a pass-through request less
-/// CPU than a one-worker multi-thread scheduler.
+/// How requests are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    /// Every task on the thread that polls the I/O driver: no
+    /// work-stealing queues and no cross-thread wake-ups (an eventfd write
+    /// and a futex per wake), which costs a pass-through request less CPU
+    /// than a one-worker multi-thread scheduler.
+    CurrentThread,
+    /// This many worker threads; `None`: as many as tokio picks.
+    MultiThread(Option<std::num::NonZeroUsize>),
+}
+
+/// The flavour for `server.workers`, or when it is absent for `cpus`, the
+/// CPUs this process may use: one worker, given or the only CPU, is the
+/// current-thread runtime. `cpus` is `None` when it cannot be known.
+fn flavour(
+    workers: Option<std::num::NonZeroUsize>,
+    cpus: Option<std::num::NonZeroUsize>,
+) -> Flavour {
+    match workers.or(cpus) {
+        Some(threads) if threads.get() == 1 => Flavour::CurrentThread,
+        threads => Flavour::MultiThread(threads),
+    }
+}
+
+/// The runtime for `server.workers`. Without it, the CPU count is
+/// `available_parallelism`, which counts the CPUs of the process's
+/// affinity mask and cgroup quota (a container limited to one CPU gets the
+/// current-thread runtime), not the machine's.
 fn serving_runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::Builder {
-    match workers {
-        Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
+    match flavour(workers, std::thread::available_parallelism().ok()) {
+        Flavour::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavour::MultiThread(threads) => {
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.worker_threads(workers.get());
+            if let Some(threads) = threads {
+                runtime.worker_threads(threads.get());
+            }
             runtime
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
     }
 }
 
@@ -537,4 +562,26 @@ async fn ring_lookup(path: &Path, service: &str, json: bool, keys: &[String]) ->
         text.push('\n');
     }
     print(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::{flavour, Flavour};
+
+    fn n(count: usize) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(count)
+    }
+
+    #[test]
+    fn one_cpu_or_one_worker_is_the_current_thread_runtime() {
+        // workers absent: the CPUs the process may use decide.
+        assert_eq!(flavour(None, n(1)), Flavour::CurrentThread);
+        assert_eq!(flavour(None, n(4)), Flavour::MultiThread(n(4)));
+        assert_eq!(flavour(None, None), Flavour::MultiThread(None));
+        // workers given: it decides, whatever the CPUs.
+        assert_eq!(flavour(n(1), n(8)), Flavour::CurrentThread);
+        assert_eq!(flavour(n(3), n(1)), Flavour::MultiThread(n(3)));
+    }
 }

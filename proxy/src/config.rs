@@ -118,9 +118,12 @@ pub struct ServerConfig {
     /// connections. At the limit the listener stops accepting until one
     /// closes; new connections wait in the kernel's backlog.
     pub max_connections: usize,
-    /// `workers` (default: one per CPU core): threads serving requests.
-    /// Run several processes on one port (`SO_REUSEPORT`) to use more
-    /// cores with less sharing, as the systemd unit does.
+    /// `workers` (default: one per CPU the process may use, which counts
+    /// its CPU affinity and cgroup quota): threads serving requests. One,
+    /// given or the only CPU, runs everything on the main thread (tokio's
+    /// current-thread runtime). Run several processes on one port
+    /// (`SO_REUSEPORT`) to use more cores with less sharing, as the systemd
+    /// unit does.
     pub workers: Option<std::num::NonZeroUsize>,
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
