@@ -92,9 +92,10 @@ pub struct Config {
 pub struct ServerConfig {
     /// `listen` (default `127.0.0.1:8080`): the client-facing HTTP address.
     pub listen: SocketAddr,
-    /// `admin` (default `127.0.0.1:9090`): `/metrics`, `/healthz`,
-    /// `/readyz`, `/ring`. Never the same as `listen` (unless both use
-    /// port 0).
+    /// `admin` (default `127.0.0.1:9090`, or `127.0.0.1:8080` when
+    /// `listen` is `127.0.0.1:9090`, and the other way round): `/metrics`,
+    /// `/healthz`, `/readyz`, `/ring`. Never the same as `listen` (unless
+    /// both use port 0).
     pub admin: SocketAddr,
     /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
     /// request header section (request line to the blank line) over this
@@ -138,8 +139,10 @@ pub struct ServerConfig {
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `level` (default `info`): a `tracing` filter (`warn`,
-    /// `shardproxy=debug`, ...). `RUST_LOG`, when set, wins.
+    /// `level` (default `info`): a `tracing` filter whose directives are
+    /// each a level or `target=level` (`warn`, `shardproxy=debug,info`);
+    /// checked, so that `EnvFilter` never reads a misspelt level as a
+    /// target. `RUST_LOG`, when set, wins.
     pub level: String,
     /// `format` (default `text`): `text` for people, `json` (one object
     /// per line) for log pipelines.
@@ -218,11 +221,12 @@ pub struct ServiceConfig {
     /// `retry_on` (default `[502, 503, 504]`): statuses that are retried on
     /// the next instance, in file order, each 100 to 599 and given once.
     pub retry_on: Vec<u16>,
-    /// `try_timeout` (default 5 s, more than 0): the longest one attempt may
-    /// take, until response headers.
+    /// `try_timeout` (default 5 s or `deadline` if shorter, more than 0):
+    /// the longest one attempt may take, until response headers.
     pub try_timeout: Duration,
-    /// `deadline` (default 15 s, at least `try_timeout`): the longest a
-    /// request may take over all attempts; past it the answer is `504`.
+    /// `deadline` (default 15 s or `try_timeout` if longer, at least
+    /// `try_timeout`): the longest a request may take over all attempts;
+    /// past it the answer is `504`.
     pub deadline: Duration,
     /// `body_timeout` (default 60 s, more than 0): the longest an
     /// instance may send no byte of a response body while the client
@@ -267,9 +271,11 @@ pub struct ServiceConfig {
 pub struct HealthCheckConfig {
     /// `path` (default `/healthz`): asked with GET; any 2xx is healthy.
     pub path: String,
-    /// `interval` (default 5 s): between two checks of one instance.
+    /// `interval` (default 5 s or `timeout` if longer): between two checks
+    /// of one instance.
     pub interval: Duration,
-    /// `timeout` (default 1 s, at most `interval`): for one check.
+    /// `timeout` (default 1 s or `interval` if shorter, at most
+    /// `interval`): for one check.
     pub timeout: Duration,
 }
 
@@ -280,10 +286,12 @@ pub struct OutlierConfig {
     /// `consecutive_failures` (default 5; 0 turns ejection off): connect
     /// errors, timeouts, broken exchanges or retryable statuses in a row.
     pub consecutive_failures: u32,
-    /// `base_ejection_time` (default 30 s): the first ejection's length;
-    /// each further ejection doubles it.
+    /// `base_ejection_time` (default 30 s or `max_ejection_time` if
+    /// shorter, more than 0): the first ejection's length; each further
+    /// ejection doubles it.
     pub base_ejection_time: Duration,
-    /// `max_ejection_time` (default 5 min): the cap.
+    /// `max_ejection_time` (default 5 min or `base_ejection_time` if
+    /// longer, at least `base_ejection_time`): the cap.
     pub max_ejection_time: Duration,
 }
 
@@ -357,17 +365,20 @@ pub enum Writes {
 pub struct CacheConfig {
     /// `enabled` (default false).
     pub enabled: bool,
-    /// `max_size` (default 256 MiB, at least 1 B), in bytes: what is stored,
-    /// headers and bodies, stays under this.
+    /// `max_size` (default 256 MiB or `max_object_size` if larger, at
+    /// least 1 B), in bytes: what is stored, headers and bodies, stays
+    /// under this.
     pub max_size: u64,
-    /// `max_object_size` (default 8 MiB, at least 1 B and at most
-    /// `max_size`), in bytes: larger responses are passed on, not stored.
+    /// `max_object_size` (default 8 MiB or `max_size` if smaller, at least
+    /// 1 B and at most `max_size`), in bytes: larger responses are passed
+    /// on, not stored.
     pub max_object_size: u64,
     /// `default_ttl` (default 0 s): freshness of a response that gives none
     /// (no `s-maxage`, `max-age` or `Expires`).
     pub default_ttl: Duration,
-    /// `max_ttl` (default 24 h, at least `default_ttl`): the longest any
-    /// response is kept fresh, whatever it asks for.
+    /// `max_ttl` (default 24 h or `default_ttl` if longer, at least
+    /// `default_ttl`): the longest any response is kept fresh, whatever it
+    /// asks for.
     pub max_ttl: Duration,
     /// `grace` (default 0 s): how long after it went stale an object may
     /// still be served (`x-cache: STALE`) while a fresh copy is fetched or
@@ -378,7 +389,9 @@ pub struct CacheConfig {
     pub authorized: bool,
 }
 
-/// One `[[routes]]` table: which requests go to which service.
+/// One `[[routes]]` table: which requests go to which service. Each can
+/// match some request: no earlier route with the same host (or none) has a
+/// prefix of its `path_prefix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteConfig {
     /// `path_prefix` (default `/`, starts with `/`): a plain string prefix
