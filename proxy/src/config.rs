@@ -26,8 +26,12 @@
 //!    small checks of `check` (`positive_duration`, `int_in(1, 100)`,
 //!    `choice(...)`, ...) or a closure returning `Err(expected)`. It
 //!    reports a bad value and returns the default, so validation goes on.
-//! 3. A key that must not exceed another: `check::given` for both, then
-//!    `check::ordered`, which returns both values.
+//! 3. A key that must not exceed another: a `check::Bound::new` for each
+//!    (as `field`, without applying the default), then `check::ordered`,
+//!    which returns both values, a default moved to agree with the key
+//!    given. A check between other keys runs only on values that were
+//!    given and valid (`check::given` returns `None` for a bad one), so a
+//!    placeholder never causes a second error.
 //! 4. The default in `Default` (or a `DEFAULT_` const), a line in
 //!    `config.example.toml`, and a test in `config/tests.rs`.
 //!

@@ -4,8 +4,8 @@
 //! is there) run a check that returns what was expected, and turn a
 //! failure into a [`ConfigError`] naming the key and quoting its value, by
 //! way of the one error constructor, `Source::error`; [`field`] reports it
-//! and goes on with the default. [`ordered`] relates two keys. The small checks
-//! below (`int_in`, `choice`, `duration`, `size`, ...) return those
+//! and goes on with the default. [`ordered`] relates two keys. The small
+//! checks below (`int_in`, `choice`, `duration`, `size`, ...) return those
 //! expectations in the same words everywhere.
 
 use std::fmt::Display;
@@ -109,7 +109,7 @@ impl<'k, T> Bound<'k, T> {
 /// config invalid. Only two keys given that disagree are an error, which
 /// blames the first. A key that was bad counts as left out, so its
 /// placeholder causes no second error.
-pub(super) fn ordered<T: PartialOrd + Copy>(
+pub(super) fn ordered<T: Ord + Copy>(
     source: &Source<'_>,
     low: Bound<'_, T>,
     high: Bound<'_, T>,
@@ -117,8 +117,8 @@ pub(super) fn ordered<T: PartialOrd + Copy>(
 ) -> (T, T) {
     match (low.given, high.given) {
         (None, None) => (low.default, high.default),
-        (None, Some((high_value, _))) => (partial_min(low.default, high_value), high_value),
-        (Some((low_value, _)), None) => (low_value, partial_max(low_value, high.default)),
+        (None, Some((high_value, _))) => (low.default.min(high_value), high_value),
+        (Some((low_value, _)), None) => (low_value, high.default.max(low_value)),
         (Some((low_value, span)), Some((high_value, _))) => {
             if low_value > high_value {
                 source.report(source.error(
@@ -129,22 +129,6 @@ pub(super) fn ordered<T: PartialOrd + Copy>(
             }
             (low_value, high_value)
         }
-    }
-}
-
-fn partial_min<T: PartialOrd>(a: T, b: T) -> T {
-    if b < a {
-        b
-    } else {
-        a
-    }
-}
-
-fn partial_max<T: PartialOrd>(a: T, b: T) -> T {
-    if b > a {
-        b
-    } else {
-        a
     }
 }
 
