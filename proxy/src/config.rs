@@ -438,12 +438,11 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigErrors`], one [`ConfigError::Key`] for each value out of
-    /// range or of the wrong kind, missing key, or pair of keys that
-    /// contradict each other; each names the file, line and column (where
+    /// [`ConfigErrors`], one [`ConfigError::Key`] for each unknown key,
+    /// value of the wrong type or out of range, missing key, or pair of
+    /// keys that contradict each other; each names the file, line and column (where
     /// the error has one place), the key, the value and what was expected.
-    /// Invalid TOML, an unknown key or a value of the wrong TOML type stops
-    /// reading at once: that error alone is returned.
+    /// Invalid TOML stops reading at once: that error alone is returned.
     pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let file = file.as_ref().display().to_string();
         let errors = error::Errors::default();
@@ -452,8 +451,10 @@ impl Config {
             text,
             errors: &errors,
         };
-        let config = validate::load(&source)?;
-        errors.finish(config)
+        match validate::load(&source) {
+            Ok(config) => errors.finish(config),
+            Err(last) => Err(errors.stop(last)),
+        }
     }
 
     /// The service called `name`.

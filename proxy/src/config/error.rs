@@ -51,8 +51,9 @@ impl ConfigError {
     }
 }
 
-/// Every error found in a config, in the order they were found (the order
-/// of a typical file's sections); never empty. Displayed one per line.
+/// Every error found in a config, in the order of the file (errors with no
+/// place, such as a missing table, last); never empty. Displayed one per
+/// line.
 #[derive(Debug)]
 pub struct ConfigErrors {
     /// The first error: held apart so that there always is one.
@@ -82,6 +83,28 @@ impl ConfigErrors {
     /// `len_without_is_empty`).
     pub fn is_empty(&self) -> bool {
         false
+    }
+}
+
+/// Where an error sorts: in the order of the file, errors with no place
+/// last.
+fn file_order(error: &ConfigError) -> (bool, Option<Position>) {
+    let position = error.position();
+    (position.is_none(), position)
+}
+
+impl ConfigErrors {
+    /// `first` and `more`, found in this order, in the order of the file
+    /// (errors at one place, or with none, stay in the order found).
+    fn new(mut first: ConfigError, mut more: Vec<ConfigError>) -> ConfigErrors {
+        more.sort_by_key(file_order);
+        if let Some(earliest) = more.first_mut() {
+            if file_order(earliest) < file_order(&first) {
+                std::mem::swap(&mut first, earliest);
+                more.sort_by_key(file_order);
+            }
+        }
+        ConfigErrors { first, rest: more }
     }
 }
 
@@ -130,15 +153,32 @@ impl Errors {
         self.0.borrow().len()
     }
 
+    /// Forgets the errors reported after the first `kept` for which
+    /// `consequence` holds: those that follow from an earlier error.
+    pub(super) fn forget_after(&self, kept: usize, consequence: impl Fn(&ConfigError) -> bool) {
+        let mut errors = self.0.borrow_mut();
+        let mut index = 0;
+        errors.retain(|error| {
+            index += 1;
+            index <= kept || !consequence(error)
+        });
+    }
+
+    /// Every error so far and `last`, which stopped validation.
+    pub(super) fn stop(self, last: ConfigError) -> ConfigErrors {
+        let mut errors = self.0.into_inner().into_iter();
+        match errors.next() {
+            None => ConfigErrors::from(last),
+            Some(first) => ConfigErrors::new(first, errors.chain([last]).collect()),
+        }
+    }
+
     /// `value` if nothing was reported, else every error.
     pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         let mut errors = self.0.into_inner().into_iter();
         match errors.next() {
             None => Ok(value),
-            Some(first) => Err(ConfigErrors {
-                first,
-                rest: errors.collect(),
-            }),
+            Some(first) => Err(ConfigErrors::new(first, errors.collect())),
         }
     }
 }

@@ -442,17 +442,24 @@ fn unknown_keys() {
         error(&format!("{MINIMAL}path = \"/\"\n")),
         "config.toml:6:1: routes[0].path: unknown field `path`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`, `max_body`"
     );
+    // The misspelt key is reported, and so is the key it failed to give.
     assert_eq!(
-        error("[services.frob]\ninstances = [{ host = \"a\", adr = \"127.0.0.1:1\" }]\n"),
-        "config.toml:2:28: services.frob.instances[0].adr: unknown field `adr`, expected one of `host`, `addr`, `tokens`"
+        errors("[services.frob]\ninstances = [{ host = \"a\", adr = \"127.0.0.1:1\" }]\n[[routes]]\nservice = \"frob\"\n"),
+        [
+            "config.toml:2:14: services.frob.instances[0].addr: missing: expected addr = \"127.0.0.1:8081\"",
+            "config.toml:2:28: services.frob.instances[0].adr: unknown field `adr`, expected one of `host`, `addr`, `tokens`",
+        ]
     );
 }
 
 #[test]
 fn unknown_key_in_second_route() {
     assert_eq!(
-        error(&format!("{MINIMAL}[[routes]]\nservice = \"frob\"\nstrip = true\n")),
-        "config.toml:8:1: routes[1].strip: unknown field `strip`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`, `max_body`"
+        errors(&format!("{MINIMAL}[[routes]]\nservice = \"frob\"\nstrip = true\n")),
+        [
+            "config.toml:6:1: routes[1].path_prefix: never matches: routes[0] (line 4, path_prefix \"/\", any host) comes first and matches every request this route would",
+            "config.toml:8:1: routes[1].strip: unknown field `strip`, expected one of `path_prefix`, `host`, `service`, `strip_prefix`, `max_body`",
+        ]
     );
 }
 
@@ -1330,9 +1337,9 @@ fn every_error_is_reported() {
         [
             "config.toml:2:15: server.max_headers = 0: must be at least 1",
             "config.toml:5:9: log.level = \"warning\": \"warning\" is not a level: expected a level (trace, debug, info, warn, error or off) or target=level, separated by commas, like \"info\" or \"shardproxy=debug,warn\"",
-            "config.toml:16:12: services.blob.cache.max_size = \"0B\": must be at least 1B",
             "config.toml:9:15: services.frob.try_timeout = 5: a bare number has no unit: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\"",
             "config.toml:10:18: services.frob.retry_on[1] = 999: must be at most 599: expected an HTTP status code",
+            "config.toml:16:12: services.blob.cache.max_size = \"0B\": must be at least 1B",
             "config.toml:19:11: routes[0].service = \"nope\": no such service: expected \"blob\" or \"frob\"",
         ]
     );
@@ -1377,4 +1384,37 @@ fn a_bad_key_causes_no_second_error() {
         let keys: Vec<_> = found.iter().map(|error| error.key()).collect();
         assert_eq!(keys, [Some(key)], "{text}\n{found}");
     }
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_do_not_stop_the_rest() {
+    // serde stops at the first of these; each is reported, its key taken
+    // out, and the document read again. What follows from a key taken out
+    // (a route or a service missing it) is not reported again.
+    let text = "[server]\nlisen = \"127.0.0.1:80\"\nmax_headers = \"many\"\n\n[services.frob]\nsrv = 5\nshards = 3\n\n[services.blob]\nsrv = \"_blob._http.example.com\"\nvirtual_nodes = 0\n\n[[routes]]\nservice = 7\n\n[[routes]]\npath_prefix = \"/b\"\nservice = \"blob\"\nstrip_prefix = \"yes\"\n";
+    let found = errors(text);
+    let keys: Vec<&str> = found
+        .iter()
+        .map(|error| error.split(": ").nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "server.lisen",
+            "server.max_headers = \"many\"",
+            "services.frob.srv = 5",
+            "services.frob.shards",
+            "services.blob.virtual_nodes = 0",
+            "routes[0].service = 7",
+            "routes[1].strip_prefix = \"yes\"",
+        ],
+        "{found:#?}"
+    );
+    assert!(
+        found[0].starts_with("config.toml:2:1: server.lisen: unknown field `lisen`"),
+        "{}",
+        found[0]
+    );
+    assert!(found[4].starts_with("config.toml:11:17: "), "{}", found[4]);
+    assert!(found[5].starts_with("config.toml:14:11: "), "{}", found[5]);
 }

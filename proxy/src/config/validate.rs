@@ -38,14 +38,54 @@ const MAX_MAX_CONNECTIONS: i64 = 1_000_000;
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const DNS_PORT: u16 = 53;
 
-/// Parses and validates a whole document. Invalid TOML and serde's errors
-/// (unknown keys, wrong types) are returned at once; every other error is
-/// reported to `source` and validation goes on.
+/// More errors of serde than this in one file, and reading stops: each
+/// costs a new pass over the document.
+const MAX_SERDE_ERRORS: usize = 100;
+
+/// Parses and validates a whole document. Invalid TOML is returned at
+/// once; every other error is reported to `source` and validation goes on.
 pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
-    let document =
+    let mut document =
         DeTable::parse(source.text).map_err(|error| locate::syntax_error(source, &error))?;
-    let raw = RawConfig::deserialize(toml::de::Deserializer::from(document.clone()))
-        .map_err(|error| locate::serde_error(source, document.get_ref(), &error))?;
+    // serde stops at the first unknown key or value of the wrong type:
+    // report it, remove that key from the document, and read it again.
+    let mut pruned = Vec::new();
+    let raw = loop {
+        match RawConfig::deserialize(toml::de::Deserializer::from(document.clone())) {
+            Ok(raw) => break raw,
+            Err(error) => {
+                let found = locate::serde_error(source, document.get_ref(), &error);
+                let removed = error
+                    .span()
+                    .filter(|_| pruned.len() < MAX_SERDE_ERRORS)
+                    .and_then(|span| locate::prune(document.get_mut(), &span));
+                let Some(removed) = removed else {
+                    return Err(found);
+                };
+                source.report(found);
+                pruned.push(removed.to_string());
+            }
+        }
+    };
+    // A removed key is missing to the validators: whatever they say of it
+    // (a missing key, a table without it) is a consequence, not news.
+    let after_serde = source.errors.count();
+    let consequence = |error: &ConfigError| {
+        error.key().is_some_and(|key| {
+            pruned.iter().any(|removed| {
+                removed.strip_prefix(key).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+            })
+        })
+    };
+    let config = validate(source, &raw);
+    source.errors.forget_after(after_serde, consequence);
+    Ok(config)
+}
+
+/// The second stage proper, on a document serde could read.
+fn validate(source: &Source<'_>, raw: &RawConfig) -> Config {
     // In the order of a typical file, so errors are listed in the order
     // they are met reading it.
     let server = server(source, raw.server.as_ref());
@@ -63,13 +103,13 @@ pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
             .collect()
     });
     let routes = routes(source, raw.routes.as_ref(), &named);
-    Ok(Config {
+    Config {
         server,
         dns,
         log,
         services,
         routes,
-    })
+    }
 }
 
 // === [log] ===
