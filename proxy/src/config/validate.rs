@@ -86,8 +86,8 @@ pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
 
 /// The second stage proper, on a document serde could read.
 fn validate(source: &Source<'_>, raw: &RawConfig) -> Config {
-    // In the order of a typical file, so errors are listed in the order
-    // they are met reading it.
+    // Tables in the order of a typical file; errors are listed in the
+    // order of the file whatever the order they are found in.
     let server = server(source, raw.server.as_ref());
     let dns = dns(source, raw.dns.as_ref());
     let log = log(source, raw.log.as_ref());
