@@ -1367,8 +1367,12 @@ fn a_bad_key_causes_no_second_error() {
             "routes[0].host",
         ),
         (
-            MINIMAL.replacen("\n\n", "\nsrv = \"x\"\n\n", 1),
-            "services.frob.srv",
+            MINIMAL.replacen(
+                "\n\n",
+                "\nhealth_check = { interval = \"soon\", timeout = \"10s\" }\n\n",
+                1,
+            ),
+            "services.frob.health_check.interval",
         ),
         (
             MINIMAL.replacen("srv = \"_frob._http.example.com\"", "srv = \"a b\"", 1),
