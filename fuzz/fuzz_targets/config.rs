@@ -1,7 +1,7 @@
 //! The config file (SPEC §4) as `Config::from_toml` reads it: any text.
 //!
-//! Properties: an error names the file and, where it has a place, a line
-//! of the text; a valid config's key sources and durations read back from
+//! Properties: every error names the file and, where it has a place, a
+//! line of the text; a valid config's key sources and durations read back from
 //! the text they display as (what `config check` and the `400` body print).
 
 #![no_main]
@@ -14,15 +14,17 @@ const FILE: &str = "fuzz.toml";
 fuzz_target!(|text: &str| {
     let config = match Config::from_toml(text, FILE) {
         Ok(config) => config,
-        Err(error) => {
-            let message = error.to_string();
-            assert!(message.starts_with(FILE), "{message}");
-            if let Some(position) = error.position() {
-                let lines = text.split('\n').count();
-                assert!(
-                    (1..=lines).contains(&position.line) && position.column >= 1,
-                    "{message} (the text has {lines} lines)"
-                );
+        Err(errors) => {
+            for error in errors.iter() {
+                let message = error.to_string();
+                assert!(message.starts_with(FILE), "{message}");
+                if let Some(position) = error.position() {
+                    let lines = text.split('\n').count();
+                    assert!(
+                        (1..=lines).contains(&position.line) && position.column >= 1,
+                        "{message} (the text has {lines} lines)"
+                    );
+                }
             }
             return;
         }

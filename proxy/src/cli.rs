@@ -2,10 +2,11 @@
 //! `ring lookup`, `ring diff` and `ring plan`.
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
-//! and returns an exit code: 0 when all went well, 1 on any error (SPEC §8
-//! for `check`), 64 (`EX_USAGE`) for a config that does not load. `ring diff`
-//! and `ring plan` read zone files instead of a config
-//! ([`crate::ring_tools`]).
+//! and returns an exit code: 0 when all went well, 1 on any error, a config
+//! that does not load included (SPEC §8 and §9.1: scripts and supervisors
+//! test for success, so one failure code serves them all), 2 for a command
+//! line clap refuses. `ring diff` and `ring plan` read zone files instead of
+//! a config ([`crate::ring_tools`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -178,9 +179,6 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// Exit code for a config that does not load (`EX_USAGE` of sysexits.h).
-const EXIT_BAD_CONFIG: u8 = 64;
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     // One-shot commands print their results on stdout and log only what
@@ -316,20 +314,45 @@ fn serve(path: &Path) -> ExitCode {
     })
 }
 
-/// The runtime for `server.workers`. One worker gets a current-thread
-/// runtime: every task then runs on the thread that polls the I/O driver,
-/// with no work-stealing queues and no cross-thread wake-ups (an eventfd
-/// write and a futex per wake), which costs a pass-through request less
-/// CPU than a one-worker multi-thread scheduler.
+/// How requests are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    /// Every task on the thread that polls the I/O driver: no
+    /// work-stealing queues and no cross-thread wake-ups (an eventfd write
+    /// and a futex per wake), which costs a pass-through request less CPU
+    /// than a one-worker multi-thread scheduler.
+    CurrentThread,
+    /// This many worker threads; `None`: as many as tokio picks.
+    MultiThread(Option<std::num::NonZeroUsize>),
+}
+
+/// The flavour for `server.workers`, or when it is absent for `cpus`, the
+/// CPUs this process may use: one worker, given or the only CPU, is the
+/// current-thread runtime. `cpus` is `None` when it cannot be known.
+fn flavour(
+    workers: Option<std::num::NonZeroUsize>,
+    cpus: Option<std::num::NonZeroUsize>,
+) -> Flavour {
+    match workers.or(cpus) {
+        Some(threads) if threads.get() == 1 => Flavour::CurrentThread,
+        threads => Flavour::MultiThread(threads),
+    }
+}
+
+/// The runtime for `server.workers`. Without it, the CPU count is
+/// `available_parallelism`, which counts the CPUs of the process's
+/// affinity mask and cgroup quota (a container limited to one CPU gets the
+/// current-thread runtime), not the machine's.
 fn serving_runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::Builder {
-    match workers {
-        Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
+    match flavour(workers, std::thread::available_parallelism().ok()) {
+        Flavour::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavour::MultiThread(threads) => {
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.worker_threads(workers.get());
+            if let Some(threads) = threads {
+                runtime.worker_threads(threads.get());
+            }
             runtime
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
     }
 }
 
@@ -359,8 +382,10 @@ async fn reload(running: &crate::run::Running, path: &Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => {
-            tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+        Err(errors) => {
+            for error in errors.iter() {
+                tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
+            }
             running.reload_refused();
             return;
         }
@@ -413,11 +438,15 @@ async fn stop_signal() {
     }
 }
 
-/// Loads the config or prints why not.
+/// Loads the config or prints why not; exit 1 (SPEC §9.1), before
+/// anything is bound or resolved.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|error| {
-        eprintln!("invalid configuration: {error}");
-        ExitCode::from(EXIT_BAD_CONFIG)
+    Config::load(path).map_err(|errors| {
+        // One line per error, each whole, so that each can be grepped.
+        for error in errors.iter() {
+            eprintln!("invalid configuration: {error}");
+        }
+        ExitCode::FAILURE
     })
 }
 
@@ -555,4 +584,26 @@ async fn ring_lookup(path: &Path, service: &str, json: bool, keys: &[String]) ->
         text.push('\n');
     }
     print(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::{flavour, Flavour};
+
+    fn n(count: usize) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(count)
+    }
+
+    #[test]
+    fn one_cpu_or_one_worker_is_the_current_thread_runtime() {
+        // workers absent: the CPUs the process may use decide.
+        assert_eq!(flavour(None, n(1)), Flavour::CurrentThread);
+        assert_eq!(flavour(None, n(4)), Flavour::MultiThread(n(4)));
+        assert_eq!(flavour(None, None), Flavour::MultiThread(None));
+        // workers given: it decides, whatever the CPUs.
+        assert_eq!(flavour(n(1), n(8)), Flavour::CurrentThread);
+        assert_eq!(flavour(n(3), n(1)), Flavour::MultiThread(n(3)));
+    }
 }

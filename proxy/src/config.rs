@@ -9,7 +9,31 @@
 //! other module ever parses config text again. Every failure is a
 //! [`ConfigError`] naming the file, line and column, the key as a dotted path,
 //! the value and what was expected, all made by one helper
-//! (`Source::error`).
+//! (`Source::error`). Validation does not stop at the first: every error of
+//! the file is returned at once, as [`ConfigErrors`].
+//!
+//! A key left out never makes a config invalid: where two keys must agree
+//! (`try_timeout` at most `deadline`), the one left out takes its default
+//! moved to agree with the one given (`check::ordered`); only two keys
+//! given that disagree are an error.
+//!
+//! # Adding a key
+//!
+//! 1. A field in the `raw` struct of its table (`Text`, `Int`, `Quantity`,
+//!    `Flag`, ...), and a typed field with its doc in the struct here.
+//! 2. In the table's validator, `check::field(source, &key.key("name"),
+//!    raw.name.as_ref(), DEFAULT, check)`, where `check` is one of the
+//!    small checks of `check` (`positive_duration`, `int_in(1, 100)`,
+//!    `choice(...)`, ...) or a closure returning `Err(expected)`. It
+//!    reports a bad value and returns the default, so validation goes on.
+//! 3. A key that must not exceed another: a `check::Bound::new` for each
+//!    (as `field`, without applying the default), then `check::ordered`,
+//!    which returns both values, a default moved to agree with the key
+//!    given. A check between other keys runs only on values that were
+//!    given and valid (`check::given` returns `None` for a bad one), so a
+//!    placeholder never causes a second error.
+//! 4. The default in `Default` (or a `DEFAULT_` const), a line in
+//!    `config.example.toml`, and a test in `config/tests.rs`.
 //!
 //! # Layout
 //!
@@ -48,7 +72,7 @@ mod validate;
 mod tests;
 
 pub use duration::{format_duration, parse_duration};
-pub use error::{ConfigError, KeyError, Position};
+pub use error::{ConfigError, ConfigErrors, KeyError, Position};
 pub use key_source::KeySource;
 pub use quantity::QuantityError;
 pub use secret::AdminToken;
@@ -75,9 +99,10 @@ pub struct Config {
 pub struct ServerConfig {
     /// `listen` (default `127.0.0.1:8080`): the client-facing HTTP address.
     pub listen: SocketAddr,
-    /// `admin` (default `127.0.0.1:9090`): `/metrics`, `/healthz`,
-    /// `/readyz`, `/ring`. Never the same as `listen` (unless both use
-    /// port 0).
+    /// `admin` (default `127.0.0.1:9090`, or `127.0.0.1:8080` when
+    /// `listen` is `127.0.0.1:9090`, and the other way round): `/metrics`,
+    /// `/healthz`, `/readyz`, `/ring`. Never the same as `listen` (unless
+    /// both use port 0).
     pub admin: SocketAddr,
     /// `max_header_size` (default 32 KiB, at least 1 KiB), in bytes: a
     /// request header section (request line to the blank line) over this
@@ -101,9 +126,12 @@ pub struct ServerConfig {
     /// connections. At the limit the listener stops accepting until one
     /// closes; new connections wait in the kernel's backlog.
     pub max_connections: usize,
-    /// `workers` (default: one per CPU core): threads serving requests.
-    /// Run several processes on one port (`SO_REUSEPORT`) to use more
-    /// cores with less sharing, as the systemd unit does.
+    /// `workers` (default: one per CPU the process may use, which counts
+    /// its CPU affinity and cgroup quota): threads serving requests. One,
+    /// given or the only CPU, runs everything on the main thread (tokio's
+    /// current-thread runtime). Run several processes on one port
+    /// (`SO_REUSEPORT`) to use more cores with less sharing, as the systemd
+    /// unit does.
     pub workers: Option<std::num::NonZeroUsize>,
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
@@ -128,9 +156,11 @@ pub struct ServerConfig {
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `level` (default `info`): a `tracing` filter (`warn`,
-    /// `shardproxy=debug`, ...) for the process's own log (not the access
-    /// log). `RUST_LOG`, when set, wins.
+    /// `level` (default `info`): a `tracing` filter whose directives are
+    /// each a level or `target=level` (`warn`, `shardproxy=debug,info`),
+    /// for the process's own log (not the access log); checked, so that
+    /// `EnvFilter` never reads a misspelt level as a target. `RUST_LOG`,
+    /// when set, wins.
     pub level: String,
     /// `format` (default `text`): `text` for people, `json` (one object
     /// per line) for log pipelines.
@@ -213,11 +243,12 @@ pub struct ServiceConfig {
     /// `retry_on` (default `[502, 503, 504]`): statuses that are retried on
     /// the next instance, in file order, each 100 to 599 and given once.
     pub retry_on: Vec<u16>,
-    /// `try_timeout` (default 5 s, more than 0): the longest one attempt may
-    /// take, until response headers.
+    /// `try_timeout` (default 5 s or `deadline` if shorter, more than 0):
+    /// the longest one attempt may take, until response headers.
     pub try_timeout: Duration,
-    /// `deadline` (default 15 s, at least `try_timeout`): the longest a
-    /// request may take over all attempts; past it the answer is `504`.
+    /// `deadline` (default 15 s or `try_timeout` if longer, at least
+    /// `try_timeout`): the longest a request may take over all attempts;
+    /// past it the answer is `504`.
     pub deadline: Duration,
     /// `body_timeout` (default 60 s, more than 0): the longest an
     /// instance may send no byte of a response body while the client
@@ -262,9 +293,11 @@ pub struct ServiceConfig {
 pub struct HealthCheckConfig {
     /// `path` (default `/healthz`): asked with GET; any 2xx is healthy.
     pub path: String,
-    /// `interval` (default 5 s): between two checks of one instance.
+    /// `interval` (default 5 s or `timeout` if longer): between two checks
+    /// of one instance.
     pub interval: Duration,
-    /// `timeout` (default 1 s, at most `interval`): for one check.
+    /// `timeout` (default 1 s or `interval` if shorter, at most
+    /// `interval`): for one check.
     pub timeout: Duration,
 }
 
@@ -275,10 +308,12 @@ pub struct OutlierConfig {
     /// `consecutive_failures` (default 5; 0 turns ejection off): connect
     /// errors, timeouts, broken exchanges or retryable statuses in a row.
     pub consecutive_failures: u32,
-    /// `base_ejection_time` (default 30 s): the first ejection's length;
-    /// each further ejection doubles it.
+    /// `base_ejection_time` (default 30 s or `max_ejection_time` if
+    /// shorter, more than 0): the first ejection's length; each further
+    /// ejection doubles it.
     pub base_ejection_time: Duration,
-    /// `max_ejection_time` (default 5 min): the cap.
+    /// `max_ejection_time` (default 5 min or `base_ejection_time` if
+    /// longer, at least `base_ejection_time`): the cap.
     pub max_ejection_time: Duration,
     /// `probe_interval` (default 2 s, more than 0): how often an ejected
     /// instance is probed, so that one that recovers is restored this
@@ -357,17 +392,20 @@ pub enum Writes {
 pub struct CacheConfig {
     /// `enabled` (default false).
     pub enabled: bool,
-    /// `max_size` (default 256 MiB, at least 1 B), in bytes: what is stored,
-    /// headers and bodies, stays under this.
+    /// `max_size` (default 256 MiB or `max_object_size` if larger, at
+    /// least 1 B), in bytes: what is stored, headers and bodies, stays
+    /// under this.
     pub max_size: u64,
-    /// `max_object_size` (default 8 MiB, at least 1 B and at most
-    /// `max_size`), in bytes: larger responses are passed on, not stored.
+    /// `max_object_size` (default 8 MiB or `max_size` if smaller, at least
+    /// 1 B and at most `max_size`), in bytes: larger responses are passed
+    /// on, not stored.
     pub max_object_size: u64,
     /// `default_ttl` (default 0 s): freshness of a response that gives none
     /// (no `s-maxage`, `max-age` or `Expires`).
     pub default_ttl: Duration,
-    /// `max_ttl` (default 24 h, at least `default_ttl`): the longest any
-    /// response is kept fresh, whatever it asks for.
+    /// `max_ttl` (default 24 h or `default_ttl` if longer, at least
+    /// `default_ttl`): the longest any response is kept fresh, whatever it
+    /// asks for.
     pub max_ttl: Duration,
     /// `grace` (default 0 s): how long after it went stale an object may
     /// still be served (`x-cache: STALE`) while a fresh copy is fetched or
@@ -378,7 +416,9 @@ pub struct CacheConfig {
     pub authorized: bool,
 }
 
-/// One `[[routes]]` table: which requests go to which service.
+/// One `[[routes]]` table: which requests go to which service. Each can
+/// match some request: no earlier route with the same host (or none) has a
+/// prefix of its `path_prefix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteConfig {
     /// `path_prefix` (default `/`, starts with `/`): a plain string prefix
@@ -408,7 +448,7 @@ impl Config {
     ///
     /// [`ConfigError::Read`] when the file cannot be read, otherwise as
     /// [`Config::from_toml`], naming `path` as the file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: path.display().to_string(),
             source,
@@ -421,13 +461,23 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Key`] on invalid TOML, an unknown key, a value of the
-    /// wrong type or out of range, a missing key, or keys that contradict
-    /// each other; it names the file, line and column (where the error has
-    /// one place), the key, the value and what was expected.
-    pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    /// [`ConfigErrors`], one [`ConfigError::Key`] for each unknown key,
+    /// value of the wrong type or out of range, missing key, or pair of
+    /// keys that contradict each other; each names the file, line and column (where
+    /// the error has one place), the key, the value and what was expected.
+    /// Invalid TOML stops reading at once: that error alone is returned.
+    pub fn from_toml(text: &str, file: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let file = file.as_ref().display().to_string();
-        validate::load(&error::Source { file: &file, text })
+        let errors = error::Errors::default();
+        let source = error::Source {
+            file: &file,
+            text,
+            errors: &errors,
+        };
+        match validate::load(&source) {
+            Ok(config) => errors.finish(config),
+            Err(last) => Err(errors.stop(last)),
+        }
     }
 
     /// The service called `name`.

@@ -33,7 +33,7 @@ use shardproxy_ring::Token;
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigErrors};
 use crate::discovery::Table;
 use crate::dns_server::{DnsServer, DnsServerError, Zone};
 use crate::run::{self, Running, StartError};
@@ -128,7 +128,7 @@ pub enum DemoError {
     /// The proxy config the demo builds was refused (a bug, or an address
     /// the config cannot hold).
     #[error("the demo's proxy configuration is invalid: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ConfigErrors),
     /// The proxy could not start for another reason than its listeners.
     #[error("cannot start the proxy: {0}")]
     Proxy(StartError),

@@ -3,8 +3,9 @@
 //! [`field`] (an optional key, with its default) and [`check`] (a key that
 //! is there) run a check that returns what was expected, and turn a
 //! failure into a [`ConfigError`] naming the key and quoting its value, by
-//! way of the one error constructor, `Source::error`. The small checks
-//! below (`int_in`, `choice`, `duration`, `size`, ...) return those
+//! way of the one error constructor, `Source::error`; [`field`] reports it
+//! and goes on with the default. [`ordered`] relates two keys. The small
+//! checks below (`int_in`, `choice`, `duration`, `size`, ...) return those
 //! expectations in the same words everywhere.
 
 use std::fmt::Display;
@@ -32,17 +33,27 @@ pub(super) fn check<R, T>(
 }
 
 /// Checks an optional key: `default` when it is absent, else as [`check`].
+/// A bad value is reported and the default returned in its place, so the
+/// keys after it are still checked.
 pub(super) fn field<R, T>(
     source: &Source<'_>,
     key: &KeyPath,
     raw: Option<&Spanned<R>>,
     default: T,
     check_value: impl FnOnce(&R) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    match raw {
-        None => Ok(default),
-        Some(raw) => check(source, key, raw, check_value),
-    }
+) -> T {
+    given(source, key, raw, check_value).unwrap_or(default)
+}
+
+/// Checks an optional key whose default depends on other keys: `None` when
+/// it is absent or bad (then reported).
+pub(super) fn given<R, T>(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: Option<&Spanned<R>>,
+    check_value: impl FnOnce(&R) -> Result<T, String>,
+) -> Option<T> {
+    raw.and_then(|raw| source.ok(check(source, key, raw, check_value)))
 }
 
 /// A key that must be there; the error points at its table.
@@ -62,33 +73,63 @@ pub(super) fn required<'r, R>(
     })
 }
 
-/// Two keys where the first may not exceed the second. The error blames
-/// the first if the user gave it, else the second.
-pub(super) fn not_above<T: PartialOrd>(
-    source: &Source<'_>,
-    (low_key, low_raw, low): (&KeyPath, Option<Range<usize>>, T),
-    (high_key, high_raw, high): (&KeyPath, Option<Range<usize>>, T),
-    show: impl Fn(&T) -> String,
-) -> Result<(), ConfigError> {
-    if low <= high {
-        return Ok(());
-    }
-    Err(match (low_raw, high_raw) {
-        (None, Some(span)) => source.error(
-            high_key,
-            At::Value(span),
-            format!("must not be less than {low_key} ({})", show(&low)),
-        ),
-        (low_raw, _) => source.error(
-            low_key,
-            span_or_nowhere(low_raw),
-            format!("must not be more than {high_key} ({})", show(&high)),
-        ),
-    })
+/// One of two keys that must be in order ([`ordered`]).
+pub(super) struct Bound<'k, T> {
+    /// The key's path.
+    pub(super) key: &'k KeyPath,
+    /// The value given and valid ([`given`]), with its span; `None` when
+    /// absent or bad, and then `default` applies.
+    pub(super) given: Option<(T, Range<usize>)>,
+    /// The default when the other key is absent too.
+    pub(super) default: T,
 }
 
-pub(super) fn span_or_nowhere(span: Option<Range<usize>>) -> At {
-    span.map_or(At::Nowhere, At::Value)
+impl<'k, T> Bound<'k, T> {
+    /// Checks the key as [`given`] and keeps its span for [`ordered`].
+    pub(super) fn new<R>(
+        source: &Source<'_>,
+        key: &'k KeyPath,
+        raw: Option<&Spanned<R>>,
+        default: T,
+        check_value: impl FnOnce(&R) -> Result<T, String>,
+    ) -> Bound<'k, T> {
+        let given = given(source, key, raw, check_value);
+        Bound {
+            key,
+            given: given.zip(span_of(raw)),
+            default,
+        }
+    }
+}
+
+/// Two keys where the first may not exceed the second (a timeout and the
+/// period it must fit in), as `(low, high)`. A key left out takes its
+/// default moved to agree with the key given (`low` no more than `high`,
+/// `high` no less than `low`): SPEC §9.1, a default never makes a valid
+/// config invalid. Only two keys given that disagree are an error, which
+/// blames the first. A key that was bad counts as left out, so its
+/// placeholder causes no second error.
+pub(super) fn ordered<T: Ord + Copy>(
+    source: &Source<'_>,
+    low: Bound<'_, T>,
+    high: Bound<'_, T>,
+    show: impl Fn(&T) -> String,
+) -> (T, T) {
+    match (low.given, high.given) {
+        (None, None) => (low.default, high.default),
+        (None, Some((high_value, _))) => (low.default.min(high_value), high_value),
+        (Some((low_value, _)), None) => (low_value, high.default.max(low_value)),
+        (Some((low_value, span)), Some((high_value, _))) => {
+            if low_value > high_value {
+                source.report(source.error(
+                    low.key,
+                    At::Value(span),
+                    format!("must not be more than {} ({})", high.key, show(&high_value)),
+                ));
+            }
+            (low_value, high_value)
+        }
+    }
 }
 
 pub(super) fn span_of<T>(raw: Option<&Spanned<T>>) -> Option<Range<usize>> {

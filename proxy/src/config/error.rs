@@ -4,7 +4,12 @@
 //! as a dotted path (`services.frob.virtual_nodes`), the value as written,
 //! and what was expected, so an operator can fix a config from the message
 //! alone: `config.toml:7:17: services.frob.virtual_nodes = 0: must be at least 1`.
+//!
+//! A config is checked whole: validators report each error to [`Errors`]
+//! and carry on, so one run lists every error ([`ConfigErrors`]) instead of
+//! making the operator fix them one restart at a time.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 
@@ -42,6 +47,138 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. } => None,
             ConfigError::Key(error) => error.position,
+        }
+    }
+}
+
+/// Every error found in a config, in the order of the file (errors with no
+/// place, such as a missing table, last); never empty. Displayed one per
+/// line.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    /// The first error: held apart so that there always is one.
+    first: ConfigError,
+    rest: Vec<ConfigError>,
+}
+
+// === impl ConfigErrors ===
+
+impl ConfigErrors {
+    /// The first error found.
+    pub fn first(&self) -> &ConfigError {
+        &self.first
+    }
+
+    /// Every error, in the order found.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    /// How many errors there are: at least 1.
+    pub fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    /// Never true: there is always a first error (for clippy's
+    /// `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Where an error sorts: in the order of the file, errors with no place
+/// last.
+fn file_order(error: &ConfigError) -> (bool, Option<Position>) {
+    let position = error.position();
+    (position.is_none(), position)
+}
+
+impl ConfigErrors {
+    /// `first` and `more`, found in this order, in the order of the file
+    /// (errors at one place, or with none, stay in the order found).
+    fn new(mut first: ConfigError, mut more: Vec<ConfigError>) -> ConfigErrors {
+        more.sort_by_key(file_order);
+        if let Some(earliest) = more.first_mut() {
+            if file_order(earliest) < file_order(&first) {
+                std::mem::swap(&mut first, earliest);
+                more.sort_by_key(file_order);
+            }
+        }
+        ConfigErrors { first, rest: more }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(first: ConfigError) -> Self {
+        ConfigErrors {
+            first,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.first)?;
+        for error in &self.rest {
+            write!(f, "\n{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.first)
+    }
+}
+
+/// The errors found so far while validating. Validators report here and go
+/// on with a placeholder (a key's default), so later keys are still
+/// checked; checks between keys use only keys that were valid, so a
+/// placeholder never causes a second, bogus error.
+#[derive(Debug, Default)]
+pub(super) struct Errors(RefCell<Vec<ConfigError>>);
+
+// === impl Errors ===
+
+impl Errors {
+    pub(super) fn report(&self, error: ConfigError) {
+        self.0.borrow_mut().push(error);
+    }
+
+    /// How many errors were reported so far: comparing two counts tells
+    /// whether a table had an error in between.
+    pub(super) fn count(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    /// Forgets the errors reported after the first `kept` for which
+    /// `consequence` holds: those that follow from an earlier error.
+    pub(super) fn forget_after(&self, kept: usize, consequence: impl Fn(&ConfigError) -> bool) {
+        let mut errors = self.0.borrow_mut();
+        let mut index = 0;
+        errors.retain(|error| {
+            index += 1;
+            index <= kept || !consequence(error)
+        });
+    }
+
+    /// Every error so far and `last`, which stopped validation.
+    pub(super) fn stop(self, last: ConfigError) -> ConfigErrors {
+        let mut errors = self.0.into_inner().into_iter();
+        match errors.next() {
+            None => ConfigErrors::from(last),
+            Some(first) => ConfigErrors::new(first, errors.chain([last]).collect()),
+        }
+    }
+
+    /// `value` if nothing was reported, else every error.
+    pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        let mut errors = self.0.into_inner().into_iter();
+        match errors.next() {
+            None => Ok(value),
+            Some(first) => Err(ConfigErrors::new(first, errors.collect())),
         }
     }
 }
@@ -171,11 +308,13 @@ pub(super) enum At {
     Nowhere,
 }
 
-/// The text being loaded and its file name: everything an error needs.
+/// The text being loaded and its file name: everything an error needs;
+/// and where errors go.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Source<'a> {
     pub(super) file: &'a str,
     pub(super) text: &'a str,
+    pub(super) errors: &'a Errors,
 }
 
 /// Longest value quoted in a message, in characters.
@@ -199,6 +338,16 @@ impl Source<'_> {
             value,
             problem: problem.to_string(),
         }))
+    }
+
+    /// Records an error and lets validation go on.
+    pub(super) fn report(&self, error: ConfigError) {
+        self.errors.report(error);
+    }
+
+    /// The value, or `None` once its error is recorded.
+    pub(super) fn ok<T>(&self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.report(error)).ok()
     }
 
     /// The 1-based line and character column of a byte offset. Offsets

@@ -1,10 +1,12 @@
 //! `health_check = { ... }` and `outlier_detection = { ... }` of a service.
 
+use std::time::Duration;
+
 use toml::Spanned;
 
-use super::check::{duration, field, int_in, not_above, positive_duration, span_of};
+use super::check::{field, int_in, ordered, positive_duration, Bound};
 use super::duration::format_duration;
-use super::error::{ConfigError, KeyPath, Source};
+use super::error::{KeyPath, Source};
 use super::raw::{RawHealthCheck, RawOutlier};
 use super::{HealthCheckConfig, OutlierConfig};
 
@@ -13,15 +15,11 @@ pub(super) fn health_check(
     source: &Source<'_>,
     key: &KeyPath,
     raw: Option<&Spanned<RawHealthCheck>>,
-) -> Result<Option<HealthCheckConfig>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let raw = raw.get_ref();
-    let path_key = key.key("path");
+) -> Option<HealthCheckConfig> {
+    let raw = raw?.get_ref();
     let path = field(
         source,
-        &path_key,
+        &key.key("path"),
         raw.path.as_ref(),
         "/healthz".to_owned(),
         |path: &String| {
@@ -31,33 +29,31 @@ pub(super) fn health_check(
                 Err("expected a path starting with '/', without spaces".to_owned())
             }
         },
-    )?;
+    );
     let (interval_key, timeout_key) = (key.key("interval"), key.key("timeout"));
-    let interval = field(
+    let (timeout, interval) = ordered(
         source,
-        &interval_key,
-        raw.interval.as_ref(),
-        std::time::Duration::from_secs(5),
-        positive_duration,
-    )?;
-    let timeout = field(
-        source,
-        &timeout_key,
-        raw.timeout.as_ref(),
-        std::time::Duration::from_secs(1),
-        positive_duration,
-    )?;
-    not_above(
-        source,
-        (&timeout_key, span_of(raw.timeout.as_ref()), timeout),
-        (&interval_key, span_of(raw.interval.as_ref()), interval),
+        Bound::new(
+            source,
+            &timeout_key,
+            raw.timeout.as_ref(),
+            Duration::from_secs(1),
+            positive_duration,
+        ),
+        Bound::new(
+            source,
+            &interval_key,
+            raw.interval.as_ref(),
+            Duration::from_secs(5),
+            positive_duration,
+        ),
         |duration| format_duration(*duration),
-    )?;
-    Ok(Some(HealthCheckConfig {
+    );
+    Some(HealthCheckConfig {
         path,
         interval,
         timeout,
-    }))
+    })
 }
 
 /// Passive ejection, on by default.
@@ -65,58 +61,50 @@ pub(super) fn outlier(
     source: &Source<'_>,
     key: &KeyPath,
     raw: Option<&Spanned<RawOutlier>>,
-) -> Result<OutlierConfig, ConfigError> {
+) -> OutlierConfig {
     let defaults = OutlierConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let (base_key, max_key) = (key.key("base_ejection_time"), key.key("max_ejection_time"));
-    let config = OutlierConfig {
+    let (base_ejection_time, max_ejection_time) = ordered(
+        source,
+        Bound::new(
+            source,
+            &base_key,
+            raw.base_ejection_time.as_ref(),
+            defaults.base_ejection_time,
+            positive_duration,
+        ),
+        // More than 0 too: base_ejection_time, at most this, must be.
+        Bound::new(
+            source,
+            &max_key,
+            raw.max_ejection_time.as_ref(),
+            defaults.max_ejection_time,
+            positive_duration,
+        ),
+        |duration| format_duration(*duration),
+    );
+    OutlierConfig {
         consecutive_failures: field(
             source,
             &key.key("consecutive_failures"),
             raw.consecutive_failures.as_ref(),
             defaults.consecutive_failures,
             int_in(0, 1_000_000),
-        )?,
-        base_ejection_time: field(
-            source,
-            &base_key,
-            raw.base_ejection_time.as_ref(),
-            defaults.base_ejection_time,
-            positive_duration,
-        )?,
-        max_ejection_time: field(
-            source,
-            &max_key,
-            raw.max_ejection_time.as_ref(),
-            defaults.max_ejection_time,
-            duration,
-        )?,
+        ),
+        base_ejection_time,
+        max_ejection_time,
         probe_interval: field(
             source,
             &key.key("probe_interval"),
             raw.probe_interval.as_ref(),
             defaults.probe_interval,
             positive_duration,
-        )?,
-    };
-    not_above(
-        source,
-        (
-            &base_key,
-            span_of(raw.base_ejection_time.as_ref()),
-            config.base_ejection_time,
         ),
-        (
-            &max_key,
-            span_of(raw.max_ejection_time.as_ref()),
-            config.max_ejection_time,
-        ),
-        |duration| format_duration(*duration),
-    )?;
-    Ok(config)
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +113,7 @@ mod tests {
 
     use crate::config::Config;
 
-    fn with_outlier(outlier: &str) -> Result<Config, crate::config::ConfigError> {
+    fn with_outlier(outlier: &str) -> Result<Config, crate::config::ConfigErrors> {
         Config::from_toml(
             &format!(
                 "[services.web]\nsrv = \"_w._http.example.com\"\n{outlier}\n\n[[routes]]\nservice = \"web\"\n"

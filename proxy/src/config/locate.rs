@@ -4,7 +4,8 @@
 //! `toml::de::Error` keeps the keys it passed through in a private field, so
 //! the path is recovered from the span instead: the parsed document knows
 //! the span of every key and value, and the smallest one that covers the
-//! error's span is the key at fault.
+//! error's span is the key at fault. [`prune`] removes that key, so that
+//! the document can be read again for the next error.
 
 use std::ops::Range;
 
@@ -149,4 +150,90 @@ fn header_name(line: &str) -> Option<&str> {
     let inside = inside.strip_prefix('[').unwrap_or(inside);
     let name = inside.split(']').next().unwrap_or_default().trim();
     (!name.is_empty()).then_some(name)
+}
+
+/// One step of a path into the document, to find an entry again.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Removes from `root` the key at fault in a serde error at `span`: the
+/// deepest table entry whose key or value covers it, so that reading the
+/// document again finds the next error. Entries of tables only, never an
+/// array's elements, so that later elements keep their indices (an error
+/// in an element removes the whole array). Returns the removed key's path,
+/// or `None` when no entry covers `span`.
+pub(super) fn prune(root: &mut DeTable<'_>, span: &Range<usize>) -> Option<KeyPath> {
+    let mut best = None;
+    find_entry(root, &mut Vec::new(), &KeyPath::root(), span, &mut best);
+    let (steps, path) = best?;
+    remove(root, &steps).then_some(path)
+}
+
+fn covers(place: &Range<usize>, span: &Range<usize>) -> bool {
+    place.start <= span.start && span.end <= place.end
+}
+
+fn find_entry(
+    table: &DeTable<'_>,
+    steps: &mut Vec<Step>,
+    path: &KeyPath,
+    span: &Range<usize>,
+    best: &mut Option<(Vec<Step>, KeyPath)>,
+) {
+    for (key, value) in table.iter() {
+        steps.push(Step::Key(key.get_ref().to_string()));
+        let child = path.key(key.get_ref());
+        let deeper = best
+            .as_ref()
+            .is_none_or(|(best, _)| steps.len() > best.len());
+        if deeper && (covers(&key.span(), span) || covers(&value.span(), span)) {
+            *best = Some((steps.clone(), child.clone()));
+        }
+        find_in_value(value, steps, &child, span, best);
+        steps.pop();
+    }
+}
+
+fn find_in_value(
+    value: &Spanned<DeValue<'_>>,
+    steps: &mut Vec<Step>,
+    path: &KeyPath,
+    span: &Range<usize>,
+    best: &mut Option<(Vec<Step>, KeyPath)>,
+) {
+    match value.get_ref() {
+        DeValue::Table(table) => find_entry(table, steps, path, span, best),
+        DeValue::Array(array) => {
+            for (index, item) in array.iter().enumerate() {
+                steps.push(Step::Index(index));
+                find_in_value(item, steps, &path.index(index), span, best);
+                steps.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the table entry at the end of `steps`; whether there was one.
+fn remove(table: &mut DeTable<'_>, steps: &[Step]) -> bool {
+    match steps {
+        [Step::Key(key)] => table.remove(key.as_str()).is_some(),
+        [Step::Key(key), rest @ ..] => table
+            .get_mut(key.as_str())
+            .is_some_and(|value| remove_in(value.get_mut(), rest)),
+        _ => false,
+    }
+}
+
+fn remove_in(value: &mut DeValue<'_>, steps: &[Step]) -> bool {
+    match (value, steps) {
+        (DeValue::Table(table), steps) => remove(table, steps),
+        (DeValue::Array(array), [Step::Index(index), rest @ ..]) => array
+            .get_mut(*index)
+            .is_some_and(|item| remove_in(item.get_mut(), rest)),
+        _ => false,
+    }
 }

@@ -87,9 +87,9 @@ pub(super) fn admin_token(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, ConfigError};
+    use crate::config::{Config, ConfigErrors};
 
-    fn server(lines: &str) -> Result<Config, ConfigError> {
+    fn server(lines: &str) -> Result<Config, ConfigErrors> {
         Config::from_toml(
             &format!(
                 "[server]\n{lines}\n\n[services.web]\nsrv = \"_w._http.example.com\"\n\n[[routes]]\nservice = \"web\"\n"

@@ -12,8 +12,8 @@ use shardproxy_ring::{InstanceName, Member, Redundancy, Replication, Token};
 use toml::Spanned;
 
 use super::check::{
-    check, choice, duration, field, flag, int_in, nonzero, not_above, positive_duration, required,
-    size, size_at_least, socket_addr, span_of,
+    check, choice, duration, field, flag, int_in, nonzero, ordered, positive_duration, required,
+    size, size_at_least, socket_addr, span_of, Bound,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
@@ -52,27 +52,29 @@ const REDUNDANCIES: &[(&str, Redundancy)] =
     &[("none", Redundancy::None), ("host", Redundancy::Host)];
 const WRITES: &[(&str, Writes)] = &[("primary", Writes::Primary), ("all", Writes::All)];
 
-/// Every `[services.NAME]` table; at least one is required.
+/// Every `[services.NAME]` table; at least one is required. A service with
+/// an error is left out (the error reported).
 pub(super) fn services(
     source: &Source<'_>,
     raw: Option<&Spanned<BTreeMap<Spanned<String>, Spanned<RawService>>>>,
-) -> Result<BTreeMap<String, ServiceConfig>, ConfigError> {
+) -> BTreeMap<String, ServiceConfig> {
     let key = KeyPath::root().key("services");
+    let mut services = BTreeMap::new();
     let Some(raw) = raw else {
-        return Err(source.error(
+        source.report(source.error(
             &key,
             At::Nowhere,
             "missing: expected at least one [services.NAME] table",
         ));
+        return services;
     };
     if raw.get_ref().is_empty() {
-        return Err(source.error(
+        source.report(source.error(
             &key,
             At::Place(raw.span()),
             "expected at least one service, like [services.frobnicator]",
         ));
     }
-    let mut services = BTreeMap::new();
     for (name, service) in raw.get_ref() {
         let name_text = name.get_ref();
         let service_key = key.key(name_text);
@@ -81,16 +83,17 @@ pub(super) fn services(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid_name {
-            return Err(source.error(
+            source.report(source.error(
                 &service_key,
                 At::Place(name.span()),
                 "bad service name: expected ASCII letters, digits, '-', '_' and '.'",
             ));
+            continue;
         }
-        let config = self::service(source, &service_key, name_text, service)?;
+        let config = self::service(source, &service_key, name_text, service);
         services.insert(name_text.clone(), config);
     }
-    Ok(services)
+    services
 }
 
 fn service(
@@ -98,7 +101,7 @@ fn service(
     key: &KeyPath,
     name: &str,
     raw: &Spanned<RawService>,
-) -> Result<ServiceConfig, ConfigError> {
+) -> ServiceConfig {
     let span = raw.span();
     let raw = raw.get_ref();
     let balance = field(
@@ -107,22 +110,28 @@ fn service(
         raw.balance.as_ref(),
         Balance::Ring,
         choice(BALANCES),
-    )?;
+    );
     let key_source = field(
         source,
         &key.key("key"),
         raw.key.as_ref(),
         KeySource::Path,
         |text| KeySource::parse(text),
-    )?;
+    );
     let virtual_nodes = field(
         source,
         &key.key("virtual_nodes"),
         raw.virtual_nodes.as_ref(),
         DEFAULT_VIRTUAL_NODES,
         |number| int_in(1, MAX_VIRTUAL_NODES)(number).and_then(nonzero),
-    )?;
-    let discovery = discovery(source, key, raw, span, balance, virtual_nodes)?;
+    );
+    // A placeholder after an error: the config is not returned then.
+    let discovery = source
+        .ok(discovery(source, key, raw, span, balance, virtual_nodes))
+        .unwrap_or(Discovery::Dns {
+            srv: String::new(),
+            tokens: TokenSource::Dns,
+        });
 
     let writes_key = key.key("writes");
     let writes = field(
@@ -131,9 +140,9 @@ fn service(
         raw.writes.as_ref(),
         Writes::Primary,
         choice(WRITES),
-    )?;
+    );
     if let (Writes::All, Balance::Srv, Some(given)) = (writes, balance, &raw.writes) {
-        return Err(source.error(
+        source.report(source.error(
             &writes_key,
             At::Value(given.span()),
             "writes = \"all\" needs balance = \"ring\": SRV balancing has no preference list",
@@ -142,45 +151,39 @@ fn service(
     let write_quorum = match &raw.write_quorum {
         None => None,
         Some(given) if writes != Writes::All => {
-            return Err(source.error(
+            source.report(source.error(
                 &key.key("write_quorum"),
                 At::Value(given.span()),
                 "only with writes = \"all\"",
             ));
+            None
         }
-        Some(given) => Some(check(source, &key.key("write_quorum"), given, |number| {
+        Some(given) => source.ok(check(source, &key.key("write_quorum"), given, |number| {
             int_in(1, MAX_WRITE_QUORUM)(number).and_then(nonzero)
-        })?),
+        })),
     };
 
-    let try_timeout_key = key.key("try_timeout");
-    let deadline_key = key.key("deadline");
-    let try_timeout = field(
+    let (try_timeout_key, deadline_key) = (key.key("try_timeout"), key.key("deadline"));
+    let (try_timeout, deadline) = ordered(
         source,
-        &try_timeout_key,
-        raw.try_timeout.as_ref(),
-        DEFAULT_TRY_TIMEOUT,
-        positive_duration,
-    )?;
-    let deadline = field(
-        source,
-        &deadline_key,
-        raw.deadline.as_ref(),
-        DEFAULT_DEADLINE,
-        positive_duration,
-    )?;
-    not_above(
-        source,
-        (
+        Bound::new(
+            source,
             &try_timeout_key,
-            span_of(raw.try_timeout.as_ref()),
-            try_timeout,
+            raw.try_timeout.as_ref(),
+            DEFAULT_TRY_TIMEOUT,
+            positive_duration,
         ),
-        (&deadline_key, span_of(raw.deadline.as_ref()), deadline),
+        Bound::new(
+            source,
+            &deadline_key,
+            raw.deadline.as_ref(),
+            DEFAULT_DEADLINE,
+            positive_duration,
+        ),
         |duration| format_duration(*duration),
-    )?;
+    );
 
-    let config = ServiceConfig {
+    ServiceConfig {
         name: name.to_owned(),
         discovery,
         balance,
@@ -192,7 +195,7 @@ fn service(
             raw.transition_grace.as_ref(),
             Duration::ZERO,
             duration,
-        )?,
+        ),
         writes,
         write_quorum,
         max_body: field(
@@ -201,8 +204,8 @@ fn service(
             raw.max_body.as_ref(),
             DEFAULT_MAX_BODY,
             size,
-        )?,
-        retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref())?,
+        ),
+        retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref()),
         try_timeout,
         deadline,
         body_timeout: field(
@@ -211,7 +214,7 @@ fn service(
             raw.body_timeout.as_ref(),
             DEFAULT_BODY_TIMEOUT,
             positive_duration,
-        )?,
+        ),
         retry_budget: field(
             source,
             &key.key("retry_budget"),
@@ -224,7 +227,7 @@ fn service(
                     Err("expected a ratio from 0 to 1, like 0.2 for 20% of requests".to_owned())
                 }
             },
-        )?,
+        ),
         retry_min_per_second: field(
             source,
             &key.key("retry_min_per_second"),
@@ -232,48 +235,47 @@ fn service(
             DEFAULT_RETRY_MIN_PER_SECOND,
             // tower's TpsBudget::new asserts min_per_sec < i32::MAX.
             int_in(0, i64::from(i32::MAX) - 1),
-        )?,
+        ),
         retry_body_limit: field(
             source,
             &key.key("retry_body_limit"),
             raw.retry_body_limit.as_ref(),
             DEFAULT_RETRY_BODY_LIMIT,
             size,
-        )?,
+        ),
         max_concurrency: field(
             source,
             &key.key("max_concurrency"),
             raw.max_concurrency.as_ref(),
             DEFAULT_MAX_CONCURRENCY,
             int_in(1, MAX_MAX_CONCURRENCY),
-        )?,
+        ),
         upstream_max_idle: field(
             source,
             &key.key("upstream_max_idle"),
             raw.upstream_max_idle.as_ref(),
             DEFAULT_UPSTREAM_MAX_IDLE,
             int_in(0, MAX_UPSTREAM_MAX_IDLE),
-        )?,
+        ),
         upstream_idle_timeout: field(
             source,
             &key.key("upstream_idle_timeout"),
             raw.upstream_idle_timeout.as_ref(),
             DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             positive_duration,
-        )?,
-        cache: cache(source, &key.key("cache"), raw.cache.as_ref())?,
+        ),
+        cache: cache(source, &key.key("cache"), raw.cache.as_ref()),
         health_check: super::health::health_check(
             source,
             &key.key("health_check"),
             raw.health_check.as_ref(),
-        )?,
+        ),
         outlier: super::health::outlier(
             source,
             &key.key("outlier_detection"),
             raw.outlier_detection.as_ref(),
-        )?,
-    };
-    Ok(config)
+        ),
+    }
 }
 
 /// `srv` or `instances`, exactly one, with the keys that go with each.
@@ -310,7 +312,7 @@ fn discovery(
         ("redundancy", span_of(raw.redundancy.as_ref())),
     ] {
         if let Some(span) = given {
-            return Err(source.error(
+            source.report(source.error(
                 &key.key(name),
                 At::Value(span),
                 format!("only for static instances: with srv, {name} comes from the config.<srv name> TXT record"),
@@ -325,7 +327,7 @@ fn discovery(
             raw.tokens.as_ref(),
             TokenSource::Dns,
             choice(TOKEN_SOURCES),
-        )?,
+        ),
     })
 }
 
@@ -356,7 +358,7 @@ fn static_ring(
     virtual_nodes: NonZeroU32,
 ) -> Result<Discovery, ConfigError> {
     if let (Balance::Srv, Some(given)) = (balance, &raw.balance) {
-        return Err(source.error(
+        source.report(source.error(
             &key.key("balance"),
             At::Value(given.span()),
             "balance = \"srv\" needs srv: static instances have no SRV priority and weight",
@@ -365,9 +367,9 @@ fn static_ring(
     let tokens_key = key.key("tokens");
     let tokens = field(source, &tokens_key, raw.tokens.as_ref(), None, |text| {
         choice(TOKEN_SOURCES)(text).map(Some)
-    })?;
+    });
     if let (Some(TokenSource::Dns), Some(given)) = (tokens, &raw.tokens) {
-        return Err(source.error(
+        source.report(source.error(
             &tokens_key,
             At::Value(given.span()),
             "static instances have no DNS tokens: list tokens per instance (or leave them out to derive them), or use \"derived\"",
@@ -381,14 +383,14 @@ fn static_ring(
             raw.slaves.as_ref(),
             0,
             int_in(0, 255),
-        )?,
+        ),
         redundancy: field(
             source,
             &key.key("redundancy"),
             raw.redundancy.as_ref(),
             Redundancy::None,
             choice(REDUNDANCIES),
-        )?,
+        ),
     };
 
     let list_key = key.key("instances");
@@ -399,25 +401,30 @@ fn static_ring(
             "expected at least one instance",
         ));
     }
-    let mut members: Vec<Member> = Vec::with_capacity(instances.get_ref().len());
+    // With their index in the list, to name the first of two with one name.
+    let mut members: Vec<(usize, Member)> = Vec::with_capacity(instances.get_ref().len());
     for (index, instance) in instances.get_ref().iter().enumerate() {
         let instance_key = list_key.index(index);
-        let member = self::member(source, &instance_key, instance, derive_all, virtual_nodes)?;
-        if let Some(first) = members.iter().position(|other| other.name == member.name) {
-            return Err(source.error(
+        let member = self::member(source, &instance_key, instance, derive_all, virtual_nodes);
+        let Some((first_index, member)) = source.ok(member).map(|member| (index, member)) else {
+            continue;
+        };
+        if let Some((first, _)) = members.iter().find(|(_, other)| other.name == member.name) {
+            source.report(source.error(
                 &instance_key,
                 At::Place(instance.span()),
                 format!(
                     "{} is listed twice (also {})",
                     member.name,
-                    list_key.index(first)
+                    list_key.index(*first)
                 ),
             ));
+            continue;
         }
-        members.push(member);
+        members.push((first_index, member));
     }
     Ok(Discovery::Static {
-        members,
+        members: members.into_iter().map(|(_, member)| member).collect(),
         replication,
     })
 }
@@ -482,127 +489,115 @@ fn member(
             .get_ref()
             .iter()
             .enumerate()
-            .map(|(index, token)| {
-                check(source, &tokens_key.index(index), token, |text| {
+            .filter_map(|(index, token)| {
+                source.ok(check(source, &tokens_key.index(index), token, |text| {
                     text.parse::<Token>().map_err(|error| error.to_string())
-                })
+                }))
             })
-            .collect::<Result<_, _>>()?,
+            .collect(),
     };
     Ok(Member { name, addr, tokens })
 }
 
-/// `retry_on`: status codes, each once.
+/// `retry_on`: status codes, each once; bad ones are reported and left
+/// out.
 fn retry_on(
     source: &Source<'_>,
     key: &KeyPath,
     raw: Option<&Spanned<Vec<Spanned<i64>>>>,
-) -> Result<Vec<u16>, ConfigError> {
+) -> Vec<u16> {
     let Some(raw) = raw else {
-        return Ok(DEFAULT_RETRY_ON.to_vec());
+        return DEFAULT_RETRY_ON.to_vec();
     };
     let mut codes: Vec<u16> = Vec::with_capacity(raw.get_ref().len());
     for (index, code) in raw.get_ref().iter().enumerate() {
-        let status = check(source, &key.index(index), code, |number| {
+        let status = source.ok(check(source, &key.index(index), code, |number| {
             int_in(100, 599)(number)
                 .map_err(|problem| format!("{problem}: expected an HTTP status code"))
-        })?;
+        }));
+        let Some(status) = status else {
+            continue;
+        };
         if codes.contains(&status) {
-            return Err(source.error(&key.index(index), At::Value(code.span()), "listed twice"));
+            source.report(source.error(&key.index(index), At::Value(code.span()), "listed twice"));
+            continue;
         }
         codes.push(status);
     }
-    Ok(codes)
+    codes
 }
 
 // === [services.NAME.cache] ===
 
-fn cache(
-    source: &Source<'_>,
-    key: &KeyPath,
-    raw: Option<&Spanned<RawCache>>,
-) -> Result<CacheConfig, ConfigError> {
+fn cache(source: &Source<'_>, key: &KeyPath, raw: Option<&Spanned<RawCache>>) -> CacheConfig {
     let defaults = CacheConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let (max_size_key, max_object_size_key) = (key.key("max_size"), key.key("max_object_size"));
     let (default_ttl_key, max_ttl_key) = (key.key("default_ttl"), key.key("max_ttl"));
-    let config = CacheConfig {
+    let (max_object_size, max_size) = ordered(
+        source,
+        Bound::new(
+            source,
+            &max_object_size_key,
+            raw.max_object_size.as_ref(),
+            defaults.max_object_size,
+            size_at_least(1),
+        ),
+        Bound::new(
+            source,
+            &max_size_key,
+            raw.max_size.as_ref(),
+            defaults.max_size,
+            size_at_least(1),
+        ),
+        |bytes| format_size(*bytes),
+    );
+    let (default_ttl, max_ttl) = ordered(
+        source,
+        Bound::new(
+            source,
+            &default_ttl_key,
+            raw.default_ttl.as_ref(),
+            defaults.default_ttl,
+            duration,
+        ),
+        Bound::new(
+            source,
+            &max_ttl_key,
+            raw.max_ttl.as_ref(),
+            defaults.max_ttl,
+            duration,
+        ),
+        |duration| format_duration(*duration),
+    );
+    CacheConfig {
         enabled: field(
             source,
             &key.key("enabled"),
             raw.enabled.as_ref(),
             defaults.enabled,
             flag,
-        )?,
-        max_size: field(
-            source,
-            &max_size_key,
-            raw.max_size.as_ref(),
-            defaults.max_size,
-            size_at_least(1),
-        )?,
-        max_object_size: field(
-            source,
-            &max_object_size_key,
-            raw.max_object_size.as_ref(),
-            defaults.max_object_size,
-            size_at_least(1),
-        )?,
-        default_ttl: field(
-            source,
-            &default_ttl_key,
-            raw.default_ttl.as_ref(),
-            defaults.default_ttl,
-            duration,
-        )?,
-        max_ttl: field(
-            source,
-            &max_ttl_key,
-            raw.max_ttl.as_ref(),
-            defaults.max_ttl,
-            duration,
-        )?,
+        ),
+        max_size,
+        max_object_size,
+        default_ttl,
+        max_ttl,
         grace: field(
             source,
             &key.key("grace"),
             raw.grace.as_ref(),
             defaults.grace,
             duration,
-        )?,
+        ),
         authorized: field(
             source,
             &key.key("authorized"),
             raw.authorized.as_ref(),
             defaults.authorized,
             flag,
-        )?,
-    };
-    not_above(
-        source,
-        (
-            &max_object_size_key,
-            span_of(raw.max_object_size.as_ref()),
-            config.max_object_size,
         ),
-        (
-            &max_size_key,
-            span_of(raw.max_size.as_ref()),
-            config.max_size,
-        ),
-        |bytes| format_size(*bytes),
-    )?;
-    not_above(
-        source,
-        (
-            &default_ttl_key,
-            span_of(raw.default_ttl.as_ref()),
-            config.default_ttl,
-        ),
-        (&max_ttl_key, span_of(raw.max_ttl.as_ref()), config.max_ttl),
-        |duration| format_duration(*duration),
-    )?;
-    Ok(config)
+    }
 }

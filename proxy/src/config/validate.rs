@@ -3,11 +3,12 @@
 //!
 //! Each key goes through `check::field` (optional, with a default) or
 //! `check::check` (present), which turn a failed check into a
-//! [`ConfigError`] naming the key and quoting the value. Checks between
-//! keys (a route's service, `try_timeout` against `deadline`) blame the key
-//! the user wrote. `[services.NAME]` is in the `service` module.
+//! [`ConfigError`] naming the key and quoting the value. `field` reports
+//! its error and goes on with the default, so that every error of a file is
+//! found in one run. Checks between keys (a route's service, `try_timeout`
+//! against `deadline`) blame the key the user wrote, and use only keys
+//! that were valid. `[services.NAME]` is in the `service` module.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -16,17 +17,15 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::check::{
-    check, duration, field, flag, int_in, one_of, positive_duration, required, size, size_at_least,
-    socket_addr, span_of, span_or_nowhere,
+    check, duration, field, flag, given, int_in, one_of, positive_duration, required, size,
+    size_at_least, socket_addr,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
 use super::locate;
 use super::raw::{RawConfig, RawDns, RawLog, RawRoute, RawServer};
 use super::service::services;
-use super::{
-    Config, DnsConfig, DnsServers, LogConfig, LogFormat, RouteConfig, ServerConfig, ServiceConfig,
-};
+use super::{Config, DnsConfig, DnsServers, LogConfig, LogFormat, RouteConfig, ServerConfig};
 
 /// Below this not even a request line with a few headers fits.
 const MIN_MAX_HEADER_SIZE: u64 = 1 << 10;
@@ -39,49 +38,97 @@ const MAX_MAX_CONNECTIONS: i64 = 1_000_000;
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const DNS_PORT: u16 = 53;
 
-/// Parses and validates a whole document.
+/// More errors of serde than this in one file, and reading stops: each
+/// costs a new pass over the document.
+const MAX_SERDE_ERRORS: usize = 100;
+
+/// Parses and validates a whole document. Invalid TOML is returned at
+/// once; every other error is reported to `source` and validation goes on.
 pub(super) fn load(source: &Source<'_>) -> Result<Config, ConfigError> {
-    let document =
+    let mut document =
         DeTable::parse(source.text).map_err(|error| locate::syntax_error(source, &error))?;
-    let raw = RawConfig::deserialize(toml::de::Deserializer::from(document.clone()))
-        .map_err(|error| locate::serde_error(source, document.get_ref(), &error))?;
-    // In the order of a typical file, so the first error reported is the
-    // first one met reading it.
-    let server = server(source, raw.server.as_ref())?;
-    let dns = dns(source, raw.dns.as_ref())?;
-    let log = log(source, raw.log.as_ref())?;
-    let services = services(source, raw.services.as_ref())?;
-    let routes = routes(source, raw.routes.as_ref(), &services)?;
-    Ok(Config {
+    // serde stops at the first unknown key or value of the wrong type:
+    // report it, remove that key from the document, and read it again.
+    let mut pruned = Vec::new();
+    let raw = loop {
+        match RawConfig::deserialize(toml::de::Deserializer::from(document.clone())) {
+            Ok(raw) => break raw,
+            Err(error) => {
+                let found = locate::serde_error(source, document.get_ref(), &error);
+                let removed = error
+                    .span()
+                    .filter(|_| pruned.len() < MAX_SERDE_ERRORS)
+                    .and_then(|span| locate::prune(document.get_mut(), &span));
+                let Some(removed) = removed else {
+                    return Err(found);
+                };
+                source.report(found);
+                pruned.push(removed.to_string());
+            }
+        }
+    };
+    // A removed key is missing to the validators: whatever they say of it
+    // (a missing key, a table without it) is a consequence, not news.
+    let after_serde = source.errors.count();
+    let consequence = |error: &ConfigError| {
+        error.key().is_some_and(|key| {
+            pruned.iter().any(|removed| {
+                removed.strip_prefix(key).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+            })
+        })
+    };
+    let config = validate(source, &raw);
+    source.errors.forget_after(after_serde, consequence);
+    Ok(config)
+}
+
+/// The second stage proper, on a document serde could read.
+fn validate(source: &Source<'_>, raw: &RawConfig) -> Config {
+    // Tables in the order of a typical file; errors are listed in the
+    // order of the file whatever the order they are found in.
+    let server = server(source, raw.server.as_ref());
+    let dns = dns(source, raw.dns.as_ref());
+    let log = log(source, raw.log.as_ref());
+    let services = services(source, raw.services.as_ref());
+    // Routes are checked against every service named in the file, valid or
+    // not, so that a service with an error of its own does not also make
+    // each of its routes an error.
+    let named: Vec<&str> = raw.services.as_ref().map_or_else(Vec::new, |services| {
+        services
+            .get_ref()
+            .keys()
+            .map(|name| name.get_ref().as_str())
+            .collect()
+    });
+    let routes = routes(source, raw.routes.as_ref(), &named);
+    Config {
         server,
         dns,
         log,
         services,
         routes,
-    })
+    }
 }
 
 // === [log] ===
 
-fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, ConfigError> {
+fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> LogConfig {
     let defaults = LogConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("log");
-    Ok(LogConfig {
+    LogConfig {
         level: field(
             source,
             &key.key("level"),
             raw.level.as_ref(),
             defaults.level,
-            |level: &String| {
-                tracing_subscriber::EnvFilter::try_new(level)
-                    .map(|_| level.clone())
-                    .map_err(|error| format!("not a log filter ({error}): expected e.g. info, warn, shardproxy=debug"))
-            },
-        )?,
+            |level: &String| log_filter(level),
+        ),
         format: field(
             source,
             &key.key("format"),
@@ -92,191 +139,214 @@ fn log(source: &Source<'_>, raw: Option<&Spanned<RawLog>>) -> Result<LogConfig, 
                 "json" => Ok(LogFormat::Json),
                 _ => Err("expected text or json".to_owned()),
             },
-        )?,
+        ),
         access_log: field(
             source,
             &key.key("access_log"),
             raw.access_log.as_ref(),
             defaults.access_log,
             flag,
-        )?,
-        access_log_file: raw
-            .access_log_file
-            .as_ref()
-            .map(|path| {
-                check(
-                    source,
-                    &key.key("access_log_file"),
-                    path,
-                    |path: &String| {
-                        if path.is_empty() {
-                            Err("expected a file path, or no key for standard output".to_owned())
-                        } else {
-                            Ok(std::path::PathBuf::from(path))
-                        }
-                    },
-                )
-            })
-            .transpose()?,
-    })
+        ),
+        access_log_file: raw.access_log_file.as_ref().and_then(|path| {
+            source.ok(check(
+                source,
+                &key.key("access_log_file"),
+                path,
+                |path: &String| {
+                    if path.is_empty() {
+                        Err("expected a file path, or no key for standard output".to_owned())
+                    } else {
+                        Ok(std::path::PathBuf::from(path))
+                    }
+                },
+            ))
+        }),
+    }
+}
+
+/// The levels a filter directive may name, as `tracing` spells them.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A `tracing` filter as `EnvFilter` reads it, but stricter: `EnvFilter`
+/// takes a bare word that is not a level (`warning`) as a target enabled at
+/// every level, so a misspelt level would log nothing of the proxy and
+/// pass. Here each comma-separated directive must be a level, or
+/// `target=level` (the target may carry a `[span{field=value}]` filter),
+/// and must parse as `EnvFilter` parses it.
+fn log_filter(filter: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected a level (trace, debug, info, warn, error or off) or target=level, separated by commas, like \"info\" or \"shardproxy=debug,warn\"";
+    if filter.trim().is_empty() {
+        return Err(format!("empty: {EXPECTED}"));
+    }
+    // Split as EnvFilter splits: at every comma.
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        // The level follows the last `=` outside `[...]`: span filters may
+        // hold `field=value` of their own.
+        let closed = directive.rfind(']').map_or(0, |end| end + 1);
+        let level = match directive[closed..].rfind('=') {
+            Some(equals) if closed + equals == 0 => {
+                return Err(format!(
+                    "{directive:?} has no target before '=': {EXPECTED}"
+                ));
+            }
+            Some(equals) => &directive[closed + equals + 1..],
+            None if closed == 0 => directive,
+            None => return Err(format!("{directive:?} has no level: {EXPECTED}")),
+        };
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level))
+        {
+            return Err(format!("{level:?} is not a level: {EXPECTED}"));
+        }
+        tracing_subscriber::EnvFilter::try_new(directive)
+            .map_err(|error| format!("{directive:?}: {error}: {EXPECTED}"))?;
+    }
+    Ok(filter.to_owned())
 }
 
 // === [server] ===
 
-fn server(
-    source: &Source<'_>,
-    raw: Option<&Spanned<RawServer>>,
-) -> Result<ServerConfig, ConfigError> {
+fn server(source: &Source<'_>, raw: Option<&Spanned<RawServer>>) -> ServerConfig {
     let defaults = ServerConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("server");
     let (listen_key, admin_key) = (key.key("listen"), key.key("admin"));
-    let listen = field(
-        source,
-        &listen_key,
-        raw.listen.as_ref(),
-        defaults.listen,
-        |text| socket_addr(text),
-    )?;
-    let admin = field(
-        source,
-        &admin_key,
-        raw.admin.as_ref(),
-        defaults.admin,
-        |text| socket_addr(text),
-    )?;
-    if listen == admin && listen.port() != 0 {
-        return Err(match (&raw.admin, &raw.listen) {
-            (Some(given), _) => source.error(
-                &admin_key,
-                At::Value(given.span()),
-                format!("must differ from {listen_key}"),
-            ),
-            (None, given) => source.error(
-                &listen_key,
-                span_or_nowhere(span_of(given.as_ref())),
-                format!("must differ from {admin_key} ({admin} by default)"),
-            ),
-        });
+    let listen = given(source, &listen_key, raw.listen.as_ref(), |text| {
+        socket_addr(text)
+    });
+    let admin = given(source, &admin_key, raw.admin.as_ref(), |text| {
+        socket_addr(text)
+    });
+    // A default never clashes with the address given: one left out takes
+    // the other's default instead (listen on 9090 puts admin on 8080).
+    let (listen, admin) = match (listen, admin) {
+        (Some(listen), None) if listen == defaults.admin => (listen, defaults.listen),
+        (None, Some(admin)) if admin == defaults.listen => (defaults.admin, admin),
+        (listen, admin) => (
+            listen.unwrap_or(defaults.listen),
+            admin.unwrap_or(defaults.admin),
+        ),
+    };
+    if let (true, Some(given)) = (listen == admin && listen.port() != 0, &raw.admin) {
+        source.report(source.error(
+            &admin_key,
+            At::Value(given.span()),
+            format!("must differ from {listen_key}"),
+        ));
     }
-    let max_header_size = field(
-        source,
-        &key.key("max_header_size"),
-        raw.max_header_size.as_ref(),
-        defaults.max_header_size,
-        size_at_least(MIN_MAX_HEADER_SIZE),
-    )?;
-    let max_headers = field(
-        source,
-        &key.key("max_headers"),
-        raw.max_headers.as_ref(),
-        defaults.max_headers,
-        int_in(1, MAX_MAX_HEADERS),
-    )?;
-    let header_read_timeout = field(
-        source,
-        &key.key("header_read_timeout"),
-        raw.header_read_timeout.as_ref(),
-        defaults.header_read_timeout,
-        positive_duration,
-    )?;
-    let idle_timeout = field(
-        source,
-        &key.key("idle_timeout"),
-        raw.idle_timeout.as_ref(),
-        defaults.idle_timeout,
-        positive_duration,
-    )?;
-    let max_connections = field(
-        source,
-        &key.key("max_connections"),
-        raw.max_connections.as_ref(),
-        defaults.max_connections,
-        int_in(1, MAX_MAX_CONNECTIONS),
-    )?;
-    let workers = field(
-        source,
-        &key.key("workers"),
-        raw.workers.as_ref(),
-        defaults.workers,
-        |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
-    )?;
-    let drain_timeout = field(
-        source,
-        &key.key("drain_timeout"),
-        raw.drain_timeout.as_ref(),
-        defaults.drain_timeout,
-        duration,
-    )?;
-    let send_timeout = field(
-        source,
-        &key.key("send_timeout"),
-        raw.send_timeout.as_ref(),
-        defaults.send_timeout,
-        positive_duration,
-    )?;
-    let error_detail = field(
-        source,
-        &key.key("error_detail"),
-        raw.error_detail.as_ref(),
-        defaults.error_detail,
-        flag,
-    )?;
-    let admin_token = super::secret::admin_token(
-        source,
-        &key,
-        raw.admin_token.as_ref(),
-        raw.admin_token_file.as_ref(),
-    )?;
-    Ok(ServerConfig {
+    ServerConfig {
         listen,
         admin,
-        max_header_size,
-        max_headers,
-        header_read_timeout,
-        idle_timeout,
-        max_connections,
-        workers,
-        drain_timeout,
-        send_timeout,
-        error_detail,
-        admin_token,
-    })
+        max_header_size: field(
+            source,
+            &key.key("max_header_size"),
+            raw.max_header_size.as_ref(),
+            defaults.max_header_size,
+            size_at_least(MIN_MAX_HEADER_SIZE),
+        ),
+        max_headers: field(
+            source,
+            &key.key("max_headers"),
+            raw.max_headers.as_ref(),
+            defaults.max_headers,
+            int_in(1, MAX_MAX_HEADERS),
+        ),
+        header_read_timeout: field(
+            source,
+            &key.key("header_read_timeout"),
+            raw.header_read_timeout.as_ref(),
+            defaults.header_read_timeout,
+            positive_duration,
+        ),
+        idle_timeout: field(
+            source,
+            &key.key("idle_timeout"),
+            raw.idle_timeout.as_ref(),
+            defaults.idle_timeout,
+            positive_duration,
+        ),
+        max_connections: field(
+            source,
+            &key.key("max_connections"),
+            raw.max_connections.as_ref(),
+            defaults.max_connections,
+            int_in(1, MAX_MAX_CONNECTIONS),
+        ),
+        workers: field(
+            source,
+            &key.key("workers"),
+            raw.workers.as_ref(),
+            defaults.workers,
+            |number| int_in::<usize>(1, 1024)(number).map(std::num::NonZeroUsize::new),
+        ),
+        drain_timeout: field(
+            source,
+            &key.key("drain_timeout"),
+            raw.drain_timeout.as_ref(),
+            defaults.drain_timeout,
+            duration,
+        ),
+        send_timeout: field(
+            source,
+            &key.key("send_timeout"),
+            raw.send_timeout.as_ref(),
+            defaults.send_timeout,
+            positive_duration,
+        ),
+        error_detail: field(
+            source,
+            &key.key("error_detail"),
+            raw.error_detail.as_ref(),
+            defaults.error_detail,
+            flag,
+        ),
+        admin_token: source
+            .ok(super::secret::admin_token(
+                source,
+                &key,
+                raw.admin_token.as_ref(),
+                raw.admin_token_file.as_ref(),
+            ))
+            .flatten(),
+    }
 }
 
 // === [dns] ===
 
-fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> Result<DnsConfig, ConfigError> {
+fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> DnsConfig {
     let defaults = DnsConfig::default();
     let Some(raw) = raw else {
-        return Ok(defaults);
+        return defaults;
     };
     let raw = raw.get_ref();
     let key = KeyPath::root().key("dns");
     let servers = match &raw.servers {
         None => DnsServers::System,
+        Some(list) if list.get_ref().is_empty() => {
+            source.report(source.error(
+                &key.key("servers"),
+                At::Value(list.span()),
+                "expected at least one server: leave servers out to use the system resolver",
+            ));
+            DnsServers::System
+        }
         Some(list) => {
             let servers_key = key.key("servers");
-            if list.get_ref().is_empty() {
-                return Err(source.error(
-                    &servers_key,
-                    At::Value(list.span()),
-                    "expected at least one server: leave servers out to use the system resolver",
-                ));
-            }
             let servers = list
                 .get_ref()
                 .iter()
                 .enumerate()
-                .map(|(index, server)| {
-                    check(source, &servers_key.index(index), server, |text| {
+                .filter_map(|(index, server)| {
+                    source.ok(check(source, &servers_key.index(index), server, |text| {
                         dns_server(text)
-                    })
+                    }))
                 })
-                .collect::<Result<_, _>>()?;
+                .collect();
             DnsServers::Custom(servers)
         }
     };
@@ -292,8 +362,8 @@ fn dns(source: &Source<'_>, raw: Option<&Spanned<RawDns>>) -> Result<DnsConfig, 
             }
             Ok(refresh)
         },
-    )?;
-    Ok(DnsConfig { servers, refresh })
+    );
+    DnsConfig { servers, refresh }
 }
 
 /// `ip`, `ip:port`, `[v6]`, `[v6]:port` or a bare IPv6 address; no port
@@ -320,34 +390,105 @@ fn dns_server(text: &str) -> Result<SocketAddr, String> {
 
 // === [[routes]] ===
 
+/// Every route, in file order; `named` are the services of the file.
 fn routes(
     source: &Source<'_>,
     raw: Option<&Spanned<Vec<Spanned<RawRoute>>>>,
-    services: &BTreeMap<String, ServiceConfig>,
-) -> Result<Vec<RouteConfig>, ConfigError> {
+    named: &[&str],
+) -> Vec<RouteConfig> {
     let key = KeyPath::root().key("routes");
     let Some(raw) = raw else {
-        return Err(source.error(
+        source.report(source.error(
             &key,
             At::Nowhere,
             "missing: expected at least one [[routes]] table, like [[routes]] path_prefix = \"/\" service = \"frobnicator\"",
         ));
+        return Vec::new();
     };
     if raw.get_ref().is_empty() {
-        return Err(source.error(&key, At::Value(raw.span()), "expected at least one route"));
+        source.report(source.error(&key, At::Value(raw.span()), "expected at least one route"));
+        return Vec::new();
     }
-    raw.get_ref()
-        .iter()
-        .enumerate()
-        .map(|(index, route)| self::route(source, &key.index(index), route, services))
-        .collect()
+    let mut routes = Vec::with_capacity(raw.get_ref().len());
+    // The routes without an error of their own, with their index, for the
+    // check that each can match: a route with a placeholder must not hide
+    // the ones after it.
+    let mut valid: Vec<(usize, usize)> = Vec::new();
+    for (index, route) in raw.get_ref().iter().enumerate() {
+        let errors = source.errors.count();
+        let Some(config) = source.ok(self::route(source, &key.index(index), route, named)) else {
+            continue;
+        };
+        routes.push(config);
+        if source.errors.count() == errors {
+            valid.push((index, routes.len() - 1));
+        }
+    }
+    let valid: Vec<(usize, &RouteConfig)> = valid
+        .into_iter()
+        .map(|(index, at)| (index, &routes[at]))
+        .collect();
+    unreachable(source, &key, raw.get_ref(), &valid);
+    routes
 }
 
+/// Reports each route that can never match (SPEC §9.1): one that an
+/// earlier route matches whenever it would, as a `"/"` route without a
+/// host before any other. `valid` are the routes without an error, with
+/// their index in `raw`.
+fn unreachable(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &[Spanned<RawRoute>],
+    valid: &[(usize, &RouteConfig)],
+) {
+    for (later, &(index, route)) in valid.iter().enumerate() {
+        let Some(&(earlier, hiding)) = valid[..later]
+            .iter()
+            .find(|(_, earlier)| hides(earlier, route))
+        else {
+            continue;
+        };
+        let at = match &raw[index].get_ref().path_prefix {
+            Some(prefix) => At::Value(prefix.span()),
+            None => At::Place(raw[index].span()),
+        };
+        let line = source.position(raw[earlier].span().start).line;
+        let host = hiding
+            .host
+            .as_ref()
+            .map_or_else(|| "any host".to_owned(), |host| format!("host {host:?}"));
+        source.report(source.error(
+            &key.index(index).key("path_prefix"),
+            at,
+            format!(
+                "never matches: {} (line {line}, path_prefix {:?}, {host}) comes first and matches every request this route would",
+                key.index(earlier),
+                hiding.path_prefix,
+            ),
+        ));
+    }
+}
+
+/// Whether `earlier` matches every request `later` would, so that `later`,
+/// tried after it, never matches: same host or none, and a prefix of its
+/// path prefix.
+fn hides(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let host_covers = match (&earlier.host, &later.host) {
+        (None, _) => true,
+        (Some(earlier), Some(later)) => earlier == later,
+        (Some(_), None) => false,
+    };
+    host_covers && later.path_prefix.starts_with(&earlier.path_prefix)
+}
+
+/// One route. A route without a valid `service` is an error of its own,
+/// returned; its other keys' errors are reported.
 fn route(
     source: &Source<'_>,
     key: &KeyPath,
     raw: &Spanned<RawRoute>,
-    services: &BTreeMap<String, ServiceConfig>,
+    named: &[&str],
 ) -> Result<RouteConfig, ConfigError> {
     let span = raw.span();
     let raw = raw.get_ref();
@@ -359,6 +500,17 @@ fn route(
         span,
         "service = \"NAME\", naming a [services.NAME] table",
     )?;
+    let service = check(source, &service_key, service, |name| {
+        // With no service at all, that error is enough.
+        if named.is_empty() || named.contains(&name.as_str()) {
+            Ok(name.clone())
+        } else {
+            Err(format!(
+                "no such service: expected {}",
+                one_of(named.iter())
+            ))
+        }
+    })?;
     Ok(RouteConfig {
         path_prefix: field(
             source,
@@ -372,34 +524,25 @@ fn route(
                     Err("expected a path prefix starting with '/', like \"/api/\"".to_owned())
                 }
             },
-        )?,
+        ),
         host: field(source, &key.key("host"), raw.host.as_ref(), None, |host| {
             route_host(host).map(Some)
-        })?,
-        service: check(source, &service_key, service, |name| {
-            if services.contains_key(name) {
-                Ok(name.clone())
-            } else {
-                Err(format!(
-                    "no such service: expected {}",
-                    one_of(services.keys())
-                ))
-            }
-        })?,
+        }),
+        service,
         strip_prefix: field(
             source,
             &key.key("strip_prefix"),
             raw.strip_prefix.as_ref(),
             false,
             flag,
-        )?,
+        ),
         max_body: field(
             source,
             &key.key("max_body"),
             raw.max_body.as_ref(),
             None,
             |value| size(value).map(Some),
-        )?,
+        ),
     })
 }
 
