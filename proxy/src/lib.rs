@@ -39,8 +39,9 @@
 //!   failed; the one place a status is chosen.
 //! - [`metrics`]: Prometheus metrics and their label enums.
 //! - [`limits`]: per-service concurrency (load shedding) and request body
-//!   limits.
-//! - [`health`]: passive and active health checking; ejections.
+//!   limits (size, and `body_timeout` for a client that pauses).
+//! - [`health`]: passive and active health checking; ejections, and the
+//!   probes that restore an ejected instance once it is back.
 //!
 //! The request path (what handles a service's requests takes its
 //! [`forward::Upstream`] handle, never the whole state):
@@ -56,7 +57,7 @@
 //! The running proxy:
 //! - [`app`]: its state, built once per config: routes, services, metrics.
 //! - [`pipeline`]: one request, outermost step first.
-//! - [`admin`]: the admin API.
+//! - [`admin`]: the admin API (behind `admin_token` when set).
 //! - [`run`]: start, reload and stop: the one module that knows both the
 //!   state and the sockets.
 //! - [`demo`]: `shardproxy demo`.

@@ -79,9 +79,10 @@ impl Proxy {
                 .arg("run")
                 .arg("--config")
                 .arg(&path)
-                // The logs this test reads are at info level and above,
-                // whatever the environment says.
-                .env("RUST_LOG", "info")
+                // The config's [log] level decides what is logged (info in
+                // `config`), whatever the environment running the tests
+                // says: RUST_LOG would override it.
+                .env_remove("RUST_LOG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -1589,4 +1590,78 @@ async fn the_access_log_writes_every_request_at_any_level_and_reopens_on_sigusr1
         .starts_with("/after/"));
     let _ = std::fs::remove_file(&rotated);
     backend.shutdown().await;
+}
+
+// === The demo ===
+
+/// The demo prints what a person reads: its "try it" lines, and not a log
+/// line per query of its own DNS server.
+#[tokio::test]
+async fn the_demo_prints_what_a_person_reads_and_not_its_dns_queries() {
+    let (listen, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .args([
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the demo runs");
+    let collect = |pipe: Box<dyn std::io::Read + Send>| {
+        let text = Arc::new(Mutex::new(String::new()));
+        let into = Arc::clone(&text);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut text = into.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        (text, reader)
+    };
+    let (stdout, out_reader) = collect(Box::new(child.stdout.take().expect("stdout")));
+    let (stderr, err_reader) = collect(Box::new(child.stderr.take().expect("stderr")));
+    let client = Client::http1();
+    wait_until("the demo serves", || {
+        let client = client.clone();
+        async move {
+            matches!(client.try_get(admin, "/readyz").await, Ok(answer) if answer.status == StatusCode::OK)
+        }
+    })
+    .await;
+    for n in 0..20 {
+        let answer = client.get(listen, &format!("/user/{n}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let _ = child.wait();
+    let _ = (out_reader.join(), err_reader.join());
+    let (stdout, stderr) = (
+        stdout.lock().unwrap().clone(),
+        stderr.lock().unwrap().clone(),
+    );
+    assert!(
+        stdout.contains(&listen.to_string()),
+        "the try-it lines name the proxy's address:\n{stdout}"
+    );
+    assert!(
+        !stderr.contains("hickory_server") && !stdout.contains("hickory_server"),
+        "the DNS server's queries are not logged:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().count() < 20,
+        "a few lines of the demo's own, not one per request or query:\n{stderr}"
+    );
 }
