@@ -246,9 +246,13 @@ fn service_view(service: &Service) -> ServiceView {
     let mut view = ServiceView::new(
         &upstream.config.name,
         service.source.describe(),
-        snapshot
-            .as_ref()
-            .map(|snapshot| (&snapshot.table, snapshot.discovered_at)),
+        snapshot.as_ref().map(|snapshot| {
+            (
+                &snapshot.table,
+                snapshot.discovered_at,
+                snapshot.replication_from,
+            )
+        }),
         &upstream.ring.status(),
         false,
     );

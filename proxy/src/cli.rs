@@ -509,7 +509,7 @@ async fn check(path: &Path) -> ExitCode {
                 let view = ServiceView::new(
                     name,
                     source.describe(),
-                    Some((&resolved.table, now)),
+                    Some((&resolved.table, now, resolved.replication_from)),
                     &status,
                     false,
                 );
@@ -541,7 +541,11 @@ async fn ring_show(path: &Path, service: &str, json: bool) -> ExitCode {
     let view = ServiceView::new(
         service,
         source.describe(),
-        Some((&resolved.table, std::time::SystemTime::now())),
+        Some((
+            &resolved.table,
+            std::time::SystemTime::now(),
+            resolved.replication_from,
+        )),
         &crate::discovery::RefreshStatus::default(),
         true,
     );

@@ -342,6 +342,11 @@ pub enum Discovery {
         srv: String,
         /// `tokens` (default dns): published or derived tokens.
         tokens: TokenSource,
+        /// `slaves` and `redundancy`, when either is given (SPEC §9.5):
+        /// the ring's settings while DNS publishes no `config.<srv>`
+        /// record, which wins when present. So a headless Kubernetes
+        /// service (SRV only) can have replicas.
+        replication: Option<Replication>,
     },
     /// `instances = [...]`: a fixed ring from the file.
     Static {

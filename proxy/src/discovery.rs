@@ -64,6 +64,33 @@ pub struct DnsSource {
     pub balance: Balance,
     /// Where tokens come from.
     pub tokens: TokenMode,
+    /// The config's `slaves` and `redundancy`, if given: the ring's
+    /// settings while DNS publishes no `config.<srv>` record.
+    pub replication: Option<Replication>,
+}
+
+/// Where a ring's replication settings came from, for `/ring` and
+/// `check`: an operator must be able to tell which one is in effect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplicationFrom {
+    /// The `config.<srv>` TXT record.
+    Dns,
+    /// The config file's `slaves` and `redundancy`.
+    Config,
+    /// Neither: no replicas.
+    #[default]
+    Default,
+}
+
+impl ReplicationFrom {
+    /// The name views use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationFrom::Dns => "dns",
+            ReplicationFrom::Config => "config",
+            ReplicationFrom::Default => "default",
+        }
+    }
 }
 
 /// An instance of a `balance = "srv"` service.
@@ -112,6 +139,8 @@ impl Table {
 pub struct Snapshot {
     /// The ring or SRV set.
     pub table: Table,
+    /// Where its replication settings came from.
+    pub replication_from: ReplicationFrom,
     /// When it was discovered.
     pub discovered_at: SystemTime,
 }
@@ -225,6 +254,7 @@ impl ServiceRing {
             table,
             warnings: Vec::new(),
             min_ttl: None,
+            replication_from: ReplicationFrom::Config,
         });
         service
     }
@@ -301,7 +331,9 @@ impl ServiceRing {
             .last_success = Some(now);
         let state = self.state.load_full();
         if let Some(state) = &state {
-            if state.current.table.same_as(&resolved.table) {
+            if state.current.table.same_as(&resolved.table)
+                && state.current.replication_from == resolved.replication_from
+            {
                 self.forget_expired(state);
                 return false;
             }
@@ -321,6 +353,7 @@ impl ServiceRing {
         }
         let current = Arc::new(Snapshot {
             table: resolved.table,
+            replication_from: resolved.replication_from,
             discovered_at: now,
         });
         let previous = self.replaced_by(state, &current);
@@ -428,8 +461,13 @@ impl Source {
     /// Where the config says `service`'s ring comes from.
     pub fn of(service: &ServiceConfig) -> Source {
         match &service.discovery {
-            config::Discovery::Dns { srv, tokens } => Source::Dns(DnsSource {
+            config::Discovery::Dns {
+                srv,
+                tokens,
+                replication,
+            } => Source::Dns(DnsSource {
                 srv: srv.clone(),
+                replication: *replication,
                 balance: service.balance,
                 tokens: match tokens {
                     TokenSource::Dns => TokenMode::Dns,
@@ -472,6 +510,7 @@ pub async fn resolve_source(
                 warnings: ring.warnings().iter().map(ToString::to_string).collect(),
                 table: Table::Ring(ring),
                 min_ttl: None,
+                replication_from: ReplicationFrom::Config,
             })
         }
     }
@@ -601,6 +640,7 @@ mod tests {
             table,
             warnings: Vec::new(),
             min_ttl: None,
+            replication_from: ReplicationFrom::Default,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use shardproxy_ring::{Instance, InstanceName, PreferenceList, Ring, Token};
 
-use crate::discovery::{RefreshStatus, SrvInstance, Table};
+use crate::discovery::{RefreshStatus, ReplicationFrom, SrvInstance, Table};
 
 /// One instance of a preference list (SPEC §7 `/ring/lookup`).
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -147,6 +147,9 @@ pub struct SettingsView {
     pub slaves: u8,
     /// `none` or `host`.
     pub redundancy: String,
+    /// Where `slaves` and `redundancy` came from (SPEC §9.5): `dns` (the
+    /// `config.<srv>` record), `config` (the config file) or `default`.
+    pub replication_source: &'static str,
     /// The length of every preference list.
     pub list_len: usize,
 }
@@ -192,15 +195,17 @@ fn preference_names(list: PreferenceList<'_>) -> Vec<String> {
 
 impl ServiceView {
     /// The view of one service. `table` is the ring in use (none yet:
-    /// empty), `with_ranges` adds every range.
+    /// empty) with where its replication settings came from,
+    /// `with_ranges` adds every range.
     pub fn new(
         service: &str,
         source: &str,
-        table: Option<(&Table, SystemTime)>,
+        table: Option<(&Table, SystemTime, ReplicationFrom)>,
         status: &RefreshStatus,
         with_ranges: bool,
     ) -> ServiceView {
-        let (settings, fingerprint, instances, ranges) = match table.map(|(table, _)| table) {
+        let replication_source = table.map_or(ReplicationFrom::Default, |(_, _, from)| from);
+        let (settings, fingerprint, instances, ranges) = match table.map(|(table, ..)| table) {
             Some(Table::Ring(ring)) => {
                 let replication = ring.replication();
                 let ranges = with_ranges.then(|| {
@@ -218,6 +223,7 @@ impl ServiceView {
                         balance: "ring",
                         slaves: replication.slaves,
                         redundancy: replication.redundancy.to_string(),
+                        replication_source: replication_source.as_str(),
                         list_len: ring.list_len(),
                     },
                     Some(ring.fingerprint().to_string()),
@@ -230,6 +236,7 @@ impl ServiceView {
                     balance: "srv",
                     slaves: 0,
                     redundancy: "none".to_owned(),
+                    replication_source: ReplicationFrom::Default.as_str(),
                     list_len: instances.len(),
                 },
                 None,
@@ -241,6 +248,7 @@ impl ServiceView {
                     balance: "ring",
                     slaves: 0,
                     redundancy: "none".to_owned(),
+                    replication_source: ReplicationFrom::Default.as_str(),
                     list_len: 0,
                 },
                 None,
@@ -266,7 +274,7 @@ impl ServiceView {
             fingerprint,
             instances,
             ranges,
-            discovered_at: table.map(|(_, at)| unix_seconds(at)),
+            discovered_at: table.map(|(_, at, _)| unix_seconds(at)),
             last_refresh: status.last_success.map(unix_seconds),
             last_error,
             last_error_at,
@@ -281,10 +289,11 @@ impl ServiceView {
         let _ = writeln!(text, "service {} ({})", self.service, self.source);
         let _ = writeln!(
             text,
-            "  balance={} slaves={} redundancy={} preference lists of {}",
+            "  balance={} slaves={} redundancy={} (from {}) preference lists of {}",
             self.settings.balance,
             self.settings.slaves,
             self.settings.redundancy,
+            self.settings.replication_source,
             self.settings.list_len
         );
         if let Some(fingerprint) = &self.fingerprint {

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use reference::RefInstance;
 use shardproxy::discovery::{
-    build_resolver, resolve, Balance, DiscoveryError, DnsSource, ServiceRing, Table, TokenMode,
+    build_resolver, resolve, Balance, DiscoveryError, DnsSource, ReplicationFrom, ServiceRing,
+    Table, TokenMode,
 };
 use shardproxy::dns_server::{DnsServer, Mode, Zone, ZoneRecord};
-use shardproxy_ring::{Redundancy, Ring, Token};
+use shardproxy_ring::{Redundancy, Replication, Ring, Token};
 
 const SRV: &str = "_frob._http.example.com.";
 
@@ -69,6 +70,7 @@ fn source() -> DnsSource {
         srv: SRV.trim_end_matches('.').to_owned(),
         balance: Balance::Ring,
         tokens: TokenMode::Dns,
+        replication: None,
     }
 }
 
@@ -389,6 +391,58 @@ async fn derived_tokens_need_no_txt_records() {
             .to_string();
         assert_eq!(vec![got], expected);
     }
+    dns.shutdown().await;
+}
+
+/// SPEC §9.5: a headless Kubernetes service publishes SRV and A records
+/// only; the config's `slaves` and `redundancy` give its ring replicas,
+/// and a `config.` record, once published, wins.
+#[tokio::test]
+async fn the_configs_replication_applies_until_dns_publishes_a_config_record() {
+    let srv_and_a_only = vec![
+        ZoneRecord::srv(SRV, 0, 0, 80, "web-0.web.example.com."),
+        ZoneRecord::srv(SRV, 0, 0, 80, "web-1.web.example.com."),
+        ZoneRecord::srv(SRV, 0, 0, 80, "web-2.web.example.com."),
+        ZoneRecord::a("web-0.web.example.com.", Ipv4Addr::new(10, 0, 0, 1)),
+        ZoneRecord::a("web-1.web.example.com.", Ipv4Addr::new(10, 0, 0, 2)),
+        ZoneRecord::a("web-2.web.example.com.", Ipv4Addr::new(10, 0, 0, 3)),
+    ];
+    let given = Replication {
+        slaves: 1,
+        redundancy: Redundancy::None,
+    };
+    let source = DnsSource {
+        tokens: TokenMode::Derived { virtual_nodes: 16 },
+        replication: Some(given),
+        ..source()
+    };
+    let dns = server(srv_and_a_only.clone()).await;
+    let resolver = build_resolver(Some(&[dns.addr()])).unwrap();
+    let resolved = resolve(&resolver, &source).await.unwrap();
+    assert_eq!(resolved.replication_from, ReplicationFrom::Config);
+    let ring = ring_of(&resolved.table);
+    assert_eq!(ring.replication(), given);
+    assert_eq!(ring.list_len(), 2, "a primary and one replica");
+    // Without the config's settings: no replicas.
+    let unset = DnsSource {
+        replication: None,
+        ..source.clone()
+    };
+    let resolved = resolve(&resolver, &unset).await.unwrap();
+    assert_eq!(resolved.replication_from, ReplicationFrom::Default);
+    assert_eq!(ring_of(&resolved.table).list_len(), 1);
+    dns.shutdown().await;
+    // A record in DNS wins over the config.
+    let mut with_record = srv_and_a_only;
+    with_record.push(ZoneRecord::txt(
+        "config._frob._http.example.com.",
+        &["slaves=2"],
+    ));
+    let dns = server(with_record).await;
+    let resolver = build_resolver(Some(&[dns.addr()])).unwrap();
+    let resolved = resolve(&resolver, &source).await.unwrap();
+    assert_eq!(resolved.replication_from, ReplicationFrom::Dns);
+    assert_eq!(ring_of(&resolved.table).replication().slaves, 2);
     dns.shutdown().await;
 }
 

@@ -25,6 +25,7 @@ fn source() -> DnsSource {
         srv: SRV.trim_end_matches('.').to_owned(),
         balance: Balance::Ring,
         tokens: TokenMode::Dns,
+        replication: None,
     }
 }
 

@@ -131,6 +131,7 @@ fn service(
         .unwrap_or(Discovery::Dns {
             srv: String::new(),
             tokens: TokenSource::Dns,
+            replication: None,
         });
 
     let writes_key = key.key("writes");
@@ -307,19 +308,24 @@ fn discovery(
         }
         (Some(srv), None) => srv,
     };
-    for (name, given) in [
-        ("slaves", span_of(raw.slaves.as_ref())),
-        ("redundancy", span_of(raw.redundancy.as_ref())),
-    ] {
-        if let Some(span) = given {
-            source.report(source.error(
-                &key.key(name),
-                At::Value(span),
-                format!("only for static instances: with srv, {name} comes from the config.<srv name> TXT record"),
-            ));
+    let given = raw.slaves.is_some() || raw.redundancy.is_some();
+    if balance == Balance::Srv {
+        for (name, given) in [
+            ("slaves", span_of(raw.slaves.as_ref())),
+            ("redundancy", span_of(raw.redundancy.as_ref())),
+        ] {
+            if let Some(span) = given {
+                source.report(source.error(
+                    &key.key(name),
+                    At::Value(span),
+                    format!("{name} needs balance = \"ring\": balance = \"srv\" has no preference lists"),
+                ));
+            }
         }
     }
+    let replication = (given && balance == Balance::Ring).then(|| replication(source, key, raw));
     Ok(Discovery::Dns {
+        replication,
         srv: check(source, &key.key("srv"), srv, |text| dns_name(text))?,
         tokens: field(
             source,
@@ -345,6 +351,26 @@ fn dns_name(text: &str) -> Result<String, String> {
         Ok(text.to_owned())
     } else {
         Err("expected a DNS name, like \"_frobnicator._http.example.com\"".to_owned())
+    }
+}
+
+/// `slaves` (default 0, up to 255) and `redundancy` (default none).
+fn replication(source: &Source<'_>, key: &KeyPath, raw: &RawService) -> Replication {
+    Replication {
+        slaves: field(
+            source,
+            &key.key("slaves"),
+            raw.slaves.as_ref(),
+            0,
+            int_in(0, 255),
+        ),
+        redundancy: field(
+            source,
+            &key.key("redundancy"),
+            raw.redundancy.as_ref(),
+            Redundancy::None,
+            choice(REDUNDANCIES),
+        ),
     }
 }
 
@@ -376,22 +402,7 @@ fn static_ring(
         ));
     }
     let derive_all = tokens == Some(TokenSource::Derived);
-    let replication = Replication {
-        slaves: field(
-            source,
-            &key.key("slaves"),
-            raw.slaves.as_ref(),
-            0,
-            int_in(0, 255),
-        ),
-        redundancy: field(
-            source,
-            &key.key("redundancy"),
-            raw.redundancy.as_ref(),
-            Redundancy::None,
-            choice(REDUNDANCIES),
-        ),
-    };
+    let replication = replication(source, key, raw);
 
     let list_key = key.key("instances");
     if instances.get_ref().is_empty() {

@@ -84,7 +84,8 @@ fn defaults() {
         service.discovery,
         Discovery::Dns {
             srv: "_frob._http.example.com".into(),
-            tokens: TokenSource::Dns
+            tokens: TokenSource::Dns,
+            replication: None,
         }
     );
     assert_eq!(service.balance, Balance::Ring);
@@ -220,7 +221,8 @@ max_body = "4MiB"
         service.discovery,
         Discovery::Dns {
             srv: "_frob._http.example.com.".into(),
-            tokens: TokenSource::Derived
+            tokens: TokenSource::Derived,
+            replication: None,
         }
     );
     assert_eq!(service.balance, Balance::Srv);
@@ -622,12 +624,8 @@ fn srv_and_instances() {
         "config.toml:1:1: services.frob: missing srv or instances: expected srv = \"_name._http.example.com\" or instances = [{ host = \"...\", addr = \"ip:port\" }]"
     );
     assert_eq!(
-        service_error("slaves = 2"),
-        "config.toml:3:10: services.frob.slaves = 2: only for static instances: with srv, slaves comes from the config.<srv name> TXT record"
-    );
-    assert_eq!(
-        service_error("redundancy = \"host\""),
-        "config.toml:3:14: services.frob.redundancy = \"host\": only for static instances: with srv, redundancy comes from the config.<srv name> TXT record"
+        service_error("balance = \"srv\"\nslaves = 2"),
+        "config.toml:4:10: services.frob.slaves = 2: slaves needs balance = \"ring\": balance = \"srv\" has no preference lists"
     );
     assert_eq!(
         error("[services.frob]\nsrv = \"a b\"\n[[routes]]\nservice = \"frob\"\n"),
@@ -955,7 +953,8 @@ fn example_config_loads() {
         frobnicator.discovery,
         Discovery::Dns {
             srv: "_frobnicator._http.example.com".into(),
-            tokens: TokenSource::Dns
+            tokens: TokenSource::Dns,
+            replication: None,
         }
     );
     assert!(!frobnicator.cache.enabled);
@@ -1421,4 +1420,35 @@ fn unknown_keys_and_wrong_types_do_not_stop_the_rest() {
     );
     assert!(found[4].starts_with("config.toml:11:17: "), "{}", found[4]);
     assert!(found[5].starts_with("config.toml:14:11: "), "{}", found[5]);
+}
+
+#[test]
+fn srv_services_take_slaves_and_redundancy_for_when_dns_has_no_config_record() {
+    let replication_of = |lines: &str| {
+        let config = Config::from_toml(
+            &MINIMAL.replacen("\n\n", &format!("\n{lines}\n\n"), 1),
+            "config.toml",
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        match &frob(&config).discovery {
+            Discovery::Dns { replication, .. } => *replication,
+            Discovery::Static { .. } => panic!("a DNS service"),
+        }
+    };
+    assert_eq!(replication_of(""), None);
+    assert_eq!(
+        replication_of("slaves = 1\nredundancy = \"host\""),
+        Some(Replication {
+            slaves: 1,
+            redundancy: Redundancy::Host
+        })
+    );
+    // One key alone: the other keeps its default.
+    assert_eq!(
+        replication_of("slaves = 2"),
+        Some(Replication {
+            slaves: 2,
+            redundancy: Redundancy::None
+        })
+    );
 }

@@ -21,7 +21,7 @@ use shardproxy_ring::{InstanceName, Member, Ring, Token};
 use tokio::task::JoinSet;
 
 use super::error::DiscoveryError;
-use super::{Balance, DnsSource, SrvInstance, Table, TokenMode};
+use super::{Balance, DnsSource, ReplicationFrom, SrvInstance, Table, TokenMode};
 
 /// What one resolution found.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The smallest TTL among the records read, if any were.
     pub min_ttl: Option<Duration>,
+    /// Where the ring's replication settings came from.
+    pub replication_from: ReplicationFrom,
 }
 
 /// Builds the resolver for discovery: the configured servers, or the
@@ -276,6 +278,7 @@ pub async fn resolve(
     let srv_name = absolute(&source.srv)?;
     let mut ttl = u32::MAX;
     let mut warnings = Vec::new();
+    let mut replication_from = ReplicationFrom::Default;
 
     let srv_records = match lookup(resolver, &srv_name, RecordType::SRV).await? {
         Answer::Absent(reason) => {
@@ -355,13 +358,27 @@ pub async fn resolve(
         ),
         Balance::Ring => {
             let config_owner = absolute(&records::config_name(&srv_name.to_ascii()))?;
+            // SPEC §9.5: the record wins; without one, the config's
+            // settings, if it gives any.
             let config = match txt_strings(resolver, &config_owner, &mut ttl).await? {
-                None => RingConfig::default(),
-                Some(strings) => records::parse_ring_config(strings.iter().map(|s| &s[..]))
-                    .map_err(|source| DiscoveryError::BadRingConfig {
-                        name: config_owner.to_ascii(),
-                        source,
-                    })?,
+                None => {
+                    replication_from = source
+                        .replication
+                        .map_or(ReplicationFrom::Default, |_| ReplicationFrom::Config);
+                    RingConfig {
+                        replication: source.replication.unwrap_or_default(),
+                        ..RingConfig::default()
+                    }
+                }
+                Some(strings) => {
+                    replication_from = ReplicationFrom::Dns;
+                    records::parse_ring_config(strings.iter().map(|s| &s[..])).map_err(
+                        |source| DiscoveryError::BadRingConfig {
+                            name: config_owner.to_ascii(),
+                            source,
+                        },
+                    )?
+                }
             };
             for key in &config.unknown_keys {
                 warnings.push(format!(
@@ -395,6 +412,7 @@ pub async fn resolve(
 
     Ok(Resolved {
         table,
+        replication_from,
         warnings,
         min_ttl: (ttl != u32::MAX).then(|| Duration::from_secs(u64::from(ttl))),
     })

@@ -180,6 +180,7 @@ fn resolved(table: Table) -> Resolved {
         table,
         warnings: Vec::new(),
         min_ttl: None,
+        replication_from: crate::discovery::ReplicationFrom::Default,
     }
 }
 
