@@ -671,3 +671,205 @@ fn lookup_prints_the_shown_line(readme: &str, dir: &Path, config_path: &Path) {
     assert_eq!(line.len(), 1, "{line:?}");
     assert_json_shows(&serde_json::from_str(&line[0]).unwrap(), &example);
 }
+
+/// The long options `shardproxy ARGS --help` lists, `--help` left out.
+fn help_options(args: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut command = args.to_vec();
+    command.push("--help");
+    let output = Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .args(&command)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "shardproxy {command:?}");
+    let help = String::from_utf8(output.stdout).unwrap();
+    let options = help
+        .split_once("\nOptions:\n")
+        .unwrap_or_else(|| panic!("no options in:\n{help}"))
+        .1;
+    options
+        .lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find(|word| word.starts_with("--"))
+                .map(|word| word.trim_end_matches(',').to_owned())
+        })
+        .filter(|option| option != "--help" && option != "--version")
+        .collect()
+}
+
+/// The subcommands `shardproxy ARGS --help` lists, `help` left out.
+fn help_subcommands(args: &[&str]) -> Vec<String> {
+    let mut command = args.to_vec();
+    command.push("--help");
+    let output = Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .args(&command)
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let commands = help
+        .split_once("\nCommands:\n")
+        .unwrap_or_else(|| panic!("no commands in:\n{help}"))
+        .1;
+    commands
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// README "Command line" shows every subcommand with exactly the options
+/// its `--help` lists: a synopsis line naming an option the binary lacks,
+/// or leaving one out, fails.
+#[test]
+fn the_command_line_synopsis_is_what_the_binary_takes() {
+    let readme = read("README.md");
+    let block = fences(section(&readme, "## Command line"))
+        .into_iter()
+        .find(|f| f.info == "sh")
+        .expect("the synopsis block");
+    let mut shown: std::collections::BTreeMap<Vec<String>, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for line in &block.lines {
+        let line = line.split(" # ").next().unwrap();
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("shardproxy"), "{line}");
+        let words: Vec<&str> = words.collect();
+        let path: Vec<String> = words
+            .iter()
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .map(|w| (*w).to_owned())
+            .collect();
+        let options = words
+            .iter()
+            .filter_map(|w| {
+                let w = w.trim_start_matches('[').trim_end_matches(']');
+                w.starts_with("--").then(|| w.to_owned())
+            })
+            .collect::<Vec<_>>();
+        shown.entry(path).or_default().extend(options);
+    }
+    let mut expected_paths = Vec::new();
+    for name in help_subcommands(&[]) {
+        if name == "ring" {
+            for sub in help_subcommands(&["ring"]) {
+                expected_paths.push(vec!["ring".to_owned(), sub]);
+            }
+        } else {
+            expected_paths.push(vec![name]);
+        }
+    }
+    assert_eq!(
+        shown.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut sorted = expected_paths.clone();
+            sorted.sort();
+            sorted
+        },
+        "the README's synopsis and the binary's subcommands differ"
+    );
+    for (path, options) in &shown {
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        assert_eq!(
+            options,
+            &help_options(&path),
+            "README synopsis of `shardproxy {}` and its --help list different options",
+            path.join(" ")
+        );
+    }
+}
+
+/// README "Try it": `cargo run --release -- demo` runs the binary's `demo`
+/// (this build of it, on free ports: `--listen` and `--admin` are in the
+/// synopsis): one process that starts a DNS server, four backends and the
+/// proxy, prints what it started and what to try, and answers requests.
+/// (`scripts/test`, the block's other command, is the runner of this test.)
+#[test]
+fn the_demo_starts_and_prints_what_to_try() {
+    let readme = read("README.md");
+    let block = fences(section(&readme, "## Try it"))
+        .into_iter()
+        .find(|f| f.info == "sh")
+        .expect("the Try it block");
+    let commands: Vec<&String> = block
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        ["cargo run --release -- demo", "scripts/test"],
+        "the Try it commands changed: update this test"
+    );
+    assert!(repo().join("scripts/test").is_file());
+
+    let dir = std::env::temp_dir().join(format!("shardproxy-readme-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut demo = Process::start(
+        &dir,
+        "demo",
+        &[
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ],
+    );
+    wait_ready(&mut demo, admin);
+    let out = dir.join("demo.out");
+    wait_until("the demo has printed its instructions", || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("Press Ctrl-C to stop.") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("a DNS server, 4 backends and the proxy, all in this process"),
+        "{text}"
+    );
+    assert!(text.contains("\nTry it:\n"), "{text}");
+    assert!(
+        text.contains(&format!("curl -i http://{listen}/users/42")),
+        "{text}"
+    );
+    let (status, body) = http_get(listen, "/users/42").expect("the demo proxy answers");
+    assert_eq!(status, 200, "{body}");
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every block of README.md that shows commands is one a test here runs:
+/// a new one fails this test until it is.
+#[test]
+fn every_command_block_of_the_readme_is_tested() {
+    let readme = read("README.md");
+    let tested = [
+        "## Try it",
+        "## Command line",
+        "### Adding an instance to a live ring, step by step",
+    ];
+    let tested_blocks: usize = tested
+        .iter()
+        .map(|heading| {
+            fences(section(&readme, heading))
+                .iter()
+                .filter(|f| f.info == "sh" || f.lines.iter().any(|l| l.starts_with("$ ")))
+                .count()
+        })
+        .sum();
+    let all_blocks = fences(&readme)
+        .iter()
+        .filter(|f| f.info == "sh" || f.lines.iter().any(|l| l.starts_with("$ ")))
+        .count();
+    assert_eq!(
+        all_blocks, tested_blocks,
+        "README.md has a command block outside the sections {tested:?}: test it here"
+    );
+    assert_eq!(tested_blocks, 2 + 5, "the tested sections' blocks changed");
+}
