@@ -873,3 +873,177 @@ fn every_command_block_of_the_readme_is_tested() {
     );
     assert_eq!(tested_blocks, 2 + 5, "the tested sections' blocks changed");
 }
+
+/// The commands of a shell block, one per entry: `\` continuations joined,
+/// a `for` loop through its `done` as one command, comments and blank
+/// lines left out.
+fn shell_commands(lines: &[String]) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut lines = lines.iter();
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut command = line.clone();
+        while command.ends_with('\\') || (command.starts_with("for ") && !command.ends_with("done"))
+        {
+            command.push('\n');
+            command.push_str(lines.next().expect("an unfinished command goes on"));
+        }
+        commands.push(command);
+    }
+    commands
+}
+
+/// What becomes of a deploy/README.md command here.
+enum Disposition {
+    /// Run, its output compared by the test.
+    Run,
+    /// Not run: it needs what CI lacks. `checked_by` says what validates
+    /// the files it operates on; the test checks that every repository
+    /// path the command names exists.
+    NotRun {
+        why: &'static str,
+        checked_by: &'static str,
+    },
+}
+
+/// Every command of deploy/README.md's shell blocks, by its start.
+const DEPLOY_COMMANDS: &[(&str, Disposition)] = &[
+    (
+        "cargo build --release --locked -p shardproxy",
+        Disposition::NotRun {
+            why: "a release build takes minutes; cargo test builds the same package and binary",
+            checked_by: "cargo test (CARGO_BIN_EXE_shardproxy); the Dockerfile runs the same command",
+        },
+    ),
+    (
+        "install ",
+        Disposition::NotRun {
+            why: "writes to /usr/local/bin and /etc (root)",
+            checked_by: "this test: every source file exists; deploy/check verifies the units and config",
+        },
+    ),
+    (
+        "systemctl ",
+        Disposition::NotRun {
+            why: "needs root and systemd as PID 1",
+            checked_by: "deploy/check: systemd-analyze verify and security --offline on the units, two shardproxy run processes with systemd/config.toml",
+        },
+    ),
+    ("for i in 1 2 3; do   # admin ports", Disposition::Run),
+    ("named-checkzone example.com deploy/dns/example.com.zone", Disposition::Run),
+    (
+        "docker ",
+        Disposition::NotRun {
+            why: "no Docker engine on the development and CI machines",
+            checked_by: "this test: the Dockerfile, its .dockerignore and the -t tag's context exist; deploy/README.md says the image is not built",
+        },
+    ),
+    (
+        "kubectl apply ",
+        Disposition::NotRun {
+            why: "needs a cluster",
+            checked_by: "deploy/check: the manifests parse and agree, the init container's script runs, the ConfigMap's config loads and reads a cluster.local ring from BIND",
+        },
+    ),
+];
+
+/// deploy/README.md: every command of its shell blocks is run here with
+/// its result checked, or named in [`DEPLOY_COMMANDS`] with what checks
+/// the files it works on (and those files exist). A command added to the
+/// README that is neither fails this test.
+#[test]
+fn every_command_of_the_deploy_readme_runs_or_is_checked() {
+    let text = read("deploy/README.md");
+    let commands: Vec<String> = fences(&text)
+        .iter()
+        .filter(|f| f.info == "sh")
+        .flat_map(|f| shell_commands(&f.lines))
+        .collect();
+    assert!(commands.len() >= 12, "{commands:#?}");
+    let dir = std::env::temp_dir().join(format!("shardproxy-readme-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ran = 0;
+    for command in &commands {
+        let (_, disposition) = DEPLOY_COMMANDS
+            .iter()
+            .find(|(start, _)| command.starts_with(start))
+            .unwrap_or_else(|| {
+                panic!(
+                    "deploy/README.md shows a command this test neither runs nor lists: {command}"
+                )
+            });
+        // Every repository path the command names exists.
+        for word in command.split(|c: char| c.is_whitespace() || c == '"') {
+            if word.starts_with("deploy/") || word.starts_with("target/") {
+                let path = word.trim_end_matches(';');
+                if path.starts_with("target/") {
+                    assert_eq!(
+                        path, "target/release/shardproxy",
+                        "where cargo build --release puts the binary"
+                    );
+                    continue;
+                }
+                assert!(
+                    repo().join(path).exists(),
+                    "{path}, named by `{command}`, does not exist"
+                );
+            }
+        }
+        match disposition {
+            Disposition::NotRun { why, checked_by } => {
+                assert!(!why.is_empty() && !checked_by.is_empty());
+            }
+            Disposition::Run if command.starts_with("named-checkzone ") => {
+                let output = sh_ok(&repo(), command);
+                assert_eq!(
+                    output,
+                    ["zone example.com/IN: loaded serial 2024060101", "OK"],
+                    "$ {command}"
+                );
+                ran += 1;
+            }
+            Disposition::Run => {
+                // The per-instance configs: run on a copy of the config the
+                // install line before it puts at /etc/shardproxy/config.toml.
+                let etc = dir.join("etc");
+                std::fs::create_dir_all(&etc).unwrap();
+                let installed = read("deploy/systemd/config.toml");
+                std::fs::write(etc.join("config.toml"), &installed).unwrap();
+                assert!(command.contains("/etc/shardproxy/"));
+                let local = command.replace("/etc/shardproxy/", &format!("{}/", etc.display()));
+                assert_eq!(sh_ok(&dir, &local), Vec::<String>::new(), "$ {command}");
+                for i in 1..=3 {
+                    let copy = std::fs::read_to_string(etc.join(format!("{i}.toml"))).unwrap();
+                    let differing: Vec<(&str, &str)> = installed
+                        .lines()
+                        .zip(copy.lines())
+                        .filter(|(a, b)| a != b)
+                        .collect();
+                    assert_eq!(installed.lines().count(), copy.lines().count());
+                    assert_eq!(
+                        differing,
+                        [(
+                            "admin = \"127.0.0.1:9090\"",
+                            &*format!("admin = \"127.0.0.1:{}\"", 9090 + i)
+                        )],
+                        "{i}.toml should differ from config.toml in its admin port only"
+                    );
+                }
+                // The drop-in points shardproxy@N at /etc/shardproxy/N.toml.
+                assert!(read("deploy/systemd/per-instance-config.conf")
+                    .lines()
+                    .any(|l| l == "Environment=SHARDPROXY_CONFIG=/etc/shardproxy/%i.toml"));
+                ran += 1;
+            }
+        }
+    }
+    assert_eq!(ran, 2, "the runnable commands were not all found");
+    // The docker commands' files (the -f path is checked above).
+    assert!(repo()
+        .join("deploy/docker/Dockerfile.dockerignore")
+        .is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
