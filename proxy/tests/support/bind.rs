@@ -38,12 +38,25 @@ const PORT_ATTEMPTS: u32 = 3;
 const INSTALL_HINT: &str = "install BIND with `apt-get install bind9 bind9-dnsutils`";
 
 /// A running `named`, authoritative for one zone that accepts dynamic updates
-/// from 127.0.0.1. Stopped (killed) and its directory removed on drop.
+/// from 127.0.0.1 (or, started with [`BindServer::start_with_update_key`],
+/// only those signed with a TSIG key). Stopped (killed) and its directory
+/// removed on drop.
 pub struct BindServer {
     child: Option<Child>,
     addr: SocketAddr,
     origin: String,
     dir: PathBuf,
+    update_key: Option<PathBuf>,
+}
+
+/// Who may send the zone dynamic updates.
+#[derive(Clone, Copy)]
+enum Updates {
+    /// Anyone on 127.0.0.1, unsigned ([`BindServer::nsupdate`]).
+    FromLoopback,
+    /// Only updates signed with the key `ddns`, as a production zone is set
+    /// up (the README's `nsupdate -k`).
+    SignedWithKey,
 }
 
 impl BindServer {
@@ -65,6 +78,20 @@ impl BindServer {
     /// not answer within [`READY_TIMEOUT`]; the message includes named's
     /// log.
     pub fn start(zone_origin: &str, initial_zone_text: &str) -> BindServer {
+        Self::launch(zone_origin, initial_zone_text, Updates::FromLoopback)
+    }
+
+    /// Like [`BindServer::start`], but the zone takes only dynamic updates
+    /// signed with a TSIG key named `ddns`, made here with `tsig-keygen`
+    /// into the file [`BindServer::update_key_file`] (the named.conf
+    /// `key` statement `nsupdate -k` reads): the setup of a zone that
+    /// `nsupdate -k /etc/bind/ddns.key` updates. [`BindServer::nsupdate`]
+    /// (unsigned) is refused by such a server.
+    pub fn start_with_update_key(zone_origin: &str, initial_zone_text: &str) -> BindServer {
+        Self::launch(zone_origin, initial_zone_text, Updates::SignedWithKey)
+    }
+
+    fn launch(zone_origin: &str, initial_zone_text: &str, updates: Updates) -> BindServer {
         let named = find_program("named");
         let zone = zone_origin.trim_end_matches('.');
         assert!(!zone.is_empty(), "the zone origin must not be the root");
@@ -73,12 +100,19 @@ impl BindServer {
         let zone_file = dir.join("zone.db");
         fs::write(&zone_file, zone_text(&origin, initial_zone_text))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
+        let update_key = match updates {
+            Updates::FromLoopback => None,
+            Updates::SignedWithKey => Some(write_update_key(&dir)),
+        };
 
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port();
             let conf = dir.join("named.conf");
-            fs::write(&conf, named_conf(&dir, zone, &zone_file, port))
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+            fs::write(
+                &conf,
+                named_conf(&dir, zone, &zone_file, port, update_key.as_deref()),
+            )
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
             let log_path = dir.join("named.log");
             let log = fs::File::create(&log_path)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
@@ -100,6 +134,7 @@ impl BindServer {
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
                 origin: origin.clone(),
                 dir: dir.clone(),
+                update_key: update_key.clone(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -127,6 +162,13 @@ impl BindServer {
     /// The server's directory (config, zone file, journal, log).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The TSIG key file (a named.conf `key "ddns"` statement) that signs
+    /// updates, for a server started with
+    /// [`BindServer::start_with_update_key`].
+    pub fn update_key_file(&self) -> Option<&Path> {
+        self.update_key.as_deref()
     }
 
     /// What `named` has logged so far.
@@ -286,11 +328,21 @@ fn zone_text(origin: &str, text: &str) -> String {
     format!("{header}{text}\n")
 }
 
-fn named_conf(dir: &Path, zone: &str, zone_file: &Path, port: u16) -> String {
+fn named_conf(
+    dir: &Path,
+    zone: &str,
+    zone_file: &Path,
+    port: u16,
+    update_key: Option<&Path>,
+) -> String {
     let dir = dir.display();
     let zone_file = zone_file.display();
+    let (include, allow_update) = match update_key {
+        None => (String::new(), "127.0.0.1;"),
+        Some(key) => (format!("include \"{}\";\n", key.display()), "key ddns;"),
+    };
     format!(
-        r#"options {{
+        r#"{include}options {{
     directory "{dir}";
     pid-file "{dir}/named.pid";
     session-keyfile "{dir}/session.key";
@@ -310,10 +362,30 @@ zone "{zone}" {{
     type primary;
     file "{zone_file}";
     journal "{zone_file}.jnl";
-    allow-update {{ 127.0.0.1; }};
+    allow-update {{ {allow_update} }};
 }};
 "#
     )
+}
+
+/// Makes the TSIG key `ddns` with `tsig-keygen` (BIND's own tool) into
+/// `dir/ddns.key`, and returns that path.
+fn write_update_key(dir: &Path) -> PathBuf {
+    let tsig_keygen = find_program("tsig-keygen");
+    let output = Command::new(&tsig_keygen)
+        .arg("ddns")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tsig_keygen.display()));
+    assert!(
+        output.status.success() && output.stdout.starts_with(b"key \"ddns\""),
+        "tsig-keygen ddns failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.join("ddns.key");
+    fs::write(&path, &output.stdout)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
 }
 
 /// A loopback port free (for now) for both UDP and TCP.
