@@ -742,9 +742,15 @@ fn read_fallback_and_repair() {
     // The fallback follows writes unless given; repair is asked for.
     assert_eq!(service(""), (false, false));
     assert_eq!(service("writes = \"all\""), (true, false));
-    assert_eq!(service("writes = \"all\"\nread_fallback_404 = false"), (false, false));
+    assert_eq!(
+        service("writes = \"all\"\nread_fallback_404 = false"),
+        (false, false)
+    );
     assert_eq!(service("read_fallback_404 = true"), (true, false));
-    assert_eq!(service("writes = \"all\"\nread_repair = true"), (true, true));
+    assert_eq!(
+        service("writes = \"all\"\nread_repair = true"),
+        (true, true)
+    );
 }
 
 #[test]
