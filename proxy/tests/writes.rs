@@ -113,6 +113,57 @@ impl Harness {
         self.backends.iter().map(Backend::requests).sum()
     }
 
+    /// `GET path` through the proxy.
+    async fn get(&self, path: &str) -> Answer {
+        self.client.get(self.proxy.listen, path).await
+    }
+
+    /// The primary of `path`, which holds nothing yet: with the read
+    /// fallback, a `404` everywhere is the first instance's, the primary's,
+    /// and every instance was asked.
+    async fn primary_of(&self, path: &str) -> &Backend {
+        let before = self.requests();
+        let answer = self.get(path).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+        assert_eq!(self.requests(), before + 3, "every instance was asked");
+        let name = answer.backend().expect("a backend answered").to_owned();
+        self.backend(&name)
+    }
+
+    /// Writes `value` at `path` while its primary is down, so that only the
+    /// replicas hold it; returns the primary, up again and without it.
+    async fn write_missed_by_primary(&self, path: &str, value: &str) -> &Backend {
+        let primary = self.primary_of(path).await;
+        primary.stop().await;
+        let put = request(
+            Method::PUT,
+            self.proxy.listen,
+            path,
+            &[("content-type", "text/x-frob")],
+            value.to_owned(),
+        );
+        let answer = self.client.send(put).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let replicas: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|backend| backend.name() != primary.name())
+            .map(Backend::name)
+            .collect();
+        self.wait_stored(&replicas, path, value).await;
+        primary.restart().await;
+        assert_eq!(primary.stored(path), None);
+        primary
+    }
+
+    /// The replicas of a key whose primary is `primary`.
+    fn others(&self, primary: &Backend) -> impl Iterator<Item = &Backend> {
+        let primary = primary.name().to_owned();
+        self.backends
+            .iter()
+            .filter(move |backend| backend.name() != primary)
+    }
+
     async fn stop(self) {
         tokio::time::timeout(WAIT, self.proxy.shutdown())
             .await
@@ -341,6 +392,147 @@ async fn writes_primary_go_to_the_primary_only() {
         .collect();
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(answer.backend(), Some(holders[0]));
+    assert_eq!(harness.requests(), 1);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_finds_the_write_its_primary_missed() {
+    let harness = Harness::start(2, "writes = \"all\"").await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+
+    // The primary is asked first and answers 404; a replica has the object.
+    let asked = primary.requests();
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_ne!(answer.backend(), Some(primary.name()));
+    assert_eq!(primary.requests(), asked + 1, "the primary was asked first");
+    assert_eq!(answer.header("content-type"), Some("text/x-frob"));
+    // Without read_repair nothing is written back.
+    assert_eq!(primary.stored("/k/1"), None);
+
+    let fallbacks = "shardproxy_read_fallbacks_total";
+    assert_eq!(harness.metric(fallbacks, &[("result", "found")]).await, 1.0);
+    // The 404 everywhere of `primary_of`.
+    assert_eq!(
+        harness.metric(fallbacks, &[("result", "not_found")]).await,
+        1.0
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn read_repair_writes_the_object_back_to_the_primary() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1?v=1", "one").await;
+
+    let answer = harness.get("/k/1?v=1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_eq!(answer.header("content-length"), Some("3"));
+    wait_until("the primary holds the repaired object", || async {
+        primary.stored("/k/1?v=1").as_deref() == Some(b"one".as_slice())
+    })
+    .await;
+    assert_eq!(
+        primary
+            .stored_type("/k/1?v=1")
+            .as_ref()
+            .map(|t| t.as_bytes()),
+        Some(b"text/x-frob".as_slice())
+    );
+    wait_until("the repair is counted", || async {
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "ok")])
+            .await
+            == 1.0
+    })
+    .await;
+
+    // The primary now answers alone.
+    for replica in harness.others(primary) {
+        replica.stop().await;
+    }
+    let answer = harness.get("/k/1?v=1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_eq!(answer.backend(), Some(primary.name()));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_repair_never_overwrites_a_newer_object() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1", "old").await;
+
+    // The replicas hold the read until the primary has a newer object.
+    for replica in harness.others(primary) {
+        replica.hold();
+    }
+    let read = tokio::spawn({
+        let client = harness.client.clone();
+        let listen = harness.proxy.listen;
+        async move { client.get(listen, "/k/1").await }
+    });
+    wait_until("a replica has the read", || async {
+        harness.others(primary).map(Backend::in_flight).sum::<u64>() == 1
+    })
+    .await;
+    primary.put("/k/1", "new");
+    for replica in harness.others(primary) {
+        replica.release();
+    }
+    let answer = read.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "old");
+
+    // The repair was refused (412), and counted so.
+    wait_until("the refused repair is counted", || async {
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "exists")])
+            .await
+            == 1.0
+    })
+    .await;
+    assert_eq!(primary.stored("/k/1").as_deref(), Some(b"new".as_slice()));
+    assert_eq!(
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "ok")])
+            .await,
+        0.0
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_get_or_head_404_falls_back() {
+    let harness = Harness::start(2, "read_fallback_404 = true").await;
+    for backend in &harness.backends {
+        backend.set(Behaviour::Status(404));
+    }
+    // A 404 everywhere is a 404, after every instance was asked.
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(harness.requests(), 3);
+    let head = request(Method::HEAD, harness.proxy.listen, "/k/1", &[], "");
+    let answer = harness.client.send(head).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(harness.requests(), 6);
+
+    // A POST's 404 is its answer: one instance asked.
+    let post = request(Method::POST, harness.proxy.listen, "/k/1", &[], "x");
+    let answer = harness.client.send(post).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(harness.requests(), 7);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_fallback_a_404_is_the_primarys_answer() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_fallback_404 = false").await;
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
     assert_eq!(harness.requests(), 1);
     harness.stop().await;
 }
