@@ -102,6 +102,17 @@ impl Harness {
         support::sum_samples(&answer.text(), name, labels)
     }
 
+    /// `shardproxy_read_repairs_total{result}`.
+    async fn read_repairs(&self, result: &str) -> f64 {
+        self.metric("shardproxy_read_repairs_total", &[("result", result)])
+            .await
+    }
+
+    /// `shardproxy_ejections_total`, every instance and reason.
+    async fn ejections(&self) -> f64 {
+        self.metric("shardproxy_ejections_total", &[]).await
+    }
+
     /// `shardproxy_replica_writes_total{result}`.
     async fn replica_writes(&self, result: &str) -> f64 {
         self.metric("shardproxy_replica_writes_total", &[("result", result)])
@@ -534,5 +545,60 @@ async fn without_the_fallback_a_404_is_the_primarys_answer() {
     let answer = harness.get("/k/1").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
     assert_eq!(harness.requests(), 1);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_finds_the_object_and_repairs_nothing() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+    let head = request(Method::HEAD, harness.proxy.listen, "/k/1", &[], "");
+    let answer = harness.client.send(head).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_ne!(answer.backend(), Some(primary.name()));
+    // A HEAD has no body to write back: the repair is skipped, at once.
+    assert_eq!(harness.read_repairs("skipped").await, 1.0);
+    assert_eq!(harness.read_repairs("ok").await, 0.0);
+    assert_eq!(primary.stored("/k/1"), None);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_fallback_skips_ejected_instances() {
+    let harness = Harness::start(
+        2,
+        "writes = \"all\"\noutlier_detection = { consecutive_failures = 1, base_ejection_time = \"1h\", max_ejection_time = \"1h\", probe_interval = \"1h\" }",
+    )
+    .await;
+    let primary = harness.primary_of("/k/1").await;
+    // A failed answer ejects one of the replicas; it then serves again.
+    let ejected = harness.others(primary).next().unwrap();
+    ejected.set(Behaviour::Status(503));
+    let mut n = 0;
+    wait_until("the replica is ejected", || {
+        n += 1;
+        let path = format!("/e/{n}");
+        let harness = &harness;
+        async move {
+            harness.get(&path).await;
+            harness.ejections().await >= 1.0
+        }
+    })
+    .await;
+    assert!(ejected.requests() > 0);
+    ejected.set(Behaviour::Store);
+
+    // A 404 everywhere else is the primary's, the ejected replica unasked.
+    let before = ejected.requests();
+    let others = harness.requests() - before;
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(answer.backend(), Some(primary.name()));
+    assert_eq!(
+        ejected.requests(),
+        before,
+        "the ejected replica was not asked"
+    );
+    assert_eq!(harness.requests() - ejected.requests(), others + 2);
     harness.stop().await;
 }
