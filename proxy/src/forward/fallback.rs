@@ -25,9 +25,14 @@
 //! replica-write buffer limit), within the per-try timeout, and the client
 //! gets it from memory. Any other found answer is streamed as usual and its
 //! repairs are counted as skipped; a found body that breaks or stalls while
-//! being read makes that attempt a failed one and the walk goes on. Repairs
-//! share the service's background-write permits with replica writes; past
-//! the limit they are skipped.
+//! being read makes that attempt a failed one and the walk goes on. A found
+//! answer with a `Content-Encoding` is not repaired with either: its body is
+//! the encoding the client asked for, not the object. Repairs share the
+//! service's background-write permits with replica writes; past the limit
+//! they are skipped. A repair is the proxy's own write, not a client's
+//! attempt: it goes to the instance's pooled connections directly, and is
+//! counted in `shardproxy_read_repairs_total`, not in the instance's
+//! attempts or its health.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +60,8 @@ enum Found {
     /// Read whole: the client's answer and the object to write back.
     Read(Response<Body>, Object),
     /// Not to be repaired with (not a `200` to a GET with a small enough
-    /// `Content-Length`): streamed to the client as it is.
+    /// `Content-Length` and no `Content-Encoding`): streamed to the client
+    /// as it is.
     Unread(Response<ResponseBody>),
     /// Its body broke or stalled while being read.
     Broken,
@@ -110,10 +116,13 @@ impl Walk<'_> {
             let Some(endpoint) = self.targets.get(n) else {
                 continue;
             };
-            asked = n + 1;
             if upstream.health.is_ejected(&endpoint.name) {
                 continue;
             }
+            // Ejected instances come last: those skipped at the end are
+            // left to a transition read, which asks them whatever their
+            // health.
+            asked = n + 1;
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
@@ -184,7 +193,11 @@ impl Walk<'_> {
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.parse::<u64>().ok());
         let small = length.is_some_and(|length| length <= self.upstream.config.max_body);
-        if self.parts.method != Method::GET || found.status() != StatusCode::OK || !small {
+        // An encoded body (gzip for the client's Accept-Encoding) is not the
+        // object: written back as it is, it would be stored encoded.
+        let encoded = found.headers().contains_key(header::CONTENT_ENCODING);
+        if self.parts.method != Method::GET || found.status() != StatusCode::OK || !small || encoded
+        {
             return Found::Unread(found);
         }
         let (mut head, body) = found.into_parts();

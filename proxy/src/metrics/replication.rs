@@ -70,9 +70,9 @@ pub enum ReadRepair {
     Exists,
     /// Another answer, or none.
     Failed,
-    /// Not sent: the object was not a `200` with a `Content-Length` of at
-    /// most `max_body`, its body could not be read, or the service's
-    /// background writes were at their limit.
+    /// Not sent: the object was not a `200` to a GET with a
+    /// `Content-Length` of at most `max_body` and no `Content-Encoding`, or
+    /// the service's background writes were at their limit.
     Skipped,
 }
 
