@@ -64,6 +64,7 @@ pub use upstream::Upstream;
 use attempt::{ClientSide, Failed};
 use body::RequestBody;
 use endpoint::{Endpoint, Targets};
+use fallback::Fallback;
 use request::{is_idempotent, to_client, upstream_path, upstream_request};
 use transition::OldRing;
 use write::Replicas;
@@ -330,8 +331,8 @@ impl Walk<'_> {
     ) -> Response<Body> {
         let (not_found, asked) = if self.falls_back() {
             match self.fall_back(not_found, (index, endpoint), exchange).await {
-                Ok(found) => return found,
-                Err(still) => still,
+                Fallback::Found(found) => return found,
+                Fallback::NotFound(not_found, asked) => (not_found, asked),
             }
         } else {
             (not_found, index + 1)

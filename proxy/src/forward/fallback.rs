@@ -55,6 +55,15 @@ use crate::metrics::replication::ReadRepair;
 use crate::metrics::ServiceMetrics;
 use crate::pool::{Connections, ResponseBody};
 
+/// What a fallback read came to.
+pub(super) enum Fallback {
+    /// An instance had the object: the client's answer.
+    Found(Response<Body>),
+    /// None had it: the first `404`, and how many instances of the list
+    /// have been asked (for a transition read to skip).
+    NotFound(Response<ResponseBody>, usize),
+}
+
 /// A found answer, as read repair takes it.
 enum Found {
     /// Read whole: the client's answer and the object to write back.
@@ -94,16 +103,13 @@ impl Walk<'_> {
     }
 
     /// Tries the instances after the `index`-th, which answered
-    /// `not_found`, as the module documentation says. Returns the client's
-    /// answer when one found the object; otherwise `not_found` again, with
-    /// how many instances of the list have been asked (for a transition
-    /// read to skip).
+    /// `not_found`, as the module documentation says.
     pub(super) async fn fall_back(
         &mut self,
         not_found: Response<ResponseBody>,
         (index, answered_by): (usize, &Endpoint),
         exchange: &mut Exchange,
-    ) -> Result<Response<Body>, (Response<ResponseBody>, usize)> {
+    ) -> Fallback {
         let upstream = self.upstream;
         let config = &upstream.config;
         let metrics = upstream.metrics.replication();
@@ -177,11 +183,11 @@ impl Walk<'_> {
             metrics.read_fallback(true);
             exchange.answered_by(&endpoint.name);
             tokio::spawn(attempt::drain(not_found.into_body(), config.try_timeout));
-            return Ok(answer);
+            return Fallback::Found(answer);
         }
         metrics.read_fallback(false);
         exchange.answered_by(&answered_by.name);
-        Err((not_found, asked))
+        Fallback::NotFound(not_found, asked)
     }
 
     /// `found` read whole when read repair can send it (see [`Found`]),
