@@ -602,3 +602,84 @@ async fn the_fallback_skips_ejected_instances() {
     assert_eq!(harness.requests() - ejected.requests(), others + 2);
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_replica_delays_the_fallback_within_the_deadline() {
+    let harness = Harness::start(
+        2,
+        "writes = \"all\"\ntry_timeout = \"4s\"\ndeadline = \"6s\"",
+    )
+    .await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+    let replicas: Vec<&Backend> = harness.others(primary).collect();
+    let in_flight = || {
+        replicas
+            .iter()
+            .map(|replica| replica.in_flight())
+            .sum::<u64>()
+    };
+    let read = || {
+        let client = harness.client.clone();
+        let listen = harness.proxy.listen;
+        tokio::spawn(async move { client.get(listen, "/k/1").await })
+    };
+
+    // The first replica asked stalls: at its per-try timeout the next one
+    // is asked, and has the object.
+    for replica in &replicas {
+        replica.set(Behaviour::Hang);
+    }
+    let answer = read();
+    wait_until("a replica holds the read", || {
+        let held = in_flight() == 1;
+        async move { held }
+    })
+    .await;
+    for replica in &replicas {
+        if replica.in_flight() == 0 {
+            replica.set(Behaviour::Store);
+        }
+    }
+    support::skip(Duration::from_secs(4)).await;
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+
+    // Both stall: the deadline ends the fallback, 2 s into the second
+    // replica's attempt (not at its 4 s per-try timeout), and the 404
+    // stands. (The test client's own timeout, `WAIT`, is on the same clock:
+    // 4 s + 2 s stay under it.)
+    for replica in &replicas {
+        replica.set(Behaviour::Hang);
+    }
+    wait_until("the timed-out read is dropped", || {
+        let idle = in_flight() == 0;
+        async move { idle }
+    })
+    .await;
+    let before: Vec<u64> = replicas.iter().map(|replica| replica.requests()).collect();
+    let answer = read();
+    for (asked, skipped) in [(1, 4), (2, 2)] {
+        wait_until("a replica holds the read", || {
+            let held = in_flight() == 1
+                && replicas
+                    .iter()
+                    .zip(&before)
+                    .map(|(replica, before)| replica.requests() - before)
+                    .sum::<u64>()
+                    == asked;
+            async move { held }
+        })
+        .await;
+        support::skip(Duration::from_secs(skipped)).await;
+    }
+    // At once: past the deadline nothing more is waited for (the second
+    // attempt's own timeout would be 2 s of real time away).
+    let answer = tokio::time::timeout(Duration::from_secs(1), answer)
+        .await
+        .expect("answered at the deadline")
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(answer.backend(), Some(primary.name()));
+    harness.stop().await;
+}
