@@ -240,6 +240,15 @@ pub struct ServiceConfig {
     /// `max_body` (default 1 MiB), in bytes: the most a `writes = "all"`
     /// body is buffered; larger gets `413`.
     pub max_body: u64,
+    /// `read_fallback_404` (default true with `writes = "all"`, else
+    /// false): a GET/HEAD answered `404` is tried on the rest of its
+    /// preference list, so a replica that missed a write never hides the
+    /// object the others hold (SPEC §9.4).
+    pub read_fallback_404: bool,
+    /// `read_repair` (default false, only with `writes = "all"`): an object
+    /// such a fallback found is written back, in the background and
+    /// `If-None-Match: *`, to each instance that answered `404`.
+    pub read_repair: bool,
     /// `retry_on` (default `[502, 503, 504]`): statuses that are retried on
     /// the next instance, in file order, each 100 to 599 and given once.
     pub retry_on: Vec<u16>,

@@ -20,6 +20,8 @@
 //! - `budget`: the retry budget.
 //! - `endpoint`: each instance of the ring in use as requests need it,
 //!   built once per ring, and the order a request tries them in.
+//! - `fallback`: a read's `404` tried on the rest of its preference list,
+//!   and the read repairs it sends.
 //! - `transition`: reads tried on the replaced ring during a transition.
 //! - `watched`: response bodies cut off when the instance stalls.
 //! - `write`: writes to every replica of a key (`writes = "all"`).
@@ -49,6 +51,7 @@ mod body;
 mod budget;
 mod endpoint;
 pub mod exchange;
+mod fallback;
 mod request;
 mod transition;
 pub mod upstream;
@@ -61,6 +64,7 @@ pub use upstream::Upstream;
 use attempt::{ClientSide, Failed};
 use body::RequestBody;
 use endpoint::{Endpoint, Targets};
+use fallback::Fallback;
 use request::{is_idempotent, to_client, upstream_path, upstream_request};
 use transition::OldRing;
 use write::Replicas;
@@ -296,32 +300,57 @@ impl Walk<'_> {
     }
 
     /// The answer of `endpoint`, the `index`-th instance tried, for the
-    /// client; a `404` during a transition is tried on the replaced ring
-    /// first.
+    /// client; a GET or HEAD's `404` is tried further first (see
+    /// [`Walk::not_found`]).
     async fn answer(
         &mut self,
         response: Response<ResponseBody>,
         (index, endpoint): (usize, &Endpoint),
         exchange: &mut Exchange,
     ) -> Response<Body> {
-        match self
-            .old_ring
-            .take()
-            .filter(|_| response.status() == StatusCode::NOT_FOUND)
+        if response.status() == StatusCode::NOT_FOUND
+            && (self.old_ring.is_some() || self.falls_back())
         {
-            Some(old_ring) => {
-                let asked = (self.targets, index + 1);
-                let read = old_ring.read(
-                    self.parts,
-                    self.path,
-                    self.body,
-                    asked,
-                    (response, &endpoint.name),
-                    exchange,
-                );
-                Box::pin(read).await
+            return Box::pin(self.not_found(response, (index, endpoint), exchange)).await;
+        }
+        to_client(response, self.upstream, &endpoint.name)
+    }
+
+    /// The answer after `endpoint`, the `index`-th instance tried, said
+    /// `not_found`: first the rest of the preference list
+    /// (`read_fallback_404`), then, during a transition, the replaced
+    /// ring's list, skipping every instance already asked. One walk down
+    /// the new list and then the old one, so that no instance is asked
+    /// twice and the new owners, which a transition is copying to, are
+    /// asked first.
+    async fn not_found(
+        &mut self,
+        not_found: Response<ResponseBody>,
+        (index, endpoint): (usize, &Endpoint),
+        exchange: &mut Exchange,
+    ) -> Response<Body> {
+        let (not_found, asked) = if self.falls_back() {
+            match self.fall_back(not_found, (index, endpoint), exchange).await {
+                Fallback::Found(found) => return found,
+                Fallback::NotFound(not_found, asked) => (not_found, asked),
             }
-            None => to_client(response, self.upstream, &endpoint.name),
+        } else {
+            (not_found, index + 1)
+        };
+        match self.old_ring.take() {
+            Some(old_ring) => {
+                old_ring
+                    .read(
+                        self.parts,
+                        self.path,
+                        self.body,
+                        (self.targets, asked),
+                        (not_found, &endpoint.name),
+                        exchange,
+                    )
+                    .await
+            }
+            None => to_client(not_found, self.upstream, &endpoint.name),
         }
     }
 

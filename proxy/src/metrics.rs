@@ -45,6 +45,8 @@
 //! | `shardproxy_replica_writes_total` | counter | `service`, `result` | writes to one replica (`writes = "all"`); `result` is `ok` (`2xx`), `failed` (another answer, or none) or `abandoned` (stopped: the background limit was reached) |
 //! | `shardproxy_write_quorum_total` | counter | `service`, `result` | writes with `writes = "all"`, `result` `reached` (the client got a `2xx`) or `failed` (`502`) |
 //! | `shardproxy_background_writes` | gauge | `service` | replica writes still in flight after their client got its answer |
+//! | `shardproxy_read_fallbacks_total` | counter | `service`, `result` | GET/HEAD answered `404` and tried on the rest of the preference list (`read_fallback_404`); `result` is `found` (a `2xx`/`3xx` was returned) or `not_found` |
+//! | `shardproxy_read_repairs_total` | counter | `service`, `result` | objects a fallback found, written back to one instance that answered `404` (`read_repair`); `result` is `ok` (`2xx`), `exists` (`412`: it holds an object now, not overwritten), `failed` (another answer, or none) or `skipped` (not sent: not a `200` to a GET with a `Content-Length` up to `max_body` and no `Content-Encoding`, or the background limit reached) |
 //!
 //! Rings, read from discovery at each scrape:
 //!
@@ -92,7 +94,8 @@
 //! - [`upstream`]: what attempts record of each instance.
 //! - `connections`: each instance's pooled connections, read at each scrape.
 //! - [`ring`]: the ring metrics, built at each scrape.
-//! - [`replication`]: transition reads and replica writes.
+//! - [`replication`]: transition reads, replica writes, read fallbacks
+//!   and repairs.
 //! - `cache`: the cache counters, and the store sizes read at each scrape.
 //! - [`reload`]: the config in use and its reloads.
 //! - `process`: the process collector, its CPU seconds made fractional.

@@ -52,6 +52,11 @@ struct Fleet {
 impl Fleet {
     /// Publishes `b1` to `b3` and starts the proxy with `transition_grace`.
     async fn start(grace: &str) -> Fleet {
+        Fleet::start_with(grace, "").await
+    }
+
+    /// [`Fleet::start`] with `service` lines added to the service section.
+    async fn start_with(grace: &str, service: &str) -> Fleet {
         let mut backends = Vec::new();
         for index in 1..=TOKENS.len() {
             let backend = Backend::start(&format!("b{index}")).await;
@@ -77,6 +82,7 @@ refresh = "1s"
 [services.frob]
 srv = "{}"
 transition_grace = "{grace}"
+{service}
 
 [[routes]]
 path_prefix = "/"
@@ -465,4 +471,47 @@ async fn a_reload_that_changes_a_static_ring_starts_a_transition() {
     for backend in backends {
         backend.shutdown().await;
     }
+}
+
+/// With `read_fallback_404`, a moved key's `404` on the new owner is tried
+/// on the rest of the new list first, then on the old ring's list, never on
+/// an instance twice.
+#[tokio::test]
+async fn a_fallback_read_then_the_old_ring_ask_each_instance_once() {
+    let fleet = Fleet::start_with("60s", "read_fallback_404 = true").await;
+    let keys = keys(40);
+    seed(&fleet.client, fleet.proxy.listen, &keys).await;
+    let change = fleet.add_b4(true).await;
+    let moved: Vec<&String> = keys.iter().filter(|key| change.moved(key)).collect();
+    assert!(!moved.is_empty(), "b4 takes some keys");
+    for key in &moved {
+        let before: Vec<u64> = fleet.backends.iter().map(Backend::requests).collect();
+        let answer = fleet.get(key).await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}");
+        assert_eq!(answer.body, format!("value-of-{key}").as_bytes(), "{key}");
+        let asked: Vec<u64> = fleet
+            .backends
+            .iter()
+            .zip(&before)
+            .map(|(backend, before)| backend.requests() - before)
+            .collect();
+        assert_eq!(asked[3], 1, "{key}: b4, the new primary, first");
+        assert!(asked.iter().all(|&n| n <= 1), "{key}: {asked:?}");
+    }
+    // Each moved key's 404 went down the new list first; the keys its new
+    // replica did not hold went on to the old ring.
+    let fallbacks = |result| {
+        metric(
+            &fleet.proxy,
+            "shardproxy_read_fallbacks_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(
+        fallbacks("found") + fallbacks("not_found"),
+        moved.len() as f64
+    );
+    assert_eq!(fleet.transition_reads("found"), fallbacks("not_found"));
+    assert_eq!(fleet.transition_reads("not_found"), 0.0);
+    fleet.stop().await;
 }

@@ -102,6 +102,17 @@ impl Harness {
         support::sum_samples(&answer.text(), name, labels)
     }
 
+    /// `shardproxy_read_repairs_total{result}`.
+    async fn read_repairs(&self, result: &str) -> f64 {
+        self.metric("shardproxy_read_repairs_total", &[("result", result)])
+            .await
+    }
+
+    /// `shardproxy_ejections_total`, every instance and reason.
+    async fn ejections(&self) -> f64 {
+        self.metric("shardproxy_ejections_total", &[]).await
+    }
+
     /// `shardproxy_replica_writes_total{result}`.
     async fn replica_writes(&self, result: &str) -> f64 {
         self.metric("shardproxy_replica_writes_total", &[("result", result)])
@@ -111,6 +122,57 @@ impl Harness {
     /// Requests the backends received, all together.
     fn requests(&self) -> u64 {
         self.backends.iter().map(Backend::requests).sum()
+    }
+
+    /// `GET path` through the proxy.
+    async fn get(&self, path: &str) -> Answer {
+        self.client.get(self.proxy.listen, path).await
+    }
+
+    /// The primary of `path`, which holds nothing yet: with the read
+    /// fallback, a `404` everywhere is the first instance's, the primary's,
+    /// and every instance was asked.
+    async fn primary_of(&self, path: &str) -> &Backend {
+        let before = self.requests();
+        let answer = self.get(path).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+        assert_eq!(self.requests(), before + 3, "every instance was asked");
+        let name = answer.backend().expect("a backend answered").to_owned();
+        self.backend(&name)
+    }
+
+    /// Writes `value` at `path` while its primary is down, so that only the
+    /// replicas hold it; returns the primary, up again and without it.
+    async fn write_missed_by_primary(&self, path: &str, value: &str) -> &Backend {
+        let primary = self.primary_of(path).await;
+        primary.stop().await;
+        let put = request(
+            Method::PUT,
+            self.proxy.listen,
+            path,
+            &[("content-type", "text/x-frob")],
+            value.to_owned(),
+        );
+        let answer = self.client.send(put).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let replicas: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|backend| backend.name() != primary.name())
+            .map(Backend::name)
+            .collect();
+        self.wait_stored(&replicas, path, value).await;
+        primary.restart().await;
+        assert_eq!(primary.stored(path), None);
+        primary
+    }
+
+    /// The replicas of a key whose primary is `primary`.
+    fn others(&self, primary: &Backend) -> impl Iterator<Item = &Backend> {
+        let primary = primary.name().to_owned();
+        self.backends
+            .iter()
+            .filter(move |backend| backend.name() != primary)
     }
 
     async fn stop(self) {
@@ -342,5 +404,282 @@ async fn writes_primary_go_to_the_primary_only() {
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(answer.backend(), Some(holders[0]));
     assert_eq!(harness.requests(), 1);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_finds_the_write_its_primary_missed() {
+    let harness = Harness::start(2, "writes = \"all\"").await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+
+    // The primary is asked first and answers 404; a replica has the object.
+    let asked = primary.requests();
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_ne!(answer.backend(), Some(primary.name()));
+    assert_eq!(primary.requests(), asked + 1, "the primary was asked first");
+    assert_eq!(answer.header("content-type"), Some("text/x-frob"));
+    // Without read_repair nothing is written back.
+    assert_eq!(primary.stored("/k/1"), None);
+
+    let fallbacks = "shardproxy_read_fallbacks_total";
+    assert_eq!(harness.metric(fallbacks, &[("result", "found")]).await, 1.0);
+    // The 404 everywhere of `primary_of`.
+    assert_eq!(
+        harness.metric(fallbacks, &[("result", "not_found")]).await,
+        1.0
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn read_repair_writes_the_object_back_to_the_primary() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1?v=1", "one").await;
+
+    let answer = harness.get("/k/1?v=1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_eq!(answer.header("content-length"), Some("3"));
+    wait_until("the primary holds the repaired object", || async {
+        primary.stored("/k/1?v=1").as_deref() == Some(b"one".as_slice())
+    })
+    .await;
+    assert_eq!(
+        primary
+            .stored_type("/k/1?v=1")
+            .as_ref()
+            .map(|t| t.as_bytes()),
+        Some(b"text/x-frob".as_slice())
+    );
+    wait_until("the repair is counted", || async {
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "ok")])
+            .await
+            == 1.0
+    })
+    .await;
+
+    // The primary now answers alone.
+    for replica in harness.others(primary) {
+        replica.stop().await;
+    }
+    let answer = harness.get("/k/1?v=1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+    assert_eq!(answer.backend(), Some(primary.name()));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_repair_never_overwrites_a_newer_object() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1", "old").await;
+
+    // The replicas hold the read until the primary has a newer object.
+    for replica in harness.others(primary) {
+        replica.hold();
+    }
+    let read = tokio::spawn({
+        let client = harness.client.clone();
+        let listen = harness.proxy.listen;
+        async move { client.get(listen, "/k/1").await }
+    });
+    wait_until("a replica has the read", || async {
+        harness.others(primary).map(Backend::in_flight).sum::<u64>() == 1
+    })
+    .await;
+    primary.put("/k/1", "new");
+    for replica in harness.others(primary) {
+        replica.release();
+    }
+    let answer = read.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "old");
+
+    // The repair was refused (412), and counted so.
+    wait_until("the refused repair is counted", || async {
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "exists")])
+            .await
+            == 1.0
+    })
+    .await;
+    assert_eq!(primary.stored("/k/1").as_deref(), Some(b"new".as_slice()));
+    assert_eq!(
+        harness
+            .metric("shardproxy_read_repairs_total", &[("result", "ok")])
+            .await,
+        0.0
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_get_or_head_404_falls_back() {
+    let harness = Harness::start(2, "read_fallback_404 = true").await;
+    for backend in &harness.backends {
+        backend.set(Behaviour::Status(404));
+    }
+    // A 404 everywhere is a 404, after every instance was asked.
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(harness.requests(), 3);
+    let head = request(Method::HEAD, harness.proxy.listen, "/k/1", &[], "");
+    let answer = harness.client.send(head).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(harness.requests(), 6);
+
+    // A POST's 404 is its answer: one instance asked.
+    let post = request(Method::POST, harness.proxy.listen, "/k/1", &[], "x");
+    let answer = harness.client.send(post).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(harness.requests(), 7);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_fallback_a_404_is_the_primarys_answer() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_fallback_404 = false").await;
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(harness.requests(), 1);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_finds_the_object_and_repairs_nothing() {
+    let harness = Harness::start(2, "writes = \"all\"\nread_repair = true").await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+    let head = request(Method::HEAD, harness.proxy.listen, "/k/1", &[], "");
+    let answer = harness.client.send(head).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_ne!(answer.backend(), Some(primary.name()));
+    // A HEAD has no body to write back: the repair is skipped, at once.
+    assert_eq!(harness.read_repairs("skipped").await, 1.0);
+    assert_eq!(harness.read_repairs("ok").await, 0.0);
+    assert_eq!(primary.stored("/k/1"), None);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn the_fallback_skips_ejected_instances() {
+    let harness = Harness::start(
+        2,
+        "writes = \"all\"\noutlier_detection = { consecutive_failures = 1, base_ejection_time = \"1h\", max_ejection_time = \"1h\", probe_interval = \"1h\" }",
+    )
+    .await;
+    let primary = harness.primary_of("/k/1").await;
+    // A failed answer ejects one of the replicas; it then serves again.
+    let ejected = harness.others(primary).next().unwrap();
+    ejected.set(Behaviour::Status(503));
+    let mut n = 0;
+    wait_until("the replica is ejected", || {
+        n += 1;
+        let path = format!("/e/{n}");
+        let harness = &harness;
+        async move {
+            harness.get(&path).await;
+            harness.ejections().await >= 1.0
+        }
+    })
+    .await;
+    assert!(ejected.requests() > 0);
+    ejected.set(Behaviour::Store);
+
+    // A 404 everywhere else is the primary's, the ejected replica unasked.
+    let before = ejected.requests();
+    let others = harness.requests() - before;
+    let answer = harness.get("/k/1").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(answer.backend(), Some(primary.name()));
+    assert_eq!(
+        ejected.requests(),
+        before,
+        "the ejected replica was not asked"
+    );
+    assert_eq!(harness.requests() - ejected.requests(), others + 2);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_replica_delays_the_fallback_within_the_deadline() {
+    let harness = Harness::start(
+        2,
+        "writes = \"all\"\ntry_timeout = \"4s\"\ndeadline = \"6s\"",
+    )
+    .await;
+    let primary = harness.write_missed_by_primary("/k/1", "one").await;
+    let replicas: Vec<&Backend> = harness.others(primary).collect();
+    let in_flight = || {
+        replicas
+            .iter()
+            .map(|replica| replica.in_flight())
+            .sum::<u64>()
+    };
+    let read = || {
+        let client = harness.client.clone();
+        let listen = harness.proxy.listen;
+        tokio::spawn(async move { client.get(listen, "/k/1").await })
+    };
+
+    // The first replica asked stalls: at its per-try timeout the next one
+    // is asked, and has the object.
+    for replica in &replicas {
+        replica.set(Behaviour::Hang);
+    }
+    let answer = read();
+    wait_until("a replica holds the read", || {
+        let held = in_flight() == 1;
+        async move { held }
+    })
+    .await;
+    for replica in &replicas {
+        if replica.in_flight() == 0 {
+            replica.set(Behaviour::Store);
+        }
+    }
+    support::skip(Duration::from_secs(4)).await;
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "one");
+
+    // Both stall: the deadline ends the fallback, 2 s into the second
+    // replica's attempt (not at its 4 s per-try timeout), and the 404
+    // stands. (The test client's own timeout, `WAIT`, is on the same clock:
+    // 4 s + 2 s stay under it.)
+    for replica in &replicas {
+        replica.set(Behaviour::Hang);
+    }
+    wait_until("the timed-out read is dropped", || {
+        let idle = in_flight() == 0;
+        async move { idle }
+    })
+    .await;
+    let before: Vec<u64> = replicas.iter().map(|replica| replica.requests()).collect();
+    let answer = read();
+    for (asked, skipped) in [(1, 4), (2, 2)] {
+        wait_until("a replica holds the read", || {
+            let held = in_flight() == 1
+                && replicas
+                    .iter()
+                    .zip(&before)
+                    .map(|(replica, before)| replica.requests() - before)
+                    .sum::<u64>()
+                    == asked;
+            async move { held }
+        })
+        .await;
+        support::skip(Duration::from_secs(skipped)).await;
+    }
+    // At once: past the deadline nothing more is waited for (the second
+    // attempt's own timeout would be 2 s of real time away).
+    let answer = tokio::time::timeout(Duration::from_secs(1), answer)
+        .await
+        .expect("answered at the deadline")
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+    assert_eq!(answer.backend(), Some(primary.name()));
     harness.stop().await;
 }

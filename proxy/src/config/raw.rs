@@ -86,6 +86,8 @@ pub(super) struct RawService {
     pub(super) writes: Text,
     pub(super) write_quorum: Int,
     pub(super) max_body: Quantity,
+    pub(super) read_fallback_404: Flag,
+    pub(super) read_repair: Flag,
     pub(super) retry_on: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(super) try_timeout: Quantity,
     pub(super) deadline: Quantity,

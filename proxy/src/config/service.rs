@@ -164,6 +164,26 @@ fn service(
         })),
     };
 
+    // Checked against `writes` only when `writes` is valid or left out,
+    // so that a bad `writes` causes no second error.
+    let primary = raw
+        .writes
+        .as_ref()
+        .is_none_or(|given| given.get_ref() == "primary");
+    let read_repair = field(
+        source,
+        &key.key("read_repair"),
+        raw.read_repair.as_ref(),
+        false,
+        |&repair| {
+            if repair && primary {
+                Err("read_repair = true needs writes = \"all\"".to_owned())
+            } else {
+                Ok(repair)
+            }
+        },
+    );
+
     let (try_timeout_key, deadline_key) = (key.key("try_timeout"), key.key("deadline"));
     let (try_timeout, deadline) = ordered(
         source,
@@ -206,6 +226,14 @@ fn service(
             DEFAULT_MAX_BODY,
             size,
         ),
+        read_fallback_404: field(
+            source,
+            &key.key("read_fallback_404"),
+            raw.read_fallback_404.as_ref(),
+            writes == Writes::All,
+            flag,
+        ),
+        read_repair,
         retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref()),
         try_timeout,
         deadline,

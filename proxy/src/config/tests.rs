@@ -715,6 +715,40 @@ fn write_errors() {
         service_error("balance = \"srv\"\nwrites = \"all\""),
         "config.toml:4:10: services.frob.writes = \"all\": writes = \"all\" needs balance = \"ring\": SRV balancing has no preference list"
     );
+    assert_eq!(
+        service_error("read_repair = true"),
+        "config.toml:3:15: services.frob.read_repair = true: read_repair = true needs writes = \"all\""
+    );
+    assert_eq!(
+        service_error("writes = \"primary\"\nread_repair = true"),
+        "config.toml:4:15: services.frob.read_repair = true: read_repair = true needs writes = \"all\""
+    );
+    // A bad `writes` is the one error: read_repair is not checked against it.
+    assert_eq!(
+        errors(&MINIMAL.replacen("\n\n", "\nwrites = \"some\"\nread_repair = true\n\n", 1)).len(),
+        1
+    );
+}
+
+#[test]
+fn read_fallback_and_repair() {
+    let service = |lines: &str| {
+        let config = load(&MINIMAL.replacen("\n\n", &format!("\n{lines}\n\n"), 1));
+        let service = frob(&config);
+        (service.read_fallback_404, service.read_repair)
+    };
+    // The fallback follows writes unless given; repair is asked for.
+    assert_eq!(service(""), (false, false));
+    assert_eq!(service("writes = \"all\""), (true, false));
+    assert_eq!(
+        service("writes = \"all\"\nread_fallback_404 = false"),
+        (false, false)
+    );
+    assert_eq!(service("read_fallback_404 = true"), (true, false));
+    assert_eq!(
+        service("writes = \"all\"\nread_repair = true"),
+        (true, true)
+    );
 }
 
 #[test]

@@ -93,9 +93,7 @@ pub(super) fn to_client(
     instance: &InstanceName,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    let hop_by_hop = HopByHop::scan(&parts.headers);
-    headers::reframe(&mut parts.headers, hop_by_hop.has_transfer_encoding());
-    hop_by_hop.strip(&mut parts.headers);
+    for_client(&mut parts);
     let body = Watched::new(
         body,
         upstream.config.body_timeout,
@@ -103,6 +101,15 @@ pub(super) fn to_client(
         instance.clone(),
     );
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// The head of an instance's response as the client gets it, whether its
+/// body is streamed ([`to_client`]) or was read whole: framed as RFC 9112
+/// §6.3 says, hop-by-hop headers removed.
+pub(super) fn for_client(parts: &mut http::response::Parts) {
+    let hop_by_hop = HopByHop::scan(&parts.headers);
+    headers::reframe(&mut parts.headers, hop_by_hop.has_transfer_encoding());
+    hop_by_hop.strip(&mut parts.headers);
 }
 
 #[cfg(test)]

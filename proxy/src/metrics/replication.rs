@@ -1,6 +1,8 @@
 //! The metrics of ring transitions and replica writes (SPEC §5): reads that
 //! a replaced ring answered, writes to each replica, write quorums, and the
-//! replica writes still finishing after their client got its answer.
+//! replica writes still finishing after their client got its answer; and
+//! the reads a `404` sent down the rest of a preference list, with the
+//! repairs they sent back (SPEC §9.4).
 //!
 //! Every child is resolved when a service's metrics are built, so recording
 //! is one atomic operation.
@@ -15,6 +17,10 @@ pub const REPLICA_WRITES: &str = "shardproxy_replica_writes_total";
 pub const WRITE_QUORUM: &str = "shardproxy_write_quorum_total";
 /// `shardproxy_background_writes`.
 pub const BACKGROUND_WRITES: &str = "shardproxy_background_writes";
+/// `shardproxy_read_fallbacks_total`.
+pub const READ_FALLBACKS: &str = "shardproxy_read_fallbacks_total";
+/// `shardproxy_read_repairs_total`.
+pub const READ_REPAIRS: &str = "shardproxy_read_repairs_total";
 
 /// The metric families, registered once per registry.
 #[derive(Clone, Debug)]
@@ -23,6 +29,8 @@ pub(super) struct Families {
     replica_writes: IntCounterVec,
     write_quorum: IntCounterVec,
     background_writes: IntGaugeVec,
+    read_fallbacks: IntCounterVec,
+    read_repairs: IntCounterVec,
 }
 
 /// One service's children of [`Families`].
@@ -43,6 +51,47 @@ pub struct ReplicationMetrics {
     /// `write_quorum{result="failed"}`.
     quorum_failed: IntCounter,
     background: IntGauge,
+    /// `read_fallbacks{result="found"}`.
+    fallback_found: IntCounter,
+    /// `read_fallbacks{result="not_found"}`.
+    fallback_not_found: IntCounter,
+    /// `read_repairs{result}`, in [`ReadRepair`] order.
+    repairs: [IntCounter; 4],
+}
+
+/// How the repair of one instance ended, for
+/// `shardproxy_read_repairs_total{result}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadRepair {
+    /// The instance stored the object (`2xx`).
+    Ok,
+    /// The instance answered `412`: it holds an object now, which the
+    /// repair must not overwrite.
+    Exists,
+    /// Another answer, or none.
+    Failed,
+    /// Not sent: the object was not a `200` to a GET with a
+    /// `Content-Length` of at most `max_body` and no `Content-Encoding`, or
+    /// the service's background writes were at their limit.
+    Skipped,
+}
+
+impl ReadRepair {
+    const ALL: [ReadRepair; 4] = [
+        ReadRepair::Ok,
+        ReadRepair::Exists,
+        ReadRepair::Failed,
+        ReadRepair::Skipped,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ReadRepair::Ok => "ok",
+            ReadRepair::Exists => "exists",
+            ReadRepair::Failed => "failed",
+            ReadRepair::Skipped => "skipped",
+        }
+    }
 }
 
 /// How a replica write ended, for `shardproxy_replica_writes_total{result}`.
@@ -91,11 +140,27 @@ impl Families {
                 ),
                 &["service"],
             )?,
+            read_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    READ_FALLBACKS,
+                    "GET/HEAD answered 404 and tried on the rest of the preference list (read_fallback_404), by whether it answered 2xx/3xx.",
+                ),
+                &["service", "result"],
+            )?,
+            read_repairs: IntCounterVec::new(
+                Opts::new(
+                    READ_REPAIRS,
+                    "Objects a read fallback found, written back to one instance that answered 404 (read_repair), by how it ended.",
+                ),
+                &["service", "result"],
+            )?,
         };
         registry.register(Box::new(families.transition_reads.clone()))?;
         registry.register(Box::new(families.replica_writes.clone()))?;
         registry.register(Box::new(families.write_quorum.clone()))?;
         registry.register(Box::new(families.background_writes.clone()))?;
+        registry.register(Box::new(families.read_fallbacks.clone()))?;
+        registry.register(Box::new(families.read_repairs.clone()))?;
         Ok(families)
     }
 
@@ -106,6 +171,11 @@ impl Families {
         let read = |result| self.transition_reads.with_label_values(&[service, result]);
         let write = |result| self.replica_writes.with_label_values(&[service, result]);
         let quorum = |result| self.write_quorum.with_label_values(&[service, result]);
+        let fallback = |result| self.read_fallbacks.with_label_values(&[service, result]);
+        let repair = |result: ReadRepair| {
+            self.read_repairs
+                .with_label_values(&[service, result.label()])
+        };
         ReplicationMetrics {
             found: read("found"),
             not_found: read("not_found"),
@@ -115,6 +185,9 @@ impl Families {
             quorum_reached: quorum("reached"),
             quorum_failed: quorum("failed"),
             background: self.background_writes.with_label_values(&[service]),
+            fallback_found: fallback("found"),
+            fallback_not_found: fallback("not_found"),
+            repairs: ReadRepair::ALL.map(repair),
         }
     }
 }
@@ -158,5 +231,20 @@ impl ReplicationMetrics {
     /// A background replica write ended.
     pub fn background_ended(&self) {
         self.background.dec();
+    }
+
+    /// Counts a read fallback: `found` when an instance after the one that
+    /// answered `404` answered `2xx` or `3xx`.
+    pub fn read_fallback(&self, found: bool) {
+        if found {
+            self.fallback_found.inc();
+        } else {
+            self.fallback_not_found.inc();
+        }
+    }
+
+    /// Counts the repair of one instance.
+    pub fn read_repair(&self, outcome: ReadRepair) {
+        self.repairs[outcome as usize].inc();
     }
 }

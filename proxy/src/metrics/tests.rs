@@ -211,6 +211,47 @@ fn outcomes_have_their_label_values() {
 }
 
 #[test]
+fn read_fallbacks_and_repairs_count_into_their_own_series() {
+    use replication::ReadRepair;
+    let metrics = Metrics::new().unwrap();
+    let frob = metrics.service("frob");
+    let replication = frob.replication();
+    replication.read_fallback(true);
+    replication.read_fallback(false);
+    replication.read_fallback(false);
+    // Each outcome n + 1 times, so that a series counted for another shows.
+    let outcomes = [
+        (ReadRepair::Ok, "ok"),
+        (ReadRepair::Exists, "exists"),
+        (ReadRepair::Failed, "failed"),
+        (ReadRepair::Skipped, "skipped"),
+    ];
+    for (n, (outcome, _)) in outcomes.iter().enumerate() {
+        for _ in 0..=n {
+            replication.read_repair(*outcome);
+        }
+    }
+    let samples = parse_exposition(&metrics.render(&[])).unwrap();
+    let fallbacks = |result| {
+        value(
+            &samples,
+            "shardproxy_read_fallbacks_total",
+            &[("service", "frob"), ("result", result)],
+        )
+    };
+    assert_eq!(fallbacks("found"), Some(1.0));
+    assert_eq!(fallbacks("not_found"), Some(2.0));
+    for (n, (_, label)) in outcomes.iter().enumerate() {
+        let labels = [("service", "frob"), ("result", *label)];
+        assert_eq!(
+            value(&samples, "shardproxy_read_repairs_total", &labels),
+            Some(n as f64 + 1.0),
+            "{label}"
+        );
+    }
+}
+
+#[test]
 fn recorded_requests_show_up_and_go_up() {
     let metrics = Metrics::new().unwrap();
     let frob = metrics.service("frob");

@@ -37,8 +37,10 @@
 //! its [`Behaviour`] can be switched while it runs.
 //!
 //! With [`Behaviour::Store`] it is a small key-value store instead, keyed by
-//! the request target: PUT, POST and PATCH store the body (`200`), GET and
-//! HEAD answer it (`404` when absent), DELETE removes it (`204`, or `404`).
+//! the request target: PUT, POST and PATCH store the body and its
+//! `Content-Type` (`200`; a PUT with `If-None-Match: *` where an object is
+//! stored is `412` and stores nothing), GET and HEAD answer it (`404` when
+//! absent), DELETE removes it (`204`, or `404`).
 //! Tests read and seed the store with [`Backend::stored`] and
 //! [`Backend::put`], across [`Backend::stop`] and [`Backend::restart`].
 
@@ -204,7 +206,14 @@ struct Shared {
     in_flight: AtomicU64,
     connections: AtomicU64,
     /// What [`Behaviour::Store`] holds, by request target.
-    store: Mutex<HashMap<String, Bytes>>,
+    store: Mutex<HashMap<String, Stored>>,
+}
+
+/// One object of [`Behaviour::Store`].
+#[derive(Clone)]
+struct Stored {
+    body: Bytes,
+    content_type: Option<HeaderValue>,
 }
 
 /// Counts a request as in flight for as long as it lives (until answered,
@@ -315,16 +324,29 @@ impl Backend {
 
     /// What the store holds at `target` (path and query).
     pub fn stored(&self, target: &str) -> Option<Bytes> {
-        self.lock_store().get(target).cloned()
+        self.lock_store()
+            .get(target)
+            .map(|stored| stored.body.clone())
+    }
+
+    /// The `Content-Type` the store holds with the object at `target`.
+    pub fn stored_type(&self, target: &str) -> Option<HeaderValue> {
+        self.lock_store()
+            .get(target)
+            .and_then(|stored| stored.content_type.clone())
     }
 
     /// Puts `value` in the store at `target` (path and query), as a PUT
     /// with [`Behaviour::Store`] would.
     pub fn put(&self, target: &str, value: impl Into<Bytes>) {
-        self.lock_store().insert(target.to_owned(), value.into());
+        let stored = Stored {
+            body: value.into(),
+            content_type: None,
+        };
+        self.lock_store().insert(target.to_owned(), stored);
     }
 
-    fn lock_store(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
+    fn lock_store(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
         self.shared
             .store
             .lock()
@@ -562,13 +584,29 @@ async fn respond(
 fn store(shared: &Shared, parts: &http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
     let target = parts.uri.to_string();
     let mut store = shared.store.lock().unwrap_or_else(PoisonError::into_inner);
+    let create_only = parts.method == http::Method::PUT
+        && parts
+            .headers
+            .get(http::header::IF_NONE_MATCH)
+            .is_some_and(|condition| condition.as_bytes() == b"*");
+    let mut content_type = None;
     let (status, answer) = match parts.method {
+        _ if create_only && store.contains_key(&target) => {
+            (StatusCode::PRECONDITION_FAILED, Bytes::new())
+        }
         http::Method::PUT | http::Method::POST | http::Method::PATCH => {
-            store.insert(target, body);
+            let stored = Stored {
+                body,
+                content_type: parts.headers.get(http::header::CONTENT_TYPE).cloned(),
+            };
+            store.insert(target, stored);
             (StatusCode::OK, Bytes::from_static(b"stored"))
         }
         http::Method::GET | http::Method::HEAD => match store.get(&target) {
-            Some(value) => (StatusCode::OK, value.clone()),
+            Some(stored) => {
+                content_type.clone_from(&stored.content_type);
+                (StatusCode::OK, stored.body.clone())
+            }
             None => (StatusCode::NOT_FOUND, Bytes::new()),
         },
         http::Method::DELETE => match store.remove(&target) {
@@ -579,6 +617,11 @@ fn store(shared: &Shared, parts: &http::request::Parts, body: Bytes) -> Response
     };
     let mut response = Response::new(Full::new(answer));
     *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type);
+    }
     response.headers_mut().insert(
         "x-backend",
         HeaderValue::from_str(&shared.name).expect("a backend name is a header value"),
