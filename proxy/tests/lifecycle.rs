@@ -1557,8 +1557,28 @@ async fn the_access_log_writes_every_request_at_any_level_and_reopens_on_sigusr1
     let lines = log.wait_for(3).await;
     assert_eq!(lines.len(), 3);
     for (n, line) in lines.iter().enumerate() {
+        // Every key of SPEC §9.2, in one JSON object per line.
+        for key in [
+            "time",
+            "request_id",
+            "client",
+            "method",
+            "host",
+            "path",
+            "status",
+            "bytes",
+            "duration_ms",
+            "service",
+            "cache",
+            "attempts",
+        ] {
+            assert!(line.get(key).is_some(), "no {key}: {line}");
+        }
         assert_eq!(line["path"], format!("/before/{n}"), "{line}");
         assert_eq!(line["status"], 200);
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["service"], "frob");
+        assert_eq!(line["attempts"][0]["outcome"], "200", "{line}");
     }
     assert!(
         !proxy.log().contains("/before/"),
