@@ -19,6 +19,7 @@
 //!
 //! The ground:
 //! - [`body`]: the body type every layer passes along.
+//! - [`stall`]: the timer of every "nothing for this long" limit.
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`request_id`]: the id that ties a request's log lines together.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
@@ -92,4 +93,5 @@ pub mod ring_tools;
 pub mod route;
 pub mod run;
 pub mod server;
+pub mod stall;
 pub mod view;

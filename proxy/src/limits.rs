@@ -20,11 +20,11 @@ use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 
 use crate::body::BoxError;
 
 use crate::error::{error_chain, ProxyError};
+use crate::stall::StallTimer;
 
 /// The requests in flight to one service, at most `max`.
 #[derive(Debug)]
@@ -119,18 +119,14 @@ pub struct RequestBodyStalled(pub Duration);
 /// body slowly never makes its client look stalled.
 pub struct Paced<B> {
     body: B,
-    limit: Duration,
-    /// Running since the client last had nothing to give; gone once it
-    /// gives a frame. (Boxed: only a body that is not all there costs it.)
-    stalled: Option<Pin<Box<Sleep>>>,
+    stall: StallTimer,
 }
 
 impl<B> Paced<B> {
     fn new(body: B, limit: Duration) -> Paced<B> {
         Paced {
             body,
-            limit,
-            stalled: None,
+            stall: StallTimer::new(limit),
         }
     }
 }
@@ -148,18 +144,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            this.stalled = None;
-            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if this.stall.ran_out(cx, &frame) {
+            return Poll::Ready(Some(Err(RequestBodyStalled(this.stall.limit()).into())));
         }
-        let limit = this.limit;
-        let stalled = this
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        if stalled.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        Poll::Ready(Some(Err(RequestBodyStalled(limit).into())))
+        frame.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -4,7 +4,6 @@
 //! the next frame: a client that reads slowly stops the asking, so it never
 //! makes a healthy instance look stalled.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,11 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use shardproxy_ring::InstanceName;
-use tokio::time::Sleep;
 
 use crate::body::BoxError;
 use crate::health::{Health, Outcome};
 use crate::pool::ResponseBody;
+use crate::stall::StallTimer;
 
 /// An instance sent nothing of a response body for `body_timeout`.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +26,7 @@ pub struct BodyStalled(pub Duration);
 /// `body`, cut off after `limit` without a frame while one is awaited.
 pub(super) struct Watched {
     body: ResponseBody,
-    limit: Duration,
-    /// Running since the instance last had nothing to give; gone once it
-    /// gives a frame. (Boxed: only a body that is not there yet costs it.)
-    stalled: Option<Pin<Box<Sleep>>>,
+    stall: StallTimer,
     /// Who a stall is counted against, once.
     instance: Option<(Arc<Health>, InstanceName)>,
 }
@@ -44,8 +40,7 @@ impl Watched {
     ) -> Watched {
         Watched {
             body,
-            limit,
-            stalled: None,
+            stall: StallTimer::new(limit),
             instance: Some((health, instance)),
         }
     }
@@ -60,17 +55,11 @@ impl http_body::Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            this.stalled = None;
-            return Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)));
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if !this.stall.ran_out(cx, &frame) {
+            return frame.map(|frame| frame.map(|frame| frame.map_err(BoxError::from)));
         }
-        let limit = this.limit;
-        let stalled = this
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        if stalled.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
+        let limit = this.stall.limit();
         if let Some((health, instance)) = this.instance.take() {
             tracing::warn!(%instance, ?limit, "response body stalled: exchange aborted");
             health.record(&instance, Outcome::AnswerFailure);

@@ -5,30 +5,26 @@
 //! that wait ends in an error, so hyper closes the connection and drops
 //! the exchange: the client's fault, never counted against the instance.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::stall::StallTimer;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use tokio::time::Sleep;
 
 /// `io`, whose writes wait at most `limit` for the client to take bytes.
 pub(super) struct SendTimeout<T> {
     io: T,
-    limit: Duration,
-    /// Running since a write found the socket full; gone once a write
-    /// makes progress. (Boxed: only a stalled client costs the allocation.)
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// Running while a write finds the socket full.
+    stall: StallTimer,
 }
 
 impl<T> SendTimeout<T> {
     pub(super) fn new(io: T, limit: Duration) -> SendTimeout<T> {
         SendTimeout {
             io,
-            limit,
-            stalled: None,
+            stall: StallTimer::new(limit),
         }
     }
 
@@ -39,21 +35,13 @@ impl<T> SendTimeout<T> {
         cx: &mut Context<'_>,
         poll: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
-        if poll.is_ready() {
-            self.stalled = None;
-            return poll;
-        }
-        let limit = self.limit;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        if self.stall.ran_out(cx, &poll) {
+            return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client took nothing of the response within send_timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+            )));
         }
+        poll
     }
 }
 
