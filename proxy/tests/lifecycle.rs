@@ -54,6 +54,24 @@ struct Proxy {
 }
 
 /// A port that was free a moment ago.
+/// Collects the lines of `pipe` (a child's stdout or stderr) as they come,
+/// on a thread that ends when the pipe does.
+fn collect_lines(
+    pipe: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let into = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    (text, reader)
+}
+
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
@@ -88,17 +106,7 @@ impl Proxy {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("the binary runs");
-            let log = Arc::new(Mutex::new(String::new()));
-            let stderr = child.stderr.take().expect("stderr is piped");
-            let collected = Arc::clone(&log);
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let mut log = collected.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
+            let (log, reader) = collect_lines(child.stderr.take().expect("stderr is piped"));
             let mut proxy = Proxy {
                 child,
                 config: path.clone(),
@@ -1558,22 +1566,7 @@ async fn the_access_log_writes_every_request_at_any_level_and_reopens_on_sigusr1
     assert_eq!(lines.len(), 3);
     for (n, line) in lines.iter().enumerate() {
         // Every key of SPEC §9.2, in one JSON object per line.
-        for key in [
-            "time",
-            "request_id",
-            "client",
-            "method",
-            "host",
-            "path",
-            "status",
-            "bytes",
-            "duration_ms",
-            "service",
-            "cache",
-            "attempts",
-        ] {
-            assert!(line.get(key).is_some(), "no {key}: {line}");
-        }
+        support::access_log::assert_every_key(line);
         assert_eq!(line["path"], format!("/before/{n}"), "{line}");
         assert_eq!(line["status"], 200);
         assert_eq!(line["method"], "GET");
@@ -1633,21 +1626,8 @@ async fn the_demo_prints_what_a_person_reads_and_not_its_dns_queries() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the demo runs");
-    let collect = |pipe: Box<dyn std::io::Read + Send>| {
-        let text = Arc::new(Mutex::new(String::new()));
-        let into = Arc::clone(&text);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut text = into.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        (text, reader)
-    };
-    let (stdout, out_reader) = collect(Box::new(child.stdout.take().expect("stdout")));
-    let (stderr, err_reader) = collect(Box::new(child.stderr.take().expect("stderr")));
+    let (stdout, out_reader) = collect_lines(child.stdout.take().expect("stdout"));
+    let (stderr, err_reader) = collect_lines(child.stderr.take().expect("stderr"));
     let client = Client::http1();
     wait_until("the demo serves", || {
         let client = client.clone();

@@ -53,6 +53,29 @@ impl AccessLogFile {
     }
 }
 
+/// Every key SPEC §9.2 asks of an access log line.
+pub const SPEC_KEYS: [&str; 12] = [
+    "time",
+    "request_id",
+    "client",
+    "method",
+    "host",
+    "path",
+    "status",
+    "bytes",
+    "duration_ms",
+    "service",
+    "cache",
+    "attempts",
+];
+
+/// Checks that `line` has every key of [`SPEC_KEYS`].
+pub fn assert_every_key(line: &serde_json::Value) {
+    for key in SPEC_KEYS {
+        assert!(line.get(key).is_some(), "no {key}: {line}");
+    }
+}
+
 impl Drop for AccessLogFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
