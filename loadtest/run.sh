@@ -4,11 +4,14 @@
 #
 #   loadtest/run.sh                       # shardproxy demo (DNS + backends + proxy), k6, summary
 #   loadtest/run.sh --drill               # ...and kill a backend mid-run: must end with 0 failures
+#   loadtest/run.sh --drill --srv-only    # ...the same with a Kubernetes-style ring (SRV and A only)
 #   loadtest/run.sh --config FILE [--backend ADDR=CMD ...] [--drill]
 #
 # Options:
 #   --drill               failure drill (or DRILL=1)
 #   --backends N          demo backends [4]
+#   --srv-only            the demo's DNS publishes SRV and A records only, as
+#                         Kubernetes does: derived tokens, slaves = 1 from the config
 #   --config FILE         serve FILE with `shardproxy run` instead of the demo
 #   --backend ADDR=CMD    with --config: start CMD (bash -c) as the backend listening
 #                         on ADDR (ip:port) before the proxy; repeatable. The drill
@@ -51,6 +54,7 @@ source "$HERE/lib.sh"
 
 DRILL=${DRILL:-0}
 BACKENDS=4
+SRV_ONLY=()
 CONFIG=
 SERVICE=${SERVICE:-}
 BACKEND_ADDRS=()
@@ -60,6 +64,7 @@ while (($#)); do
     case $1 in
         --drill) DRILL=1 ;;
         --backends) BACKENDS=${2:?--backends needs a number}; shift ;;
+        --srv-only) SRV_ONLY=(--srv-only) ;;
         --config) CONFIG=${2:?--config needs a file}; shift ;;
         --backend)
             spec=${2:?--backend needs ADDR=CMD}
@@ -81,6 +86,7 @@ done
 if [[ -n $CONFIG ]]; then
     [[ -r $CONFIG ]] || die "--config $CONFIG: no such readable file"
     CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
+    ((${#SRV_ONLY[@]} == 0)) || die "--srv-only is for the demo; with --config, your config says what DNS publishes"
 elif ((${#BACKEND_ADDRS[@]})); then
     die "--backend is for --config; the demo starts its own backends"
 fi
@@ -133,14 +139,14 @@ SUMMARY_JSON=${SUMMARY_JSON:-$WORK/summary.json}
 export RUST_LOG=$SHARDPROXY_LOG
 if [[ -z $CONFIG ]]; then
     SERVICE=${SERVICE:-demo}
-    log "starting shardproxy demo with $BACKENDS backends on free loopback ports"
-    PROXY_PID=$(start_group demo "$SHARDPROXY" demo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --backends "$BACKENDS")
+    log "starting shardproxy demo ${SRV_ONLY[*]} with $BACKENDS backends on free loopback ports"
+    PROXY_PID=$(start_group demo "$SHARDPROXY" demo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --backends "$BACKENDS" "${SRV_ONLY[@]}")
     # The demo prints its guide (addresses included) once the proxy has the whole ring.
     wait_for "the demo's guide" "$READY_TIMEOUT" "$PROXY_PID" grep -q '^Press Ctrl-C to stop' "$WORK/demo.out" || exit 1
     PROXY=$(awk '$1 == "Proxy" { sub("^http://", "", $2); print $2; exit }' "$WORK/demo.out")
     ADMIN_ADDR=$(awk '$1 == "Admin" && $2 == "API" { sub("^http://", "", $3); print $3; exit }' "$WORK/demo.out")
-    # "  nodeK.demo.shardproxy:PORT  http://127.0.0.1:PORT  token ..."
-    mapfile -t DEMO_BACKENDS < <(awk '$2 ~ /^http:\/\// && $3 == "token" { sub("^http://", "", $2); print $1, $2 }' "$WORK/demo.out")
+    # "  nodeK.demo.shardproxy:PORT  http://127.0.0.1:PORT  token ..." (or "64 derived tokens")
+    mapfile -t DEMO_BACKENDS < <(awk '$1 ~ /^node[0-9]+\./ && $2 ~ /^http:\/\// { sub("^http://", "", $2); print $1, $2 }' "$WORK/demo.out")
     [[ -n $PROXY && -n $ADMIN_ADDR ]] || die "cannot find the proxy's addresses in the demo's guide ($WORK/demo.out)"
     ((${#DEMO_BACKENDS[@]} == BACKENDS)) || die "found ${#DEMO_BACKENDS[@]} backends in the demo's guide, expected $BACKENDS"
     for b in "${DEMO_BACKENDS[@]}"; do log "  backend ${b% *} at ${b#* }"; done

@@ -51,6 +51,11 @@ pub enum Command {
         /// How many backends to start (at least 2).
         #[arg(long, value_name = "N", default_value_t = 4)]
         backends: usize,
+        /// Publish SRV and A records only, as Kubernetes' cluster DNS does
+        /// for a headless service: tokens derived from the instance names,
+        /// replication (slaves = 1) from the proxy's config.
+        #[arg(long)]
+        srv_only: bool,
     },
     /// Validate the config, resolve every ring once and print a summary of
     /// each service; exit 1 on any error.
@@ -196,10 +201,16 @@ pub fn run(cli: Cli) -> ExitCode {
             listen,
             admin,
             backends,
+            srv_only,
         } => demo(crate::demo::DemoOptions {
             listen,
             admin,
             backends,
+            records: if srv_only {
+                crate::demo::Records::SrvOnly
+            } else {
+                crate::demo::Records::Ring
+            },
         }),
         Command::Check { config } => on_one_thread(check(&config)),
         Command::Ring { command } => ring(command),

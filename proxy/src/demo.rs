@@ -10,7 +10,10 @@
 //!    `demo.shardproxy.` that publishes the backends as a ring in the
 //!    records of SPEC §3: one SRV record per backend (each on its own host
 //!    name, so `redundancy=host` holds), evenly spaced tokens, and
-//!    `slaves=1 redundancy=host`.
+//!    `slaves=1 redundancy=host`. With [`Records::SrvOnly`] it publishes
+//!    the SRV and A records only, as Kubernetes' cluster DNS does for a
+//!    headless service, and the proxy derives the tokens and takes the
+//!    replication from its config (SPEC §9.5).
 //! 3. The proxy itself ([`crate::run::start`]), configured to discover that
 //!    ring from that DNS server, and waited for until it has the whole ring.
 //!
@@ -20,6 +23,8 @@
 //! # Layout
 //!
 //! - `backend`: the demo backends and their failure switches.
+//! - `endpoints`: with [`Records::SrvOnly`], withdraws a down backend's SRV
+//!   record until it listens again, as Kubernetes does with a pod.
 //! - `zone`: the ring's tokens and DNS records, and their zone-file text.
 //! - `guide`: the instructions [`run`] prints.
 
@@ -39,6 +44,7 @@ use crate::dns_server::{DnsServer, DnsServerError, Zone};
 use crate::run::{self, Running, StartError};
 
 mod backend;
+mod endpoints;
 mod guide;
 mod zone;
 
@@ -76,6 +82,21 @@ pub struct DemoOptions {
     /// How many backends to start ([`MIN_BACKENDS`] to [`MAX_BACKENDS`]).
     /// Default 4.
     pub backends: usize,
+    /// Which records the DNS server publishes (`--srv-only`). Default
+    /// [`Records::Ring`].
+    pub records: Records,
+}
+
+/// Which of the SPEC §3 records the demo's DNS server publishes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Records {
+    /// The whole ring: SRV, `tokens.` TXT, `config.` TXT and A records.
+    #[default]
+    Ring,
+    /// SRV and A records only, as a Kubernetes headless service has: the
+    /// proxy derives each instance's tokens from its name and takes
+    /// `slaves` and `redundancy` from its config.
+    SrvOnly,
 }
 
 impl Default for DemoOptions {
@@ -84,6 +105,7 @@ impl Default for DemoOptions {
             listen: SocketAddr::from((LOOPBACK, 8080)),
             admin: SocketAddr::from((LOOPBACK, 9090)),
             backends: 4,
+            records: Records::Ring,
         }
     }
 }
@@ -167,8 +189,9 @@ pub struct DemoBackendInfo {
     /// Where it listens (`127.0.0.1:PORT`); its failure switches are here
     /// too.
     pub addr: SocketAddr,
-    /// Its one token on the ring.
-    pub token: Token,
+    /// Its one published token on the ring; `None` with
+    /// [`Records::SrvOnly`], where the proxy derives its tokens.
+    pub token: Option<Token>,
 }
 
 /// A running demo: DNS server, backends and proxy.
@@ -187,6 +210,9 @@ pub struct Demo {
     pub backends: Vec<DemoBackendInfo>,
     dns_server: DnsServer,
     servers: Vec<Backend>,
+    /// With [`Records::SrvOnly`], the tasks that withdraw a down backend's
+    /// SRV record; empty otherwise.
+    endpoints: tokio::task::JoinSet<()>,
     running: Running,
     config: String,
 }
@@ -232,10 +258,12 @@ impl Demo {
         let Demo {
             dns_server,
             servers,
+            mut endpoints,
             running,
             ..
         } = self;
         running.shutdown().await;
+        endpoints.shutdown().await;
         for server in servers {
             server.shutdown().await;
         }
@@ -301,7 +329,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
     check_options(&options)?;
 
     let mut servers = Vec::with_capacity(options.backends);
-    let tokens = zone::balanced_tokens(options.backends);
+    let tokens: Vec<Option<Token>> = match options.records {
+        Records::Ring => zone::balanced_tokens(options.backends)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        Records::SrvOnly => vec![None; options.backends],
+    };
     for (index, token) in tokens.into_iter().enumerate() {
         let host = zone::host(index + 1);
         // On an early return, the backends started so far stop when dropped.
@@ -314,9 +348,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
 
     let zone = Zone::new(zone::ORIGIN)
         .with_ttl(zone::TTL)
-        .with_records(zone::records(&backends));
+        .with_records(zone::records(&backends, options.records));
     let dns_server = DnsServer::start(SocketAddr::from((LOOPBACK, 0)), zone).await?;
     let dns = dns_server.addr();
+    let endpoints = match options.records {
+        Records::Ring => tokio::task::JoinSet::new(),
+        Records::SrvOnly => endpoints::follow(&servers, dns_server.zone()),
+    };
 
     let config = proxy_config(&options, dns);
     let parsed = Config::from_toml(&config, "demo")?;
@@ -334,6 +372,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
         backends,
         dns_server,
         servers,
+        endpoints,
         running,
         config,
     })
@@ -424,9 +463,21 @@ fn start_error(options: &DemoOptions, error: StartError) -> DemoError {
 }
 
 /// The proxy's config: one DNS-discovered service, `demo`, keyed on the
-/// path, behind a catch-all route.
+/// path, behind a catch-all route. With [`Records::SrvOnly`] the service
+/// derives its tokens and sets the replication DNS does not publish.
 fn proxy_config(options: &DemoOptions, dns: SocketAddr) -> String {
     let service_name = zone::SERVICE_NAME.trim_end_matches('.');
+    let srv_only = match options.records {
+        Records::Ring => String::new(),
+        Records::SrvOnly => format!(
+            r#"tokens = "derived"
+virtual_nodes = {virtual_nodes}
+slaves = 1
+redundancy = "host"
+"#,
+            virtual_nodes = zone::VIRTUAL_NODES
+        ),
+    };
     format!(
         r#"[server]
 listen = "{listen}"
@@ -439,7 +490,7 @@ refresh = "{refresh}s"
 [services.{SERVICE}]
 srv = "{service_name}"
 key = "path"
-
+{srv_only}
 [[routes]]
 path_prefix = "/"
 service = "{SERVICE}"

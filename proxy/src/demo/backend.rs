@@ -61,7 +61,7 @@ const BACKLOG: u32 = 1024;
 
 /// What a backend does with requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     /// Answers `200`.
     Up,
     /// Answers `503` (except to its switches).
@@ -76,6 +76,11 @@ enum Mode {
 }
 
 impl Mode {
+    /// Whether it is down for a while (not stopped for good).
+    pub(super) fn is_down(self) -> bool {
+        matches!(self, Mode::Down { .. })
+    }
+
     /// Whether connections must close.
     fn closes_connections(self) -> bool {
         matches!(self, Mode::Down { .. } | Mode::Stopped)
@@ -105,7 +110,11 @@ impl Backend {
     /// # Errors
     ///
     /// The socket cannot be bound.
-    pub(super) async fn start(bind: SocketAddr, host: &str, token: Token) -> io::Result<Backend> {
+    pub(super) async fn start(
+        bind: SocketAddr,
+        host: &str,
+        token: Option<Token>,
+    ) -> io::Result<Backend> {
         let listener = listen(bind)?;
         let addr = listener.local_addr()?;
         let info = DemoBackendInfo {
@@ -127,6 +136,12 @@ impl Backend {
     /// Its name, address and token.
     pub(super) fn info(&self) -> &DemoBackendInfo {
         &self.shared.info
+    }
+
+    /// What it does now, and each change of it; the channel closes when
+    /// the backend is stopped.
+    pub(super) fn watch_mode(&self) -> watch::Receiver<Mode> {
+        self.shared.mode.subscribe()
     }
 
     /// Stops accepting, closes its connections once their requests are

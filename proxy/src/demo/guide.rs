@@ -38,10 +38,18 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
         "It publishes the ring of {}:",
         zone::SERVICE_NAME.trim_end_matches('.')
     )?;
-    writeln!(
-        out,
-        "SRV records list the instances, TXT records their tokens and the ring's settings."
-    )?;
+    if demo.backends.iter().any(|backend| backend.token.is_some()) {
+        writeln!(
+            out,
+            "SRV records list the instances, TXT records their tokens and the ring's settings."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "SRV and A records only, as Kubernetes publishes a headless service: the proxy\n\
+             derives each instance's tokens from its name, and its config sets the replication."
+        )?;
+    }
     writeln!(out)?;
     indent(out, &zone::zone_file(&demo.zone()))?;
     writeln!(out)?;
@@ -59,11 +67,19 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
         .unwrap_or(0);
     for (backend, share) in demo.backends.iter().zip(demo.shares()) {
         let url = format!("http://{}", backend.addr);
-        write!(
-            out,
-            "  {:<name_width$}  {url:<22}  token {}",
-            backend.name, backend.token
-        )?;
+        match backend.token {
+            Some(token) => write!(
+                out,
+                "  {:<name_width$}  {url:<22}  token {token}",
+                backend.name
+            )?,
+            None => write!(
+                out,
+                "  {:<name_width$}  {url:<22}  {} derived tokens",
+                backend.name,
+                zone::VIRTUAL_NODES
+            )?,
+        }
         match share {
             Some(share) => writeln!(out, "  {:.1}% of the keys", share * 100.0)?,
             None => writeln!(out)?,
@@ -142,12 +158,16 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
     let srv_name = zone::SERVICE_NAME.trim_end_matches('.');
     writeln!(out, "  dig @{dns_ip} -p {dns_port} SRV {srv_name}")?;
     if let Some(backend) = primary.or(demo.backends.first()) {
-        writeln!(
-            out,
-            "  dig @{dns_ip} -p {dns_port} TXT tokens.{}.{}",
-            backend.addr.port(),
-            backend.host
-        )?;
+        if backend.token.is_some() {
+            writeln!(
+                out,
+                "  dig @{dns_ip} -p {dns_port} TXT tokens.{}.{}",
+                backend.addr.port(),
+                backend.host
+            )?;
+        } else {
+            writeln!(out, "  dig @{dns_ip} -p {dns_port} A {}", backend.host)?;
+        }
     }
     writeln!(out)?;
     write!(out, "Press Ctrl-C to stop.")

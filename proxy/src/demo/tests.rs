@@ -23,6 +23,7 @@ fn options(backends: usize) -> DemoOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: "127.0.0.1:0".parse().unwrap(),
         backends,
+        records: Records::Ring,
     }
 }
 
@@ -272,6 +273,93 @@ async fn down_refuses_connections_then_listens_on_the_same_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_only_derives_tokens_and_fails_over_with_the_configs_replica() {
+    let demo = start(DemoOptions {
+        records: Records::SrvOnly,
+        ..options(3)
+    })
+    .await
+    .unwrap();
+    let kinds: BTreeSet<&str> = demo
+        .zone()
+        .records()
+        .iter()
+        .map(|record| match record.data {
+            crate::dns_server::RecordData::Srv { .. } => "SRV",
+            crate::dns_server::RecordData::A(_) => "A",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["A", "SRV"]));
+
+    let app = demo.proxy_app();
+    let snapshot = app
+        .service(SERVICE)
+        .and_then(|service| service.upstream.ring.load_full())
+        .unwrap();
+    assert_eq!(
+        snapshot.replication_from,
+        crate::discovery::ReplicationFrom::Config
+    );
+    let Table::Ring(ring) = &snapshot.table else {
+        panic!("not a ring: {:?}", snapshot.table);
+    };
+    assert_eq!(ring.instances().len(), 3);
+    assert!(ring
+        .instances()
+        .iter()
+        .all(|instance| instance.tokens().len() == zone::VIRTUAL_NODES));
+
+    let guide = demo.guide();
+    assert!(guide.contains("64 derived tokens"), "{guide}");
+    assert!(guide.contains("slaves = 1"), "{guide}");
+    assert!(!guide.contains("TXT"), "{guide}");
+
+    // The primary of the key goes down; its replica, which only the
+    // config's `slaves = 1` provides, answers.
+    let path = guide::EXAMPLE_KEY;
+    let list = demo.preference_list(path);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let (primary, replica) = (&demo.backends[list[0]], &demo.backends[list[1]]);
+    let client = client();
+    let down = send(
+        &client,
+        Method::POST,
+        &format!("http://{}/_demo/down?seconds=2", primary.addr),
+    )
+    .await;
+    assert_eq!(down.status, StatusCode::OK, "{down:?}");
+    let answer = send(
+        &client,
+        Method::GET,
+        &format!("http://{}{path}", demo.proxy),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.served_by.as_deref(), Some(replica.name.as_str()));
+
+    // As Kubernetes does with a pod that is not ready, the down backend's
+    // SRV record is withdrawn, and published again once it listens.
+    let srv = zone::srv_record(primary);
+    let published = || demo.zone().records().contains(&srv);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while published() {
+        assert!(tokio::time::Instant::now() < deadline, "never withdrawn");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while !published() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never published again"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let direct = send(&client, Method::GET, &format!("http://{}/x", primary.addr)).await;
+    assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
+    demo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switches_are_refused_through_the_proxy() {
     let demo = start(options(2)).await.unwrap();
     let client = client();
@@ -367,7 +455,7 @@ async fn refuses_bad_options() {
     let error = start(DemoOptions {
         listen: same,
         admin: same,
-        backends: 2,
+        ..options(2)
     })
     .await
     .unwrap_err();

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use shardproxy_ring::records::{config_name, tokens_name};
 use shardproxy_ring::Token;
 
-use super::DemoBackendInfo;
+use super::{DemoBackendInfo, Records};
 use crate::dns_server::{RecordData, Zone, ZoneRecord};
 
 /// The zone the demo's DNS server is authoritative for.
@@ -23,6 +23,11 @@ pub(super) const TTL: u32 = 5;
 /// The ring's settings, published at `config.<SERVICE_NAME>`: one replica,
 /// on another host.
 pub(super) const REPLICATION: &str = "slaves=1 redundancy=host";
+
+/// Tokens per instance when the proxy derives them
+/// ([`super::Records::SrvOnly`]): the config's default, written out so the
+/// guide shows it.
+pub(super) const VIRTUAL_NODES: usize = 64;
 
 /// SRV priority and weight: not used by `balance = "ring"`, but required
 /// in the record.
@@ -45,30 +50,34 @@ pub(super) fn balanced_tokens(n: usize) -> Vec<Token> {
 
 /// The records that publish `backends` as the ring of [`SERVICE_NAME`]: an
 /// SRV record each, the ring's settings, and for each backend its tokens
-/// and its address.
-pub(super) fn records(backends: &[DemoBackendInfo]) -> Vec<ZoneRecord> {
-    let mut records: Vec<ZoneRecord> = backends
-        .iter()
-        .map(|backend| {
-            ZoneRecord::srv(
-                SERVICE_NAME,
-                SRV_PRIORITY,
-                SRV_WEIGHT,
-                backend.addr.port(),
-                target(backend),
-            )
-        })
-        .collect();
-    records.push(ZoneRecord::txt(config_name(SERVICE_NAME), &[REPLICATION]));
+/// and its address; with [`Records::SrvOnly`], the SRV and A records only.
+pub(super) fn records(backends: &[DemoBackendInfo], which: Records) -> Vec<ZoneRecord> {
+    let mut records: Vec<ZoneRecord> = backends.iter().map(srv_record).collect();
+    if which == Records::Ring {
+        records.push(ZoneRecord::txt(config_name(SERVICE_NAME), &[REPLICATION]));
+    }
     for backend in backends {
         let target = target(backend);
-        records.push(ZoneRecord::txt(
-            tokens_name(backend.addr.port(), &target),
-            &[backend.token.to_string()],
-        ));
+        if let Some(token) = backend.token {
+            records.push(ZoneRecord::txt(
+                tokens_name(backend.addr.port(), &target),
+                &[token.to_string()],
+            ));
+        }
         records.push(ZoneRecord::a(target, Ipv4Addr::LOCALHOST));
     }
     records
+}
+
+/// The SRV record that lists `backend` as an instance of [`SERVICE_NAME`].
+pub(super) fn srv_record(backend: &DemoBackendInfo) -> ZoneRecord {
+    ZoneRecord::srv(
+        SERVICE_NAME,
+        SRV_PRIORITY,
+        SRV_WEIGHT,
+        backend.addr.port(),
+        target(backend),
+    )
 }
 
 /// A backend's SRV target, with its trailing dot.
@@ -212,13 +221,13 @@ mod tests {
                     name: format!("{host}:{port}"),
                     host,
                     addr: ([127, 0, 0, 1], port).into(),
-                    token,
+                    token: Some(token),
                 }
             })
             .collect();
         let zone = Zone::new(ORIGIN)
             .with_ttl(TTL)
-            .with_records(records(&backends));
+            .with_records(records(&backends, Records::Ring));
         let expected = "\
 _demo._http.demo.shardproxy.        5 IN SRV  10 50 41001 node1.demo.shardproxy.
 _demo._http.demo.shardproxy.        5 IN SRV  10 50 41002 node2.demo.shardproxy.
@@ -227,6 +236,32 @@ tokens.41001.node1.demo.shardproxy. 5 IN TXT  \"7fffffffffffffffffffffffffffffff
 node1.demo.shardproxy.              5 IN A    127.0.0.1
 tokens.41002.node2.demo.shardproxy. 5 IN TXT  \"ffffffffffffffffffffffffffffffff\"
 node2.demo.shardproxy.              5 IN A    127.0.0.1
+";
+        assert_eq!(zone_file(&zone), expected);
+    }
+
+    #[test]
+    fn srv_only_publishes_no_txt_record() {
+        let backends: Vec<DemoBackendInfo> = (1..=2)
+            .map(|number| {
+                let host = host(number);
+                let port = 41_000 + number as u16;
+                DemoBackendInfo {
+                    name: format!("{host}:{port}"),
+                    host,
+                    addr: ([127, 0, 0, 1], port).into(),
+                    token: None,
+                }
+            })
+            .collect();
+        let zone = Zone::new(ORIGIN)
+            .with_ttl(TTL)
+            .with_records(records(&backends, Records::SrvOnly));
+        let expected = "\
+_demo._http.demo.shardproxy. 5 IN SRV  10 50 41001 node1.demo.shardproxy.
+_demo._http.demo.shardproxy. 5 IN SRV  10 50 41002 node2.demo.shardproxy.
+node1.demo.shardproxy.       5 IN A    127.0.0.1
+node2.demo.shardproxy.       5 IN A    127.0.0.1
 ";
         assert_eq!(zone_file(&zone), expected);
     }
