@@ -9,10 +9,11 @@
 //! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
 //! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`) |
+//! | `POST /instances/drain?service=S&instance=H:P`, `POST /instances/undrain?...` | `200`, JSON `{"service": S, "instance": "H:P", "drained": B, "changed": B}` (`drain`) |
 //!
-//! Every path but `/cache/purge` answers `GET` and `HEAD`, and
-//! `/cache/purge` answers `POST`; other methods get `405` with an `Allow`
-//! header, and other paths `404`. `/ring/lookup` reports what is
+//! `/cache/purge` and `/instances/...` answer `POST`, every other path
+//! `GET` and `HEAD`; other methods get `405` with an `Allow` header, and
+//! other paths `404`. `/ring/lookup` reports what is
 //! wrong as JSON `{"error": "..."}`: `400` for a missing or undecodable
 //! parameter or a `balance = "srv"` service (it has no ring), `404` for an
 //! unknown service, `503` for a service whose ring is not there yet.
@@ -43,6 +44,7 @@ use crate::key::query_param;
 use crate::view::{LookupView, ServiceView};
 
 mod auth;
+mod drain;
 mod purge;
 mod reply;
 
@@ -61,6 +63,8 @@ enum Endpoint {
     Ring,
     Lookup,
     Purge,
+    Drain,
+    Undrain,
 }
 
 impl Endpoint {
@@ -73,24 +77,33 @@ impl Endpoint {
             "/ring" => Some(Endpoint::Ring),
             "/ring/lookup" => Some(Endpoint::Lookup),
             "/cache/purge" => Some(Endpoint::Purge),
+            "/instances/drain" => Some(Endpoint::Drain),
+            "/instances/undrain" => Some(Endpoint::Undrain),
             _ => None,
         }
     }
 
     /// The methods it answers, as `Allow` says them.
     fn allow(self) -> &'static str {
-        match self {
-            Endpoint::Purge => ALLOW_POST,
-            _ => ALLOW,
+        if self.changes_state() {
+            ALLOW_POST
+        } else {
+            ALLOW
         }
     }
 
     /// Whether it answers `method`.
     fn allows(self, method: &Method) -> bool {
-        match self {
-            Endpoint::Purge => method == Method::POST,
-            _ => method == Method::GET || method == Method::HEAD,
+        if self.changes_state() {
+            method == Method::POST
+        } else {
+            method == Method::GET || method == Method::HEAD
         }
+    }
+
+    /// Whether it changes the proxy's state, and so answers `POST` only.
+    fn changes_state(self) -> bool {
+        matches!(self, Endpoint::Purge | Endpoint::Drain | Endpoint::Undrain)
     }
 }
 
@@ -162,7 +175,8 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             format!(
                 "no admin endpoint at {path}: the endpoints are /metrics, /healthz, /readyz, \
-                 /ring, /ring/lookup?service=NAME&key=KEY and POST /cache/purge?service=NAME&path=PATH\n"
+                 /ring, /ring/lookup?service=NAME&key=KEY, POST /cache/purge?service=NAME&path=PATH \
+                 and POST /instances/drain (or /instances/undrain)?service=NAME&instance=HOST:PORT\n"
             ),
         );
     };
@@ -196,6 +210,8 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
         ),
         Endpoint::Lookup => lookup(app, uri.query()),
         Endpoint::Purge => purge::purge(app, uri.query()),
+        Endpoint::Drain => drain::drain(app, drain::Action::Drain, uri.query()),
+        Endpoint::Undrain => drain::drain(app, drain::Action::Undrain, uri.query()),
     };
     if method == Method::HEAD {
         without_body(response)
@@ -256,9 +272,14 @@ fn service_view(service: &Service) -> ServiceView {
         &upstream.ring.status(),
         false,
     );
+    let drained = snapshot
+        .as_ref()
+        .map(|ring| upstream.health.drained(ring))
+        .unwrap_or_default();
     for instance in &mut view.instances {
         if let Ok(name) = shardproxy_ring::InstanceName::new(&instance.host, instance.port) {
             instance.health = Some(upstream.health.view(&name));
+            instance.drained = Some(drained.contains(&name));
         }
     }
     view

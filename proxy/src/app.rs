@@ -251,6 +251,11 @@ impl App {
                 ring: &service.upstream.ring,
                 cache_usage: service.cache.as_ref().map(|cache| cache.usage()),
                 pool: service.upstream.pool(),
+                drained: service
+                    .upstream
+                    .ring
+                    .load_full()
+                    .map_or(0, |ring| service.upstream.health.drained(&ring).len()),
             })
             .collect()
     }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use shardproxy_ring::{InstanceName, Token};
 use tokio::time::Instant;
@@ -92,7 +92,8 @@ pub async fn forward(
     let state = upstream.ring_state()?;
     let snapshot = &state.current;
     let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
-    let targets = Targets::new(&snapshot.table, &endpoints, position, &upstream.health);
+    let read = parts.method == Method::GET || parts.method == Method::HEAD;
+    let targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::to_upstream(&mut parts.headers, parts.version, client.ip());
     if let Some(replicas) =

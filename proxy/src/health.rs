@@ -23,6 +23,12 @@
 //! - Active (`health_check = { path, interval, timeout }`): a task asks
 //!   every instance of the current ring; a failed check ejects until a
 //!   check passes.
+//! - Drained (SPEC §11, by the admin API): an instance an operator is
+//!   about to take down goes last in every preference list for reads, as
+//!   if ejected, while writes still reach it. A drain belongs to the ring
+//!   it was made on: a ring change ends it (the ring that drops or
+//!   re-tokens the instance is what the drain prepared for), and so does a
+//!   restart.
 //!
 //! Health is kept per instance name, so it survives ring changes. Reading
 //! it on the request path is one atomic load while no instance is ejected,
@@ -37,12 +43,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use shardproxy_ring::InstanceName;
 
 use crate::config::{HealthCheckConfig, OutlierConfig};
-use crate::discovery::{ServiceRing, Table};
+use crate::discovery::{ServiceRing, Snapshot, Table};
 use crate::error::error_chain;
 use crate::metrics::ServiceMetrics;
 use crate::pool::Pool;
@@ -149,6 +155,26 @@ struct HealthState {
     /// Woken on every ejection, so that [`probe_forever`] sleeps while
     /// nothing is ejected.
     ejection: Notify,
+    /// The instances drained on one ring; `None` when none is.
+    drained: ArcSwapOption<Drained>,
+}
+
+/// Instances drained on one ring.
+#[derive(Debug)]
+struct Drained {
+    /// The ring they were drained on; on any other, nothing is drained.
+    ring: Arc<Snapshot>,
+    names: Vec<InstanceName>,
+}
+
+impl Drained {
+    /// The drained names, when `ring` is the ring they were drained on.
+    fn on<'a>(drained: Option<&'a Drained>, ring: &Arc<Snapshot>) -> &'a [InstanceName] {
+        match drained {
+            Some(drained) if Arc::ptr_eq(&drained.ring, ring) => &drained.names,
+            _ => &[],
+        }
+    }
 }
 
 impl Health {
@@ -162,6 +188,7 @@ impl Health {
                 instances: ArcSwap::from_pointee(HashMap::new()),
                 ejected: AtomicUsize::new(0),
                 ejection: Notify::new(),
+                drained: ArcSwapOption::empty(),
             }),
         }
     }
@@ -181,6 +208,63 @@ impl Health {
     #[inline]
     pub fn any_ejected(&self) -> bool {
         self.state.ejected.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether the instances a request tries may need reordering: one is
+    /// ejected, or (for a read) one may be drained. False is the request
+    /// path's fast path: one or two atomic loads.
+    #[inline]
+    pub fn any_avoided(&self, read: bool) -> bool {
+        self.any_ejected() || (read && self.state.drained.load().is_some())
+    }
+
+    /// Drains `name` on `ring` (the ring in use): reads go to its
+    /// replicas first until [`Health::undrain`] or a ring change. Returns
+    /// false when it was drained already.
+    pub fn drain(&self, ring: &Arc<Snapshot>, name: &InstanceName) -> bool {
+        let mut added = false;
+        self.state.drained.rcu(|current| {
+            let mut names = Drained::on(current.as_deref(), ring).to_vec();
+            added = !names.contains(name);
+            if added {
+                names.push(name.clone());
+            }
+            Some(Arc::new(Drained {
+                ring: Arc::clone(ring),
+                names,
+            }))
+        });
+        if added {
+            tracing::info!(instance = %name, "instance drained: reads go to its replicas first");
+        }
+        added
+    }
+
+    /// Ends the drain of `name` on `ring`. Returns false when it was not
+    /// drained.
+    pub fn undrain(&self, ring: &Arc<Snapshot>, name: &InstanceName) -> bool {
+        let mut removed = false;
+        self.state.drained.rcu(|current| {
+            let mut names = Drained::on(current.as_deref(), ring).to_vec();
+            let before = names.len();
+            names.retain(|drained| drained != name);
+            removed = names.len() != before;
+            (!names.is_empty()).then(|| {
+                Arc::new(Drained {
+                    ring: Arc::clone(ring),
+                    names,
+                })
+            })
+        });
+        if removed {
+            tracing::info!(instance = %name, "instance undrained");
+        }
+        removed
+    }
+
+    /// The instances drained on `ring`.
+    pub fn drained(&self, ring: &Arc<Snapshot>) -> Vec<InstanceName> {
+        Drained::on(self.state.drained.load().as_deref(), ring).to_vec()
     }
 
     fn now_ms(&self) -> u64 {
@@ -574,21 +658,26 @@ async fn check_one(
     }
 }
 
-/// Puts the instances that are not ejected first, keeping the order within
-/// each group: requests go to the first healthy instance of a preference
-/// list, and when all are ejected, to all of them in order anyway (SPEC §5).
+/// Puts the instances that are neither ejected nor (for a read, given the
+/// ring in use as `read_on`) drained first, keeping the order within each
+/// group: requests go to the first healthy instance of a preference list,
+/// and when all are ejected, to all of them in order anyway (SPEC §5).
 pub fn healthy_first<T>(
     health: &Health,
     targets: Vec<T>,
+    read_on: Option<&Arc<Snapshot>>,
     name: impl Fn(&T) -> &InstanceName,
 ) -> Vec<T> {
-    if !health.any_ejected() {
+    if !health.any_avoided(read_on.is_some()) {
         return targets;
     }
-    let (mut healthy, ejected): (Vec<T>, Vec<T>) = targets
-        .into_iter()
-        .partition(|target| !health.is_ejected(name(target)));
-    healthy.extend(ejected);
+    let drained = health.state.drained.load();
+    let drained = read_on.map_or(&[][..], |ring| Drained::on(drained.as_deref(), ring));
+    let (mut healthy, avoided): (Vec<T>, Vec<T>) = targets.into_iter().partition(|target| {
+        let name = name(target);
+        !health.is_ejected(name) && !drained.contains(name)
+    });
+    healthy.extend(avoided);
     healthy
 }
 
@@ -747,12 +836,48 @@ mod tests {
         health.record(&a, Outcome::AnswerFailure);
         let targets = vec![a.clone(), b.clone(), c.clone()];
         assert_eq!(
-            healthy_first(&health, targets, |n| n),
+            healthy_first(&health, targets, None, |n| n),
             [b.clone(), c.clone(), a.clone()]
         );
         health.record(&b, Outcome::AnswerFailure);
         health.record(&c, Outcome::AnswerFailure);
         let targets = vec![a.clone(), b.clone(), c.clone()];
-        assert_eq!(healthy_first(&health, targets, |n| n), [a, b, c]);
+        assert_eq!(healthy_first(&health, targets, None, |n| n), [a, b, c]);
+    }
+
+    fn ring() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            table: Table::Srv(Vec::new()),
+            replication_from: crate::discovery::ReplicationFrom::Default,
+            discovered_at: std::time::SystemTime::UNIX_EPOCH,
+        })
+    }
+
+    #[test]
+    fn a_drain_sends_reads_elsewhere_on_its_ring_only() {
+        let health = health(1);
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        let (ring, next) = (ring(), ring());
+        assert!(health.drain(&ring, &a));
+        assert!(!health.drain(&ring, &a), "drained already");
+        let targets = || vec![a.clone(), b.clone(), c.clone()];
+        assert_eq!(
+            healthy_first(&health, targets(), Some(&ring), |n| n),
+            [b.clone(), c.clone(), a.clone()]
+        );
+        // Not for writes, nor on another ring.
+        assert_eq!(healthy_first(&health, targets(), None, |n| n), targets());
+        assert_eq!(
+            healthy_first(&health, targets(), Some(&next), |n| n),
+            targets()
+        );
+        assert!(health.drained(&next).is_empty());
+        assert_eq!(health.drained(&ring), std::slice::from_ref(&a));
+        // A drain on the next ring forgets those of the one before.
+        assert!(health.drain(&next, &b));
+        assert!(health.drained(&ring).is_empty());
+        assert!(health.undrain(&next, &b));
+        assert!(!health.undrain(&next, &b), "not drained");
+        assert!(!health.any_avoided(true), "nothing left to skip");
     }
 }

@@ -230,6 +230,8 @@ pub struct Scraped<'a> {
     pub cache_usage: Option<(u64, u64)>,
     /// Its connections to its instances.
     pub pool: &'a Pool,
+    /// How many instances of its ring in use are drained.
+    pub drained: usize,
 }
 
 /// One service's metrics, with its labelled children resolved once by
@@ -411,6 +413,14 @@ impl Metrics {
                 Vec::new()
             }
         };
+        match ring::drained_family(
+            services
+                .iter()
+                .map(|service| (service.name, service.drained)),
+        ) {
+            Ok(more) => families.extend(more),
+            Err(error) => tracing::error!(%error, "cannot build the drain metrics"),
+        }
         let pools = services.iter().map(|service| (service.ring, service.pool));
         match connections::families(pools) {
             Ok(more) => families.extend(more),

@@ -95,6 +95,10 @@ pub struct InstanceView {
     /// Health checking's view (the admin API only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthView>,
+    /// Whether it is drained: reads go to its replicas first (the admin
+    /// API only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
 }
 
 impl InstanceView {
@@ -108,6 +112,7 @@ impl InstanceView {
             priority: None,
             weight: None,
             health: None,
+            drained: None,
         }
     }
 
@@ -121,6 +126,7 @@ impl InstanceView {
             priority: Some(instance.weight.priority),
             weight: Some(instance.weight.weight),
             health: None,
+            drained: None,
         }
     }
 }

@@ -683,3 +683,121 @@ async fn a_stalled_replica_delays_the_fallback_within_the_deadline() {
     assert_eq!(answer.backend(), Some(primary.name()));
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_drained_instance_takes_writes_but_no_reads_until_undrained() {
+    let harness = Harness::start(2, "writes = \"all\"").await;
+    let primary = harness.primary_of("/k/1").await;
+    let instance = harness.instance(primary.name());
+    let answer = harness.put("/k/1", "one").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    harness
+        .wait_stored(&["b1", "b2", "b3"], "/k/1", "one")
+        .await;
+    let admin = |path: &str| {
+        let post = request(Method::POST, harness.proxy.admin, path, &[], String::new());
+        harness.client.send(post)
+    };
+
+    let drain = format!("/instances/drain?service=frob&instance={instance}");
+    let answer = admin(&drain).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let expected =
+        format!(r#"{{"service":"frob","instance":"{instance}","drained":true,"changed":true}}"#);
+    assert_eq!(answer.text().trim_end(), expected);
+    let again = admin(&drain).await;
+    assert!(
+        again.text().contains(r#""changed":false"#),
+        "{}",
+        again.text()
+    );
+
+    // Reads go to the replicas, and none fails.
+    let asked = primary.requests();
+    for _ in 0..10 {
+        let answer = harness.get("/k/1").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(answer.text(), "one");
+        assert_ne!(answer.backend(), Some(primary.name()));
+    }
+    assert_eq!(
+        primary.requests(),
+        asked,
+        "no read reached the drained primary"
+    );
+    // Writes still reach it.
+    let answer = harness.put("/k/1", "two").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    harness.wait_stored(&[primary.name()], "/k/1", "two").await;
+
+    // /ring and /metrics show it.
+    let ring = harness
+        .client
+        .get(harness.proxy.admin, "/ring")
+        .await
+        .text();
+    let ring: serde_json::Value = serde_json::from_str(&ring).unwrap();
+    let drained: Vec<String> = ring["services"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|instance| instance["drained"] == true)
+        .map(|instance| {
+            format!(
+                "{}:{}",
+                instance["host"].as_str().unwrap(),
+                instance["port"]
+            )
+        })
+        .collect();
+    assert_eq!(drained, std::slice::from_ref(&instance));
+    let gauge = "shardproxy_ring_drained_instances";
+    assert_eq!(harness.metric(gauge, &[("service", "frob")]).await, 1.0);
+
+    let answer = admin(&format!(
+        "/instances/undrain?service=frob&instance={instance}"
+    ))
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert!(
+        answer.text().contains(r#""drained":false,"changed":true"#),
+        "{}",
+        answer.text()
+    );
+    let answer = harness.get("/k/1").await;
+    assert_eq!(
+        answer.backend(),
+        Some(primary.name()),
+        "back on the primary"
+    );
+    assert_eq!(harness.metric(gauge, &[("service", "frob")]).await, 0.0);
+
+    // What is refused, and why.
+    let unknown = admin("/instances/drain?service=frob&instance=nowhere.example.com:1").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
+    assert!(
+        unknown.text().contains("not an instance of the ring"),
+        "{}",
+        unknown.text()
+    );
+    let malformed = admin("/instances/drain?service=frob&instance=b1").await;
+    assert_eq!(
+        malformed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        malformed.text()
+    );
+    let no_service = admin(&format!(
+        "/instances/drain?service=nope&instance={instance}"
+    ))
+    .await;
+    assert_eq!(
+        no_service.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        no_service.text()
+    );
+    let by_get = harness.client.get(harness.proxy.admin, &drain).await;
+    assert_eq!(by_get.status, StatusCode::METHOD_NOT_ALLOWED);
+    harness.stop().await;
+}

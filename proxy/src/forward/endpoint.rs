@@ -149,18 +149,21 @@ impl EndpointCache {
 // === impl Targets ===
 
 impl<'a> Targets<'a> {
-    /// The instances to try for a key at `position`: the ring's preference
-    /// list, or (for SRV services) an RFC 2782 order; healthy ones first.
+    /// The instances to try for a key at `position` on the ring
+    /// `snapshot`: its preference list, or (for SRV services) an RFC 2782
+    /// order; healthy ones first, and for a `read` (GET or HEAD) drained
+    /// ones last.
     pub(super) fn new(
-        table: &'a Table,
+        snapshot: &'a Arc<Snapshot>,
         endpoints: &'a Endpoints,
         position: Token,
         health: &Health,
+        read: bool,
     ) -> Targets<'a> {
-        let listed = match table {
+        let listed = match &snapshot.table {
             Table::Ring(ring) => {
                 let indexes = ring.preference_list(position).indexes();
-                if !health.any_ejected() {
+                if !health.any_avoided(read) {
                     return Targets::Ring { endpoints, indexes };
                 }
                 indexes
@@ -176,7 +179,8 @@ impl<'a> Targets<'a> {
                     .collect()
             }
         };
-        Targets::Listed(health::healthy_first(health, listed, |endpoint| {
+        let read_on = read.then_some(snapshot);
+        Targets::Listed(health::healthy_first(health, listed, read_on, |endpoint| {
             &endpoint.name
         }))
     }

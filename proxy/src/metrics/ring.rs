@@ -30,6 +30,32 @@ pub const INFO: &str = "shardproxy_ring_info";
 pub const LAST_REFRESH: &str = "shardproxy_ring_last_refresh_timestamp_seconds";
 /// `shardproxy_ring_transition_remaining_seconds`.
 pub const TRANSITION_REMAINING: &str = "shardproxy_ring_transition_remaining_seconds";
+/// `shardproxy_ring_drained_instances`.
+pub const DRAINED: &str = "shardproxy_ring_drained_instances";
+
+/// `shardproxy_ring_drained_instances{service}`: how many instances of the
+/// ring in use each service has drained, from `(service, count)`.
+///
+/// # Errors
+///
+/// A [`prometheus::Error`] if a name or label here is invalid (a bug).
+pub(super) fn drained_family<'a>(
+    counts: impl IntoIterator<Item = (&'a str, usize)>,
+) -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let drained = IntGaugeVec::new(
+        Opts::new(
+            DRAINED,
+            "Instances of the ring in use drained by the admin API: reads go to their replicas first.",
+        ),
+        &["service"],
+    )?;
+    for (service, count) in counts {
+        drained
+            .get_metric_with_label_values(&[service])?
+            .set(gauge_value(count));
+    }
+    Ok(drained.collect())
+}
 
 /// The ring families of `rings`, as they are now. Families without a
 /// sample (no ring has a fingerprint yet, say) are left out: the text format
