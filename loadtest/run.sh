@@ -12,6 +12,8 @@
 #   --backends N          demo backends [4]
 #   --srv-only            the demo's DNS publishes SRV and A records only, as
 #                         Kubernetes does: derived tokens, slaves = 1 from the config
+#   --not-ready-leaves    with --srv-only: the victim's SRV record is withdrawn while
+#                         it is down (publishNotReadyAddresses: false)
 #   --config FILE         serve FILE with `shardproxy run` instead of the demo
 #   --backend ADDR=CMD    with --config: start CMD (bash -c) as the backend listening
 #                         on ADDR (ip:port) before the proxy; repeatable. The drill
@@ -64,7 +66,8 @@ while (($#)); do
     case $1 in
         --drill) DRILL=1 ;;
         --backends) BACKENDS=${2:?--backends needs a number}; shift ;;
-        --srv-only) SRV_ONLY=(--srv-only) ;;
+        --srv-only) SRV_ONLY[0]=--srv-only ;;
+        --not-ready-leaves) SRV_ONLY=(--srv-only --not-ready-leaves) ;;
         --config) CONFIG=${2:?--config needs a file}; shift ;;
         --backend)
             spec=${2:?--backend needs ADDR=CMD}

@@ -53,9 +53,14 @@ pub enum Command {
         backends: usize,
         /// Publish SRV and A records only, as Kubernetes' cluster DNS does
         /// for a headless service: tokens derived from the instance names,
-        /// replication (slaves = 1) from the proxy's config.
+        /// replication (slaves = 1) from the proxy's config. A backend that
+        /// is down stays listed, as with publishNotReadyAddresses: true.
         #[arg(long)]
         srv_only: bool,
+        /// With --srv-only: withdraw a down backend's SRV record until it
+        /// listens again, as with publishNotReadyAddresses: false.
+        #[arg(long, requires = "srv_only")]
+        not_ready_leaves: bool,
     },
     /// Validate the config, resolve every ring once and print a summary of
     /// each service; exit 1 on any error.
@@ -202,14 +207,15 @@ pub fn run(cli: Cli) -> ExitCode {
             admin,
             backends,
             srv_only,
+            not_ready_leaves,
         } => demo(crate::demo::DemoOptions {
             listen,
             admin,
             backends,
-            records: if srv_only {
-                crate::demo::Records::SrvOnly
-            } else {
-                crate::demo::Records::Ring
+            records: match (srv_only, not_ready_leaves) {
+                (false, _) => crate::demo::Records::Ring,
+                (true, false) => crate::demo::Records::SrvOnly,
+                (true, true) => crate::demo::Records::SrvOnlyReady,
             },
         }),
         Command::Check { config } => on_one_thread(check(&config)),

@@ -10,10 +10,11 @@
 //!    `demo.shardproxy.` that publishes the backends as a ring in the
 //!    records of SPEC §3: one SRV record per backend (each on its own host
 //!    name, so `redundancy=host` holds), evenly spaced tokens, and
-//!    `slaves=1 redundancy=host`. With [`Records::SrvOnly`] it publishes
-//!    the SRV and A records only, as Kubernetes' cluster DNS does for a
-//!    headless service, and the proxy derives the tokens and takes the
-//!    replication from its config (SPEC §9.5).
+//!    `slaves=1 redundancy=host`. With [`Records::SrvOnly`] (or
+//!    [`Records::SrvOnlyReady`]) it publishes the SRV and A records only,
+//!    as Kubernetes' cluster DNS does for a headless service, and the proxy
+//!    derives the tokens and takes the replication from its config (SPEC
+//!    §9.5).
 //! 3. The proxy itself ([`crate::run::start`]), configured to discover that
 //!    ring from that DNS server, and waited for until it has the whole ring.
 //!
@@ -23,8 +24,9 @@
 //! # Layout
 //!
 //! - `backend`: the demo backends and their failure switches.
-//! - `endpoints`: with [`Records::SrvOnly`], withdraws a down backend's SRV
-//!   record until it listens again, as Kubernetes does with a pod.
+//! - `endpoints`: with [`Records::SrvOnlyReady`], withdraws a down
+//!   backend's SRV record until it listens again, as Kubernetes does with
+//!   a pod that is not ready.
 //! - `zone`: the ring's tokens and DNS records, and their zone-file text.
 //! - `guide`: the instructions [`run`] prints.
 
@@ -95,8 +97,21 @@ pub enum Records {
     Ring,
     /// SRV and A records only, as a Kubernetes headless service has: the
     /// proxy derives each instance's tokens from its name and takes
-    /// `slaves` and `redundancy` from its config.
+    /// `slaves` and `redundancy` from its config. A down backend stays
+    /// listed, as with `publishNotReadyAddresses: true` (what
+    /// `deploy/kubernetes` uses).
     SrvOnly,
+    /// [`Records::SrvOnly`], and a down backend's SRV record is withdrawn
+    /// until it listens again, as with `publishNotReadyAddresses: false`:
+    /// the ring changes twice per restart.
+    SrvOnlyReady,
+}
+
+impl Records {
+    /// Whether DNS publishes the SRV and A records only.
+    fn srv_only(self) -> bool {
+        self != Records::Ring
+    }
 }
 
 impl Default for DemoOptions {
@@ -189,8 +204,8 @@ pub struct DemoBackendInfo {
     /// Where it listens (`127.0.0.1:PORT`); its failure switches are here
     /// too.
     pub addr: SocketAddr,
-    /// Its one published token on the ring; `None` with
-    /// [`Records::SrvOnly`], where the proxy derives its tokens.
+    /// Its one published token on the ring; `None` with SRV-only records,
+    /// where the proxy derives its tokens.
     pub token: Option<Token>,
 }
 
@@ -210,8 +225,8 @@ pub struct Demo {
     pub backends: Vec<DemoBackendInfo>,
     dns_server: DnsServer,
     servers: Vec<Backend>,
-    /// With [`Records::SrvOnly`], the tasks that withdraw a down backend's
-    /// SRV record; empty otherwise.
+    /// With [`Records::SrvOnlyReady`], the tasks that withdraw a down
+    /// backend's SRV record; empty otherwise.
     endpoints: tokio::task::JoinSet<()>,
     running: Running,
     config: String,
@@ -329,12 +344,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
     check_options(&options)?;
 
     let mut servers = Vec::with_capacity(options.backends);
-    let tokens: Vec<Option<Token>> = match options.records {
-        Records::Ring => zone::balanced_tokens(options.backends)
+    let tokens: Vec<Option<Token>> = if options.records.srv_only() {
+        vec![None; options.backends]
+    } else {
+        zone::balanced_tokens(options.backends)
             .into_iter()
             .map(Some)
-            .collect(),
-        Records::SrvOnly => vec![None; options.backends],
+            .collect()
     };
     for (index, token) in tokens.into_iter().enumerate() {
         let host = zone::host(index + 1);
@@ -352,8 +368,8 @@ pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
     let dns_server = DnsServer::start(SocketAddr::from((LOOPBACK, 0)), zone).await?;
     let dns = dns_server.addr();
     let endpoints = match options.records {
-        Records::Ring => tokio::task::JoinSet::new(),
-        Records::SrvOnly => endpoints::follow(&servers, dns_server.zone()),
+        Records::SrvOnlyReady => endpoints::follow(&servers, dns_server.zone()),
+        Records::Ring | Records::SrvOnly => tokio::task::JoinSet::new(),
     };
 
     let config = proxy_config(&options, dns);
@@ -463,13 +479,13 @@ fn start_error(options: &DemoOptions, error: StartError) -> DemoError {
 }
 
 /// The proxy's config: one DNS-discovered service, `demo`, keyed on the
-/// path, behind a catch-all route. With [`Records::SrvOnly`] the service
+/// path, behind a catch-all route. With SRV-only records the service
 /// derives its tokens and sets the replication DNS does not publish.
 fn proxy_config(options: &DemoOptions, dns: SocketAddr) -> String {
     let service_name = zone::SERVICE_NAME.trim_end_matches('.');
     let srv_only = match options.records {
         Records::Ring => String::new(),
-        Records::SrvOnly => format!(
+        Records::SrvOnly | Records::SrvOnlyReady => format!(
             r#"tokens = "derived"
 virtual_nodes = {virtual_nodes}
 slaves = 1

@@ -274,8 +274,21 @@ async fn down_refuses_connections_then_listens_on_the_same_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srv_only_derives_tokens_and_fails_over_with_the_configs_replica() {
+    srv_only_fails_over(Records::SrvOnly).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_only_ready_withdraws_a_down_backend_until_it_listens() {
+    srv_only_fails_over(Records::SrvOnlyReady).await;
+}
+
+/// The primary of a key goes down for 2 s; the replica that only the
+/// config's `slaves = 1` provides answers; with
+/// [`Records::SrvOnlyReady`] the down backend's SRV record is withdrawn
+/// and comes back, else it stays.
+async fn srv_only_fails_over(records: Records) {
     let demo = start(DemoOptions {
-        records: Records::SrvOnly,
+        records,
         ..options(3)
     })
     .await
@@ -339,12 +352,26 @@ async fn srv_only_derives_tokens_and_fails_over_with_the_configs_replica() {
     assert_eq!(answer.served_by.as_deref(), Some(replica.name.as_str()));
 
     // As Kubernetes does with a pod that is not ready, the down backend's
-    // SRV record is withdrawn, and published again once it listens.
+    // SRV record is withdrawn, and published again once it listens; or it
+    // stays throughout.
     let srv = zone::srv_record(primary);
     let published = || demo.zone().records().contains(&srv);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while published() {
+    while published() && records == Records::SrvOnlyReady {
         assert!(tokio::time::Instant::now() < deadline, "never withdrawn");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut listening = false;
+    while !listening {
+        listening = tokio::net::TcpStream::connect(primary.addr).await.is_ok();
+        assert!(
+            records == Records::SrvOnlyReady || published(),
+            "withdrawn while down"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never listened again"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     while !published() {

@@ -25,7 +25,7 @@ pub(super) const TTL: u32 = 5;
 pub(super) const REPLICATION: &str = "slaves=1 redundancy=host";
 
 /// Tokens per instance when the proxy derives them
-/// ([`super::Records::SrvOnly`]): the config's default, written out so the
+/// (SRV-only records): the config's default, written out so the
 /// guide shows it.
 pub(super) const VIRTUAL_NODES: usize = 64;
 
@@ -50,7 +50,7 @@ pub(super) fn balanced_tokens(n: usize) -> Vec<Token> {
 
 /// The records that publish `backends` as the ring of [`SERVICE_NAME`]: an
 /// SRV record each, the ring's settings, and for each backend its tokens
-/// and its address; with [`Records::SrvOnly`], the SRV and A records only.
+/// and its address; with SRV-only records, the SRV and A records only.
 pub(super) fn records(backends: &[DemoBackendInfo], which: Records) -> Vec<ZoneRecord> {
     let mut records: Vec<ZoneRecord> = backends.iter().map(srv_record).collect();
     if which == Records::Ring {
