@@ -17,6 +17,7 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Output};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -27,6 +28,8 @@ use support::process::{free_port, Proxy};
 
 /// Fresh for five minutes: only a purge makes the proxies ask again.
 const FRESH: &[(&str, &str)] = &[("cache-control", "max-age=300")];
+
+const TOKEN: &str = "purge-s3cret";
 
 /// Three proxies with the cache on, in front of `backend`.
 struct Fleet {
@@ -177,6 +180,18 @@ async fn purge(admin: SocketAddr, query: &str, token: Option<&str>) -> (StatusCo
     (answer.status, json)
 }
 
+/// Runs `shardproxy args...` to its end, off the runtime's threads.
+async fn shardproxy(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+            .args(&args)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap()
+}
+
 /// Stops proxy `index` of `fleet` (SIGTERM, waited on): a peer that is down.
 async fn stop(fleet: &mut Fleet, index: usize) {
     let proxy = &mut fleet.proxies[index];
@@ -241,6 +256,74 @@ async fn a_peer_that_is_down_is_named_and_the_others_are_purged() {
     let (status, answer) = purge(fleet.proxies[0].admin, "service=nope&path=/obj", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert!(answer.get("peers").is_none(), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_purge_on_the_command_line_reaches_every_peer_and_exits_by_them() {
+    let setup = Setup {
+        server: &format!("admin_token = \"{TOKEN}\""),
+        ..NO_DNS
+    };
+    let mut fleet = Fleet::start("cli", &setup, listed).await;
+    fleet.cache_everywhere("/obj?v=1").await;
+    let file = fleet.proxies[1].config_path().display().to_string();
+    let command = |url: &str| {
+        vec![
+            "cache".to_owned(),
+            "purge".to_owned(),
+            "--config".to_owned(),
+            file.clone(),
+            url.to_owned(),
+        ]
+    };
+
+    // The config's token reaches the admin API, and the peers through it.
+    let output = shardproxy(command("/obj?v=1")).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        answer,
+        json!({"service": "frob", "purged": 1, "peers": [
+            {"peer": fleet.admin(0), "ok": true, "purged": 1},
+            {"peer": fleet.admin(2), "ok": true, "purged": 1},
+        ]})
+    );
+    fleet.assert_purged("/obj?v=1", &[0, 1, 2]).await;
+
+    // A peer down: its error is printed, and the exit code says so.
+    stop(&mut fleet, 0).await;
+    let output = shardproxy(command("http://127.0.0.1/obj?v=1")).await;
+    assert_eq!(output.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["peers"][0]["peer"], fleet.admin(0));
+    assert_eq!(answer["peers"][0]["ok"], false, "{answer}");
+    assert_eq!(answer["peers"][1]["ok"], true, "{answer}");
+
+    // A config that does not load: exit 1 with its error, nothing sent.
+    let broken = fleet.proxies[1].config_path().with_extension("broken.toml");
+    std::fs::write(&broken, "[cache_peers]\ntimeout = \"1s\"\n").unwrap();
+    let output = shardproxy(vec![
+        "cache".into(),
+        "purge".into(),
+        "--config".into(),
+        broken.display().to_string(),
+        "/obj".into(),
+    ])
+    .await;
+    std::fs::remove_file(&broken).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid configuration: ")
+            && stderr.contains(":1:1: cache_peers: missing addrs or srv"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
