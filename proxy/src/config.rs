@@ -160,9 +160,9 @@ pub struct ServerConfig {
     /// `workers` (default: one per CPU the process may use, which counts
     /// its CPU affinity and cgroup quota): threads serving requests. One,
     /// given or the only CPU, runs everything on the main thread (tokio's
-    /// current-thread runtime). Run several processes on one port
-    /// (`SO_REUSEPORT`) to use more cores with less sharing, as the systemd
-    /// unit does.
+    /// current-thread runtime). One process per machine with a worker
+    /// per core is the recommended layout: the workers share one cache,
+    /// so a purge of the process reaches all of it (SPEC §9.6).
     pub workers: Option<std::num::NonZeroUsize>,
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
