@@ -291,12 +291,7 @@ impl Process {
     /// Sends `signal` (`HUP`, ...) with kill(1), as the unit's
     /// `ExecReload=/bin/kill -HUP $MAINPID` does.
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} failed");
+        support::process::send_signal(self.child.id(), signal);
     }
 }
 

@@ -48,6 +48,17 @@ pub fn collect_lines(
     (text, reader)
 }
 
+/// Sends `signal` (`HUP`, `TERM`, ...) to process `pid` with kill(1), as
+/// an init system does (`ExecReload=/bin/kill -HUP $MAINPID`).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> SocketAddr {
     std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -154,12 +165,7 @@ impl Proxy {
 
     /// Sends `signal` (`HUP`, `TERM`, ...) with kill(1).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} failed");
+        send_signal(self.child.id(), signal);
     }
 
     /// Waits for the process to exit, for at most `within`.
