@@ -8,7 +8,7 @@
 //! | `/readyz` | `200 ready` once every service has a ring with at least one instance; else `503` naming the services that do not |
 //! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
-//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`) |
+//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`); with `[cache_peers]`, also `"peers"`: each peer's part (`peers`) |
 //! | `POST /instances/drain?service=S&instance=H:P`, `POST /instances/undrain?...` | `200`, JSON `{"service": S, "instance": "H:P", "drained": B, "changed": B}` (`drain`) |
 //!
 //! `/cache/purge` and `/instances/...` answer `POST`, every other path
@@ -27,7 +27,8 @@
 //!
 //! Admin requests carry nothing in their bodies, so the routing is the
 //! plain function [`respond`] of method and URI, which the tests call
-//! without a connection.
+//! without a connection. [`respond`] answers for this process; [`handle`]
+//! sends a purge on to the peers as well, which takes awaiting.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,6 +46,7 @@ use crate::view::{LookupView, ServiceView};
 
 mod auth;
 mod drain;
+pub mod peers;
 mod purge;
 mod reply;
 
@@ -120,7 +122,15 @@ struct RingsView {
 /// a page in a browser on the same machine must not purge the cache, by
 /// `fetch` (which sends `Origin`) or by DNS rebinding (which sends its own
 /// name as `Host`).
-pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+///
+/// `admin` is the address the admin listener is bound to: a purge is sent
+/// on to every `[cache_peers]` peer but that one (`peers`), unless it
+/// came from a peer ([`peers::LOCAL_ONLY`]).
+pub async fn handle(
+    app: &App,
+    request: Request<Incoming>,
+    admin: SocketAddr,
+) -> Response<Full<Bytes>> {
     if let Err(refused) = auth::authorize(
         app.config.server.admin_token.as_ref(),
         request.method(),
@@ -135,6 +145,10 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Byte
                 StatusCode::FORBIDDEN,
                 format!("refused: {reason}; send admin requests that change state from a shell or a program, to the admin address\n"),
             );
+        }
+        if Endpoint::at(request.uri().path()) == Some(Endpoint::Purge) {
+            let local_only = request.headers().contains_key(peers::LOCAL_ONLY);
+            return purge::purge_everywhere(app, request.uri().query(), local_only, admin).await;
         }
     }
     respond(app, request.method(), request.uri())

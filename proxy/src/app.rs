@@ -44,6 +44,9 @@ pub struct App {
     pub metrics: Metrics,
     /// The config it was built from.
     pub config: Config,
+    /// The DNS resolver of `[dns]`, for lookups outside discovery (the
+    /// SRV name of `[cache_peers]`).
+    pub resolver: hickory_resolver::TokioResolver,
     /// The access log, when `[log] access_log` is on; kept by a reload
     /// that leaves its settings as they were.
     pub access_log: Option<Arc<AccessLog>>,
@@ -196,6 +199,7 @@ impl App {
             discovery,
             metrics,
             config,
+            resolver,
             access_log,
             checks,
         })

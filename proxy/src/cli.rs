@@ -1,5 +1,5 @@
 //! The command line (SPEC §8): `run`, `check`, `demo`, `ring show`,
-//! `ring lookup`, `ring diff` and `ring plan`.
+//! `ring lookup`, `ring diff`, `ring plan` and `cache purge` (`purge`).
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
 //! and returns an exit code: 0 when all went well, 1 on any error, a config
@@ -20,6 +20,8 @@ use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
 use crate::logging;
 use crate::ring_tools;
 use crate::view::{LookupView, ServiceView};
+
+mod purge;
 
 /// `shardproxy`: a sharding HTTP reverse proxy whose ring lives in DNS.
 #[derive(Debug, Parser)]
@@ -74,6 +76,42 @@ pub enum Command {
         /// What to inspect.
         #[command(subcommand)]
         command: RingCommand,
+    },
+    /// Act on the caches of this host's proxy and its peers.
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+/// `shardproxy cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove URLs from the cache of this host's proxy and of every peer
+    /// of its [cache_peers].
+    ///
+    /// Sends each purge to the admin API of this host (server.admin of the
+    /// config), which purges its cache and sends the purge on to every
+    /// peer, and prints its JSON answer, one line per URL: the objects
+    /// purged here, and each peer with "ok" or its error. Exit 0 when
+    /// every URL was purged here and on every peer, 1 otherwise.
+    Purge {
+        /// The config file of this host's proxy.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Remove every object whose path and query start with the URL's,
+        /// not just the one.
+        #[arg(long)]
+        prefix: bool,
+        /// The service whose cache holds the URLs (default: the one the
+        /// config's routes send each URL to).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// http://HOST/PATH?QUERY (that host's object) or /PATH?QUERY (on
+        /// every host), with the path and query as clients send them.
+        #[arg(required = true, value_name = "URL")]
+        urls: Vec<String>,
     },
 }
 
@@ -220,6 +258,17 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Check { config } => on_one_thread(check(&config)),
         Command::Ring { command } => ring(command),
+        Command::Cache {
+            command:
+                CacheCommand::Purge {
+                    config,
+                    prefix,
+                    service,
+                    urls,
+                },
+        } => on_one_thread(
+            async move { purge::run(&config, prefix, service.as_deref(), &urls).await },
+        ),
     }
 }
 

@@ -46,6 +46,7 @@
 //! - `duration`, `size`, `quantity`: the `"1m30s"` and `"64KiB"` parsers.
 //! - `key_source`: [`KeySource`], the `key = ...` setting.
 //! - `secret`: [`AdminToken`], kept out of logs and messages.
+//! - `peers`: `[cache_peers]`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -61,6 +62,7 @@ mod error;
 mod health;
 mod key_source;
 mod locate;
+mod peers;
 mod quantity;
 mod raw;
 mod secret;
@@ -92,6 +94,35 @@ pub struct Config {
     /// `[[routes]]`, in file order (the first match wins); never empty, and
     /// every route names a service of [`Config::services`].
     pub routes: Vec<RouteConfig>,
+    /// `[cache_peers]`: the other proxies a purge reaches; `None` when
+    /// the table is absent (a purge stays in this process).
+    pub cache_peers: Option<CachePeersConfig>,
+}
+
+/// `[cache_peers]` (SPEC §9.6): the proxies whose caches a purge received
+/// by this one's admin API must also leave, so that one purge clears an
+/// object from a whole fleet, as an operator expects of a cache tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachePeersConfig {
+    /// `addrs` or `srv`, exactly one: where the peers' admin APIs are.
+    pub peers: CachePeers,
+    /// `timeout` (default 5 s, more than 0): the longest one peer's purge
+    /// may take, from connecting to its whole answer; past it that peer
+    /// is reported failed, so a hung peer cannot hang the purge.
+    pub timeout: Duration,
+}
+
+/// Where the peers' admin APIs are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CachePeers {
+    /// `addrs = ["ip:port", ...]`: these admin addresses (`server.admin`
+    /// of each peer), each once, never empty.
+    Addrs(Vec<SocketAddr>),
+    /// `srv = "NAME"`: the targets of this SRV name, each at its smallest
+    /// A (else AAAA) address and the record's port, as a ring's instances
+    /// are found (SPEC §3), through `[dns] servers`. Resolved at each
+    /// purge, so a proxy that joined since is purged too.
+    Srv(String),
 }
 
 /// `[server]`.
@@ -129,9 +160,9 @@ pub struct ServerConfig {
     /// `workers` (default: one per CPU the process may use, which counts
     /// its CPU affinity and cgroup quota): threads serving requests. One,
     /// given or the only CPU, runs everything on the main thread (tokio's
-    /// current-thread runtime). Run several processes on one port
-    /// (`SO_REUSEPORT`) to use more cores with less sharing, as the systemd
-    /// unit does.
+    /// current-thread runtime). One process per machine with a worker
+    /// per core is the recommended layout: the workers share one cache,
+    /// so a purge of the process reaches all of it (SPEC §9.6).
     pub workers: Option<std::num::NonZeroUsize>,
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.

@@ -153,7 +153,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             admin_listener,
             move |request: Request<Incoming>, _client| {
                 let app = admin_state.load_full();
-                async move { admin::handle(&app, request).await }
+                async move { admin::handle(&app, request, admin).await }
             },
         ),
     );

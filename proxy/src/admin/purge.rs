@@ -5,12 +5,22 @@
 //! is exactly `P` (every `Vary` variant of it); `prefix` those whose path
 //! and query starts with `P`. Without `host`, on every host the service is
 //! reached by; with it, only on that host (case-insensitive, no port).
+//!
+//! With `[cache_peers]`, a purge received by the admin API is then sent
+//! to every peer (`peers`), and the answer lists each peer's part:
+//! `{"service": S, "purged": N, "peers": [{"peer": "10.0.0.2:9090", "ok":
+//! true, "purged": 1}, {"peer": "10.0.0.3:9090", "ok": false, "error":
+//! "..."}]}`. Without it, or for a purge a peer sent, the answer is as it
+//! always was, without `peers`.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use std::net::SocketAddr;
+
+use super::peers::{self, PeerPurge};
 use super::reply::{json, json_error};
 use crate::app::App;
 use crate::cache::Purge;
@@ -21,6 +31,9 @@ use crate::key::query_param;
 struct Purged<'a> {
     service: &'a str,
     purged: usize,
+    /// Each peer's part, when the purge went to `[cache_peers]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<Vec<PeerPurge>>,
 }
 
 /// Why a purge was refused: the status and the message.
@@ -28,12 +41,41 @@ type Refusal = (StatusCode, String);
 
 const USAGE: &str = "use POST /cache/purge?service=NAME&path=PATH or ?service=NAME&prefix=PREFIX";
 
-/// Answers a purge with the query `query`.
+/// Answers a purge with the query `query`, in this process only.
 pub(super) fn purge(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
     match purge_with(app, query.unwrap_or_default()) {
         Ok(purged) => json(StatusCode::OK, &purged),
         Err((status, message)) => json_error(status, &message),
     }
+}
+
+/// Answers a purge with the query `query` here, and unless `local_only`
+/// (a peer sent it) on every peer of `[cache_peers]` too; `own` is where
+/// this process's admin listener is bound, which is no peer.
+///
+/// A purge refused here (a bad query, an unknown service) goes nowhere:
+/// the peers share the config and would refuse it alike. One done here
+/// is answered `200` whatever the peers did, as Varnish answers each
+/// purge for its own cache: the status says what became of this request
+/// on this proxy, and retrying it would repeat a purge that is done,
+/// while the failed peers are named in the answer (and make
+/// `shardproxy cache purge` exit 1) for the operator to retry or check.
+pub(super) async fn purge_everywhere(
+    app: &App,
+    query: Option<&str>,
+    local_only: bool,
+    own: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let query = query.unwrap_or_default();
+    let mut purged = match purge_with(app, query) {
+        Ok(purged) => purged,
+        Err((status, message)) => return json_error(status, &message),
+    };
+    if let (Some(config), false) = (&app.config.cache_peers, local_only) {
+        let token = app.config.server.admin_token.as_ref();
+        purged.peers = Some(peers::fan_out(config, &app.resolver, query, token, own).await);
+    }
+    json(StatusCode::OK, &purged)
 }
 
 /// The purge `query` asks for, done.
@@ -72,5 +114,6 @@ fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
     Ok(Purged {
         service: &service.config().name,
         purged: cache.purge(host.as_deref(), which),
+        peers: None,
     })
 }

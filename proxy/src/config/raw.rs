@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub(super) log: Option<Spanned<RawLog>>,
     pub(super) services: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawService>>>>,
     pub(super) routes: Option<Spanned<Vec<Spanned<RawRoute>>>>,
+    pub(super) cache_peers: Option<Spanned<RawCachePeers>>,
 }
 
 /// `[server]`.
@@ -60,6 +61,15 @@ pub(super) struct RawLog {
     pub(super) format: Text,
     pub(super) access_log: Flag,
     pub(super) access_log_file: Text,
+}
+
+/// `[cache_peers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCachePeers {
+    pub(super) addrs: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) srv: Text,
+    pub(super) timeout: Quantity,
 }
 
 /// `[dns]`.

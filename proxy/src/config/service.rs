@@ -366,7 +366,7 @@ fn discovery(
 }
 
 /// A name to look up: ASCII labels of 1 to 63 characters, 253 in all.
-fn dns_name(text: &str) -> Result<String, String> {
+pub(super) fn dns_name(text: &str) -> Result<String, String> {
     let name = text.strip_suffix('.').unwrap_or(text);
     let valid = !name.is_empty()
         && name.len() <= 253

@@ -427,7 +427,7 @@ fn syntax_error_in_a_multi_line_array() {
 fn unknown_keys() {
     assert_eq!(
         error("[sever]\nlisten = \"127.0.0.1:1\"\n"),
-        "config.toml:1:2: sever: unknown field `sever`, expected one of `server`, `dns`, `log`, `services`, `routes`"
+        "config.toml:1:2: sever: unknown field `sever`, expected one of `server`, `dns`, `log`, `services`, `routes`, `cache_peers`"
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
@@ -1105,6 +1105,7 @@ fn example_config_documents_every_key() {
         "path_prefix",
         "service",
         "strip_prefix",
+        "addrs",
     ];
     for key in keys {
         assert!(
@@ -1484,5 +1485,89 @@ fn srv_services_take_slaves_and_redundancy_for_when_dns_has_no_config_record() {
             slaves: 2,
             redundancy: Redundancy::None
         })
+    );
+}
+
+// === [cache_peers] ===
+
+/// `MINIMAL`, a blank line, then `lines` (from line 7 on).
+fn with_peers(lines: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml(&format!("{MINIMAL}\n{lines}\n"), "config.toml")
+}
+
+#[test]
+fn cache_peers_are_addresses_or_an_srv_name() {
+    assert_eq!(load(MINIMAL).cache_peers, None);
+    let listed = with_peers("[cache_peers]\naddrs = [\"10.0.0.2:9090\", \"[::1]:9091\"]")
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        listed.cache_peers,
+        Some(CachePeersConfig {
+            peers: CachePeers::Addrs(vec![
+                "10.0.0.2:9090".parse().unwrap(),
+                "[::1]:9091".parse().unwrap()
+            ]),
+            timeout: Duration::from_secs(5),
+        })
+    );
+    let found = with_peers("[cache_peers]\nsrv = \"_admin._tcp.example.com\"\ntimeout = \"2s\"")
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        found.cache_peers,
+        Some(CachePeersConfig {
+            peers: CachePeers::Srv("_admin._tcp.example.com".into()),
+            timeout: Duration::from_secs(2),
+        })
+    );
+}
+
+#[test]
+fn cache_peers_need_exactly_one_of_addrs_and_srv() {
+    let first = |lines: &str| {
+        with_peers(lines)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {lines}"))
+            .first()
+            .to_string()
+    };
+    assert_eq!(
+        first("[cache_peers]\naddrs = [\"10.0.0.2:9090\"]\nsrv = \"_a._tcp.example.com\""),
+        "config.toml:9:7: cache_peers.srv: addrs and srv are both given: the peers are listed (addrs) or found in DNS (srv), not both"
+    );
+    assert_eq!(
+        first("[cache_peers]\ntimeout = \"1s\""),
+        "config.toml:7:1: cache_peers: missing addrs or srv: expected addrs = [\"10.0.0.2:9090\", ...] (the other proxies' admin addresses) or srv = \"_shardproxy-admin._tcp.example.com\" (an SRV name that lists them)"
+    );
+    assert_eq!(
+        first("[cache_peers]\naddrs = []"),
+        "config.toml:8:9: cache_peers.addrs = []: expected at least one admin address: leave [cache_peers] out for none"
+    );
+    assert_eq!(
+        first("[cache_peers]\nsrv = \"a b\""),
+        "config.toml:8:7: cache_peers.srv = \"a b\": expected a DNS name, like \"_frobnicator._http.example.com\""
+    );
+    assert_eq!(
+        first("[cache_peers]\nsrv = \"_a._tcp.example.com\"\nport = 1"),
+        "config.toml:9:1: cache_peers.port: unknown field `port`, expected one of `addrs`, `srv`, `timeout`"
+    );
+}
+
+#[test]
+fn every_bad_cache_peer_is_reported() {
+    let found: Vec<String> = with_peers(
+        "[cache_peers]\naddrs = [\"peer1:9090\", \"10.0.0.2:9090\", \"10.0.0.2:9090\", \"10.0.0.3:0\"]\ntimeout = 5",
+    )
+    .unwrap_err()
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        found,
+        [
+            "config.toml:8:10: cache_peers.addrs[0] = \"peer1:9090\": expected an IP address and port, like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            "config.toml:8:41: cache_peers.addrs[2] = \"10.0.0.2:9090\": listed twice",
+            "config.toml:8:58: cache_peers.addrs[3] = \"10.0.0.3:0\": port 0 is no admin address: expected the port of the peer's server.admin",
+            "config.toml:9:11: cache_peers.timeout = 5: a bare number has no unit: expected a duration: whole numbers with units ms, s, m, h, like \"30s\" or \"1m30s\"",
+        ]
     );
 }

@@ -103,12 +103,14 @@ fn validate(source: &Source<'_>, raw: &RawConfig) -> Config {
             .collect()
     });
     let routes = routes(source, raw.routes.as_ref(), &named);
+    let cache_peers = super::peers::cache_peers(source, raw.cache_peers.as_ref());
     Config {
         server,
         dns,
         log,
         services,
         routes,
+        cache_peers,
     }
 }
 

@@ -3,6 +3,8 @@
 //! - [`backend`]: real HTTP backends whose behaviour a test switches.
 //! - [`bind`]: a real BIND `named` with a dynamic zone, for end-to-end tests.
 //! - [`client`]: the HTTP client the tests talk to the proxy with.
+//! - [`process`]: `shardproxy run` as a child process, waited on until
+//!   ready.
 //! - [`recorder`]: a backend that records the exact bytes it receives.
 //! - [`raw`]: a raw TCP client that sends exact bytes.
 //!
@@ -17,6 +19,7 @@ pub mod access_log;
 pub mod backend;
 pub mod bind;
 pub mod client;
+pub mod process;
 pub mod raw;
 pub mod recorder;
 
