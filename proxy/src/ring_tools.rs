@@ -1,6 +1,8 @@
 //! `shardproxy ring diff` and `shardproxy ring plan` (SPEC §8): tools for
 //! changing a ring safely, working on zone files rather than on live DNS,
-//! so that a change can be reviewed before it is published.
+//! so that a change can be reviewed before it is published; and
+//! [`publish`], `shardproxy ring publish` (SPEC §12), which publishes the
+//! reviewed zone with one DNS UPDATE.
 //!
 //! The ring crate does the work ([`shardproxy_ring::zone`],
 //! [`shardproxy_ring::diff`], [`shardproxy_ring::plan`]); this module reads
@@ -11,6 +13,8 @@
 //! Both commands read rings with the rules of discovery (SPEC §3): an SRV
 //! target without an A or AAAA record in the zone is an error (a proxy would
 //! refuse that ring), an instance without tokens is left out with a warning.
+
+pub mod publish;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

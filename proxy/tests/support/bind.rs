@@ -18,22 +18,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
-
-/// How long `named` gets to load the zone and answer: usually well under a
-/// second, but 20 s once ran out on a machine under a load of 18.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many ports to try if the one picked is taken before `named` binds it.
-const PORT_ATTEMPTS: u32 = 3;
+use super::primary::{free_port, fresh_dir, wait_for_soa, zone_text, PORT_ATTEMPTS, READY_TIMEOUT};
 
 const INSTALL_HINT: &str = "install BIND with `apt-get install bind9 bind9-dnsutils`";
 
@@ -96,7 +85,7 @@ impl BindServer {
         let zone = zone_origin.trim_end_matches('.');
         assert!(!zone.is_empty(), "the zone origin must not be the root");
         let origin = format!("{zone}.");
-        let dir = fresh_dir();
+        let dir = fresh_dir("bind");
         let zone_file = dir.join("zone.db");
         fs::write(&zone_file, zone_text(&origin, initial_zone_text))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
@@ -238,52 +227,28 @@ impl BindServer {
 
     /// Waits until `named` answers the zone's SOA with authority.
     fn wait_ready(&mut self) -> Result<(), PortTaken> {
-        let origin = Name::from_ascii(&self.origin).unwrap();
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        socket.connect(self.addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut id: u16 = 0;
-        loop {
+        let (addr, origin) = (self.addr, self.origin.clone());
+        let waited = wait_for_soa(addr, &origin, || {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 // named exits when it cannot bind its port.
                 if self
                     .log()
                     .contains("unable to listen on any configured interfaces")
                 {
-                    return Err(PortTaken);
+                    return Err(Down::PortTaken);
                 }
-                self.fail(&format!("named exited ({status})"));
+                return Err(Down::Failed(format!("named exited ({status})")));
             }
             if self.log().contains("not loaded due to errors") {
-                self.fail("named did not load the zone");
+                return Err(Down::Failed("named did not load the zone".to_owned()));
             }
-            if Instant::now() > deadline {
-                self.fail(&format!("named did not answer within {READY_TIMEOUT:?}"));
-            }
-
-            id = id.wrapping_add(1);
-            let mut query = Message::query();
-            query.metadata.id = id;
-            query.add_query(Query::query(origin.clone(), RecordType::SOA));
-            // A send error (nothing listening yet) is like no answer.
-            let _ = socket.send(&query.to_vec().unwrap());
-            let mut buf = [0u8; 4096];
-            let answered = match socket.recv(&mut buf) {
-                Ok(len) => Message::from_vec(&buf[..len]).is_ok_and(|m| {
-                    m.metadata.id == id
-                        && m.metadata.authoritative
-                        && m.metadata.response_code == ResponseCode::NoError
-                        && !m.answers.is_empty()
-                }),
-                Err(_) => false,
-            };
-            if answered {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
+            Ok(())
+        });
+        match waited {
+            Ok(()) => Ok(()),
+            Err(Some(Down::PortTaken)) => Err(PortTaken),
+            Err(Some(Down::Failed(why))) => self.fail(&why),
+            Err(None) => self.fail(&format!("named did not answer within {READY_TIMEOUT:?}")),
         }
     }
 
@@ -308,24 +273,12 @@ impl Drop for BindServer {
 /// The port picked was taken before `named` could bind it.
 struct PortTaken;
 
-/// The zone file: `text`, after a default header unless it has an SOA.
-fn zone_text(origin: &str, text: &str) -> String {
-    let has_soa = text.lines().any(|line| {
-        let data = line.split(';').next().unwrap_or("");
-        data.split_whitespace()
-            .any(|word| word.eq_ignore_ascii_case("SOA"))
-    });
-    let header = if has_soa {
-        format!("$ORIGIN {origin}\n")
-    } else {
-        format!(
-            "$ORIGIN {origin}\n\
-             $TTL 1\n\
-             @ IN SOA localhost. hostmaster.{origin} 1 3600 600 86400 1\n\
-             @ IN NS localhost.\n"
-        )
-    };
-    format!("{header}{text}\n")
+/// Why `named` will not come up.
+enum Down {
+    /// See [`PortTaken`].
+    PortTaken,
+    /// Anything else: the test fails, saying this.
+    Failed(String),
 }
 
 fn named_conf(
@@ -388,42 +341,7 @@ fn write_update_key(dir: &Path) -> PathBuf {
     path
 }
 
-/// A loopback port free (for now) for both UDP and TCP.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A new, empty directory under the system temp dir.
-fn fresh_dir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "shardproxy-bind-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-    ));
-    fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
-/// The path of a BIND program, from /usr/sbin, /usr/bin or `PATH`.
+/// The path of a BIND program.
 fn find_program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/usr/bin", "/sbin"]
-        .iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found in /usr/sbin, /usr/bin or PATH: {INSTALL_HINT}")
-        })
+    super::primary::find_program(name, INSTALL_HINT)
 }
