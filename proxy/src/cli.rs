@@ -11,7 +11,6 @@
 //! server publishes is no longer OLD (SPEC §12), so that a script can tell
 //! a lost race from a failure.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,7 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, LogFormat};
 use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
 use crate::logging;
-use crate::ring_tools;
+use crate::ring_tools::{self, print};
 use crate::view::{LookupView, ServiceView};
 
 /// `shardproxy`: a sharding HTTP reverse proxy whose ring lives in DNS.
@@ -524,17 +523,6 @@ async fn load_and_resolve(path: &Path, service: &str) -> Result<(Source, Resolve
         eprintln!("warning: {warning}");
     }
     Ok(found)
-}
-
-fn print(text: &str) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
-    }
 }
 
 async fn check(path: &Path) -> ExitCode {

@@ -529,6 +529,20 @@ fn read(path: &Path) -> Result<String, ToolError> {
     })
 }
 
+/// Writes `text` to stdout: exit 0, or 1 when it cannot be written (a
+/// closed pipe), so that a script never takes a cut-off output for a
+/// whole one. Every one-shot command prints through this.
+pub fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 /// Prints a report: warnings on stderr, the output on stdout. Exit 0, or 1
 /// on any error.
 fn finish(report: Result<Report, ToolError>) -> ExitCode {
@@ -537,14 +551,7 @@ fn finish(report: Result<Report, ToolError>) -> ExitCode {
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(report.output.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            }
+            print(&report.output)
         }
         Err(error) => {
             eprintln!("{error}");
@@ -553,25 +560,33 @@ fn finish(report: Result<Report, ToolError>) -> ExitCode {
     }
 }
 
+/// Reads OLD and NEW and hands them to `compare`, each labelled with its
+/// path: what `ring diff` and `ring publish` start with.
+fn with_old_and_new<T, E: From<ToolError>>(
+    old: &Path,
+    new: &Path,
+    compare: impl FnOnce(ZoneInput<'_>, ZoneInput<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let (old_text, new_text) = (read(old)?, read(new)?);
+    let (old_label, new_label) = (old.display().to_string(), new.display().to_string());
+    compare(
+        ZoneInput {
+            label: &old_label,
+            text: &old_text,
+        },
+        ZoneInput {
+            label: &new_label,
+            text: &new_text,
+        },
+    )
+}
+
 /// `shardproxy ring diff`. Exit 0 whether or not anything changed; 1 when a
 /// zone cannot be read.
 pub fn run_diff(srv: &str, old: &Path, new: &Path, json: bool) -> ExitCode {
-    finish((|| {
-        let (old_text, new_text) = (read(old)?, read(new)?);
-        let (old_label, new_label) = (old.display().to_string(), new.display().to_string());
-        diff_report(
-            srv,
-            ZoneInput {
-                label: &old_label,
-                text: &old_text,
-            },
-            ZoneInput {
-                label: &new_label,
-                text: &new_text,
-            },
-            json,
-        )
-    })())
+    finish(with_old_and_new(old, new, |old, new| {
+        diff_report(srv, old, new, json)
+    }))
 }
 
 /// `shardproxy ring plan --srv --zone --add`.

@@ -37,7 +37,6 @@ pub mod key;
 pub mod message;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
@@ -51,7 +50,7 @@ use shardproxy_ring::zone::{RingUpdate, UpdateError, Zone};
 use self::exchange::{Connection, ExchangeError};
 use self::key::{KeyFileError, TsigKey};
 use self::message::NameError;
-use super::{read, read_ring, summary, ToolError, ZoneInput};
+use super::{print, read_ring, summary, with_old_and_new, ToolError, ZoneInput};
 
 /// How long the server may take to accept the connection, and then to
 /// answer each message: a primary on the operator's network answers in
@@ -579,39 +578,19 @@ pub async fn run(
     old: &Path,
     new: &Path,
 ) -> ExitCode {
-    let (old_label, new_label) = (old.display().to_string(), new.display().to_string());
     let outcome = async {
-        let (old_text, new_text) = (read(old)?, read(new)?);
-        let prepared = prepare(
-            srv,
-            ZoneInput {
-                label: &old_label,
-                text: &old_text,
-            },
-            ZoneInput {
-                label: &new_label,
-                text: &new_text,
-            },
-        )?;
+        let prepared = with_old_and_new(old, new, |old, new| prepare(srv, old, new))?;
         for warning in &prepared.warnings {
             eprintln!("warning: {warning}");
         }
         let key = tsig_key.map(read_key).transpose()?;
         let zone = publish(server, &prepared.update, key.as_ref()).await?;
-        Ok::<_, PublishError>(applied_report(&prepared, &zone, (&old_label, &new_label)))
+        let labels = (old.display().to_string(), new.display().to_string());
+        Ok::<_, PublishError>(applied_report(&prepared, &zone, (&labels.0, &labels.1)))
     }
     .await;
     match outcome {
-        Ok(report) => {
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(report.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            }
-        }
+        Ok(report) => print(&report),
         Err(error) => {
             eprintln!("ring publish: {error}");
             ExitCode::from(error.exit_code())

@@ -18,23 +18,30 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use super::primary::{free_port, fresh_dir, wait_for_soa, zone_text, PORT_ATTEMPTS, READY_TIMEOUT};
+use super::primary::{fresh_dir, zone_text, Daemon, Program};
 
 const INSTALL_HINT: &str = "install BIND with `apt-get install bind9 bind9-dnsutils`";
+
+const NAMED: Program = Program {
+    name: "BIND",
+    log: "named.log",
+    config: "named.conf",
+    // named exits when it cannot bind its port.
+    port_taken: "unable to listen on any configured interfaces",
+    zone_failed: "not loaded due to errors",
+};
 
 /// A running `named`, authoritative for one zone that accepts dynamic updates
 /// from 127.0.0.1 (or, started with [`BindServer::start_with_update_key`],
 /// only those signed with a TSIG key). Stopped (killed) and its directory
 /// removed on drop.
 pub struct BindServer {
-    child: Option<Child>,
-    addr: SocketAddr,
+    daemon: Daemon,
     origin: String,
-    dir: PathBuf,
     update_key: Option<PathBuf>,
 }
 
@@ -64,7 +71,7 @@ impl BindServer {
     /// # Panics
     ///
     /// If `named` is not installed, exits, does not load the zone or does
-    /// not answer within [`READY_TIMEOUT`]; the message includes named's
+    /// not answer within [`super::primary::READY_TIMEOUT`]; the message includes named's
     /// log.
     pub fn start(zone_origin: &str, initial_zone_text: &str) -> BindServer {
         Self::launch(zone_origin, initial_zone_text, Updates::FromLoopback)
@@ -94,53 +101,29 @@ impl BindServer {
             Updates::SignedWithKey => Some(write_update_key(&dir)),
         };
 
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port();
-            let conf = dir.join("named.conf");
+        let conf = dir.join("named.conf");
+        let daemon = Daemon::start(&NAMED, dir.clone(), &origin, |port| {
             fs::write(
                 &conf,
                 named_conf(&dir, zone, &zone_file, port, update_key.as_deref()),
             )
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
-            let log_path = dir.join("named.log");
-            let log = fs::File::create(&log_path)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-            let err_log = log.try_clone().unwrap();
             // -g: foreground, all logging to stderr; -4: IPv4 only. As
             // whatever user runs the tests (root included): no -u.
-            let child = Command::new(&named)
-                .arg("-g")
-                .arg("-4")
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", named.display()));
-            let mut server = BindServer {
-                child: Some(child),
-                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                origin: origin.clone(),
-                dir: dir.clone(),
-                update_key: update_key.clone(),
-            };
-            match server.wait_ready() {
-                Ok(()) => return server,
-                Err(PortTaken) if attempt < PORT_ATTEMPTS => {
-                    // Keep the directory for the next attempt.
-                    server.kill();
-                    server.dir = PathBuf::new();
-                }
-                Err(PortTaken) => server.fail("its port stayed taken"),
-            }
+            let mut command = Command::new(&named);
+            command.arg("-g").arg("-4").arg("-c").arg(&conf);
+            command
+        });
+        BindServer {
+            daemon,
+            origin,
+            update_key,
         }
-        unreachable!("the last attempt returns or panics");
     }
 
     /// The address `named` listens on (UDP and TCP, 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.daemon.addr()
     }
 
     /// The zone's origin, absolute (`"example.com."`).
@@ -150,7 +133,7 @@ impl BindServer {
 
     /// The server's directory (config, zone file, journal, log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.daemon.dir()
     }
 
     /// The TSIG key file (a named.conf `key "ddns"` statement) that signs
@@ -162,7 +145,7 @@ impl BindServer {
 
     /// What `named` has logged so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// Runs `nsupdate` against this server with `commands` (one per line,
@@ -178,8 +161,8 @@ impl BindServer {
         let nsupdate = find_program("nsupdate");
         let script = format!(
             "server {} {}\nzone {}\n{}\nsend\n",
-            self.addr.ip(),
-            self.addr.port(),
+            self.addr().ip(),
+            self.addr().port(),
             self.origin,
             commands.trim_end(),
         );
@@ -210,75 +193,8 @@ impl BindServer {
     /// Kills `named` (the address stops answering) and removes the
     /// directory. Idempotent; also done on drop.
     pub fn stop(&mut self) {
-        self.kill();
-        if !self.dir.as_os_str().is_empty() {
-            // Best effort: a leftover temp dir does not fail a test.
-            let _ = fs::remove_dir_all(&self.dir);
-            self.dir = PathBuf::new();
-        }
+        self.daemon.stop();
     }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits until `named` answers the zone's SOA with authority.
-    fn wait_ready(&mut self) -> Result<(), PortTaken> {
-        let (addr, origin) = (self.addr, self.origin.clone());
-        let waited = wait_for_soa(addr, &origin, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                // named exits when it cannot bind its port.
-                if self
-                    .log()
-                    .contains("unable to listen on any configured interfaces")
-                {
-                    return Err(Down::PortTaken);
-                }
-                return Err(Down::Failed(format!("named exited ({status})")));
-            }
-            if self.log().contains("not loaded due to errors") {
-                return Err(Down::Failed("named did not load the zone".to_owned()));
-            }
-            Ok(())
-        });
-        match waited {
-            Ok(()) => Ok(()),
-            Err(Some(Down::PortTaken)) => Err(PortTaken),
-            Err(Some(Down::Failed(why))) => self.fail(&why),
-            Err(None) => self.fail(&format!("named did not answer within {READY_TIMEOUT:?}")),
-        }
-    }
-
-    fn fail(&mut self, why: &str) -> ! {
-        self.kill();
-        let log = self.log();
-        let conf = fs::read_to_string(self.dir.join("named.conf")).unwrap_or_default();
-        let zone = fs::read_to_string(self.dir.join("zone.db")).unwrap_or_default();
-        panic!(
-            "BIND did not start: {why}\n--- named's log ---\n{log}\n--- named.conf ---\n{conf}\n\
-             --- zone file ---\n{zone}"
-        );
-    }
-}
-
-impl Drop for BindServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The port picked was taken before `named` could bind it.
-struct PortTaken;
-
-/// Why `named` will not come up.
-enum Down {
-    /// See [`PortTaken`].
-    PortTaken,
-    /// Anything else: the test fails, saying this.
-    Failed(String),
 }
 
 fn named_conf(

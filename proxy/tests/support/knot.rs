@@ -16,14 +16,11 @@
 //! than pass vacuously.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use super::primary::{
-    find_program, free_port, fresh_dir, wait_for_soa, zone_text, UpdateKey, PORT_ATTEMPTS,
-    READY_TIMEOUT,
-};
+use super::primary::{find_program, fresh_dir, zone_text, Daemon, Program, UpdateKey};
 
 const INSTALL_HINT: &str = "install Knot DNS with `apt-get install knot`";
 
@@ -31,23 +28,22 @@ const INSTALL_HINT: &str = "install Knot DNS with `apt-get install knot`";
 /// [`super::bind`], so a test runs unchanged against either.
 const KEY_NAME: &str = "ddns";
 
+const KNOTD: Program = Program {
+    name: "Knot",
+    log: "knotd.log",
+    config: "knot.conf",
+    // knotd exits when it cannot bind its port.
+    port_taken: "cannot bind address",
+    zone_failed: "zone event 'load' failed",
+};
+
 /// A running `knotd`, authoritative for one zone that accepts dynamic
 /// updates signed with the key of [`KnotServer::update_key_file`]. Stopped
 /// (killed) and its directory removed on drop.
 pub struct KnotServer {
-    child: Option<Child>,
-    addr: SocketAddr,
+    daemon: Daemon,
     origin: String,
-    dir: PathBuf,
     key_file: PathBuf,
-}
-
-/// Why `knotd` will not come up.
-enum Down {
-    /// The port picked was taken before `knotd` could bind it.
-    PortTaken,
-    /// Anything else: the test fails, saying this.
-    Failed(String),
 }
 
 impl KnotServer {
@@ -60,7 +56,7 @@ impl KnotServer {
     /// # Panics
     ///
     /// If `knotd` is not installed, exits, does not load the zone or does
-    /// not answer within [`READY_TIMEOUT`]; the message includes its log.
+    /// not answer within [`super::primary::READY_TIMEOUT`]; the message includes its log.
     pub fn start(zone_origin: &str, initial_zone_text: &str) -> KnotServer {
         let knotd = find_program("knotd", INSTALL_HINT);
         let zone = zone_origin.trim_end_matches('.');
@@ -74,47 +70,25 @@ impl KnotServer {
         let key_file = dir.join("ddns.key");
         key.write_bind_file(&key_file);
 
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port();
-            let conf = dir.join("knot.conf");
+        let conf = dir.join("knot.conf");
+        let daemon = Daemon::start(&KNOTD, dir.clone(), &origin, |port| {
             fs::write(&conf, knot_conf(&dir, zone, &zone_file, port, &key))
                 .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
-            let log_path = dir.join("knotd.log");
-            let log = fs::File::create(&log_path)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-            let err_log = log.try_clone().unwrap();
             // In the foreground (knotd's default), logging to stderr.
-            let child = Command::new(&knotd)
-                .arg("--config")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", knotd.display()));
-            let mut server = KnotServer {
-                child: Some(child),
-                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                origin: origin.clone(),
-                dir: dir.clone(),
-                key_file: key_file.clone(),
-            };
-            match server.wait_ready() {
-                Ok(()) => return server,
-                Err(()) if attempt < PORT_ATTEMPTS => {
-                    // Keep the directory for the next attempt.
-                    server.kill();
-                    server.dir = PathBuf::new();
-                }
-                Err(()) => server.fail("its port stayed taken"),
-            }
+            let mut command = Command::new(&knotd);
+            command.arg("--config").arg(&conf);
+            command
+        });
+        KnotServer {
+            daemon,
+            origin,
+            key_file,
         }
-        unreachable!("the last attempt returns or panics");
     }
 
     /// The address `knotd` listens on (UDP and TCP, 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.daemon.addr()
     }
 
     /// The zone's origin, absolute (`"example.com."`).
@@ -124,7 +98,7 @@ impl KnotServer {
 
     /// The server's directory (config, zone file, databases, log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.daemon.dir()
     }
 
     /// The TSIG key that signs updates, as a BIND key file (what
@@ -135,59 +109,7 @@ impl KnotServer {
 
     /// What `knotd` has logged so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("knotd.log")).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits until `knotd` answers the zone's SOA with authority; `Err`
-    /// when its port was taken.
-    fn wait_ready(&mut self) -> Result<(), ()> {
-        let (addr, origin) = (self.addr, self.origin.clone());
-        let waited = wait_for_soa(addr, &origin, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                if self.log().contains("cannot bind address") {
-                    return Err(Down::PortTaken);
-                }
-                return Err(Down::Failed(format!("knotd exited ({status})")));
-            }
-            if self.log().contains("zone event 'load' failed") {
-                return Err(Down::Failed("knotd did not load the zone".to_owned()));
-            }
-            Ok(())
-        });
-        match waited {
-            Ok(()) => Ok(()),
-            Err(Some(Down::PortTaken)) => Err(()),
-            Err(Some(Down::Failed(why))) => self.fail(&why),
-            Err(None) => self.fail(&format!("knotd did not answer within {READY_TIMEOUT:?}")),
-        }
-    }
-
-    fn fail(&mut self, why: &str) -> ! {
-        self.kill();
-        let log = self.log();
-        let conf = fs::read_to_string(self.dir.join("knot.conf")).unwrap_or_default();
-        let zone = fs::read_to_string(self.dir.join("zone.db")).unwrap_or_default();
-        panic!(
-            "Knot did not start: {why}\n--- knotd's log ---\n{log}\n--- knot.conf ---\n{conf}\n\
-             --- zone file ---\n{zone}"
-        );
-    }
-}
-
-impl Drop for KnotServer {
-    fn drop(&mut self) {
-        self.kill();
-        if !self.dir.as_os_str().is_empty() {
-            // Best effort: a leftover temp dir does not fail a test.
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        self.daemon.log()
     }
 }
 

@@ -1,11 +1,13 @@
 //! What the real DNS servers of the end-to-end tests ([`super::bind`] and
 //! [`super::knot`]) share: a fresh directory, a loopback port free for UDP
-//! and TCP, their programs, the zone file they load, readiness by asking
-//! (never by sleeping a fixed time), and a TSIG key for dynamic updates.
+//! and TCP, their programs, the zone file they load, the process started
+//! on a port ([`Daemon`]) with readiness by asking (never by sleeping a
+//! fixed time), and a TSIG key for dynamic updates.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -131,6 +133,166 @@ pub fn wait_for_soa<E>(
         // The recv timeout paces the tries when nothing answers; this,
         // when something refuses at once (the zone not loaded yet).
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One kind of server: how to tell from its log why it does not come up,
+/// and the names of its files.
+pub struct Program {
+    /// For messages: `"BIND"`, `"Knot"`.
+    pub name: &'static str,
+    /// Its log file in its directory (stdout and stderr).
+    pub log: &'static str,
+    /// Its config file in its directory, shown when it fails.
+    pub config: &'static str,
+    /// What its log says when its port is taken (it then exits).
+    pub port_taken: &'static str,
+    /// What its log says when it does not load the zone.
+    pub zone_failed: &'static str,
+}
+
+/// A server process answering for one zone on a loopback port, in its own
+/// directory (config, `zone.db`, log...). Killed and its directory removed
+/// on drop.
+pub struct Daemon {
+    program: &'static Program,
+    child: Option<Child>,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+/// The port picked was taken before the server could bind it.
+struct PortTaken;
+
+/// Why a server will not come up.
+enum Down {
+    /// See [`PortTaken`].
+    PortTaken,
+    /// Anything else: the test fails, saying this.
+    Failed(String),
+}
+
+impl Daemon {
+    /// Starts `program` in `dir` and waits until it answers the SOA of
+    /// `origin` (absolute) with authority. For each port tried (another
+    /// when one is taken before the server binds it), `command(port)`
+    /// writes the config for that port and returns the command that runs
+    /// the server in the foreground; its output goes to the log.
+    ///
+    /// # Panics
+    ///
+    /// If the server exits, does not load the zone or does not answer
+    /// within [`READY_TIMEOUT`]; the message has its log, config and zone.
+    pub fn start(
+        program: &'static Program,
+        dir: PathBuf,
+        origin: &str,
+        mut command: impl FnMut(u16) -> Command,
+    ) -> Daemon {
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port();
+            let mut command = command(port);
+            let log_path = dir.join(program.log);
+            let log = fs::File::create(&log_path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+            let err_log = log.try_clone().unwrap();
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err_log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+            let mut daemon = Daemon {
+                program,
+                child: Some(child),
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                dir: dir.clone(),
+            };
+            match daemon.wait_ready(origin) {
+                Ok(()) => return daemon,
+                Err(PortTaken) if attempt < PORT_ATTEMPTS => {
+                    // Keep the directory for the next attempt.
+                    daemon.kill();
+                    daemon.dir = PathBuf::new();
+                }
+                Err(PortTaken) => daemon.fail("its port stayed taken"),
+            }
+        }
+        unreachable!("the last attempt returns or panics");
+    }
+
+    /// Where it listens (UDP and TCP, 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its directory; empty once stopped.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join(self.program.log)).unwrap_or_default()
+    }
+
+    /// Kills it (the address stops answering) and removes the directory.
+    /// Idempotent; also done on drop.
+    pub fn stop(&mut self) {
+        self.kill();
+        if !self.dir.as_os_str().is_empty() {
+            // Best effort: a leftover temp dir does not fail a test.
+            let _ = fs::remove_dir_all(&self.dir);
+            self.dir = PathBuf::new();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_ready(&mut self, origin: &str) -> Result<(), PortTaken> {
+        let program = self.program;
+        let waited = wait_for_soa(self.addr, origin, || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                if self.log().contains(program.port_taken) {
+                    return Err(Down::PortTaken);
+                }
+                return Err(Down::Failed(format!("it exited ({status})")));
+            }
+            if self.log().contains(program.zone_failed) {
+                return Err(Down::Failed("it did not load the zone".to_owned()));
+            }
+            Ok(())
+        });
+        match waited {
+            Ok(()) => Ok(()),
+            Err(Some(Down::PortTaken)) => Err(PortTaken),
+            Err(Some(Down::Failed(why))) => self.fail(&why),
+            Err(None) => self.fail(&format!("it did not answer within {READY_TIMEOUT:?}")),
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        self.kill();
+        let (name, log_file, config_file) =
+            (self.program.name, self.program.log, self.program.config);
+        let log = self.log();
+        let config = fs::read_to_string(self.dir.join(config_file)).unwrap_or_default();
+        let zone = fs::read_to_string(self.dir.join("zone.db")).unwrap_or_default();
+        panic!(
+            "{name} did not start: {why}\n--- {log_file} ---\n{log}\n--- {config_file} ---\n\
+             {config}\n--- zone file ---\n{zone}"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
