@@ -30,8 +30,12 @@ const NAMED: Program = Program {
     name: "BIND",
     log: "named.log",
     config: "named.conf",
-    // named exits when it cannot bind its port.
-    port_taken: "unable to listen on any configured interfaces",
+    // named exits when it can bind none of its sockets, and goes on
+    // without those it cannot bind otherwise.
+    port_taken: &[
+        "unable to listen on any configured interfaces",
+        "address in use",
+    ],
     zone_failed: "not loaded due to errors",
 };
 

@@ -33,7 +33,7 @@ const KNOTD: Program = Program {
     log: "knotd.log",
     config: "knot.conf",
     // knotd exits when it cannot bind its port.
-    port_taken: "cannot bind address",
+    port_taken: &["cannot bind address"],
     zone_failed: "zone event 'load' failed",
 };
 
