@@ -184,3 +184,57 @@ fn only_failed_prerequisites_exit_3() {
     assert_eq!(refused.exit_code(), 1);
     assert!(refused.to_string().contains("give --tsig-key"), "{refused}");
 }
+
+/// A server that answers the SOA query and then takes the update without
+/// ever answering: the update may or may not have been applied, and the
+/// message says so (exit 1, not 3). On paused time, the 5 s pass at once.
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_update_may_have_been_applied() {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::SOA;
+    use hickory_proto::rr::{Name, RData, Record};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn read_message(stream: &mut tokio::net::TcpStream) -> Message {
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await.unwrap();
+        let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut bytes).await.unwrap();
+        Message::from_vec(&bytes).unwrap()
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let query = read_message(&mut stream).await;
+        let zone = Name::from_ascii("example.com.").unwrap();
+        let mut answer = query.into_response();
+        answer.metadata.authoritative = true;
+        answer.add_authority(Record::from_rdata(
+            zone.clone(),
+            1,
+            RData::SOA(SOA::new(zone.clone(), zone, 1, 1, 1, 1, 1)),
+        ));
+        let bytes = answer.to_vec().unwrap();
+        let length = u16::try_from(bytes.len()).unwrap().to_be_bytes();
+        stream.write_all(&length).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let update = read_message(&mut stream).await;
+        assert_eq!(update.metadata.op_code, hickory_proto::op::OpCode::Update);
+        // Holds the connection open, answering nothing.
+        stream
+    });
+    let prepared = prepared(OLD, OLD).unwrap();
+    let error = publish(server, &prepared.update, None).await.unwrap_err();
+    assert_eq!(error.exit_code(), 1);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{server}: the update was sent to zone example.com. but no answer within 5s: it may \
+             or may not have been applied; compare what the server publishes (`shardproxy \
+             check`, `ring show`) with NEW"
+        )
+    );
+    drop(silent.await.unwrap());
+}
