@@ -1,14 +1,17 @@
-//! The command line (SPEC §8): `run`, `check`, `demo`, `ring show`,
-//! `ring lookup`, `ring diff`, `ring plan` and `cache purge` (`purge`).
+//! The command line (SPEC §8 and §12): `run`, `check`, `demo`, `ring show`,
+//! `ring lookup`, `ring diff`, `ring plan`, `ring publish` and `cache purge`
+//! (`purge`).
 //!
 //! Each command loads the config, resolves the rings it needs once, prints,
 //! and returns an exit code: 0 when all went well, 1 on any error, a config
 //! that does not load included (SPEC §8 and §9.1: scripts and supervisors
 //! test for success, so one failure code serves them all), 2 for a command
 //! line clap refuses. `ring diff` and `ring plan` read zone files instead of
-//! a config ([`crate::ring_tools`]).
+//! a config ([`crate::ring_tools`]); `ring publish` sends the change between
+//! two of them to the zone's primary server, and exits 3 when what that
+//! server publishes is no longer OLD (SPEC §12), so that a script can tell
+//! a lost race from a failure.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,7 +21,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, LogFormat};
 use crate::discovery::{build_resolver, resolve_source, Resolved, Source, Table};
 use crate::logging;
-use crate::ring_tools;
+use crate::ring_tools::{self, print};
 use crate::view::{LookupView, ServiceView};
 
 mod purge;
@@ -71,7 +74,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Inspect rings, and plan changes to them.
+    /// Inspect rings, plan changes to them, and publish them.
     Ring {
         /// What to inspect.
         #[command(subcommand)]
@@ -179,6 +182,36 @@ pub enum RingCommand {
         override_usage = "shardproxy ring plan --srv <NAME> --zone <FILE> --add <TARGET:PORT>... [--tokens <N>] [--json]\n       shardproxy ring plan --balanced <N> [--json]"
     )]
     Plan(PlanArgs),
+    /// Publish a reviewed ring: one DNS UPDATE (RFC 2136) that turns the
+    /// ring records of OLD into those of NEW, only if the server still
+    /// publishes OLD.
+    ///
+    /// Sends the zone's primary server one update of the service's SRV,
+    /// `tokens.` TXT and `config.` TXT records (address records are left
+    /// alone), with prerequisites that every ring RRset of OLD is still as
+    /// in OLD, so it applies whole or not at all. Prints the records
+    /// deleted and added. Exit 0 applied; 3 the published ring is no
+    /// longer OLD (nothing changed); 1 any other error.
+    Publish {
+        /// The service's SRV name, e.g. `_frobnicator._http.example.com`.
+        #[arg(long, value_name = "NAME")]
+        srv: String,
+        /// The zone's primary server: an IP address, port 53 unless given.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = ring_tools::publish::parse_server)]
+        server: std::net::SocketAddr,
+        /// Sign the update with this TSIG key: a BIND key file
+        /// (`key "name" { algorithm hmac-sha256; secret "..."; };`, as
+        /// tsig-keygen writes it).
+        #[arg(long, value_name = "FILE")]
+        tsig_key: Option<PathBuf>,
+        /// The zone file as published now: the update applies only if the
+        /// server still publishes its ring records.
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The zone file to publish (e.g. OLD with `ring plan`'s records).
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
 }
 
 /// `shardproxy ring plan`: `--srv`, `--zone` and `--add`, or `--balanced`.
@@ -273,7 +306,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// `shardproxy ring ...`: `diff` and `plan` read zone files only (no DNS,
-/// no runtime); `show` and `lookup` resolve the service's ring once.
+/// no runtime); `show` and `lookup` resolve the service's ring once;
+/// `publish` sends one update.
 fn ring(command: RingCommand) -> ExitCode {
     match command {
         RingCommand::Show {
@@ -294,6 +328,15 @@ fn ring(command: RingCommand) -> ExitCode {
             json,
         } => ring_tools::run_diff(&srv, &old, &new, json),
         RingCommand::Plan(args) => ring_plan(args),
+        RingCommand::Publish {
+            srv,
+            server,
+            tsig_key,
+            old,
+            new,
+        } => on_one_thread(async move {
+            ring_tools::publish::run(&srv, server, tsig_key.as_deref(), &old, &new).await
+        }),
     }
 }
 
@@ -547,17 +590,6 @@ async fn load_and_resolve(path: &Path, service: &str) -> Result<(Source, Resolve
         eprintln!("warning: {warning}");
     }
     Ok(found)
-}
-
-fn print(text: &str) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
-    }
 }
 
 async fn check(path: &Path) -> ExitCode {

@@ -26,7 +26,8 @@
 //!   the tests.
 //! - [`config`]: the TOML configuration, parsed and validated into types.
 //! - [`pool`]: the keep-alive connections to the instances.
-//! - [`ring_tools`]: `ring diff` and `ring plan`, on zone files.
+//! - [`ring_tools`]: `ring diff` and `ring plan`, on zone files, and
+//!   `ring publish`, their DNS UPDATE to the zone's primary server.
 //! - [`route`]: which service a request belongs to.
 //! - [`key`]: the shard key of a request.
 //! - [`logging`]: text or JSON logs.

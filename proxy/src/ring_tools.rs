@@ -1,6 +1,8 @@
 //! `shardproxy ring diff` and `shardproxy ring plan` (SPEC §8): tools for
 //! changing a ring safely, working on zone files rather than on live DNS,
-//! so that a change can be reviewed before it is published.
+//! so that a change can be reviewed before it is published; and
+//! [`publish`], `shardproxy ring publish` (SPEC §12), which publishes the
+//! reviewed zone with one DNS UPDATE.
 //!
 //! The ring crate does the work ([`shardproxy_ring::zone`],
 //! [`shardproxy_ring::diff`], [`shardproxy_ring::plan`]); this module reads
@@ -11,6 +13,8 @@
 //! Both commands read rings with the rules of discovery (SPEC §3): an SRV
 //! target without an A or AAAA record in the zone is an error (a proxy would
 //! refuse that ring), an instance without tokens is left out with a warning.
+
+pub mod publish;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -525,6 +529,20 @@ fn read(path: &Path) -> Result<String, ToolError> {
     })
 }
 
+/// Writes `text` to stdout: exit 0, or 1 when it cannot be written (a
+/// closed pipe), so that a script never takes a cut-off output for a
+/// whole one. Every one-shot command prints through this.
+pub fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 /// Prints a report: warnings on stderr, the output on stdout. Exit 0, or 1
 /// on any error.
 fn finish(report: Result<Report, ToolError>) -> ExitCode {
@@ -533,14 +551,7 @@ fn finish(report: Result<Report, ToolError>) -> ExitCode {
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(report.output.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            }
+            print(&report.output)
         }
         Err(error) => {
             eprintln!("{error}");
@@ -549,25 +560,33 @@ fn finish(report: Result<Report, ToolError>) -> ExitCode {
     }
 }
 
+/// Reads OLD and NEW and hands them to `compare`, each labelled with its
+/// path: what `ring diff` and `ring publish` start with.
+fn with_old_and_new<T, E: From<ToolError>>(
+    old: &Path,
+    new: &Path,
+    compare: impl FnOnce(ZoneInput<'_>, ZoneInput<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let (old_text, new_text) = (read(old)?, read(new)?);
+    let (old_label, new_label) = (old.display().to_string(), new.display().to_string());
+    compare(
+        ZoneInput {
+            label: &old_label,
+            text: &old_text,
+        },
+        ZoneInput {
+            label: &new_label,
+            text: &new_text,
+        },
+    )
+}
+
 /// `shardproxy ring diff`. Exit 0 whether or not anything changed; 1 when a
 /// zone cannot be read.
 pub fn run_diff(srv: &str, old: &Path, new: &Path, json: bool) -> ExitCode {
-    finish((|| {
-        let (old_text, new_text) = (read(old)?, read(new)?);
-        let (old_label, new_label) = (old.display().to_string(), new.display().to_string());
-        diff_report(
-            srv,
-            ZoneInput {
-                label: &old_label,
-                text: &old_text,
-            },
-            ZoneInput {
-                label: &new_label,
-                text: &new_text,
-            },
-            json,
-        )
-    })())
+    finish(with_old_and_new(old, new, |old, new| {
+        diff_report(srv, old, new, json)
+    }))
 }
 
 /// `shardproxy ring plan --srv --zone --add`.

@@ -435,9 +435,9 @@ fn the_add_an_instance_procedure_prints_what_the_readme_shows() {
             why: "the config the running test proxy reads",
         },
         Substitution {
-            from: "server ns1.example.com",
-            to: format!("server {} {}", bind.addr().ip(), bind.addr().port()),
-            why: "the test's BIND, on a loopback port",
+            from: "--server 10.0.0.53",
+            to: format!("--server {}", bind.addr()),
+            why: "the test's BIND (the zone's ns1), on a loopback port",
         },
         Substitution {
             from: "/etc/bind/ddns.key",
@@ -482,13 +482,6 @@ fn the_add_an_instance_procedure_prints_what_the_readme_shows() {
                 &shown.output,
             );
             std::fs::write(&config_path, edited).unwrap();
-        }
-        if shown.command.contains("| nsupdate ") {
-            // Nothing shown after it; it must succeed and print nothing.
-            // That BIND took the update shows in the next command's output.
-            let output = sh_ok(&dir, &command);
-            assert_eq!(output, shown.output, "$ {}", shown.command);
-            continue;
         }
         if shown.command.starts_with("curl ") {
             // The proxy reads the new ring within a refresh: run the

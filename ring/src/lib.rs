@@ -14,8 +14,8 @@
 //!   derived tokens.
 //! - [`srv`]: RFC 2782 ordering of SRV records for `balance = "srv"`.
 //! - [`keyspace`]: exact amounts of key space (0 to 2^128 positions).
-//! - [`zone`]: zone files (RFC 1035 master format) and the ring one
-//!   publishes for a service.
+//! - [`zone`]: zone files (RFC 1035 master format), the ring one
+//!   publishes for a service, and the DNS UPDATE between two of them.
 //! - [`diff`]: what changes between two rings (`ring diff`).
 //! - [`plan`]: tokens for joining instances, and evenly spaced tokens
 //!   (`ring plan`).

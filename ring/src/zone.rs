@@ -29,9 +29,12 @@
 //! - [`lexer`]: text to entries and words.
 //! - [`service`]: the ring a zone publishes for one service.
 //! - [`write`]: records back to master-file lines.
+//! - [`update`]: the DNS UPDATE that turns one zone's ring records into
+//!   another's (`ring publish`).
 
 mod lexer;
 pub mod service;
+pub mod update;
 pub mod write;
 
 use std::collections::HashMap;
@@ -40,6 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use lexer::{Entry, Word};
 
 pub use service::{ZoneInstance, ZoneRing, ZoneRingError, ZoneRingWarning};
+pub use update::{Addition, RingRrType, RingUpdate, RrSet, UpdateError};
 
 /// A parsed zone file: the records of the types the ring uses, in file
 /// order.

@@ -18,34 +18,34 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
 
-use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
-
-/// How long `named` gets to load the zone and answer: usually well under a
-/// second, but 20 s once ran out on a machine under a load of 18.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many ports to try if the one picked is taken before `named` binds it.
-const PORT_ATTEMPTS: u32 = 3;
+use super::primary::{fresh_dir, zone_text, Daemon, Program};
 
 const INSTALL_HINT: &str = "install BIND with `apt-get install bind9 bind9-dnsutils`";
+
+const NAMED: Program = Program {
+    name: "BIND",
+    log: "named.log",
+    config: "named.conf",
+    // named exits when it can bind none of its sockets, and goes on
+    // without those it cannot bind otherwise.
+    port_taken: &[
+        "unable to listen on any configured interfaces",
+        "address in use",
+    ],
+    zone_failed: "not loaded due to errors",
+};
 
 /// A running `named`, authoritative for one zone that accepts dynamic updates
 /// from 127.0.0.1 (or, started with [`BindServer::start_with_update_key`],
 /// only those signed with a TSIG key). Stopped (killed) and its directory
 /// removed on drop.
 pub struct BindServer {
-    child: Option<Child>,
-    addr: SocketAddr,
+    daemon: Daemon,
     origin: String,
-    dir: PathBuf,
     update_key: Option<PathBuf>,
 }
 
@@ -75,7 +75,7 @@ impl BindServer {
     /// # Panics
     ///
     /// If `named` is not installed, exits, does not load the zone or does
-    /// not answer within [`READY_TIMEOUT`]; the message includes named's
+    /// not answer within [`super::primary::READY_TIMEOUT`]; the message includes named's
     /// log.
     pub fn start(zone_origin: &str, initial_zone_text: &str) -> BindServer {
         Self::launch(zone_origin, initial_zone_text, Updates::FromLoopback)
@@ -96,7 +96,7 @@ impl BindServer {
         let zone = zone_origin.trim_end_matches('.');
         assert!(!zone.is_empty(), "the zone origin must not be the root");
         let origin = format!("{zone}.");
-        let dir = fresh_dir();
+        let dir = fresh_dir("bind");
         let zone_file = dir.join("zone.db");
         fs::write(&zone_file, zone_text(&origin, initial_zone_text))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", zone_file.display()));
@@ -105,53 +105,29 @@ impl BindServer {
             Updates::SignedWithKey => Some(write_update_key(&dir)),
         };
 
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port();
-            let conf = dir.join("named.conf");
+        let conf = dir.join("named.conf");
+        let daemon = Daemon::start(&NAMED, dir.clone(), &origin, |port| {
             fs::write(
                 &conf,
                 named_conf(&dir, zone, &zone_file, port, update_key.as_deref()),
             )
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
-            let log_path = dir.join("named.log");
-            let log = fs::File::create(&log_path)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-            let err_log = log.try_clone().unwrap();
             // -g: foreground, all logging to stderr; -4: IPv4 only. As
             // whatever user runs the tests (root included): no -u.
-            let child = Command::new(&named)
-                .arg("-g")
-                .arg("-4")
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", named.display()));
-            let mut server = BindServer {
-                child: Some(child),
-                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                origin: origin.clone(),
-                dir: dir.clone(),
-                update_key: update_key.clone(),
-            };
-            match server.wait_ready() {
-                Ok(()) => return server,
-                Err(PortTaken) if attempt < PORT_ATTEMPTS => {
-                    // Keep the directory for the next attempt.
-                    server.kill();
-                    server.dir = PathBuf::new();
-                }
-                Err(PortTaken) => server.fail("its port stayed taken"),
-            }
+            let mut command = Command::new(&named);
+            command.arg("-g").arg("-4").arg("-c").arg(&conf);
+            command
+        });
+        BindServer {
+            daemon,
+            origin,
+            update_key,
         }
-        unreachable!("the last attempt returns or panics");
     }
 
     /// The address `named` listens on (UDP and TCP, 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.daemon.addr()
     }
 
     /// The zone's origin, absolute (`"example.com."`).
@@ -161,7 +137,7 @@ impl BindServer {
 
     /// The server's directory (config, zone file, journal, log).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.daemon.dir()
     }
 
     /// The TSIG key file (a named.conf `key "ddns"` statement) that signs
@@ -173,7 +149,7 @@ impl BindServer {
 
     /// What `named` has logged so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("named.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// Runs `nsupdate` against this server with `commands` (one per line,
@@ -189,8 +165,8 @@ impl BindServer {
         let nsupdate = find_program("nsupdate");
         let script = format!(
             "server {} {}\nzone {}\n{}\nsend\n",
-            self.addr.ip(),
-            self.addr.port(),
+            self.addr().ip(),
+            self.addr().port(),
             self.origin,
             commands.trim_end(),
         );
@@ -221,111 +197,8 @@ impl BindServer {
     /// Kills `named` (the address stops answering) and removes the
     /// directory. Idempotent; also done on drop.
     pub fn stop(&mut self) {
-        self.kill();
-        if !self.dir.as_os_str().is_empty() {
-            // Best effort: a leftover temp dir does not fail a test.
-            let _ = fs::remove_dir_all(&self.dir);
-            self.dir = PathBuf::new();
-        }
+        self.daemon.stop();
     }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits until `named` answers the zone's SOA with authority.
-    fn wait_ready(&mut self) -> Result<(), PortTaken> {
-        let origin = Name::from_ascii(&self.origin).unwrap();
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        socket.connect(self.addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut id: u16 = 0;
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                // named exits when it cannot bind its port.
-                if self
-                    .log()
-                    .contains("unable to listen on any configured interfaces")
-                {
-                    return Err(PortTaken);
-                }
-                self.fail(&format!("named exited ({status})"));
-            }
-            if self.log().contains("not loaded due to errors") {
-                self.fail("named did not load the zone");
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("named did not answer within {READY_TIMEOUT:?}"));
-            }
-
-            id = id.wrapping_add(1);
-            let mut query = Message::query();
-            query.metadata.id = id;
-            query.add_query(Query::query(origin.clone(), RecordType::SOA));
-            // A send error (nothing listening yet) is like no answer.
-            let _ = socket.send(&query.to_vec().unwrap());
-            let mut buf = [0u8; 4096];
-            let answered = match socket.recv(&mut buf) {
-                Ok(len) => Message::from_vec(&buf[..len]).is_ok_and(|m| {
-                    m.metadata.id == id
-                        && m.metadata.authoritative
-                        && m.metadata.response_code == ResponseCode::NoError
-                        && !m.answers.is_empty()
-                }),
-                Err(_) => false,
-            };
-            if answered {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn fail(&mut self, why: &str) -> ! {
-        self.kill();
-        let log = self.log();
-        let conf = fs::read_to_string(self.dir.join("named.conf")).unwrap_or_default();
-        let zone = fs::read_to_string(self.dir.join("zone.db")).unwrap_or_default();
-        panic!(
-            "BIND did not start: {why}\n--- named's log ---\n{log}\n--- named.conf ---\n{conf}\n\
-             --- zone file ---\n{zone}"
-        );
-    }
-}
-
-impl Drop for BindServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The port picked was taken before `named` could bind it.
-struct PortTaken;
-
-/// The zone file: `text`, after a default header unless it has an SOA.
-fn zone_text(origin: &str, text: &str) -> String {
-    let has_soa = text.lines().any(|line| {
-        let data = line.split(';').next().unwrap_or("");
-        data.split_whitespace()
-            .any(|word| word.eq_ignore_ascii_case("SOA"))
-    });
-    let header = if has_soa {
-        format!("$ORIGIN {origin}\n")
-    } else {
-        format!(
-            "$ORIGIN {origin}\n\
-             $TTL 1\n\
-             @ IN SOA localhost. hostmaster.{origin} 1 3600 600 86400 1\n\
-             @ IN NS localhost.\n"
-        )
-    };
-    format!("{header}{text}\n")
 }
 
 fn named_conf(
@@ -388,42 +261,7 @@ fn write_update_key(dir: &Path) -> PathBuf {
     path
 }
 
-/// A loopback port free (for now) for both UDP and TCP.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A new, empty directory under the system temp dir.
-fn fresh_dir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "shardproxy-bind-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-    ));
-    fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
-/// The path of a BIND program, from /usr/sbin, /usr/bin or `PATH`.
+/// The path of a BIND program.
 fn find_program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    ["/usr/sbin", "/usr/bin", "/sbin"]
-        .iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found in /usr/sbin, /usr/bin or PATH: {INSTALL_HINT}")
-        })
+    super::primary::find_program(name, INSTALL_HINT)
 }

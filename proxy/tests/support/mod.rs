@@ -2,6 +2,10 @@
 //!
 //! - [`backend`]: real HTTP backends whose behaviour a test switches.
 //! - [`bind`]: a real BIND `named` with a dynamic zone, for end-to-end tests.
+//! - [`knot`]: a real Knot DNS `knotd` with a zone that takes signed
+//!   updates.
+//! - [`primary`]: what those two share: ports, directories, readiness,
+//!   keys.
 //! - [`client`]: the HTTP client the tests talk to the proxy with.
 //! - [`process`]: `shardproxy run` as a child process, waited on until
 //!   ready.
@@ -19,6 +23,8 @@ pub mod access_log;
 pub mod backend;
 pub mod bind;
 pub mod client;
+pub mod knot;
+pub mod primary;
 pub mod process;
 pub mod raw;
 pub mod recorder;

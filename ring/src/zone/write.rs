@@ -1,6 +1,7 @@
 //! Records as master-file lines, with absolute names, one record per line
 //! so that each line is also valid after `update add` in `nsupdate`.
 
+use super::RecordData;
 use crate::token::Token;
 
 /// The most tokens in one TXT character-string: 7 × 33 bytes fit in 255.
@@ -52,6 +53,22 @@ pub fn tokens_lines(name: &str, ttl: Option<u32>, tokens: &[Token]) -> Vec<Strin
         .chunks(STRINGS_PER_RECORD)
         .map(|record| line(name, ttl, "TXT", &record.join(" ")))
         .collect()
+}
+
+/// Any record the zone reader keeps, as one line: `ring publish` prints
+/// the records it deletes and adds this way.
+pub fn record_line(name: &str, ttl: Option<u32>, data: &RecordData) -> String {
+    match data {
+        RecordData::A(addr) => line(name, ttl, "A", &addr.to_string()),
+        RecordData::Aaaa(addr) => line(name, ttl, "AAAA", &addr.to_string()),
+        RecordData::Srv(srv) => {
+            srv_line(name, ttl, srv.priority, srv.weight, srv.port, &srv.target)
+        }
+        RecordData::Txt(strings) => {
+            let strings: Vec<String> = strings.iter().map(|string| quote(string)).collect();
+            line(name, ttl, "TXT", &strings.join(" "))
+        }
+    }
 }
 
 /// A character-string in master-file syntax: quoted, with `"` and `\`
@@ -117,6 +134,25 @@ mod tests {
         let lines = tokens_lines("t.", Some(1), &tokens);
         assert_eq!(lines.len(), 2);
         assert!(lines[1].ends_with(&format!("\"{}\"", Token(tokens.len() as u128 - 1))));
+    }
+
+    #[test]
+    fn any_record_parses_back() {
+        let text = "a.example. 5 IN A 10.0.0.1\n\
+                    a.example. 5 IN AAAA ::1\n\
+                    s.example. 5 IN SRV 1 2 3 a.example.\n\
+                    t.example. 5 IN TXT \"x y\" \"q\\\"\"\n";
+        let zone = Zone::parse(text).unwrap();
+        let lines: Vec<String> = zone
+            .records()
+            .iter()
+            .map(|record| record_line(&record.name, record.ttl, &record.data))
+            .collect();
+        assert_eq!(lines.join("\n") + "\n", text);
+        assert_eq!(
+            record_line("t.", None, &RecordData::Txt(vec![b"1".to_vec()])),
+            "t. IN TXT \"1\""
+        );
     }
 
     #[test]
