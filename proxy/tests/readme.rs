@@ -928,6 +928,27 @@ const DEPLOY_COMMANDS: &[(&str, Disposition)] = &[
         },
     ),
     (
+        "shardproxy ring ",
+        Disposition::NotRun {
+            why: "old.zone and the zone's primary server are the operator's",
+            checked_by: "this file runs the same plan, diff and publish in README.md's walkthrough against BIND and compares their output; tests/publish_e2e.rs publishes to BIND and Knot DNS",
+        },
+    ),
+    (
+        "cat old.zone plan.txt > new.zone",
+        Disposition::NotRun {
+            why: "old.zone is the operator's",
+            checked_by: "this file runs the same command in README.md's walkthrough",
+        },
+    ),
+    (
+        "for admin in ",
+        Disposition::NotRun {
+            why: "needs a fleet of proxies and instances",
+            checked_by: "tests/writes.rs drains and undrains an instance through the admin API and checks where reads and writes go",
+        },
+    ),
+    (
         "kubectl apply ",
         Disposition::NotRun {
             why: "needs a cluster",
