@@ -177,6 +177,13 @@ pub struct ServerConfig {
     /// the reason in words and the request id only (SPEC §9.7); the detail
     /// is always in the access log.
     pub error_detail: bool,
+    /// `proxy_protocol` (default false): every connection to `listen` must
+    /// start with a PROXY protocol header (v1 or v2, SPEC §10), and the
+    /// client address it carries stands for the connection's peer in
+    /// `X-Forwarded-For` and the access log: behind a TCP load balancer the
+    /// peer is the balancer, not the client. A connection without a valid
+    /// header is closed unanswered. The admin listener is not affected.
+    pub proxy_protocol: bool,
     /// `admin_token`, or the contents of `admin_token_file` read at load
     /// (SPEC §9.7; default none): when set, every admin request but
     /// `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer
@@ -570,6 +577,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             error_detail: false,
+            proxy_protocol: false,
             admin_token: None,
         }
     }

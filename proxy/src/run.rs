@@ -60,8 +60,8 @@ impl Running {
     /// Replaces the config of the running proxy without dropping a request:
     /// the new state is built and its rings resolved first, then swapped in
     /// whole; requests in flight finish on the old one. The listen and admin
-    /// addresses stay as bound (a change to them needs a restart, and is
-    /// logged).
+    /// addresses stay as bound, and `proxy_protocol` as started (a change
+    /// to them needs a restart, and is logged).
     ///
     /// # Errors
     ///
@@ -85,12 +85,21 @@ impl Running {
 
     /// [`Running::reload`], uncounted.
     async fn swap_in(&self, config: Config) -> Result<(), ReloadError> {
-        if config.server.listen != self.app().config.server.listen
-            || config.server.admin != self.app().config.server.admin
-        {
-            tracing::warn!("server.listen and server.admin changes take effect on restart only");
-        }
-        let next = App::next(config, &self.app())?;
+        let next = {
+            let app = self.app();
+            let running = &app.config.server;
+            if config.server.listen != running.listen || config.server.admin != running.admin {
+                tracing::warn!(
+                    "server.listen and server.admin changes take effect on restart only"
+                );
+            }
+            // The listener reads the header or not as it started: say so
+            // rather than let the new value seem in force.
+            if config.server.proxy_protocol != running.proxy_protocol {
+                tracing::warn!("server.proxy_protocol changes take effect on restart only");
+            }
+            App::next(config, &app)?
+        };
         let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
             while !next.discovery.ready() {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -10,8 +10,13 @@
 //! (`431`), the header read timeout, the idle timeout, `max_connections`,
 //! and HTTP/2's stream and reset limits.
 //!
+//! With `server.proxy_protocol`, each client connection first sends a
+//! PROXY protocol header (SPEC §10), and the client address it carries is
+//! the one handed to the handler: the handlers never see the balancer's.
+//!
 //! # Layout
 //!
+//! - `proxy_protocol`: the PROXY protocol header in front of the HTTP.
 //! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
@@ -41,6 +46,7 @@ mod calm;
 mod connection;
 mod h2_send_timeout;
 mod protocol;
+mod proxy_protocol;
 mod resets;
 mod send_timeout;
 mod woken;
@@ -202,6 +208,7 @@ where
     let (stop, stopped) = watch::channel(false);
     let listening = Listening {
         builders: Builders::new(server),
+        proxy_protocol: server.proxy_protocol.then_some(server.header_read_timeout),
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
@@ -214,10 +221,14 @@ where
         listening.clone(),
         proxy,
     ));
+    // The admin API is reached directly, never through the balancer.
     let admin = tokio::spawn(accept_loop(
         admin_listener,
         Connections::new(server.max_connections),
-        listening,
+        Listening {
+            proxy_protocol: None,
+            ..listening
+        },
         admin,
     ));
     Handle {
@@ -230,6 +241,10 @@ where
 #[derive(Clone)]
 struct Listening {
     builders: Builders,
+    /// With `server.proxy_protocol`, how long a new connection may take to
+    /// send its PROXY protocol header (`server.header_read_timeout`);
+    /// `None`: no header, the peer is the client.
+    proxy_protocol: Option<Duration>,
     /// How long a new connection may take to send its first bytes: it is
     /// idle, and its header is late.
     first_bytes: Duration,
@@ -283,6 +298,29 @@ where
     })
 }
 
+/// The client a connection from `peer` carries, by its PROXY protocol
+/// `header`; `None` (logged with the reason) when the header is not valid,
+/// and the connection is to be closed without an answer: an HTTP error
+/// would be read by the balancer, or by a client that should not reach
+/// this port.
+fn client_of(
+    header: Result<proxy_protocol::Source, proxy_protocol::HeaderError>,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    match header {
+        Ok(proxy_protocol::Source::Client(client)) => Some(client),
+        Ok(proxy_protocol::Source::Unknown) => Some(peer),
+        Err(error) if error.is_malformed() => {
+            tracing::warn!(%peer, %error, "connection closed: no valid PROXY protocol header");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%peer, %error, "connection closed before a PROXY protocol header");
+            None
+        }
+    }
+}
+
 /// Accepts connections until told to stop, at most `connections` open at
 /// once, serving each on its own task with `respond`; then lets them finish
 /// (up to the drain timeout).
@@ -308,7 +346,7 @@ async fn accept_loop<F, Fut, B>(
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, or a connection reset before
@@ -325,6 +363,7 @@ async fn accept_loop<F, Fut, B>(
         tokio::spawn(async move {
             let Listening {
                 builders,
+                proxy_protocol,
                 first_bytes,
                 idle,
                 send,
@@ -333,6 +372,19 @@ async fn accept_loop<F, Fut, B>(
             } = listening;
             // A connection that has not said anything yet has nothing in
             // flight: it is closed at once on shutdown.
+            let peer = match proxy_protocol {
+                None => peer,
+                Some(within) => {
+                    let header = tokio::select! {
+                        header = proxy_protocol::read(&mut stream, within) => header,
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                    };
+                    match client_of(header, peer) {
+                        Some(client) => client,
+                        None => return,
+                    }
+                }
+            };
             let sniffed = tokio::select! {
                 sniffed = protocol::sniff(stream, first_bytes) => sniffed,
                 _ = stopped.wait_for(|stop| *stop) => return,

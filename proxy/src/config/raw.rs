@@ -49,6 +49,7 @@ pub(super) struct RawServer {
     pub(super) drain_timeout: Quantity,
     pub(super) send_timeout: Quantity,
     pub(super) error_detail: Flag,
+    pub(super) proxy_protocol: Flag,
     pub(super) admin_token: Text,
     pub(super) admin_token_file: Text,
 }

@@ -73,6 +73,7 @@ fn defaults() {
     assert_eq!(config.server.header_read_timeout, Duration::from_secs(30));
     assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
     assert_eq!(config.server.max_connections, 10_000);
+    assert!(!config.server.proxy_protocol);
     assert_eq!(config.dns.servers, DnsServers::System);
     assert_eq!(config.dns_servers(), None);
     assert_eq!(config.dns.refresh, Duration::from_secs(30));
@@ -154,6 +155,7 @@ idle_timeout = "2m"
 max_connections = 100
 workers = 2
 drain_timeout = "1s"
+proxy_protocol = true
 
 [dns]
 servers = ["10.0.0.2", "10.0.0.3:5353", "[::1]:53", "::1", "[fe80::1]"]
@@ -202,6 +204,7 @@ max_body = "4MiB"
     assert_eq!(config.server.header_read_timeout, Duration::from_secs(5));
     assert_eq!(config.server.idle_timeout, Duration::from_secs(120));
     assert_eq!(config.server.max_connections, 100);
+    assert!(config.server.proxy_protocol);
     let servers: Vec<SocketAddr> = [
         "10.0.0.2:53",
         "10.0.0.3:5353",
@@ -431,7 +434,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
-        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`, `admin_token`, `admin_token_file`"
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`, `proxy_protocol`, `admin_token`, `admin_token_file`"
     );
     assert!(service_error("virtual_node = 3").starts_with(
         "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "
@@ -1088,6 +1091,7 @@ fn example_config_documents_every_key() {
         "deadline",
         "body_timeout",
         "send_timeout",
+        "proxy_protocol",
         "retry_budget",
         "retry_min_per_second",
         "retry_body_limit",
@@ -1139,6 +1143,10 @@ fn log_keys() {
 
 #[test]
 fn limit_errors() {
+    assert_eq!(
+        error(&format!("[server]\nproxy_protocol = \"v2\"\n{MINIMAL}")),
+        "config.toml:2:18: server.proxy_protocol = \"v2\": invalid type: string \"v2\", expected a boolean"
+    );
     assert_eq!(
         error(&format!("[server]\nmax_headers = 0\n{MINIMAL}")),
         "config.toml:2:15: server.max_headers = 0: must be at least 1"

@@ -307,6 +307,13 @@ fn server(source: &Source<'_>, raw: Option<&Spanned<RawServer>>) -> ServerConfig
             defaults.error_detail,
             flag,
         ),
+        proxy_protocol: field(
+            source,
+            &key.key("proxy_protocol"),
+            raw.proxy_protocol.as_ref(),
+            defaults.proxy_protocol,
+            flag,
+        ),
         admin_token: source
             .ok(super::secret::admin_token(
                 source,
