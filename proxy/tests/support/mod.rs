@@ -6,6 +6,8 @@
 //!   updates.
 //! - [`primary`]: what those two share: ports, directories, readiness,
 //!   keys.
+//! - [`haproxy`]: a real HAProxy in front of a proxy, sending the PROXY
+//!   protocol header.
 //! - [`client`]: the HTTP client the tests talk to the proxy with.
 //! - [`process`]: `shardproxy run` as a child process, waited on until
 //!   ready.
@@ -23,6 +25,7 @@ pub mod access_log;
 pub mod backend;
 pub mod bind;
 pub mod client;
+pub mod haproxy;
 pub mod knot;
 pub mod primary;
 pub mod process;

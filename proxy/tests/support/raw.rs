@@ -49,6 +49,27 @@ impl Raw {
         }
     }
 
+    /// Connects from `source` (a port of its choosing): a client the test
+    /// can tell apart from any other on the loopback, `127.0.0.3` say.
+    pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Raw {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        Raw {
+            stream: socket.connect(addr).await.unwrap(),
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// The address this end of the connection has.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
     /// The socket, for reading it directly.
     pub fn into_stream(self) -> TcpStream {
         self.stream
