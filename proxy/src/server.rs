@@ -375,8 +375,11 @@ async fn accept_loop<F, Fut, B>(
             let peer = match proxy_protocol {
                 None => peer,
                 Some(within) => {
+                    // Boxed: its 536-byte buffer would otherwise make every
+                    // connection's task larger, the header read or not.
+                    let read = Box::pin(proxy_protocol::read(&mut stream, within));
                     let header = tokio::select! {
-                        header = proxy_protocol::read(&mut stream, within) => header,
+                        header = read => header,
                         _ = stopped.wait_for(|stop| *stop) => return,
                     };
                     match client_of(header, peer) {
