@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shardproxy::run::Running;
+use support::access_log::AccessLogFile;
 use support::client::Client;
 use support::raw::{exchange, Raw};
 use support::{start_proxy, sum_samples, wait_until, WAIT};
@@ -208,4 +209,29 @@ async fn shutdown_closes_an_idle_upgraded_connection_at_the_end_of_the_drain() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
     assert!(raw.closed().await, "the upgraded connection is closed");
+}
+
+#[tokio::test]
+async fn an_upgrade_passes_the_cache_and_is_logged_at_the_switch() {
+    let backend = RawBackend::start(SWITCHED).await;
+    let log = AccessLogFile::new("upgrade");
+    let service = format!(
+        "\n[services.frob.cache]\nenabled = true\ndefault_ttl = \"60s\"\n\n{}",
+        log.config("warn")
+    );
+    let proxy = proxy_to(&backend, "", &service).await;
+    let mut first = switched(&proxy).await;
+    let lines = log.wait_for(1).await;
+    assert_eq!(lines[0]["status"], 101, "{}", lines[0]);
+    assert_eq!(lines[0]["cache"], "PASS", "{}", lines[0]);
+    assert_eq!(lines[0]["path"], "/chat", "{}", lines[0]);
+    let mut second = switched(&proxy).await;
+    assert_eq!(backend.heads().len(), 2, "neither answered from the cache");
+    for raw in [&mut first, &mut second] {
+        raw.send(b"still relayed").await;
+        assert_eq!(raw.bytes(13).await, b"still relayed");
+    }
+    // Closed by the client: shutdown need not wait out the drain.
+    drop((first, second));
+    proxy.shutdown().await;
 }

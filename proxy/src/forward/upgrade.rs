@@ -14,6 +14,14 @@
 //!   request that lasts, and this bounds them per service.
 //! - The relay runs on a task of its own, counted in [`super::Tunnels`], which
 //!   shutdown closes at the end of `drain_timeout`.
+//! - The client's connection leaves the listener at the switch (hyper hands
+//!   it over), and with it `max_connections` and `idle_timeout`;
+//!   `send_timeout` stays, in the connection itself.
+//! - The access log line is written when the `101` is sent (status `101`,
+//!   no body bytes), not when the relay ends: a WebSocket may last days,
+//!   and its line should not wait for it.
+//! - HTTP/2 upgrades (extended CONNECT, RFC 8441) are out of scope: an
+//!   HTTP/2 request never carries `Upgrade`.
 
 use std::net::SocketAddr;
 
