@@ -117,12 +117,11 @@ async fn serve(
             if service.cache.is_some() && exchange.logged {
                 exchange.cache = Some(CacheOutcome::Pass);
             }
-            let upgrade = forward::upgrade::forward(
+            Box::pin(forward::upgrade::forward(
                 upstream, &matched, parts, body, client, exchange, in_flight,
-            );
-            Box::pin(upgrade)
-                .await
-                .unwrap_or_else(|error| failed(upstream, error))
+            ))
+            .await
+            .unwrap_or_else(|error| failed(upstream, error))
         }
         // Boxed, as the other rare branch: every request's future is as
         // large as its largest branch, the cache's is several times the

@@ -63,16 +63,15 @@ pub(super) async fn once(
 ) -> Result<Response<ResponseBody>, Failed> {
     let in_flight = endpoint.attempts.start();
     let started = Instant::now();
-    let send = async {
-        if upgrade {
-            // Boxed: rare, and every request's future is as large as its
-            // largest branch.
-            Box::pin(endpoint.connections.send_upgrade(request)).await
-        } else {
-            endpoint.connections.send(request).await
-        }
+    let answer = if upgrade {
+        // Boxed: rare, and every request's future is as large as its
+        // largest branch (an `async` block choosing between the two would
+        // also keep a second copy of the request).
+        let send = Box::pin(endpoint.connections.send_upgrade(request));
+        tokio::time::timeout(try_timeout, send).await
+    } else {
+        tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await
     };
-    let answer = tokio::time::timeout(try_timeout, send).await;
     let elapsed = started.elapsed();
     drop(in_flight);
     if let Some(side) = client_side {
