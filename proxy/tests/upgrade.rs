@@ -15,9 +15,9 @@ use std::time::Duration;
 use shardproxy::run::Running;
 use support::access_log::AccessLogFile;
 use support::client::Client;
-use support::raw::{exchange, Raw};
+use support::raw::{exchange, read_head, Raw};
 use support::{start_proxy, sum_samples, wait_until, WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -48,14 +48,9 @@ impl RawBackend {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let seen = Arc::clone(&seen);
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte).await {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
+                    let Some(head) = read_head(&mut stream).await else {
+                        return;
+                    };
                     seen.lock()
                         .unwrap()
                         .push(String::from_utf8_lossy(&head).to_ascii_lowercase());

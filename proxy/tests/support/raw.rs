@@ -151,6 +151,21 @@ impl Raw {
     }
 }
 
+/// Reads one request head off `stream`, a backend's side of a connection,
+/// byte by byte (nothing after it is taken); `None` when the connection
+/// ends first.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
 /// Sends `bytes` on a new connection and reads the first response.
 pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (Raw, Option<Reply>) {
     let mut raw = Raw::connect(addr).await;
