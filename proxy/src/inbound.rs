@@ -84,7 +84,8 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
 /// `h2c` is never forwarded (an upgraded h2c connection would carry
 /// requests past routing, limits, cache and logs): a request that offers
 /// it among others is not an upgrade either, and goes on as a plain
-/// request with `Upgrade` stripped.
+/// request with `Upgrade` stripped. (`Clone` because request extensions
+/// must be; it is taken out, never copied.)
 #[derive(Clone, Debug)]
 pub struct Upgrade {
     /// The `Upgrade` value, to send to the instance as it came.
