@@ -14,7 +14,7 @@ use crate::access_log::{AccessLog, OpenError};
 use crate::cache::Cache;
 use crate::config::{Config, ServiceConfig};
 use crate::discovery::{build_resolver, Discovery, DiscoveryError, Source, Succession};
-use crate::forward::Upstream;
+use crate::forward::{Tunnels, Upstream};
 use crate::health::Health;
 use crate::metrics::{Metrics, Scraped};
 use crate::route::{Matched, Router};
@@ -50,6 +50,9 @@ pub struct App {
     /// The access log, when `[log] access_log` is on; kept by a reload
     /// that leaves its settings as they were.
     pub access_log: Option<Arc<AccessLog>>,
+    /// The upgraded connections being relayed (SPEC §10), shared by the
+    /// states that reloads make so that shutdown closes them all.
+    pub tunnels: Tunnels,
     /// Active health-check and recovery-probe tasks, stopped when the app
     /// is dropped.
     checks: Vec<tokio::task::JoinHandle<()>>,
@@ -108,6 +111,7 @@ impl App {
             Some(previous) => previous.metrics.clone(),
             None => Metrics::new()?,
         };
+        let tunnels = previous.map_or_else(Tunnels::new, |previous| previous.tunnels.clone());
         let access_log = match previous.and_then(|previous| previous.access_log.as_ref()) {
             Some(log) if log.is_for(&config.log) => Some(Arc::clone(log)),
             _ => AccessLog::open(&config.log)?.map(Arc::new),
@@ -161,6 +165,7 @@ impl App {
                     Arc::clone(ring),
                     Arc::new(health),
                     service_metrics,
+                    tunnels.clone(),
                 )),
                 source,
             });
@@ -201,6 +206,7 @@ impl App {
             config,
             resolver,
             access_log,
+            tunnels,
             checks,
         })
     }

@@ -23,6 +23,9 @@
 //! - `fallback`: a read's `404` tried on the rest of its preference list,
 //!   and the read repairs it sends.
 //! - `transition`: reads tried on the replaced ring during a transition.
+//! - `tunnels`: the upgraded connections being relayed, closed on
+//!   shutdown.
+//! - [`upgrade`]: requests that switch protocols (WebSocket), relayed.
 //! - `watched`: response bodies cut off when the instance stalls.
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
@@ -54,11 +57,14 @@ pub mod exchange;
 mod fallback;
 mod request;
 mod transition;
+mod tunnels;
+pub mod upgrade;
 pub mod upstream;
 mod watched;
 mod write;
 
 pub use exchange::Exchange;
+pub use tunnels::Tunnels;
 pub use upstream::Upstream;
 
 use attempt::{ClientSide, Failed};
@@ -190,7 +196,7 @@ impl Walk<'_> {
             let Some(endpoint) = targets.get(index) else {
                 continue;
             };
-            if index > 0 && !self.retry_allowed() {
+            if index > 0 && !self.upstream.retry_allowed() {
                 return Err(self.give_up(failed, Some(Stop::Budget)));
             }
             let last = index + 1 == targets.len();
@@ -216,6 +222,7 @@ impl Walk<'_> {
                     &self.upstream.config.retry_on,
                     endpoint,
                     request,
+                    false,
                     try_timeout,
                     Some(client_side),
                 )
@@ -249,18 +256,6 @@ impl Walk<'_> {
             }
         }
         Err(self.give_up(failed, None))
-    }
-
-    /// Whether the retry budget allows one more attempt; counted either way.
-    fn retry_allowed(&self) -> bool {
-        let metrics = &self.upstream.metrics;
-        if self.upstream.budget.withdraw() {
-            metrics.retry();
-            true
-        } else {
-            metrics.retry_refused();
-            false
-        }
     }
 
     /// The next attempt's request to `endpoint` (the `last` of the list,

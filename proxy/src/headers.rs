@@ -66,6 +66,11 @@ impl HopByHop {
         self.present[0]
     }
 
+    /// Whether there is an `Upgrade` header.
+    pub fn has_upgrade(&self) -> bool {
+        self.present[8]
+    }
+
     /// Whether there is a `Transfer-Encoding` header.
     pub fn has_transfer_encoding(&self) -> bool {
         self.present[7]

@@ -16,6 +16,8 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 
+use hyper::upgrade::OnUpgrade;
+
 use crate::body::{self, Body};
 use crate::error::{ProxyError, ALLOWED_METHODS};
 use crate::headers::{self, HopByHop};
@@ -52,6 +54,13 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
     {
         return Err(ProxyError::BadHost("the Connection header names Host"));
     }
+    // Read before `Upgrade` and `Connection` go with the other hop-by-hop
+    // headers: forwarding puts them back for the instance (SPEC §10).
+    if hop_by_hop.has_upgrade() {
+        if let Some(upgrade) = Upgrade::asked(parts) {
+            parts.extensions.insert(upgrade);
+        }
+    }
     hop_by_hop.strip(&mut parts.headers);
     // RFC 9112 §3.2.2: with an absolute-form target the authority is the
     // host, whatever the Host header says. HTTP/2 carries it as :authority.
@@ -65,6 +74,69 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
         count_down_max_forwards(parts);
     }
     Ok(())
+}
+
+/// An upgrade the client asked for (SPEC §10), kept in the request's
+/// extensions by [`normalize`] once the `Upgrade` header itself is gone:
+/// an HTTP/1.1 request with `Upgrade` and `Connection: upgrade`, on a
+/// connection that can switch, to any protocol but `h2c`.
+///
+/// `h2c` is never forwarded (an upgraded h2c connection would carry
+/// requests past routing, limits, cache and logs): a request that offers
+/// it among others is not an upgrade either, and goes on as a plain
+/// request with `Upgrade` stripped. (`Clone` because request extensions
+/// must be; it is taken out, never copied.)
+#[derive(Clone, Debug)]
+pub struct Upgrade {
+    /// The `Upgrade` value, to send to the instance as it came.
+    pub protocols: HeaderValue,
+    /// The client's connection once the `101` has been sent.
+    pub client: OnUpgrade,
+}
+
+// === impl Upgrade ===
+
+impl Upgrade {
+    /// The upgrade `parts` asks for, taking the connection's
+    /// [`OnUpgrade`] out of its extensions; `None` for anything else.
+    fn asked(parts: &mut Parts) -> Option<Upgrade> {
+        if parts.version != Version::HTTP_11
+            || !headers::connection_tokens(&parts.headers)
+                .any(|token| token.eq_ignore_ascii_case(b"upgrade"))
+        {
+            return None;
+        }
+        let mut values = parts.headers.get_all(header::UPGRADE).iter();
+        let (Some(protocols), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let h2c = protocols
+            .as_bytes()
+            .split(|&byte| byte == b',')
+            .map(|protocol| {
+                protocol
+                    .split(|&byte| byte == b'/')
+                    .next()
+                    .unwrap_or_default()
+            })
+            .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+        if h2c {
+            return None;
+        }
+        let protocols = protocols.clone();
+        let client = parts.extensions.remove::<OnUpgrade>()?;
+        Some(Upgrade { protocols, client })
+    }
+
+    /// Takes the upgrade that [`normalize`] found in `parts`, if any.
+    pub fn take(parts: &mut Parts) -> Option<Upgrade> {
+        parts.extensions.remove::<Upgrade>()
+    }
+
+    /// Whether [`normalize`] found an upgrade in `parts`.
+    pub fn is_asked(parts: &Parts) -> bool {
+        parts.extensions.get::<Upgrade>().is_some()
+    }
 }
 
 /// The answer the proxy gives itself to a `TRACE` or `OPTIONS` whose

@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ use crate::stall::StallTimer;
 /// The requests in flight to one service, at most `max`.
 #[derive(Debug)]
 pub struct ConcurrencyLimit {
-    in_flight: AtomicUsize,
+    /// Shared so that an upgraded connection can keep its place after the
+    /// request that opened it has returned ([`InFlight::keep`]).
+    in_flight: Arc<AtomicUsize>,
     max: usize,
 }
 
@@ -40,13 +43,20 @@ pub struct InFlight<'a> {
     limit: &'a ConcurrencyLimit,
 }
 
+/// A place among a service's requests in flight held past the request that
+/// took it: by an upgraded connection, for as long as it is relayed (a
+/// WebSocket is a request that lasts). Given back when dropped.
+#[derive(Debug)]
+#[must_use = "the place is given back as soon as it is dropped"]
+pub struct Kept(Arc<AtomicUsize>);
+
 // === impl ConcurrencyLimit ===
 
 impl ConcurrencyLimit {
     /// A limit of `max` requests in flight, none yet.
     pub fn new(max: usize) -> ConcurrencyLimit {
         ConcurrencyLimit {
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             max,
         }
     }
@@ -74,10 +84,28 @@ impl ConcurrencyLimit {
     }
 }
 
+impl InFlight<'_> {
+    /// The same place, held by the value returned rather than by the
+    /// borrow of the service: for an upgraded connection's relay, which
+    /// outlives the request.
+    pub fn keep(self) -> Kept {
+        let kept = Kept(Arc::clone(&self.limit.in_flight));
+        // The count moves to `kept`: not given back here.
+        std::mem::forget(self);
+        kept
+    }
+}
+
 impl Drop for InFlight<'_> {
     #[inline]
     fn drop(&mut self) {
         self.limit.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -73,6 +73,13 @@
 //! | `shardproxy_cache_stored_bytes` | gauge | `service` | bytes stored (headers, bodies and bookkeeping), and those of evicted objects slow clients are still sent, read at each scrape |
 //! | `shardproxy_cache_objects` | gauge | `service` | responses stored (each `Vary` variant counts), read at each scrape |
 //!
+//! Upgraded connections (SPEC §10: WebSocket and other `Upgrade`s):
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `shardproxy_upgrades_total` | counter | `service` | connections an instance switched (`101`) and the proxy relayed |
+//! | `shardproxy_upgraded_connections` | gauge | `service` | upgraded connections being relayed now |
+//!
 //! The config and its reloads (SIGHUP):
 //!
 //! | name | type | labels | meaning |
@@ -98,6 +105,7 @@
 //!   and repairs.
 //! - `cache`: the cache counters, and the store sizes read at each scrape.
 //! - [`reload`]: the config in use and its reloads.
+//! - [`upgrade`]: upgraded connections.
 //! - `process`: the process collector, its CPU seconds made fractional.
 
 mod cache;
@@ -106,9 +114,11 @@ mod process;
 pub mod reload;
 pub mod replication;
 mod ring;
+pub mod upgrade;
 pub mod upstream;
 
 pub use cache::{CacheMetrics, CacheOutcome};
+pub use upgrade::Upgraded;
 pub use upstream::{InFlight, InstanceAttempts};
 
 use std::sync::Arc;
@@ -215,6 +225,7 @@ pub struct Metrics {
     replication: replication::Families,
     cache: cache::CacheFamilies,
     upstream: upstream::Families,
+    upgrade: upgrade::Families,
     reload: ReloadMetrics,
 }
 
@@ -261,6 +272,7 @@ struct ServiceChildren {
     replication: ReplicationMetrics,
     /// The per-instance families, for [`ServiceMetrics::instance_attempts`].
     upstream: upstream::Families,
+    upgrade: upgrade::UpgradeMetrics,
 }
 
 // === impl Metrics ===
@@ -333,8 +345,10 @@ impl Metrics {
         let cache = cache::CacheFamilies::register(&registry)?;
         let upstream = upstream::Families::register(&registry)?;
         let reload = ReloadMetrics::register(&registry)?;
+        let upgrade = upgrade::Families::register(&registry)?;
         Ok(Metrics {
             upstream,
+            upgrade,
             reload,
             cache,
             registry,
@@ -378,6 +392,7 @@ impl Metrics {
                 restores: self.restores.clone(),
                 replication: self.replication.service(service),
                 upstream: self.upstream.clone(),
+                upgrade: self.upgrade.service(service),
             }),
         }
     }
@@ -521,6 +536,12 @@ impl ServiceMetrics {
         let inner = &*self.inner;
         let labels = [&*inner.service, instance, outcome.as_str()];
         inner.attempts.get_metric_with_label_values(&labels).ok()
+    }
+
+    /// Counts an upgraded connection of this service, open until the
+    /// guard is dropped.
+    pub fn upgraded(&self) -> Upgraded {
+        self.inner.upgrade.started()
     }
 
     /// Transition reads and replica writes.

@@ -2,8 +2,9 @@
 //! through the proxy, on one screen.
 //!
 //! listener -> [`handle`]: request id -> host check -> route -> shed ->
-//! cache (GET and HEAD of a cached service) or forward -> count -> error
-//! body, id and access log line -> response.
+//! upgrade (relayed after its `101`), cache (GET and HEAD of a cached
+//! service) or forward -> count -> error body, id and access log line ->
+//! response.
 //!
 //! Every step below this one takes the per-service [`Upstream`] handle it
 //! needs, never the whole [`App`]; every error becomes a response here, by
@@ -25,6 +26,7 @@ use crate::cache::{self, Cache};
 use crate::error::{self, ProxyError};
 use crate::forward::{self, Exchange, Upstream};
 use crate::inbound;
+use crate::metrics::CacheOutcome;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{self, Matched};
 
@@ -93,7 +95,7 @@ async fn serve(
         exchange.service = Some(upstream.config.name.clone());
     }
     // Shed, don't queue: a fast 503 keeps memory bounded by the limit.
-    let Some(_in_flight) = upstream.in_flight.try_acquire() else {
+    let Some(in_flight) = upstream.in_flight.try_acquire() else {
         upstream.metrics.shed();
         let response = ProxyError::Shed {
             service: upstream.config.name.clone(),
@@ -105,9 +107,22 @@ async fn serve(
             .request(response.status().as_u16(), started.elapsed());
         return response;
     };
-    // GET and HEAD of a cached service go through the cache; the rest
-    // straight to the instances.
+    // An upgrade (SPEC §10) goes straight to the instances, past the
+    // cache, and keeps its place among the requests in flight while it is
+    // relayed. GET and HEAD of a cached service go through the cache; the
+    // rest straight to the instances.
     let response = match &service.cache {
+        // Boxed, as the other rare branches.
+        _ if inbound::Upgrade::is_asked(&parts) => {
+            if service.cache.is_some() && exchange.logged {
+                exchange.cache = Some(CacheOutcome::Pass);
+            }
+            Box::pin(forward::upgrade::forward(
+                upstream, &matched, parts, body, client, exchange, in_flight,
+            ))
+            .await
+            .unwrap_or_else(|error| failed(upstream, error))
+        }
         // Boxed, as the other rare branch: every request's future is as
         // large as its largest branch, the cache's is several times the
         // size of a pass-through, and hyper moves it twice per request.

@@ -244,8 +244,41 @@ impl Connections {
         None
     }
 
+    /// Sends `request`, which asks for an upgrade (SPEC §10), on a new
+    /// connection of its own, and waits for the response head. The
+    /// connection never goes to the idle list: after a `101` it carries
+    /// another protocol (take it with `hyper::upgrade::on` on the
+    /// response); after any other answer it is closed with the body.
+    pub async fn send_upgrade(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let io = self.dial().await?;
+        let (mut sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
+        self.drive(connection.with_upgrades());
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(SendError::Http)?;
+        let (parts, body) = response.into_parts();
+        let body = ResponseBody {
+            body,
+            connection: None,
+            ended: false,
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+
     /// A new connection, its driving task spawned.
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let io = self.dial().await?;
+        let (sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
+        self.drive(connection);
+        Ok(sender)
+    }
+
+    /// A new TCP connection to the instance, within the connect timeout.
+    async fn dial(&self) -> Result<TokioIo<TcpStream>, SendError> {
         let addr = self.addr;
         let after = self.settings.connect_timeout;
         let stream = match tokio::time::timeout(after, TcpStream::connect(addr)).await {
@@ -256,9 +289,16 @@ impl Connections {
         stream
             .set_nodelay(true)
             .map_err(|source| SendError::Connect { addr, source })?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Http)?;
+        Ok(TokioIo::new(stream))
+    }
+
+    /// Spawns the task that drives `connection`, counted open while it
+    /// runs.
+    fn drive<C>(&self, connection: C)
+    where
+        C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        let addr = self.addr;
         let open = OpenConnection::new(&self.open);
         tokio::spawn(async move {
             let _open = open;
@@ -266,7 +306,6 @@ impl Connections {
                 tracing::debug!(%addr, %error, "upstream connection ended");
             }
         });
-        Ok(sender)
     }
 
     /// How many connections are idle and how many are in use. An idle

@@ -127,9 +127,17 @@ impl Running {
     }
 
     /// Stops accepting connections, lets requests in flight finish, and
-    /// returns when both listeners are closed.
+    /// returns when both listeners are closed and no upgraded connection
+    /// is left: those still open at the end of `drain_timeout` are closed
+    /// then (SPEC §10).
     pub async fn shutdown(self) {
+        let started = tokio::time::Instant::now();
+        let app = self.app();
+        let drain = app.config.server.drain_timeout;
         self.servers.shutdown().await;
+        app.tunnels
+            .close_within(drain.saturating_sub(started.elapsed()))
+            .await;
     }
 }
 

@@ -396,7 +396,9 @@ async fn accept_loop<F, Fut, B>(
                 Ok(Sniffed::Http1(io)) => {
                     let io = SendTimeout::new(io, send);
                     let service = connection_service(respond, peer, &activity, |body| body);
-                    let connection = builders.http1.serve_connection(io, service);
+                    // With upgrades (SPEC §10): a `101` hands the
+                    // connection to the handler's relay, and this task ends.
+                    let connection = builders.http1.serve_connection(io, service).with_upgrades();
                     connection::serve(connection, activity, idle, stopped).await
                 }
                 Ok(Sniffed::Http2(io)) => {

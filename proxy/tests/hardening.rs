@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use shardproxy::run::Running;
 use support::backend::{Backend, Echo, Reply};
-use support::raw::exchange;
+use support::raw::{exchange, read_head};
 use support::{instance_line, start_proxy, static_config, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,14 +58,7 @@ async fn raw_backend(answer: &'static [u8]) -> (SocketAddr, JoinHandle<()>) {
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut byte).await {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
+            let _ = read_head(&mut stream).await;
             let _ = stream.write_all(answer).await;
             held.push(stream);
         }

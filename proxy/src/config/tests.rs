@@ -1008,9 +1008,11 @@ fn example_config_loads() {
     assert!(members.iter().all(|member| member.addr.ip().is_loopback()));
     assert_eq!(replication.slaves, 1);
     assert_eq!(counter.key, KeySource::Header("x-counter-id".into()));
-    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes.len(), 3);
     assert_eq!(config.routes[0].service, "counter");
+    // The WebSocket route (SPEC §10): nothing but a route.
     assert_eq!(config.routes[1].service, "frobnicator");
+    assert_eq!(config.routes[2].service, "frobnicator");
 
     // The example shows the defaults wherever it does not say otherwise.
     assert_eq!(config.server, ServerConfig::default());

@@ -49,18 +49,29 @@ pub(super) struct ClientSide<'a> {
 /// ([`AttemptFailure::Status`]); any other answer is returned, whatever its
 /// status. A connect error ([`AttemptFailure::Connect`]) means nothing was
 /// sent. With `client_side`, a failure of the client's body is
-/// [`Failed::Client`] and touches neither metrics nor health.
+/// [`Failed::Client`] and touches neither metrics nor health. A request
+/// that asks for an `upgrade` goes on a connection of its own (never
+/// pooled), and may be answered `101`.
 pub(super) async fn once(
     health: &Health,
     retry_on: &[u16],
     endpoint: &Endpoint,
     request: Request<Body>,
+    upgrade: bool,
     try_timeout: Duration,
     client_side: Option<ClientSide<'_>>,
 ) -> Result<Response<ResponseBody>, Failed> {
     let in_flight = endpoint.attempts.start();
     let started = Instant::now();
-    let answer = tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await;
+    let answer = if upgrade {
+        // Boxed: rare, and every request's future is as large as its
+        // largest branch (an `async` block choosing between the two would
+        // also keep a second copy of the request).
+        let send = Box::pin(endpoint.connections.send_upgrade(request));
+        tokio::time::timeout(try_timeout, send).await
+    } else {
+        tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await
+    };
     let elapsed = started.elapsed();
     drop(in_flight);
     if let Some(side) = client_side {
@@ -77,7 +88,8 @@ pub(super) async fn once(
         }
     }
     let stale = matches!(answer, Ok(Err(SendError::Stale(_))));
-    let (outcome, result) = match answer.map(|sent| sent.map(framed)) {
+    let (outcome, result) = match answer.map(|sent| sent.map(|response| framed(response, upgrade)))
+    {
         Ok(Ok(Err(problem))) => (AttemptOutcome::Failed, Err(AttemptFailure::Broken(problem))),
         Ok(Ok(Ok(response))) if retry_on.contains(&response.status().as_u16()) => (
             AttemptOutcome::RetryableStatus,
@@ -113,11 +125,14 @@ pub(super) async fn once(
 /// The instance's answer, if the proxy can pass it on as it is framed
 /// (RFC 9112 §6.3); otherwise what is wrong with it, a failed attempt.
 /// An unknown transfer coding would reach the client undecoded once the
-/// hop-by-hop `Transfer-Encoding` is removed; a `101` that no request asked
-/// for (the proxy forwards no `Upgrade`) would switch the client's
-/// connection to a protocol it never chose.
-fn framed(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, String> {
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+/// hop-by-hop `Transfer-Encoding` is removed; a `101` to a request that
+/// asked for no `upgrade` would switch the client's connection to a
+/// protocol it never chose (SPEC §10).
+fn framed(
+    response: Response<ResponseBody>,
+    upgrade: bool,
+) -> Result<Response<ResponseBody>, String> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
         return Err(
             "answered 101 Switching Protocols to a request that asked for no upgrade".to_owned(),
         );

@@ -145,6 +145,7 @@ impl Walk<'_> {
                 &config.retry_on,
                 endpoint,
                 request,
+                false,
                 try_timeout,
                 None,
             )

@@ -121,6 +121,7 @@ impl<'a> OldRing<'a> {
                 &config.retry_on,
                 endpoint,
                 request,
+                false,
                 config.try_timeout.min(remaining),
                 None,
             )

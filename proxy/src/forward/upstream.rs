@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower::retry::budget::Budget as _;
+
 use crate::config::ServiceConfig;
 use crate::discovery::{RingState, ServiceRing};
 use crate::error::ProxyError;
@@ -16,12 +18,14 @@ use crate::pool::{Pool, Settings};
 use super::background::Background;
 use super::budget::RetryBudget;
 use super::endpoint::EndpointCache;
+use super::tunnels::Tunnels;
 
 /// One service as the request path sees it: its config, its ring (swapped
 /// whole by discovery), its instances' health, its metrics and its limit of
 /// requests in flight; and its way to the instances: the keep-alive
 /// connections, the retry budget that keeps a failing fleet from a retry
-/// storm, and the bound on its background replica writes.
+/// storm, the bound on its background replica writes, and the upgraded
+/// connections it relays.
 pub struct Upstream {
     /// Its config section.
     pub config: ServiceConfig,
@@ -36,6 +40,8 @@ pub struct Upstream {
     pub(super) budget: RetryBudget,
     pub(super) endpoints: EndpointCache,
     pub(super) writes: Background,
+    /// The upgraded connections of every service, closed on shutdown.
+    pub(super) tunnels: Tunnels,
 }
 
 // === impl Upstream ===
@@ -47,6 +53,7 @@ impl Upstream {
         ring: Arc<ServiceRing>,
         health: Arc<Health>,
         metrics: ServiceMetrics,
+        tunnels: Tunnels,
     ) -> Upstream {
         let pool = Pool::new(Settings {
             connect_timeout: config.try_timeout,
@@ -65,6 +72,7 @@ impl Upstream {
             endpoints: EndpointCache::new(pool),
             budget,
             writes: Background::default(),
+            tunnels,
             config,
             ring,
             health,
@@ -75,6 +83,17 @@ impl Upstream {
     /// The connections to the instances, for active health checks.
     pub fn pool(&self) -> &Pool {
         self.endpoints.pool()
+    }
+
+    /// Whether the retry budget allows one more attempt; counted either way.
+    pub(super) fn retry_allowed(&self) -> bool {
+        if self.budget.withdraw() {
+            self.metrics.retry();
+            true
+        } else {
+            self.metrics.retry_refused();
+            false
+        }
     }
 
     /// The ring in use (and the one it replaced), held for a request's

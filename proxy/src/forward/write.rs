@@ -273,6 +273,7 @@ async fn write_one(
         &shared.retry_on,
         endpoint,
         request,
+        false,
         shared.try_timeout,
         None,
     )

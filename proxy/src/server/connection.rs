@@ -158,11 +158,11 @@ pub(super) trait GracefulShutdown {
     fn graceful_shutdown_pinned(self: Pin<&mut Self>);
 }
 
-impl<I, S, B> GracefulShutdown for http1::Connection<I, S>
+impl<I, S, B> GracefulShutdown for http1::UpgradeableConnection<I, S>
 where
     S: HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {

@@ -103,6 +103,17 @@ impl Raw {
         self.pending.is_empty()
     }
 
+    /// The next `count` bytes after the responses read so far (on a
+    /// connection switched to another protocol), or fewer if the
+    /// connection ends first.
+    pub async fn bytes(&mut self, count: usize) -> Vec<u8> {
+        while self.pending.len() < count && !self.eof {
+            self.fill().await;
+        }
+        let end = count.min(self.pending.len());
+        self.pending.drain(..end).collect()
+    }
+
     /// Reads more, marking the end of the connection.
     async fn fill(&mut self) {
         let mut buffer = [0u8; 16 << 10];
@@ -139,10 +150,12 @@ impl Raw {
             })
             .collect();
         let status = response.code?;
+        // A `101` has no body: what follows is the new protocol's.
         let length = headers
             .iter()
             .find(|(name, _)| name == "content-length")
-            .and_then(|(_, value)| value.parse::<usize>().ok());
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+            .or((status == 101).then_some(0));
         let end = match length {
             Some(length) if self.pending.len() >= head + length => head + length,
             Some(_) => return Some(None),
@@ -157,6 +170,21 @@ impl Raw {
             body,
         }))
     }
+}
+
+/// Reads one request head off `stream`, a backend's side of a connection,
+/// byte by byte (nothing after it is taken); `None` when the connection
+/// ends first.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
 }
 
 /// Sends `bytes` on a new connection and reads the first response.
