@@ -14,6 +14,15 @@
 //! PROXY protocol header (SPEC §10), and the client address it carries is
 //! the one handed to the handler: the handlers never see the balancer's.
 //!
+//! With `[server.tls]`, the client listener is HTTPS (SPEC §10): after the
+//! PROXY protocol header, if any, the TLS handshake, within
+//! `server.header_read_timeout`, with the settings current when the
+//! connection came ([`TlsSettings`]: swapped on reload, so new connections
+//! get new certificates while open ones keep theirs); then HTTP/1.1 or
+//! HTTP/2 as on a plain connection (ALPN `h2` clients send the HTTP/2
+//! preface). A failed handshake is logged at debug and the connection
+//! closed. The admin listener is always plain HTTP.
+//!
 //! # Layout
 //!
 //! - `proxy_protocol`: the PROXY protocol header in front of the HTTP.
@@ -29,18 +38,23 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
+use crate::headers;
 
 mod calm;
 mod connection;
@@ -56,6 +70,10 @@ use connection::{Activity, Connections};
 use h2_send_timeout::{Sent, StreamExecutor};
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
+
+/// The TLS settings of the client listener, swapped whole on reload: each
+/// handshake takes the settings current when it starts.
+pub type TlsSettings = Arc<ArcSwap<rustls::ServerConfig>>;
 
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
@@ -187,9 +205,11 @@ impl Builders {
 /// handler that answers its requests (given the request and the client's
 /// address). The server knows sockets, protocols, limits and drain; what a
 /// request means is the handlers'. The connection settings (timeouts,
-/// limits) are those of `server`.
+/// limits) are those of `server`; with `tls`, the client listener is
+/// HTTPS.
 pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
     server: &ServerConfig,
+    tls: Option<TlsSettings>,
     (listener, proxy): (TcpListener, P),
     (admin_listener, admin): (TcpListener, A),
 ) -> Handle
@@ -209,6 +229,10 @@ where
     let listening = Listening {
         builders: Builders::new(server),
         proxy_protocol: server.proxy_protocol.then_some(server.header_read_timeout),
+        tls: tls.map(|settings| Tls {
+            settings,
+            within: server.header_read_timeout,
+        }),
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
         idle: server.idle_timeout,
         drain: server.drain_timeout,
@@ -227,6 +251,7 @@ where
         Connections::new(server.max_connections),
         Listening {
             proxy_protocol: None,
+            tls: None,
             ..listening
         },
         admin,
@@ -245,6 +270,8 @@ struct Listening {
     /// send its PROXY protocol header (`server.header_read_timeout`);
     /// `None`: no header, the peer is the client.
     proxy_protocol: Option<Duration>,
+    /// With `[server.tls]`, the handshake every connection goes through.
+    tls: Option<Tls>,
     /// How long a new connection may take to send its first bytes: it is
     /// idle, and its header is late.
     first_bytes: Duration,
@@ -258,11 +285,23 @@ struct Listening {
     stopped: watch::Receiver<bool>,
 }
 
+/// The TLS handshake of a listener's connections.
+#[derive(Clone)]
+struct Tls {
+    settings: TlsSettings,
+    /// How long a handshake may take (`server.header_read_timeout`): the
+    /// TLS records come before the header and are as easy to trickle.
+    within: Duration,
+}
+
 /// The service of one connection: `respond` to each request, its
-/// response body made by `body`, with the connection's `activity` kept.
+/// response body made by `body`, with the connection's `activity` kept;
+/// each request of a TLS connection (`https`) marked so
+/// ([`headers::Https`]).
 fn connection_service<F, Fut, B, W>(
     respond: F,
     peer: SocketAddr,
+    https: bool,
     activity: &Activity,
     body: fn(B) -> W,
 ) -> impl hyper::service::Service<
@@ -277,8 +316,11 @@ where
     W: http_body::Body,
 {
     let activity = activity.clone();
-    service_fn(move |request| {
+    service_fn(move |mut request: Request<Incoming>| {
         activity.request();
+        if https {
+            request.extensions_mut().insert(headers::Https);
+        }
         // A client that gave up on too many requests gets nothing more
         // forwarded: the stream is reset, the connection closing. (The
         // handler's future is made either way, and only polled if not
@@ -361,18 +403,10 @@ async fn accept_loop<F, Fut, B>(
         let respond = respond.clone();
         let listening = listening.clone();
         tokio::spawn(async move {
-            let Listening {
-                builders,
-                proxy_protocol,
-                first_bytes,
-                idle,
-                send,
-                mut stopped,
-                ..
-            } = listening;
+            let mut listening = listening;
             // A connection that has not said anything yet has nothing in
             // flight: it is closed at once on shutdown.
-            let peer = match proxy_protocol {
+            let peer = match listening.proxy_protocol {
                 None => peer,
                 Some(within) => {
                     // Boxed: its 536-byte buffer would otherwise make every
@@ -380,7 +414,7 @@ async fn accept_loop<F, Fut, B>(
                     let read = Box::pin(proxy_protocol::read(&mut stream, within));
                     let header = tokio::select! {
                         header = read => header,
-                        _ = stopped.wait_for(|stop| *stop) => return,
+                        _ = listening.stopped.wait_for(|stop| *stop) => return,
                     };
                     match client_of(header, peer) {
                         Some(client) => client,
@@ -388,30 +422,13 @@ async fn accept_loop<F, Fut, B>(
                     }
                 }
             };
-            let sniffed = tokio::select! {
-                sniffed = protocol::sniff(stream, first_bytes) => sniffed,
-                _ = stopped.wait_for(|stop| *stop) => return,
-            };
-            let served = match sniffed {
-                Ok(Sniffed::Http1(io)) => {
-                    let io = SendTimeout::new(io, send);
-                    let service = connection_service(respond, peer, &activity, |body| body);
-                    let connection = builders.http1.serve_connection(io, service);
-                    connection::serve(connection, activity, idle, stopped).await
+            match listening.tls.take() {
+                None => serve(stream, peer, false, respond, activity, listening).await,
+                // Boxed, for the same reason: a TLS connection's state
+                // (over a kilobyte) would be in every plain one's task.
+                Some(tls) => {
+                    Box::pin(serve_tls(stream, tls, peer, respond, activity, listening)).await;
                 }
-                Ok(Sniffed::Http2(io)) => {
-                    let io = SendTimeout::new(Calm::new(io, activity.clone()), send);
-                    let service = connection_service(respond, peer, &activity, Sent::new);
-                    let connection = builders.http2.serve_connection(io, service);
-                    connection::serve(connection, activity, idle, stopped).await
-                }
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "connection closed before a request");
-                    Ok(())
-                }
-            };
-            if let Err(error) = served {
-                tracing::debug!(%peer, %error, "connection ended with an error");
             }
             drop(permit);
         });
@@ -422,5 +439,88 @@ async fn accept_loop<F, Fut, B>(
         .is_err()
     {
         tracing::warn!("connections still open after the drain timeout");
+    }
+}
+
+/// The TLS handshake on `stream` from `peer`, within its time, then
+/// [`serve`]; a failed or late handshake is logged at debug (a port scan or
+/// a plain-HTTP client is not news) and the connection closed.
+async fn serve_tls<F, Fut, B>(
+    stream: TcpStream,
+    tls: Tls,
+    peer: SocketAddr,
+    respond: F,
+    activity: Activity,
+    mut listening: Listening,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.settings.load_full());
+    let handshake = tokio::time::timeout(tls.within, acceptor.accept(stream));
+    let handshake = tokio::select! {
+        handshake = handshake => handshake,
+        _ = listening.stopped.wait_for(|stop| *stop) => return,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve(stream, peer, true, respond, activity, listening).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, within = ?tls.within, "TLS handshake timed out"),
+    }
+}
+
+/// Serves the requests of one connection (`https`: over TLS) with
+/// `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until it closes,
+/// idles out or the proxy stops.
+async fn serve<S, F, Fut, B>(
+    stream: S,
+    peer: SocketAddr,
+    https: bool,
+    respond: F,
+    activity: Activity,
+    listening: Listening,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Listening {
+        builders,
+        first_bytes,
+        idle,
+        send,
+        mut stopped,
+        ..
+    } = listening;
+    let sniffed = tokio::select! {
+        sniffed = protocol::sniff(stream, first_bytes) => sniffed,
+        _ = stopped.wait_for(|stop| *stop) => return,
+    };
+    let served = match sniffed {
+        Ok(Sniffed::Http1(io)) => {
+            let io = SendTimeout::new(io, send);
+            let service = connection_service(respond, peer, https, &activity, |body| body);
+            let connection = builders.http1.serve_connection(io, service);
+            connection::serve(connection, activity, idle, stopped).await
+        }
+        Ok(Sniffed::Http2(io)) => {
+            let io = SendTimeout::new(Calm::new(io, activity.clone()), send);
+            let service = connection_service(respond, peer, https, &activity, Sent::new);
+            let connection = builders.http2.serve_connection(io, service);
+            connection::serve(connection, activity, idle, stopped).await
+        }
+        Err(error) => {
+            tracing::debug!(%peer, %error, "connection closed before a request");
+            Ok(())
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
