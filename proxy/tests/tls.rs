@@ -21,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use support::backend::{Backend, Echo};
 use support::pki::{Issued, Pki};
 use support::process::Proxy;
-use support::{instance_line, static_config, wait_until};
+use support::{instance_line, static_config, wait_until, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A config of one service on `backend`, the listener on `listen` with
 /// `tls` as its `[server.tls]` lines.
@@ -106,6 +107,19 @@ async fn rustls_connection(
     hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     Vec<u8>,
 ) {
+    rustls_connection_after(port, ca, b"").await
+}
+
+/// [`rustls_connection`], with `first` sent on the TCP connection before
+/// the TLS (a PROXY protocol header).
+async fn rustls_connection_after(
+    port: u16,
+    ca: &Path,
+    first: &[u8],
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    Vec<u8>,
+) {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -119,9 +133,10 @@ async fn rustls_connection(
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
+    tcp.write_all(first).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
         .connect(name, tcp)
@@ -314,6 +329,48 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_keeps_it_on_a_bad_
     );
     let (echo, _) = answered(&curl(port, &ca, "/still", &[]).await);
     assert_eq!(echo.uri, "/still");
+}
+
+/// With `proxy_protocol`, the PROXY protocol header comes first, then the
+/// TLS: the client it names is the one in `X-Forwarded-For`. A client that
+/// sends its header and then no handshake is closed after
+/// `header_read_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_header_then_tls_and_a_late_handshake_is_closed() {
+    let pki = Pki::new("pp");
+    let server = pki.server("tls-pp", 1);
+    let backend = Backend::start("b1").await;
+    let proxy = Proxy::start("pp", |listen, admin| {
+        config(listen, admin, &backend, &tls_lines(&server, None)).replacen(
+            "[server]\n",
+            "[server]\nproxy_protocol = true\nheader_read_timeout = \"1s\"\n",
+            1,
+        )
+    })
+    .await;
+    let port = proxy.listen.port();
+    let header = b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 443\r\n";
+
+    let (mut sender, _) = rustls_connection_after(port, &pki.ca(), header).await;
+    let echo = get_on(&mut sender, "/behind").await;
+    assert_eq!(echo.header("x-forwarded-for"), Some("192.0.2.9"));
+    assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
+
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    silent.write_all(header).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0; 64];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut buf))
+        .await
+        .expect("the connection is closed, not left open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed after {:?}, before header_read_timeout",
+        started.elapsed()
+    );
 }
 
 /// A key that is not the certificate's is a config error naming the key
