@@ -132,6 +132,10 @@ impl Running {
         }
         if let (Some(settings), Some(tls)) = (&self.tls, &next.config.server.tls) {
             settings.store(Arc::clone(&tls.settings));
+            tracing::info!(
+                cert = %tls.files.cert.display(),
+                "TLS files read again: new connections get this certificate"
+            );
         }
         self.current.store(Arc::new(next));
         Ok(())

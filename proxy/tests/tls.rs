@@ -297,6 +297,7 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_keeps_it_on_a_bad_
         proxy.log().contains("reload done")
     })
     .await;
+    assert!(proxy.log().contains("TLS files read again"));
     let said = s_client(port, &ca).await;
     assert!(said.contains("CN = tls-second"), "{said}");
     let (_, fresh) = rustls_connection(port, &ca).await;
