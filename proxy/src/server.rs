@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -287,7 +286,6 @@ struct Listening {
 }
 
 /// The TLS handshake of a listener's connections.
-#[derive(Clone)]
 struct Tls {
     settings: TlsSettings,
     /// How long a handshake may take (`server.header_read_timeout`): the
@@ -531,6 +529,7 @@ async fn serve_tls<F, Fut, B>(
         mut stopped,
         ..
     } = listening;
+    // Called only for a listener with TLS; without, nothing to serve.
     let Some(tls) = tls else {
         return;
     };
