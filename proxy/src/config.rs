@@ -46,15 +46,19 @@
 //! - `duration`, `size`, `quantity`: the `"1m30s"` and `"64KiB"` parsers.
 //! - `key_source`: [`KeySource`], the `key = ...` setting.
 //! - `secret`: [`AdminToken`], kept out of logs and messages.
+//! - `tls`: `[server.tls]`, its files read (by [`crate::tls`]).
 //! - `peers`: `[cache_peers]`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shardproxy_ring::{Member, Replication};
+
+use crate::tls::TlsFiles;
 
 mod check;
 mod duration;
@@ -68,6 +72,7 @@ mod raw;
 mod secret;
 mod service;
 mod size;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -189,6 +194,42 @@ pub struct ServerConfig {
     /// `GET /healthz` and `GET /readyz` must carry `Authorization: Bearer
     /// <token>`, since the admin API shows the rings and purges the cache.
     pub admin_token: Option<AdminToken>,
+    /// `[server.tls]` (SPEC §10; default none): `listen` is an HTTPS
+    /// listener with these files. The admin listener stays plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the files, and the rustls settings read from them when
+/// the config was loaded, so that a bad file is a config error and never
+/// a listener that fails every handshake.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// `cert`, `key` (required) and `client_ca`: PEM files; relative
+    /// names are taken from the working directory, as `--config` is.
+    pub files: TlsFiles,
+    /// What the listener hands each handshake.
+    pub settings: Arc<rustls::ServerConfig>,
+}
+
+// === impl TlsConfig ===
+
+impl PartialEq for TlsConfig {
+    /// The same files: their contents are read at every load, so two
+    /// configs naming the same files are the same setting.
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for TlsConfig {}
+
+impl std::fmt::Debug for TlsConfig {
+    /// The files only: the settings hold the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[log]`.
@@ -579,6 +620,7 @@ impl Default for ServerConfig {
             error_detail: false,
             proxy_protocol: false,
             admin_token: None,
+            tls: None,
         }
     }
 }

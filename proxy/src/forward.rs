@@ -101,7 +101,7 @@ pub async fn forward(
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::to_upstream(&mut parts.headers, parts.version, client.ip());
+    headers::request_to_upstream(&mut parts, client.ip());
     if let Some(replicas) =
         Replicas::for_request(upstream, snapshot, &endpoints, &parts.method, position)
     {

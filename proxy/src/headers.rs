@@ -251,11 +251,24 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT]) -> &[u8] {
     }
 }
 
+/// Marks a request (in its extensions) that came over a TLS connection:
+/// the server knows the connection, the forwarding code the request only.
+#[derive(Clone, Copy, Debug)]
+pub struct Https;
+
+/// [`to_upstream`] for a request as the forwarding code holds it: whether
+/// it came over TLS is read from its [`Https`] mark.
+pub fn request_to_upstream(parts: &mut http::request::Parts, client: IpAddr) {
+    let https = parts.extensions.get::<Https>().is_some();
+    to_upstream(&mut parts.headers, parts.version, client, https);
+}
+
 /// Adds the forwarding headers to a client's request headers, already
 /// normalized (`inbound`: hop-by-hop headers gone, `Host` the one the
 /// instance must see): `X-Forwarded-For` appended with the client's
-/// address, `X-Forwarded-Proto` set, `Via` appended.
-pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: IpAddr) {
+/// address, `X-Forwarded-Proto` set (`https` when the client came over TLS,
+/// else `http`), `Via` appended.
+pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: IpAddr, https: bool) {
     // One lookup each for `X-Forwarded-For` and `Via`: the entry is read
     // for the values to keep, then written.
     let mut ip = [0; MAX_IP_TEXT];
@@ -273,7 +286,8 @@ pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: IpAddr) {
             }
         }
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 
     // Every field line of the client's Via is kept, in order (one list).
     let ours = via_entry(version);
@@ -477,7 +491,12 @@ mod tests {
     #[test]
     fn forwarding_headers_of_a_first_hop() {
         let mut map = headers(&[("host", "shop.example")]);
-        to_upstream(&mut map, Version::HTTP_10, "10.1.20.255".parse().unwrap());
+        to_upstream(
+            &mut map,
+            Version::HTTP_10,
+            "10.1.20.255".parse().unwrap(),
+            false,
+        );
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
@@ -502,7 +521,12 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("via", "1.0 edge"),
         ]);
-        to_upstream(&mut map, Version::HTTP_11, "192.0.2.7".parse().unwrap());
+        to_upstream(
+            &mut map,
+            Version::HTTP_11,
+            "192.0.2.7".parse().unwrap(),
+            false,
+        );
         assert_eq!(map["host"], "shop.example");
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(map["x-forwarded-proto"], "http");
@@ -518,7 +542,7 @@ mod tests {
             ("via", "1.1 cdn"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        to_upstream(&mut map, Version::HTTP_11, "::1".parse().unwrap());
+        to_upstream(&mut map, Version::HTTP_11, "::1".parse().unwrap(), true);
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
@@ -529,7 +553,7 @@ mod tests {
                 ("via", "1.0 edge, 1.1 cdn, 1.1 shardproxy"),
                 ("x-forwarded-for", "10.0.0.1, 10.0.0.2, ::1"),
                 ("host", "shop.example"),
-                ("x-forwarded-proto", "http"),
+                ("x-forwarded-proto", "https"),
             ]
         );
     }

@@ -22,6 +22,7 @@
 //! - [`stall`]: the timer of every "nothing for this long" limit.
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`request_id`]: the id that ties a request's log lines together.
+//! - [`tls`]: the client-facing TLS settings, read from PEM files.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
 //!   the tests.
 //! - [`config`]: the TOML configuration, parsed and validated into types.
@@ -96,4 +97,5 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod stall;
+pub mod tls;
 pub mod view;

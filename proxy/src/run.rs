@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::app::{App, BuildError};
 use crate::config::Config;
-use crate::server::{self, ServerError};
+use crate::server::{self, ServerError, TlsSettings};
 use crate::{admin, pipeline};
 
 /// Why the proxy could not start.
@@ -34,6 +34,9 @@ pub struct Running {
     /// Where the admin API answers.
     pub admin: SocketAddr,
     current: Arc<ArcSwap<App>>,
+    /// The client listener's TLS settings, when it started with
+    /// `[server.tls]`: a reload stores the new files' settings here.
+    tls: Option<TlsSettings>,
     servers: server::Handle,
 }
 
@@ -60,8 +63,10 @@ impl Running {
     /// Replaces the config of the running proxy without dropping a request:
     /// the new state is built and its rings resolved first, then swapped in
     /// whole; requests in flight finish on the old one. The listen and admin
-    /// addresses stay as bound, and `proxy_protocol` as started (a change
-    /// to them needs a restart, and is logged).
+    /// addresses stay as bound, and `proxy_protocol` and whether the
+    /// listener is HTTPS as started (a change to them needs a restart, and
+    /// is logged). The `[server.tls]` files were read again by the config's
+    /// load: new connections get their certificates, open ones keep theirs.
     ///
     /// # Errors
     ///
@@ -98,6 +103,9 @@ impl Running {
             if config.server.proxy_protocol != running.proxy_protocol {
                 tracing::warn!("server.proxy_protocol changes take effect on restart only");
             }
+            if config.server.tls.is_some() != self.tls.is_some() {
+                tracing::warn!("adding or removing [server.tls] takes effect on restart only");
+            }
             App::next(config, &app)?
         };
         let ready = tokio::time::timeout(RELOAD_READY_TIMEOUT, async {
@@ -121,6 +129,13 @@ impl Running {
                 RELOAD_READY_TIMEOUT,
                 missing.join("; "),
             ));
+        }
+        if let (Some(settings), Some(tls)) = (&self.tls, &next.config.server.tls) {
+            settings.store(Arc::clone(&tls.settings));
+            tracing::info!(
+                cert = %tls.files.cert.display(),
+                "TLS files read again: new connections get this certificate"
+            );
         }
         self.current.store(Arc::new(next));
         Ok(())
@@ -154,6 +169,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listen = server::local_addr(&listener)?;
     let admin = server::local_addr(&admin_listener)?;
     let settings = config.server.clone();
+    let tls: Option<TlsSettings> = settings
+        .tls
+        .as_ref()
+        .map(|tls| Arc::new(ArcSwap::new(Arc::clone(&tls.settings))));
     let app = App::new(config)?;
     app.metrics.config_in_use(&app.config);
     let current = Arc::new(ArcSwap::from_pointee(app));
@@ -163,6 +182,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_state = Arc::clone(&current);
     let servers = server::spawn(
         &settings,
+        tls.clone(),
         (listener, move |request: Request<Incoming>, client| {
             pipeline::handle(proxy_state.load_full(), request, client)
         }),
@@ -178,6 +198,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listen,
         admin,
         current,
+        tls,
         servers,
     })
 }

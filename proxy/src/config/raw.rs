@@ -52,6 +52,16 @@ pub(super) struct RawServer {
     pub(super) proxy_protocol: Flag,
     pub(super) admin_token: Text,
     pub(super) admin_token_file: Text,
+    pub(super) tls: Option<Spanned<RawTls>>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: Text,
+    pub(super) key: Text,
+    pub(super) client_ca: Text,
 }
 
 /// `[log]`.

@@ -434,7 +434,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"127.0.0.1:2\"\n"),
-        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`, `proxy_protocol`, `admin_token`, `admin_token_file`"
+        "config.toml:3:1: server.lisen: unknown field `lisen`, expected one of `listen`, `admin`, `max_header_size`, `max_headers`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `drain_timeout`, `send_timeout`, `error_detail`, `proxy_protocol`, `admin_token`, `admin_token_file`, `tls`"
     );
     assert!(service_error("virtual_node = 3").starts_with(
         "config.toml:3:1: services.frob.virtual_node: unknown field `virtual_node`, expected one of `srv`, "
@@ -1094,6 +1094,8 @@ fn example_config_documents_every_key() {
         "body_timeout",
         "send_timeout",
         "proxy_protocol",
+        "cert",
+        "client_ca",
         "retry_budget",
         "retry_min_per_second",
         "retry_body_limit",

@@ -322,6 +322,10 @@ fn server(source: &Source<'_>, raw: Option<&Spanned<RawServer>>) -> ServerConfig
                 raw.admin_token_file.as_ref(),
             ))
             .flatten(),
+        tls: raw
+            .tls
+            .as_ref()
+            .and_then(|tls| super::tls::tls(source, &key.key("tls"), tls)),
     }
 }
 

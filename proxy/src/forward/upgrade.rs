@@ -89,7 +89,7 @@ pub async fn forward(
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let targets = Targets::new(&state.current, &endpoints, position, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::to_upstream(&mut parts.headers, parts.version, client.ip());
+    headers::request_to_upstream(&mut parts, client.ip());
     parts.headers.insert(header::UPGRADE, asked.protocols);
     parts
         .headers

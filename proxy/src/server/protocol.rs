@@ -15,27 +15,30 @@ use std::time::Duration;
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The protocol a connection speaks, with its stream.
-pub(super) enum Sniffed {
+pub(super) enum Sniffed<S> {
     /// It started with the HTTP/2 preface.
-    Http2(Rewind),
+    Http2(Rewind<S>),
     /// Anything else: HTTP/1 (whose parser answers what is not HTTP).
-    Http1(Rewind),
+    Http1(Rewind<S>),
 }
 
 /// Reads until the first bytes match the HTTP/2 preface or cannot, within
-/// `within`.
+/// `within`. The stream is a TCP connection, or a TLS one over it (where
+/// ALPN `h2` is followed by the same preface).
 ///
 /// # Errors
 ///
 /// The connection failed, or closed or stalled before saying anything.
-pub(super) async fn sniff(mut stream: TcpStream, within: Duration) -> io::Result<Sniffed> {
+pub(super) async fn sniff<S>(mut stream: S, within: Duration) -> io::Result<Sniffed<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut start = [0u8; HTTP2_PREFACE.len()];
     let mut filled = 0;
     let read = tokio::time::timeout(within, async {
@@ -69,14 +72,14 @@ pub(super) async fn sniff(mut stream: TcpStream, within: Duration) -> io::Result
 }
 
 /// A connection whose first bytes, already read, are read again first.
-pub(super) struct Rewind {
+pub(super) struct Rewind<S> {
     start: [u8; HTTP2_PREFACE.len()],
     /// What of `start` is still to be read.
     unread: std::ops::Range<usize>,
-    stream: TokioIo<TcpStream>,
+    stream: TokioIo<S>,
 }
 
-impl Read for Rewind {
+impl<S: AsyncRead + AsyncWrite + Unpin> Read for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -93,7 +96,7 @@ impl Read for Rewind {
     }
 }
 
-impl Write for Rewind {
+impl<S: AsyncRead + AsyncWrite + Unpin> Write for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -13,6 +13,8 @@
 //!   ready.
 //! - [`recorder`]: a backend that records the exact bytes it receives.
 //! - [`raw`]: a raw TCP client that sends exact bytes.
+//! - [`pki`]: a test CA and the certificates it signs, made with
+//!   `openssl`.
 //!
 //! The in-process DNS server is `shardproxy::dns_server`.
 
@@ -27,6 +29,7 @@ pub mod bind;
 pub mod client;
 pub mod haproxy;
 pub mod knot;
+pub mod pki;
 pub mod primary;
 pub mod process;
 pub mod raw;

@@ -1,0 +1,153 @@
+//! TLS to clients (SPEC §10): the rustls server settings built from the PEM
+//! files of `[server.tls]`.
+//!
+//! Why here, below `config`: the files are read when the config is loaded,
+//! so that a bad one is a config error at start-up (naming the file and
+//! what is wrong) and a refused reload on `SIGHUP`, never a listener that
+//! starts and then fails every handshake. The listener only ever sees a
+//! ready [`rustls::ServerConfig`].
+//!
+//! The `ring` provider is used, not rustls' default aws-lc-rs: `ring` is
+//! already built for DNSSEC/TSIG and needs no C toolchain beyond a compiler.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The protocols offered in ALPN, preferred first: the listener serves both
+/// on one port, as it does h2c and HTTP/1.1 without TLS.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Which of the `[server.tls]` files a [`TlsError`] is about, so that the
+/// config loader can point at the key that names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    /// `cert`: the certificate chain, the server's own first.
+    Cert,
+    /// `key`: the private key of the first certificate.
+    Key,
+    /// `client_ca`: the CAs that sign client certificates.
+    ClientCa,
+}
+
+/// The paths of `[server.tls]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `cert`.
+    pub cert: PathBuf,
+    /// `key`.
+    pub key: PathBuf,
+    /// `client_ca`: when given, clients must present a certificate signed
+    /// by one of its CAs.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A `[server.tls]` file that cannot be used; the message names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct TlsError {
+    /// Which file.
+    pub file: TlsFile,
+    /// Its path, as configured.
+    pub path: PathBuf,
+    /// What is wrong with it, in words.
+    pub problem: String,
+}
+
+/// Reads the files and builds the server settings: ALPN `h2` and
+/// `http/1.1`, and client certificates required when `client_ca` is given.
+///
+/// # Errors
+///
+/// [`TlsError`] for the first file that cannot be read or used: no
+/// certificate or key in it, a key that does not match the certificate, a
+/// CA that rustls refuses.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let error = |file, path: &Path, problem: String| TlsError {
+        file,
+        path: path.to_owned(),
+        problem,
+    };
+    let chain =
+        certificates(&files.cert).map_err(|problem| error(TlsFile::Cert, &files.cert, problem))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|failure| {
+        let problem = match failure {
+            pem::Error::NoItemsFound => "no private key found".to_owned(),
+            other => pem_problem(other),
+        };
+        error(TlsFile::Key, &files.key, problem)
+    })?;
+    // Deprecated since rustls 0.23.48 only because ring offers no
+    // post-quantum key exchange (X25519MLKEM768); classical X25519 and the
+    // NIST curves are what the ring provider was chosen for (see above).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|failure| error(TlsFile::Cert, &files.cert, failure.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let problem = |problem| error(TlsFile::ClientCa, path, problem);
+            let mut roots = RootCertStore::empty();
+            for ca in certificates(path).map_err(problem)? {
+                roots.add(ca).map_err(|failure| {
+                    problem(format!("not a usable CA certificate: {failure}"))
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|failure| problem(format!("cannot verify clients with it: {failure}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|failure| {
+        if matches!(failure, rustls::Error::InconsistentKeys(_)) {
+            error(
+                TlsFile::Key,
+                &files.key,
+                format!(
+                    "certificate and key do not match (the certificate is {})",
+                    files.cert.display()
+                ),
+            )
+        } else {
+            error(
+                TlsFile::Cert,
+                &files.cert,
+                format!("cannot use the certificate with the key: {failure}"),
+            )
+        }
+    })?;
+    config.alpn_protocols = ALPN.iter().map(|protocol| protocol.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Every certificate of a PEM file, in order; at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(pem_problem)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_problem)?;
+    if chain.is_empty() {
+        return Err("no certificate found".to_owned());
+    }
+    Ok(chain)
+}
+
+/// A PEM reading failure in words.
+fn pem_problem(failure: pem::Error) -> String {
+    match failure {
+        pem::Error::Io(error) if error.kind() == io::ErrorKind::NotFound => {
+            "cannot read: no such file".to_owned()
+        }
+        pem::Error::Io(error) => format!("cannot read: {error}"),
+        pem::Error::NoItemsFound => "nothing found in PEM".to_owned(),
+        other => format!("not valid PEM: {other}"),
+    }
+}
