@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let client = std::net::IpAddr::from([192, 0, 2, 7]);
-    headers::to_upstream(&mut parts.headers, parts.version, client);
+    headers::request_to_upstream(&mut parts, client);
     assert_eq!(
         parts.headers.get(header::HOST),
         Some(&host),
