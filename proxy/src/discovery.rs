@@ -122,6 +122,19 @@ impl Table {
         }
     }
 
+    /// Each instance's name and address, in the table's order: the indexes
+    /// its preference lists and SRV orders use.
+    pub fn instances(&self) -> impl Iterator<Item = (&InstanceName, SocketAddr)> + '_ {
+        let (ring, srv) = match self {
+            Table::Ring(ring) => (Some(ring.instances()), None),
+            Table::Srv(instances) => (None, Some(instances)),
+        };
+        let ring = ring.into_iter().flatten();
+        let srv = srv.into_iter().flatten();
+        ring.map(|instance| (instance.name(), instance.addr()))
+            .chain(srv.map(|instance| (&instance.name, instance.addr)))
+    }
+
     /// True when both describe the same instances and settings. Rings
     /// compare by fingerprint, which covers names, addresses, tokens and
     /// replication.

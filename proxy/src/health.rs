@@ -48,7 +48,7 @@ use serde::Serialize;
 use shardproxy_ring::InstanceName;
 
 use crate::config::{HealthCheckConfig, OutlierConfig};
-use crate::discovery::{ServiceRing, Snapshot, Table};
+use crate::discovery::{ServiceRing, Snapshot};
 use crate::error::error_chain;
 use crate::metrics::ServiceMetrics;
 use crate::pool::Pool;
@@ -540,20 +540,13 @@ pub async fn check_forever(
 
 /// The instances of the service's current ring, with their addresses.
 fn instances(ring: &ServiceRing) -> Vec<(InstanceName, SocketAddr)> {
-    match ring.load_full() {
-        Some(snapshot) => match &snapshot.table {
-            Table::Ring(ring) => ring
-                .instances()
-                .iter()
-                .map(|instance| (instance.name().clone(), instance.addr()))
-                .collect(),
-            Table::Srv(instances) => instances
-                .iter()
-                .map(|instance| (instance.name.clone(), instance.addr))
-                .collect(),
-        },
-        None => Vec::new(),
-    }
+    ring.load_full().map_or_else(Vec::new, |snapshot| {
+        snapshot
+            .table
+            .instances()
+            .map(|(name, addr)| (name.clone(), addr))
+            .collect()
+    })
 }
 
 /// The longest a TCP connect probe waits: a restarted instance accepts at
@@ -847,7 +840,7 @@ mod tests {
 
     fn ring() -> Arc<Snapshot> {
         Arc::new(Snapshot {
-            table: Table::Srv(Vec::new()),
+            table: crate::discovery::Table::Srv(Vec::new()),
             replication_from: crate::discovery::ReplicationFrom::Default,
             discovered_at: std::time::SystemTime::UNIX_EPOCH,
         })

@@ -17,7 +17,6 @@ use shardproxy_ring::InstanceName;
 
 use super::reply::{json, json_error};
 use crate::app::App;
-use crate::discovery::Table;
 use crate::key::query_param;
 
 /// Which of the two endpoints.
@@ -77,7 +76,7 @@ fn drain_with<'a>(app: &'a App, action: Action, query: &str) -> Result<Drained<'
             format!("service {service_name:?} has no ring yet: nothing to drain"),
         )
     })?;
-    if !on_table(&ring.table, &instance) {
+    if !ring.table.instances().any(|(name, _)| *name == instance) {
         return Err((
             StatusCode::NOT_FOUND,
             format!(
@@ -102,15 +101,4 @@ fn parse_instance(text: &[u8]) -> Option<InstanceName> {
     let text = std::str::from_utf8(text).ok()?;
     let (host, port) = text.rsplit_once(':')?;
     InstanceName::new(host, port.parse().ok()?).ok()
-}
-
-/// Whether `name` is one of the instances of `table`.
-fn on_table(table: &Table, name: &InstanceName) -> bool {
-    match table {
-        Table::Ring(ring) => ring
-            .instances()
-            .iter()
-            .any(|instance| instance.name() == name),
-        Table::Srv(instances) => instances.iter().any(|instance| &instance.name == name),
-    }
 }

@@ -73,17 +73,11 @@ impl Endpoints {
             connections: pool.connections(addr),
             attempts: metrics.instance_attempts(name.as_str()),
         };
-        let instances = match &snapshot.table {
-            Table::Ring(ring) => ring
-                .instances()
-                .iter()
-                .map(|instance| endpoint(instance.name(), instance.addr()))
-                .collect(),
-            Table::Srv(instances) => instances
-                .iter()
-                .map(|instance| endpoint(&instance.name, instance.addr))
-                .collect(),
-        };
+        let instances = snapshot
+            .table
+            .instances()
+            .map(|(name, addr)| endpoint(name, addr))
+            .collect();
         Endpoints {
             snapshot: Arc::clone(snapshot),
             instances,
