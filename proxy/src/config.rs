@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use shardproxy_ring::{Member, Replication};
 
+use crate::tls::instances::InstanceTlsFiles;
 use crate::tls::TlsFiles;
 
 mod check;
@@ -232,6 +233,48 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// `upstream_protocol` of a service (SPEC §10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// `"http1"`: HTTP/1.1, a request at a time on each kept-alive
+    /// connection (over TLS with `upstream_tls`).
+    #[default]
+    Http1,
+    /// `"h2c"`: HTTP/2 with prior knowledge, without TLS.
+    H2c,
+    /// `"h2"`: HTTP/2 over TLS, chosen by ALPN; needs `upstream_tls`.
+    H2,
+}
+
+/// `upstream_tls` of a service: the files, and the rustls settings read
+/// from them when the config was loaded.
+#[derive(Clone)]
+pub struct UpstreamTlsConfig {
+    /// `ca` (required), and `cert` with `key` for a client certificate.
+    pub files: InstanceTlsFiles,
+    /// What each connection to an instance hands its handshake (ALPN
+    /// as `upstream_protocol` says).
+    pub settings: Arc<rustls::ClientConfig>,
+}
+
+// === impl UpstreamTlsConfig ===
+
+impl PartialEq for UpstreamTlsConfig {
+    /// The same files, as for [`TlsConfig`].
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl std::fmt::Debug for UpstreamTlsConfig {
+    /// The files only: the settings hold the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTlsConfig")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
@@ -366,6 +409,13 @@ pub struct ServiceConfig {
     /// `upstream_idle_timeout` (default 90 s, more than 0): how long an
     /// idle connection to an instance is kept.
     pub upstream_idle_timeout: Duration,
+    /// `upstream_protocol` (default http1): what the proxy speaks to the
+    /// instances, whatever the clients speak to it.
+    pub upstream_protocol: UpstreamProtocol,
+    /// `upstream_tls = { ca, cert, key }` (default none): connections to
+    /// the instances use TLS, each instance's certificate verified for its
+    /// host name against `ca`.
+    pub upstream_tls: Option<UpstreamTlsConfig>,
     /// `[services.NAME.cache]`.
     pub cache: CacheConfig,
     /// `health_check = { path, interval, timeout }`: active checks, off

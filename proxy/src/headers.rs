@@ -71,6 +71,11 @@ impl HopByHop {
         self.present[8]
     }
 
+    /// Whether there is a `TE` header.
+    pub fn has_te(&self) -> bool {
+        self.present[5]
+    }
+
     /// Whether there is a `Transfer-Encoding` header.
     pub fn has_transfer_encoding(&self) -> bool {
         self.present[7]
@@ -255,6 +260,25 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT]) -> &[u8] {
 /// the server knows the connection, the forwarding code the request only.
 #[derive(Clone, Copy, Debug)]
 pub struct Https;
+
+/// Marks a request whose client sent `te: trailers` (among its `TE`
+/// values), kept in its extensions once `TE` itself, hop-by-hop, is gone:
+/// HTTP/2 instances get `te: trailers` again (RFC 9113 §8.2.2 allows that
+/// one value; gRPC servers require it).
+#[derive(Clone, Copy, Debug)]
+pub struct TeTrailers;
+
+/// Whether `headers` accept trailers: `trailers` is one of the `TE` values.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .any(|coding| {
+            // A coding may carry parameters (`;q=...`); `trailers` has none.
+            coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+}
 
 /// [`to_upstream`] for a request as the forwarding code holds it: whether
 /// it came over TLS is read from its [`Https`] mark.

@@ -642,7 +642,7 @@ async fn check_one(
                 .boxed_unsync(),
         )
         .map_err(|error| error.to_string())?;
-    let connections = pool.connections(addr);
+    let connections = pool.connections(name.host(), addr);
     match tokio::time::timeout(timeout, connections.send(request)).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("answered {}", response.status())),

@@ -61,6 +61,9 @@ pub fn normalize(parts: &mut Parts) -> Result<(), ProxyError> {
             parts.extensions.insert(upgrade);
         }
     }
+    if hop_by_hop.has_te() && headers::accepts_trailers(&parts.headers) {
+        parts.extensions.insert(headers::TeTrailers);
+    }
     hop_by_hop.strip(&mut parts.headers);
     // RFC 9112 §3.2.2: with an absolute-form target the authority is the
     // host, whatever the Host header says. HTTP/2 carries it as :authority.

@@ -1,6 +1,9 @@
-//! The keep-alive connections of a service to its instances: HTTP/1.1
-//! connections made with hyper's connection API, kept idle per instance
-//! address, most recently used first.
+//! The keep-alive connections of a service to its instances, made with
+//! hyper's connection API: HTTP/1.1 connections kept idle per instance,
+//! most recently used first; or, with `upstream_protocol = "h2c"` or
+//! `"h2"`, one HTTP/2 connection per instance that all requests share. Over
+//! TLS with `upstream_tls`, each instance's certificate verified for its
+//! host name; a failed handshake is a failed connect, as nothing was sent.
 //!
 //! Why not hyper-util's pooled `Client`: a proxy knows the address of every
 //! attempt before it sends it. So each instance's [`Connections`] is found
@@ -32,24 +35,56 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::uri::{Authority, Scheme};
+use http::{header, HeaderValue, Request, Response, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper::rt::{Read, Write};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::body::Body;
+use crate::config::UpstreamProtocol;
+use crate::headers::TeTrailers;
 
 /// How a service makes and keeps its connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
-    /// The longest wait for a TCP connection (the service's `try_timeout`).
+    /// The longest wait for a connection, TLS handshake included (the
+    /// service's `try_timeout`).
     pub connect_timeout: Duration,
-    /// Idle connections kept per instance (`upstream_max_idle`).
+    /// Idle HTTP/1.1 connections kept per instance (`upstream_max_idle`).
     pub max_idle: usize,
-    /// How long a connection may stay idle (`upstream_idle_timeout`).
+    /// How long an HTTP/1.1 connection may stay idle
+    /// (`upstream_idle_timeout`).
     pub idle_timeout: Duration,
+    /// What the connections speak (`upstream_protocol`).
+    pub protocol: UpstreamProtocol,
+    /// TLS settings when the connections use TLS (`upstream_tls`), their
+    /// ALPN as `protocol` says.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The TLS connectors of a pool: one offering what the service speaks, and
+/// one offering HTTP/1.1 alone, for upgrades (an upgrade is an HTTP/1.1
+/// exchange, whatever the service speaks otherwise).
+#[derive(Clone)]
+struct Connectors {
+    main: TlsConnector,
+    upgrades: TlsConnector,
+}
+
+/// Where a TLS connection goes: the connectors, and the name the
+/// instance's certificate must be valid for (or why its host is no such
+/// name).
+#[derive(Clone)]
+struct TlsTarget {
+    connectors: Connectors,
+    name: Result<ServerName<'static>, String>,
 }
 
 /// A service's connections, by instance address. Cloning shares them.
@@ -61,18 +96,27 @@ pub struct Pool {
 #[derive(Debug)]
 struct Addresses {
     settings: Settings,
-    /// Held by the endpoints of the rings in use, so an address's
-    /// connections live as long as some ring names it.
-    by_addr: Mutex<HashMap<SocketAddr, Weak<Connections>>>,
+    connectors: Option<Connectors>,
+    /// Held by the endpoints of the rings in use, so an instance's
+    /// connections live as long as some ring names it. Keyed by address,
+    /// and over TLS by host name too: two names of one address are
+    /// verified each for its own.
+    by_addr: Mutex<HashMap<InstanceKey, Weak<Connections>>>,
 }
 
-/// The connections to one instance address.
+/// An instance's address, and over TLS its host name.
+type InstanceKey = (SocketAddr, Option<Box<str>>);
+
+/// The connections to one instance.
 #[derive(Debug)]
 pub struct Connections {
     addr: SocketAddr,
     settings: Settings,
-    /// Idle connections, the most recently used last.
+    tls: Option<TlsTarget>,
+    /// Idle HTTP/1.1 connections, the most recently used last.
     idle: Mutex<Vec<Idle>>,
+    /// The HTTP/2 connection that the requests share, once made.
+    shared: Mutex<Option<http2::SendRequest<Body>>>,
     /// Whether a task is closing the idle connections that expire.
     reaping: AtomicBool,
     /// Connections open: made and whose driving task has not ended yet.
@@ -114,6 +158,15 @@ pub enum SendError {
         /// Why.
         source: io::Error,
     },
+    /// The TLS handshake failed, or did not agree on the protocol: nothing
+    /// was sent. A connect failure, for retries and health.
+    #[error("TLS handshake with {addr}")]
+    Handshake {
+        /// The instance's address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// No connection within the connect timeout: nothing was sent.
     #[error("connect to {addr}: no connection within {after:?}")]
     ConnectTimeout {
@@ -149,36 +202,57 @@ pub struct ResponseBody {
 impl Pool {
     /// An empty pool that makes and keeps connections as `settings` say.
     pub fn new(settings: Settings) -> Pool {
+        let connectors = settings.tls.as_ref().map(|tls| {
+            let mut http1_only = rustls::ClientConfig::clone(tls);
+            http1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Connectors {
+                main: TlsConnector::from(Arc::clone(tls)),
+                upgrades: TlsConnector::from(Arc::new(http1_only)),
+            }
+        });
         Pool {
             shared: Arc::new(Addresses {
                 settings,
+                connectors,
                 by_addr: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// The connections to `addr`, shared with every holder of them.
-    pub fn connections(&self, addr: SocketAddr) -> Arc<Connections> {
+    /// The connections to the instance `host` at `addr`, shared with every
+    /// holder of them. (`host`, without the port, is the name its
+    /// certificate must be valid for over TLS; it is not used otherwise.)
+    pub fn connections(&self, host: &str, addr: SocketAddr) -> Arc<Connections> {
+        let key = (addr, self.shared.connectors.as_ref().map(|_| host.into()));
         let mut by_addr = lock(&self.shared.by_addr);
-        if let Some(connections) = by_addr.get(&addr).and_then(Weak::upgrade) {
+        if let Some(connections) = by_addr.get(&key).and_then(Weak::upgrade) {
             return connections;
         }
-        // A new address: a ring changed. Forget the addresses no ring holds.
+        // A new instance: a ring changed. Forget those no ring holds.
         by_addr.retain(|_, connections| connections.strong_count() > 0);
+        let tls = self.shared.connectors.as_ref().map(|connectors| TlsTarget {
+            connectors: connectors.clone(),
+            name: ServerName::try_from(host.to_owned())
+                .map_err(|_| format!("{host:?} is not a name a certificate can be valid for")),
+        });
         let connections = Arc::new(Connections {
             addr,
-            settings: self.shared.settings,
+            settings: self.shared.settings.clone(),
+            tls,
             idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
             reaping: AtomicBool::new(false),
             open: Arc::new(AtomicUsize::new(0)),
         });
-        by_addr.insert(addr, Arc::downgrade(&connections));
+        by_addr.insert(key, Arc::downgrade(&connections));
         connections
     }
 
-    /// The connections to `addr` now, if any ring in use names it.
-    pub fn usage(&self, addr: SocketAddr) -> Option<Usage> {
-        let connections = lock(&self.shared.by_addr).get(&addr)?.upgrade()?;
+    /// The connections to the instance `host` at `addr` now, if any ring
+    /// in use names it.
+    pub fn usage(&self, host: &str, addr: SocketAddr) -> Option<Usage> {
+        let key = (addr, self.shared.connectors.as_ref().map(|_| host.into()));
+        let connections = lock(&self.shared.by_addr).get(&key)?.upgrade()?;
         Some(connections.usage())
     }
 }
@@ -186,10 +260,22 @@ impl Pool {
 // === impl Connections ===
 
 impl Connections {
-    /// Sends `request` (origin-form, with a `Host` header) on an idle
-    /// connection, or on a new one when none is idle, and waits for the
-    /// response head.
+    /// Sends `request` (origin-form, with a `Host` header) and waits for
+    /// the response head: over HTTP/1.1 on an idle connection, or on a new
+    /// one when none is idle; over HTTP/2 on the shared connection.
     pub async fn send(
+        self: &Arc<Self>,
+        request: Request<Body>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        match self.settings.protocol {
+            UpstreamProtocol::Http1 => self.send_http1(request).await,
+            // Boxed: a rarer path whose future would make every HTTP/1.1
+            // request's future as large as its own.
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => Box::pin(self.send_h2(request)).await,
+        }
+    }
+
+    async fn send_http1(
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<ResponseBody>, SendError> {
@@ -199,7 +285,7 @@ impl Connections {
                 // Boxed: connecting is rare, and its future is large; every
                 // request's future is as large as its largest part, and
                 // hyper moves it once per request.
-                None => (Box::pin(self.connect()).await?, false),
+                None => (Box::pin(self.connect_http1()).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -217,17 +303,114 @@ impl Connections {
                     // connection may take it. Each turn empties the idle
                     // list by one, so this ends.
                     Some(unsent) if reused => request = unsent,
-                    _ => {
-                        let error = error.into_error();
-                        return Err(if reused && closed_before_answer(&error) {
-                            SendError::Stale(error)
-                        } else {
-                            SendError::Http(error)
-                        });
-                    }
+                    _ => return Err(send_error(error.into_error(), reused)),
                 },
             }
         }
+    }
+
+    /// [`Connections::send`] over HTTP/2: the request in the form HTTP/2
+    /// wants (scheme and authority in the target, `Host` folded into it),
+    /// on the shared connection, made first when there is none or the one
+    /// there has ended.
+    async fn send_h2(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        self.for_h2(&mut request);
+        loop {
+            let (mut sender, reused) = match self.shared_h2() {
+                Some(sender) => (sender, true),
+                None => (self.connect_h2().await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = ResponseBody {
+                        body,
+                        connection: None,
+                        ended: false,
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut error) => match error.take_message() {
+                    // The shared connection ended before it took the
+                    // request: nothing was sent. The next turn makes a new
+                    // one (this one is closed now, so it is not shared).
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(send_error(error.into_error(), reused)),
+                },
+            }
+        }
+    }
+
+    /// Rewrites an origin-form request for HTTP/2 (RFC 9113 §8.3.1): the
+    /// scheme and the authority go in the target, the latter from `Host`,
+    /// which goes; a client's `te: trailers` is sent on (§8.2.2).
+    fn for_h2(&self, request: &mut Request<Body>) {
+        let host = request.headers_mut().remove(header::HOST);
+        let authority = host
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .or_else(|| Authority::try_from(self.addr.to_string()).ok());
+        let mut target = std::mem::take(request.uri_mut()).into_parts();
+        target.scheme = Some(if self.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        target.authority = authority;
+        if target.path_and_query.is_none() {
+            target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        // Cannot fail: scheme, authority and path are all set.
+        *request.uri_mut() = Uri::from_parts(target).unwrap_or_default();
+        if request.extensions().get::<TeTrailers>().is_some() {
+            request
+                .headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+
+    /// The shared HTTP/2 connection, unless it has ended.
+    fn shared_h2(&self) -> Option<http2::SendRequest<Body>> {
+        lock(&self.shared)
+            .as_ref()
+            .filter(|sender| !sender.is_closed())
+            .cloned()
+    }
+
+    /// A new HTTP/2 connection, its driving task spawned, shared from now
+    /// on. (Requests that find none at once each make one; the last made
+    /// is kept, the others end with their requests.)
+    async fn connect_h2(&self) -> Result<http2::SendRequest<Body>, SendError> {
+        let sender = match self.tls_connector(false) {
+            None => self.handshake_h2(self.dial().await?).await?,
+            Some((connector, name)) => {
+                let tls = self.tls(connector, name).await?;
+                if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(SendError::Handshake {
+                        addr: self.addr,
+                        source: io::Error::other(
+                            "the instance did not choose h2 in ALPN (upstream_protocol = \"h2\")",
+                        ),
+                    });
+                }
+                self.handshake_h2(TokioIo::new(tls)).await?
+            }
+        };
+        *lock(&self.shared) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn handshake_h2<I>(&self, io: I) -> Result<http2::SendRequest<Body>, SendError>
+    where
+        I: Read + Write + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(SendError::Http)?;
+        self.drive(connection);
+        Ok(sender)
     }
 
     /// The most recently used idle connection that is ready and not
@@ -245,17 +428,22 @@ impl Connections {
     }
 
     /// Sends `request`, which asks for an upgrade (SPEC §10), on a new
-    /// connection of its own, and waits for the response head. The
-    /// connection never goes to the idle list: after a `101` it carries
-    /// another protocol (take it with `hyper::upgrade::on` on the
-    /// response); after any other answer it is closed with the body.
+    /// HTTP/1.1 connection of its own (whatever the service speaks
+    /// otherwise), and waits for the response head. The connection never
+    /// goes to the idle list: after a `101` it carries another protocol
+    /// (take it with `hyper::upgrade::on` on the response); after any other
+    /// answer it is closed with the body.
     pub async fn send_upgrade(
         &self,
         request: Request<Body>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let io = self.dial().await?;
-        let (mut sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
-        self.drive(connection.with_upgrades());
+        let mut sender = match self.tls_connector(true) {
+            None => self.handshake_http1(self.dial().await?, true).await?,
+            Some((connector, name)) => {
+                let tls = self.tls(connector, name).await?;
+                self.handshake_http1(TokioIo::new(tls), true).await?
+            }
+        };
         let response = sender
             .send_request(request)
             .await
@@ -269,27 +457,93 @@ impl Connections {
         Ok(Response::from_parts(parts, body))
     }
 
-    /// A new connection, its driving task spawned.
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
-        let io = self.dial().await?;
+    /// A new HTTP/1.1 connection, its driving task spawned.
+    async fn connect_http1(&self) -> Result<SendRequest<Body>, SendError> {
+        match self.tls_connector(false) {
+            None => self.handshake_http1(self.dial().await?, false).await,
+            Some((connector, name)) => {
+                let tls = self.tls(connector, name).await?;
+                self.handshake_http1(TokioIo::new(tls), false).await
+            }
+        }
+    }
+
+    async fn handshake_http1<I>(
+        &self,
+        io: I,
+        upgrades: bool,
+    ) -> Result<SendRequest<Body>, SendError>
+    where
+        I: Read + Write + Unpin + Send + 'static,
+    {
         let (sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
-        self.drive(connection);
+        if upgrades {
+            self.drive(connection.with_upgrades());
+        } else {
+            self.drive(connection);
+        }
         Ok(sender)
     }
 
-    /// A new TCP connection to the instance, within the connect timeout.
+    /// The TLS connector to use and the name to verify, when the
+    /// connections use TLS: the one for `upgrades`, or the main one.
+    fn tls_connector(
+        &self,
+        upgrades: bool,
+    ) -> Option<(&TlsConnector, &Result<ServerName<'static>, String>)> {
+        self.tls.as_ref().map(|tls| {
+            let connector = if upgrades {
+                &tls.connectors.upgrades
+            } else {
+                &tls.connectors.main
+            };
+            (connector, &tls.name)
+        })
+    }
+
+    /// A new TLS connection to the instance: TCP and handshake together
+    /// within the connect timeout.
+    async fn tls(
+        &self,
+        connector: &TlsConnector,
+        name: &Result<ServerName<'static>, String>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
+        let addr = self.addr;
+        let handshake_error = |source| SendError::Handshake { addr, source };
+        let name = name.clone().map_err(|problem| {
+            handshake_error(io::Error::new(io::ErrorKind::InvalidInput, problem))
+        })?;
+        let after = self.settings.connect_timeout;
+        let connect = async {
+            let stream = self.tcp().await?;
+            connector
+                .connect(name, stream)
+                .await
+                .map_err(handshake_error)
+        };
+        tokio::time::timeout(after, connect)
+            .await
+            .map_err(|_| SendError::ConnectTimeout { addr, after })?
+    }
+
+    /// A new TCP connection to the instance, within the connect timeout,
+    /// ready for hyper.
     async fn dial(&self) -> Result<TokioIo<TcpStream>, SendError> {
         let addr = self.addr;
         let after = self.settings.connect_timeout;
-        let stream = match tokio::time::timeout(after, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(SendError::Connect { addr, source }),
-            Err(_) => return Err(SendError::ConnectTimeout { addr, after }),
-        };
-        stream
-            .set_nodelay(true)
-            .map_err(|source| SendError::Connect { addr, source })?;
-        Ok(TokioIo::new(stream))
+        match tokio::time::timeout(after, self.tcp()).await {
+            Ok(stream) => stream.map(TokioIo::new),
+            Err(_) => Err(SendError::ConnectTimeout { addr, after }),
+        }
+    }
+
+    /// A new TCP connection to the instance, without delay on small writes.
+    async fn tcp(&self) -> Result<TcpStream, SendError> {
+        let addr = self.addr;
+        let connect_error = |source| SendError::Connect { addr, source };
+        let stream = TcpStream::connect(addr).await.map_err(connect_error)?;
+        stream.set_nodelay(true).map_err(connect_error)?;
+        Ok(stream)
     }
 
     /// Spawns the task that drives `connection`, counted open while it
@@ -390,6 +644,16 @@ async fn reap(connections: Weak<Connections>, every: Duration) {
     }
 }
 
+/// Why an exchange failed: [`SendError::Stale`] when it went on a kept
+/// connection that ended before an answer began.
+fn send_error(error: hyper::Error, reused: bool) -> SendError {
+    if reused && closed_before_answer(&error) {
+        SendError::Stale(error)
+    } else {
+        SendError::Http(error)
+    }
+}
+
 /// Whether `error` says the connection ended before an answer began: the
 /// instance closed it (EOF) or reset it.
 fn closed_before_answer(error: &hyper::Error) -> bool {
@@ -415,6 +679,21 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
 /// cannot be left half-changed by one.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connectors").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TlsTarget {
+    /// The name: the connectors hold the client's private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 // === impl OpenConnection ===

@@ -1,5 +1,6 @@
-//! TLS to clients (SPEC §10): the rustls server settings built from the PEM
-//! files of `[server.tls]`.
+//! TLS (SPEC §10): the rustls server settings built from the PEM files of
+//! `[server.tls]`, for clients; and, in [`instances`], the client settings
+//! of a service's `upstream_tls`, for its instances.
 //!
 //! Why here, below `config`: the files are read when the config is loaded,
 //! so that a bad one is a config error at start-up (naming the file and
@@ -19,20 +20,25 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub mod instances;
+
 /// The protocols offered in ALPN, preferred first: the listener serves both
 /// on one port, as it does h2c and HTTP/1.1 without TLS.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// Which of the `[server.tls]` files a [`TlsError`] is about, so that the
-/// config loader can point at the key that names it.
+/// Which of the files of `[server.tls]` or `upstream_tls` a [`TlsError`] is
+/// about, so that the config loader can point at the key that names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsFile {
-    /// `cert`: the certificate chain, the server's own first.
+    /// `cert`: the certificate chain, its owner's own first.
     Cert,
     /// `key`: the private key of the first certificate.
     Key,
     /// `client_ca`: the CAs that sign client certificates.
     ClientCa,
+    /// `ca` of `upstream_tls`: the CAs that sign the instances'
+    /// certificates.
+    Ca,
 }
 
 /// The paths of `[server.tls]`.
@@ -47,7 +53,7 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// A `[server.tls]` file that cannot be used; the message names the file.
+/// A TLS file that cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct TlsError {
@@ -59,6 +65,18 @@ pub struct TlsError {
     pub problem: String,
 }
 
+// === impl TlsError ===
+
+impl TlsError {
+    fn new(file: TlsFile, path: &Path, problem: String) -> TlsError {
+        TlsError {
+            file,
+            path: path.to_owned(),
+            problem,
+        }
+    }
+}
+
 /// Reads the files and builds the server settings: ALPN `h2` and
 /// `http/1.1`, and client certificates required when `client_ca` is given.
 ///
@@ -68,25 +86,12 @@ pub struct TlsError {
 /// certificate or key in it, a key that does not match the certificate, a
 /// CA that rustls refuses.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let error = |file, path: &Path, problem: String| TlsError {
-        file,
-        path: path.to_owned(),
-        problem,
-    };
+    let error = TlsError::new;
     let chain =
         certificates(&files.cert).map_err(|problem| error(TlsFile::Cert, &files.cert, problem))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|failure| {
-        let problem = match failure {
-            pem::Error::NoItemsFound => "no private key found".to_owned(),
-            other => pem_problem(other),
-        };
-        error(TlsFile::Key, &files.key, problem)
-    })?;
-    // Deprecated since rustls 0.23.48 only because ring offers no
-    // post-quantum key exchange (X25519MLKEM768); classical X25519 and the
-    // NIST curves are what the ring provider was chosen for (see above).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key =
+        private_key(&files.key).map_err(|problem| error(TlsFile::Key, &files.key, problem))?;
+    let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|failure| error(TlsFile::Cert, &files.cert, failure.to_string()))?;
@@ -94,38 +99,67 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         None => builder.with_no_client_auth(),
         Some(path) => {
             let problem = |problem| error(TlsFile::ClientCa, path, problem);
-            let mut roots = RootCertStore::empty();
-            for ca in certificates(path).map_err(problem)? {
-                roots.add(ca).map_err(|failure| {
-                    problem(format!("not a usable CA certificate: {failure}"))
-                })?;
-            }
+            let roots = roots(path).map_err(problem)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|failure| problem(format!("cannot verify clients with it: {failure}")))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|failure| {
-        if matches!(failure, rustls::Error::InconsistentKeys(_)) {
-            error(
-                TlsFile::Key,
-                &files.key,
-                format!(
-                    "certificate and key do not match (the certificate is {})",
-                    files.cert.display()
-                ),
-            )
-        } else {
-            error(
-                TlsFile::Cert,
-                &files.cert,
-                format!("cannot use the certificate with the key: {failure}"),
-            )
-        }
-    })?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|failure| mismatch(failure, &files.cert, &files.key))?;
     config.alpn_protocols = ALPN.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Why a certificate and key cannot be used together, pinned on the file
+/// that is most likely wrong.
+fn mismatch(failure: rustls::Error, cert: &Path, key: &Path) -> TlsError {
+    if matches!(failure, rustls::Error::InconsistentKeys(_)) {
+        TlsError::new(
+            TlsFile::Key,
+            key,
+            format!(
+                "certificate and key do not match (the certificate is {})",
+                cert.display()
+            ),
+        )
+    } else {
+        TlsError::new(
+            TlsFile::Cert,
+            cert,
+            format!("cannot use the certificate with the key: {failure}"),
+        )
+    }
+}
+
+/// The `ring` crypto provider (see the module's doc).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // Deprecated since rustls 0.23.48 only because ring offers no
+    // post-quantum key exchange (X25519MLKEM768); classical X25519 and the
+    // NIST curves are what the ring provider was chosen for (see above).
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A private key from a PEM file.
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|failure| match failure {
+        pem::Error::NoItemsFound => "no private key found".to_owned(),
+        other => pem_problem(other),
+    })
+}
+
+/// Every certificate of a PEM file as trust anchors.
+fn roots(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for ca in certificates(path)? {
+        roots
+            .add(ca)
+            .map_err(|failure| format!("not a usable CA certificate: {failure}"))?;
+    }
+    Ok(roots)
 }
 
 /// Every certificate of a PEM file, in order; at least one.

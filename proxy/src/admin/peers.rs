@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::body::BoxError;
-use crate::config::{AdminToken, CachePeers, CachePeersConfig};
+use crate::config::{AdminToken, CachePeers, CachePeersConfig, UpstreamProtocol};
 use crate::discovery::{resolve, Balance, DiscoveryError, DnsSource, Table, TokenMode};
 use crate::error::error_chain;
 use crate::pool::{Pool, SendError, Settings};
@@ -200,14 +200,18 @@ pub async fn send_purge(
         connect_timeout: timeout,
         max_idle: 0,
         idle_timeout: timeout,
+        protocol: UpstreamProtocol::Http1,
+        tls: None,
     });
     let exchange = async {
         let response =
-            pool.connections(admin)
+            pool.connections("", admin)
                 .send(request)
                 .await
                 .map_err(|error| match error {
-                    SendError::Connect { source, .. } => PurgeError::Connect(source),
+                    SendError::Connect { source, .. } | SendError::Handshake { source, .. } => {
+                        PurgeError::Connect(source)
+                    }
                     SendError::ConnectTimeout { after, .. } => PurgeError::Timeout(after),
                     other => PurgeError::Exchange(Box::new(other)),
                 })?;

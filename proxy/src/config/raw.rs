@@ -64,6 +64,15 @@ pub(super) struct RawTls {
     pub(super) client_ca: Text,
 }
 
+/// `upstream_tls = { ... }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub(super) ca: Text,
+    pub(super) cert: Text,
+    pub(super) key: Text,
+}
+
 /// `[log]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +128,8 @@ pub(super) struct RawService {
     pub(super) max_concurrency: Int,
     pub(super) upstream_max_idle: Int,
     pub(super) upstream_idle_timeout: Quantity,
+    pub(super) upstream_protocol: Text,
+    pub(super) upstream_tls: Option<Spanned<RawUpstreamTls>>,
     pub(super) cache: Option<Spanned<RawCache>>,
     pub(super) health_check: Option<Spanned<RawHealthCheck>>,
     pub(super) outlier_detection: Option<Spanned<RawOutlier>>,

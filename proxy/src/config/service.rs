@@ -19,7 +19,10 @@ use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
 use super::raw::{RawCache, RawInstance, RawService};
 use super::size::format_size;
-use super::{Balance, CacheConfig, Discovery, KeySource, ServiceConfig, TokenSource, Writes};
+use super::{
+    Balance, CacheConfig, Discovery, KeySource, ServiceConfig, TokenSource, UpstreamProtocol,
+    UpstreamTlsConfig, Writes,
+};
 
 /// 64 (`NonZeroU32::new` is not usable in a const without a panic path).
 const DEFAULT_VIRTUAL_NODES: NonZeroU32 = NonZeroU32::MIN.saturating_add(63);
@@ -45,6 +48,11 @@ const DEFAULT_UPSTREAM_MAX_IDLE: usize = 64;
 const MAX_UPSTREAM_MAX_IDLE: i64 = 100_000;
 const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+const UPSTREAM_PROTOCOLS: &[(&str, UpstreamProtocol)] = &[
+    ("http1", UpstreamProtocol::Http1),
+    ("h2c", UpstreamProtocol::H2c),
+    ("h2", UpstreamProtocol::H2),
+];
 const BALANCES: &[(&str, Balance)] = &[("ring", Balance::Ring), ("srv", Balance::Srv)];
 const TOKEN_SOURCES: &[(&str, TokenSource)] =
     &[("dns", TokenSource::Dns), ("derived", TokenSource::Derived)];
@@ -204,6 +212,7 @@ fn service(
         |duration| format_duration(*duration),
     );
 
+    let (upstream_protocol, upstream_tls) = upstream_transport(source, key, raw);
     ServiceConfig {
         name: name.to_owned(),
         discovery,
@@ -293,6 +302,8 @@ fn service(
             DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             positive_duration,
         ),
+        upstream_protocol,
+        upstream_tls,
         cache: cache(source, &key.key("cache"), raw.cache.as_ref()),
         health_check: super::health::health_check(
             source,
@@ -305,6 +316,40 @@ fn service(
             raw.outlier_detection.as_ref(),
         ),
     }
+}
+
+/// `upstream_protocol` and `upstream_tls`, which must agree: `"h2"` is
+/// HTTP/2 over TLS and `"h2c"` HTTP/2 without.
+fn upstream_transport(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &RawService,
+) -> (UpstreamProtocol, Option<UpstreamTlsConfig>) {
+    let protocol_key = key.key("upstream_protocol");
+    let protocol = field(
+        source,
+        &protocol_key,
+        raw.upstream_protocol.as_ref(),
+        UpstreamProtocol::Http1,
+        choice(UPSTREAM_PROTOCOLS),
+    );
+    let tls = raw
+        .upstream_tls
+        .as_ref()
+        .and_then(|tls| super::tls::upstream_tls(source, &key.key("upstream_tls"), tls, protocol));
+    let problem = match (protocol, &raw.upstream_tls) {
+        (UpstreamProtocol::H2, None) => Some(
+            "\"h2\" is HTTP/2 over TLS: it needs upstream_tls = { ca = \"...\" } (\"h2c\" is HTTP/2 without TLS)",
+        ),
+        (UpstreamProtocol::H2c, Some(_)) => Some(
+            "\"h2c\" is HTTP/2 without TLS, but upstream_tls is set: \"h2\" is HTTP/2 over TLS",
+        ),
+        _ => None,
+    };
+    if let (Some(problem), Some(given)) = (problem, &raw.upstream_protocol) {
+        source.report(source.error(&protocol_key, At::Value(given.span()), problem));
+    }
+    (protocol, tls)
 }
 
 /// `srv` or `instances`, exactly one, with the keys that go with each.

@@ -979,7 +979,10 @@ fn load_reads_a_file() {
 fn example_config_loads() {
     let text = include_str!("../../../config.example.toml");
     let config = load(text);
-    assert_eq!(config.service_names(), ["counter", "frobnicator"]);
+    assert_eq!(config.service_names(), ["counter", "frobnicator", "sessions"]);
+    let sessions = config.service("sessions").unwrap();
+    assert_eq!(sessions.upstream_protocol, UpstreamProtocol::H2c);
+    assert_eq!(sessions.key, KeySource::Header("x-session-id".to_owned()));
     assert_eq!(
         config.dns_servers(),
         Some(&["127.0.0.1:5353".parse().unwrap()][..])
@@ -1008,11 +1011,12 @@ fn example_config_loads() {
     assert!(members.iter().all(|member| member.addr.ip().is_loopback()));
     assert_eq!(replication.slaves, 1);
     assert_eq!(counter.key, KeySource::Header("x-counter-id".into()));
-    assert_eq!(config.routes.len(), 3);
+    assert_eq!(config.routes.len(), 4);
     assert_eq!(config.routes[0].service, "counter");
     // The WebSocket route (SPEC §10): nothing but a route.
     assert_eq!(config.routes[1].service, "frobnicator");
-    assert_eq!(config.routes[2].service, "frobnicator");
+    assert_eq!(config.routes[2].service, "sessions");
+    assert_eq!(config.routes[3].service, "frobnicator");
 
     // The example shows the defaults wherever it does not say otherwise.
     assert_eq!(config.server, ServerConfig::default());
@@ -1077,6 +1081,8 @@ fn example_config_documents_every_key() {
         "max_concurrency",
         "upstream_max_idle",
         "upstream_idle_timeout",
+        "upstream_protocol",
+        "upstream_tls",
         "servers",
         "refresh",
         "srv",

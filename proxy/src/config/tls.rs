@@ -1,6 +1,6 @@
-//! `[server.tls]` (SPEC §10): `cert` and `key` required, `client_ca`
-//! optional, and the files read now, so that a file that cannot be used is
-//! an error of the key that names it.
+//! `[server.tls]` and a service's `upstream_tls` (SPEC §10): the files of
+//! each, read now, so that a file that cannot be used is an error of the
+//! key that names it.
 
 use std::path::PathBuf;
 
@@ -8,12 +8,14 @@ use toml::Spanned;
 
 use super::check::required;
 use super::error::{At, KeyPath, Source};
-use super::raw::RawTls;
-use super::TlsConfig;
-use crate::tls::{self, TlsFile, TlsFiles};
+use super::raw::{RawTls, RawUpstreamTls};
+use super::{TlsConfig, UpstreamProtocol, UpstreamTlsConfig};
+use crate::tls::instances::{self, InstanceTlsFiles};
+use crate::tls::{self, TlsError, TlsFile, TlsFiles};
 
-/// The table's files and settings; `None` (with every error reported) when
-/// a key is missing or a file cannot be used.
+/// `[server.tls]`: `cert` and `key` required, `client_ca` optional. The
+/// table's files and settings; `None` (with every error reported) when a
+/// key is missing or a file cannot be used.
 pub(super) fn tls(source: &Source<'_>, key: &KeyPath, raw: &Spanned<RawTls>) -> Option<TlsConfig> {
     let table = raw.span();
     let raw = raw.get_ref();
@@ -31,17 +33,93 @@ pub(super) fn tls(source: &Source<'_>, key: &KeyPath, raw: &Spanned<RawTls>) -> 
     match tls::server_config(&files) {
         Ok(settings) => Some(TlsConfig { files, settings }),
         Err(error) => {
-            let (name, value) = match error.file {
-                TlsFile::Cert => ("cert", raw.cert.as_ref()),
-                TlsFile::Key => ("key", raw.key.as_ref()),
-                TlsFile::ClientCa => ("client_ca", raw.client_ca.as_ref()),
+            let value = match error.file {
+                TlsFile::Cert => raw.cert.as_ref(),
+                TlsFile::Key => raw.key.as_ref(),
+                TlsFile::ClientCa | TlsFile::Ca => raw.client_ca.as_ref(),
             };
-            // The message names the file: the value is not quoted again.
-            let at = At::Place(value.map_or(table, Spanned::span));
-            source.report(source.error(&key.key(name), at, error));
+            report_file(source, key, table, value, error);
             None
         }
     }
+}
+
+/// `upstream_tls = { ca, cert, key }`: `ca` required, `cert` and `key`
+/// both or neither; the client settings offer in ALPN what `protocol`
+/// speaks. `None` (with every error reported) when a key is missing or a
+/// file cannot be used.
+pub(super) fn upstream_tls(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &Spanned<RawUpstreamTls>,
+    protocol: UpstreamProtocol,
+) -> Option<UpstreamTlsConfig> {
+    let table = raw.span();
+    let raw = raw.get_ref();
+    let ca = required(
+        source,
+        &key.key("ca"),
+        raw.ca.as_ref(),
+        table.clone(),
+        "a PEM file of CA certificates",
+    );
+    let ca = PathBuf::from(source.ok(ca)?.get_ref());
+    let client = match (&raw.cert, &raw.key) {
+        (None, None) => None,
+        (Some(cert), Some(key_file)) => Some((
+            PathBuf::from(cert.get_ref()),
+            PathBuf::from(key_file.get_ref()),
+        )),
+        (Some(given), None) | (None, Some(given)) => {
+            let (name, missing) = if raw.cert.is_some() {
+                ("cert", "key")
+            } else {
+                ("key", "cert")
+            };
+            source.report(source.error(
+                &key.key(name),
+                At::Value(given.span()),
+                format!("{name} without {missing}: a client certificate needs both cert and key"),
+            ));
+            return None;
+        }
+    };
+    let files = InstanceTlsFiles { ca, client };
+    let alpn: &[&[u8]] = match protocol {
+        UpstreamProtocol::H2 => &[b"h2"],
+        UpstreamProtocol::Http1 | UpstreamProtocol::H2c => &[b"http/1.1"],
+    };
+    match instances::client_config(&files, alpn) {
+        Ok(settings) => Some(UpstreamTlsConfig { files, settings }),
+        Err(error) => {
+            let value = match error.file {
+                TlsFile::Cert => raw.cert.as_ref(),
+                TlsFile::Key => raw.key.as_ref(),
+                TlsFile::Ca | TlsFile::ClientCa => raw.ca.as_ref(),
+            };
+            report_file(source, key, table, value, error);
+            None
+        }
+    }
+}
+
+/// Reports a file that cannot be used at the key `value` that names it.
+fn report_file(
+    source: &Source<'_>,
+    table_key: &KeyPath,
+    table: std::ops::Range<usize>,
+    value: Option<&Spanned<String>>,
+    error: TlsError,
+) {
+    let name = match error.file {
+        TlsFile::Cert => "cert",
+        TlsFile::Key => "key",
+        TlsFile::ClientCa => "client_ca",
+        TlsFile::Ca => "ca",
+    };
+    // The message names the file: the value is not quoted again.
+    let at = At::Place(value.map_or(table, Spanned::span));
+    source.report(source.error(&table_key.key(name), at, error));
 }
 
 #[cfg(test)]
@@ -146,6 +224,85 @@ mod tests {
         assert!(
             error.contains("server.tls.client_ca: ")
                 && error.contains(&format!("{}: no certificate found", empty.display())),
+            "{error}"
+        );
+    }
+
+    /// The errors of a service with `lines` added to its table (from line 3
+    /// on).
+    fn service_errors(lines: &str) -> String {
+        Config::from_toml(
+            &format!(
+                "[services.web]\nsrv = \"_w._http.example.com\"\n{lines}\n\n\
+                 [[routes]]\nservice = \"web\"\n"
+            ),
+            "config.toml",
+        )
+        .err()
+        .unwrap_or_else(|| panic!("accepted: {lines}"))
+        .to_string()
+    }
+
+    #[test]
+    fn upstream_protocol_and_upstream_tls_must_agree() {
+        assert_eq!(
+            service_errors("upstream_protocol = \"h2\""),
+            "config.toml:3:21: services.web.upstream_protocol = \"h2\": \"h2\" is HTTP/2 over TLS: \
+             it needs upstream_tls = { ca = \"...\" } (\"h2c\" is HTTP/2 without TLS)"
+        );
+        let dir = Dir::new("agree");
+        let ca = dir.file("ca.pem", CERT_PEM);
+        let error = service_errors(&format!(
+            "upstream_protocol = \"h2c\"\nupstream_tls = {{ ca = {:?} }}",
+            ca.display().to_string()
+        ));
+        assert!(
+            error.starts_with(
+                "config.toml:3:21: services.web.upstream_protocol = \"h2c\": \"h2c\" is HTTP/2 \
+                 without TLS, but upstream_tls is set: \"h2\" is HTTP/2 over TLS"
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            service_errors("upstream_protocol = \"http2\""),
+            "config.toml:3:21: services.web.upstream_protocol = \"http2\": expected \"http1\", \"h2c\" or \"h2\""
+        );
+    }
+
+    #[test]
+    fn upstream_tls_needs_a_ca_and_a_client_certificate_needs_both_files() {
+        assert_eq!(
+            service_errors("upstream_tls = { cert = \"c.pem\", key = \"k.pem\" }"),
+            "config.toml:3:16: services.web.upstream_tls.ca: missing: expected a PEM file of CA certificates"
+        );
+        let dir = Dir::new("client");
+        let ca = dir.file("ca.pem", CERT_PEM);
+        let error = service_errors(&format!(
+            "upstream_tls = {{ ca = {:?}, cert = \"c.pem\" }}",
+            ca.display().to_string()
+        ));
+        assert!(
+            error.contains("services.web.upstream_tls.cert = \"c.pem\": cert without key: a client certificate needs both cert and key"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_upstream_tls_file_that_cannot_be_used_is_an_error_naming_it() {
+        let error = service_errors("upstream_tls = { ca = \"/nonexistent/ca.pem\" }");
+        assert_eq!(
+            error,
+            "config.toml:3:23: services.web.upstream_tls.ca: /nonexistent/ca.pem: cannot read: no such file"
+        );
+        let dir = Dir::new("upstream");
+        let ca = dir.file("ca.pem", CERT_PEM);
+        let error = service_errors(&format!(
+            "upstream_tls = {{ ca = {:?} }}",
+            ca.display().to_string()
+        ));
+        assert!(
+            error.starts_with("config.toml:3:23: services.web.upstream_tls.ca: ")
+                && error.contains(&format!("{}: not a usable CA certificate", ca.display())),
             "{error}"
         );
     }

@@ -96,7 +96,11 @@ pub(super) async fn once(
             Err(AttemptFailure::Status(response.status())),
         ),
         Ok(Ok(Ok(response))) => (AttemptOutcome::Response, Ok(response)),
-        Ok(Err(error @ (SendError::Connect { .. } | SendError::ConnectTimeout { .. }))) => (
+        Ok(Err(
+            error @ (SendError::Connect { .. }
+            | SendError::ConnectTimeout { .. }
+            | SendError::Handshake { .. }),
+        )) => (
             AttemptOutcome::ConnectError,
             Err(AttemptFailure::Connect(error_chain(&error))),
         ),

@@ -70,7 +70,7 @@ impl Endpoints {
         let endpoint = |name: &InstanceName, addr: SocketAddr| Endpoint {
             name: name.clone(),
             host: HeaderValue::try_from(addr.to_string()).ok(),
-            connections: pool.connections(addr),
+            connections: pool.connections(name.host(), addr),
             attempts: metrics.instance_attempts(name.as_str()),
         };
         let instances = snapshot

@@ -17,7 +17,7 @@ use super::upstream::Upstream;
 use super::watched::Watched;
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::headers::{self, HopByHop};
+use crate::headers::{self, HopByHop, TeTrailers};
 use crate::pool::ResponseBody;
 
 /// Methods that may be repeated (SPEC §5).
@@ -54,8 +54,9 @@ pub(super) fn upstream_path(uri: &Uri, strip: Option<&str>) -> Result<PathAndQue
 /// The request for one attempt: same method and headers, HTTP/1.1 in
 /// origin-form to the instance, with the instance's address as `Host` if
 /// the client sent none (HTTP/1.0; set on this attempt's headers only, so a
-/// retry names its own instance). The headers are copied, except for the
-/// `last` attempt, which takes them.
+/// retry names its own instance), and marked [`TeTrailers`] if the client
+/// accepts trailers. The headers are copied, except for the `last`
+/// attempt, which takes them.
 pub(super) fn upstream_request(
     parts: &mut Parts,
     endpoint: &Endpoint,
@@ -76,6 +77,9 @@ pub(super) fn upstream_request(
         let copy = parts.headers.clone();
         std::mem::replace(&mut parts.headers, copy)
     };
+    if parts.extensions.get::<TeTrailers>().is_some() {
+        request.extensions_mut().insert(TeTrailers);
+    }
     if let (Entry::Vacant(entry), Some(host)) =
         (request.headers_mut().entry(header::HOST), &endpoint.host)
     {

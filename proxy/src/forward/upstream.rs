@@ -59,6 +59,11 @@ impl Upstream {
             connect_timeout: config.try_timeout,
             max_idle: config.upstream_max_idle,
             idle_timeout: config.upstream_idle_timeout,
+            protocol: config.upstream_protocol,
+            tls: config
+                .upstream_tls
+                .as_ref()
+                .map(|tls| Arc::clone(&tls.settings)),
         });
         // tower's budget arithmetic: deposits made over the last 10 s allow
         // `retry_budget` retries each, plus `retry_min_per_second`.

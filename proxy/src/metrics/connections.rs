@@ -10,7 +10,7 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};
 
-use crate::discovery::{ServiceRing, Table};
+use crate::discovery::ServiceRing;
 use crate::pool::{Pool, Usage};
 
 /// `shardproxy_upstream_connections`.
@@ -38,22 +38,11 @@ pub(super) fn families<'a>(
         let Some(table) = state.as_ref().map(|state| &state.current.table) else {
             continue;
         };
-        let instances: Vec<(&str, std::net::SocketAddr)> = match table {
-            Table::Ring(ring) => ring
-                .instances()
-                .iter()
-                .map(|instance| (instance.name().as_str(), instance.addr()))
-                .collect(),
-            Table::Srv(instances) => instances
-                .iter()
-                .map(|instance| (instance.name.as_str(), instance.addr))
-                .collect(),
-        };
-        for (upstream, addr) in instances {
-            let Usage { idle, active } = pool.usage(addr).unwrap_or_default();
+        for (upstream, addr) in table.instances() {
+            let Usage { idle, active } = pool.usage(upstream.host(), addr).unwrap_or_default();
             for (state, count) in [("idle", idle), ("active", active)] {
                 connections
-                    .get_metric_with_label_values(&[service, upstream, state])?
+                    .get_metric_with_label_values(&[service, upstream.as_str(), state])?
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
             }
         }

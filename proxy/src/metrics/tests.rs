@@ -613,9 +613,11 @@ fn connections_are_shown_for_each_instance_of_the_ring_in_use() {
         connect_timeout: Duration::from_secs(1),
         max_idle: 4,
         idle_timeout: Duration::from_secs(60),
+        protocol: crate::config::UpstreamProtocol::Http1,
+        tls: None,
     });
     // The ring's instances hold their connections, as endpoints do.
-    let _a = pool.connections("127.0.0.1:8081".parse().unwrap());
+    let _a = pool.connections("a.example", "127.0.0.1:8081".parse().unwrap());
     let families = connections::families([(&frob, &pool), (&pending, &pool)]).unwrap();
     let text = encode(&families);
     let samples = parse_exposition(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
