@@ -7,6 +7,7 @@
 //! which hyper's own `Incoming` would cost anyway once wrapped for retries.
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
@@ -19,6 +20,14 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// A body of `bytes`, whole.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// `bytes`, then the trailer fields `trailers`.
+pub fn full_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Body {
+    Full::new(bytes)
+        .with_trailers(std::future::ready(Some(Ok(trailers))))
         .map_err(|never| match never {})
         .boxed_unsync()
 }

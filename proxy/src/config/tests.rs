@@ -979,7 +979,10 @@ fn load_reads_a_file() {
 fn example_config_loads() {
     let text = include_str!("../../../config.example.toml");
     let config = load(text);
-    assert_eq!(config.service_names(), ["counter", "frobnicator", "sessions"]);
+    assert_eq!(
+        config.service_names(),
+        ["counter", "frobnicator", "sessions"]
+    );
     let sessions = config.service("sessions").unwrap();
     assert_eq!(sessions.upstream_protocol, UpstreamProtocol::H2c);
     assert_eq!(sessions.key, KeySource::Header("x-session-id".to_owned()));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 
@@ -20,7 +21,9 @@ use crate::limits::ClientBody;
 /// to buffer, else streamed once.
 pub(super) enum RequestBody {
     Empty,
-    Buffered(Bytes),
+    /// The whole body, and its trailer fields if it had any (gRPC and
+    /// other HTTP/2 clients may send them).
+    Buffered(Bytes, Option<Box<HeaderMap>>),
     /// Lent to one attempt at a time; taken back when that attempt never
     /// read from it (a connect error), spent once it did.
     Streamed(Option<LentBody>),
@@ -115,7 +118,8 @@ impl RequestBody {
                     crate::limits::client_fault(&*error, max_body)
                         .unwrap_or_else(|| ProxyError::ClientBody(error.to_string()))
                 })?;
-                Ok(RequestBody::Buffered(collected.to_bytes()))
+                let trailers = collected.trailers().cloned().map(Box::new);
+                Ok(RequestBody::Buffered(collected.to_bytes(), trailers))
             }
             _ => Ok(RequestBody::Streamed(Some(LentBody {
                 slot: Arc::new(Mutex::new(body)),
@@ -129,7 +133,11 @@ impl RequestBody {
     pub(super) fn for_attempt(&mut self) -> Option<Body> {
         match self {
             RequestBody::Empty => Some(body::empty()),
-            RequestBody::Buffered(bytes) => Some(body::full(bytes.clone())),
+            RequestBody::Buffered(bytes, None) => Some(body::full(bytes.clone())),
+            RequestBody::Buffered(bytes, Some(trailers)) => Some(body::full_with_trailers(
+                bytes.clone(),
+                HeaderMap::clone(trailers),
+            )),
             RequestBody::Streamed(body) => {
                 if body.as_ref().is_some_and(LentBody::polled) {
                     *body = None;

@@ -72,6 +72,16 @@ impl Pki {
         )
     }
 
+    /// A server certificate for the host name `host` only, subject
+    /// `CN={name}`, as `{name}.pem` and `{name}.key`.
+    pub fn server_for(&self, name: &str, serial: u32, host: &str) -> Issued {
+        self.issue(
+            name,
+            serial,
+            &format!("subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth\n"),
+        )
+    }
+
     /// A client certificate, subject `CN={name}`.
     pub fn client(&self, name: &str, serial: u32) -> Issued {
         self.issue(name, serial, "extendedKeyUsage=clientAuth\n")
