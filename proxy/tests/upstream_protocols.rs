@@ -276,7 +276,7 @@ async fn h2c_carries_requests_of_any_client_version_with_trailers_both_ways() {
     let body = Full::new(Bytes::from_static(b"payload"))
         .with_trailers(async move { Some(Ok(trailers)) })
         .boxed();
-    let request = Request::post(format!("http://frob.example/over/h2"))
+    let request = Request::post("http://frob.example/over/h2")
         .header("te", "trailers")
         .body(body)
         .unwrap();
