@@ -8,14 +8,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 
 use shardproxy::run::Running;
-use support::client::Client;
-use support::{start_proxy, wait_until, WAIT};
+use support::python::{self, PythonServer};
+use support::{start_proxy, wait_until};
 
 /// The Python side of these tests.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/websocket.py");
@@ -23,58 +20,29 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/websock
 /// One instance: a WebSocket echo server in a child process.
 struct Server {
     name: String,
-    port: u16,
-    child: Child,
+    python: PythonServer,
 }
 
 impl Server {
-    /// Starts the server `name` on a port the OS picks; ready once it has
-    /// printed the port (it listens by then).
+    /// Starts the server `name` on a port the OS picks.
     fn start(name: &str) -> Server {
-        let mut child = Command::new("python3")
-            .args([SCRIPT, "serve", name])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs (scripts/install-test-deps installs websockets)");
-        let stdout = child.stdout.take().expect("piped");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver
-            .recv_timeout(WAIT)
-            .expect("the server says its port");
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} did not start: {line:?}"));
         Server {
             name: name.to_owned(),
-            port,
-            child,
+            python: PythonServer::start(SCRIPT, &["serve", name]),
         }
+    }
+
+    fn port(&self) -> u16 {
+        self.python.port
     }
 
     /// The instance line of the static ring, owning `token`.
     fn instance_line(&self, token: &str) -> String {
         format!(
             "    {{ host = \"{}.example.com\", addr = \"127.0.0.1:{}\", tokens = [\"{token}\"] }},",
-            self.name, self.port
+            self.name,
+            self.port()
         )
-    }
-
-    /// Closes its listener (and its connections): the process ends.
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -99,37 +67,11 @@ async fn fleet() -> (Vec<Server>, Running) {
     (servers, proxy)
 }
 
-/// The ports of the preference list of `key`, primary first, as the
-/// proxy's `/ring/lookup` gives it.
-async fn preference(proxy: &Running, key: &str) -> Vec<u16> {
-    let path = format!("/ring/lookup?service=frob&key={key}");
-    let answer = Client::http1().get(proxy.admin, &path).await;
-    let view: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-    view["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|instance| instance["port"].as_u64().unwrap() as u16)
-        .collect()
-}
-
 /// The name of the instance that a WebSocket to `path` through `proxy`
 /// reached, once its messages all came back.
 async fn talk(proxy: SocketAddr, path: &str) -> String {
     let url = format!("ws://{proxy}{path}");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([SCRIPT, "talk", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "the client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = python::run(SCRIPT, &["talk", &url]).await;
     let done: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(done["echoed"], 5, "{done}");
     done["instance"].as_str().unwrap().to_owned()
@@ -139,7 +81,7 @@ async fn talk(proxy: SocketAddr, path: &str) -> String {
 fn name_of(servers: &[Server], port: u16) -> &str {
     &servers
         .iter()
-        .find(|server| server.port == port)
+        .find(|server| server.port() == port)
         .expect("an instance of the fleet")
         .name
 }
@@ -151,7 +93,7 @@ async fn a_websocket_reaches_the_owner_of_its_key_and_echoes_both_ways() {
     for key in [
         "/chat/a", "/chat/b", "/chat/c", "/chat/d", "/chat/e", "/chat/f",
     ] {
-        let owner = preference(&proxy, key).await[0];
+        let owner = support::preference_ports(&proxy, "frob", key).await[0];
         let instance = talk(proxy.listen, key).await;
         assert_eq!(instance, name_of(&servers, owner), "{key}");
         reached.push(instance);
@@ -166,13 +108,14 @@ async fn a_websocket_reaches_the_owner_of_its_key_and_echoes_both_ways() {
 async fn a_websocket_goes_to_the_replica_when_the_owner_is_down() {
     let (mut servers, proxy) = fleet().await;
     let key = "/chat/room-7";
-    let list = preference(&proxy, key).await;
+    let list = support::preference_ports(&proxy, "frob", key).await;
     let (owner, replica) = (list[0], list[1]);
     let replica_name = name_of(&servers, replica).to_owned();
     servers
         .iter_mut()
-        .find(|server| server.port == owner)
+        .find(|server| server.port() == owner)
         .unwrap()
+        .python
         .stop();
     wait_until("the owner's listener is closed", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", owner))

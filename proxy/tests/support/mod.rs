@@ -32,6 +32,7 @@ pub mod knot;
 pub mod pki;
 pub mod primary;
 pub mod process;
+pub mod python;
 pub mod raw;
 pub mod recorder;
 
@@ -228,4 +229,22 @@ pub async fn start_proxy(config: &str, file: &str) -> shardproxy::run::Running {
     })
     .await;
     proxy
+}
+
+/// The ports of the preference list of `key` in `service`, primary first,
+/// as an in-process proxy's `/ring/lookup` gives it.
+pub async fn preference_ports(
+    proxy: &shardproxy::run::Running,
+    service: &str,
+    key: &str,
+) -> Vec<u16> {
+    let path = format!("/ring/lookup?service={service}&key={key}");
+    let answer = client::Client::http1().get(proxy.admin, &path).await;
+    let view: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|instance| u16::try_from(instance["port"].as_u64().unwrap()).unwrap())
+        .collect()
 }
