@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+use support::nginx::Nginx;
 use support::pki::{Issued, Pki};
 use support::process::Proxy;
 use support::sum_samples;
@@ -433,5 +434,60 @@ async fn h2_over_tls_is_chosen_by_alpn() {
     assert!(
         said.contains("TLS handshake with") && said.contains("did not choose h2 in ALPN"),
         "{said}"
+    );
+}
+
+/// A real TLS instance: nginx with `ssl_verify_client on`. Over HTTP/1.1
+/// and over h2 (ALPN), the proxy verifies nginx's certificate for the
+/// instance's host name and presents its client certificate, which nginx
+/// verifies; requests share kept-alive connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_nginx_instance_over_mutual_tls() {
+    let pki = Pki::new("upstream-nginx");
+    let server = pki.server_for("nginx", 1, "nginx.example.com");
+    let client = pki.client("shardproxy-client", 2);
+    let nginx = Nginx::start_tls(&server, &pki.ca());
+    let tls = format!(
+        "upstream_tls = {{ ca = {}, cert = {}, key = {} }}",
+        toml_path(&pki.ca()),
+        toml_path(&client.cert),
+        toml_path(&client.key)
+    );
+    for (protocol, seen_as) in [("http1", "HTTP/1.1"), ("h2", "HTTP/2.0")] {
+        let proxy = proxy(
+            &format!("upstream-nginx-{protocol}"),
+            &[("nginx.example.com", nginx.addr, "ff")],
+            &format!("upstream_protocol = \"{protocol}\"\n{tls}"),
+        )
+        .await;
+        for n in 0..3 {
+            let answer = proxy.get(&format!("/k/{n}")).await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            let said = answer.text();
+            assert!(
+                said.starts_with(&format!("nginx {seen_as} TLSv1.3 verify=SUCCESS"))
+                    && said.contains("CN=shardproxy-client")
+                    && said.contains(&format!("host={}", proxy.listen.ip())),
+                "{said}"
+            );
+        }
+    }
+
+    // Without a client certificate nginx answers 400 itself, and the proxy
+    // passes that answer on.
+    let without = proxy(
+        "upstream-nginx-none",
+        &[("nginx.example.com", nginx.addr, "ff")],
+        &format!("upstream_tls = {{ ca = {} }}", toml_path(&pki.ca())),
+    )
+    .await;
+    let answer = without.get("/k").await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer
+            .text()
+            .contains("No required SSL certificate was sent"),
+        "{}",
+        answer.text()
     );
 }

@@ -7,9 +7,8 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::primary::{find_program, free_port, fresh_dir, PORT_ATTEMPTS, READY_TIMEOUT};
+use super::primary::{find_program, free_port, fresh_dir, wait_accepting, PORT_ATTEMPTS};
 
 const INSTALL_HINT: &str = "run scripts/install-test-deps (it installs Debian's haproxy)";
 
@@ -68,35 +67,12 @@ impl HaProxy {
                 .spawn()
                 .unwrap_or_else(|error| panic!("cannot run {}: {error}", haproxy.display()));
             let mut started = HaProxy { child, addr, dir };
-            match started.wait_ready() {
+            match wait_accepting(&mut started.child, addr, &started.dir.join("stderr")) {
                 Ok(()) => return started,
                 Err(why) => failures.push(why),
             }
         }
         panic!("HAProxy did not start: {failures:?}");
-    }
-
-    /// Waits until the frontend accepts; the error says why it will not
-    /// (HAProxy exited: its stderr).
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let stderr = fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
-                return Err(format!("exited with {status}: {stderr}"));
-            }
-            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not accept within {READY_TIMEOUT:?}",
-                    self.addr
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 }
 

@@ -29,6 +29,7 @@ pub mod bind;
 pub mod client;
 pub mod haproxy;
 pub mod knot;
+pub mod nginx;
 pub mod pki;
 pub mod primary;
 pub mod process;

@@ -74,6 +74,25 @@ pub fn find_program(name: &str, install_hint: &str) -> PathBuf {
         })
 }
 
+/// Waits until `child` (a server) accepts on `addr`; the error says why it
+/// will not (it exited: its `stderr` file).
+pub fn wait_accepting(child: &mut Child, addr: SocketAddr, stderr: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let stderr = fs::read_to_string(stderr).unwrap_or_default();
+            return Err(format!("exited with {status}: {stderr}"));
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{addr} did not accept within {READY_TIMEOUT:?}"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The zone file of `origin` (absolute): `text`, with `$ORIGIN` set to the
 /// zone, after a default header unless it has an SOA: `$TTL 1` (so records
 /// without a TTL get 1 second), an SOA whose negative TTL is 1 second, and
