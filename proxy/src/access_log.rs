@@ -21,13 +21,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderValue};
+use http::{header, HeaderValue, Version};
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
 
 use crate::body::{Body, BoxError};
 use crate::config::{LogConfig, LogFormat};
 use crate::forward::exchange::{Exchange, Tried};
+use crate::headers::Https;
 
 /// Where access log lines go.
 pub struct AccessLog {
@@ -123,6 +124,8 @@ pub struct Asked {
     method: String,
     host: Option<String>,
     path: String,
+    protocol: &'static str,
+    tls: bool,
 }
 
 impl Asked {
@@ -142,6 +145,8 @@ impl Asked {
                 .uri
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
+            protocol: protocol(parts.version),
+            tls: parts.extensions.get::<Https>().is_some(),
         }
     }
 }
@@ -198,6 +203,8 @@ impl Pending {
             duration_ms: millis(self.started.elapsed()),
             service: self.service.as_deref(),
             cache: self.cache,
+            protocol: self.asked.protocol,
+            tls: self.asked.tls,
             attempts: self
                 .tried
                 .iter()
@@ -232,6 +239,10 @@ struct Line<'a> {
     duration_ms: f64,
     service: Option<&'a str>,
     cache: Option<&'static str>,
+    /// The client's HTTP version, as nginx's `$server_protocol` writes it.
+    protocol: &'static str,
+    /// Whether the client came over TLS.
+    tls: bool,
     attempts: Vec<Attempt<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -253,7 +264,7 @@ impl Line<'_> {
         let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
         let or_dash = |text: Option<&str>| text.map_or_else(|| "-".to_owned(), quoted);
         let mut line = format!(
-            "time={} request_id={} client={} method={} host={} path={} status={} bytes={} duration_ms={:.3} service={} cache={}",
+            "time={} request_id={} client={} method={} host={} path={} status={} bytes={} duration_ms={:.3} service={} cache={} protocol={} tls={}",
             self.time,
             quoted(self.request_id),
             self.client,
@@ -265,6 +276,8 @@ impl Line<'_> {
             self.duration_ms,
             self.service.unwrap_or("-"),
             self.cache.unwrap_or("-"),
+            self.protocol,
+            self.tls,
         );
         let attempts: Vec<String> = self
             .attempts
@@ -276,6 +289,17 @@ impl Line<'_> {
             let _ = write!(line, " error={}", quoted(error));
         }
         line
+    }
+}
+
+/// An HTTP version as request lines write it.
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

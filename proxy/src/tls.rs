@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub mod instances;
+mod sni;
 
 /// The protocols offered in ALPN, preferred first: the listener serves both
 /// on one port, as it does h2c and HTTP/1.1 without TLS.
@@ -39,6 +41,10 @@ pub enum TlsFile {
     /// `ca` of `upstream_tls`: the CAs that sign the instances'
     /// certificates.
     Ca,
+    /// `cert` of `certificates[i]`.
+    SniCert(usize),
+    /// `key` of `certificates[i]`.
+    SniKey(usize),
 }
 
 /// The paths of `[server.tls]`.
@@ -51,6 +57,9 @@ pub struct TlsFiles {
     /// `client_ca`: when given, clients must present a certificate signed
     /// by one of its CAs.
     pub client_ca: Option<PathBuf>,
+    /// `certificates`: further chains and keys, each chosen for the clients
+    /// whose SNI names a host it is valid for.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A TLS file that cannot be used; the message names the file.
@@ -100,15 +109,49 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         Some(path) => {
             let problem = |problem| error(TlsFile::ClientCa, path, problem);
             let roots = roots(path).map_err(problem)?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|failure| problem(format!("cannot verify clients with it: {failure}")))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|failure| {
+                        problem(format!("cannot verify clients with it: {failure}"))
+                    })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|failure| mismatch(failure, &files.cert, &files.key))?;
+    let mut config = if files.certificates.is_empty() {
+        builder
+            .with_single_cert(chain, key)
+            .map_err(|failure| mismatch(failure, &files.cert, &files.key))?
+    } else {
+        let certified = |chain, key, cert: &Path, key_path: &Path| {
+            CertifiedKey::from_der(chain, key, &provider)
+                .map(Arc::new)
+                .map_err(|failure| mismatch(failure, cert, key_path))
+        };
+        // Every file read before any key is loaded, so that a file that
+        // cannot be read is named before a key that does not fit.
+        let mut read = Vec::with_capacity(files.certificates.len());
+        for (index, (cert, key_path)) in files.certificates.iter().enumerate() {
+            let chain = certificates(cert)
+                .map_err(|problem| error(TlsFile::SniCert(index), cert, problem))?;
+            let key = private_key(key_path)
+                .map_err(|problem| error(TlsFile::SniKey(index), key_path, problem))?;
+            read.push((chain, key));
+        }
+        let default = certified(chain, key, &files.cert, &files.key)?;
+        let mut named = Vec::with_capacity(read.len());
+        for (index, (chain, key)) in read.into_iter().enumerate() {
+            let (cert, key_path) = &files.certificates[index];
+            named.push(certified(chain, key, cert, key_path).map_err(|mut error| {
+                error.file = match error.file {
+                    TlsFile::Key => TlsFile::SniKey(index),
+                    _ => TlsFile::SniCert(index),
+                };
+                error
+            })?);
+        }
+        builder.with_cert_resolver(Arc::new(sni::BySni::new(named, default)))
+    };
     config.alpn_protocols = ALPN.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -140,6 +140,8 @@ async fn the_access_log_has_every_field_and_each_attempt() {
     assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(line["method"], "GET");
     assert_eq!(line["path"], "/a?b=c");
+    assert_eq!(line["protocol"], "HTTP/1.1");
+    assert_eq!(line["tls"], false);
     assert_eq!(line["status"], 200);
     assert_eq!(line["bytes"], sent);
     assert!(line["duration_ms"].as_f64().unwrap() > 0.0);

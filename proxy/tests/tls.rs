@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use support::access_log::AccessLogFile;
 use support::backend::{Backend, Echo};
 use support::pki::{Issued, Pki};
 use support::process::Proxy;
@@ -88,10 +89,15 @@ fn answered(output: &Output) -> (Echo, String) {
 /// What `openssl s_client` says of a handshake with the proxy (ALPN `h2`
 /// offered, `ca` trusted), its input closed at once.
 async fn s_client(port: u16, ca: &Path) -> String {
+    s_client_named(port, ca, "localhost").await
+}
+
+/// [`s_client`] asking for the host `name` in SNI.
+async fn s_client_named(port: u16, ca: &Path, name: &str) -> String {
     let mut command = Command::new("openssl");
     command
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", "localhost", "-alpn", "h2", "-CAfile"])
+        .args(["-servername", name, "-alpn", "h2", "-CAfile"])
         .arg(ca)
         .stdin(std::process::Stdio::null());
     let output = run(command).await;
@@ -399,4 +405,69 @@ fn a_key_that_does_not_match_is_a_config_error() {
             && error.contains("certificate and key do not match"),
         "{error}"
     );
+}
+
+/// Several certificates on one listener (`certificates`): the first valid
+/// for the name the client sends in SNI (wildcards included), else the
+/// table's own `cert`; curl verifies each for its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_chooses_the_certificate_valid_for_the_name_asked() {
+    let pki = Pki::new("sni");
+    let default = pki.server("tls-default", 1);
+    let api = pki.server_for("tls-api", 2, "api.example.test");
+    let wildcard = pki.server_for("tls-wildcard", 3, "*.shard.example.test");
+    let backend = Backend::start("b1").await;
+    let lines = format!(
+        "{}certificates = [\n  {{ cert = {:?}, key = {:?} }},\n  {{ cert = {:?}, key = {:?} }},\n]\n",
+        tls_lines(&default, None),
+        api.cert.display().to_string(),
+        api.key.display().to_string(),
+        wildcard.cert.display().to_string(),
+        wildcard.key.display().to_string(),
+    );
+    let log = AccessLogFile::new("sni");
+    let proxy = Proxy::start("sni", |listen, admin| {
+        config(listen, admin, &backend, &lines) + "\n" + &log.config("info")
+    })
+    .await;
+    let port = proxy.listen.port();
+    let ca = pki.ca();
+
+    for (name, subject) in [
+        ("api.example.test", "tls-api"),
+        ("a.shard.example.test", "tls-wildcard"),
+        ("other.example.test", "tls-default"),
+        ("localhost", "tls-default"),
+    ] {
+        let said = s_client_named(port, &ca, name).await;
+        assert!(
+            said.lines()
+                .any(|line| line.starts_with("subject=") && line.contains(subject)),
+            "{name}: {said}"
+        );
+    }
+    for name in ["api.example.test", "b.shard.example.test"] {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+            .arg(format!("https://{name}:{port}/sni"));
+        let output = run(command).await;
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(Echo::parse(&output.stdout).uri, "/sni");
+    }
+    // The access log says how each client came.
+    let lines = log.wait_for(2).await;
+    for line in &lines {
+        assert_eq!(line["tls"], true, "{line}");
+        assert_eq!(
+            line["protocol"], "HTTP/2.0",
+            "curl chose h2 by ALPN: {line}"
+        );
+    }
 }

@@ -62,6 +62,15 @@ pub(super) struct RawTls {
     pub(super) cert: Text,
     pub(super) key: Text,
     pub(super) client_ca: Text,
+    pub(super) certificates: Option<Spanned<Vec<Spanned<RawCertificate>>>>,
+}
+
+/// One element of `[server.tls] certificates = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertificate {
+    pub(super) cert: Text,
+    pub(super) key: Text,
 }
 
 /// `upstream_tls = { ... }` of a service.

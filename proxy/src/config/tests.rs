@@ -1105,6 +1105,7 @@ fn example_config_documents_every_key() {
         "proxy_protocol",
         "cert",
         "client_ca",
+        "certificates",
         "retry_budget",
         "retry_min_per_second",
         "retry_body_limit",

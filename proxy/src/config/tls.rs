@@ -25,20 +25,60 @@ pub(super) fn tls(source: &Source<'_>, key: &KeyPath, raw: &Spanned<RawTls>) -> 
     };
     let cert = path("cert", raw.cert.as_ref());
     let key_file = path("key", raw.key.as_ref());
+    let list = raw
+        .certificates
+        .as_ref()
+        .map_or(&[][..], |list| list.get_ref());
+    let mut certificates = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let entry_key = key.key("certificates").index(index);
+        let span = entry.span();
+        let path = |name: &str, value: Option<&Spanned<String>>| {
+            let value = required(
+                source,
+                &entry_key.key(name),
+                value,
+                span.clone(),
+                "a PEM file",
+            );
+            source.ok(value).map(|value| PathBuf::from(value.get_ref()))
+        };
+        let entry = entry.get_ref();
+        if let (Some(cert), Some(key)) = (
+            path("cert", entry.cert.as_ref()),
+            path("key", entry.key.as_ref()),
+        ) {
+            certificates.push((cert, key));
+        }
+    }
     let files = TlsFiles {
         cert: cert?,
         key: key_file?,
         client_ca: raw.client_ca.as_ref().map(|ca| PathBuf::from(ca.get_ref())),
+        certificates,
     };
+    if files.certificates.len() != list.len() {
+        return None;
+    }
     match tls::server_config(&files) {
         Ok(settings) => Some(TlsConfig { files, settings }),
         Err(error) => {
-            let value = match error.file {
-                TlsFile::Cert => raw.cert.as_ref(),
-                TlsFile::Key => raw.key.as_ref(),
-                TlsFile::ClientCa | TlsFile::Ca => raw.client_ca.as_ref(),
+            let (key, value) = match error.file {
+                TlsFile::Cert => (key.key("cert"), raw.cert.as_ref()),
+                TlsFile::Key => (key.key("key"), raw.key.as_ref()),
+                TlsFile::ClientCa | TlsFile::Ca => (key.key("client_ca"), raw.client_ca.as_ref()),
+                TlsFile::SniCert(index) => (
+                    key.key("certificates").index(index).key("cert"),
+                    list.get(index)
+                        .and_then(|entry| entry.get_ref().cert.as_ref()),
+                ),
+                TlsFile::SniKey(index) => (
+                    key.key("certificates").index(index).key("key"),
+                    list.get(index)
+                        .and_then(|entry| entry.get_ref().key.as_ref()),
+                ),
             };
-            report_file(source, key, table, value, error);
+            report_file(source, &key, table, value, error);
             None
         }
     }
@@ -92,34 +132,29 @@ pub(super) fn upstream_tls(
     match instances::client_config(&files, alpn) {
         Ok(settings) => Some(UpstreamTlsConfig { files, settings }),
         Err(error) => {
-            let value = match error.file {
-                TlsFile::Cert => raw.cert.as_ref(),
-                TlsFile::Key => raw.key.as_ref(),
-                TlsFile::Ca | TlsFile::ClientCa => raw.ca.as_ref(),
+            let (name, value) = match error.file {
+                TlsFile::Cert | TlsFile::SniCert(_) => ("cert", raw.cert.as_ref()),
+                TlsFile::Key | TlsFile::SniKey(_) => ("key", raw.key.as_ref()),
+                TlsFile::Ca | TlsFile::ClientCa => ("ca", raw.ca.as_ref()),
             };
-            report_file(source, key, table, value, error);
+            report_file(source, &key.key(name), table, value, error);
             None
         }
     }
 }
 
-/// Reports a file that cannot be used at the key `value` that names it.
+/// Reports a file that cannot be used at `key`, whose `value` names it
+/// (else at its `table`).
 fn report_file(
     source: &Source<'_>,
-    table_key: &KeyPath,
+    key: &KeyPath,
     table: std::ops::Range<usize>,
     value: Option<&Spanned<String>>,
     error: TlsError,
 ) {
-    let name = match error.file {
-        TlsFile::Cert => "cert",
-        TlsFile::Key => "key",
-        TlsFile::ClientCa => "client_ca",
-        TlsFile::Ca => "ca",
-    };
     // The message names the file: the value is not quoted again.
     let at = At::Place(value.map_or(table, Spanned::span));
-    source.report(source.error(&table_key.key(name), at, error));
+    source.report(source.error(key, at, error));
 }
 
 #[cfg(test)]
@@ -224,6 +259,34 @@ mod tests {
         assert!(
             error.contains("server.tls.client_ca: ")
                 && error.contains(&format!("{}: no certificate found", empty.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_sni_certificate_needs_both_files_and_a_bad_one_is_named() {
+        let error =
+            error_of("cert = \"c.pem\"\nkey = \"k.pem\"\ncertificates = [{ cert = \"a.pem\" }]");
+        assert!(
+            error.contains(
+                "config.toml:7:17: server.tls.certificates[0].key: missing: expected a PEM file"
+            ),
+            "{error}"
+        );
+        let dir = Dir::new("sni");
+        let (cert, key) = (dir.file("cert.pem", CERT_PEM), dir.file("key.pem", KEY_PEM));
+        let error = error_of(&format!(
+            "{}{}certificates = [\n  {{ cert = {:?}, key = {:?} }},\n  {{ cert = \"/nonexistent/b.pem\", key = {:?} }},\n]",
+            line("cert", &cert),
+            line("key", &key),
+            cert.display().to_string(),
+            key.display().to_string(),
+            key.display().to_string(),
+        ));
+        assert!(
+            error.contains(
+                "server.tls.certificates[1].cert: /nonexistent/b.pem: cannot read: no such file"
+            ),
             "{error}"
         );
     }
