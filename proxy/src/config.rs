@@ -233,6 +233,31 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// `load_bound` of a service (SPEC §11): consistent hashing with bounded
+/// loads (Mirrokni, Thorup and Zadimoghaddam, 2018) for its reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadBound {
+    /// `factor` (more than 1): an instance takes a read while its requests
+    /// in flight are under `ceil(factor × (in flight in the service + 1) /
+    /// instances)`.
+    pub factor: f64,
+    /// `scope` (default replicas): where a read may go when its preference
+    /// list is full.
+    pub scope: LoadScope,
+}
+
+/// Where a bounded read may go (`load_bound.scope`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadScope {
+    /// `"replicas"`: only the instances of the key's preference list, which
+    /// hold its data (stateful shards).
+    #[default]
+    Replicas,
+    /// `"ring"`: on clockwise past the list, to any instance (caches, whose
+    /// instances can all answer).
+    Ring,
+}
+
 /// `upstream_protocol` of a service (SPEC §10).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UpstreamProtocol {
@@ -409,6 +434,10 @@ pub struct ServiceConfig {
     /// `upstream_idle_timeout` (default 90 s, more than 0): how long an
     /// idle connection to an instance is kept.
     pub upstream_idle_timeout: Duration,
+    /// `load_bound = { factor, scope }` (default absent, off): reads go to
+    /// the first instance of their list whose requests in flight are under
+    /// the bound (SPEC §11).
+    pub load_bound: Option<LoadBound>,
     /// `upstream_protocol` (default http1): what the proxy speaks to the
     /// instances, whatever the clients speak to it.
     pub upstream_protocol: UpstreamProtocol,

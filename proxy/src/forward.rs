@@ -51,6 +51,7 @@ use crate::route::Matched;
 mod attempt;
 mod background;
 mod body;
+mod bounded;
 mod budget;
 mod endpoint;
 pub mod exchange;
@@ -99,7 +100,10 @@ pub async fn forward(
     let snapshot = &state.current;
     let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
+    let mut targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
+    if let (Some(bound), true) = (config.load_bound, read) {
+        targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, position);
+    }
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::request_to_upstream(&mut parts, client.ip());
     if let Some(replicas) =

@@ -289,6 +289,16 @@ impl Health {
         created.unwrap_or_default()
     }
 
+    /// True when a read on `ring` (the ring in use) goes to `name` only
+    /// after the others: it is ejected, or drained on that ring.
+    pub fn avoids_for_reads(&self, name: &InstanceName, ring: &Arc<Snapshot>) -> bool {
+        if !self.any_avoided(true) {
+            return false;
+        }
+        let drained = self.state.drained.load();
+        self.is_ejected(name) || Drained::on(drained.as_deref(), ring).contains(name)
+    }
+
     /// True when requests should skip `name` now. An ejection whose time is
     /// up ends here, and is logged and counted as a restore.
     pub fn is_ejected(&self, name: &InstanceName) -> bool {

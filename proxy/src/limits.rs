@@ -53,6 +53,12 @@ pub struct Kept(Arc<AtomicUsize>);
 // === impl ConcurrencyLimit ===
 
 impl ConcurrencyLimit {
+    /// Its requests in flight now, for `load_bound`.
+    #[inline]
+    pub fn current(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// A limit of `max` requests in flight, none yet.
     pub fn new(max: usize) -> ConcurrencyLimit {
         ConcurrencyLimit {

@@ -34,6 +34,7 @@
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |
 //! | `shardproxy_shed_total` | counter | `service` | requests answered `503` at once because the service had `max_concurrency` requests in flight |
+//! | `shardproxy_load_bound_spills_total` | counter | `service` | reads that `load_bound` sent past the first instance it would have tried, because that one was at its bound |
 //! | `shardproxy_ejections_total` | counter | `service`, `upstream`, `reason` | instances ejected by health checking; `reason` is `failures` (passive: consecutive failed requests) or `check` (an active check failed) |
 //! | `shardproxy_restores_total` | counter | `service`, `upstream` | ejected instances taken back: the ejection ran out, or an active check passed |
 //!
@@ -143,6 +144,8 @@ pub const REQUEST_DURATION: &str = "shardproxy_request_duration_seconds";
 pub const ATTEMPTS: &str = "shardproxy_upstream_attempts_total";
 /// `shardproxy_retries_total`.
 pub const RETRIES: &str = "shardproxy_retries_total";
+/// `shardproxy_load_bound_spills_total`.
+pub const LOAD_BOUND_SPILLS: &str = "shardproxy_load_bound_spills_total";
 /// `shardproxy_retries_refused_total`.
 pub const RETRIES_REFUSED: &str = "shardproxy_retries_refused_total";
 /// `shardproxy_shed_total`.
@@ -220,6 +223,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     retries_refused: IntCounterVec,
     shed: IntCounterVec,
+    spills: IntCounterVec,
     ejections: IntCounterVec,
     restores: IntCounterVec,
     replication: replication::Families,
@@ -267,6 +271,7 @@ struct ServiceChildren {
     retries: IntCounter,
     retries_refused: IntCounter,
     shed: IntCounter,
+    spills: IntCounter,
     ejections: IntCounterVec,
     restores: IntCounterVec,
     replication: ReplicationMetrics,
@@ -324,6 +329,13 @@ impl Metrics {
             ),
             &["service"],
         )?;
+        let spills = IntCounterVec::new(
+            Opts::new(
+                LOAD_BOUND_SPILLS,
+                "Reads that load_bound sent past the first instance they would have tried, because it was at its bound.",
+            ),
+            &["service"],
+        )?;
         let ejections = IntCounterVec::new(
             Opts::new(EJECTIONS, "Instances ejected by health checking."),
             &["service", "upstream", "reason"],
@@ -340,6 +352,7 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(retries_refused.clone()))?;
         registry.register(Box::new(shed.clone()))?;
+        registry.register(Box::new(spills.clone()))?;
         registry.register(Box::new(process::ProcessMetrics::new()))?;
         let replication = replication::Families::register(&registry)?;
         let cache = cache::CacheFamilies::register(&registry)?;
@@ -358,6 +371,7 @@ impl Metrics {
             retries,
             retries_refused,
             shed,
+            spills,
             ejections,
             restores,
             replication,
@@ -388,6 +402,7 @@ impl Metrics {
                 retries: self.retries.with_label_values(&[service]),
                 retries_refused: self.retries_refused.with_label_values(&[service]),
                 shed: self.shed.with_label_values(&[service]),
+                spills: self.spills.with_label_values(&[service]),
                 ejections: self.ejections.clone(),
                 restores: self.restores.clone(),
                 replication: self.replication.service(service),
@@ -559,6 +574,12 @@ impl ServiceMetrics {
     #[inline]
     pub fn retry_refused(&self) {
         self.inner.retries_refused.inc();
+    }
+
+    /// Counts a read that `load_bound` sent past its first instance.
+    #[inline]
+    pub fn load_bound_spill(&self) {
+        self.inner.spills.inc();
     }
 
     /// Counts a request shed at the service's concurrency limit.

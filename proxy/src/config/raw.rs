@@ -73,6 +73,14 @@ pub(super) struct RawCertificate {
     pub(super) key: Text,
 }
 
+/// `load_bound = { ... }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLoadBound {
+    pub(super) factor: Option<Spanned<f64>>,
+    pub(super) scope: Text,
+}
+
 /// `upstream_tls = { ... }` of a service.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +146,7 @@ pub(super) struct RawService {
     pub(super) upstream_max_idle: Int,
     pub(super) upstream_idle_timeout: Quantity,
     pub(super) upstream_protocol: Text,
+    pub(super) load_bound: Option<Spanned<RawLoadBound>>,
     pub(super) upstream_tls: Option<Spanned<RawUpstreamTls>>,
     pub(super) cache: Option<Spanned<RawCache>>,
     pub(super) health_check: Option<Spanned<RawHealthCheck>>,

@@ -17,11 +17,11 @@ use super::check::{
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
-use super::raw::{RawCache, RawInstance, RawService};
+use super::raw::{RawCache, RawInstance, RawLoadBound, RawService};
 use super::size::format_size;
 use super::{
-    Balance, CacheConfig, Discovery, KeySource, ServiceConfig, TokenSource, UpstreamProtocol,
-    UpstreamTlsConfig, Writes,
+    Balance, CacheConfig, Discovery, KeySource, LoadBound, LoadScope, ServiceConfig, TokenSource,
+    UpstreamProtocol, UpstreamTlsConfig, Writes,
 };
 
 /// 64 (`NonZeroU32::new` is not usable in a const without a panic path).
@@ -53,6 +53,8 @@ const UPSTREAM_PROTOCOLS: &[(&str, UpstreamProtocol)] = &[
     ("h2c", UpstreamProtocol::H2c),
     ("h2", UpstreamProtocol::H2),
 ];
+const LOAD_SCOPES: &[(&str, LoadScope)] =
+    &[("replicas", LoadScope::Replicas), ("ring", LoadScope::Ring)];
 const BALANCES: &[(&str, Balance)] = &[("ring", Balance::Ring), ("srv", Balance::Srv)];
 const TOKEN_SOURCES: &[(&str, TokenSource)] =
     &[("dns", TokenSource::Dns), ("derived", TokenSource::Derived)];
@@ -213,6 +215,10 @@ fn service(
     );
 
     let (upstream_protocol, upstream_tls) = upstream_transport(source, key, raw);
+    let load_bound = raw
+        .load_bound
+        .as_ref()
+        .and_then(|bound| load_bound(source, &key.key("load_bound"), bound, balance));
     ServiceConfig {
         name: name.to_owned(),
         discovery,
@@ -302,6 +308,7 @@ fn service(
             DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             positive_duration,
         ),
+        load_bound,
         upstream_protocol,
         upstream_tls,
         cache: cache(source, &key.key("cache"), raw.cache.as_ref()),
@@ -316,6 +323,53 @@ fn service(
             raw.outlier_detection.as_ref(),
         ),
     }
+}
+
+/// `load_bound = { factor, scope }`: `factor` required, more than 1 (and
+/// at most 100: a larger one bounds nothing); only with `balance = "ring"`,
+/// whose preference lists it works in.
+fn load_bound(
+    source: &Source<'_>,
+    key: &KeyPath,
+    raw: &Spanned<RawLoadBound>,
+    balance: Balance,
+) -> Option<LoadBound> {
+    if balance == Balance::Srv {
+        source.report(source.error(
+            key,
+            At::Place(raw.span()),
+            "load_bound needs balance = \"ring\": balance = \"srv\" has no preference lists",
+        ));
+        return None;
+    }
+    let table = raw.span();
+    let raw = raw.get_ref();
+    let factor_key = key.key("factor");
+    let factor = required(
+        source,
+        &factor_key,
+        raw.factor.as_ref(),
+        table,
+        "a number more than 1, like 1.25",
+    );
+    let factor = check(source, &factor_key, source.ok(factor)?, |&factor| {
+        if factor > 1.0 && factor <= 100.0 {
+            Ok(factor)
+        } else {
+            Err("expected a number more than 1 and at most 100, like 1.25 (an instance may take 25% more than its share)".to_owned())
+        }
+    });
+    let scope = field(
+        source,
+        &key.key("scope"),
+        raw.scope.as_ref(),
+        LoadScope::Replicas,
+        choice(LOAD_SCOPES),
+    );
+    Some(LoadBound {
+        factor: source.ok(factor)?,
+        scope,
+    })
 }
 
 /// `upstream_protocol` and `upstream_tls`, which must agree: `"h2"` is

@@ -1071,6 +1071,38 @@ fn health_keys() {
 }
 
 #[test]
+fn load_bound_needs_a_factor_over_one_and_a_ring() {
+    let config = load(&MINIMAL.replacen(
+        "\n\n",
+        "\nload_bound = { factor = 1.25, scope = \"ring\" }\n\n",
+        1,
+    ));
+    assert_eq!(
+        frob(&config).load_bound,
+        Some(LoadBound {
+            factor: 1.25,
+            scope: LoadScope::Ring
+        })
+    );
+    assert_eq!(
+        service_error("load_bound = { factor = 1 }"),
+        "config.toml:3:25: services.frob.load_bound.factor = 1: expected a number more than 1 and at most 100, like 1.25 (an instance may take 25% more than its share)"
+    );
+    assert_eq!(
+        service_error("load_bound = { scope = \"replicas\" }"),
+        "config.toml:3:14: services.frob.load_bound.factor: missing: expected a number more than 1, like 1.25"
+    );
+    assert_eq!(
+        service_error("load_bound = { factor = 1.5, scope = \"all\" }"),
+        "config.toml:3:38: services.frob.load_bound.scope = \"all\": expected \"replicas\" or \"ring\""
+    );
+    assert_eq!(
+        service_error("balance = \"srv\"\nload_bound = { factor = 1.5 }"),
+        "config.toml:4:14: services.frob.load_bound: load_bound needs balance = \"ring\": balance = \"srv\" has no preference lists"
+    );
+}
+
+#[test]
 fn example_config_documents_every_key() {
     let text = include_str!("../../../config.example.toml");
     let keys = [
@@ -1086,6 +1118,7 @@ fn example_config_documents_every_key() {
         "upstream_idle_timeout",
         "upstream_protocol",
         "upstream_tls",
+        "load_bound",
         "servers",
         "refresh",
         "srv",

@@ -87,6 +87,11 @@ impl Endpoints {
     pub(super) fn get(&self, index: usize) -> Option<&Endpoint> {
         self.instances.get(index)
     }
+
+    /// How many instances the ring has.
+    pub(super) fn len(&self) -> usize {
+        self.instances.len()
+    }
 }
 
 // === impl EndpointCache ===

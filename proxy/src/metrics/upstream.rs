@@ -91,6 +91,12 @@ impl Families {
 // === impl InstanceAttempts ===
 
 impl InstanceAttempts {
+    /// Its attempts in flight now (in this process), for `load_bound`.
+    #[inline]
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
     /// The metrics of `instance` (`host:port`) of `service`, their
     /// histogram and gauge resolved now.
     pub(super) fn new(
