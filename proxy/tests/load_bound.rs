@@ -85,9 +85,9 @@ impl Drop for Instance {
     }
 }
 
-/// Four instances and a proxy over them, `slaves = 2`, with `bound` in the
-/// service's table (or nothing).
-async fn fleet(bound: &str) -> ([Instance; 4], Running) {
+/// Four instances and a proxy over them, `slaves = 2` unless `service`
+/// (more lines of the service's table: `load_bound`) says otherwise.
+async fn fleet(service: &str) -> ([Instance; 4], Running) {
     let instances = [
         Instance::start("i1").await,
         Instance::start("i2").await,
@@ -107,7 +107,7 @@ async fn fleet(bound: &str) -> ([Instance; 4], Running) {
         .collect();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
-         [services.frob]\nkey = \"path\"\nslaves = 2\n{bound}\ninstances = [\n{}\n]\n\n\
+         [services.frob]\nkey = \"path\"\n{service}\ninstances = [\n{}\n]\n\n\
          [[routes]]\npath_prefix = \"/\"\nservice = \"frob\"\n",
         lines.join("\n")
     );
@@ -223,7 +223,7 @@ async fn sample_in_flight(proxy: &Running, done: &AtomicBool) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_key_spreads_over_its_replicas_within_the_bound() {
     // Without the bound: every hot read waits for the primary's 8 slots.
-    let (instances, proxy) = fleet("").await;
+    let (instances, proxy) = fleet("slaves = 2").await;
     let names = names_of(&instances, &preference_ports(&proxy, "frob", HOT).await);
     let unbounded = run(&proxy, false).await;
     assert!(
@@ -236,7 +236,8 @@ async fn a_hot_key_spreads_over_its_replicas_within_the_bound() {
     proxy.shutdown().await;
     drop(instances);
 
-    let (instances, proxy) = fleet("load_bound = { factor = 1.25, scope = \"replicas\" }").await;
+    let (instances, proxy) =
+        fleet("slaves = 2\nload_bound = { factor = 1.25, scope = \"replicas\" }").await;
     assert_eq!(preference_ports(&proxy, "frob", HOT).await.len(), 3);
     let done = AtomicBool::new(false);
     let (bounded, highest) = tokio::join!(
@@ -301,4 +302,28 @@ async fn a_hot_key_spreads_over_its_replicas_within_the_bound() {
         unbounded.took, bounded.took
     );
     proxy.shutdown().await;
+}
+
+/// `scope = "ring"` (caches): a key whose list is one instance (`slaves =
+/// 0`) spills past it, clockwise, to the others; `"replicas"` keeps every
+/// read of it on its one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_ring_spills_past_the_list_and_replicas_does_not() {
+    for (scope, spreads) in [("ring", true), ("replicas", false)] {
+        let (instances, proxy) = fleet(&format!(
+            "slaves = 0\nload_bound = {{ factor = 1.25, scope = \"{scope}\" }}"
+        ))
+        .await;
+        let owner = names_of(&instances, &preference_ports(&proxy, "frob", HOT).await);
+        let hot = run(&proxy, false).await;
+        let mut answering = hot.hot_answered_by.clone();
+        answering.sort();
+        answering.dedup();
+        if spreads {
+            assert!(answering.len() >= 2, "{scope}: {answering:?}");
+        } else {
+            assert_eq!(answering, owner, "{scope}");
+        }
+        proxy.shutdown().await;
+    }
 }
