@@ -64,7 +64,7 @@ mod send_timeout;
 mod woken;
 
 use calm::Calm;
-use connection::{Activity, Connections};
+use connection::{Activity, Answer, Connections};
 use h2_send_timeout::{Sent, StreamExecutor};
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
@@ -350,7 +350,7 @@ fn connection_service<F, Fut, B, W>(
     Request<Incoming>,
     Response = Response<W>,
     Error = Refused,
-    Future = impl Future<Output = Result<Response<W>, Refused>> + Send,
+    Future = Answer<Fut, B, W>,
 > + Clone
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -363,19 +363,9 @@ where
         // A client that gave up on too many requests gets nothing more
         // forwarded: the stream is reset, the connection closing. (The
         // handler's future is made either way, and only polled if not
-        // refused: awaited as it is, it is not copied into a second slot
-        // of this future, which hyper moves twice per request.)
+        // refused.)
         let refused = activity.refusing();
-        let response = respond(request, peer);
-        let watch = activity.watch();
-        async move {
-            if refused {
-                return Err(Refused);
-            }
-            let response = response.await;
-            watch.answered();
-            Ok(response.map(body))
-        }
+        Answer::new(respond(request, peer), activity.watch(), refused, body)
     })
 }
 
