@@ -26,6 +26,7 @@
 pub mod diff;
 pub mod instance;
 pub mod keyspace;
+pub mod load;
 pub mod plan;
 pub mod records;
 pub mod ring;

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 
 use crate::instance::InstanceName;
 use crate::keyspace::KeySpace;
+use crate::load::RecordedLoad;
 use crate::records::tokens_name;
 use crate::ring::{Member, Ring, RingError};
 use crate::token::Token;
@@ -63,7 +64,7 @@ pub struct PlannedInstance {
 /// One new token: the range it split and whose range that was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
-    /// The new token: the range's midpoint.
+    /// The new token: the range's midpoint (by load: its request median).
     pub token: Token,
     /// The range split, `(after, through]`; `after == through` for the whole
     /// ring of a ring with one token.
@@ -132,24 +133,7 @@ pub fn plan(
     additions: &[(InstanceName, SocketAddr)],
     tokens_each: u32,
 ) -> Result<Plan, PlanError> {
-    if ring.is_empty() {
-        return Err(PlanError::EmptyRing);
-    }
-    if additions.is_empty() || tokens_each == 0 {
-        return Err(PlanError::NothingToAdd);
-    }
-    for (index, (name, _)) in additions.iter().enumerate() {
-        if ring
-            .instances()
-            .iter()
-            .any(|instance| instance.name() == name)
-        {
-            return Err(PlanError::AlreadyInRing(name.clone()));
-        }
-        if additions[..index].iter().any(|(known, _)| known == name) {
-            return Err(PlanError::AddedTwice(name.clone()));
-        }
-    }
+    check_additions(ring, additions, tokens_each)?;
 
     let mut heap: BinaryHeap<Candidate> = ring
         .ranges()
@@ -201,6 +185,130 @@ pub fn plan(
         });
     }
 
+    finish(ring, added)
+}
+
+/// Plans as [`plan`] does, but by the requests `load` recorded on `ring`
+/// rather than by key space: each token splits the busiest range at its
+/// request median ([`RecordedLoad::median`]), so that the new instance
+/// takes half of that range's requests, not half of its keys. Under a
+/// skewed load this balances requests with fewer tokens, and so fewer
+/// moved keys, than splitting the largest range at its midpoint.
+///
+/// # Errors
+///
+/// As [`plan`]; [`PlanError::NoRoom`] when the busiest range has no
+/// position inside it to split at.
+pub fn plan_by_load(
+    ring: &Ring,
+    additions: &[(InstanceName, SocketAddr)],
+    tokens_each: u32,
+    load: &RecordedLoad,
+) -> Result<Plan, PlanError> {
+    check_additions(ring, additions, tokens_each)?;
+    let mut ranges: Vec<Loaded> = ring
+        .ranges()
+        .filter_map(|range| {
+            Some(Loaded {
+                requests: load.between(range.after, range.through),
+                after: range.after,
+                through: range.through,
+                owner: ring.instance(range.owner)?.name().clone(),
+            })
+        })
+        .collect();
+    let mut added = Vec::with_capacity(additions.len());
+    for (name, addr) in additions {
+        let mut splits = Vec::new();
+        for _ in 0..tokens_each {
+            let busiest = busiest(&ranges, name).ok_or(PlanError::NoRoom)?;
+            let range = ranges.swap_remove(busiest);
+            let token = load
+                .median(range.after, range.through)
+                .ok_or(PlanError::NoRoom)?;
+            splits.push(Split {
+                token,
+                after: range.after,
+                through: range.through,
+                from: range.owner.clone(),
+            });
+            ranges.push(Loaded {
+                requests: load.between(range.after, token),
+                after: range.after,
+                through: token,
+                owner: name.clone(),
+            });
+            ranges.push(Loaded {
+                requests: load.between(token, range.through),
+                after: token,
+                through: range.through,
+                owner: range.owner,
+            });
+        }
+        added.push(PlannedInstance {
+            name: name.clone(),
+            addr: *addr,
+            splits,
+        });
+    }
+    finish(ring, added)
+}
+
+/// A range of the ring being planned by load.
+struct Loaded {
+    requests: f64,
+    after: Token,
+    through: Token,
+    owner: InstanceName,
+}
+
+/// The index of the range to split next for `receiver`: the one with the
+/// most requests; of equal ones, one `receiver` does not own, then the
+/// first in ring order (the smallest `through`), as [`plan`] breaks ties.
+fn busiest(ranges: &[Loaded], receiver: &InstanceName) -> Option<usize> {
+    ranges
+        .iter()
+        .enumerate()
+        .max_by(|(_, a), (_, b)| {
+            a.requests
+                .total_cmp(&b.requests)
+                .then_with(|| (&b.owner == receiver).cmp(&(&a.owner == receiver)))
+                .then_with(|| b.through.cmp(&a.through))
+        })
+        .map(|(index, _)| index)
+}
+
+/// Refuses what no plan can be made of: an empty ring, nothing to add, an
+/// instance already in the ring or given twice.
+fn check_additions(
+    ring: &Ring,
+    additions: &[(InstanceName, SocketAddr)],
+    tokens_each: u32,
+) -> Result<(), PlanError> {
+    if ring.is_empty() {
+        return Err(PlanError::EmptyRing);
+    }
+    if additions.is_empty() || tokens_each == 0 {
+        return Err(PlanError::NothingToAdd);
+    }
+    for (index, (name, _)) in additions.iter().enumerate() {
+        if ring
+            .instances()
+            .iter()
+            .any(|instance| instance.name() == name)
+        {
+            return Err(PlanError::AlreadyInRing(name.clone()));
+        }
+        if additions[..index].iter().any(|(known, _)| known == name) {
+            return Err(PlanError::AddedTwice(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The plan of `ring` with `added`: the planned ring, and the key space
+/// whose primary moves (the added instances' share of it).
+fn finish(ring: &Ring, added: Vec<PlannedInstance>) -> Result<Plan, PlanError> {
     let mut members: Vec<Member> = ring
         .instances()
         .iter()

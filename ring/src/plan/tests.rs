@@ -297,3 +297,98 @@ fn ties_skip_the_receivers_own_ranges() {
         [Token(2 * Q), Token(3 * Q), Token(Q)]
     );
 }
+
+// === by load ===
+
+/// The requests each instance of `planned` would be primary for, under
+/// `load` (recorded on the ring before).
+fn loads(planned: &Ring, load: &RecordedLoad) -> Vec<f64> {
+    let mut per_instance = vec![0.0; planned.instances().len()];
+    for range in planned.ranges() {
+        per_instance[range.owner as usize] += load.between(range.after, range.through);
+    }
+    per_instance
+}
+
+/// The busiest instance's requests.
+fn busiest_load(plan: &Plan, load: &RecordedLoad) -> f64 {
+    loads(&plan.ring, load).into_iter().fold(0.0, f64::max)
+}
+
+/// The requests whose primary moves: those of the added instances.
+fn moved_requests(plan: &Plan, load: &RecordedLoad) -> f64 {
+    plan.ring
+        .ranges()
+        .filter(|range| {
+            let owner = plan.ring.instance(range.owner).unwrap().name();
+            plan.added.iter().any(|added| &added.name == owner)
+        })
+        .map(|range| load.between(range.after, range.through))
+        .sum()
+}
+
+/// A skewed recording on four even ranges: b's range has 1,000 of 1,300
+/// requests, 600 of them for one key a tenth of the way into it.
+fn skewed() -> (Ring, RecordedLoad) {
+    let ring = ring(&[
+        ("a", &[Q - 1]),
+        ("b", &[2 * Q - 1]),
+        ("c", &[3 * Q - 1]),
+        ("d", &[u128::MAX]),
+    ]);
+    let ranges = ring
+        .ranges()
+        .map(|range| crate::load::RangeLoad {
+            after: range.after,
+            through: range.through,
+            requests: if range.through == Token(2 * Q - 1) {
+                1000.0
+            } else {
+                100.0
+            },
+        })
+        .collect();
+    let hot = crate::load::KeyLoad {
+        position: Token(Q - 1 + Q / 10),
+        requests: 600.0,
+    };
+    (ring, RecordedLoad::new(ranges, vec![hot]).unwrap())
+}
+
+#[test]
+fn by_load_splits_the_busiest_range_at_its_request_median() {
+    let (ring, load) = skewed();
+    let plan = plan_by_load(&ring, &adding(&["e"]), 1, &load).unwrap();
+    let split = &plan.added[0].splits[0];
+    assert_eq!(split.from, name("b"), "the busiest range, not the first");
+    // Half of b's 1,000 requests is reached at the hot key: e takes the
+    // key and what lies before it (640), b keeps 360.
+    assert_eq!(split.token, Token(Q - 1 + Q / 10));
+    assert!((moved_requests(&plan, &load) - 640.0).abs() < 1e-6);
+    assert!((busiest_load(&plan, &load) - 640.0).abs() < 1e-6);
+}
+
+#[test]
+fn by_load_reaches_a_balance_with_less_moved_traffic_than_midpoints() {
+    let (ring, load) = skewed();
+    let by_load = plan_by_load(&ring, &adding(&["e"]), 1, &load).unwrap();
+    let target = busiest_load(&by_load, &load);
+    let moved = moved_requests(&by_load, &load);
+    // The midpoint plan, with as many tokens as it takes to bring the
+    // busiest instance down as far (if it ever does within 32).
+    let midpoint = (1..=32)
+        .map(|tokens| plan(&ring, &adding(&["e"]), tokens).unwrap())
+        .find(|plan| busiest_load(plan, &load) <= target + 1e-6);
+    assert!(
+        busiest_load(&plan(&ring, &adding(&["e"]), 1).unwrap(), &load) > target,
+        "one midpoint token leaves b's range whole"
+    );
+    if let Some(midpoint) = midpoint {
+        assert!(
+            moved_requests(&midpoint, &load) > moved,
+            "{} tokens by midpoint move {} requests, by load {moved}",
+            midpoint.added[0].splits.len(),
+            moved_requests(&midpoint, &load)
+        );
+    }
+}
