@@ -265,20 +265,15 @@ impl Connections {
     /// one when none is idle; over HTTP/2 on the shared connection.
     pub async fn send(
         self: &Arc<Self>,
-        request: Request<Body>,
-    ) -> Result<Response<ResponseBody>, SendError> {
-        match self.settings.protocol {
-            UpstreamProtocol::Http1 => self.send_http1(request).await,
-            // Boxed: a rarer path whose future would make every HTTP/1.1
-            // request's future as large as its own.
-            UpstreamProtocol::H2c | UpstreamProtocol::H2 => Box::pin(self.send_h2(request)).await,
-        }
-    }
-
-    async fn send_http1(
-        self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<ResponseBody>, SendError> {
+        if self.settings.protocol != UpstreamProtocol::Http1 {
+            // Boxed, and awaited here rather than through a function that
+            // chooses: HTTP/1.1 is the common case, and each level of
+            // `async fn` would keep its own copy of the request, which hyper
+            // moves with the whole request future.
+            return Box::pin(self.send_h2(request)).await;
+        }
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),

@@ -29,7 +29,9 @@ use super::upstream::Upstream;
 
 /// The instances a read tries under `bound`: `targets` as they are when
 /// their first instance is under the bound, else the first one under it
-/// (or the least loaded) first and the others after in their order.
+/// (or the least loaded) first and the others after in their order. (Not
+/// inlined: services without `load_bound` should not carry its code.)
+#[inline(never)]
 pub(super) fn bounded<'a>(
     targets: Targets<'a>,
     bound: LoadBound,
