@@ -169,17 +169,23 @@ pub enum RingCommand {
         /// Print JSON: moved_primary, moved_any, and the ranges.
         #[arg(long)]
         json: bool,
+        /// Also report the share of the requests recorded in FILE (the
+        /// saved JSON of `GET /ring/load`, recorded on OLD's ring) whose
+        /// primary changes.
+        #[arg(long, value_name = "FILE")]
+        by_load: Option<PathBuf>,
     },
     /// Tokens and records for instances joining a ring, or evenly spaced
     /// tokens for a fresh one.
     ///
     /// Reads the ring from the zone file; each new token splits the largest
-    /// range of the ring so far at its midpoint. Prints the records to
+    /// range of the ring so far at its midpoint (with `--by-load`, the
+    /// busiest range at its request median). Prints the records to
     /// publish (a zone-file fragment) and the share of the key space whose
     /// primary moves. With `--balanced N`: N evenly spaced tokens for a
     /// fresh ring.
     #[command(
-        override_usage = "shardproxy ring plan --srv <NAME> --zone <FILE> --add <TARGET:PORT>... [--tokens <N>] [--json]\n       shardproxy ring plan --balanced <N> [--json]"
+        override_usage = "shardproxy ring plan --srv <NAME> --zone <FILE> --add <TARGET:PORT>... [--tokens <N>] [--by-load <FILE>] [--json]\n       shardproxy ring plan --balanced <N> [--json]"
     )]
     Plan(PlanArgs),
     /// Publish a reviewed ring: one DNS UPDATE (RFC 2136) that turns the
@@ -251,6 +257,12 @@ pub struct PlanArgs {
         conflicts_with = "balanced"
     )]
     pub tokens: u32,
+    /// Split by load instead of key space: the busiest range of FILE (the
+    /// saved JSON of the admin API's `GET /ring/load`, recorded on this
+    /// ring) at its request median, so the new instances take requests,
+    /// not only keys.
+    #[arg(long, value_name = "FILE", conflicts_with = "balanced")]
+    pub by_load: Option<PathBuf>,
     /// Instead: N evenly spaced tokens for a fresh ring, one per line; the
     /// i-th (from 1) is floor(i × 2^128 / N) − 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -326,7 +338,8 @@ fn ring(command: RingCommand) -> ExitCode {
             old,
             new,
             json,
-        } => ring_tools::run_diff(&srv, &old, &new, json),
+            by_load,
+        } => ring_tools::run_diff(&srv, &old, &new, json, by_load.as_deref()),
         RingCommand::Plan(args) => ring_plan(args),
         RingCommand::Publish {
             srv,
@@ -345,7 +358,14 @@ fn ring_plan(args: PlanArgs) -> ExitCode {
     match (args.balanced, args.srv, args.zone) {
         (Some(n), _, _) => ring_tools::run_balanced(n, args.json),
         (None, Some(srv), Some(zone)) => {
-            ring_tools::run_plan(&srv, &zone, &args.add, args.tokens, args.json)
+            let plan = ring_tools::PlanRequest {
+                srv: &srv,
+                zone: &zone,
+                additions: &args.add,
+                tokens: args.tokens,
+                by_load: args.by_load.as_deref(),
+            };
+            ring_tools::run_plan(&plan, args.json)
         }
         // clap requires --srv, --zone and --add without --balanced.
         _ => {

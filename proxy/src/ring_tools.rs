@@ -14,6 +14,7 @@
 //! target without an A or AAAA record in the zone is an error (a proxy would
 //! refuse that ring), an instance without tokens is left out with a warning.
 
+pub mod load_file;
 pub mod publish;
 
 use std::fmt::Write as _;
@@ -23,6 +24,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde::Serialize;
+use shardproxy_ring::load::RecordedLoad;
 use shardproxy_ring::zone::{Zone, ZoneRing, ZoneRingError};
 use shardproxy_ring::{
     balanced_tokens, ChangedRange, InstanceName, KeySpace, NameError, PlanError, Ring, RingDiff,
@@ -61,6 +63,14 @@ pub enum ToolError {
     BadAddition {
         /// The argument.
         text: String,
+        /// Why.
+        reason: String,
+    },
+    /// A recorded load (`--by-load`) that cannot be used.
+    #[error("{path}: {reason}")]
+    Load {
+        /// The file.
+        path: String,
         /// Why.
         reason: String,
     },
@@ -143,6 +153,10 @@ pub struct DiffView {
     pub moved_primary: f64,
     /// The share whose preference list changes in any way, order included.
     pub moved_any: f64,
+    /// With `--by-load`: the share of the recorded requests whose primary
+    /// changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_primary_requests: Option<f64>,
     /// The ranges whose preference list changes, in ring order.
     pub ranges: Vec<DiffRangeView>,
 }
@@ -171,6 +185,7 @@ impl DiffView {
         DiffView {
             moved_primary: diff.moved_primary.fraction(),
             moved_any: diff.moved_any.fraction(),
+            moved_primary_requests: None,
             ranges: diff
                 .ranges
                 .iter()
@@ -196,16 +211,64 @@ pub fn diff_report(
     new: ZoneInput<'_>,
     json: bool,
 ) -> Result<Report, ToolError> {
+    diff_report_by_load(srv, old, new, json, None)
+}
+
+/// [`diff_report`], with the share of `load` (recorded on OLD's ring)
+/// whose primary changes when it is given (`--by-load`).
+///
+/// # Errors
+///
+/// As [`diff_report`].
+pub fn diff_report_by_load(
+    srv: &str,
+    old: ZoneInput<'_>,
+    new: ZoneInput<'_>,
+    json: bool,
+    load: Option<&RecordedLoad>,
+) -> Result<Report, ToolError> {
     let mut warnings = Vec::new();
     let (_, old_ring) = read_ring(old, srv, &mut warnings)?;
     let (_, new_ring) = read_ring(new, srv, &mut warnings)?;
     let diff = shardproxy_ring::diff(&old_ring.ring, &new_ring.ring);
+    let moved_requests = load.map(|load| {
+        let moved: f64 = diff
+            .ranges
+            .iter()
+            .filter(|range| range.primary_moves())
+            .map(|range| load.between(range.after, range.through))
+            .sum();
+        (moved, load.total())
+    });
     let output = if json {
-        serde_json::to_string_pretty(&DiffView::new(&diff))? + "\n"
+        let mut view = DiffView::new(&diff);
+        view.moved_primary_requests = moved_requests.map(|(moved, total)| share(moved, total));
+        serde_json::to_string_pretty(&view)? + "\n"
     } else {
-        diff_text(&old_ring, &new_ring, (old.label, new.label), &diff)
+        let mut text = diff_text(&old_ring, &new_ring, (old.label, new.label), &diff);
+        if let Some((moved, total)) = moved_requests {
+            // After the line of the key space whose primary changes.
+            let marker = "of the key space\n";
+            text.insert_str(
+                text.find(marker).map_or(0, |at| at + marker.len()),
+                &format!(
+                    "  primary changes for         {:>9} of the recorded requests ({moved:.0} of {total:.0})\n",
+                    format!("{:.2}%", 100.0 * share(moved, total))
+                ),
+            );
+        }
+        text
     };
     Ok(Report { output, warnings })
+}
+
+/// `part` of `total` as a fraction; 0 when nothing was recorded.
+fn share(part: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        part / total
+    } else {
+        0.0
+    }
 }
 
 fn diff_text(old: &ZoneRing, new: &ZoneRing, labels: (&str, &str), diff: &RingDiff) -> String {
@@ -285,6 +348,47 @@ fn range_row(range: &ChangedRange) -> [String; 7] {
 
 // === ring plan ===
 
+/// What a plan does to a recorded load.
+struct LoadShift {
+    /// Requests whose primary moves (to the added instances).
+    moved: f64,
+    /// Every request recorded.
+    total: f64,
+    /// The most requests any instance was primary for, before and after.
+    busiest_before: f64,
+    busiest_after: f64,
+}
+
+impl LoadShift {
+    fn of(old: &Ring, plan: &shardproxy_ring::Plan, load: &RecordedLoad) -> LoadShift {
+        let busiest = |ring: &Ring| {
+            let mut per_instance = vec![0.0_f64; ring.instances().len()];
+            for range in ring.ranges() {
+                if let Some(slot) = per_instance.get_mut(range.owner as usize) {
+                    *slot += load.between(range.after, range.through);
+                }
+            }
+            per_instance.into_iter().fold(0.0, f64::max)
+        };
+        let moved = plan
+            .ring
+            .ranges()
+            .filter(|range| {
+                plan.ring
+                    .instance(range.owner)
+                    .is_some_and(|owner| plan.added.iter().any(|added| &added.name == owner.name()))
+            })
+            .map(|range| load.between(range.after, range.through))
+            .sum();
+        LoadShift {
+            moved,
+            total: load.total(),
+            busiest_before: busiest(old),
+            busiest_after: busiest(&plan.ring),
+        }
+    }
+}
+
 /// `ring plan --json`.
 #[derive(Debug, Serialize)]
 pub struct PlanView {
@@ -297,6 +401,10 @@ pub struct PlanView {
     pub moved_primary: f64,
     /// The share whose preference list changes in any way.
     pub moved_any: f64,
+    /// With `--by-load`: the share of the recorded requests whose primary
+    /// moves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_primary_requests: Option<f64>,
     /// The added instances, in the order given.
     pub instances: Vec<PlannedView>,
     /// The master-file lines to publish, in order: per instance its SRV
@@ -375,6 +483,24 @@ pub fn plan_report(
     tokens: u32,
     json: bool,
 ) -> Result<Report, ToolError> {
+    plan_report_by_load(srv, zone, additions, tokens, json, None)
+}
+
+/// [`plan_report`], splitting by the requests of `load` (recorded on the
+/// zone's ring) when it is given (`--by-load`): the busiest range at its
+/// request median rather than the largest at its midpoint.
+///
+/// # Errors
+///
+/// As [`plan_report`].
+pub fn plan_report_by_load(
+    srv: &str,
+    zone: ZoneInput<'_>,
+    additions: &[String],
+    tokens: u32,
+    json: bool,
+    load: Option<&RecordedLoad>,
+) -> Result<Report, ToolError> {
     let mut warnings = Vec::new();
     let (parsed, old) = read_ring(zone, srv, &mut warnings)?;
     let mut joining = Vec::with_capacity(additions.len());
@@ -388,14 +514,21 @@ pub fn plan_report(
         let ip = address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         joining.push((name.clone(), SocketAddr::new(ip, name.port())));
     }
-    let plan = shardproxy_ring::plan(&old.ring, &joining, tokens)?;
+    let plan = match load {
+        Some(load) => shardproxy_ring::plan_by_load(&old.ring, &joining, tokens, load)?,
+        None => shardproxy_ring::plan(&old.ring, &joining, tokens)?,
+    };
     let moved = shardproxy_ring::diff(&old.ring, &plan.ring);
+    let by_load = load.map(|load| LoadShift::of(&old.ring, &plan, load));
 
     let mut view = PlanView {
         service: old.service.clone(),
         tokens_per_instance: tokens,
         moved_primary: plan.moved_primary.fraction(),
         moved_any: moved.moved_any.fraction(),
+        moved_primary_requests: by_load
+            .as_ref()
+            .map(|shift| share(shift.moved, shift.total)),
         instances: Vec::new(),
         records: Vec::new(),
         needs_address: Vec::new(),
@@ -424,6 +557,17 @@ pub fn plan_report(
         percent(plan.moved_primary),
         percent(moved.moved_any)
     );
+    if let Some(shift) = &by_load {
+        let _ = writeln!(
+            text,
+            "; by load: the primary of {:.2}% of the recorded requests moves ({:.0} of {:.0}); the busiest instance had {:.0}, has {:.0}",
+            100.0 * share(shift.moved, shift.total),
+            shift.moved,
+            shift.total,
+            shift.busiest_before,
+            shift.busiest_after,
+        );
+    }
     let _ = writeln!(text, "; old ring:     {}", summary(&old.ring));
     match &view.fingerprint {
         Some(_) => {
@@ -582,29 +726,54 @@ fn with_old_and_new<T, E: From<ToolError>>(
 }
 
 /// `shardproxy ring diff`. Exit 0 whether or not anything changed; 1 when a
-/// zone cannot be read.
-pub fn run_diff(srv: &str, old: &Path, new: &Path, json: bool) -> ExitCode {
-    finish(with_old_and_new(old, new, |old, new| {
-        diff_report(srv, old, new, json)
-    }))
+/// zone (or the `by_load` file) cannot be read.
+pub fn run_diff(srv: &str, old: &Path, new: &Path, json: bool, by_load: Option<&Path>) -> ExitCode {
+    finish((|| {
+        let load = by_load.map(read_load).transpose()?;
+        with_old_and_new(old, new, |old, new| {
+            diff_report_by_load(srv, old, new, json, load.as_ref())
+        })
+    })())
 }
 
-/// `shardproxy ring plan --srv --zone --add`.
-pub fn run_plan(srv: &str, zone: &Path, additions: &[String], tokens: u32, json: bool) -> ExitCode {
+/// What `shardproxy ring plan --srv --zone --add` was asked.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanRequest<'a> {
+    /// `--srv`.
+    pub srv: &'a str,
+    /// `--zone`.
+    pub zone: &'a Path,
+    /// `--add`, in order.
+    pub additions: &'a [String],
+    /// `--tokens`.
+    pub tokens: u32,
+    /// `--by-load`.
+    pub by_load: Option<&'a Path>,
+}
+
+/// `shardproxy ring plan --srv --zone --add [--by-load]`.
+pub fn run_plan(request: &PlanRequest<'_>, json: bool) -> ExitCode {
     finish((|| {
-        let text = read(zone)?;
-        let label = zone.display().to_string();
-        plan_report(
-            srv,
+        let load = request.by_load.map(read_load).transpose()?;
+        let text = read(request.zone)?;
+        let label = request.zone.display().to_string();
+        plan_report_by_load(
+            request.srv,
             ZoneInput {
                 label: &label,
                 text: &text,
             },
-            additions,
-            tokens,
+            request.additions,
+            request.tokens,
             json,
+            load.as_ref(),
         )
     })())
+}
+
+/// The recorded load in the file `path`.
+fn read_load(path: &Path) -> Result<RecordedLoad, ToolError> {
+    load_file::parse(&path.display().to_string(), &read(path)?)
 }
 
 /// `shardproxy ring plan --balanced N`.

@@ -37,7 +37,7 @@ pub mod zone;
 pub use diff::{diff, ChangedRange, RingDiff};
 pub use instance::{InstanceName, NameError};
 pub use keyspace::KeySpace;
-pub use plan::{balanced_tokens, plan, Plan, PlanError, PlannedInstance, Split};
+pub use plan::{balanced_tokens, plan, plan_by_load, Plan, PlanError, PlannedInstance, Split};
 pub use records::{RingConfig, RingConfigError};
 pub use ring::{
     Fingerprint, Instance, Member, PreferenceList, Range, Redundancy, Replication, Ring, RingError,

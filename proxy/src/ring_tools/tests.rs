@@ -320,3 +320,94 @@ fn balanced_text_and_json_agree() {
         "[\n  \"ffffffffffffffffffffffffffffffff\"\n]\n"
     );
 }
+
+/// Load recorded on OLD's ring: b's range (40.., 80..] has 1,000 of 1,200
+/// requests, 600 of them for one key a tenth of the way into it.
+const LOAD: &str = r#"{"service": "frob", "ranges": [
+  {"after": "c0000000000000000000000000000000", "through": "40000000000000000000000000000000", "requests": 100},
+  {"after": "40000000000000000000000000000000", "through": "80000000000000000000000000000000", "requests": 1000},
+  {"after": "80000000000000000000000000000000", "through": "c0000000000000000000000000000000", "requests": 100}
+], "keys": [{"hash": "46666666666666666666666666666666", "requests": 600, "rate": 60.0}]}"#;
+
+#[test]
+fn plan_by_load_splits_the_busiest_range_where_its_requests_halve() {
+    let load = load_file::parse("load.json", LOAD).unwrap();
+    let additions = ["d.example.com:8081".to_owned()];
+    let report =
+        plan_report_by_load(SRV, input("zone", OLD), &additions, 1, true, Some(&load)).unwrap();
+    let value = json(&report.output);
+    // Not a's half of the ring (the largest range) but b's busy quarter,
+    // at the hot key: d takes it and what lies before it, 640 requests.
+    let split = &value["instances"][0]["splits"][0];
+    assert_eq!(split["token"], "46666666666666666666666666666666");
+    assert_eq!(split["from"], "b.example.com:8081");
+    let moved = value["moved_primary_requests"].as_f64().unwrap();
+    assert!((moved - 640.0 / 1200.0).abs() < 1e-9, "{moved}");
+    // Without the load, the midpoint of a's range.
+    let by_size = plan_report(SRV, input("zone", OLD), &additions, 1, true).unwrap();
+    assert_eq!(
+        json(&by_size.output)["instances"][0]["splits"][0]["from"],
+        "a.example.com:8081"
+    );
+    assert!(json(&by_size.output)
+        .get("moved_primary_requests")
+        .is_none());
+
+    // `ring diff --by-load` of the old zone and the planned one finds the
+    // same share of requests moving, and says it in words too.
+    let records: Vec<String> = value["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record.as_str().unwrap().to_owned())
+        .collect();
+    let new = format!("{OLD}{}\n", records.join("\n"));
+    let diff = diff_report_by_load(
+        SRV,
+        input("old", OLD),
+        input("new", &new),
+        true,
+        Some(&load),
+    )
+    .unwrap();
+    let found = json(&diff.output)["moved_primary_requests"]
+        .as_f64()
+        .unwrap();
+    assert!((found - moved).abs() < 1e-9, "{found} vs {moved}");
+    let text = diff_report_by_load(
+        SRV,
+        input("old", OLD),
+        input("new", &new),
+        false,
+        Some(&load),
+    )
+    .unwrap()
+    .output;
+    assert!(
+        text.contains(
+            "primary changes for            53.33% of the recorded requests (640 of 1200)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_load_file_that_cannot_be_used_is_named() {
+    for (text, reason) in [
+        (
+            "{",
+            "load.json: EOF while parsing an object at line 1 column 1",
+        ),
+        (
+            r#"{"ranges": [{"after": "x", "through": "40", "requests": 1}]}"#,
+            "load.json: after \"x\": ",
+        ),
+        (
+            r#"{"ranges": [{"after": "40", "through": "80", "requests": 1}]}"#,
+            "load.json: the ranges do not cover the ring once",
+        ),
+    ] {
+        let error = load_file::parse("load.json", text).unwrap_err().to_string();
+        assert!(error.starts_with(reason), "{error}");
+    }
+}
