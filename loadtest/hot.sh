@@ -26,7 +26,8 @@
 #
 # Environment (defaults in brackets; those of k6.js pass through to it):
 #   RATE [700] DURATION [20s] HOT_SHARE [0.8] HOT_KEY [KEY_PREFIX + hot]
-#   KEYS [100000] DIST [uniform] KEY_PREFIX [/k/] ... (k6.js; HOT_BACKENDS is set here)
+#   KEYS [100000] DIST [uniform] KEY_PREFIX [/k/] PRE_VUS [RATE/5] MAX_VUS [RATE/2]
+#   ... (k6.js; HOT_BACKENDS is set here)
 #   BACKENDS [4]          backends (at least SLAVES + 2, so that one is off the hot key's list)
 #   SLOTS [8]             requests each backend serves at once
 #   DELAY_MS [20]         service time of each request, ms
@@ -64,6 +65,10 @@ export DURATION=${DURATION:-20s}
 export HOT_SHARE=${HOT_SHARE:-0.8}
 export KEY_PREFIX=${KEY_PREFIX:-/k/}
 export HOT_KEY=${HOT_KEY:-${KEY_PREFIX}hot}
+# k6 drops iterations while it starts VUs mid-run: start enough for 200 ms
+# per request at once (MAX_VUS stays k6.js's RATE/2, 500 ms).
+[[ $RATE =~ ^[0-9]+$ ]] || die "RATE=$RATE: expected a whole number of requests per second"
+export PRE_VUS=${PRE_VUS:-$(( (RATE + 4) / 5 > 10 ? (RATE + 4) / 5 : 10 ))}
 BACKENDS=${BACKENDS:-4}
 SLOTS=${SLOTS:-8}
 DELAY_MS=${DELAY_MS:-20}
