@@ -5,7 +5,9 @@
 //
 // Every iteration is one GET of BASE_URL + KEY_PREFIX + n, n in 0..KEYS-1,
 // drawn uniformly or from a Zipf distribution (hot keys: n = 0 is the
-// hottest, then 1, 2, ...). Requests are sent at a fixed arrival rate
+// hottest, then 1, 2, ...), or, with HOT_SHARE > 0, that share of the
+// iterations GETs one hot key (BASE_URL + HOT_KEY) and the others draw n as
+// above. Requests are sent at a fixed arrival rate
 // (open loop: a slow server does not slow the load down, k6 starts more VUs
 // up to MAX_VUS, then drops iterations and counts them).
 //
@@ -16,6 +18,11 @@
 //   KEYS [100000]                     key space size
 //   DIST [uniform]                    uniform | zipf
 //   ZIPF_S [1.1]                      Zipf exponent (> 0; larger = hotter keys)
+//   HOT_SHARE [0]                     share of iterations (0..1) that GET the hot key HOT_KEY
+//   HOT_KEY [KEY_PREFIX + "hot"]      the hot key's path (e.g. /k/hot)
+//   HOT_BACKENDS                      names (comma-separated) of the backends allowed to answer
+//                                     the hot key, by their X-Backend response header: any other
+//                                     answer counts in hot_off_list (threshold: none at all)
 //   SEED                              seed k6's random generator (repeatable key sequences)
 //   SCENARIO [constant]               constant: RATE req/s for DURATION
 //                                     ramp: from START_RATE up to RATE over RAMP_UP, then RATE until DURATION
@@ -32,11 +39,15 @@
 //   SUMMARY_JSON                      also write the end-of-test summary as JSON to this file
 //
 // The end-of-test summary (handleSummary) is a compact text block on stdout:
-// requests, failures, rate, dropped iterations, p50/p90/p99/max, thresholds.
+// requests, failures, rate, dropped iterations, p50/p90/p99/max, thresholds;
+// with HOT_SHARE > 0 also the hot key's requests, failures and latency
+// (metrics hot_reqs, hot_req_failed, hot_req_duration), the other keys'
+// latency (other_req_duration) and, with HOT_BACKENDS, hot_off_list.
 // k6 exits 99 when a threshold is crossed.
 
 import http from 'k6/http';
 import { check, randomSeed } from 'k6';
+import { Counter, Rate, Trend } from 'k6/metrics';
 
 // --- configuration -----------------------------------------------------------
 
@@ -100,6 +111,11 @@ if (DIST !== 'uniform' && DIST !== 'zipf') fail(`DIST=${DIST}: expected uniform 
 if (DIST === 'zipf' && !(ZIPF_S > 0)) fail(`ZIPF_S=${ZIPF_S}: must be above 0`);
 if (DURATION_S <= 0) fail(`DURATION=${DURATION}: must be longer than 0`);
 seconds('TIMEOUT', TIMEOUT);
+const HOT_SHARE = number('HOT_SHARE', 0, { min: 0 });
+const HOT_KEY = env('HOT_KEY', `${KEY_PREFIX}hot`);
+const HOT_BACKENDS = env('HOT_BACKENDS', '').split(',').map((name) => name.trim()).filter((name) => name !== '');
+if (HOT_SHARE > 1) fail(`HOT_SHARE=${HOT_SHARE}: expected a share from 0 to 1`);
+if (!HOT_KEY.startsWith('/')) fail(`HOT_KEY=${HOT_KEY}: must start with /`);
 const SEED = env('SEED', undefined);
 if (SEED !== undefined && !/^\d+$/.test(SEED)) fail(`SEED=${SEED}: expected a whole number`);
 
@@ -122,12 +138,22 @@ function scenario() {
 const errorThreshold = MAX_ERROR_RATE === 0 ? 'rate<=0' : `rate<${MAX_ERROR_RATE}`;
 const checkThreshold = MAX_ERROR_RATE === 0 ? 'rate>=1' : `rate>${1 - MAX_ERROR_RATE}`;
 
+// The hot key's requests, apart (only with HOT_SHARE > 0).
+const hotReqs = new Counter('hot_reqs');
+const hotFailed = new Rate('hot_req_failed');
+const hotDuration = new Trend('hot_req_duration', true);
+const otherDuration = new Trend('other_req_duration', true);
+// Hot-key answers from a backend not in HOT_BACKENDS.
+const hotOffList = new Counter('hot_off_list');
+const hotThresholds = HOT_BACKENDS.length > 0 && HOT_SHARE > 0 ? { hot_off_list: ['count<1'] } : {};
+
 export const options = {
   scenarios: { load: scenario() },
   thresholds: {
     http_req_failed: [errorThreshold],
     http_req_duration: [`p(99)<${P99_MS}`],
     checks: [checkThreshold],
+    ...hotThresholds,
   },
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max'],
   // Only the status is checked: do not keep bodies around.
@@ -183,13 +209,26 @@ export default function () {
     if (SEED !== undefined) randomSeed(Number(SEED) + __VU);
     seeded = true;
   }
-  const res = http.get(`${BASE_URL}${KEY_PREFIX}${nextKey()}`, {
+  const hot = HOT_SHARE > 0 && Math.random() < HOT_SHARE;
+  const res = http.get(hot ? `${BASE_URL}${HOT_KEY}` : `${BASE_URL}${KEY_PREFIX}${nextKey()}`, {
     timeout: TIMEOUT,
     // One name for every URL: keeps k6's per-URL time series bounded.
-    tags: { name: `${KEY_PREFIX}{n}` },
+    tags: { name: hot ? HOT_KEY : `${KEY_PREFIX}{n}` },
     responseCallback: http.expectedStatuses(EXPECT_STATUS),
   });
-  check(res, { [`status is ${EXPECT_STATUS}`]: (r) => r.status === EXPECT_STATUS });
+  const ok = res.status === EXPECT_STATUS;
+  check(res, { [`status is ${EXPECT_STATUS}`]: () => ok });
+  if (HOT_SHARE > 0) {
+    if (hot) {
+      hotReqs.add(1);
+      hotFailed.add(!ok);
+      hotDuration.add(res.timings.duration);
+      const backend = res.headers['X-Backend'];
+      if (ok && HOT_BACKENDS.length > 0 && !HOT_BACKENDS.includes(backend)) hotOffList.add(1);
+    } else {
+      otherDuration.add(res.timings.duration);
+    }
+  }
 }
 
 // --- the summary -------------------------------------------------------------
@@ -233,6 +272,20 @@ function compact(data) {
     p99_ms: dur['p(99)'],
     p999_ms: dur['p(99.9)'],
     max_ms: dur.max,
+    hot_share: HOT_SHARE,
+    hot_key: HOT_KEY,
+    hot: HOT_SHARE > 0 ? {
+      requests: values('hot_reqs').count || 0,
+      failed: values('hot_req_failed').passes || 0,
+      off_list: HOT_BACKENDS.length > 0 ? values('hot_off_list').count || 0 : null,
+      p50_ms: values('hot_req_duration').med,
+      p90_ms: values('hot_req_duration')['p(90)'],
+      p99_ms: values('hot_req_duration')['p(99)'],
+      max_ms: values('hot_req_duration').max,
+      other_p50_ms: values('other_req_duration').med,
+      other_p90_ms: values('other_req_duration')['p(90)'],
+      other_p99_ms: values('other_req_duration')['p(99)'],
+    } : null,
     thresholds,
     thresholds_ok: thresholds.every((t) => t.ok),
   };
@@ -246,6 +299,14 @@ function text(s) {
     `  failed     ${s.failed} (${(s.failed_rate * 100).toFixed(3)}%), checks failed ${s.checks_failed}, dropped iterations ${s.dropped_iterations}, VUs allocated ${s.vus_allocated}`,
     `  latency    p50 ${ms(s.p50_ms)}  p90 ${ms(s.p90_ms)}  p99 ${ms(s.p99_ms)}  p99.9 ${ms(s.p999_ms)}  max ${ms(s.max_ms)}`,
   ];
+  if (s.hot) {
+    const h = s.hot;
+    lines.push(
+      `  hot key    ${s.hot_key} (${(s.hot_share * 100).toFixed(0)}% of iterations): ${h.requests} requests, ${h.failed} failed${h.off_list === null ? '' : `, ${h.off_list} answered off its list`}`,
+      `  hot        p50 ${ms(h.p50_ms)}  p90 ${ms(h.p90_ms)}  p99 ${ms(h.p99_ms)}  max ${ms(h.max_ms)}`,
+      `  other keys p50 ${ms(h.other_p50_ms)}  p90 ${ms(h.other_p90_ms)}  p99 ${ms(h.other_p99_ms)}`,
+    );
+  }
   for (const t of s.thresholds) {
     lines.push(`  threshold  ${t.ok ? 'ok    ' : 'FAILED'} ${t.metric}: ${t.threshold}`);
   }

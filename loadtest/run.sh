@@ -6,9 +6,20 @@
 #   loadtest/run.sh --drill               # ...and kill a backend mid-run: must end with 0 failures
 #   loadtest/run.sh --drill --srv-only    # ...the same with a Kubernetes-style ring (SRV and A only)
 #   loadtest/run.sh --config FILE [--backend ADDR=CMD ...] [--drill]
+#   loadtest/run.sh --hot                 # hot-key drill: the same load without, then with
+#                                         # load_bound; a summary comparing the two
 #
 # Options:
 #   --drill               failure drill (or DRILL=1)
+#   --hot                 the hot-key drill (or HOT=1), run by loadtest/hot.sh (its
+#                         header: `loadtest/hot.sh --help`): 4 backends of 8 slots x
+#                         20 ms, slaves = 2, RATE [700] req/s for DURATION [20s] with
+#                         HOT_SHARE [0.8] on HOT_KEY [/k/hot], first without, then with
+#                         load_bound = { factor = 1.25, scope = "replicas" }; prints
+#                         requests, failures, p50/p90/p99 (all, hot key, other keys),
+#                         attempts per instance and spills of both runs; exits 3 if
+#                         the load_bound run failed requests or a hot read left the
+#                         key's list. Takes only -- ARGS; no other option applies
 #   --backends N          demo backends [4]
 #   --srv-only            the demo's DNS publishes SRV and A records only, as
 #                         Kubernetes does: derived tokens, slaves = 1 from the config
@@ -42,8 +53,9 @@
 #   KEEP_WORK [0]         1: keep the work directory (logs, summary)
 #
 # Exit status: 0 all good; 1 setup failed (or the drill could not be carried
-# out); 3 the drill saw failed requests; otherwise k6's own (99: a threshold
-# was crossed).
+# out); 3 the drill saw failed requests (--hot: the load_bound run failed
+# requests or sent a hot read off its list); otherwise k6's own (99: a
+# threshold was crossed).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,6 +67,8 @@ source "$HERE/lib.sh"
 # --- arguments -------------------------------------------------------------------
 
 DRILL=${DRILL:-0}
+HOT=${HOT:-0}
+OTHER_OPTIONS=()
 BACKENDS=4
 SRV_ONLY=()
 CONFIG=
@@ -63,8 +77,10 @@ BACKEND_ADDRS=()
 BACKEND_CMDS=()
 K6_ARGS=()
 while (($#)); do
+    [[ $1 == --hot || $1 == -- ]] || OTHER_OPTIONS+=("$1")
     case $1 in
         --drill) DRILL=1 ;;
+        --hot) HOT=1 ;;
         --backends) BACKENDS=${2:?--backends needs a number}; shift ;;
         --srv-only) SRV_ONLY[0]=--srv-only ;;
         --not-ready-leaves) SRV_ONLY=(--srv-only --not-ready-leaves) ;;
@@ -83,6 +99,13 @@ while (($#)); do
     esac
     shift
 done
+
+[[ $HOT == 0 || $HOT == 1 ]] || die "HOT must be 0 or 1"
+if ((HOT)); then
+    ((${#OTHER_OPTIONS[@]} == 0 && DRILL == 0)) \
+        || die "--hot runs its own setup (loadtest/hot.sh): it takes no other option (${OTHER_OPTIONS[*]:-DRILL=1}); settings are environment variables"
+    exec "$HERE/hot.sh" -- "${K6_ARGS[@]}"
+fi
 
 [[ $DRILL == 0 || $DRILL == 1 ]] || die "DRILL must be 0 or 1"
 [[ $BACKENDS =~ ^[0-9]+$ ]] || die "--backends must be a whole number"
