@@ -337,7 +337,7 @@ SP_ADMIN=$(pick_port)
 # One throwaway certificate for every contender: self-signed, EC P-256, for
 # 127.0.0.1 and localhost, in the work directory (removed with it; never
 # anywhere else). HAProxy wants certificate and key in one file.
-TLS_DIR=$WORK/tls
+TLS_DIR=$WORK/cert # not $WORK/tls: that is the tls mode's directory
 TLS_CERT=$TLS_DIR/cert.pem
 TLS_KEY=$TLS_DIR/key.pem
 TLS_COMBINED=$TLS_DIR/combined.pem
