@@ -171,7 +171,7 @@ if [[ ! -x $SHARDPROXY ]]; then
         || die "no shardproxy binary at $SHARDPROXY"
     CARGO_TARGET_DIR=$REPO/target-perf build_rust shardproxy "$REPO" -p shardproxy
 fi
-if ((FIXED_ROUNDS > 0)) && plain_modes && [[ ! -x $FIXEDRATE ]]; then
+if [[ -z $REPORT_FROM ]] && ((FIXED_ROUNDS > 0)) && plain_modes && [[ ! -x $FIXEDRATE ]]; then
     [[ $FIXEDRATE == "$HERE/fixedrate/target/release/fixedrate" ]] || die "no fixedrate binary at $FIXEDRATE"
     CARGO_TARGET_DIR=$HERE/fixedrate/target build_rust fixedrate "$HERE/fixedrate"
 fi
