@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # loadtest/compare.sh: shardproxy against nginx, HAProxy and Varnish, each used
-# as a consistent-hash reverse proxy in front of the same backends, in two
-# modes: pass-through (no cache) and cache hits. On a 2-core box:
+# as a consistent-hash reverse proxy in front of the same backends, in three
+# modes: pass-through (no cache), cache hits, and TLS (pass-through with the
+# clients speaking HTTPS to the contender). On a 2-core box:
 #
 #   core PROXY_CPU (0): the contenders (one at a time under load), alone
 #   core LOAD_CPU  (1): the load generator + the backends (one nginx, 4 servers)
@@ -14,11 +15,21 @@
 # the contender's CPU time (its process group, /proc/PID/stat utime+stime)
 # per request; new backend connections (backends' stub_status "accepts");
 # backend requests (cache misses in cache mode); CPU used by anything else.
+#
+# Mode tls: as pass, but wrk connects with https:// URLs (keep-alive, TLS as
+# Debian's OpenSSL negotiates it by default) to each contender, all of which
+# serve the same throwaway self-signed EC P-256 certificate (made with the
+# openssl CLI in the temporary directory, removed with it) with ALPN h2 and
+# http/1.1; the contenders still speak plain HTTP to the backends. Varnish
+# has no TLS and is skipped there; so are the fixed-rate runs (fixedrate
+# speaks plain HTTP only). The report says which TLS version, cipher and
+# group each contender negotiated (openssl s_client, once per contender).
 # Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
 # loadtest/README.md.
 #
 # Environment (defaults in brackets):
 #   CONTENDERS ["shardproxy nginx haproxy varnish"]  MODES ["pass cache"]
+#     (modes: pass, cache, tls; e.g. MODES=tls CONTENDERS="shardproxy nginx")
 #   ROUNDS [3]  DURATION [10s]  WARMUP [5s]  CONNS [64]  THREADS [1]
 #   KEYS [100000] (pass)  CACHE_KEYS [10000] (cache: every key is fetched
 #     once before the runs, so the runs are all hits)
@@ -88,9 +99,12 @@ for c in "${CONTENDER_LIST[@]}"; do
     [[ $c =~ ^(shardproxy|nginx|haproxy|varnish)$ ]] || die "unknown contender '$c' (shardproxy nginx haproxy varnish)"
 done
 for m in "${MODE_LIST[@]}"; do
-    [[ $m == pass || $m == cache ]] || die "unknown mode '$m' (pass cache)"
+    [[ $m == pass || $m == cache || $m == tls ]] || die "unknown mode '$m' (pass cache tls)"
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
+has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
+# plain_modes: whether a mode other than tls runs (fixedrate speaks plain HTTP only)
+plain_modes() { has_mode pass || has_mode cache; }
 for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
@@ -119,6 +133,7 @@ missing_pkgs() {
     for tool in taskset setsid; do command -v "$tool" >/dev/null 2>&1 || pkgs+=(util-linux); done
     command -v curl >/dev/null 2>&1 || pkgs+=(curl)
     command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
+    if has_mode tls; then command -v openssl >/dev/null 2>&1 || pkgs+=(openssl); fi
     if has_contender haproxy; then command -v "$HAPROXY" >/dev/null 2>&1 || pkgs+=(haproxy); fi
     if has_contender varnish; then
         command -v "$VARNISHD" >/dev/null 2>&1 || [[ -x /usr/sbin/varnishd ]] || pkgs+=(varnish)
@@ -156,7 +171,7 @@ if [[ ! -x $SHARDPROXY ]]; then
         || die "no shardproxy binary at $SHARDPROXY"
     CARGO_TARGET_DIR=$REPO/target-perf build_rust shardproxy "$REPO" -p shardproxy
 fi
-if ((FIXED_ROUNDS > 0)) && [[ ! -x $FIXEDRATE ]]; then
+if [[ -z $REPORT_FROM ]] && ((FIXED_ROUNDS > 0)) && plain_modes && [[ ! -x $FIXEDRATE ]]; then
     [[ $FIXEDRATE == "$HERE/fixedrate/target/release/fixedrate" ]] || die "no fixedrate binary at $FIXEDRATE"
     CARGO_TARGET_DIR=$HERE/fixedrate/target build_rust fixedrate "$HERE/fixedrate"
 fi
@@ -283,11 +298,11 @@ wait_tcp() {
     die "$name did not listen on 127.0.0.1:$port within 20 s"
 }
 
-# wait_http NAME URL REGEX: poll until URL answers 200 with a body matching REGEX.
+# wait_http MODE NAME URL REGEX: poll until URL answers 200 with a body matching REGEX.
 wait_http() {
-    local name=$1 url=$2 re=$3 i body
+    local mode=$1 name=$2 url=$3 re=$4 i body
     for ((i = 0; i < 200; i++)); do
-        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body =~ $re ]]; then
+        if body=$(curl_to "$mode" -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body =~ $re ]]; then
             return 0
         fi
         sleep 0.05
@@ -316,6 +331,55 @@ BACKEND_STATUS=$(pick_port)
 declare -A PORT=() PG=() SKIP_IN=()
 for c in "${CONTENDER_LIST[@]}"; do PORT[$c]=$(pick_port); done
 SP_ADMIN=$(pick_port)
+
+# --- TLS (mode tls) -------------------------------------------------------------------
+
+# One throwaway certificate for every contender: self-signed, EC P-256, for
+# 127.0.0.1 and localhost, in the work directory (removed with it; never
+# anywhere else). HAProxy wants certificate and key in one file.
+TLS_DIR=$WORK/cert # not $WORK/tls: that is the tls mode's directory
+TLS_CERT=$TLS_DIR/cert.pem
+TLS_KEY=$TLS_DIR/key.pem
+TLS_COMBINED=$TLS_DIR/combined.pem
+make_cert() {
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" >"$TLS_DIR/openssl.log" 2>&1 \
+        || die "openssl could not make the test certificate: $(cat "$TLS_DIR/openssl.log")"
+    cat "$TLS_CERT" "$TLS_KEY" >"$TLS_COMBINED"
+    chmod 600 "$TLS_KEY" "$TLS_COMBINED"
+    TLS_CERT_SHA=$(openssl x509 -in "$TLS_CERT" -noout -fingerprint -sha256 | sed 's/^.*=//')
+}
+
+# scheme_of MODE: how clients speak to the contenders in that mode
+scheme_of() { if [[ $1 == tls ]]; then echo https; else echo http; fi; }
+# curl_to MODE ARGS...: curl, trusting the test certificate in tls mode
+curl_to() {
+    local mode=$1
+    shift
+    if [[ $mode == tls ]]; then curl --cacert "$TLS_CERT" "$@"; else curl "$@"; fi
+}
+
+# tls_probe WHO: what a client that offers what wrk offers (OpenSSL's
+# defaults, no ALPN) negotiates with the contender, and the ALPN protocol it
+# picks from "h2,http/1.1"; checks that it serves the test certificate.
+tls_probe() {
+    local who=$1 port=${PORT[$1]} out alpn_out proto cipher group alpn fp
+    # (tr: s_client prints a NUL byte or two, which bash would warn about)
+    out=$(openssl s_client -connect "127.0.0.1:$port" -servername localhost </dev/null 2>&1 | tr -d '\0') || true
+    alpn_out=$(openssl s_client -connect "127.0.0.1:$port" -servername localhost -alpn h2,http/1.1 </dev/null 2>&1 | tr -d '\0') || true
+    proto=$(sed -n 's/^New, \([^,]*\), Cipher is .*/\1/p' <<<"$out" | sed -n 1p)
+    cipher=$(sed -n 's/^New, [^,]*, Cipher is //p' <<<"$out" | sed -n 1p)
+    group=$(sed -n 's/^Server Temp Key: //p' <<<"$out" | sed -n 1p)
+    alpn=$(sed -n 's/^ALPN protocol: //p' <<<"$alpn_out" | sed -n 1p)
+    [[ -n $alpn ]] || alpn=none
+    fp=$(openssl x509 -noout -fingerprint -sha256 <<<"$out" 2>/dev/null | sed 's/^.*=//') || true
+    [[ -n $cipher ]] || die "$who: no TLS session with openssl s_client on 127.0.0.1:$port: $(tail -n 5 <<<"$out")"
+    [[ $fp == "$TLS_CERT_SHA" ]] || die "$who serves another certificate than the test one ($fp, not $TLS_CERT_SHA)"
+    TLS_INFO[$who]="${proto:-?} $cipher, key exchange ${group:-?}; ALPN offered h2,http/1.1: $alpn"
+    log "tls $who: ${TLS_INFO[$who]}"
+}
 
 # --- configs ------------------------------------------------------------------------
 
@@ -371,10 +435,18 @@ EOF
 }
 
 # write_nginx MODE DIR: nginx as the proxy; `hash $request_uri consistent`,
-# keep-alive to the backends; in cache mode proxy_cache in a tmpfs.
+# keep-alive to the backends; in cache mode proxy_cache in a tmpfs; in tls
+# mode an HTTPS listener (`ssl http2`: ALPN h2 and http/1.1, as shardproxy).
 write_nginx() {
-    local mode=$1 dir=$2 k cache_http="" cache_loc=""
+    local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf=""
     mkdir -p "$dir/tmp"
+    if [[ $mode == tls ]]; then
+        listen_tls=" ssl http2"
+        # nginx 1.22's default ssl_protocols stop at TLSv1.2 (1.23.4 added 1.3)
+        tls_conf="        ssl_certificate $TLS_CERT;
+        ssl_certificate_key $TLS_KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
     if [[ $mode == cache ]]; then
         rm -rf "${NGINX_CACHE_DIR:?}"/*
         cache_http="    proxy_cache_path $NGINX_CACHE_DIR levels=1:2 keys_zone=bench:64m max_size=1g inactive=2h use_temp_path=off;"
@@ -402,7 +474,8 @@ EOF
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:${PORT[nginx]} backlog=4096;
+        listen 127.0.0.1:${PORT[nginx]}$listen_tls backlog=4096;
+$tls_conf
         location / {
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -424,10 +497,14 @@ EOF
 
 # write_haproxy MODE DIR: `balance uri` + `hash-type consistent`, connections
 # to the backends shared and kept (`http-reuse always`); in cache mode its
-# in-memory cache.
+# in-memory cache; in tls mode `bind ... ssl crt` (ALPN h2 and http/1.1).
 write_haproxy() {
-    local mode=$1 dir=$2 k cache_sec="" cache_use=""
+    local mode=$1 dir=$2 k cache_sec="" cache_use="" bind_tls="" proto=http
     mkdir -p "$dir"
+    if [[ $mode == tls ]]; then
+        bind_tls=" ssl crt $TLS_COMBINED alpn h2,http/1.1"
+        proto=https
+    fi
     if [[ $mode == cache ]]; then
         cache_sec="cache bench
     total-max-size 256
@@ -455,7 +532,7 @@ defaults
 $cache_sec
 
 frontend bench
-    bind 127.0.0.1:${PORT[haproxy]}
+    bind 127.0.0.1:${PORT[haproxy]}$bind_tls
     default_backend bench
 
 backend bench
@@ -464,7 +541,7 @@ backend bench
     http-reuse always
     # the same header work shardproxy does: X-Forwarded-For, -Proto, Via
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto $proto
     http-request add-header Via "1.1 haproxy"
 $cache_use
     default-server pool-purge-delay 300s
@@ -482,7 +559,7 @@ EOF
 write_varnish() {
     local mode=$1 dir=$2 k recv=""
     mkdir -p "$dir"
-    [[ $mode == pass ]] && recv="    return (pass);"
+    [[ $mode != cache ]] && recv="    return (pass);"
     {
         echo "vcl 4.1;"
         echo "import directors;"
@@ -509,16 +586,20 @@ EOF
 }
 
 # write_shardproxy MODE DIR: static instances, derived tokens; in cache mode
-# `[services.bench.cache] enabled = true`.
+# `[services.bench.cache] enabled = true`; in tls mode `[server.tls]`.
 write_shardproxy() {
-    local mode=$1 dir=$2 k
+    local mode=$1 dir=$2 k tls_sec=""
     mkdir -p "$dir"
+    if [[ $mode == tls ]]; then
+        tls_sec=$(printf '\n[server.tls]\ncert = "%s"\nkey = "%s"' "$TLS_CERT" "$TLS_KEY")
+    fi
     {
         cat <<EOF
 [server]
 listen = "127.0.0.1:${PORT[shardproxy]}"
 admin = "127.0.0.1:$SP_ADMIN"
 workers = 1
+$tls_sec
 
 [services.bench]
 instances = [
@@ -548,6 +629,11 @@ EOF
 # in cache mode) sets SKIP[NAME] and returns 1.
 start_contender() {
     local mode=$1 who=$2 dir=$WORK/$1/$2
+    if [[ $mode == tls && $who == varnish ]]; then
+        SKIP_IN[$mode.$who]="Varnish has no TLS (its docs put hitch or another terminator in front)"
+        log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
+        return 1
+    fi
     if ! "write_$who" "$mode" "$dir"; then
         SKIP_IN[$mode.$who]="its config check failed: $(grep -v '^\s*$' "$dir/check.log" | sed -n "1s|$dir/||gp" | cut -c1-300)"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
@@ -565,7 +651,8 @@ start_contender() {
     esac
     PG[$who]=$STARTED
     wait_tcp "$who" "${PG[$who]}" "${PORT[$who]}"
-    wait_http "$who" "http://127.0.0.1:${PORT[$who]}/k/0" '^backend-[0-9]+'
+    wait_http "$mode" "$who" "$(scheme_of "$mode")://127.0.0.1:${PORT[$who]}/k/0" '^backend-[0-9]+'
+    if [[ $mode == tls ]]; then tls_probe "$who"; fi
 }
 
 # --- measurement helpers ---------------------------------------------------------------------
@@ -671,7 +758,7 @@ run_one() {
 
     if [[ $kind == sat ]]; then
         LOADTEST_KEYS=$keys taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
-            -s "$LUA" "http://127.0.0.1:$port/" >"$out" 2>&1 &
+            -s "$LUA" "$(scheme_of "$mode")://127.0.0.1:$port/" >"$out" 2>&1 &
     else
         taskset -c "$LOAD_CPU" "$FIXEDRATE" --addr "127.0.0.1:$port" --rate "$rate" \
             --duration "$(dur_secs "$dur")" --conns "$CONNS" --keys "$keys" >"$out" 2>&1 &
@@ -788,17 +875,17 @@ col() {
 
 # --- routing check ---------------------------------------------------------------------------
 
-# backends_of PORT: for keys 0..999 (one keep-alive connection, curl URL
+# backends_of MODE PORT: for keys 0..999 (one keep-alive connection, curl URL
 # globbing), the backend that answered, one a line
 backends_of() {
-    curl -fsS "http://127.0.0.1:$1/k/[0-999]" | sed 's/^backend-//'
+    curl_to "$1" -fsS "$(scheme_of "$1")://127.0.0.1:$2/k/[0-999]" | sed 's/^backend-//'
 }
 # check_routing MODE NAME: the same key must reach the same backend every
 # time, and the keys must spread over all backends; for shardproxy, each
 # key's backend must be the primary /ring/lookup names.
 check_routing() {
     local mode=$1 who=$2 a b spread same agree="" k primary port bad=0
-    a=$(backends_of "${PORT[$who]}") b=$(backends_of "${PORT[$who]}")
+    a=$(backends_of "$mode" "${PORT[$who]}") b=$(backends_of "$mode" "${PORT[$who]}")
     same=$(paste <(echo "$a") <(echo "$b") | awk '$1 == $2 { n++ } END { print n + 0 }')
     spread=$(sort <<<"$a" | uniq -c | awk '{ printf "%sbackend-%s=%s", sep, $2, $1; sep = " " }')
     if [[ $who == shardproxy ]]; then
@@ -834,11 +921,11 @@ prefill() {
 
 # --- runs ----------------------------------------------------------------------------------
 
-declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=()
+declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=() TLS_INFO=()
 # what the report needs besides runs.tsv, for REPORT_FROM
 STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
     NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT NGINX_CACHE_DIR SHARDPROXY
-    RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN)
+    RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN TLS_INFO TLS_CERT_SHA)
 save_state() { declare -p "${STATE_VARS[@]}" >"$WORK/state.sh"; }
 
 if [[ -n $REPORT_FROM ]]; then
@@ -849,13 +936,15 @@ if [[ -n $REPORT_FROM ]]; then
 else
 
 write_backends
+TLS_CERT_SHA=
+if has_mode tls; then make_cert; fi
 log "work dir $WORK; backends on ${BACKEND_PORTS[*]} (status $BACKEND_STATUS); contenders:$(for c in "${CONTENDER_LIST[@]}"; do printf ' %s :%s' "$c" "${PORT[$c]}"; done)"
 start_group backends "$LOAD_CPU" "$WORK/backends/out.log" "$NGINX" -e "$WORK/backends/error.log" \
     -p "$WORK/backends/" -c "$WORK/backends/nginx.conf" -g 'daemon off;'
 PG_BACKENDS=$STARTED
 for ((k = 1; k <= NBACKENDS; k++)); do
     wait_tcp backends "$PG_BACKENDS" "${BACKEND_PORTS[k - 1]}"
-    wait_http "backend $k" "http://127.0.0.1:${BACKEND_PORTS[k - 1]}/" "^backend-$k"
+    wait_http pass "backend $k" "http://127.0.0.1:${BACKEND_PORTS[k - 1]}/" "^backend-$k"
 done
 wait_tcp backends "$PG_BACKENDS" "$BACKEND_STATUS"
 
@@ -895,7 +984,9 @@ for mode in "${MODE_LIST[@]}"; do
         for ((i = 0; i < n; i++)); do measure "$mode" sat "$r" "$((i + 1))" "${order[i]}" "$DURATION"; done
     done
 
-    if ((FIXED_ROUNDS > 0)); then
+    if [[ $mode == tls ]]; then
+        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (loadtest/fixedrate speaks plain HTTP only)"
+    elif ((FIXED_ROUNDS > 0)); then
         rate=$FIXED_RATE
         if [[ -z $rate ]]; then
             if [[ " ${active[*]} " == *" nginx "* ]]; then
@@ -948,7 +1039,15 @@ TSV=${OUT%.md}.tsv
 
 fmt_ms() { awk -v us="$1" 'BEGIN { if (us == "nan" || us == "") print "n/a"; else printf "%.3f", us / 1000 }'; }
 sum_col() { col "$@" | awk '$1 != "na" { s += $1 } END { print s + 0 }'; }
-mode_title() { if [[ $1 == pass ]]; then echo "Pass-through (no cache)"; else echo "Cache hits"; fi; }
+mode_title() {
+    case $1 in
+        pass) echo "Pass-through (no cache)" ;;
+        tls) echo "TLS pass-through (HTTPS from the clients, plain HTTP to the backends)" ;;
+        *) echo "Cache hits" ;;
+    esac
+}
+# chart_title MODE: mode_title, short enough for a panel
+chart_title() { if [[ $1 == tls ]]; then echo "TLS pass-through"; else mode_title "$1"; fi; }
 
 # summary_rows MODE: TSV per contender: who rps_med rps_min rps_max cpu_med
 # sys_med p50 p99 fixed_p50 fixed_p99 newconns midconns breq_per_kreq errors late
@@ -972,14 +1071,14 @@ summary_rows() {
 }
 
 report() {
-    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps
+    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at
     echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, on one core each"
     echo
     echo "Generated by \`loadtest/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
     echo "Each contender in turn on CPU $PROXY_CPU alone; wrk/fixedrate and $NBACKENDS backends (one nginx) on CPU $LOAD_CPU."
     echo "Per mode: one uncounted $WARMUP warm-up run per contender, then $ROUNDS rounds x $DURATION saturated (wrk \`-t$THREADS -c$CONNS\`,"
     echo "keep-alive, GET /k/<uniform key>), then $FIXED_ROUNDS rounds x $FIXED_DURATION at a fixed rate (loadtest/fixedrate, $CONNS connections,"
-    echo "latency from the time each request was due). The order of the contenders rotates each round."
+    echo "latency from the time each request was due; none in tls mode). The order of the contenders rotates each round."
     echo
     echo "![req/s, CPU µs per request and fixed-rate latency per contender and mode]($(basename "$PNG"))"
     echo
@@ -988,6 +1087,15 @@ report() {
         echo
         if [[ $mode == pass ]]; then
             echo "$KEYS keys. Every request goes to a backend (Varnish: \`return (pass)\`)."
+        elif [[ $mode == tls ]]; then
+            echo "$KEYS keys, every request to a backend, as in pass-through, but wrk speaks HTTPS (\`https://\` URLs,"
+            echo "keep-alive: one handshake per connection per run) to the contender; the contenders speak plain HTTP"
+            echo "to the backends. All serve the same self-signed EC P-256 certificate (sha256 ${TLS_CERT_SHA:-?}),"
+            echo "made with the openssl CLI for this run. No fixed-rate runs in this mode (loadtest/fixedrate has no TLS)."
+            echo
+            echo "Negotiated with \`openssl s_client\` (OpenSSL's defaults, no ALPN, as wrk; then offering ALPN h2,http/1.1):"
+            echo
+            for who in ${RAN[$mode]:-}; do echo "- $who: ${TLS_INFO[$who]:-not recorded}"; done
         else
             echo "$CACHE_KEYS keys, each fetched once through every contender before its runs; the backends answer"
             echo "\`Cache-Control: max-age=3600\`. *backend req / 1000* counts the requests that still reached a backend (misses)."
@@ -1001,7 +1109,9 @@ report() {
         summary_rows "$mode" >"$WORK/summary-$mode.tsv"
         sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
         sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
-        echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ ${FIXED_AT[$mode]:-?} req/s | p99 ms @ ${FIXED_AT[$mode]:-?} req/s | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
+        at="${FIXED_AT[$mode]:-?} req/s"
+        [[ $mode != tls ]] || at="fixed rate (none in tls mode)"
+        echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ $at | p99 ms @ $at | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         while IFS=$'\t' read -r who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct; do
             printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s | %.1f |\n' \
@@ -1120,6 +1230,12 @@ report() {
     echo "  \`option forwardfor\`, X-Forwarded-Proto and Via set; cache mode: a \`cache\` section (256 MB, max-age 3600)."
     echo "- Varnish: \`-s malloc,256m -p thread_pools=1\`; \`directors.shard()\`, \`.backend(by=URL)\` in vcl_backend_fetch;"
     echo "  pass mode: \`return (pass)\` in vcl_recv; cache mode: the built-in VCL."
+    if [[ -n ${RAN[tls]:-} ]]; then
+        echo "- tls mode: one self-signed EC P-256 certificate (\`openssl req -x509 -newkey ec\`) for all; shardproxy"
+        echo "  \`[server.tls] cert, key\`; nginx \`listen ... ssl http2\`, \`ssl_certificate\`, \`ssl_certificate_key\`,"
+        echo "  \`ssl_protocols TLSv1.2 TLSv1.3\` (1.22's default lacks 1.3; other ssl_* settings its defaults); HAProxy \`bind ... ssl crt <cert+key> alpn h2,http/1.1\`, X-Forwarded-Proto https."
+        echo "  wrk connects with \`https://\` URLs (OpenSSL, no ALPN: HTTP/1.1); Varnish has no TLS and is skipped."
+    fi
     echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency -s loadtest/keys.lua\`;"
     echo "  \`fixedrate --rate R --duration $(dur_secs "$FIXED_DURATION") --conns $CONNS\` (loadtest/fixedrate)."
     echo "- configs: written by the script into a temporary directory (\`KEEP_WORK=1\` keeps them)."
@@ -1155,16 +1271,20 @@ chart() {
         for mode in "${MODE_LIST[@]}"; do
             [[ -n ${RAN[$mode]:-} ]] || continue
             local data=$WORK/chart-$mode.dat
-            awk -F'\t' '{ printf "%d %s %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, $6, ($9 == "nan" ? 0 : $9 / 1000), ($10 == "nan" ? 0 : $10 / 1000) }' \
+            # the latency panel: at the fixed rate; in tls mode (no fixed-rate
+            # runs) saturated, from wrk
+            local lat_from=9 lat_what="at ${FIXED_AT[$mode]:-?} req/s"
+            if [[ $mode == tls ]]; then lat_from=7 lat_what="saturated (wrk, $CONNS conns)"; fi
+            awk -F'\t' -v f="$lat_from" '{ printf "%d %s %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, $6, ($f == "nan" ? 0 : $f / 1000), ($(f + 1) == "nan" ? 0 : $(f + 1) / 1000) }' \
                 "$WORK/summary-$mode.tsv" >"$data"
-            echo "set title '$(mode_title "$mode"): req/s (median, min-max)'"
+            echo "set title '$(chart_title "$mode"): req/s (median, min-max)'"
             echo "set ylabel 'requests/s'"
             echo "set xrange [-0.6:$(($(wc -l <"$data") - 1)).6]"
             echo "plot '$data' using 1:3:xtic(2) with boxes lc rgb '#4e79a7' notitle, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 notitle, '' using 1:3:(sprintf('%.0f', \$3)) with labels offset 0,1.2 notitle"
-            echo "set title '$(mode_title "$mode"): CPU µs per request (median)'"
+            echo "set title '$(chart_title "$mode"): CPU µs per request (median)'"
             echo "set ylabel 'µs of CPU per request'"
             echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' title 'user + kernel', '' using 1:7 with boxes lc rgb '#9c5a1c' title 'of which kernel', '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
-            echo "set title '$(mode_title "$mode"): p50/p99 at ${FIXED_AT[$mode]:-?} req/s'"
+            echo "set title '$(chart_title "$mode"): p50/p99 $lat_what'"
             echo "set ylabel 'ms (log scale)'"
             echo "set logscale y"
             echo "set yrange [0.05:*]"
