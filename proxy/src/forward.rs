@@ -93,13 +93,19 @@ pub async fn forward(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &upstream.config;
-    let position = Token::of_key(&key::extract(&config.key, &parts)?);
+    let key = key::extract(&config.key, &parts)?;
+    let position = Token::of_key(&key);
     exchange.position = Some(position);
     let state = upstream.ring_state()?;
     let snapshot = &state.current;
     let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
+    // Where requests fall (`crate::load`): counted here, where the ring
+    // point is found anyway, once per request.
+    let point = endpoints.count(position);
+    upstream.hot.request(position, &key);
+    drop(key);
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
+    let targets = Targets::at(snapshot, &endpoints, point, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::request_to_upstream(&mut parts, client.ip());
     if let Some(replicas) =

@@ -82,12 +82,16 @@ pub async fn forward(
         return super::forward(upstream, route, parts, Some(body), client, exchange).await;
     };
     let config = &upstream.config;
-    let position = Token::of_key(&key::extract(&config.key, &parts)?);
+    let key = key::extract(&config.key, &parts)?;
+    let position = Token::of_key(&key);
     exchange.position = Some(position);
     let state = upstream.ring_state()?;
     let endpoints = upstream.endpoints.get(&state.current, &upstream.metrics);
+    let point = endpoints.count(position);
+    upstream.hot.request(position, &key);
+    drop(key);
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let targets = Targets::new(&state.current, &endpoints, position, &upstream.health, read);
+    let targets = Targets::at(&state.current, &endpoints, point, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::request_to_upstream(&mut parts, client.ip());
     parts.headers.insert(header::UPGRADE, asked.protocols);
