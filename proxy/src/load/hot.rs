@@ -1,11 +1,15 @@
 //! A service's hot keys: a sample of its requests' keys, counted in
 //! [`Sketch`]es per time window.
 //!
-//! **Sampling.** One request in [`SAMPLE_EVERY`] is counted, chosen by a
-//! counter of the worker thread (not by the key: sampling by hash bits
-//! would see some keys always and others never). Counts and totals are of
-//! the sample; rates are scaled back by `SAMPLE_EVERY`, shares need no
-//! scaling.
+//! **Sampling.** About one request in [`SAMPLE_EVERY`] is counted, chosen
+//! by a countdown of the worker thread whose every gap is drawn at random
+//! (uniform in `1..2 × SAMPLE_EVERY`, mean `SAMPLE_EVERY`), not by the key:
+//! sampling by hash bits would see some keys always and others never, and
+//! a fixed gap can fall in step with a regular schedule (a thread serving
+//! 16 connections in turn would count the same few connections' requests
+//! only). Counts and totals are of the sample; rates are scaled back by
+//! `SAMPLE_EVERY`, shares need no scaling. A request that is not sampled
+//! costs a thread-local decrement.
 //!
 //! **Windows.** Time is cut into windows of [`WINDOW`] from the moment the
 //! service was set up (at start or reload). Each shard keeps the sketch of
@@ -52,8 +56,10 @@ pub const SHARDS: usize = 8;
 pub const TOP: usize = 20;
 
 thread_local! {
-    /// Requests seen by this thread, for sampling.
-    static SEEN: Cell<u32> = const { Cell::new(0) };
+    /// Requests this thread lets pass before it samples one.
+    static UNTIL: Cell<u32> = const { Cell::new(0) };
+    /// This thread's xorshift state, for the gaps between samples.
+    static GAPS: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) };
     /// This thread's shard, numbered on its first sample.
     static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
 }
@@ -123,15 +129,20 @@ impl HotKeys {
     }
 
     /// Counts a request for the key `key` at `position`, if it is one of
-    /// the sample. The rest cost a thread-local increment.
+    /// the sample. The rest cost a thread-local decrement.
     #[inline]
     pub fn request(&self, position: Token, key: &[u8]) {
-        let seen = SEEN.with(|seen| {
-            let next = seen.get().wrapping_add(1);
-            seen.set(next);
-            next
+        let sampled = UNTIL.with(|until| match until.get() {
+            0 => {
+                until.set(next_gap());
+                true
+            }
+            left => {
+                until.set(left - 1);
+                false
+            }
         });
-        if seen % SAMPLE_EVERY == 0 {
+        if sampled {
             self.sampled(position, key, Instant::now());
         }
     }
@@ -238,6 +249,23 @@ impl HotKeys {
         let since = now.saturating_duration_since(self.epoch);
         (since.as_nanos() / WINDOW.as_nanos()) as u64
     }
+}
+
+/// The requests to let pass before the next sample: uniform in `0..2 ×
+/// SAMPLE_EVERY - 1`, so that one request in `SAMPLE_EVERY` is sampled on
+/// average.
+#[cold]
+fn next_gap() -> u32 {
+    GAPS.with(|state| {
+        // xorshift64 (Marsaglia): enough to break any rhythm in the
+        // requests, and never zero from a non-zero state.
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x % u64::from(2 * SAMPLE_EVERY - 1)) as u32
+    })
 }
 
 // === impl Windows ===

@@ -194,21 +194,25 @@ fn windows_roll_over() {
     assert!((top.window_s - 15.0).abs() < 1e-9);
 }
 
-/// One request in `SAMPLE_EVERY` is counted, whatever its key.
+/// About one request in `SAMPLE_EVERY` is counted, whatever its key, and
+/// the rate is scaled back.
 #[test]
 fn requests_are_sampled() {
+    const SENT: u32 = 80_000;
     let hot = HotKeys::new(false, Instant::now());
     let position = Token::of_key(b"k");
-    for _ in 0..SAMPLE_EVERY * 100 {
+    for _ in 0..SENT {
         hot.request(position, b"k");
     }
     let top = hot.top(Instant::now());
     assert_eq!(top.keys.len(), 1);
-    let sampled: u64 = 100;
     // The share is of the sample; every sample was this key.
     assert!((top.keys[0].share - 1.0).abs() < 1e-9);
     let counted = top.keys[0].rate * top.window_s;
-    assert!((counted - (sampled * u64::from(SAMPLE_EVERY)) as f64).abs() < 1e-6);
+    assert!(
+        (counted - f64::from(SENT)).abs() < 0.02 * f64::from(SENT),
+        "{counted}"
+    );
 }
 
 /// Memory is bounded whatever the key space: a uniform stream of a million
