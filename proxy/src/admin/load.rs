@@ -17,27 +17,26 @@ use crate::discovery::Table;
 use crate::key::query_param;
 use crate::load::{HotView, LoadView};
 
-/// The service named by `query`'s `service`, or the error to answer.
-fn service<'a>(
-    app: &'a App,
-    query: Option<&str>,
-    path: &str,
-) -> Result<&'a Service, Response<Full<Bytes>>> {
+/// Why a call was refused: the status and the message.
+type Refusal = (StatusCode, String);
+
+/// The service named by `query`'s `service`, or why not.
+fn service<'a>(app: &'a App, query: Option<&str>, path: &str) -> Result<&'a Service, Refusal> {
     let name = query_param(query.unwrap_or_default(), "service").ok_or_else(|| {
-        json_error(
+        (
             StatusCode::BAD_REQUEST,
-            &format!("missing query parameter \"service\": use {path}?service=NAME"),
+            format!("missing query parameter \"service\": use {path}?service=NAME"),
         )
     })?;
     app.named(&name)
-        .map_err(|message| json_error(StatusCode::NOT_FOUND, &message))
+        .map_err(|message| (StatusCode::NOT_FOUND, message))
 }
 
 /// `/keys/hot`.
 pub(super) fn hot_keys(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
     let service = match service(app, query, "/keys/hot") {
         Ok(service) => service,
-        Err(refused) => return refused,
+        Err((status, message)) => return json_error(status, &message),
     };
     let upstream = &service.upstream;
     let top = upstream.hot.top(tokio::time::Instant::now());
@@ -58,7 +57,7 @@ pub(super) fn hot_keys(app: &App, query: Option<&str>) -> Response<Full<Bytes>> 
 pub(super) fn ring_load(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
     let service = match service(app, query, "/ring/load") {
         Ok(service) => service,
-        Err(refused) => return refused,
+        Err((status, message)) => return json_error(status, &message),
     };
     let upstream = &service.upstream;
     let name = &upstream.config.name;

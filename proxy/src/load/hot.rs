@@ -88,6 +88,14 @@ struct Windows {
     previous: Sketch,
 }
 
+/// One item's counts added over the shards and windows.
+#[derive(Debug, Default)]
+struct Merged {
+    count: u64,
+    /// Its text, from whichever counter kept it.
+    key: Option<Box<[u8]>>,
+}
+
 /// One hot key, merged over the shards and the two windows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HotKey {
@@ -186,7 +194,7 @@ impl HotKeys {
         } else {
             WINDOW.as_secs_f64() + current_s
         };
-        let mut merged: HashMap<u128, (u64, Option<Box<[u8]>>)> = HashMap::new();
+        let mut merged: HashMap<u128, Merged> = HashMap::new();
         let mut total = 0;
         for shard in &self.shards {
             let mut windows = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -194,27 +202,24 @@ impl HotKeys {
             for sketch in [&windows.previous, &windows.current] {
                 total += sketch.total();
                 for counter in sketch.counters() {
-                    let entry = merged.entry(counter.hash).or_insert((0, None));
-                    entry.0 += counter.count;
-                    if entry.1.is_none() {
-                        entry.1.clone_from(&counter.key);
+                    let entry = merged.entry(counter.hash).or_default();
+                    entry.count += counter.count;
+                    if entry.key.is_none() {
+                        entry.key.clone_from(&counter.key);
                     }
                 }
             }
         }
-        let mut keys: Vec<(u128, u64, Option<Box<[u8]>>)> = merged
-            .into_iter()
-            .map(|(hash, (count, key))| (hash, count, key))
-            .collect();
+        let mut keys: Vec<(u128, Merged)> = merged.into_iter().collect();
         // Ties by position, so that the order is the same at every call.
-        keys.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        keys.sort_unstable_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
         keys.truncate(TOP);
         let scale = f64::from(SAMPLE_EVERY);
         Top {
             window_s,
             keys: keys
                 .into_iter()
-                .map(|(hash, count, key)| HotKey {
+                .map(|(hash, Merged { count, key })| HotKey {
                     position: Token(hash),
                     key,
                     rate: if window_s > 0.0 {
