@@ -24,10 +24,10 @@
 //! long the counts cover: the last complete window of 10 s plus the
 //! current one so far. `rate` is the key's requests per second over it,
 //! `share` its fraction of the service's requests in it. Counts come from
-//! a sample of one request in 8, in Space-Saving sketches of fixed size
-//! ([`hot`], [`sketch`]): memory is bounded whatever the key space, and
-//! the keys above a few tenths of a percent of the requests are always
-//! found. With `hot_keys_record = true`, each entry also has `"key"`, the
+//! a sample of about one request in 8 (random gaps), in Space-Saving
+//! sketches of fixed size ([`hot`], [`sketch`]): memory is bounded
+//! whatever the key space, and a key above about 0.4% of the requests is
+//! always found. With `hot_keys_record = true`, each entry also has `"key"`, the
 //! key's text (cut at 512 bytes; bytes that are not UTF-8 replaced).
 //!
 //! # `GET /ring/load?service=S`
