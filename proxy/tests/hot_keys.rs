@@ -24,7 +24,7 @@ use serde_json::Value;
 use shardproxy::discovery::{ReplicationFrom, Resolved, Table};
 use shardproxy::run::Running;
 use shardproxy_ring::{InstanceName, Member, Redundancy, Replication, Ring, Token};
-use support::backend::Backend;
+use support::backend::{Backend, Reply};
 use support::client::{request, Client};
 use support::{instance_line, start_proxy, static_config, sum_samples};
 
@@ -147,10 +147,10 @@ fn within_ten_percent(got: f64, wanted: f64) -> bool {
 async fn hot_keys_are_found_with_their_rates_and_preference_lists() {
     let (backends, proxy) = fleet("").await;
     // Behind the token like the rest of the admin API.
-    let unauthorized = Client::http1()
-        .get(proxy.admin, "/keys/hot?service=frob")
-        .await;
-    assert_eq!(unauthorized.status, 401);
+    for path in ["/keys/hot?service=frob", "/ring/load?service=frob"] {
+        let unauthorized = Client::http1().get(proxy.admin, path).await;
+        assert_eq!(unauthorized.status, 401, "{path}");
+    }
 
     let sent = send_skewed(&proxy).await;
     let asked = Instant::now();
@@ -356,6 +356,35 @@ async fn every_request_is_counted_in_its_range_and_for_its_primary() {
 
     let (status, error) = admin(&proxy, "/ring/load?service=nope").await;
     assert_eq!(status, 404, "{error}");
+    proxy.shutdown().await;
+    for backend in backends {
+        backend.shutdown().await;
+    }
+}
+
+/// Cache hits never reach `forward`: they are counted where the cache
+/// answers, once each, like the miss that filled the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hits_are_counted_once() {
+    let (backends, proxy) = fleet("\n[services.frob.cache]\nenabled = true").await;
+    for backend in &backends {
+        backend.reply_at("/", Reply::with(&[("cache-control", "max-age=600")]));
+    }
+    let client = Client::http1();
+    for _ in 0..40 {
+        let answer = client.get(proxy.listen, "/cached").await;
+        assert_eq!(answer.status, 200);
+    }
+    let reached: u64 = backends.iter().map(Backend::requests).sum();
+    assert_eq!(reached, 1, "one miss, then hits");
+    let (_, load) = admin(&proxy, "/ring/load?service=frob").await;
+    assert_eq!(load["requests"], 40, "{load}");
+    let (_, hot) = admin(&proxy, "/keys/hot?service=frob").await;
+    assert_eq!(
+        hot["keys"][0]["hash"],
+        Token::of_key(b"/cached").to_string().as_str(),
+        "{hot}"
+    );
     proxy.shutdown().await;
     for backend in backends {
         backend.shutdown().await;
