@@ -77,13 +77,14 @@ impl Hasher for PositionHasher {
 // === impl Sketch ===
 
 impl Sketch {
-    /// An empty summary of `capacity` counters (at least one).
+    /// An empty summary of at most `capacity` counters (at least one).
+    /// Nothing is allocated until items come, so that an idle service's
+    /// sketches cost next to nothing.
     pub fn new(capacity: usize) -> Sketch {
-        let capacity = capacity.max(1);
         Sketch {
-            capacity,
-            heap: Vec::with_capacity(capacity),
-            slots: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            capacity: capacity.max(1),
+            heap: Vec::new(),
+            slots: HashMap::default(),
             total: 0,
         }
     }
