@@ -8,6 +8,8 @@
 //! | `/readyz` | `200 ready` once every service has a ring with at least one instance; else `503` naming the services that do not |
 //! | `/ring` | `200`, JSON `{"services": [...]}`: one [`ServiceView`] per service, in config order |
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
+//! | `/keys/hot?service=S` | `200`, JSON [`HotView`](crate::load::HotView): the most requested keys of the recent window, hottest first (`load`) |
+//! | `/ring/load?service=S` | `200`, JSON [`LoadView`](crate::load::LoadView): requests per range of the ring in use, and per primary (`load`) |
 //! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`); with `[cache_peers]`, also `"peers"`: each peer's part (`peers`) |
 //! | `POST /instances/drain?service=S&instance=H:P`, `POST /instances/undrain?...` | `200`, JSON `{"service": S, "instance": "H:P", "drained": B, "changed": B}` (`drain`) |
 //!
@@ -46,6 +48,7 @@ use crate::view::{LookupView, ServiceView};
 
 mod auth;
 mod drain;
+mod load;
 pub mod peers;
 mod purge;
 mod reply;
@@ -64,6 +67,8 @@ enum Endpoint {
     Readyz,
     Ring,
     Lookup,
+    HotKeys,
+    RingLoad,
     Purge,
     Drain,
     Undrain,
@@ -78,6 +83,8 @@ impl Endpoint {
             "/readyz" => Some(Endpoint::Readyz),
             "/ring" => Some(Endpoint::Ring),
             "/ring/lookup" => Some(Endpoint::Lookup),
+            "/keys/hot" => Some(Endpoint::HotKeys),
+            "/ring/load" => Some(Endpoint::RingLoad),
             "/cache/purge" => Some(Endpoint::Purge),
             "/instances/drain" => Some(Endpoint::Drain),
             "/instances/undrain" => Some(Endpoint::Undrain),
@@ -189,7 +196,8 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             format!(
                 "no admin endpoint at {path}: the endpoints are /metrics, /healthz, /readyz, \
-                 /ring, /ring/lookup?service=NAME&key=KEY, POST /cache/purge?service=NAME&path=PATH \
+                 /ring, /ring/lookup?service=NAME&key=KEY, /keys/hot?service=NAME, \
+                 /ring/load?service=NAME, POST /cache/purge?service=NAME&path=PATH \
                  and POST /instances/drain (or /instances/undrain)?service=NAME&instance=HOST:PORT\n"
             ),
         );
@@ -223,6 +231,8 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
             },
         ),
         Endpoint::Lookup => lookup(app, uri.query()),
+        Endpoint::HotKeys => load::hot_keys(app, uri.query()),
+        Endpoint::RingLoad => load::ring_load(app, uri.query()),
         Endpoint::Purge => purge::purge(app, uri.query()),
         Endpoint::Drain => drain::drain(app, drain::Action::Drain, uri.query()),
         Endpoint::Undrain => drain::drain(app, drain::Action::Undrain, uri.query()),

@@ -276,7 +276,10 @@ pub async fn serve(
     loop {
         let now = Instant::now();
         let (stale, slot) = match look_up(route, &parts, &asked, now, exchange) {
-            Looked::Answered(response) => return response,
+            Looked::Answered(response) => {
+                upstream.answered_here(&parts);
+                return response;
+            }
             Looked::Fetch {
                 stale,
                 slot,
@@ -310,6 +313,7 @@ pub async fn serve(
             // The fetch that had the permit may have stored the object
             // between this request's lookup and its join.
             if let Some(object) = stored_fresh(cache, &parts, &asked, now) {
+                upstream.answered_here(&parts);
                 return answer(cache, exchange, &object, now, Outcome::Hit, &asked.ask);
             }
         }

@@ -396,6 +396,10 @@ pub struct ServiceConfig {
     /// such a fallback found is written back, in the background and
     /// `If-None-Match: *`, to each instance that answered `404`.
     pub read_repair: bool,
+    /// `hot_keys_record` (default false): `/keys/hot` shows each hot key's
+    /// text besides its hash. Off by default because keys may be personal
+    /// data (user ids, session ids, e-mail addresses in paths).
+    pub hot_keys_record: bool,
     /// `retry_on` (default `[502, 503, 504]`): statuses that are retried on
     /// the next instance, in file order, each 100 to 599 and given once.
     pub retry_on: Vec<u16>,

@@ -30,6 +30,7 @@
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
 use crate::body::Body;
+use crate::discovery::RingState;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::key;
@@ -70,7 +72,7 @@ pub use upstream::Upstream;
 
 use attempt::{ClientSide, Failed};
 use body::RequestBody;
-use endpoint::{Endpoint, Targets};
+use endpoint::{Endpoint, Endpoints, Targets};
 use fallback::Fallback;
 use request::{is_idempotent, to_client, upstream_path, upstream_request};
 use transition::OldRing;
@@ -94,13 +96,15 @@ pub async fn forward(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &upstream.config;
-    let position = Token::of_key(&key::extract(&config.key, &parts)?);
-    exchange.position = Some(position);
-    let state = upstream.ring_state()?;
+    let Located {
+        position,
+        state,
+        endpoints,
+        point,
+    } = locate(upstream, &parts, exchange)?;
     let snapshot = &state.current;
-    let endpoints = upstream.endpoints.get(snapshot, &upstream.metrics);
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let mut targets = Targets::new(snapshot, &endpoints, position, &upstream.health, read);
+    let mut targets = Targets::at(snapshot, &endpoints, point, &upstream.health, read);
     if let (Some(bound), true) = (config.load_bound, read) {
         targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, position);
     }
@@ -138,6 +142,48 @@ pub async fn forward(
     }
     .try_in_order(exchange)
     .await
+}
+
+/// Where a request's key falls: its position, the ring state it is read
+/// on (held for the request's life), that ring's endpoints, and the ring
+/// point of the position (`None` for SRV balancing or an empty ring).
+struct Located {
+    position: Token,
+    state: Arc<RingState>,
+    endpoints: Arc<Endpoints>,
+    point: Option<usize>,
+}
+
+/// Finds where `parts`' key falls on the ring in use, and counts the
+/// request there (`crate::load`: its range, its primary and, if sampled,
+/// its key), once per request, where the ring point is found anyway.
+///
+/// Not async, so that the key (borrowed from `parts`) never becomes part
+/// of `forward`'s future: hyper moves that future twice per request, and
+/// a few bytes more can take its copy past glibc's `rep movsb` threshold.
+///
+/// # Errors
+///
+/// The client's when the request has no key; the proxy's when there is no
+/// ring yet.
+fn locate(
+    upstream: &Upstream,
+    parts: &Parts,
+    exchange: &mut Exchange,
+) -> Result<Located, ProxyError> {
+    let key = key::extract(&upstream.config.key, parts)?;
+    let position = Token::of_key(&key);
+    exchange.position = Some(position);
+    let state = upstream.ring_state()?;
+    let endpoints = upstream.endpoints.get(&state.current, &upstream.metrics);
+    let point = endpoints.count(position);
+    upstream.hot.request(position, &key);
+    Ok(Located {
+        position,
+        state,
+        endpoints,
+        point,
+    })
 }
 
 /// One request's walk down its preference list. (It borrows the request

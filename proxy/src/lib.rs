@@ -45,6 +45,8 @@
 //!   limits (size, and `body_timeout` for a client that pauses).
 //! - [`health`]: passive and active health checking; ejections, and the
 //!   probes that restore an ejected instance once it is back.
+//! - [`load`]: where requests fall: the hot keys (sampled, bounded
+//!   sketches) and the requests per ring range, and their JSON.
 //!
 //! The request path (what handles a service's requests takes its
 //! [`forward::Upstream`] handle, never the whole state):
@@ -87,6 +89,7 @@ pub mod health;
 pub mod inbound;
 pub mod key;
 pub mod limits;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

@@ -30,6 +30,7 @@
 //! | `shardproxy_upstream_attempts_total` | counter | `service`, `upstream`, `outcome` | attempts on instances; `outcome` is `response`, `retryable_status`, `connect_error`, `timeout` or `failed` ([`AttemptOutcome`]) |
 //! | `shardproxy_upstream_attempt_duration_seconds` | histogram | `service`, `upstream` | time from sending an attempt to the instance's response head or the attempt's failure (the request duration's buckets) |
 //! | `shardproxy_upstream_in_flight` | gauge | `service`, `upstream` | attempts sent to the instance and waiting for its response head |
+//! | `shardproxy_instance_key_requests_total` | counter | `service`, `upstream` | requests whose key's primary on the ring in use is the instance, whether or not it answered (cache hits included; `crate::load`); per instance, never per key or range |
 //! | `shardproxy_upstream_connections` | gauge | `service`, `upstream`, `state` | keep-alive connections to the instance, `state` `idle` or `active` (carrying a request or its response body), read from the pool at each scrape, for the instances of the ring in use |
 //! | `shardproxy_retries_total` | counter | `service` | attempts after the first that the retry budget allowed |
 //! | `shardproxy_retries_refused_total` | counter | `service` | retries not made because the retry budget was exhausted |

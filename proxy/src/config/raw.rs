@@ -135,6 +135,7 @@ pub(super) struct RawService {
     pub(super) max_body: Quantity,
     pub(super) read_fallback_404: Flag,
     pub(super) read_repair: Flag,
+    pub(super) hot_keys_record: Flag,
     pub(super) retry_on: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(super) try_timeout: Quantity,
     pub(super) deadline: Quantity,

@@ -249,6 +249,13 @@ fn service(
             flag,
         ),
         read_repair,
+        hot_keys_record: field(
+            source,
+            &key.key("hot_keys_record"),
+            raw.hot_keys_record.as_ref(),
+            false,
+            flag,
+        ),
         retry_on: retry_on(source, &key.key("retry_on"), raw.retry_on.as_ref()),
         try_timeout,
         deadline,

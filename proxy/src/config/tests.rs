@@ -755,6 +755,21 @@ fn read_fallback_and_repair() {
 }
 
 #[test]
+fn hot_keys_record() {
+    let record = |lines: &str| {
+        let config = load(&MINIMAL.replacen("\n\n", &format!("\n{lines}\n\n"), 1));
+        frob(&config).hot_keys_record
+    };
+    // Keys may be personal data: shown only when asked for.
+    assert!(!record(""));
+    assert!(record("hot_keys_record = true"));
+    assert_eq!(
+        service_error("hot_keys_record = \"yes\""),
+        "config.toml:3:19: services.frob.hot_keys_record = \"yes\": invalid type: string \"yes\", expected a boolean"
+    );
+}
+
+#[test]
 fn retry_errors() {
     assert_eq!(
         service_error("retry_on = [502, 600]"),
@@ -1130,6 +1145,7 @@ fn example_config_documents_every_key() {
         "writes",
         "write_quorum",
         "max_body",
+        "hot_keys_record",
         "retry_on",
         "try_timeout",
         "deadline",

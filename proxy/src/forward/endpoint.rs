@@ -1,10 +1,12 @@
 //! What a request needs of each instance of the ring in use, worked out once
 //! per ring instead of once per request: its name, the URI authority of its
-//! address, its connections and its attempt counters; and the order in
-//! which a request tries the instances of its preference list.
+//! address, its connections and its attempt counters; the ring's per-range
+//! request counts; and the order in which a request tries the instances of
+//! its preference list.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
@@ -13,6 +15,7 @@ use shardproxy_ring::{InstanceName, Token};
 
 use crate::discovery::{Snapshot, Table};
 use crate::health::{self, Health};
+use crate::load::RangeLoad;
 use crate::metrics::{InstanceAttempts, ServiceMetrics};
 use crate::pool::{Connections, Pool};
 
@@ -38,6 +41,9 @@ pub(super) struct Endpoints {
     /// in [`EndpointCache::get`] cannot be reused by another.
     snapshot: Arc<Snapshot>,
     instances: Box<[Endpoint]>,
+    /// The requests per range of this ring (none for SRV balancing): made
+    /// with the ring's endpoints so that a new ring counts from zero.
+    pub(super) load: Arc<RangeLoad>,
 }
 
 /// A service's endpoints for its current ring, rebuilt by the first request
@@ -78,9 +84,14 @@ impl Endpoints {
             .instances()
             .map(|(name, addr)| endpoint(name, addr))
             .collect();
+        let points = match &snapshot.table {
+            Table::Ring(ring) => ring.point_count(),
+            Table::Srv(_) => 0,
+        };
         Endpoints {
             snapshot: Arc::clone(snapshot),
             instances,
+            load: Arc::new(RangeLoad::new(points, SystemTime::now())),
         }
     }
 
@@ -91,6 +102,23 @@ impl Endpoints {
     /// How many instances the ring has.
     pub(super) fn len(&self) -> usize {
         self.instances.len()
+    }
+
+    /// The ring point of a key at `position` (`None` for SRV balancing or
+    /// an empty ring), its request counted in the point's range and for
+    /// its primary.
+    #[inline]
+    pub(super) fn count(&self, position: Token) -> Option<usize> {
+        let Table::Ring(ring) = &self.snapshot.table else {
+            return None;
+        };
+        let point = ring.point_of(position)?;
+        self.load.count(point);
+        let primary = ring.preference_list_at(point).indexes().first().copied();
+        if let Some(endpoint) = primary.and_then(|index| self.get(index as usize)) {
+            endpoint.attempts.key_request();
+        }
+        Some(point)
     }
 }
 
@@ -116,6 +144,13 @@ impl EndpointCache {
     /// Where the endpoints get their connections.
     pub(super) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The per-range counts of `snapshot`, if a request has seen it.
+    pub(super) fn load_of(&self, snapshot: &Arc<Snapshot>) -> Option<Arc<RangeLoad>> {
+        let current = self.current.load();
+        let endpoints = current.as_ref()?;
+        Arc::ptr_eq(&endpoints.snapshot, snapshot).then(|| Arc::clone(&endpoints.load))
     }
 
     /// [`EndpointCache::get`] for the replaced ring of a transition, kept
@@ -148,20 +183,21 @@ impl EndpointCache {
 // === impl Targets ===
 
 impl<'a> Targets<'a> {
-    /// The instances to try for a key at `position` on the ring
-    /// `snapshot`: its preference list, or (for SRV services) an RFC 2782
-    /// order; healthy ones first, and for a `read` (GET or HEAD) drained
-    /// ones last.
-    pub(super) fn new(
+    /// The instances to try for a key whose ring point on `snapshot` is
+    /// `point` (`None` on an empty ring; ignored for SRV services): its
+    /// preference list, or (for SRV services) an RFC 2782 order; healthy
+    /// ones first, and for a `read` (GET or HEAD) drained ones last.
+    pub(super) fn at(
         snapshot: &'a Arc<Snapshot>,
         endpoints: &'a Endpoints,
-        position: Token,
+        point: Option<usize>,
         health: &Health,
         read: bool,
     ) -> Targets<'a> {
         let listed = match &snapshot.table {
             Table::Ring(ring) => {
-                let indexes = ring.preference_list(position).indexes();
+                let indexes =
+                    point.map_or(&[][..], |point| ring.preference_list_at(point).indexes());
                 if !health.any_avoided(read) {
                     return Targets::Ring { endpoints, indexes };
                 }

@@ -31,7 +31,6 @@ use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use shardproxy_ring::Token;
 use tokio::time::Instant;
 use tower::retry::budget::Budget as _;
 
@@ -40,12 +39,11 @@ use super::body::RequestBody;
 use super::endpoint::Targets;
 use super::request::{for_client, to_client, upstream_path, upstream_request};
 use super::tunnels::Open;
-use super::{Exchange, Upstream};
+use super::{locate, Exchange, Located, Upstream};
 use crate::body::{self, Body, BoxError};
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
 use crate::inbound::Upgrade;
-use crate::key;
 use crate::limits::{self, InFlight, Kept};
 use crate::metrics::Upgraded;
 use crate::route::Matched;
@@ -82,12 +80,14 @@ pub async fn forward(
         return super::forward(upstream, route, parts, Some(body), client, exchange).await;
     };
     let config = &upstream.config;
-    let position = Token::of_key(&key::extract(&config.key, &parts)?);
-    exchange.position = Some(position);
-    let state = upstream.ring_state()?;
-    let endpoints = upstream.endpoints.get(&state.current, &upstream.metrics);
+    let Located {
+        state,
+        endpoints,
+        point,
+        ..
+    } = locate(upstream, &parts, exchange)?;
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
-    let targets = Targets::new(&state.current, &endpoints, position, &upstream.health, read);
+    let targets = Targets::at(&state.current, &endpoints, point, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::request_to_upstream(&mut parts, client.ip());
     parts.headers.insert(header::UPGRADE, asked.protocols);

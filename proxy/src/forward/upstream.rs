@@ -5,13 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::request::Parts;
+use shardproxy_ring::Token;
 use tower::retry::budget::Budget as _;
 
 use crate::config::ServiceConfig;
-use crate::discovery::{RingState, ServiceRing};
+use crate::discovery::{RingState, ServiceRing, Snapshot};
 use crate::error::ProxyError;
 use crate::health::Health;
+use crate::key;
 use crate::limits::ConcurrencyLimit;
+use crate::load::{HotKeys, RangeLoad};
 use crate::metrics::ServiceMetrics;
 use crate::pool::{Pool, Settings};
 
@@ -37,6 +41,10 @@ pub struct Upstream {
     pub metrics: ServiceMetrics,
     /// Its requests in flight, at most `max_concurrency`.
     pub in_flight: ConcurrencyLimit,
+    /// Its hot keys (`/keys/hot`), kept for the life of this handle: a
+    /// ring change keeps them (keys are counted by hash, not by range), a
+    /// reload starts afresh.
+    pub hot: HotKeys,
     pub(super) budget: RetryBudget,
     pub(super) endpoints: EndpointCache,
     pub(super) writes: Background,
@@ -74,6 +82,7 @@ impl Upstream {
         );
         Upstream {
             in_flight: ConcurrencyLimit::new(config.max_concurrency),
+            hot: HotKeys::new(config.hot_keys_record, tokio::time::Instant::now()),
             endpoints: EndpointCache::new(pool),
             budget,
             writes: Background::default(),
@@ -88,6 +97,30 @@ impl Upstream {
     /// The connections to the instances, for active health checks.
     pub fn pool(&self) -> &Pool {
         self.endpoints.pool()
+    }
+
+    /// The ring in use and its requests per range so far (`None` before
+    /// any request saw it); `None` before the first ring.
+    pub fn range_load(&self) -> Option<(Arc<Snapshot>, Option<Arc<RangeLoad>>)> {
+        let snapshot = self.ring.load_full()?;
+        let load = self.endpoints.load_of(&snapshot);
+        Some((snapshot, load))
+    }
+
+    /// Counts a request the proxy answered without forwarding it (a cache
+    /// hit) where it would have gone: its range, its primary and its key.
+    /// A request without a key, or before the first ring, is not counted.
+    pub fn answered_here(&self, parts: &Parts) {
+        let Ok(key) = key::extract(&self.config.key, parts) else {
+            return;
+        };
+        let Some(state) = self.ring.load_state() else {
+            return;
+        };
+        let position = Token::of_key(&key);
+        let endpoints = self.endpoints.get(&state.current, &self.metrics);
+        endpoints.count(position);
+        self.hot.request(position, &key);
     }
 
     /// Whether the retry budget allows one more attempt; counted either way.

@@ -1,6 +1,6 @@
 //! What the request path records of each instance (`upstream`): how its
-//! attempts ended, how long they took, and how many are waiting for its
-//! answer now.
+//! attempts ended, how long they took, how many are waiting for its
+//! answer now, and how many requests' keys it is the primary of.
 //!
 //! An [`InstanceAttempts`] is built once per instance of a ring (by the
 //! forwarder's endpoints), with its histogram and gauge children resolved
@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use super::{AttemptOutcome, ServiceMetrics, DURATION_BUCKETS};
@@ -20,12 +21,15 @@ use super::{AttemptOutcome, ServiceMetrics, DURATION_BUCKETS};
 pub const ATTEMPT_DURATION: &str = "shardproxy_upstream_attempt_duration_seconds";
 /// `shardproxy_upstream_in_flight`.
 pub const IN_FLIGHT: &str = "shardproxy_upstream_in_flight";
+/// `shardproxy_instance_key_requests_total`.
+pub const KEY_REQUESTS: &str = "shardproxy_instance_key_requests_total";
 
 /// The per-instance families, registered once per registry.
 #[derive(Clone, Debug)]
 pub(super) struct Families {
     pub(super) duration: HistogramVec,
     pub(super) in_flight: IntGaugeVec,
+    pub(super) key_requests: IntCounterVec,
 }
 
 /// One instance's attempt metrics, for the request path. Built by
@@ -44,6 +48,8 @@ pub struct InstanceAttempts {
     duration: Histogram,
     /// `shardproxy_upstream_in_flight`.
     in_flight: IntGauge,
+    /// `shardproxy_instance_key_requests_total`.
+    key_requests: IntCounter,
 }
 
 /// An attempt under way: counted in `shardproxy_upstream_in_flight` until
@@ -79,11 +85,20 @@ impl Families {
             ),
             &["service", "upstream"],
         )?;
+        let key_requests = IntCounterVec::new(
+            Opts::new(
+                KEY_REQUESTS,
+                "Requests whose key's primary is the instance, whether or not it answered them.",
+            ),
+            &["service", "upstream"],
+        )?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(key_requests.clone()))?;
         Ok(Families {
             duration,
             in_flight,
+            key_requests,
         })
     }
 }
@@ -104,18 +119,27 @@ impl InstanceAttempts {
         families: &Families,
         instance: &str,
     ) -> InstanceAttempts {
-        // `with_label_values` panics only on a wrong number of values: both
-        // families have the labels `service` and `upstream`.
+        // `with_label_values` panics only on a wrong number of values: the
+        // three families have the labels `service` and `upstream`.
         let labels = [service.name(), instance];
         let duration = families.duration.with_label_values(&labels);
         let in_flight = families.in_flight.with_label_values(&labels);
+        let key_requests = families.key_requests.with_label_values(&labels);
         InstanceAttempts {
             service,
             instance: instance.into(),
             outcomes: Default::default(),
             duration,
             in_flight,
+            key_requests,
         }
+    }
+
+    /// Counts a request whose key's primary is this instance (SPEC §11
+    /// per-range load, summed per instance).
+    #[inline]
+    pub fn key_request(&self) {
+        self.key_requests.inc();
     }
 
     /// Counts an attempt in flight until the guard is dropped.
