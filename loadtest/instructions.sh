@@ -59,6 +59,8 @@
 #   RUNS [1]     measurements, each with a new proxy process; the median counts
 #   DURATION [10s]  WARMUP [3s]  CONNS [8]  KEYS [100000]  (wrk, -t1)
 #   NBACKENDS [4]  VNODES [160]
+#   SERVICE_LINES  more lines for the service's table, e.g.
+#                'load_bound = { factor = 1.25 }' to measure what it costs
 #   MALLOC_TUNABLES [glibc.malloc.tcache_count=65535]  GLIBC_TUNABLES for
 #                shardproxy; empty: glibc's defaults
 #   VALGRIND_OPTS  read by valgrind itself, e.g. --separate-callers=4
@@ -234,6 +236,7 @@ EOF
 slaves = 1
 virtual_nodes = $VNODES
 key = "uri"
+${SERVICE_LINES:-}
 
 [[routes]]
 path_prefix = "/"
