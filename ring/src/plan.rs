@@ -22,10 +22,13 @@
 //!   promises the added instances' share of the planned ring, which
 //!   `ring diff` of the two rings must find too.
 //!
+//! `--by-load` ([`plan_by_load`]) weighs ranges by recorded requests
+//! instead of size and splits at the request median instead of the
+//! midpoint; both go through one splitting loop, ties broken alike.
+//!
 //! `--balanced N` is [`balanced_tokens`].
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 use std::net::SocketAddr;
 
 use crate::instance::InstanceName;
@@ -98,29 +101,6 @@ pub enum PlanError {
     Ring(#[from] RingError),
 }
 
-/// A range of the ring being planned, ordered so that the heap's top is the
-/// range to split next: the largest, then the first in ring order.
-#[derive(Debug, PartialEq, Eq)]
-struct Candidate {
-    size: KeySpace,
-    after: Token,
-    through: Token,
-    owner: InstanceName,
-}
-
-impl Ord for Candidate {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // `through` is unique among the ranges of a ring, so this is total.
-        (self.size, Reverse(self.through)).cmp(&(other.size, Reverse(other.through)))
-    }
-}
-
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// Plans adding `additions` (name and address, in order) to `ring`, with
 /// `tokens_each` tokens each.
 ///
@@ -133,58 +113,13 @@ pub fn plan(
     additions: &[(InstanceName, SocketAddr)],
     tokens_each: u32,
 ) -> Result<Plan, PlanError> {
-    check_additions(ring, additions, tokens_each)?;
-
-    let mut heap: BinaryHeap<Candidate> = ring
-        .ranges()
-        .filter_map(|range| {
-            Some(Candidate {
-                size: KeySpace::of_range(range.after, range.through),
-                after: range.after,
-                through: range.through,
-                owner: ring.instance(range.owner)?.name().clone(),
-            })
-        })
-        .collect();
-
-    let mut added = Vec::with_capacity(additions.len());
-    for (name, addr) in additions {
-        let mut splits = Vec::new();
-        for _ in 0..tokens_each {
-            let Some(largest) = pop_largest(&mut heap, name) else {
-                return Err(PlanError::NoRoom);
-            };
-            let (lower, upper) = largest.size.halves();
-            let Some(step) = lower.as_u128().filter(|&step| step > 0) else {
-                return Err(PlanError::NoRoom);
-            };
-            let token = Token(largest.after.0.wrapping_add(step));
-            splits.push(Split {
-                token,
-                after: largest.after,
-                through: largest.through,
-                from: largest.owner.clone(),
-            });
-            heap.push(Candidate {
-                size: lower,
-                after: largest.after,
-                through: token,
-                owner: name.clone(),
-            });
-            heap.push(Candidate {
-                size: upper,
-                after: token,
-                through: largest.through,
-                owner: largest.owner,
-            });
-        }
-        added.push(PlannedInstance {
-            name: name.clone(),
-            addr: *addr,
-            splits,
-        });
-    }
-
+    let size = |after, through| KeySpace::of_range(after, through);
+    let midpoint = |after: Token, through| {
+        let (lower, _) = KeySpace::of_range(after, through).halves();
+        let step = lower.as_u128().filter(|&step| step > 0)?;
+        Some(Token(after.0.wrapping_add(step)))
+    };
+    let added = split_ranges(ring, additions, tokens_each, size, Ord::cmp, midpoint)?;
     finish(ring, added)
 }
 
@@ -205,12 +140,48 @@ pub fn plan_by_load(
     tokens_each: u32,
     load: &RecordedLoad,
 ) -> Result<Plan, PlanError> {
+    let requests = |after, through| load.between(after, through);
+    let median = |after, through| load.median(after, through);
+    let added = split_ranges(
+        ring,
+        additions,
+        tokens_each,
+        requests,
+        f64::total_cmp,
+        median,
+    )?;
+    finish(ring, added)
+}
+
+/// A range of the ring being planned, and its weight (its size, or its
+/// requests).
+struct Weighed<W> {
+    weight: W,
+    after: Token,
+    through: Token,
+    owner: InstanceName,
+}
+
+/// Hands out `tokens_each` tokens to each of `additions` in order: each
+/// splits the heaviest range of the ring so far (by `weight`, compared
+/// with `compare`) at `split_at`, the new instance taking the lower part
+/// `(after, token]`. Of equally heavy ranges, one the receiver does not own
+/// already is split (a token inside its own range would change nothing),
+/// then the first in ring order (the smallest `through`).
+fn split_ranges<W>(
+    ring: &Ring,
+    additions: &[(InstanceName, SocketAddr)],
+    tokens_each: u32,
+    weight: impl Fn(Token, Token) -> W,
+    compare: impl Fn(&W, &W) -> Ordering,
+    split_at: impl Fn(Token, Token) -> Option<Token>,
+) -> Result<Vec<PlannedInstance>, PlanError> {
     check_additions(ring, additions, tokens_each)?;
-    let mut ranges: Vec<Loaded> = ring
+    let mut ranges: Vec<Weighed<W>> = ring
         .ranges()
         .filter_map(|range| {
-            Some(Loaded {
-                requests: load.between(range.after, range.through),
+            Some(Weighed {
+                weight: weight(range.after, range.through),
                 after: range.after,
                 through: range.through,
                 owner: ring.instance(range.owner)?.name().clone(),
@@ -221,25 +192,32 @@ pub fn plan_by_load(
     for (name, addr) in additions {
         let mut splits = Vec::new();
         for _ in 0..tokens_each {
-            let busiest = busiest(&ranges, name).ok_or(PlanError::NoRoom)?;
-            let range = ranges.swap_remove(busiest);
-            let token = load
-                .median(range.after, range.through)
+            let heaviest = ranges
+                .iter()
+                .enumerate()
+                .max_by(|(_, a), (_, b)| {
+                    compare(&a.weight, &b.weight)
+                        .then_with(|| (&b.owner == name).cmp(&(&a.owner == name)))
+                        .then_with(|| b.through.cmp(&a.through))
+                })
+                .map(|(index, _)| index)
                 .ok_or(PlanError::NoRoom)?;
+            let range = ranges.swap_remove(heaviest);
+            let token = split_at(range.after, range.through).ok_or(PlanError::NoRoom)?;
             splits.push(Split {
                 token,
                 after: range.after,
                 through: range.through,
                 from: range.owner.clone(),
             });
-            ranges.push(Loaded {
-                requests: load.between(range.after, token),
+            ranges.push(Weighed {
+                weight: weight(range.after, token),
                 after: range.after,
                 through: token,
                 owner: name.clone(),
             });
-            ranges.push(Loaded {
-                requests: load.between(token, range.through),
+            ranges.push(Weighed {
+                weight: weight(token, range.through),
                 after: token,
                 through: range.through,
                 owner: range.owner,
@@ -251,31 +229,7 @@ pub fn plan_by_load(
             splits,
         });
     }
-    finish(ring, added)
-}
-
-/// A range of the ring being planned by load.
-struct Loaded {
-    requests: f64,
-    after: Token,
-    through: Token,
-    owner: InstanceName,
-}
-
-/// The index of the range to split next for `receiver`: the one with the
-/// most requests; of equal ones, one `receiver` does not own, then the
-/// first in ring order (the smallest `through`), as [`plan`] breaks ties.
-fn busiest(ranges: &[Loaded], receiver: &InstanceName) -> Option<usize> {
-    ranges
-        .iter()
-        .enumerate()
-        .max_by(|(_, a), (_, b)| {
-            a.requests
-                .total_cmp(&b.requests)
-                .then_with(|| (&b.owner == receiver).cmp(&(&a.owner == receiver)))
-                .then_with(|| b.through.cmp(&a.through))
-        })
-        .map(|(index, _)| index)
+    Ok(added)
 }
 
 /// Refuses what no plan can be made of: an empty ring, nothing to add, an
@@ -338,37 +292,6 @@ fn finish(ring: &Ring, added: Vec<PlannedInstance>) -> Result<Plan, PlanError> {
         added,
         moved_primary,
     })
-}
-
-/// Takes the range to split next for `receiver`: the largest; of equal
-/// ones, the first in ring order that `receiver` does not own, if any.
-fn pop_largest(heap: &mut BinaryHeap<Candidate>, receiver: &InstanceName) -> Option<Candidate> {
-    let first = heap.pop()?;
-    if &first.owner != receiver {
-        return Some(first);
-    }
-    // The receiver owns at most the ranges it was given, so few are skipped.
-    let mut skipped = vec![first];
-    let chosen = loop {
-        match heap.peek() {
-            Some(next) if next.size == skipped[0].size => {
-                let next = heap.pop()?;
-                if &next.owner != receiver {
-                    break Some(next);
-                }
-                skipped.push(next);
-            }
-            _ => break None,
-        }
-    };
-    let mut skipped = skipped.into_iter();
-    let chosen = match chosen {
-        Some(chosen) => chosen,
-        // Every largest range is the receiver's own: split the first.
-        None => skipped.next()?,
-    };
-    heap.extend(skipped);
-    Some(chosen)
 }
 
 // === impl PlannedInstance ===
