@@ -106,7 +106,7 @@ pub async fn forward(
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let mut targets = Targets::at(snapshot, &endpoints, point, &upstream.health, read);
     if let (Some(bound), true) = (config.load_bound, read) {
-        targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, position);
+        targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, point);
     }
     let path = upstream_path(&parts.uri, route.strip)?;
     headers::request_to_upstream(&mut parts, client.ip());

@@ -19,8 +19,6 @@
 
 use std::sync::Arc;
 
-use shardproxy_ring::Token;
-
 use crate::config::{LoadBound, LoadScope};
 use crate::discovery::{Snapshot, Table};
 
@@ -38,7 +36,7 @@ pub(super) fn bounded<'a>(
     upstream: &Upstream,
     snapshot: &'a Arc<Snapshot>,
     endpoints: &'a Endpoints,
-    position: Token,
+    point: Option<usize>,
 ) -> Targets<'a> {
     let instances = endpoints.len();
     if instances == 0 || targets.len() == 0 {
@@ -63,7 +61,7 @@ pub(super) fn bounded<'a>(
         .find(under)
         .or_else(|| match bound.scope {
             LoadScope::Replicas => None,
-            LoadScope::Ring => past_the_list(snapshot, endpoints, position, &targets)
+            LoadScope::Ring => past_the_list(snapshot, endpoints, point, &targets)
                 .filter(usable)
                 .find(under),
         })
@@ -86,12 +84,13 @@ pub(super) fn bounded<'a>(
     Targets::Listed(reordered)
 }
 
-/// The instances after `targets` clockwise from `position`, each once: the
-/// rest of the ring, for `scope = "ring"`.
+/// The instances after `targets` clockwise from the key's ring `point`
+/// (as `forward` found it), each once: the rest of the ring, for `scope =
+/// "ring"`.
 fn past_the_list<'a>(
     snapshot: &'a Arc<Snapshot>,
     endpoints: &'a Endpoints,
-    position: Token,
+    point: Option<usize>,
     targets: &Targets<'a>,
 ) -> impl Iterator<Item = &'a Endpoint> + 'a {
     let mut seen: Vec<u32> = Vec::new();
@@ -101,7 +100,7 @@ fn past_the_list<'a>(
         .collect();
     let walk = match &snapshot.table {
         Table::Ring(ring) => {
-            let start = ring.point_of(position).unwrap_or(0);
+            let start = point.unwrap_or(0);
             let ranges = ring.ranges();
             let count = ranges.len();
             Some(ring.ranges().chain(ring.ranges()).skip(start).take(count))
