@@ -26,8 +26,9 @@
 //! `share` its fraction of the service's requests in it. Counts come from
 //! a sample of about one request in 8 (random gaps), in Space-Saving
 //! sketches of fixed size ([`hot`], [`sketch`]): memory is bounded
-//! whatever the key space, and a key above about 0.4% of the requests is
-//! always found. With `hot_keys_record = true`, each entry also has `"key"`, the
+//! whatever the key space; Space-Saving keeps every key above 1/256 of
+//! what a sketch counted, so a key above about 0.4% of the requests is
+//! found up to sampling noise. With `hot_keys_record = true`, each entry also has `"key"`, the
 //! key's text (cut at 512 bytes; bytes that are not UTF-8 replaced).
 //!
 //! # `GET /ring/load?service=S`
