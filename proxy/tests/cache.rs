@@ -650,6 +650,41 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
     assert_eq!(harness.requests(), 3);
 }
 
+/// `Age` as RFC 9111 §5.1 reads it (SPEC §13): the first member of a list,
+/// on one line or several; a value that is not a non-negative integer is
+/// ignored; values past 2^31 are capped there. Each case is fresh for an
+/// hour, so the second request is a hit exactly when the `Age` that
+/// counts is under an hour.
+#[tokio::test]
+async fn age_counts_by_its_first_member_and_an_invalid_one_is_ignored() {
+    let harness = Harness::start(1, "").await;
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("list-old-first", &["7200, 0"], "MISS"),
+        ("list-young-first", &["0, 7200"], "HIT"),
+        ("lines-old-first", &["7200", "0"], "MISS"),
+        ("lines-young-first", &["0", "7200"], "HIT"),
+        ("non-numeric", &["abc"], "HIT"),
+        ("negative", &["-7200"], "HIT"),
+        ("float", &["7200.5"], "HIT"),
+        ("parameter", &["7200;foo=bar"], "HIT"),
+        ("past-2-31", &["99999999999999999999"], "MISS"),
+    ];
+    for (name, ages, second) in cases {
+        let mut headers = vec![("cache-control", "max-age=3600")];
+        headers.extend(ages.iter().map(|age| ("age", *age)));
+        harness.reply_at(&format!("/{name}"), &Reply::with(&headers));
+        let path = format!("/{name}/x");
+        let first = harness.get(&path).await;
+        assert_eq!(first.x_cache(), "MISS", "{name}");
+        let again = harness.get(&path).await;
+        assert_eq!(again.x_cache(), *second, "{name}: Age {ages:?}");
+        if *second == "HIT" {
+            let age: u64 = again.header("age").unwrap().parse().unwrap();
+            assert!(age < 3600, "{name}: served with Age {age}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn surrogate_control_for_this_cache_replaces_cache_control() {
     let harness = Harness::start(1, "").await;

@@ -404,6 +404,12 @@ fn a_list_based_age_counts_by_its_first_member_and_an_invalid_one_is_ignored() {
     for invalid in ["abc", "-7200", "7200.0", "7200;foo=bar", ""] {
         assert_eq!(age_of(&[("age", invalid)]), 0, "{invalid:?}");
     }
+    assert_eq!(age_of(&[("age", "2147483648")]), 1 << 31);
+    assert_eq!(
+        age_of(&[("age", "99999999999999999999")]),
+        1 << 31,
+        "capped at 2^31"
+    );
 }
 
 #[test]
