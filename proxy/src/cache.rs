@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -56,6 +56,8 @@ use store::{Key, Lookup, Store};
 /// A service's cache.
 pub struct Cache {
     limits: Limits,
+    /// `cache.targeted`: the targeted fields obeyed, in order of precedence.
+    targeted: Box<[HeaderName]>,
     max_object_size: u64,
     store: Store,
     flights: Arc<Flights>,
@@ -86,6 +88,7 @@ impl Cache {
                 grace: config.grace,
                 authorized: config.authorized,
             },
+            targeted: config.targeted.clone().into(),
             max_object_size: config.max_object_size,
             store: Store::new(config.max_size, metrics.evictions()),
             flights: Arc::default(),
@@ -646,7 +649,14 @@ fn revalidated(
     Timing { sent, now }: Timing,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    let keeping = policy::keeping(stale.status(), &headers, fill.facts, sent, &cache.limits);
+    let keeping = policy::keeping(
+        stale.status(),
+        &headers,
+        fill.facts,
+        sent,
+        &cache.limits,
+        &cache.targeted,
+    );
     let object = Arc::new(Object::new(
         fill.target.clone(),
         stale.variant.clone(),
@@ -682,8 +692,14 @@ async fn store_new(
 ) -> Response<Body> {
     let cache = route.cache;
     let status = response.status();
-    let Ok(keeping) = policy::keeping(status, response.headers(), fill.facts, sent, &cache.limits)
-    else {
+    let Ok(keeping) = policy::keeping(
+        status,
+        response.headers(),
+        fill.facts,
+        sent,
+        &cache.limits,
+        &cache.targeted,
+    ) else {
         return unstored(cache, &fill, response, exchange);
     };
     // What slow clients still hold of evicted objects, and what is being

@@ -56,6 +56,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HeaderName;
+
 use shardproxy_ring::{Member, Replication};
 
 use crate::tls::instances::InstanceTlsFiles;
@@ -590,6 +592,16 @@ pub struct CacheConfig {
     /// `authorized` (default false): whether requests with `Authorization`
     /// may use the cache (then RFC 9111 §3.5 applies).
     pub authorized: bool,
+    /// `tag_header` (default `Surrogate-Key`), lower case: the response
+    /// header whose space-separated words tag the object, for purges by
+    /// tag.
+    pub tag_header: HeaderName,
+    /// `expose_tags` (default false): whether clients get `tag_header`.
+    pub expose_tags: bool,
+    /// `targeted` (default `["CDN-Cache-Control"]`), lower case: the
+    /// targeted cache-control fields (RFC 9213) this cache obeys, in order
+    /// of precedence.
+    pub targeted: Vec<HeaderName>,
 }
 
 /// One `[[routes]]` table: which requests go to which service. Each can
@@ -733,6 +745,9 @@ impl Default for CacheConfig {
             max_ttl: Duration::from_secs(24 * 3600),
             grace: Duration::ZERO,
             authorized: false,
+            tag_header: HeaderName::from_static("surrogate-key"),
+            expose_tags: false,
+            targeted: vec![HeaderName::from_static("cdn-cache-control")],
         }
     }
 }

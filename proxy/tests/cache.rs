@@ -685,6 +685,85 @@ async fn age_counts_by_its_first_member_and_an_invalid_one_is_ignored() {
     }
 }
 
+/// RFC 9213: the first targeted field of `cache.targeted` a response
+/// carries replaces `Cache-Control` and `Expires` for this cache, while
+/// clients get `Cache-Control` unchanged; an invalid one is ignored.
+#[tokio::test]
+async fn targeted_cache_control_fields_speak_to_this_cache_in_their_order() {
+    let harness = Harness::start(
+        1,
+        "targeted = [\"Acme-Cache-Control\", \"CDN-Cache-Control\"]",
+    )
+    .await;
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        (
+            "cdn-fresh-cc-no-store",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600"),
+            ],
+            "HIT",
+        ),
+        (
+            "cdn-no-store-cc-fresh",
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store"),
+            ],
+            "MISS",
+        ),
+        (
+            "cdn-private-cc-fresh",
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "private"),
+            ],
+            "MISS",
+        ),
+        (
+            "acme-first",
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "max-age=600"),
+                ("acme-cache-control", "no-store"),
+            ],
+            "MISS",
+        ),
+        (
+            "acme-invalid",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600"),
+                ("acme-cache-control", "max-age=\"600\""),
+            ],
+            "HIT",
+        ),
+        (
+            "cdn-invalid",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600, &&&"),
+            ],
+            "MISS",
+        ),
+    ];
+    for (name, headers, second) in cases {
+        harness.reply_at(&format!("/{name}"), &Reply::with(headers));
+        let path = format!("/{name}/x");
+        let first = harness.get(&path).await;
+        assert_eq!(first.x_cache(), "MISS", "{name}");
+        let cache_control = headers
+            .iter()
+            .find(|(header, _)| *header == "cache-control");
+        assert_eq!(
+            first.header("cache-control"),
+            cache_control.map(|(_, value)| *value),
+            "{name}: Cache-Control reaches the client as it came"
+        );
+        assert_eq!(harness.get(&path).await.x_cache(), *second, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn surrogate_control_for_this_cache_replaces_cache_control() {
     let harness = Harness::start(1, "").await;

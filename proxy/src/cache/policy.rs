@@ -8,8 +8,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
+use sfv::{BareItem, Dictionary, ListEntry, Parser};
 
 /// The largest delta-seconds value kept; larger ones mean "this long"
 /// (RFC 9111 §1.2.2 lets a cache cap them at 2^31).
@@ -181,16 +182,20 @@ fn understood(status: StatusCode) -> bool {
 /// `Expires` means already stale), else `default_ttl` for a status that is
 /// heuristically cacheable. `None` when the response gives no freshness and
 /// `default_ttl` is 0 or does not apply; never more than `max_ttl`.
+///
+/// `expires` holds the response's headers when its `Expires` counts, and is
+/// `None` when a targeted field replaced `Cache-Control` and `Expires`
+/// (RFC 9213 §2.2).
 pub fn freshness_lifetime(
     status: StatusCode,
     directives: &Directives,
-    headers: &HeaderMap,
+    expires: Option<&HeaderMap>,
     response_time: SystemTime,
     limits: &Limits,
 ) -> Option<Duration> {
     let explicit = if let Some(seconds) = directives.s_maxage.or(directives.max_age) {
         Some(Duration::from_secs(seconds))
-    } else if headers.contains_key(header::EXPIRES) {
+    } else if let Some(headers) = expires.filter(|headers| headers.contains_key(header::EXPIRES)) {
         let expires = date(headers, header::EXPIRES);
         let now = date(headers, header::DATE).unwrap_or(response_time);
         Some(expires.map_or(Duration::ZERO, |expires| {
@@ -274,6 +279,98 @@ pub fn surrogate_directives(headers: &HeaderMap) -> Option<Directives> {
     })
 }
 
+/// The directives of the first field of `targeted` (in order of
+/// precedence) that the response carries with a valid, non-empty value
+/// (RFC 9213 §2.2): they replace `Cache-Control` and `Expires` for this
+/// cache. `None` when there is none, and then `Cache-Control` applies.
+///
+/// A targeted field is a Structured Field dictionary (RFC 9213 §2.1, RFC
+/// 8941): its lines are joined as one value, and a value that does not
+/// parse, or that gives a directive this cache acts on a value of the wrong
+/// type (`max-age="60"`, a negative `max-age`), makes the whole field
+/// ignored, as if absent. `private` and `no-cache` with field names (a
+/// string) count as the whole directive: a shared cache cannot keep a
+/// response while leaving some of its fields out, so it keeps none of it.
+pub fn targeted_directives(headers: &HeaderMap, targeted: &[HeaderName]) -> Option<Directives> {
+    targeted
+        .iter()
+        .find_map(|name| targeted_field(headers, name))
+}
+
+/// The directives of one targeted field, if it is present and valid.
+fn targeted_field(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> {
+    let mut joined = String::new();
+    for line in headers.get_all(name) {
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(line.to_str().ok()?);
+    }
+    if joined.trim().is_empty() {
+        return None;
+    }
+    let dictionary: Dictionary = Parser::new(&joined).parse().ok()?;
+    let mut directives = Directives::default();
+    for (key, entry) in &dictionary {
+        let ListEntry::Item(item) = entry else {
+            // An inner list is no value of any directive acted on here.
+            if is_acted_on(key.as_str()) {
+                return None;
+            }
+            continue;
+        };
+        let seconds = || match &item.bare_item {
+            BareItem::Integer(value) => u64::try_from(i64::from(*value))
+                .ok()
+                .map(|seconds| seconds.min(DELTA_SECONDS_CAP)),
+            _ => None,
+        };
+        let flag = || match &item.bare_item {
+            BareItem::Boolean(set) => Some(*set),
+            _ => None,
+        };
+        let flag_or_names = || match &item.bare_item {
+            BareItem::String(_) => Some(true),
+            _ => flag(),
+        };
+        match key.as_str() {
+            "max-age" => directives.max_age = Some(seconds()?),
+            "s-maxage" => {
+                directives.s_maxage = Some(seconds()?);
+                directives.must_revalidate = true;
+            }
+            "stale-while-revalidate" => directives.stale_while_revalidate = Some(seconds()?),
+            "stale-if-error" => directives.stale_if_error = Some(seconds()?),
+            "no-store" => directives.no_store |= flag()?,
+            "must-revalidate" | "proxy-revalidate" => directives.must_revalidate |= flag()?,
+            "must-understand" => directives.must_understand |= flag()?,
+            "public" => directives.public |= flag()?,
+            "private" => directives.private |= flag_or_names()?,
+            "no-cache" => directives.no_cache |= flag_or_names()?,
+            _ => {}
+        }
+    }
+    Some(directives)
+}
+
+/// Whether this cache acts on directive `name` in a targeted field.
+fn is_acted_on(name: &str) -> bool {
+    matches!(
+        name,
+        "max-age"
+            | "s-maxage"
+            | "stale-while-revalidate"
+            | "stale-if-error"
+            | "no-store"
+            | "must-revalidate"
+            | "proxy-revalidate"
+            | "must-understand"
+            | "public"
+            | "private"
+            | "no-cache"
+    )
+}
+
 /// Whether the response to a request with `Authorization` may be stored
 /// by a shared cache (RFC 9111 §3.5).
 fn authorized_storable(directives: &Directives) -> bool {
@@ -349,6 +446,7 @@ pub fn keeping(
     request: RequestFacts,
     times: (SystemTime, SystemTime),
     limits: &Limits,
+    targeted: &[HeaderName],
 ) -> Result<Keeping, NotStored> {
     let (request_time, response_time) = times;
     if status.is_informational() || status == StatusCode::PARTIAL_CONTENT {
@@ -357,7 +455,15 @@ pub fn keeping(
     if status == StatusCode::NOT_MODIFIED {
         return Err(NotStored::Status);
     }
-    let directives = surrogate_directives(headers).unwrap_or_else(|| Directives::of(headers));
+    // A targeted field first (RFC 9213), then `Surrogate-Control`, then
+    // `Cache-Control` with `Expires`.
+    let (directives, expires) = match targeted_directives(headers, targeted) {
+        Some(directives) => (directives, None),
+        None => (
+            surrogate_directives(headers).unwrap_or_else(|| Directives::of(headers)),
+            Some(headers),
+        ),
+    };
     if directives.must_understand && !understood(status) {
         return Err(NotStored::Status);
     }
@@ -378,7 +484,7 @@ pub fn keeping(
     }
     let validator =
         headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
-    let lifetime = match freshness_lifetime(status, &directives, headers, response_time, limits) {
+    let lifetime = match freshness_lifetime(status, &directives, expires, response_time, limits) {
         Some(lifetime) => lifetime,
         // `no-cache` asks for the response to be stored and validated
         // before each use (§5.2.2.4): with a validator, that saves the

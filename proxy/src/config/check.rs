@@ -14,6 +14,7 @@ use std::num::NonZeroU32;
 use std::ops::Range;
 use std::time::Duration;
 
+use http::header::HeaderName;
 use toml::{Spanned, Value};
 
 use super::duration::{self, parse_duration};
@@ -219,6 +220,12 @@ pub(super) fn size_at_least(min: u64) -> impl Fn(&Value) -> Result<u64, String> 
 
 pub(super) fn flag(value: &bool) -> Result<bool, String> {
     Ok(*value)
+}
+
+pub(super) fn header_name(text: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
+        "expected an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), like \"CDN-Cache-Control\"".to_owned()
+    })
 }
 
 pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, String> {

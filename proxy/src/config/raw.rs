@@ -174,6 +174,9 @@ pub(super) struct RawCache {
     pub(super) max_ttl: Quantity,
     pub(super) grace: Quantity,
     pub(super) authorized: Flag,
+    pub(super) tag_header: Text,
+    pub(super) expose_tags: Flag,
+    pub(super) targeted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `health_check = { ... }` of a service.

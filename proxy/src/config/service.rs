@@ -12,8 +12,8 @@ use shardproxy_ring::{InstanceName, Member, Redundancy, Replication, Token};
 use toml::Spanned;
 
 use super::check::{
-    check, choice, duration, field, flag, int_in, nonzero, ordered, positive_duration, required,
-    size, size_at_least, socket_addr, span_of, Bound,
+    check, choice, duration, field, flag, header_name, int_in, nonzero, ordered, positive_duration,
+    required, size, size_at_least, socket_addr, span_of, Bound,
 };
 use super::duration::format_duration;
 use super::error::{At, ConfigError, KeyPath, Source};
@@ -744,5 +744,31 @@ fn cache(source: &Source<'_>, key: &KeyPath, raw: Option<&Spanned<RawCache>>) ->
             defaults.authorized,
             flag,
         ),
+        tag_header: field(
+            source,
+            &key.key("tag_header"),
+            raw.tag_header.as_ref(),
+            defaults.tag_header,
+            |text| header_name(text),
+        ),
+        expose_tags: field(
+            source,
+            &key.key("expose_tags"),
+            raw.expose_tags.as_ref(),
+            defaults.expose_tags,
+            flag,
+        ),
+        targeted: match &raw.targeted {
+            None => defaults.targeted,
+            Some(names) => names
+                .get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(index, name)| {
+                    let key = key.key("targeted").index(index);
+                    source.ok(check(source, &key, name, |text| header_name(text)))
+                })
+                .collect(),
+        },
     }
 }

@@ -188,6 +188,9 @@ default_ttl = "10s"
 max_ttl = "1h"
 grace = "30s"
 authorized = true
+tag_header = "X-Cache-Tags"
+expose_tags = true
+targeted = ["Acme-Cache-Control", "CDN-Cache-Control"]
 
 [[routes]]
 host = "API.Example.com"
@@ -252,6 +255,12 @@ max_body = "4MiB"
             max_ttl: Duration::from_secs(3600),
             grace: Duration::from_secs(30),
             authorized: true,
+            tag_header: HeaderName::from_static("x-cache-tags"),
+            expose_tags: true,
+            targeted: vec![
+                HeaderName::from_static("acme-cache-control"),
+                HeaderName::from_static("cdn-cache-control"),
+            ],
         }
     );
     assert_eq!(
@@ -441,7 +450,7 @@ fn unknown_keys() {
     ));
     assert_eq!(
         error(&format!("{MINIMAL}[services.frob.cache]\nenable = true\n")),
-        "config.toml:7:1: services.frob.cache.enable: unknown field `enable`, expected one of `enabled`, `max_size`, `max_object_size`, `default_ttl`, `max_ttl`, `grace`, `authorized`"
+        "config.toml:7:1: services.frob.cache.enable: unknown field `enable`, expected one of `enabled`, `max_size`, `max_object_size`, `default_ttl`, `max_ttl`, `grace`, `authorized`, `tag_header`, `expose_tags`, `targeted`"
     );
     assert_eq!(
         error(&format!("{MINIMAL}path = \"/\"\n")),

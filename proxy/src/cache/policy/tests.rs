@@ -14,6 +14,9 @@ const LIMITS: Limits = Limits {
     authorized: false,
 };
 
+/// The default of `cache.targeted`.
+static TARGETED: [HeaderName; 1] = [HeaderName::from_static("cdn-cache-control")];
+
 /// 2001-09-09T01:46:40Z, a round number of seconds.
 fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_000_000_000 + seconds)
@@ -33,7 +36,14 @@ fn keep_with(
     request: RequestFacts,
     limits: &Limits,
 ) -> Result<Keeping, NotStored> {
-    keeping(status, &headers(pairs), request, (at(0), at(0)), limits)
+    keeping(
+        status,
+        &headers(pairs),
+        request,
+        (at(0), at(0)),
+        limits,
+        &TARGETED,
+    )
 }
 
 #[test]
@@ -94,7 +104,7 @@ fn freshness_prefers_s_maxage_then_max_age_then_expires() {
         freshness_lifetime(
             StatusCode::OK,
             &Directives::of(&headers),
-            &headers,
+            Some(&headers),
             at(0),
             &LIMITS,
         )
@@ -465,4 +475,120 @@ fn conditionals_compare_etags_weakly_and_dates() {
         ),
         "If-None-Match wins over If-Modified-Since"
     );
+}
+
+#[test]
+fn a_targeted_field_replaces_cache_control_and_expires() {
+    let lifetime = |pairs: &[(&str, &str)]| keep(pairs).map(|keeping| keeping.lifetime);
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600")
+        ]),
+        Ok(Duration::from_secs(600))
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "no-store")
+        ]),
+        Err(NotStored::NoStore)
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "private")
+        ]),
+        Err(NotStored::Private)
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "private=\"set-cookie\"")
+        ]),
+        Err(NotStored::Private),
+        "private with field names: none of it is kept"
+    );
+    let expires = http_date(at(600));
+    assert_eq!(
+        lifetime(&[
+            ("cdn-cache-control", "must-revalidate"),
+            ("expires", &expires),
+            ("date", &http_date(at(0)))
+        ]),
+        Err(NotStored::NoFreshness),
+        "Expires is replaced too"
+    );
+    assert_eq!(
+        lifetime(&[("cdn-cache-control", "foo, max-age=99999999999")]),
+        Ok(Duration::from_secs(86_400)),
+        "extensions ignored, large values capped (then max_ttl)"
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cdn-cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store")
+        ]),
+        Err(NotStored::NoStore),
+        "the lines are one value"
+    );
+}
+
+#[test]
+fn an_invalid_or_empty_targeted_field_is_ignored() {
+    let lifetime = |pairs: &[(&str, &str)]| keep(pairs).map(|keeping| keeping.lifetime);
+    for invalid in [
+        "max-age=600, &&&&&",
+        "max-age=\"600\"",
+        "max-age=-1",
+        "max-age =600",
+        "max-age= 600",
+        "MaX-aGe=600",
+        "no-store=1",
+        "",
+    ] {
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "max-age=5"),
+                ("cdn-cache-control", invalid)
+            ]),
+            Ok(Duration::from_secs(5)),
+            "{invalid:?}"
+        );
+    }
+}
+
+#[test]
+fn the_first_targeted_field_present_and_valid_wins() {
+    let targeted = [
+        HeaderName::from_static("shardproxy-cache-control"),
+        HeaderName::from_static("cdn-cache-control"),
+    ];
+    let lifetime = |pairs: &[(&str, &str)]| {
+        keeping(
+            StatusCode::OK,
+            &headers(pairs),
+            RequestFacts::default(),
+            (at(0), at(0)),
+            &LIMITS,
+            &targeted,
+        )
+        .map(|keeping| keeping.lifetime)
+    };
+    let both = [
+        ("shardproxy-cache-control", "max-age=10"),
+        ("cdn-cache-control", "max-age=20"),
+        ("cache-control", "max-age=30"),
+    ];
+    assert_eq!(lifetime(&both), Ok(Duration::from_secs(10)));
+    assert_eq!(lifetime(&both[1..]), Ok(Duration::from_secs(20)));
+    assert_eq!(
+        lifetime(&[
+            ("shardproxy-cache-control", "max-age=oops"),
+            ("cdn-cache-control", "max-age=20")
+        ]),
+        Ok(Duration::from_secs(20)),
+        "an invalid first field gives way to the next"
+    );
+    assert_eq!(lifetime(&both[2..]), Ok(Duration::from_secs(30)));
 }
