@@ -695,7 +695,10 @@ async fn targeted_cache_control_fields_speak_to_this_cache_in_their_order() {
         "targeted = [\"Acme-Cache-Control\", \"CDN-Cache-Control\"]",
     )
     .await;
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    /// A case: its name, the response's headers, the second request's
+    /// `x-cache`.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (
             "cdn-fresh-cc-no-store",
             &[
