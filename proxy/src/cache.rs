@@ -22,6 +22,7 @@
 //! - [`policy`]: RFC 9111's rules, pure functions.
 //! - [`object`]: a stored response and how it is served.
 //! - [`store`]: the bounded moka store, with `Vary` variants.
+//! - [`tags`]: the tags of objects, and the index a purge by tag walks.
 //! - [`coalesce`]: the waiting list.
 //! - [`body`]: response bodies read for storing, or streamed past the limit.
 
@@ -30,6 +31,7 @@ pub mod coalesce;
 pub mod object;
 pub mod policy;
 pub mod store;
+pub mod tags;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -52,12 +54,17 @@ use coalesce::{Fetch, Flights, Joined};
 use object::{Ask, Object, Target, X_CACHE};
 use policy::{Directives, Limits, RequestFacts};
 use store::{Key, Lookup, Store};
+use tags::Tags;
 
 /// A service's cache.
 pub struct Cache {
     limits: Limits,
     /// `cache.targeted`: the targeted fields obeyed, in order of precedence.
     targeted: Box<[HeaderName]>,
+    /// `cache.tag_header`: where responses give their objects' tags.
+    tag_header: HeaderName,
+    /// `cache.expose_tags`: whether clients get `tag_header`.
+    expose_tags: bool,
     max_object_size: u64,
     store: Store,
     flights: Arc<Flights>,
@@ -71,6 +78,8 @@ pub enum Purge<'a> {
     Path(&'a str),
     /// Those whose path and query starts with this.
     Prefix(&'a str),
+    /// Those tagged with this (`cache.tag_header`).
+    Tag(&'a str),
 }
 
 // === impl Cache ===
@@ -89,6 +98,8 @@ impl Cache {
                 authorized: config.authorized,
             },
             targeted: config.targeted.clone().into(),
+            tag_header: config.tag_header.clone(),
+            expose_tags: config.expose_tags,
             max_object_size: config.max_object_size,
             store: Store::new(config.max_size, metrics.evictions()),
             flights: Arc::default(),
@@ -102,15 +113,38 @@ impl Cache {
     }
 
     /// Removes the objects `which` selects, on `host` (lower case, any
-    /// port) or on every host; returns how many went.
-    pub fn purge(&self, host: Option<&str>, which: Purge<'_>) -> usize {
-        self.store.purge(|target| {
-            host.is_none_or(|host| target.on_host(host))
-                && match which {
-                    Purge::Path(path) => *target.path == *path,
-                    Purge::Prefix(prefix) => target.path.starts_with(prefix),
-                }
-        })
+    /// port) or on every host; returns how many went. A `soft` purge marks
+    /// them stale instead (SPEC §13): they are then served only as their
+    /// stale windows allow, while one request revalidates or refetches
+    /// each.
+    pub fn purge(&self, host: Option<&str>, which: Purge<'_>, soft: bool) -> usize {
+        let soft = soft.then(Instant::now);
+        let on_host = |target: &Target| host.is_none_or(|host| target.on_host(host));
+        match which {
+            Purge::Path(path) => self
+                .store
+                .purge(|target| on_host(target) && *target.path == *path, soft),
+            Purge::Prefix(prefix) => self.store.purge(
+                |target| on_host(target) && target.path.starts_with(prefix),
+                soft,
+            ),
+            Purge::Tag(tag) => self.store.purge_tag(tag, on_host, soft),
+        }
+    }
+
+    /// Takes the tags out of an instance's response `headers`: they stay
+    /// in the headers only with `expose_tags`.
+    fn take_tags(&self, headers: &mut HeaderMap) -> Tags {
+        let tags = tags::tags_of(headers, &self.tag_header);
+        self.hide_tags(headers);
+        tags
+    }
+
+    /// Removes the tags from what a client gets, unless `expose_tags`.
+    fn hide_tags(&self, headers: &mut HeaderMap) {
+        if !self.expose_tags {
+            headers.remove(&self.tag_header);
+        }
     }
 
     /// After an unsafe request to `host` and `path` succeeded (2xx or 3xx),
@@ -496,10 +530,9 @@ async fn pass(
         exchange,
     )
     .await;
-    with_outcome(
-        forwarded.unwrap_or_else(ProxyError::into_response),
-        Outcome::Pass,
-    )
+    let mut response = forwarded.unwrap_or_else(ProxyError::into_response);
+    route.cache.hide_tags(response.headers_mut());
+    with_outcome(response, Outcome::Pass)
 }
 
 /// Starts one background request that refreshes `object` (in `slot` of
@@ -644,11 +677,16 @@ fn revalidated(
     cache: &Cache,
     fill: &Fill,
     stale: &Object,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     request_headers: &HeaderMap,
     Timing { sent, now }: Timing,
     exchange: &mut Exchange,
 ) -> Response<Body> {
+    let tags = if headers.contains_key(&cache.tag_header) {
+        cache.take_tags(&mut headers)
+    } else {
+        stale.tags().clone()
+    };
     let keeping = policy::keeping(
         stale.status(),
         &headers,
@@ -657,15 +695,18 @@ fn revalidated(
         &cache.limits,
         &cache.targeted,
     );
-    let object = Arc::new(Object::new(
-        fill.target.clone(),
-        stale.variant.clone(),
-        stale.status(),
-        headers,
-        stale.body().clone(),
-        &keeping.unwrap_or_default(),
-        now,
-    ));
+    let object = Arc::new(
+        Object::new(
+            fill.target.clone(),
+            stale.variant.clone(),
+            stale.status(),
+            headers,
+            stale.body().clone(),
+            &keeping.unwrap_or_default(),
+            now,
+        )
+        .with_tags(tags),
+    );
     let names = policy::vary_names(object.headers());
     let response = object.respond(now, Outcome::Revalidated, &fill.ask, cache.store.pinned());
     if keeping.is_ok() {
@@ -711,7 +752,8 @@ async fn store_new(
     let Some(_reserved) = cache.store.reserve(expected) else {
         return passed_on(cache, &fill, response, exchange);
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    let tags = cache.take_tags(&mut parts.headers);
     let read = tokio::time::timeout(
         route.upstream.config.deadline,
         body::read(body, cache.max_object_size),
@@ -727,15 +769,18 @@ async fn store_new(
     };
     let names = policy::vary_names(&parts.headers);
     let variant = object::variant_of(&names, request_headers);
-    let object = Arc::new(Object::new(
-        fill.target,
-        variant,
-        status,
-        parts.headers,
-        bytes,
-        &keeping,
-        now,
-    ));
+    let object = Arc::new(
+        Object::new(
+            fill.target,
+            variant,
+            status,
+            parts.headers,
+            bytes,
+            &keeping,
+            now,
+        )
+        .with_tags(tags),
+    );
     let response = answer(cache, exchange, &object, now, Outcome::Miss, &fill.ask);
     cache
         .store
@@ -770,6 +815,7 @@ fn passed_on(
     cache.metrics.count(Outcome::Pass);
     exchange.cache = Some(Outcome::Pass);
     let mut response = with_outcome(response, Outcome::Miss);
+    cache.hide_tags(response.headers_mut());
     if fill.ask.head {
         *response.body_mut() = crate::body::empty();
     }

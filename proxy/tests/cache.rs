@@ -984,6 +984,144 @@ async fn purge_by_path_and_by_prefix_through_the_admin_api() {
 
 // === Reload ===
 
+/// The JSON answer of an admin purge.
+async fn purge(harness: &Harness, query: &str) -> serde_json::Value {
+    let answer = harness
+        .admin(Method::POST, &format!("/cache/purge?service=frob&{query}"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{query}: {}", answer.text());
+    serde_json::from_slice(&answer.body).unwrap()
+}
+
+/// SPEC §13: `Surrogate-Key` tags objects (every variant, any host), is
+/// not shown to clients, and `tag=T` purges exactly the objects tagged `T`.
+#[tokio::test]
+async fn purge_by_tag_removes_every_object_tagged_and_nothing_else() {
+    let harness = Harness::start(1, "").await;
+    let tagged = |tags: &str| {
+        Reply::with(&[
+            ("cache-control", "max-age=600"),
+            ("surrogate-key", tags),
+            ("vary", "accept"),
+        ])
+    };
+    harness.reply_at("/a", &tagged("product-42 home"));
+    harness.reply_at("/b", &tagged("product-7 home"));
+    harness.reply_at("/c", &Reply::with(FRESH));
+    let first = harness.send(Method::GET, "/a", &[("accept", "x")]).await;
+    assert_eq!(first.header("surrogate-key"), None, "tags are the cache's");
+    harness.send(Method::GET, "/a", &[("accept", "y")]).await;
+    let other_host = [("host", "other.example"), ("accept", "x")];
+    harness.send(Method::GET, "/a", &other_host).await;
+    harness.send(Method::GET, "/b", &[("accept", "x")]).await;
+    harness.get("/c").await;
+    assert_eq!(harness.metric("shardproxy_cache_objects").await, 5.0);
+
+    assert_eq!(
+        purge(&harness, "tag=product-42").await,
+        serde_json::json!({"service": "frob", "purged": 3})
+    );
+    for headers in [&[("accept", "x")][..], &[("accept", "y")], &other_host] {
+        let again = harness.send(Method::GET, "/a", headers).await;
+        assert_eq!(again.x_cache(), "MISS", "{headers:?}");
+    }
+    let b = harness.send(Method::GET, "/b", &[("accept", "x")]).await;
+    assert_eq!(b.x_cache(), "HIT");
+    assert_eq!(harness.get("/c").await.x_cache(), "HIT");
+    assert_eq!(
+        purge(&harness, "tag=product-42").await["purged"],
+        3,
+        "stored again"
+    );
+    assert_eq!(purge(&harness, "tag=nothing").await["purged"], 0);
+    assert_eq!(
+        purge(&harness, "tag=home&host=other.example").await["purged"],
+        0,
+        "the other host's copy is already gone"
+    );
+    assert_eq!(purge(&harness, "tag=home").await["purged"], 1, "/b");
+
+    for bad in ["tag=home&path=/a", "tag=home&soft=yes"] {
+        let answer = harness
+            .admin(Method::POST, &format!("/cache/purge?service=frob&{bad}"))
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn expose_tags_shows_the_tag_header_to_clients() {
+    let harness = Harness::start(1, "tag_header = \"X-Tags\"\nexpose_tags = true").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=600"), ("x-tags", "t1 t2")]),
+    );
+    assert_eq!(harness.get("/e").await.header("x-tags"), Some("t1 t2"));
+    assert_eq!(harness.get("/e").await.header("x-tags"), Some("t1 t2"));
+    assert_eq!(purge(&harness, "tag=t2").await["purged"], 1);
+}
+
+/// SPEC §13: a soft purge marks the object stale; with 50 clients waiting,
+/// one conditional request refetches it and the others are answered from
+/// its result.
+#[tokio::test]
+async fn a_soft_purge_makes_one_revalidation_however_many_clients_wait() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at(
+        "/",
+        &Reply::with(&[("cache-control", "max-age=3600"), ("etag", "\"v1\"")]),
+    );
+    assert_eq!(harness.get("/soft").await.x_cache(), "MISS");
+    assert_eq!(harness.get("/soft").await.x_cache(), "HIT");
+    assert_eq!(purge(&harness, "path=/soft&soft=true").await["purged"], 1);
+    assert_eq!(
+        harness.metric("shardproxy_cache_objects").await,
+        1.0,
+        "still stored"
+    );
+
+    harness.backends[0].hold();
+    let tasks = concurrent_gets(&harness, "/soft", 50);
+    let waiting = Arc::clone(&harness);
+    support::wait_until("49 requests wait for the first", move || {
+        let harness = Arc::clone(&waiting);
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == 49.0 }
+    })
+    .await;
+    assert_eq!(harness.backends[0].in_flight(), 1);
+    harness.backends[0].release();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    assert_eq!(harness.requests(), 2, "one refetch for 50 clients");
+    assert_eq!(harness.backends[0].not_modified(), 1, "a conditional one");
+    assert_eq!(harness.get("/soft").await.x_cache(), "HIT", "fresh again");
+}
+
+/// Within grace, a soft-purged object is served stale at once while one
+/// background request refreshes it; a hard purge would send the client to
+/// the instance.
+#[tokio::test]
+async fn a_soft_purged_object_is_served_stale_within_grace() {
+    let harness = Harness::start(1, "grace = \"60s\"").await;
+    harness.reply_at("/", &Reply::with(&[("cache-control", "max-age=3600")]));
+    harness.get("/g").await;
+    assert_eq!(purge(&harness, "prefix=/g&soft=true").await["purged"], 1);
+    let stale = harness.get("/g").await;
+    assert_eq!(stale.x_cache(), "STALE");
+    assert_eq!(stale.made_by_request(), 1);
+    support::wait_until("the background refresh", || async {
+        harness.requests() == 2
+    })
+    .await;
+    support::wait_until("the refreshed object is served", || async {
+        let answer = harness.get("/g").await;
+        answer.x_cache() == "HIT" && answer.made_by_request() == 2
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_reload_keeps_the_store_unless_the_cache_settings_change() {
     let harness = Harness::start(1, "").await;

@@ -1,10 +1,15 @@
-//! `POST /cache/purge?service=S&path=P` (or `&prefix=P`, optionally
-//! `&host=H`): removes cached objects of a service.
+//! `POST /cache/purge?service=S&path=P` (or `&prefix=P`, or `&tag=T`,
+//! optionally `&host=H` and `&soft=true`): removes cached objects of a
+//! service.
 //!
 //! `path` removes the objects whose path and query, as clients sent them,
 //! is exactly `P` (every `Vary` variant of it); `prefix` those whose path
-//! and query starts with `P`. Without `host`, on every host the service is
-//! reached by; with it, only on that host (case-insensitive, no port).
+//! and query starts with `P`; `tag` those tagged `T` by their response's
+//! `cache.tag_header` (SPEC §13). Without `host`, on every host the service
+//! is reached by; with it, only on that host (case-insensitive, no port).
+//! With `soft=true` the objects are marked stale instead of removed: they
+//! are then served only as grace and `stale-if-error` allow, while one
+//! request revalidates or refetches each.
 //!
 //! With `[cache_peers]`, a purge received by the admin API is then sent
 //! to every peer (`peers`), and the answer lists each peer's part:
@@ -39,7 +44,7 @@ struct Purged<'a> {
 /// Why a purge was refused: the status and the message.
 type Refusal = (StatusCode, String);
 
-const USAGE: &str = "use POST /cache/purge?service=NAME&path=PATH or ?service=NAME&prefix=PREFIX";
+const USAGE: &str = "use POST /cache/purge?service=NAME&path=PATH, ?service=NAME&prefix=PREFIX or ?service=NAME&tag=TAG (and &soft=true to mark them stale instead)";
 
 /// Answers a purge with the query `query`, in this process only.
 pub(super) fn purge(app: &App, query: Option<&str>) -> Response<Full<Bytes>> {
@@ -94,13 +99,23 @@ fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
     let service = app
         .named(&name)
         .map_err(|message| (StatusCode::NOT_FOUND, message))?;
-    let (path, prefix) = (text("path")?, text("prefix")?);
-    let which = match (&path, &prefix) {
-        (Some(path), None) => Purge::Path(path),
-        (None, Some(prefix)) => Purge::Prefix(prefix),
+    let (path, prefix, tag) = (text("path")?, text("prefix")?, text("tag")?);
+    let which = match (&path, &prefix, &tag) {
+        (Some(path), None, None) => Purge::Path(path),
+        (None, Some(prefix), None) => Purge::Prefix(prefix),
+        (None, None, Some(tag)) => Purge::Tag(tag),
         _ => {
             return Err(bad(format!(
-                "give exactly one of \"path\" and \"prefix\": {USAGE}"
+                "give exactly one of \"path\", \"prefix\" and \"tag\": {USAGE}"
+            )))
+        }
+    };
+    let soft = match text("soft")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "the parameter \"soft\" is {other:?}: expected true or false"
             )))
         }
     };
@@ -113,7 +128,7 @@ fn purge_with<'a>(app: &'a App, query: &str) -> Result<Purged<'a>, Refusal> {
     let host = text("host")?.map(|host| host.to_ascii_lowercase());
     Ok(Purged {
         service: &service.config().name,
-        purged: cache.purge(host.as_deref(), which),
+        purged: cache.purge(host.as_deref(), which, soft),
         peers: None,
     })
 }

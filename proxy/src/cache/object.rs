@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::policy::{self, Keeping};
+use super::tags::{self, Tags};
 use crate::body::{self, empty, Body};
 use crate::metrics::CacheOutcome;
 
@@ -108,7 +109,18 @@ pub struct Object {
     /// The responses still sending its body, and whether it has left the
     /// store: what it costs once evicted.
     senders: Senders,
+    /// Its tags, for purges by tag (`cache.tag_header`).
+    tags: Tags,
+    /// Which object this is, for the tag index: a slot filled again holds
+    /// an object with another serial.
+    serial: u64,
+    /// When it was soft-purged, as milliseconds after `stored_at` plus
+    /// one; 0 while it was not. From then on it is stale.
+    soft_purged: AtomicU64,
 }
+
+/// Serials of objects, in the order they were made.
+static SERIALS: AtomicU64 = AtomicU64::new(0);
 
 /// Set in [`Senders`] once the object has left the store.
 const LEFT_STORE: u64 = 1 << 63;
@@ -192,6 +204,51 @@ impl Object {
             keep: keeping.keep.saturating_sub(initial_age),
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
             senders: Senders::default(),
+            tags: Tags::default(),
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
+            soft_purged: AtomicU64::new(0),
+        }
+    }
+
+    /// This object with `tags`, which weigh what they cost it and the
+    /// index.
+    pub fn with_tags(mut self, tags: Tags) -> Object {
+        let added = u32::try_from(tags::weight_of(&tags)).unwrap_or(u32::MAX);
+        self.weight = self.weight.saturating_add(added);
+        self.tags = tags;
+        self
+    }
+
+    /// Its tags.
+    pub fn tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    /// Which object this is.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Makes it stale from `now` on, if it was not already soft-purged:
+    /// it is then served only as its stale windows allow (grace,
+    /// `stale-while-revalidate`, `stale-if-error`) while one request
+    /// revalidates or refetches it.
+    pub fn soft_purge(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.stored_at).as_millis();
+        let mark = u64::try_from(since).unwrap_or(u64::MAX - 1) + 1;
+        let _ = self
+            .soft_purged
+            .compare_exchange(0, mark, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Its freshness lifetime, cut short at the age it had when it was
+    /// soft-purged.
+    fn lifetime(&self) -> Duration {
+        match self.soft_purged.load(Ordering::Relaxed) {
+            0 => self.lifetime,
+            mark => self
+                .lifetime
+                .min(self.initial_age + Duration::from_millis(mark - 1)),
         }
     }
 
@@ -233,7 +290,7 @@ impl Object {
             return false;
         }
         let age = self.age(now);
-        let fresh = age < self.lifetime;
+        let fresh = age < self.lifetime();
         // Compared with the exact age: `max-age=0` asks for a response no
         // older than now, so it always validates.
         let young_enough = request
@@ -241,7 +298,7 @@ impl Object {
             .is_none_or(|max_age| age <= Duration::from_secs(max_age));
         let fresh_enough = request
             .min_fresh
-            .is_none_or(|min_fresh| age + Duration::from_secs(min_fresh) < self.lifetime);
+            .is_none_or(|min_fresh| age + Duration::from_secs(min_fresh) < self.lifetime());
         fresh && young_enough && fresh_enough
     }
 
@@ -254,12 +311,12 @@ impl Object {
             && !request.no_cache
             && request.max_age.is_none()
             && request.min_fresh.is_none()
-            && self.age(now) < self.lifetime + self.stale_while_revalidate
+            && self.age(now) < self.lifetime() + self.stale_while_revalidate
     }
 
     /// Whether it may be served stale now because the instances failed.
     pub fn stale_if_error(&self, now: Instant) -> bool {
-        !self.always_revalidate && self.age(now) < self.lifetime + self.stale_if_error
+        !self.always_revalidate && self.age(now) < self.lifetime() + self.stale_if_error
     }
 
     /// Its validators, for a conditional request to an instance.

@@ -29,6 +29,7 @@ use prometheus::IntCounter;
 use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed, Xxh3};
 
 use super::object::{variant_matches, Object, Target};
+use super::tags::TagIndex;
 
 /// What the store holds under a key.
 #[derive(Clone, Debug)]
@@ -100,6 +101,8 @@ pub struct Store {
     /// Bytes of answers being read in to be stored.
     reading: AtomicI64,
     max_size: u64,
+    /// The tagged objects, by tag.
+    tags: Arc<TagIndex>,
 }
 
 /// Room taken for an answer being read in, given back when dropped.
@@ -182,12 +185,17 @@ impl Store {
         let removed = Arc::clone(&objects);
         let pinned = Arc::new(AtomicI64::new(0));
         let held = Arc::clone(&pinned);
+        let tags = Arc::new(TagIndex::default());
+        let listed = Arc::clone(&tags);
         let cache = Cache::builder()
             .max_capacity(max_size)
             .weigher(|_, entry: &Entry| entry.weight())
             .expire_after(KeepFor)
-            .eviction_listener(move |_, entry, cause| {
+            .eviction_listener(move |slot: Arc<u128>, entry, cause| {
                 if let Entry::Object(object) = entry {
+                    if !object.tags().is_empty() {
+                        listed.remove(object.tags(), *slot, object.serial());
+                    }
                     object.left_store(&held);
                     removed.fetch_sub(1, Ordering::Relaxed);
                     if cause == RemovalCause::Size {
@@ -203,12 +211,16 @@ impl Store {
             pinned,
             reading: AtomicI64::new(0),
             max_size,
+            tags,
         }
     }
 
-    /// Stores an object under `slot`, counted.
+    /// Stores an object under `slot`, counted, and listed under its tags.
     fn insert_object(&self, slot: u128, object: Arc<Object>) {
         self.objects.fetch_add(1, Ordering::Relaxed);
+        if !object.tags().is_empty() {
+            self.tags.add(object.tags(), slot, object.serial());
+        }
         self.cache.insert(slot, Entry::Object(object));
     }
 
@@ -353,19 +365,60 @@ impl Store {
         }
     }
 
-    /// Removes every entry whose target `matches`, and returns how many
-    /// objects (responses, each variant counted) went.
-    pub fn purge(&self, matches: impl Fn(&Target) -> bool) -> usize {
-        let keys: Vec<Arc<u128>> = self
+    /// Removes every entry whose target `matches` (walking the store), and
+    /// returns how many objects (responses, each variant counted) went. A
+    /// `soft` purge instead marks the objects stale from `now` on, and
+    /// leaves the rest.
+    pub fn purge(
+        &self,
+        matches: impl Fn(&Target) -> bool,
+        soft: Option<tokio::time::Instant>,
+    ) -> usize {
+        let matched = self
             .cache
             .iter()
-            .filter(|(_, entry)| matches(entry.target()))
-            .map(|(key, _)| key)
-            .collect();
+            .filter(|(_, entry)| matches(entry.target()));
+        if let Some(now) = soft {
+            let mut purged = 0;
+            for (_, entry) in matched {
+                if let Entry::Object(object) = entry {
+                    object.soft_purge(now);
+                    purged += 1;
+                }
+            }
+            return purged;
+        }
+        let keys: Vec<Arc<u128>> = matched.map(|(key, _)| key).collect();
         keys.iter()
             .filter_map(|key| self.cache.remove(&**key))
             .filter(|entry| matches!(entry, Entry::Object(_)))
             .count()
+    }
+
+    /// Removes (or, `soft`, marks stale from `now` on) the objects tagged
+    /// `tag` whose target `matches`, visiting those objects only; returns
+    /// how many.
+    pub fn purge_tag(
+        &self,
+        tag: &str,
+        matches: impl Fn(&Target) -> bool,
+        soft: Option<tokio::time::Instant>,
+    ) -> usize {
+        let mut purged = 0;
+        for (slot, serial) in self.tags.tagged(tag) {
+            let Some(Entry::Object(object)) = self.cache.get(&slot) else {
+                continue;
+            };
+            if object.serial() != serial || !matches(&object.target) {
+                continue;
+            }
+            match soft {
+                Some(now) => object.soft_purge(now),
+                None => self.cache.invalidate(&slot),
+            }
+            purged += 1;
+        }
+        purged
     }
 
     /// What is stored: bytes (by weight, with the evicted objects slow
@@ -406,6 +459,7 @@ mod tests {
     use super::*;
     use crate::cache::object::variant_of;
     use crate::cache::policy::Keeping;
+    use crate::cache::tags::Tags;
 
     fn store() -> Store {
         Store::new(1 << 20, IntCounter::new("evictions", "evictions").unwrap())
@@ -514,7 +568,10 @@ mod tests {
             object("/q", &[], &request),
         );
         assert_eq!(store.usage().1, 4);
-        assert_eq!(store.purge(|target| target.path.starts_with("/p/")), 3);
+        assert_eq!(
+            store.purge(|target| target.path.starts_with("/p/"), None),
+            3
+        );
         assert_eq!(store.usage().1, 1);
         assert!(found(&store, "/q", &request));
     }
@@ -528,6 +585,35 @@ mod tests {
             .filter(|(_, entry)| matches!(entry, Entry::Object(_)))
             .count();
         u64::try_from(objects).unwrap()
+    }
+
+    /// A purge by tag visits the objects listed under the tag, not the
+    /// store: 10,000 tagged among 1,000,000 are removed (and only they)
+    /// after looking at 10,000 index entries.
+    #[test]
+    fn a_tag_purge_of_10_000_among_1_000_000_visits_the_10_000() {
+        let store = Store::new(1 << 40, IntCounter::new("e", "e").unwrap());
+        let tagged: Tags = vec!["product-42".into()].into();
+        for n in 0..1_000_000u32 {
+            let path = format!("/o/{n}");
+            let mut object = object(&path, &[], &HeaderMap::new());
+            if n % 100 == 7 {
+                object = object.with_tags(tagged.clone());
+            }
+            store.insert_object(store.key("h", &path).primary, Arc::new(object));
+        }
+        store.cache.run_pending_tasks();
+        assert_eq!(store.tags.tagged("product-42").len(), 10_000, "visited");
+        assert_eq!(store.purge_tag("product-42", |_| true, None), 10_000);
+        store.cache.run_pending_tasks();
+        assert_eq!(store.usage().1, 990_000);
+        assert_eq!(store.tags.listed(), 0, "the purged objects left the index");
+        let key = store.key("h", "/o/7");
+        assert!(matches!(
+            store.lookup(key, "h", "/o/7", &HeaderMap::new()),
+            Lookup::Missing { .. }
+        ));
+        assert!(found(&store, "/o/8", &HeaderMap::new()));
     }
 
     #[test]
@@ -561,7 +647,7 @@ mod tests {
                 path: "/o/2".into(),
             },
         );
-        store.purge(|target| target.path.ends_with('5'));
+        store.purge(|target| target.path.ends_with('5'), None);
         assert_eq!(store.usage().1, walked(&store));
         assert!(walked(&store) > 0);
         assert!(evictions.get() > 0, "nothing was evicted");
