@@ -1,11 +1,13 @@
 // Counts results of the HTTP cache test suite the way cache-tests.fyi shows
 // them, so shardproxy's numbers compare with the published ones.
 //
-//   node count.mjs RESULTS.json [NAME]        one JSON summary line
+//   node count.mjs RESULTS.json [NAME]        one JSON summary line (with
+//                                             failed_ids: the required tests that failed)
 //   node count.mjs --published                the results shipped in the package
 //   node count.mjs --table RESULTS.json NAME  NAME's counts above the published ones
-//   node count.mjs --markdown RESULTS.json NAME SUITE_VERSION
-//                                             a markdown report of what did not pass
+//   node count.mjs --markdown RESULTS.json NAME SUITE_VERSION [WHY_FILE]
+//                                             a markdown report of what did not pass,
+//                                             with WHY_FILE's reasons (why.txt)
 //
 // The categories follow the key of cache-tests.fyi (see the package's README,
 // "Interpreting the Results"): a test's result is "pass"/"fail" for required
@@ -113,7 +115,29 @@ async function publishedSummaries (tests) {
     }))
 }
 
-function markdown (name, version, s, published) {
+/**
+ * The reasons of a file whose lines are `ID reason` or `PREFIX* reason`
+ * (# starts a comment): why a test does not pass.
+ */
+function readReasons (file) {
+  if (file === undefined) return []
+  return fs.readFileSync(file, 'utf8').split('\n')
+    .map(line => line.replace(/#.*/, '').trim())
+    .filter(line => line !== '')
+    .map(line => {
+      const [pattern, ...words] = line.split(/\s+/)
+      return { pattern, reason: words.join(' ') }
+    })
+}
+
+/** The reason that `reasons` give for test `id`, or ''. */
+function why (reasons, id) {
+  const found = reasons.find(({ pattern }) =>
+    pattern.endsWith('*') ? id.startsWith(pattern.slice(0, -1)) : id === pattern)
+  return found === undefined ? '' : found.reason
+}
+
+function markdown (name, version, s, published, reasons) {
   const lines = []
   const c = s.counts
   lines.push(`# HTTP cache test suite (http-cache-tests ${version}): ${name}`, '')
@@ -137,10 +161,10 @@ function markdown (name, version, s, published) {
     const rows = s.not_passed.filter(t => t.category === category)
     if (rows.length === 0) continue
     lines.push(`## ${category} (${rows.length})`, '')
-    lines.push('| id | kind | name | detail |', '| --- | --- | --- | --- |')
+    lines.push('| id | kind | name | detail | why |', '| --- | --- | --- | --- | --- |')
     for (const t of rows) {
       const cell = text => String(text).replaceAll('|', '\\|').replaceAll('\n', ' ')
-      lines.push(`| \`${t.id}\` | ${t.kind} | ${cell(t.name)} | ${cell(t.detail)} |`)
+      lines.push(`| \`${t.id}\` | ${t.kind} | ${cell(t.name)} | ${cell(t.detail)} | ${cell(why(reasons, t.id))} |`)
     }
     lines.push('')
   }
@@ -161,12 +185,14 @@ async function main (args) {
   }
   if (args[0] === '--markdown') {
     const s = summarise(tests, readJson(args[1]))
-    process.stdout.write(markdown(args[2] ?? 'shardproxy', args[3] ?? '?', s, await publishedSummaries(tests)))
+    const reasons = readReasons(args[4])
+    process.stdout.write(markdown(args[2] ?? 'shardproxy', args[3] ?? '?', s, await publishedSummaries(tests), reasons))
     return
   }
   if (args.length < 1) throw new Error('usage: node count.mjs RESULTS.json [NAME] | --published | --markdown RESULTS.json [NAME]')
   const s = summarise(tests, readJson(args[0]))
-  const { not_passed: _, ...counts } = s
+  const { not_passed: notPassed, ...counts } = s
+  counts.failed_ids = notPassed.filter(t => t.category === 'fail').map(t => t.id)
   console.log(JSON.stringify(counts))
 }
 

@@ -19,6 +19,9 @@
 # Options:
 #   --min-pass N      exit 2 when fewer than N tests pass
 #   --max-fail N      exit 2 when more than N required tests fail
+#   --known-fail FILE exit 2 when a required test fails that FILE does not
+#                     list (one test id per line, then why; # comments):
+#                     known-failures.txt names the ones failed on purpose
 #   --id TEST         run only TEST and show its exchanges (no results files)
 #   --no-cache        run with the cache off (a baseline: what the origin alone does)
 #   --set KEY=VALUE   a cache setting instead of the one start_shardproxy writes,
@@ -51,6 +54,7 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0
 
 MIN_PASS=
 MAX_FAIL=
+KNOWN_FAIL=
 TEST_ID=
 CACHE=true
 PROXY=shardproxy
@@ -60,6 +64,7 @@ while (($#)); do
     case $1 in
         --min-pass) MIN_PASS=${2:?--min-pass needs a number}; shift ;;
         --max-fail) MAX_FAIL=${2:?--max-fail needs a number}; shift ;;
+        --known-fail) KNOWN_FAIL=${2:?--known-fail needs a file}; shift ;;
         --id) TEST_ID=${2:?--id needs a test id}; shift ;;
         --no-cache) CACHE=false ;;
         --proxy) PROXY=${2:?--proxy needs a name}; shift ;;
@@ -77,6 +82,7 @@ while (($#)); do
 done
 [[ -z $MIN_PASS || $MIN_PASS =~ ^[0-9]+$ ]] || die "--min-pass must be a whole number"
 [[ -z $MAX_FAIL || $MAX_FAIL =~ ^[0-9]+$ ]] || die "--max-fail must be a whole number"
+[[ -z $KNOWN_FAIL || -r $KNOWN_FAIL ]] || die "--known-fail $KNOWN_FAIL: no such file"
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 [[ $READY_TIMEOUT =~ ^[0-9]+$ ]] || die "READY_TIMEOUT must be a whole number of seconds"
 KEEP_WORK=${KEEP_WORK:-0}
@@ -328,7 +334,9 @@ else
     esac
 fi
 cp "$WORK/results.json" "$OUT/$stem.json"
-node "$HERE/count.mjs" --markdown "$WORK/results.json" "$name" "$SUITE_VERSION" >"$OUT/$stem.md"
+why=()
+[[ $PROXY == shardproxy ]] && why=("$HERE/why.txt")
+node "$HERE/count.mjs" --markdown "$WORK/results.json" "$name" "$SUITE_VERSION" "${why[@]}" >"$OUT/$stem.md"
 summary=$(node "$HERE/count.mjs" "$WORK/results.json")
 node "$HERE/count.mjs" --table "$WORK/results.json" "$name"
 log "results: $OUT/$stem.json, $OUT/$stem.md"
@@ -343,5 +351,18 @@ fi
 if [[ -n $MAX_FAIL ]] && ((failed > MAX_FAIL)); then
     log "FAIL: $failed required tests failed, more than --max-fail $MAX_FAIL"
     status=2
+fi
+if [[ -n $KNOWN_FAIL ]]; then
+    known=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KNOWN_FAIL" | awk '{print $1}')
+    for id in $(node -p 'JSON.parse(process.argv[1]).failed_ids.join("\n")' "$summary"); do
+        if ! grep -qxF -- "$id" <<<"$known"; then
+            log "FAIL: required test $id failed, and $KNOWN_FAIL does not list it"
+            status=2
+        fi
+    done
+    for id in $known; do
+        node -e 'process.exit(JSON.parse(process.argv[1]).failed_ids.includes(process.argv[2]) ? 0 : 1)' \
+            "$summary" "$id" || log "note: $id, listed in $KNOWN_FAIL, did not fail"
+    done
 fi
 exit "$status"

@@ -105,14 +105,24 @@ pub enum CacheCommand {
         config: PathBuf,
         /// Remove every object whose path and query start with the URL's,
         /// not just the one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tag")]
         prefix: bool,
+        /// The arguments are tags (cache.tag_header, Surrogate-Key): remove
+        /// every object tagged with each, on every host. Needs --service.
+        #[arg(long, requires = "service")]
+        tag: bool,
+        /// Mark the objects stale instead of removing them: they are served
+        /// only as grace and stale-if-error allow, while one request
+        /// revalidates or refetches each.
+        #[arg(long)]
+        soft: bool,
         /// The service whose cache holds the URLs (default: the one the
         /// config's routes send each URL to).
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
         /// http://HOST/PATH?QUERY (that host's object) or /PATH?QUERY (on
-        /// every host), with the path and query as clients send them.
+        /// every host), with the path and query as clients send them; with
+        /// --tag, tags.
         #[arg(required = true, value_name = "URL")]
         urls: Vec<String>,
     },
@@ -308,12 +318,21 @@ pub fn run(cli: Cli) -> ExitCode {
                 CacheCommand::Purge {
                     config,
                     prefix,
+                    tag,
+                    soft,
                     service,
                     urls,
                 },
-        } => on_one_thread(
-            async move { purge::run(&config, prefix, service.as_deref(), &urls).await },
-        ),
+        } => {
+            let which = match (prefix, tag) {
+                (_, true) => purge::Which::Tag,
+                (true, false) => purge::Which::Prefix,
+                (false, false) => purge::Which::Path,
+            };
+            on_one_thread(async move {
+                purge::run(&config, which, soft, service.as_deref(), &urls).await
+            })
+        }
     }
 }
 

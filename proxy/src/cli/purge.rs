@@ -40,10 +40,22 @@ struct Target {
     path: String,
 }
 
-/// `shardproxy cache purge`.
+/// What each argument of `shardproxy cache purge` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Which {
+    /// A URL: its object.
+    Path,
+    /// A URL: the objects whose path and query start with its (`--prefix`).
+    Prefix,
+    /// A tag: the objects tagged with it (`--tag`).
+    Tag,
+}
+
+/// `shardproxy cache purge`; `soft` marks the objects stale instead.
 pub(super) async fn run(
     config: &Path,
-    prefix: bool,
+    which: Which,
+    soft: bool,
     service: Option<&str>,
     urls: &[String],
 ) -> ExitCode {
@@ -67,7 +79,11 @@ pub(super) async fn run(
     let mut all_purged = true;
     let mut printed = String::new();
     for url in urls {
-        let target = match target(&config, url, service) {
+        let target = match (which, service) {
+            (Which::Tag, Some(service)) => tagged(&config, url, service),
+            _ => target(&config, url, service),
+        };
+        let target = match target {
             Ok(target) => target,
             Err(problem) => {
                 eprintln!("{url}: {problem}");
@@ -75,7 +91,7 @@ pub(super) async fn run(
                 continue;
             }
         };
-        match send_purge(admin, &target.query(prefix), token, false, timeout).await {
+        match send_purge(admin, &target.query(which, soft), token, false, timeout).await {
             Ok(answer) => {
                 if !everywhere(&answer) {
                     all_purged = false;
@@ -160,6 +176,21 @@ fn target(config: &Config, url: &str, service: Option<&str>) -> Result<Target, S
     })
 }
 
+/// The purge of the objects of `service` tagged `tag`, on every host.
+fn tagged(config: &Config, tag: &str, service: &str) -> Result<Target, String> {
+    if config.service(service).is_none() {
+        return Err(format!(
+            "no service {service:?} in the config (services: {})",
+            config.service_names().join(", ")
+        ));
+    }
+    Ok(Target {
+        service: service.to_owned(),
+        host: None,
+        path: tag.to_owned(),
+    })
+}
+
 /// The service the config's routes send a request for `uri` to.
 fn routed(config: &Config, uri: &Uri) -> Result<String, String> {
     let names = config.service_names();
@@ -182,9 +213,14 @@ fn routed(config: &Config, uri: &Uri) -> Result<String, String> {
 // === impl Target ===
 
 impl Target {
-    /// The admin API's query: `service`, `path` (or `prefix`), `host`.
-    fn query(&self, prefix: bool) -> String {
-        let which = if prefix { "prefix" } else { "path" };
+    /// The admin API's query: `service`, `path` (or `prefix`, or `tag`),
+    /// `host`, and `soft`.
+    fn query(&self, which: Which, soft: bool) -> String {
+        let which = match which {
+            Which::Path => "path",
+            Which::Prefix => "prefix",
+            Which::Tag => "tag",
+        };
         let mut query = format!(
             "service={}&{which}={}",
             component(&self.service),
@@ -192,6 +228,9 @@ impl Target {
         );
         if let Some(host) = &self.host {
             query.push_str(&format!("&host={}", component(host)));
+        }
+        if soft {
+            query.push_str("&soft=true");
         }
         query
     }
@@ -272,10 +311,16 @@ service = "www"
             path: "/a b?x=1&y=%2F".into(),
         };
         assert_eq!(
-            target.query(false),
+            target.query(Which::Path, false),
             "service=www&path=%2Fa%20b%3Fx%3D1%26y%3D%252F&host=example.com"
         );
-        assert!(target.query(true).contains("&prefix=%2Fa"));
+        assert!(target.query(Which::Prefix, false).contains("&prefix=%2Fa"));
+        let tag = tagged(&config(), "product 42", "www").unwrap();
+        assert_eq!(
+            tag.query(Which::Tag, true),
+            "service=www&tag=product%2042&soft=true"
+        );
+        assert!(tagged(&config(), "t", "nope").is_err());
     }
 
     #[test]
