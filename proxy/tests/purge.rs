@@ -294,6 +294,30 @@ async fn cache_purge_on_the_command_line_reaches_every_peer_and_exits_by_them() 
     assert_eq!(answer, fleet.purged_everywhere(1));
     fleet.assert_purged("/obj?v=1", &[0, 1, 2]).await;
 
+    // By tag, softly: the soft-purged objects are refetched everywhere.
+    fleet.backend.reply_at(
+        "/tagged",
+        Reply::with(&[
+            ("cache-control", "max-age=60"),
+            ("surrogate-key", "t42 all"),
+        ]),
+    );
+    fleet.cache_everywhere("/tagged/1").await;
+    let mut by_tag = command("t42");
+    by_tag.splice(
+        4..4,
+        ["--tag", "--soft", "--service", "frob"].map(str::to_owned),
+    );
+    let output = shardproxy(by_tag).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer, fleet.purged_everywhere(1));
+    fleet.assert_purged("/tagged/1", &[0, 1, 2]).await;
+    let mut no_service = command("t42");
+    no_service.insert(4, "--tag".to_owned());
+    let output = shardproxy(no_service).await;
+    assert_eq!(output.status.code(), Some(2), "--tag needs --service");
+
     // A peer down: its error is printed, and the exit code says so.
     stop(&mut fleet, 0).await;
     let output = shardproxy(command("http://127.0.0.1/obj?v=1")).await;
