@@ -742,6 +742,29 @@ async fn targeted_cache_control_fields_speak_to_this_cache_in_their_order() {
             "HIT",
         ),
         (
+            "cdn-max-age-0",
+            &[("cdn-cache-control", "max-age=0")],
+            "MISS",
+        ),
+        (
+            "cdn-max-age-age",
+            &[("cdn-cache-control", "max-age=3600"), ("age", "7200")],
+            "MISS",
+        ),
+        (
+            "cdn-no-cache",
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-cache"),
+            ],
+            "MISS",
+        ),
+        (
+            "cdn-extension-and-large",
+            &[("cdn-cache-control", "foobar, max-age=99999999999")],
+            "HIT",
+        ),
+        (
             "cdn-invalid",
             &[
                 ("cache-control", "no-store"),
