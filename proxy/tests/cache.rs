@@ -423,23 +423,34 @@ fn concurrent_gets(
         .collect()
 }
 
-#[tokio::test]
-async fn concurrent_cold_gets_make_one_backend_request() {
-    let harness = Arc::new(Harness::start(1, "").await);
-    harness.reply_at("/", &Reply::with(FRESH));
+/// `count` concurrent GETs of `path` while the backend holds its answers,
+/// released once all but one wait for the first's fetch (and that one is
+/// the backend's only request in flight): the answers.
+async fn coalesced_gets(harness: &Arc<Harness>, path: &'static str, count: usize) -> Vec<Answer> {
     harness.backends[0].hold();
-    let tasks = concurrent_gets(&harness, "/cold", 100);
-    let waiting = Arc::clone(&harness);
-    support::wait_until("99 requests wait for the first", move || {
+    let tasks = concurrent_gets(harness, path, count);
+    let waiting = Arc::clone(harness);
+    let coalesced = (count - 1) as f64;
+    support::wait_until("all but one wait for the first", move || {
         let harness = Arc::clone(&waiting);
-        async move { harness.metric("shardproxy_cache_coalesced_total").await == 99.0 }
+        async move { harness.metric("shardproxy_cache_coalesced_total").await == coalesced }
     })
     .await;
     assert_eq!(harness.backends[0].in_flight(), 1);
     harness.backends[0].release();
-    let mut outcomes = Vec::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        let answer = task.await.unwrap();
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn concurrent_cold_gets_make_one_backend_request() {
+    let harness = Arc::new(Harness::start(1, "").await);
+    harness.reply_at("/", &Reply::with(FRESH));
+    let mut outcomes = Vec::new();
+    for answer in coalesced_gets(&harness, "/cold", 100).await {
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.made_by_request(), 1);
         outcomes.push(answer.x_cache().to_owned());
@@ -1103,18 +1114,7 @@ async fn a_soft_purge_makes_one_revalidation_however_many_clients_wait() {
         "still stored"
     );
 
-    harness.backends[0].hold();
-    let tasks = concurrent_gets(&harness, "/soft", 50);
-    let waiting = Arc::clone(&harness);
-    support::wait_until("49 requests wait for the first", move || {
-        let harness = Arc::clone(&waiting);
-        async move { harness.metric("shardproxy_cache_coalesced_total").await == 49.0 }
-    })
-    .await;
-    assert_eq!(harness.backends[0].in_flight(), 1);
-    harness.backends[0].release();
-    for task in tasks {
-        let answer = task.await.unwrap();
+    for answer in coalesced_gets(&harness, "/soft", 50).await {
         assert_eq!(answer.status, StatusCode::OK);
     }
     assert_eq!(harness.requests(), 2, "one refetch for 50 clients");
