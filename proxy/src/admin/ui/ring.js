@@ -220,9 +220,10 @@
     const srv = service.settings.balance === 'srv';
     const listed = lookup && lookup.service === service.service ? lookup.view.instances.map(nameOf) : [];
     const perInstance = new Map(((load && load.fingerprint === service.fingerprint && load.instances) || []).map((i) => [i.instance, i.requests]));
-    const head = ['#', 'instance', 'address', 'state'].concat(srv ? ['priority', 'weight'] : ['share', 'tokens']);
+    const head = ['#', 'instance', 'state'].concat(srv ? ['priority', 'weight'] : ['share', 'tokens']);
     if (load) head.push('requests');
     if (listed.length) head.push('lookup');
+    head.push('address');
     const rows = service.instances.map((instance, i) => {
       const name = nameOf(instance);
       const st = state(instance);
@@ -230,21 +231,23 @@
       const cells = [
         el('td', {}, [swatch(s, i), String(i + 1)]),
         el('td', { class: 'mono' }, name),
-        el('td', { class: 'mono' }, instance.addr),
         el('td', { class: 'state state-' + st.word }, st.text),
       ].concat(srv
         ? [el('td', { class: 'num' }, instance.priority), el('td', { class: 'num' }, instance.weight)]
         : [el('td', { class: 'num' }, percent(instance.share)), el('td', { class: 'num' }, instance.tokens.length)]);
       if (load) cells.push(el('td', { class: 'num' }, perInstance.get(name) || 0));
-      if (listed.length) cells.push(el('td', {}, rank < 0 ? '' : rank === 0 ? '1 (primary)' : String(rank + 1)));
+      if (listed.length) cells.push(el('td', {}, rank < 0 ? '' : rank === 0 ? '1 primary' : String(rank + 1)));
+      cells.push(el('td', { class: 'mono' }, instance.addr));
       return el('tr', { 'data-instance': name, 'data-state': st.word, class: rank < 0 ? '' : 'in-list' }, cells);
     });
-    const table = el('table', {}, [
-      el('caption', { class: 'legend' }, 'Instances of ' + service.service + ': the number and hatching match the ring.'),
+    const table = el('table', { 'aria-label': 'instances of ' + service.service }, [
       el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows),
     ]);
-    return el('div', { class: 'scroll' }, table);
+    return el('div', {}, [
+      el('div', { class: 'scroll' }, table),
+      el('p', { class: 'legend' }, 'The number and hatching of each instance match its arcs on the ring.'),
+    ]);
   }
 
   function settings(service) {
@@ -302,10 +305,12 @@
       return el('section', { class: 'service', 'data-service': service.service, 'aria-label': 'service ' + service.service }, [
         el('h2', {}, 'Service ' + service.service),
         figure,
-        instanceTable(service, s, extras[s][1]),
-        el('h3', {}, 'Settings'),
-        settings(service),
-      ].concat(hotTable(extras[s][0])));
+        el('div', { class: 'details' }, [
+          instanceTable(service, s, extras[s][1]),
+          el('h3', {}, 'Settings'),
+          settings(service),
+        ].concat(hotTable(extras[s][0]))),
+      ]);
     });
     servicesBox.replaceChildren(...sections);
     const chosen = serviceSelect.value;
