@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use data_encoding::BASE64;
 use http::Method;
 use serde_json::{json, Value};
-use shardproxy::dns_server::{DnsServer, Zone, ZoneRecord};
+use shardproxy::dns_server::{DnsServer, Zone};
 use shardproxy::run::Running;
 use support::backend::Backend;
 use support::client::{request, Client};
@@ -33,28 +33,14 @@ use support::{wait_until, WAIT};
 const SRV: &str = "_frob._http.example.com.";
 const TOKEN: &str = "page-t0ken";
 /// Three instances, a third of the ring each, in four pieces.
-const TOKENS: [&str; 3] = ["15 55 95 d5", "2a 6a aa ea", "40 80 c0 ff"];
+const TOKENS: [&[&str]; 3] = [
+    &["15", "55", "95", "d5"],
+    &["2a", "6a", "aa", "ea"],
+    &["40", "80", "c0", "ff"],
+];
 const KEY: &str = "/users/42";
 
 // === The fleet: DNS, backends, proxy ===
-
-/// The SPEC §3 records of the ring of `backends`, one replica each.
-fn records(backends: &[Backend]) -> Vec<ZoneRecord> {
-    let mut records = vec![ZoneRecord::txt(
-        format!("config.{SRV}"),
-        &["slaves=1 redundancy=host"],
-    )];
-    for (backend, tokens) in backends.iter().zip(TOKENS) {
-        let target = format!("{}.example.com.", backend.name());
-        records.push(ZoneRecord::srv(SRV, 10, 50, backend.port(), target.clone()));
-        records.push(ZoneRecord::txt(
-            format!("tokens.{}.{target}", backend.port()),
-            &[tokens],
-        ));
-        records.push(ZoneRecord::a(target, Ipv4Addr::LOCALHOST));
-    }
-    records
-}
 
 /// A proxy finding the ring in DNS at `dns`, checking its instances'
 /// health every 100 ms (an instance stopped is ejected at once), its admin
@@ -292,7 +278,7 @@ async fn the_ring_page_shows_the_ring_its_changes_and_a_lookup() {
     }
     let zone = Zone::new("example.com.")
         .with_ttl(1)
-        .with_records(records(&backends));
+        .with_records(support::ring_records(SRV, &backends, &TOKENS, 1));
     let dns = DnsServer::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), zone)
         .await
         .unwrap();
@@ -360,13 +346,7 @@ async fn the_ring_page_shows_the_ring_its_changes_and_a_lookup() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|instance| {
-            format!(
-                "{}:{}",
-                instance["host"].as_str().unwrap(),
-                instance["port"]
-            )
-        })
+        .map(support::host_port)
         .collect();
     assert_eq!(list.len(), 2, "{expected}");
     let key_box = browser.element("#lookup-key").await;
