@@ -163,6 +163,11 @@
       if (st.word !== 'healthy') path.setAttribute('class', 'ejected');
       path.append(svg('title', {}, nameOf(instance) + ' (' + st.text + ')'));
       arcs.append(path);
+      // The instance's number on its arc, where there is room for it.
+      if (to - from >= 0.03) {
+        const [x, y] = point((from + to) / 2, (OUTER + INNER) / 2).split(' ');
+        arcs.append(svg('text', { x, y: Number(y) + 3, 'text-anchor': 'middle', 'aria-hidden': 'true' }, String(owner + 1)));
+      }
     }
     ticks.setAttribute('d', all.map(([f]) => 'M' + point(f, OUTER) + 'L' + point(f, OUTER + 5)).join(''));
     const [hot, load] = extra;
@@ -209,7 +214,7 @@
         const p = all[((start < 0 ? 0 : start) + step) % all.length];
         if (p[2] !== index) continue;
         const [cx, cy] = point(p[0], (OUTER + INNER) / 2).split(' ');
-        marks.append(svg('circle', { cx, cy, r: 7, fill: '#fff', stroke: '#1b1f24', 'stroke-width': 1.5 }));
+        marks.append(svg('circle', { cx, cy, r: 7, fill: '#1b1f24', stroke: '#fff', 'stroke-width': 1.5 }));
         marks.append(svg('text', { x: cx, y: Number(cy) + 3, 'text-anchor': 'middle' }, String(rank + 1)));
         break;
       }
@@ -295,10 +300,10 @@
       if (ring && service.instances.length) {
         figure.append(drawRing(service, s, extras[s]));
         figure.append(el('figcaption', { class: 'legend' },
-          'Arcs: the ranges each instance is primary for; ticks: tokens' +
+          'Arcs: the ranges each instance is primary for, numbered as in the table; ticks: tokens' +
           (extras[s][1] && extras[s][1].requests > 0 ? '; grey band: requests per range' : '') +
           (extras[s][0] && extras[s][0].keys.length ? '; triangles: hot keys' : '') +
-          (lookup && lookup.service === service.service ? '; dashed line: the key looked up, numbers: its preference list' : '') + '.'));
+          (lookup && lookup.service === service.service ? '; dashed line: the key looked up, black discs: its preference list in order' : '') + '.'));
       } else {
         figure.append(el('p', { class: 'note' }, ring ? 'No ring yet.' : 'balance = "srv": no ring, instances by SRV priority and weight.'));
       }
