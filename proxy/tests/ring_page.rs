@@ -7,10 +7,13 @@
 //! element per instance (`data-instance`), the state of an instance killed
 //! (ejected by the health check) and of one drained, changing without a
 //! reload; a key typed into the lookup box showing the preference list
-//! `/ring/lookup` gives (`data-lookup-result`); and a screenshot that is
-//! not blank. Waits poll the page with a bound, never a fixed sleep.
+//! `/ring/lookup` gives (`data-lookup-result`); a screenshot that is not
+//! blank; and a console without errors (none from the script, nothing the
+//! page's Content-Security-Policy refused). Waits poll the page with a bound, never a fixed sleep.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps).
+//! With `RING_PAGE_SCREENSHOT=FILE` the screenshot is kept there, to look
+//! at.
 
 // Test code: helpers may unwrap too (clippy's allow-unwrap-in-tests).
 #![cfg(test)]
@@ -120,6 +123,9 @@ impl Browser {
         .await;
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // The console, read at the end: a script error, or anything the
+            // page's Content-Security-Policy refused, is logged there.
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium(),
                 "args": [
@@ -217,6 +223,19 @@ impl Browser {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// The console's errors so far (chromedriver's own log endpoint).
+    async fn errors(&self) -> Vec<Value> {
+        let log = self
+            .session(Method::POST, "/se/log", json!({"type": "browser"}))
+            .await;
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .cloned()
+            .collect()
     }
 
     /// A PNG of the window.
@@ -398,6 +417,8 @@ async fn the_ring_page_shows_the_ring_its_changes_and_a_lookup() {
         seen[usize::from(byte)] = true;
     }
     assert!(seen.iter().filter(|&&seen| seen).count() > 240);
+    let errors = browser.errors().await;
+    assert!(errors.is_empty(), "the console has errors: {errors:?}");
     if let Ok(path) = std::env::var("RING_PAGE_SCREENSHOT") {
         std::fs::write(path, &shot).unwrap();
     }
