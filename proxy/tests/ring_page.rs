@@ -8,8 +8,9 @@
 //! (ejected by the health check) and of one drained, changing without a
 //! reload; a key typed into the lookup box showing the preference list
 //! `/ring/lookup` gives (`data-lookup-result`); a screenshot that is not
-//! blank; and a console without errors (none from the script, nothing the
-//! page's Content-Security-Policy refused). Waits poll the page with a bound, never a fixed sleep.
+//! blank; a phone's width that the page fits; and a console without errors
+//! (none from the script, nothing the page's Content-Security-Policy
+//! refused). Waits poll the page with a bound, never a fixed sleep.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/install-test-deps).
 //! With `RING_PAGE_SCREENSHOT=FILE` the screenshot is kept there, to look
@@ -417,6 +418,27 @@ async fn the_ring_page_shows_the_ring_its_changes_and_a_lookup() {
         seen[usize::from(byte)] = true;
     }
     assert!(seen.iter().filter(|&&seen| seen).count() > 240);
+    // On a phone's width the page does not scroll sideways (its tables
+    // may, each in its box), and the lookup form fits.
+    browser
+        .session(
+            Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": 375, "height": 800, "deviceScaleFactor": 1, "mobile": true,
+            }}),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the page fits 375 px",
+            "const fits = (q) => document.querySelector(q).getBoundingClientRect().right <= 375;\
+             return [innerWidth, document.documentElement.scrollWidth,\
+                     fits('#lookup-key'), fits('#lookup-form button')];",
+            &json!([375, 375, true, true]),
+        )
+        .await;
+
     let errors = browser.errors().await;
     assert!(errors.is_empty(), "the console has errors: {errors:?}");
     if let Ok(path) = std::env::var("RING_PAGE_SCREENSHOT") {

@@ -27,7 +27,7 @@
   const token = params.get('token');
   if (token !== null) history.replaceState(null, '', location.pathname);
 
-  let lookup = null; // {service, key, view}: the answer shown, redrawn on the ring
+  let lookup = null; // {service, view}: the answer shown, drawn on the ring
   let lastServices = [];
   let lastExtras = [];
 
