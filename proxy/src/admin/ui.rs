@@ -27,7 +27,7 @@ use http_body_util::Full;
 use rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
 use rustls::SupportedCipherSuite;
 
-use super::reply::reply;
+use super::reply::{reply, text};
 
 const HTML: &str = include_str!("ui/ring.html");
 const CSS: &str = include_str!("ui/ring.css");
@@ -87,9 +87,8 @@ fn sha256(text: &str) -> Option<String> {
 /// `/ui`: the page, with headers that keep it to itself.
 pub(super) fn page() -> Response<Full<Bytes>> {
     let Some(policy) = PAGE.policy.clone() else {
-        return reply(
+        return text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain; charset=utf-8",
             "the ring page cannot be served: no SHA-256 for its content security policy\n",
         );
     };

@@ -130,6 +130,7 @@
   // paths on a ring of many tokens.
   function runs(all) {
     const n = all.length;
+    if (!n) return [];
     const start = all.findIndex((p, k) => p[2] !== all[(k + n - 1) % n][2]);
     if (start < 0) return [[0, 1, all[0][2]]];
     const out = [];
@@ -160,7 +161,7 @@
       const instance = service.instances[owner];
       const st = state(instance);
       const path = svg('path', { d: band(from, to, INNER, OUTER), fill: 'url(#' + patternId(s, owner) + ')' });
-      if (st.word !== 'healthy') path.setAttribute('class', 'ejected');
+      if (st.word !== 'healthy') path.setAttribute('class', 'inactive');
       path.append(svg('title', {}, nameOf(instance) + ' (' + st.text + ')'));
       arcs.append(path);
       // The instance's number on its arc, where there is room for it.
@@ -172,7 +173,9 @@
     ticks.setAttribute('d', all.map(([f]) => 'M' + point(f, OUTER) + 'L' + point(f, OUTER + 5)).join(''));
     const [hot, load] = extra;
     if (load && load.fingerprint === service.fingerprint && load.requests > 0) {
-      const most = Math.max(...load.ranges.map((r) => r.requests));
+      // Not Math.max(...): a ring may have more ranges than a call takes
+      // arguments.
+      const most = load.ranges.reduce((m, r) => Math.max(m, r.requests), 0);
       for (const range of load.ranges) {
         if (!range.requests) continue;
         let f0 = fraction(range.after), f1 = fraction(range.through);
