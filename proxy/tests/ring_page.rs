@@ -248,11 +248,31 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // chromedriver ends the browser it started as it ends.
+        // Ending the session ends the browser (and its writes to the
+        // profile); chromedriver killed alone would leave it running.
+        if !self.session.is_empty() {
+            let _ = end_session(self.addr, &self.session);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// `DELETE /session/ID`, answered once the browser has quit: a plain
+/// blocking exchange, as a `Drop` (a failed test's too) can make.
+fn end_session(addr: SocketAddr, session: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, WAIT)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    write!(
+        stream,
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    // Its first bytes come once the browser has quit; the connection may
+    // stay open after them, so they are all that is waited for.
+    let _answered = stream.read(&mut [0; 1024])?;
+    Ok(())
 }
 
 /// Debian's Chromium: the binary itself, whatever wrapper is on the path.
