@@ -12,6 +12,7 @@
 //! | `/ring/load?service=S` | `200`, JSON [`LoadView`](crate::load::LoadView): requests per range of the ring in use, and per primary (`load`) |
 //! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`); with `[cache_peers]`, also `"peers"`: each peer's part (`peers`) |
 //! | `POST /instances/drain?service=S&instance=H:P`, `POST /instances/undrain?...` | `200`, JSON `{"service": S, "instance": "H:P", "drained": B, "changed": B}` (`drain`) |
+//! | `/ui` (or `/ui?token=T`) | `200`, `text/html`: the ring page (SPEC §14), one self-contained page drawing the rings from the endpoints above (`ui`) |
 //!
 //! `/cache/purge` and `/instances/...` answer `POST`, every other path
 //! `GET` and `HEAD`; other methods get `405` with an `Allow` header, and
@@ -25,7 +26,8 @@
 //!
 //! With `server.admin_token` set, every request but `GET /healthz` and
 //! `GET /readyz` needs `Authorization: Bearer <token>`, else `401`
-//! (`auth`).
+//! (`auth`); `GET /ui` may carry it as `?token=` instead, since a browser
+//! opening the page cannot send the header.
 //!
 //! Admin requests carry nothing in their bodies, so the routing is the
 //! plain function [`respond`] of method and URI, which the tests call
@@ -52,6 +54,7 @@ mod load;
 pub mod peers;
 mod purge;
 mod reply;
+mod ui;
 
 pub use reply::METRICS_CONTENT_TYPE;
 use reply::{json, json_error, reply, text, without_body};
@@ -72,6 +75,7 @@ enum Endpoint {
     Purge,
     Drain,
     Undrain,
+    Ui,
 }
 
 impl Endpoint {
@@ -88,6 +92,7 @@ impl Endpoint {
             "/cache/purge" => Some(Endpoint::Purge),
             "/instances/drain" => Some(Endpoint::Drain),
             "/instances/undrain" => Some(Endpoint::Undrain),
+            "/ui" => Some(Endpoint::Ui),
             _ => None,
         }
     }
@@ -138,27 +143,40 @@ pub async fn handle(
     request: Request<Incoming>,
     admin: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    if let Err(refused) = auth::authorize(
-        app.config.server.admin_token.as_ref(),
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-    ) {
-        return refused.response();
+    if let Some(refused) = refusal(app, request.method(), request.uri(), request.headers()) {
+        return refused;
     }
-    if request.method() == Method::POST {
-        if let Err(reason) = same_machine(request.headers(), app.config.server.admin) {
-            return text(
-                StatusCode::FORBIDDEN,
-                format!("refused: {reason}; send admin requests that change state from a shell or a program, to the admin address\n"),
-            );
-        }
-        if Endpoint::at(request.uri().path()) == Some(Endpoint::Purge) {
-            let local_only = request.headers().contains_key(peers::LOCAL_ONLY);
-            return purge::purge_everywhere(app, request.uri().query(), local_only, admin).await;
-        }
+    if request.method() == Method::POST
+        && Endpoint::at(request.uri().path()) == Some(Endpoint::Purge)
+    {
+        let local_only = request.headers().contains_key(peers::LOCAL_ONLY);
+        return purge::purge_everywhere(app, request.uri().query(), local_only, admin).await;
     }
     respond(app, request.method(), request.uri())
+}
+
+/// The answer to a request that may not be answered, if it is one: `401`
+/// without the token (`auth`), `403` for a state change from a web page or
+/// through another host name ([`same_machine`]).
+fn refusal(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &http::HeaderMap,
+) -> Option<Response<Full<Bytes>>> {
+    let token = app.config.server.admin_token.as_ref();
+    if let Err(refused) = auth::authorize(token, method, uri, headers) {
+        return Some(refused.response());
+    }
+    if method == Method::POST {
+        if let Err(reason) = same_machine(headers, app.config.server.admin) {
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                format!("refused: {reason}; send admin requests that change state from a shell or a program, to the admin address\n"),
+            ));
+        }
+    }
+    None
 }
 
 /// Whether a request that changes state comes from a program on the
@@ -198,7 +216,8 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
                 "no admin endpoint at {path}: the endpoints are /metrics, /healthz, /readyz, \
                  /ring, /ring/lookup?service=NAME&key=KEY, /keys/hot?service=NAME, \
                  /ring/load?service=NAME, POST /cache/purge?service=NAME&path=PATH \
-                 and POST /instances/drain (or /instances/undrain)?service=NAME&instance=HOST:PORT\n"
+                 POST /instances/drain (or /instances/undrain)?service=NAME&instance=HOST:PORT \
+                 and /ui, the ring page\n"
             ),
         );
     };
@@ -236,6 +255,7 @@ pub fn respond(app: &App, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
         Endpoint::Purge => purge::purge(app, uri.query()),
         Endpoint::Drain => drain::drain(app, drain::Action::Drain, uri.query()),
         Endpoint::Undrain => drain::drain(app, drain::Action::Undrain, uri.query()),
+        Endpoint::Ui => ui::page(),
     };
     if method == Method::HEAD {
         without_body(response)

@@ -62,8 +62,9 @@
 //! The running proxy:
 //! - [`app`]: its state, built once per config: routes, services, metrics.
 //! - [`pipeline`]: one request, outermost step first.
-//! - [`admin`]: the admin API (behind `admin_token` when set), and a
-//!   purge's way to the other proxies of `[cache_peers]`.
+//! - [`admin`]: the admin API (behind `admin_token` when set), its ring
+//!   page (`/ui`), and a purge's way to the other proxies of
+//!   `[cache_peers]`.
 //! - [`run`]: start, reload and stop: the one module that knows both the
 //!   state and the sockets.
 //! - [`demo`]: `shardproxy demo`.

@@ -138,7 +138,7 @@ async fn lookup(proxy: &Running, key: &str) -> (String, Vec<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| format!("{}:{}", i["host"].as_str().unwrap(), i["port"]))
+        .map(support::host_port)
         .collect();
     (view["hash"].as_str().unwrap().to_owned(), instances)
 }

@@ -164,20 +164,7 @@ fn name_of(instance: &str) -> &str {
 /// The SPEC §3 records of a ring: SRV, `tokens.` TXT and A per backend, and
 /// the `config.` TXT.
 fn ring_records(backends: &[Backend], tokens: &[Vec<&str>], slaves: usize) -> Vec<ZoneRecord> {
-    let mut records = vec![ZoneRecord::txt(
-        format!("config.{SRV}"),
-        &[format!("slaves={slaves} redundancy=host")],
-    )];
-    for (backend, tokens) in backends.iter().zip(tokens) {
-        let target = format!("{}.", host_of(backend));
-        records.push(ZoneRecord::srv(SRV, 10, 50, backend.port(), target.clone()));
-        records.push(ZoneRecord::txt(
-            format!("tokens.{}.{target}", backend.port()),
-            &[tokens.join(" ")],
-        ));
-        records.push(ZoneRecord::a(target, Ipv4Addr::LOCALHOST));
-    }
-    records
+    support::ring_records(SRV, backends, tokens, slaves)
 }
 
 // === The proxy ===

@@ -826,6 +826,10 @@ fn the_demo_starts_and_prints_what_to_try() {
         text.contains(&format!("curl -i http://{listen}/users/42")),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("#   http://{admin}/ui\n")),
+        "the ring page's address: {text}"
+    );
     let (status, body) = http_get(listen, "/users/42").expect("the demo proxy answers");
     assert_eq!(status, 200, "{body}");
     drop(demo);

@@ -172,22 +172,9 @@ impl Change {
 }
 
 /// The SPEC §3 records of a ring of `backends` (tokens from [`TOKENS`] by
-/// name): SRV, `tokens.` TXT and A for each, and the `config.` TXT.
+/// name), `slaves=1 redundancy=host`.
 fn records(backends: &[Backend]) -> Vec<ZoneRecord> {
-    let mut records = vec![ZoneRecord::txt(
-        format!("config.{SRV}"),
-        &["slaves=1 redundancy=host"],
-    )];
-    for (backend, tokens) in backends.iter().zip(TOKENS) {
-        let target = format!("{}.example.com.", backend.name());
-        records.push(ZoneRecord::srv(SRV, 10, 50, backend.port(), target.clone()));
-        records.push(ZoneRecord::txt(
-            format!("tokens.{}.{target}", backend.port()),
-            &[tokens.join(" ")],
-        ));
-        records.push(ZoneRecord::a(target, Ipv4Addr::LOCALHOST));
-    }
-    records
+    support::ring_records(SRV, backends, &TOKENS, 1)
 }
 
 fn ring(table: &Table) -> &Ring {

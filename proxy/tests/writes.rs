@@ -742,13 +742,7 @@ async fn a_drained_instance_takes_writes_but_no_reads_until_undrained() {
         .unwrap()
         .iter()
         .filter(|instance| instance["drained"] == true)
-        .map(|instance| {
-            format!(
-                "{}:{}",
-                instance["host"].as_str().unwrap(),
-                instance["port"]
-            )
-        })
+        .map(support::host_port)
         .collect();
     assert_eq!(drained, std::slice::from_ref(&instance));
     let gauge = "shardproxy_ring_drained_instances";

@@ -5,16 +5,23 @@
 //! balancer asks them without credentials; everything else shows the
 //! rings or changes the cache.
 //!
+//! `GET /ui`, the ring page, also takes the token as `?token=` (SPEC
+//! §14): a browser opening it cannot send the header. The page then
+//! sends the header itself on its own requests. Only the page does: a
+//! token in a URL can end up in a history or a log, and the page has no
+//! data in it.
+//!
 //! The token is compared in constant time for its length, so the time of
 //! an answer says nothing of how much of a guess was right, and it is
 //! never logged.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use http_body_util::Full;
 
 use super::reply::text;
 use crate::config::AdminToken;
+use crate::key::query_param;
 
 /// Why a request was refused: each is answered `401`
 /// ([`Unauthorized::response`]).
@@ -27,21 +34,26 @@ pub(super) enum Unauthorized {
 }
 
 /// `Ok` when the request may go on: no token is set, it is a probe, or
-/// it carries the token.
+/// it carries the token (in the header, or for the ring page in the
+/// query).
 pub(super) fn authorize(
     token: Option<&AdminToken>,
     method: &Method,
-    path: &str,
+    uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(), Unauthorized> {
     let Some(token) = token else {
         return Ok(());
     };
-    let probe = matches!(path, "/healthz" | "/readyz");
-    if probe && (method == Method::GET || method == Method::HEAD) {
+    let reads = method == Method::GET || method == Method::HEAD;
+    let path = uri.path();
+    if reads && matches!(path, "/healthz" | "/readyz") {
         return Ok(());
     }
-    match bearer(headers) {
+    let in_query = (reads && path == "/ui")
+        .then(|| query_param(uri.query().unwrap_or_default(), "token"))
+        .flatten();
+    match bearer(headers).or(in_query.as_deref()) {
         None => Err(Unauthorized::Missing),
         Some(presented) if same_secret(token.reveal(), presented) => Ok(()),
         Some(_) => Err(Unauthorized::Wrong),
@@ -132,7 +144,8 @@ mod tests {
         path: &str,
         authorization: Option<&str>,
     ) -> (StatusCode, Option<String>) {
-        match authorize(token, &method, path, &with(authorization)) {
+        let uri: Uri = path.parse().unwrap();
+        match authorize(token, &method, &uri, &with(authorization)) {
             Ok(()) => (StatusCode::OK, None),
             Err(refused) => (
                 refused.response().status(),
@@ -207,6 +220,46 @@ mod tests {
                     "{method} {path} with {other:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_the_ring_page_takes_the_token_in_its_query() {
+        let token = token("s3cret");
+        let token = Some(&token);
+        for method in [Method::GET, Method::HEAD] {
+            assert_eq!(
+                outcome(token, method.clone(), "/ui?token=s3cret", None).0,
+                StatusCode::OK
+            );
+            assert_eq!(
+                outcome(token, method.clone(), "/ui?token=s3cr%65t", None).0,
+                StatusCode::OK,
+                "form-decoded"
+            );
+            assert_eq!(
+                outcome(token, method.clone(), "/ui", Some("Bearer s3cret")).0,
+                StatusCode::OK
+            );
+            let (status, challenge) = outcome(token, method.clone(), "/ui?token=s3crex", None);
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert!(challenge.is_some_and(|challenge| challenge.contains("invalid_token")));
+            assert_eq!(
+                outcome(token, method.clone(), "/ui", None).0,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        for (method, target) in [
+            (Method::GET, "/ring?token=s3cret"),
+            (Method::GET, "/ring/lookup?service=a&key=b&token=s3cret"),
+            (Method::POST, "/ui?token=s3cret"),
+            (Method::POST, "/cache/purge?service=a&path=/&token=s3cret"),
+        ] {
+            assert_eq!(
+                outcome(token, method.clone(), target, None).0,
+                StatusCode::UNAUTHORIZED,
+                "{method} {target}"
+            );
         }
     }
 }

@@ -363,3 +363,74 @@ fn state_changes_come_from_programs_on_the_admin_side_only() {
     ]);
     assert!(same_machine(&page, loopback).is_err());
 }
+
+/// The status and headers of `GET target` as [`handle`] answers it, the
+/// token checked first: [`refusal`], then [`respond`].
+async fn admitted(app: &App, target: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let uri: Uri = target.parse().unwrap();
+    let response = refusal(app, &Method::GET, &uri, &crate::headers::map_of(headers))
+        .unwrap_or_else(|| respond(app, &Method::GET, &uri));
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn ui_is_one_small_page_that_loads_nothing_from_elsewhere() {
+    let app = app(CONFIG);
+    let (status, headers, page) = get(&app, "/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(page.len() < 100_000, "{} bytes", page.len());
+    for elsewhere in ["http://", "https://", "//cdn", "@import", "url(http"] {
+        assert!(!page.contains(elsewhere), "the page names {elsewhere}");
+    }
+    // Its inline style and script are allowed by their hashes (`ui`'s
+    // tests), nothing by `unsafe-inline`.
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'none'; "), "{policy}");
+    assert!(!policy.contains("unsafe"), "{policy}");
+    // What the browser test finds the page by.
+    for hook in [
+        "data-instance",
+        "data-lookup-result",
+        "<label for=\"lookup-key\">",
+    ] {
+        assert!(page.contains(hook), "{hook}");
+    }
+
+    let (status, headers, body) = call(&app, Method::HEAD, "/ui").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(headers[header::CONTENT_LENGTH], page.len().to_string());
+    let (status, _, _) = call(&app, Method::POST, "/ui").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn ui_is_behind_the_admin_token() {
+    let app = app(&READY_CONFIG.replacen(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"",
+        1,
+    ));
+    let (status, body) = admitted(&app, "/ui", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains("<html"), "{body}");
+    let (status, _) = admitted(&app, "/ui?token=wrong", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, page) = admitted(&app, "/ui?token=s3cret", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    let (status, _) = admitted(&app, "/ui", &[("authorization", "Bearer s3cret")]).await;
+    assert_eq!(status, StatusCode::OK);
+    // What the page then asks for needs the header: the query is the
+    // page's alone.
+    let (status, _) = admitted(&app, "/ring?token=s3cret", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = admitted(&app, "/ring", &[("authorization", "Bearer s3cret")]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let open = self::app(READY_CONFIG);
+    assert_eq!(admitted(&open, "/ui", &[]).await.0, StatusCode::OK);
+}

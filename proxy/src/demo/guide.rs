@@ -89,7 +89,7 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
     writeln!(out, "Proxy       http://{proxy}")?;
     writeln!(
         out,
-        "Admin API   http://{admin}  (/ring, /ring/lookup, /metrics, /healthz, /readyz)"
+        "Admin API   http://{admin}  (/ui, /ring, /ring/lookup, /metrics, /healthz, /readyz)"
     )?;
     writeln!(out)?;
     writeln!(out, "The proxy runs with this config:")?;
@@ -129,6 +129,16 @@ fn write_guide(out: &mut String, demo: &Demo) -> std::fmt::Result {
         "  # The whole ring: instances, tokens, shares, settings, fingerprint."
     )?;
     writeln!(out, "  curl -s http://{admin}/ring")?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  # The same, drawn, in a browser: the ring page, with each instance's state"
+    )?;
+    writeln!(
+        out,
+        "  # (fail or crash a node as below and watch it) and a box to look keys up:"
+    )?;
+    writeln!(out, "  #   http://{admin}/ui")?;
     writeln!(out)?;
     if let (Some(primary), Some(replica)) = (primary, replica) {
         let node = primary.addr;

@@ -249,3 +249,39 @@ pub async fn preference_ports(
         .map(|instance| u16::try_from(instance["port"].as_u64().unwrap()).unwrap())
         .collect()
 }
+
+/// The SPEC §3 records of the ring of `backends` under the SRV name `srv`:
+/// for each backend, host `NAME.example.com` on 127.0.0.1, its SRV record,
+/// its A record and the `tokens.` TXT record of `tokens[i]`; and the
+/// `config.` TXT record of `slaves` replicas with `redundancy=host`.
+pub fn ring_records<'a, T: AsRef<[&'a str]>>(
+    srv: &str,
+    backends: &[backend::Backend],
+    tokens: &[T],
+    slaves: usize,
+) -> Vec<shardproxy::dns_server::ZoneRecord> {
+    use shardproxy::dns_server::ZoneRecord;
+    let mut records = vec![ZoneRecord::txt(
+        format!("config.{srv}"),
+        &[format!("slaves={slaves} redundancy=host")],
+    )];
+    for (backend, tokens) in backends.iter().zip(tokens) {
+        let target = format!("{}.example.com.", backend.name());
+        records.push(ZoneRecord::srv(srv, 10, 50, backend.port(), target.clone()));
+        records.push(ZoneRecord::txt(
+            format!("tokens.{}.{target}", backend.port()),
+            &[tokens.as_ref().join(" ")],
+        ));
+        records.push(ZoneRecord::a(target, std::net::Ipv4Addr::LOCALHOST));
+    }
+    records
+}
+
+/// `host:port` of an instance as `/ring` and `/ring/lookup` show it.
+pub fn host_port(instance: &serde_json::Value) -> String {
+    format!(
+        "{}:{}",
+        instance["host"].as_str().expect("an instance has a host"),
+        instance["port"]
+    )
+}
