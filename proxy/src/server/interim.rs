@@ -1,0 +1,437 @@
+//! Writing the `1xx` of a connection's [`Outbox`] (see [`crate::interim`])
+//! into what hyper writes, where the protocol has room for a message of
+//! its own.
+//!
+//! HTTP/1.1: between messages. hyper calls `poll_flush` on its IO on every
+//! turn of its connection loop, and only once all it buffered is written,
+//! so a flush marks the end of hyper's bytes so far; a `1xx` goes out at
+//! that point, or just before hyper's next bytes. The first bytes hyper
+//! writes after a flush that are not its own `100 Continue` are the final
+//! response's head: from then on the request takes no `1xx`.
+//!
+//! HTTP/2: between frames, never inside a header block (a `HEADERS`
+//! without `END_HEADERS` and its `CONTINUATION`s). The frames the client
+//! sends are followed too: a `HEADERS` on a stream higher than any before
+//! opens a request, and the requests, which hyper starts in the order h2
+//! accepts their streams (the order they opened), take the streams in that
+//! order ([`Outbox::opened`]). A stream takes `1xx` until the server's
+//! `HEADERS` (the final response: hyper sends no other) or a
+//! `RST_STREAM` either way.
+//!
+//! One case mismatches: a client that opens streams h2 refuses without
+//! accepting them (past its own `SETTINGS_MAX_CONCURRENT_STREAMS`, or with
+//! malformed headers) shifts the streams of its later requests, whose
+//! `1xx` may then go on another of its streams still waiting for its final
+//! response, or nowhere. Only that client's own connection is affected.
+//!
+//! The cost when nothing waits: a relaxed atomic load per write and flush,
+//! and on HTTP/2 a hop over each frame header both ways.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::interim::{Outbox, Protocol, Taken, H2_END_HEADERS, H2_HEADERS};
+
+/// The length of an HTTP/2 frame header (RFC 9113 §4.1).
+const FRAME_HEADER: usize = 9;
+
+/// The HTTP/2 frame types a header block or a stream's end depends on.
+const RST_STREAM: u8 = 0x3;
+const PUSH_PROMISE: u8 = 0x5;
+const CONTINUATION: u8 = 0x9;
+
+/// At most this many HTTP/2 streams are followed as waiting for their
+/// final response (well above the 256 a client may have open).
+const MAX_AWAITING: usize = 1024;
+
+/// A client connection `io` whose writes carry the `1xx` of `outbox`.
+pub(super) struct Interim<S> {
+    io: S,
+    outbox: Arc<Outbox>,
+    /// `1xx` bytes taken from the outbox, written before anything else.
+    out: Vec<u8>,
+    /// How much of `out` is written.
+    sent: usize,
+    /// HTTP/1.1: hyper flushed since it last wrote, so its bytes so far end
+    /// a message.
+    flushed: bool,
+    /// HTTP/2: the frames both ways (boxed: only HTTP/2 connections pay
+    /// for it).
+    h2: Option<Box<H2>>,
+}
+
+/// What an HTTP/2 connection's frames say.
+#[derive(Default)]
+struct H2 {
+    /// The frames hyper writes.
+    written: Frames,
+    /// The frames the client sends.
+    read: Frames,
+    /// The highest stream the client opened.
+    last_opened: u32,
+    /// The streams opened and not yet answered (nor reset).
+    awaiting: Vec<u32>,
+    /// What was last taken from the outbox, before its frames of streams
+    /// already answered are dropped.
+    taken: Taken,
+}
+
+/// Where a byte stream of HTTP/2 frames is.
+#[derive(Default)]
+struct Frames {
+    header: [u8; FRAME_HEADER],
+    /// How much of `header` is in; `FRAME_HEADER` while in the payload.
+    header_len: usize,
+    /// Payload bytes left of the current frame.
+    left: usize,
+    /// Inside a header block that a `CONTINUATION` is still to end.
+    in_block: bool,
+}
+
+// === impl Frames ===
+
+impl Frames {
+    /// Follows `bytes`, the next of the stream, calling `seen` with the
+    /// type, and stream of each frame whose header they complete.
+    fn walk(&mut self, mut bytes: &[u8], mut seen: impl FnMut(u8, u32)) {
+        while !bytes.is_empty() {
+            if self.header_len < FRAME_HEADER {
+                let take = (FRAME_HEADER - self.header_len).min(bytes.len());
+                self.header[self.header_len..self.header_len + take]
+                    .copy_from_slice(&bytes[..take]);
+                self.header_len += take;
+                bytes = &bytes[take..];
+                if self.header_len == FRAME_HEADER {
+                    let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = self.header;
+                    self.left = u32::from_be_bytes([0, l0, l1, l2]) as usize;
+                    if matches!(kind, H2_HEADERS | PUSH_PROMISE | CONTINUATION) {
+                        self.in_block = flags & H2_END_HEADERS == 0;
+                    }
+                    seen(kind, u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff);
+                    if self.left == 0 {
+                        self.header_len = 0;
+                    }
+                }
+            } else {
+                let take = self.left.min(bytes.len());
+                self.left -= take;
+                bytes = &bytes[take..];
+                if self.left == 0 {
+                    self.header_len = 0;
+                }
+            }
+        }
+    }
+
+    /// Whether a frame of another header block may come next.
+    fn at_boundary(&self) -> bool {
+        self.header_len == 0 && !self.in_block
+    }
+}
+
+// === impl H2 ===
+
+impl H2 {
+    /// Follows `bytes` the client sent.
+    fn read(&mut self, bytes: &[u8], outbox: &Outbox) {
+        let H2 {
+            read,
+            last_opened,
+            awaiting,
+            ..
+        } = self;
+        read.walk(bytes, |kind, stream| match kind {
+            H2_HEADERS if stream > *last_opened => {
+                *last_opened = stream;
+                outbox.opened(stream);
+                if awaiting.len() == MAX_AWAITING {
+                    awaiting.remove(0);
+                }
+                awaiting.push(stream);
+            }
+            RST_STREAM => awaiting.retain(|&open| open != stream),
+            _ => {}
+        });
+    }
+
+    /// Follows `bytes` hyper wrote.
+    fn wrote(&mut self, bytes: &[u8]) {
+        let H2 {
+            written, awaiting, ..
+        } = self;
+        written.walk(bytes, |kind, stream| {
+            if kind == H2_HEADERS || kind == RST_STREAM {
+                awaiting.retain(|&open| open != stream);
+            }
+        });
+    }
+
+    /// Takes what waits in `outbox` into `out`: the frames of streams still
+    /// waiting for their final response.
+    fn take(&mut self, outbox: &Outbox, out: &mut Vec<u8>) {
+        outbox.take(&mut self.taken, false);
+        let mut at = 0;
+        for &(stream, length) in &self.taken.frames {
+            if self.awaiting.contains(&stream) {
+                out.extend_from_slice(&self.taken.bytes[at..at + length]);
+            }
+            at += length;
+        }
+        self.taken.frames.clear();
+        self.taken.bytes.clear();
+    }
+}
+
+// === impl Interim ===
+
+impl<S> Interim<S> {
+    /// `io`, carrying the `1xx` of `outbox` (whose protocol is the
+    /// connection's; for HTTP/2, `io` is past the client's preface).
+    pub(super) fn new(io: S, outbox: Arc<Outbox>) -> Interim<S> {
+        let h2 = (outbox.protocol() == Protocol::Http2).then(Box::default);
+        Interim {
+            io,
+            outbox,
+            out: Vec::new(),
+            sent: 0,
+            flushed: false,
+            h2,
+        }
+    }
+
+    /// Notes that hyper wrote `bytes`.
+    fn wrote(&mut self, bytes: &[u8]) {
+        match &mut self.h2 {
+            None => self.flushed &= bytes.is_empty(),
+            Some(h2) => h2.wrote(bytes),
+        }
+    }
+
+    /// Takes what may go out now into `out`; `next`: what hyper is about to
+    /// write, if anything.
+    fn take(&mut self, next: Option<&[u8]>) {
+        match &mut self.h2 {
+            None => {
+                if !self.flushed {
+                    return;
+                }
+                let final_response = next
+                    .is_some_and(|next| !next.is_empty() && !next.starts_with(b"HTTP/1.1 100 "))
+                    && self.outbox.has_open_request();
+                if final_response || self.outbox.is_pending() {
+                    let mut taken = Taken {
+                        bytes: std::mem::take(&mut self.out),
+                        frames: Vec::new(),
+                    };
+                    self.outbox.take(&mut taken, final_response);
+                    self.out = taken.bytes;
+                }
+            }
+            Some(h2) => {
+                if self.outbox.is_pending() && h2.written.at_boundary() {
+                    h2.take(&self.outbox, &mut self.out);
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Interim<S> {
+    /// Writes what of `out` is left, then what may go out before `next`;
+    /// ready once all of it is written.
+    fn poll_interim(&mut self, cx: &mut Context<'_>, next: Option<&[u8]>) -> Poll<io::Result<()>> {
+        loop {
+            if self.sent < self.out.len() {
+                let count = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]))?;
+                if count == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.sent += count;
+                continue;
+            }
+            if !self.out.is_empty() {
+                self.out.clear();
+                self.sent = 0;
+            }
+            self.take(next);
+            if self.out.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Interim<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(h2) = &mut this.h2 else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        h2.read(&buf.filled()[before..], &this.outbox);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Interim<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_interim(cx, Some(buf)))?;
+        let count = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+        this.wrote(&buf[..count]);
+        Poll::Ready(Ok(count))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let next = bufs.iter().find(|buf| !buf.is_empty()).map(|buf| &buf[..]);
+        ready!(this.poll_interim(cx, next))?;
+        let mut count = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
+        let written = count;
+        for buf in bufs {
+            if count == 0 {
+                break;
+            }
+            let take = buf.len().min(count);
+            this.wrote(&buf[..take]);
+            count -= take;
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        // Every turn of hyper's connection loop flushes: the task to wake
+        // when a `1xx` comes.
+        this.outbox.register(cx.waker());
+        this.flushed = true;
+        ready!(this.poll_interim(cx, None))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::interim::encode_h2;
+
+    /// A frame of `kind` with `flags` on `stream`, `length` bytes of
+    /// payload.
+    fn frame(kind: u8, flags: u8, stream: u32, length: usize) -> Vec<u8> {
+        let [_, l0, l1, l2] = u32::try_from(length).unwrap().to_be_bytes();
+        let mut frame = vec![l0, l1, l2, kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend(std::iter::repeat_n(0xaa, length));
+        frame
+    }
+
+    /// Where `walk` says frames start in `stream` written `piece` bytes at
+    /// a time, and whether each byte offset is a boundary.
+    fn boundaries(stream: &[u8], piece: usize) -> (Vec<(u8, u32)>, Vec<usize>) {
+        let mut frames = Frames::default();
+        let mut seen = Vec::new();
+        let mut at = Vec::new();
+        let mut offset = 0;
+        for chunk in stream.chunks(piece) {
+            frames.walk(chunk, |kind, id| seen.push((kind, id)));
+            offset += chunk.len();
+            if frames.at_boundary() {
+                at.push(offset);
+            }
+        }
+        (seen, at)
+    }
+
+    #[test]
+    fn a_header_block_with_continuations_is_no_boundary_until_it_ends() {
+        // DATA, HEADERS without END_HEADERS, two CONTINUATIONs (the
+        // second ends it), an empty SETTINGS.
+        let mut stream = frame(0x0, 0, 1, 20);
+        let after_data = stream.len();
+        stream.extend(frame(H2_HEADERS, 0, 3, 10));
+        stream.extend(frame(CONTINUATION, 0, 3, 5));
+        stream.extend(frame(CONTINUATION, H2_END_HEADERS, 3, 5));
+        let after_block = stream.len();
+        stream.extend(frame(0x4, 0, 0, 0));
+        for piece in 1..=stream.len() {
+            let (seen, at) = boundaries(&stream, piece);
+            assert_eq!(
+                seen,
+                [
+                    (0x0, 1),
+                    (H2_HEADERS, 3),
+                    (CONTINUATION, 3),
+                    (CONTINUATION, 3),
+                    (0x4, 0)
+                ]
+            );
+            let expected: Vec<usize> = [after_data, after_block, stream.len()]
+                .into_iter()
+                .filter(|end| end % piece == 0 || *end == stream.len())
+                .collect();
+            assert_eq!(at, expected, "written {piece} at a time");
+        }
+    }
+
+    #[test]
+    fn only_streams_still_waiting_for_their_answer_get_a_1xx() {
+        let outbox = Outbox::new(Protocol::Http2);
+        let mut h2 = H2::default();
+        // The client opens 1 and 3, sends trailers on 1 (not an opening),
+        // and resets 5 after opening it.
+        let mut read = frame(H2_HEADERS, H2_END_HEADERS, 1, 3);
+        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 3, 3));
+        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 1, 3));
+        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 5, 3));
+        read.extend(frame(RST_STREAM, 0, 5, 4));
+        h2.read(&read, &outbox);
+        assert_eq!(h2.awaiting, [1, 3]);
+        let requests: Vec<_> = (0..3)
+            .map(|_| outbox.for_request(http::Version::HTTP_2))
+            .collect();
+        assert!(requests.iter().all(|request| request.is_some()));
+        // Stream 1 is answered.
+        h2.wrote(&frame(H2_HEADERS, H2_END_HEADERS, 1, 3));
+        assert_eq!(h2.awaiting, [3]);
+        for stream in [1, 3, 5] {
+            outbox.push(stream, StatusCode::EARLY_HINTS, &HeaderMap::new());
+        }
+        let mut expected = Vec::new();
+        assert!(encode_h2(
+            3,
+            StatusCode::EARLY_HINTS,
+            &HeaderMap::new(),
+            &mut expected
+        ));
+        let mut out = Vec::new();
+        h2.take(&outbox, &mut out);
+        assert_eq!(out, expected);
+    }
+}

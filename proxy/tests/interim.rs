@@ -1,0 +1,236 @@
+//! Interim (`1xx`) responses of an instance reach the client before the
+//! final response (SPEC §13), on real sockets: an in-process proxy in
+//! front of a raw TCP backend that writes a `1xx`, then holds its final
+//! response until the test lets it go, so that the client is seen to have
+//! the `1xx` before the final response even exists.
+//!
+//! Also: HTTP/2 clients get them as `HEADERS` frames (read with the `h2`
+//! client's `poll_informational`); a cached service's hit replays none
+//! (as the cache-tests suite's `interim-not-cached` and
+//! `interim-no-header-reuse`); an instance's `100 Continue` is never a
+//! second one for a client that sent `Expect: 100-continue`; an HTTP/1.0
+//! client gets none.
+
+#![cfg(test)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::StatusCode;
+use shardproxy::run::Running;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use support::raw::{read_head, Raw};
+use support::WAIT;
+
+/// The `103` the backend sends.
+const EARLY_HINTS: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n";
+
+/// A raw backend: to each request it reads it writes `interim`, waits for
+/// a permit of `release` when `held`, reads the request's body, then
+/// answers `200` with `ok` (cacheable for a minute).
+struct Backend {
+    addr: SocketAddr,
+    release: Arc<Semaphore>,
+    requests: Arc<AtomicU64>,
+}
+
+impl Backend {
+    async fn start(interim: &'static [u8], held: bool) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let release = Arc::new(Semaphore::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let (permits, counted) = (Arc::clone(&release), Arc::clone(&requests));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (release, requests) = (Arc::clone(&permits), Arc::clone(&counted));
+                tokio::spawn(serve(stream, interim, held.then_some(release), requests));
+            }
+        });
+        Backend {
+            addr,
+            release,
+            requests,
+        }
+    }
+
+    /// Lets one held request have its final response.
+    fn release(&self) {
+        self.release.add_permits(1);
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// One backend connection's requests.
+async fn serve(
+    mut stream: TcpStream,
+    interim: &'static [u8],
+    release: Option<Arc<Semaphore>>,
+    requests: Arc<AtomicU64>,
+) {
+    while let Some(head) = read_head(&mut stream).await {
+        requests.fetch_add(1, Ordering::SeqCst);
+        stream.write_all(interim).await.unwrap();
+        if let Some(release) = &release {
+            release.acquire().await.unwrap().forget();
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |value| value.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A proxy whose service `frob` has `backend` as its one instance, with
+/// `service` as more lines of the service's table.
+async fn proxy(backend: &Backend, service: &str) -> Running {
+    let instance = format!(
+        "    {{ host = \"raw.example.com\", addr = \"{}\", tokens = [\"40\"] }},",
+        backend.addr
+    );
+    let config = support::static_config(
+        &[instance],
+        &format!("slaves = 0\n{service}"),
+        "[[routes]]\nservice = \"frob\"",
+    );
+    support::start_proxy(&config, "interim.toml").await
+}
+
+/// A `GET` of `path` as an HTTP/1.1 client sends it.
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: frob.example.com\r\n\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn an_http11_client_gets_the_103_before_the_final_response_exists() {
+    let backend = Backend::start(EARLY_HINTS, true).await;
+    let proxy = proxy(&backend, "").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client.send(&get("/a")).await;
+    let hints = client.reply().await.expect("the 103");
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+    backend.release();
+    let answer = client.reply().await.expect("the 200");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
+    assert_eq!(answer.header("link"), None);
+    // The connection goes on: the next request gets its own.
+    client.send(&get("/b")).await;
+    assert_eq!(client.reply().await.unwrap().status, 103);
+    backend.release();
+    assert_eq!(client.reply().await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn an_h2_client_gets_the_103_before_the_final_response_exists() {
+    let backend = Backend::start(EARLY_HINTS, true).await;
+    let proxy = proxy(&backend, "").await;
+    let stream = TcpStream::connect(proxy.listen).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    // Two requests, so that the second's stream (3) must be told from the
+    // first's.
+    for path in ["/a", "/b"] {
+        let request = http::Request::get(format!("http://frob.example.com{path}"))
+            .body(())
+            .unwrap();
+        client = client.ready().await.unwrap();
+        let (mut response, _) = client.send_request(request, true).unwrap();
+        let hints = tokio::time::timeout(
+            WAIT,
+            std::future::poll_fn(|cx| response.poll_informational(cx)),
+        )
+        .await
+        .expect("the 103 within the wait")
+        .expect("an informational response")
+        .unwrap();
+        assert_eq!(hints.status(), StatusCode::EARLY_HINTS);
+        assert_eq!(hints.headers()["link"], "</s.css>; rel=preload");
+        backend.release();
+        let answer = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(answer.headers().get("link").is_none());
+        let mut body = answer.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        assert_eq!(text, b"ok");
+    }
+}
+
+#[tokio::test]
+async fn a_cache_hit_replays_no_1xx_nor_its_headers() {
+    let backend = Backend::start(EARLY_HINTS, true).await;
+    let proxy = proxy(&backend, "\n[services.frob.cache]\nenabled = true").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client.send(&get("/cached")).await;
+    assert_eq!(client.reply().await.unwrap().status, 103);
+    backend.release();
+    let miss = client.reply().await.unwrap();
+    assert_eq!(miss.status, 200);
+    assert_eq!(miss.header("link"), None);
+    client.send(&get("/cached")).await;
+    let hit = client.reply().await.unwrap();
+    assert_eq!(hit.status, 200, "the hit's first response is the final one");
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    assert_eq!(hit.header("link"), None);
+    assert_eq!(hit.body, "ok");
+    assert_eq!(backend.requests(), 1);
+}
+
+#[tokio::test]
+async fn an_instances_100_is_not_a_second_one() {
+    let backend = Backend::start(b"HTTP/1.1 100 Continue\r\n\r\n", false).await;
+    let proxy = proxy(&backend, "").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client
+        .send(
+            b"POST /upload HTTP/1.1\r\nHost: frob.example.com\r\nContent-Length: 5\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .await;
+    assert_eq!(client.reply().await.unwrap().status, 100);
+    client.send(b"hello").await;
+    let answer = client.reply().await.unwrap();
+    assert_eq!(answer.status, 200, "the next response is the final one");
+    assert_eq!(answer.body, "ok");
+    assert_eq!(backend.requests(), 1);
+}
+
+#[tokio::test]
+async fn an_http10_client_gets_no_1xx() {
+    let backend = Backend::start(EARLY_HINTS, false).await;
+    let proxy = proxy(&backend, "").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client
+        .send(b"GET /old HTTP/1.0\r\nHost: frob.example.com\r\n\r\n")
+        .await;
+    let answer = client.reply().await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
+    assert_eq!(answer.header("link"), None);
+    assert_eq!(backend.requests(), 1);
+}
