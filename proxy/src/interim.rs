@@ -245,11 +245,6 @@ impl ToClient {
         ToClient::default()
     }
 
-    /// Whether the client can take a `1xx`.
-    pub fn is_some(&self) -> bool {
-        self.outbox.is_some()
-    }
-
     /// Has the `1xx` answers to `request` (sent to an instance) forwarded to
     /// the client, except `100` and `101` (see the module's docs). Nothing
     /// is registered (and nothing allocated) when the client can take none.
@@ -397,7 +392,7 @@ mod tests {
     #[test]
     fn http1_requests_get_only_their_own_1xx_and_http10_none() {
         let outbox = Outbox::new(Protocol::Http1);
-        assert!(!outbox.for_request(http::Version::HTTP_10).is_some());
+        assert!(outbox.for_request(http::Version::HTTP_10).outbox.is_none());
         let first = outbox.for_request(http::Version::HTTP_11);
         let headers = HeaderMap::new();
         first
@@ -426,6 +421,6 @@ mod tests {
         outbox.opened(3);
         assert_eq!(outbox.for_request(http::Version::HTTP_2).id, 1);
         assert_eq!(outbox.for_request(http::Version::HTTP_2).id, 3);
-        assert!(!outbox.for_request(http::Version::HTTP_2).is_some());
+        assert!(outbox.for_request(http::Version::HTTP_2).outbox.is_none());
     }
 }
