@@ -47,11 +47,11 @@ use crate::headers::HopByHop;
 const MAX_H2_FRAME: usize = 16_384;
 
 /// The HTTP/2 frame type `HEADERS`.
-pub const H2_HEADERS: u8 = 0x1;
+const H2_HEADERS: u8 = 0x1;
 
 /// The HTTP/2 `HEADERS` flag `END_HEADERS`: the block is whole in this
 /// frame.
-pub const H2_END_HEADERS: u8 = 0x4;
+const H2_END_HEADERS: u8 = 0x4;
 
 /// At most this many HTTP/2 streams are kept waiting for their request
 /// (well above the 256 a client may have open): a client that opens

@@ -35,6 +35,8 @@
 //! - `resets`: closing the connection of a client that resets requests
 //!   faster than a client that means them.
 //! - `calm`: saying so in the `GOAWAY` (`ENHANCE_YOUR_CALM`).
+//! - `frames`: where a stream of HTTP/2 frames is, for the wrappers that
+//!   look at them.
 //! - `interim`: the instances' `1xx` written into the connection (SPEC
 //!   §13; see [`crate::interim`]).
 
@@ -59,6 +61,7 @@ use crate::interim::{Outbox, Protocol, ToClient};
 
 mod calm;
 mod connection;
+mod frames;
 mod h2_send_timeout;
 mod interim;
 mod protocol;

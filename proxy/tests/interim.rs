@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use support::raw::{read_head, Raw};
+use support::raw::{read_head, Raw, Reply};
 use support::WAIT;
 
 /// The `103` the backend sends.
@@ -120,25 +120,30 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: frob.example.com\r\n\r\n").into_bytes()
 }
 
+/// `GET path` on `client`: the `103` comes while `backend` holds the final
+/// response, which it then gets to send; that response.
+async fn get_hinted(client: &mut Raw, backend: &Backend, path: &str) -> Reply {
+    client.send(&get(path)).await;
+    let hints = client.reply().await.expect("the 103");
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+    backend.release();
+    let answer = client.reply().await.expect("the final response");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
+    // 103's fields are not the final response's.
+    assert_eq!(answer.header("link"), None);
+    answer
+}
+
 #[tokio::test]
 async fn an_http11_client_gets_the_103_before_the_final_response_exists() {
     let backend = Backend::start(EARLY_HINTS, true).await;
     let proxy = proxy(&backend, "").await;
     let mut client = Raw::connect(proxy.listen).await;
-    client.send(&get("/a")).await;
-    let hints = client.reply().await.expect("the 103");
-    assert_eq!(hints.status, 103);
-    assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
-    backend.release();
-    let answer = client.reply().await.expect("the 200");
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.body, "ok");
-    assert_eq!(answer.header("link"), None);
+    get_hinted(&mut client, &backend, "/a").await;
     // The connection goes on: the next request gets its own.
-    client.send(&get("/b")).await;
-    assert_eq!(client.reply().await.unwrap().status, 103);
-    backend.release();
-    assert_eq!(client.reply().await.unwrap().status, 200);
+    get_hinted(&mut client, &backend, "/b").await;
 }
 
 #[tokio::test]
@@ -186,12 +191,8 @@ async fn a_cache_hit_replays_no_1xx_nor_its_headers() {
     let backend = Backend::start(EARLY_HINTS, true).await;
     let proxy = proxy(&backend, "\n[services.frob.cache]\nenabled = true").await;
     let mut client = Raw::connect(proxy.listen).await;
-    client.send(&get("/cached")).await;
-    assert_eq!(client.reply().await.unwrap().status, 103);
-    backend.release();
-    let miss = client.reply().await.unwrap();
-    assert_eq!(miss.status, 200);
-    assert_eq!(miss.header("link"), None);
+    let miss = get_hinted(&mut client, &backend, "/cached").await;
+    assert_eq!(miss.header("x-cache"), Some("MISS"));
     client.send(&get("/cached")).await;
     let hit = client.reply().await.unwrap();
     assert_eq!(hit.status, 200, "the hit's first response is the final one");
@@ -233,4 +234,26 @@ async fn an_http10_client_gets_no_1xx() {
     assert_eq!(answer.body, "ok");
     assert_eq!(answer.header("link"), None);
     assert_eq!(backend.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_1xx_right_before_the_final_response_comes_first_without_hop_by_hop_fields() {
+    let backend = Backend::start(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: x-hint\r\n\
+          X-Hint: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
+        false,
+    )
+    .await;
+    let proxy = proxy(&backend, "").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client.send(&get("/now")).await;
+    let hints = client.reply().await.unwrap();
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+    for hop_by_hop in ["connection", "x-hint", "keep-alive"] {
+        assert_eq!(hints.header(hop_by_hop), None, "{hop_by_hop}");
+    }
+    let answer = client.reply().await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
 }

@@ -35,15 +35,11 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::interim::{Outbox, Protocol, Taken, H2_END_HEADERS, H2_HEADERS};
+use super::frames::{Frames, Header, Seen, HEADERS};
+use crate::interim::{Outbox, Protocol, Taken};
 
-/// The length of an HTTP/2 frame header (RFC 9113 §4.1).
-const FRAME_HEADER: usize = 9;
-
-/// The HTTP/2 frame types a header block or a stream's end depends on.
+/// The HTTP/2 frame type that ends a stream at once.
 const RST_STREAM: u8 = 0x3;
-const PUSH_PROMISE: u8 = 0x5;
-const CONTINUATION: u8 = 0x9;
 
 /// At most this many HTTP/2 streams are followed as waiting for their
 /// final response (well above the 256 a client may have open).
@@ -81,59 +77,6 @@ struct H2 {
     taken: Taken,
 }
 
-/// Where a byte stream of HTTP/2 frames is.
-#[derive(Default)]
-struct Frames {
-    header: [u8; FRAME_HEADER],
-    /// How much of `header` is in; `FRAME_HEADER` while in the payload.
-    header_len: usize,
-    /// Payload bytes left of the current frame.
-    left: usize,
-    /// Inside a header block that a `CONTINUATION` is still to end.
-    in_block: bool,
-}
-
-// === impl Frames ===
-
-impl Frames {
-    /// Follows `bytes`, the next of the stream, calling `seen` with the
-    /// type, and stream of each frame whose header they complete.
-    fn walk(&mut self, mut bytes: &[u8], mut seen: impl FnMut(u8, u32)) {
-        while !bytes.is_empty() {
-            if self.header_len < FRAME_HEADER {
-                let take = (FRAME_HEADER - self.header_len).min(bytes.len());
-                self.header[self.header_len..self.header_len + take]
-                    .copy_from_slice(&bytes[..take]);
-                self.header_len += take;
-                bytes = &bytes[take..];
-                if self.header_len == FRAME_HEADER {
-                    let [l0, l1, l2, kind, flags, s0, s1, s2, s3] = self.header;
-                    self.left = u32::from_be_bytes([0, l0, l1, l2]) as usize;
-                    if matches!(kind, H2_HEADERS | PUSH_PROMISE | CONTINUATION) {
-                        self.in_block = flags & H2_END_HEADERS == 0;
-                    }
-                    seen(kind, u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff);
-                    if self.left == 0 {
-                        self.header_len = 0;
-                    }
-                }
-            } else {
-                let take = self.left.min(bytes.len());
-                self.left -= take;
-                bytes = &bytes[take..];
-                if self.left == 0 {
-                    self.header_len = 0;
-                }
-            }
-        }
-    }
-
-    /// Whether a frame of another header block may come next.
-    fn at_boundary(&self) -> bool {
-        self.header_len == 0 && !self.in_block
-    }
-}
-
 // === impl H2 ===
 
 impl H2 {
@@ -145,8 +88,11 @@ impl H2 {
             awaiting,
             ..
         } = self;
-        read.walk(bytes, |kind, stream| match kind {
-            H2_HEADERS if stream > *last_opened => {
+        read.walk(bytes, |seen| match seen {
+            Seen::Header(Header {
+                kind: HEADERS,
+                stream,
+            }) if stream > *last_opened => {
                 *last_opened = stream;
                 outbox.opened(stream);
                 if awaiting.len() == MAX_AWAITING {
@@ -154,7 +100,10 @@ impl H2 {
                 }
                 awaiting.push(stream);
             }
-            RST_STREAM => awaiting.retain(|&open| open != stream),
+            Seen::Header(Header {
+                kind: RST_STREAM,
+                stream,
+            }) => awaiting.retain(|&open| open != stream),
             _ => {}
         });
     }
@@ -164,9 +113,11 @@ impl H2 {
         let H2 {
             written, awaiting, ..
         } = self;
-        written.walk(bytes, |kind, stream| {
-            if kind == H2_HEADERS || kind == RST_STREAM {
-                awaiting.retain(|&open| open != stream);
+        written.walk(bytes, |seen| {
+            if let Seen::Header(Header { kind, stream }) = seen {
+                if kind == HEADERS || kind == RST_STREAM {
+                    awaiting.retain(|&open| open != stream);
+                }
             }
         });
     }
@@ -362,32 +313,12 @@ mod tests {
 
     use super::*;
     use crate::interim::encode_h2;
+    use crate::server::frames::END_HEADERS;
 
     /// A frame of `kind` with `flags` on `stream`, `length` bytes of
     /// payload.
     fn frame(kind: u8, flags: u8, stream: u32, length: usize) -> Vec<u8> {
-        let [_, l0, l1, l2] = u32::try_from(length).unwrap().to_be_bytes();
-        let mut frame = vec![l0, l1, l2, kind, flags];
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend(std::iter::repeat_n(0xaa, length));
-        frame
-    }
-
-    /// Where `walk` says frames start in `stream` written `piece` bytes at
-    /// a time, and whether each byte offset is a boundary.
-    fn boundaries(stream: &[u8], piece: usize) -> (Vec<(u8, u32)>, Vec<usize>) {
-        let mut frames = Frames::default();
-        let mut seen = Vec::new();
-        let mut at = Vec::new();
-        let mut offset = 0;
-        for chunk in stream.chunks(piece) {
-            frames.walk(chunk, |kind, id| seen.push((kind, id)));
-            offset += chunk.len();
-            if frames.at_boundary() {
-                at.push(offset);
-            }
-        }
-        (seen, at)
+        crate::server::frames::tests::frame(kind, flags, stream, &vec![0xaa; length])
     }
 
     #[test]
@@ -400,51 +331,20 @@ mod tests {
     }
 
     #[test]
-    fn a_header_block_with_continuations_is_no_boundary_until_it_ends() {
-        // DATA, HEADERS without END_HEADERS, two CONTINUATIONs (the
-        // second ends it), an empty SETTINGS.
-        let mut stream = frame(0x0, 0, 1, 20);
-        let after_data = stream.len();
-        stream.extend(frame(H2_HEADERS, 0, 3, 10));
-        stream.extend(frame(CONTINUATION, 0, 3, 5));
-        stream.extend(frame(CONTINUATION, H2_END_HEADERS, 3, 5));
-        let after_block = stream.len();
-        stream.extend(frame(0x4, 0, 0, 0));
-        for piece in 1..=stream.len() {
-            let (seen, at) = boundaries(&stream, piece);
-            assert_eq!(
-                seen,
-                [
-                    (0x0, 1),
-                    (H2_HEADERS, 3),
-                    (CONTINUATION, 3),
-                    (CONTINUATION, 3),
-                    (0x4, 0)
-                ]
-            );
-            let expected: Vec<usize> = [after_data, after_block, stream.len()]
-                .into_iter()
-                .filter(|end| end % piece == 0 || *end == stream.len())
-                .collect();
-            assert_eq!(at, expected, "written {piece} at a time");
-        }
-    }
-
-    #[test]
     fn only_streams_still_waiting_for_their_answer_get_a_1xx() {
         let outbox = Outbox::new(Protocol::Http2);
         let mut h2 = H2::default();
         // The client opens 1 and 3, sends trailers on 1 (not an opening),
         // and resets 5 after opening it.
-        let mut read = frame(H2_HEADERS, H2_END_HEADERS, 1, 3);
-        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 3, 3));
-        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 1, 3));
-        read.extend(frame(H2_HEADERS, H2_END_HEADERS, 5, 3));
+        let mut read = frame(HEADERS, END_HEADERS, 1, 3);
+        read.extend(frame(HEADERS, END_HEADERS, 3, 3));
+        read.extend(frame(HEADERS, END_HEADERS, 1, 3));
+        read.extend(frame(HEADERS, END_HEADERS, 5, 3));
         read.extend(frame(RST_STREAM, 0, 5, 4));
         h2.read(&read, &outbox);
         assert_eq!(h2.awaiting, [1, 3]);
         // Stream 1 is answered.
-        h2.wrote(&frame(H2_HEADERS, H2_END_HEADERS, 1, 3));
+        h2.wrote(&frame(HEADERS, END_HEADERS, 1, 3));
         assert_eq!(h2.awaiting, [3]);
         for stream in [1, 3, 5] {
             outbox.push(stream, StatusCode::EARLY_HINTS, &HeaderMap::new());
