@@ -209,8 +209,9 @@ impl Builders {
 
 /// Starts the client and admin accept loops: each listener with the
 /// handler that answers its requests (given the request, the client's
-/// address and the way for the `1xx` of its instance to the client). The server knows sockets, protocols, limits and drain; what a
-/// request means is the handlers'. The connection settings (timeouts,
+/// address, and the way for its instance's `1xx` to the client). The
+/// server knows sockets, protocols, limits and drain; what a request
+/// means is the handlers'. The connection settings (timeouts,
 /// limits) are those of `server`; with `tls`, the client listener is
 /// HTTPS.
 pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
