@@ -25,6 +25,11 @@
 //!   hyper's HTTP/2 client does not report them.
 //! - a `1xx` whose HTTP/2 header block would not fit one frame of the
 //!   default size (16384 bytes): dropped, logged at debug.
+//! - a `1xx` of a replica write (`writes = "all"`: the replicas' answers
+//!   race, one is returned), of a read sent further after a `404`
+//!   (`read_fallback_404`, the replaced ring of a transition), or of an
+//!   upgrade request: only the attempts of a request's walk down its
+//!   preference list report them.
 //!
 //! The cache never stores a `1xx`: they go past it, to the client whose
 //! request made the fetch, and a hit replays none.

@@ -12,7 +12,7 @@ pub(super) const HEADER: usize = 9;
 pub(super) const HEADERS: u8 = 0x1;
 
 /// The frame type `PUSH_PROMISE`, which starts a header block too.
-const PUSH_PROMISE: u8 = 0x5;
+pub(super) const PUSH_PROMISE: u8 = 0x5;
 
 /// The frame type `CONTINUATION`, which goes on with a header block.
 const CONTINUATION: u8 = 0x9;
@@ -24,6 +24,7 @@ pub(super) const END_HEADERS: u8 = 0x4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Header {
     pub kind: u8,
+    pub flags: u8,
     pub stream: u32,
 }
 
@@ -81,7 +82,11 @@ impl Frames {
                         self.in_block = flags & END_HEADERS == 0;
                     }
                     let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
-                    seen(Seen::Header(Header { kind, stream }));
+                    seen(Seen::Header(Header {
+                        kind,
+                        flags,
+                        stream,
+                    }));
                     self.next_if_done();
                 }
                 continue;

@@ -10,12 +10,14 @@
 //! response's head: from then on the request takes no `1xx`.
 //!
 //! HTTP/2: between frames, never inside a header block (a `HEADERS`
-//! without `END_HEADERS` and its `CONTINUATION`s). The frames the client
-//! sends are followed too: a `HEADERS` on a stream higher than any before
-//! opens a request, and the requests, which hyper starts in the order h2
-//! accepts their streams (the order they opened), take the streams in that
-//! order ([`Outbox::opened`]). A stream takes `1xx` until the server's
-//! `HEADERS` (the final response: hyper sends no other) or a
+//! without `END_HEADERS` and its `CONTINUATION`s), and never before the
+//! header block of h2's that owes the client an HPACK table size update
+//! (after a client lowered `SETTINGS_HEADER_TABLE_SIZE`). The frames the
+//! client sends are followed too: a `HEADERS` on a stream higher than any
+//! before opens a request, and the requests, which hyper starts in the
+//! order h2 accepts their streams (the order they opened), take the
+//! streams in that order ([`Outbox::opened`]). A stream takes `1xx` until
+//! the server's `HEADERS` (the final response: hyper sends no other) or a
 //! `RST_STREAM` either way.
 //!
 //! One case mismatches: a client that opens streams h2 refuses without
@@ -35,11 +37,22 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frames::{Frames, Header, Seen, HEADERS};
+use super::frames::{Frames, Header, Seen, HEADERS, PUSH_PROMISE};
 use crate::interim::{Outbox, Protocol, Taken};
 
 /// The HTTP/2 frame type that ends a stream at once.
 const RST_STREAM: u8 = 0x3;
+
+/// The HTTP/2 frame type `SETTINGS`, and its flag `ACK`.
+const SETTINGS: u8 = 0x4;
+const ACK: u8 = 0x1;
+
+/// The identifier of `SETTINGS_HEADER_TABLE_SIZE`.
+const HEADER_TABLE_SIZE: u16 = 0x1;
+
+/// The HPACK table size h2 encodes with at most (the protocol's initial
+/// size): a client's setting below it makes h2 send a size update.
+const HPACK_TABLE: u32 = 4096;
 
 /// At most this many HTTP/2 streams are followed as waiting for their
 /// final response (well above the 256 a client may have open).
@@ -72,9 +85,67 @@ struct H2 {
     last_opened: u32,
     /// The streams opened and not yet answered (nor reset).
     awaiting: Vec<u32>,
+    /// The client's `SETTINGS` that lower the HPACK table size.
+    table: TableSize,
     /// What was last taken from the outbox, before its frames of streams
     /// already answered are dropped.
     taken: Taken,
+}
+
+/// Whether a header block of h2's is owed first: once h2 acknowledges a
+/// client's `SETTINGS` that lowers `SETTINGS_HEADER_TABLE_SIZE`, its next
+/// header block starts with the table size update the client's decoder
+/// then requires (RFC 7541 §4.2), so no `1xx` goes before it.
+#[derive(Default)]
+struct TableSize {
+    /// The client's `SETTINGS` frames read (not their `ACK`s).
+    read: u32,
+    /// The number of the last that lowered the table size.
+    lowered: u32,
+    /// The `SETTINGS` acknowledged by h2, in order.
+    acked: u32,
+    /// h2's next header block must come first.
+    owed: bool,
+    /// The identifier of the setting being read (its first byte, then
+    /// both), and its value so far.
+    id: u16,
+    value: u32,
+}
+
+// === impl TableSize ===
+
+impl TableSize {
+    /// Follows a piece of a client's `SETTINGS` payload, `offset` into it.
+    fn read_payload(&mut self, offset: u32, piece: &[u8]) {
+        for (index, &byte) in piece.iter().enumerate() {
+            // Within a frame's payload, whose length is a u32.
+            match (offset + index as u32) % 6 {
+                0 => self.id = u16::from(byte),
+                1 => self.id = self.id << 8 | u16::from(byte),
+                2 => self.value = u32::from(byte),
+                position => {
+                    self.value = self.value << 8 | u32::from(byte);
+                    if position == 5 && self.id == HEADER_TABLE_SIZE && self.value < HPACK_TABLE {
+                        self.lowered = self.read;
+                    }
+                }
+            }
+        }
+    }
+
+    /// h2 wrote a frame of `kind` with `flags`.
+    fn wrote(&mut self, kind: u8, flags: u8) {
+        match kind {
+            SETTINGS if flags & ACK != 0 => {
+                self.acked += 1;
+                // The ones acknowledged so far may include one that lowered
+                // it.
+                self.owed |= self.acked <= self.lowered;
+            }
+            HEADERS | PUSH_PROMISE => self.owed = false,
+            _ => {}
+        }
+    }
 }
 
 // === impl H2 ===
@@ -86,12 +157,14 @@ impl H2 {
             read,
             last_opened,
             awaiting,
+            table,
             ..
         } = self;
         read.walk(bytes, |seen| match seen {
             Seen::Header(Header {
                 kind: HEADERS,
                 stream,
+                ..
             }) if stream > *last_opened => {
                 *last_opened = stream;
                 outbox.opened(stream);
@@ -103,7 +176,19 @@ impl H2 {
             Seen::Header(Header {
                 kind: RST_STREAM,
                 stream,
+                ..
             }) => awaiting.retain(|&open| open != stream),
+            Seen::Header(Header {
+                kind: SETTINGS,
+                flags,
+                ..
+            }) if flags & ACK == 0 => table.read += 1,
+            Seen::Payload {
+                kind: SETTINGS,
+                offset,
+                piece,
+                ..
+            } => table.read_payload(offset, piece),
             _ => {}
         });
     }
@@ -111,15 +196,30 @@ impl H2 {
     /// Follows `bytes` hyper wrote.
     fn wrote(&mut self, bytes: &[u8]) {
         let H2 {
-            written, awaiting, ..
+            written,
+            awaiting,
+            table,
+            ..
         } = self;
         written.walk(bytes, |seen| {
-            if let Seen::Header(Header { kind, stream }) = seen {
+            if let Seen::Header(Header {
+                kind,
+                flags,
+                stream,
+            }) = seen
+            {
                 if kind == HEADERS || kind == RST_STREAM {
                     awaiting.retain(|&open| open != stream);
                 }
+                table.wrote(kind, flags);
             }
         });
+    }
+
+    /// Whether a `1xx` may be written now: between frames, outside a
+    /// header block, and no table size update owed first.
+    fn may_write(&self) -> bool {
+        self.written.at_boundary() && !self.table.owed
     }
 
     /// Takes what waits in `outbox` into `out`: the frames of streams still
@@ -196,7 +296,7 @@ impl<S> Interim<S> {
                 }
             }
             Some(h2) => {
-                if self.outbox.is_pending() && h2.written.at_boundary() {
+                if self.outbox.is_pending() && h2.may_write() {
                     h2.take(&self.outbox, &mut self.out);
                 }
             }
@@ -359,5 +459,39 @@ mod tests {
         let mut out = Vec::new();
         h2.take(&outbox, &mut out);
         assert_eq!(out, expected);
+    }
+
+    /// A client's `SETTINGS` with `HEADER_TABLE_SIZE` = `size`.
+    fn table_size(size: u32) -> Vec<u8> {
+        let mut payload = HEADER_TABLE_SIZE.to_be_bytes().to_vec();
+        payload.extend_from_slice(&size.to_be_bytes());
+        // Another setting first: the offsets of the second are followed.
+        let mut settings = vec![0, 0x3, 0, 0, 0, 100];
+        settings.extend(payload);
+        crate::server::frames::tests::frame(SETTINGS, 0, 0, &settings)
+    }
+
+    #[test]
+    fn a_lowered_table_size_holds_1xx_until_h2s_next_header_block() {
+        let outbox = Outbox::new(Protocol::Http2);
+        let mut h2 = H2::default();
+        let ack = frame(SETTINGS, ACK, 0, 0);
+        // Raised (as browsers do): h2 owes no size update.
+        for piece in table_size(65_536).chunks(5) {
+            h2.read(piece, &outbox);
+        }
+        h2.wrote(&ack);
+        assert!(h2.may_write());
+        // Lowered: from h2's `ACK` to its next header block, none.
+        for piece in table_size(0).chunks(5) {
+            h2.read(piece, &outbox);
+        }
+        assert!(h2.may_write(), "not acknowledged yet");
+        h2.wrote(&ack);
+        assert!(!h2.may_write());
+        h2.wrote(&frame(0x0, 0, 1, 10));
+        assert!(!h2.may_write());
+        h2.wrote(&frame(HEADERS, END_HEADERS, 1, 3));
+        assert!(h2.may_write());
     }
 }
