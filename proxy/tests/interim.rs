@@ -5,11 +5,12 @@
 //! the `1xx` before the final response even exists.
 //!
 //! Also: HTTP/2 clients get them as `HEADERS` frames (read with the `h2`
-//! client's `poll_informational`); a cached service's hit replays none
-//! (as the cache-tests suite's `interim-not-cached` and
-//! `interim-no-header-reuse`); an instance's `100 Continue` is never a
-//! second one for a client that sent `Expect: 100-continue`; an HTTP/1.0
-//! client gets none.
+//! client's `poll_informational`, and by curl, whose nghttp2 is a strict
+//! HPACK decoder); hop-by-hop fields are removed from them; a cached
+//! service's hit replays none (as the cache-tests suite's
+//! `interim-not-cached` and `interim-no-header-reuse`); an instance's
+//! `100 Continue` is never a second one for a client that sent `Expect:
+//! 100-continue`; an HTTP/1.0 client gets none.
 
 #![cfg(test)]
 
@@ -256,4 +257,47 @@ async fn a_1xx_right_before_the_final_response_comes_first_without_hop_by_hop_fi
     let answer = client.reply().await.unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "ok");
+}
+
+/// `curl -v` (its HTTP/2 is nghttp2's, a strict HPACK decoder) fetching
+/// `/c` through `proxy` with `args`: the status lines and `Link` fields it
+/// shows, in order, in lower case.
+///
+/// One request per connection: curl 7.88's second request on a reused
+/// HTTP/2 prior-knowledge connection fails ("Error in the HTTP2 framing
+/// layer") with or without a `1xx`, and without this proxy's `1xx` IO
+/// wrapper too; two requests on one connection are the `h2` client's test.
+async fn curl_shown(proxy: &Running, args: &[&str]) -> Vec<String> {
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["-sS", "-v", "--max-time", "10", "-o", "/dev/null"])
+        .args(args)
+        .arg(format!("http://{}/c", proxy.listen));
+    let output = tokio::task::spawn_blocking(move || command.output().expect("curl runs"))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("< "))
+        .map(|line| line.trim_end().to_ascii_lowercase())
+        .filter(|line| line.starts_with("http/") || line.starts_with("link:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn curl_sees_the_103_first_over_http11_and_h2() {
+    let backend = Backend::start(EARLY_HINTS, false).await;
+    let proxy = proxy(&backend, "").await;
+    let link = "link: </s.css>; rel=preload";
+    assert_eq!(
+        curl_shown(&proxy, &["--http1.1"]).await,
+        ["http/1.1 103 early hints", link, "http/1.1 200 ok"]
+    );
+    // HTTP/2 has no reason phrases.
+    assert_eq!(
+        curl_shown(&proxy, &["--http2-prior-knowledge"]).await,
+        ["http/2 103", link, "http/2 200"]
+    );
 }
