@@ -6,11 +6,11 @@
 //!
 //! Also: HTTP/2 clients get them as `HEADERS` frames (read with the `h2`
 //! client's `poll_informational`, and by curl, whose nghttp2 is a strict
-//! HPACK decoder); hop-by-hop fields are removed from them; a cached
-//! service's hit replays none (as the cache-tests suite's
-//! `interim-not-cached` and `interim-no-header-reuse`); an instance's
-//! `100 Continue` is never a second one for a client that sent `Expect:
-//! 100-continue`; an HTTP/1.0 client gets none.
+//! HPACK decoder, also over HTTPS with ALPN `h2`); hop-by-hop fields are
+//! removed from them; a cached service's hit replays none (as the
+//! cache-tests suite's `interim-not-cached` and `interim-no-header-reuse`);
+//! an instance's `100 Continue` is never a second one for a client that
+//! sent `Expect: 100-continue`; an HTTP/1.0 client gets none.
 
 #![cfg(test)]
 
@@ -26,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use support::pki::Pki;
 use support::raw::{read_head, Raw, Reply};
 use support::WAIT;
 
@@ -260,19 +261,19 @@ async fn a_1xx_right_before_the_final_response_comes_first_without_hop_by_hop_fi
 }
 
 /// `curl -v` (its HTTP/2 is nghttp2's, a strict HPACK decoder) fetching
-/// `/c` through `proxy` with `args`: the status lines and `Link` fields it
-/// shows, in order, in lower case.
+/// `url` with `args`: the status lines and `Link` fields it shows, in
+/// order, in lower case.
 ///
 /// One request per connection: curl 7.88's second request on a reused
 /// HTTP/2 prior-knowledge connection fails ("Error in the HTTP2 framing
 /// layer") with or without a `1xx`, and without this proxy's `1xx` IO
 /// wrapper too; two requests on one connection are the `h2` client's test.
-async fn curl_shown(proxy: &Running, args: &[&str]) -> Vec<String> {
+async fn curl_shown(url: String, args: &[&str]) -> Vec<String> {
     let mut command = std::process::Command::new("curl");
     command
         .args(["-sS", "-v", "--max-time", "10", "-o", "/dev/null"])
         .args(args)
-        .arg(format!("http://{}/c", proxy.listen));
+        .arg(url);
     let output = tokio::task::spawn_blocking(move || command.output().expect("curl runs"))
         .await
         .unwrap();
@@ -286,18 +287,57 @@ async fn curl_shown(proxy: &Running, args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// What curl shows of a `103` then a `200` over `version`.
+fn hinted(version: &str) -> Vec<String> {
+    // HTTP/2 has no reason phrases.
+    let (hints, ok) = match version {
+        "http/2" => ("103", "200"),
+        _ => ("103 early hints", "200 ok"),
+    };
+    vec![
+        format!("{version} {hints}"),
+        "link: </s.css>; rel=preload".to_owned(),
+        format!("{version} {ok}"),
+    ]
+}
+
 #[tokio::test]
-async fn curl_sees_the_103_first_over_http11_and_h2() {
+async fn curl_sees_the_103_first_over_http11_and_h2c() {
     let backend = Backend::start(EARLY_HINTS, false).await;
     let proxy = proxy(&backend, "").await;
-    let link = "link: </s.css>; rel=preload";
+    let url = || format!("http://{}/c", proxy.listen);
+    assert_eq!(curl_shown(url(), &["--http1.1"]).await, hinted("http/1.1"));
     assert_eq!(
-        curl_shown(&proxy, &["--http1.1"]).await,
-        ["http/1.1 103 early hints", link, "http/1.1 200 ok"]
+        curl_shown(url(), &["--http2-prior-knowledge"]).await,
+        hinted("http/2")
     );
-    // HTTP/2 has no reason phrases.
-    assert_eq!(
-        curl_shown(&proxy, &["--http2-prior-knowledge"]).await,
-        ["http/2 103", link, "http/2 200"]
+}
+
+#[tokio::test]
+async fn curl_sees_the_103_first_over_https_with_either_alpn() {
+    let pki = Pki::new("interim");
+    let server = pki.server("interim-tls", 1);
+    let backend = Backend::start(EARLY_HINTS, false).await;
+    let instance = format!(
+        "    {{ host = \"raw.example.com\", addr = \"{}\", tokens = [\"40\"] }},",
+        backend.addr
     );
+    let config = support::static_config(
+        &[instance],
+        "slaves = 0",
+        &format!(
+            "[[routes]]\nservice = \"frob\"\n\n[server.tls]\ncert = {:?}\nkey = {:?}\n",
+            server.cert.display().to_string(),
+            server.key.display().to_string()
+        ),
+    );
+    let proxy = support::start_proxy(&config, "interim-tls.toml").await;
+    let port = proxy.listen.port();
+    let ca = pki.ca().display().to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = || format!("https://localhost:{port}/c");
+    for (alpn, version) in [("--http1.1", "http/1.1"), ("--http2", "http/2")] {
+        let args = ["--cacert", &ca, "--resolve", &resolve, alpn];
+        assert_eq!(curl_shown(url(), &args).await, hinted(version), "{alpn}");
+    }
 }
