@@ -17,6 +17,11 @@
 //!    every instance fails, a stale object within grace /
 //!    `stale-if-error` is served instead of the error.
 //!
+//! An instance's `1xx` (`103 Early Hints`) are never stored: they go past
+//! the cache to the client whose request made the fetch (its exchange
+//! carries the way, [`crate::interim`]); the waiters, and every hit, get
+//! the final response only.
+//!
 //! # Layout
 //!
 //! - [`policy`]: RFC 9111's rules, pure functions.

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
 use crate::body::Body;
+use crate::config::UpstreamProtocol;
 use crate::discovery::RingState;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
 use crate::headers;
@@ -327,8 +328,17 @@ impl Walk<'_> {
         // may still need them.
         let take_headers =
             last && self.old_ring.is_none() && (self.stale_retried || !self.replay_safe);
+        let mut request = upstream_request(self.parts, endpoint, self.path, body, take_headers);
+        // SPEC §13: the instance's `1xx` go on to the client. (Not on the
+        // rarer ways below: replica writes, whose answers race, and the
+        // reads a `404` sends further; nor from HTTP/2 instances, whose
+        // `1xx` hyper's client does not report: registering costs
+        // allocations.)
+        if self.upstream.config.upstream_protocol == UpstreamProtocol::Http1 {
+            exchange.interim.forward_from(&mut request);
+        }
         Ok(NextAttempt {
-            request: upstream_request(self.parts, endpoint, self.path, body, take_headers),
+            request,
             try_timeout,
             cut_by_deadline: try_timeout == remaining,
         })

@@ -21,6 +21,8 @@
 //! - [`body`]: the body type every layer passes along.
 //! - [`stall`]: the timer of every "nothing for this long" limit.
 //! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`interim`]: the instances' `1xx` on their way to the client, between
+//!   what hyper writes.
 //! - [`request_id`]: the id that ties a request's log lines together.
 //! - [`tls`]: the client-facing TLS settings, read from PEM files.
 //! - [`dns_server`]: an in-process authoritative DNS server for the demo and
@@ -88,6 +90,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod inbound;
+pub mod interim;
 pub mod key;
 pub mod limits;
 pub mod load;

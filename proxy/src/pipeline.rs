@@ -26,6 +26,7 @@ use crate::cache::{self, Cache};
 use crate::error::{self, ProxyError};
 use crate::forward::{self, Exchange, Upstream};
 use crate::inbound;
+use crate::interim::ToClient;
 use crate::metrics::CacheOutcome;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::route::{self, Matched};
@@ -33,11 +34,13 @@ use crate::route::{self, Matched};
 /// Serves one client request with the state `app`. Never fails: every
 /// error becomes a response that says what went wrong. Every answer
 /// carries the request's id; the access log, when on, gets its line once
-/// the answer is sent.
+/// the answer is sent. The `1xx` of the instance that answers go to the
+/// client by `interim`.
 pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
     client: SocketAddr,
+    interim: ToClient,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -46,7 +49,7 @@ pub async fn handle(
         .access_log
         .as_ref()
         .map(|log| (Arc::clone(log), Asked::of(&parts, client)));
-    let mut exchange = Exchange::new(asked.is_some());
+    let mut exchange = Exchange::new(asked.is_some(), interim);
     let mut response = serve(&app, parts, body, client, &id, &mut exchange, started).await;
     // The proxy's own errors get their body here, where the id is known.
     let error = error::write_error_body(&mut response, &id, app.config.server.error_detail);

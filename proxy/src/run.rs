@@ -183,12 +183,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let servers = server::spawn(
         &settings,
         tls.clone(),
-        (listener, move |request: Request<Incoming>, client| {
-            pipeline::handle(proxy_state.load_full(), request, client)
-        }),
+        (
+            listener,
+            move |request: Request<Incoming>, client, interim| {
+                pipeline::handle(proxy_state.load_full(), request, client, interim)
+            },
+        ),
         (
             admin_listener,
-            move |request: Request<Incoming>, _client| {
+            // The admin API answers itself: no instance, no `1xx`.
+            move |request: Request<Incoming>, _client, _interim| {
                 let app = admin_state.load_full();
                 async move { admin::handle(&app, request, admin).await }
             },

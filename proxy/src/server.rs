@@ -35,6 +35,10 @@
 //! - `resets`: closing the connection of a client that resets requests
 //!   faster than a client that means them.
 //! - `calm`: saying so in the `GOAWAY` (`ENHANCE_YOUR_CALM`).
+//! - `frames`: where a stream of HTTP/2 frames is, for the wrappers that
+//!   look at them.
+//! - `interim`: the instances' `1xx` written into the connection (SPEC
+//!   §13; see [`crate::interim`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,10 +57,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::headers;
+use crate::interim::{Outbox, Protocol, ToClient};
 
 mod calm;
 mod connection;
+mod frames;
 mod h2_send_timeout;
+mod interim;
 mod protocol;
 mod proxy_protocol;
 mod resets;
@@ -66,6 +73,7 @@ mod woken;
 use calm::Calm;
 use connection::{Activity, Answer, Connections};
 use h2_send_timeout::{Sent, StreamExecutor};
+use interim::Interim;
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
 
@@ -200,9 +208,10 @@ impl Builders {
 }
 
 /// Starts the client and admin accept loops: each listener with the
-/// handler that answers its requests (given the request and the client's
-/// address). The server knows sockets, protocols, limits and drain; what a
-/// request means is the handlers'. The connection settings (timeouts,
+/// handler that answers its requests (given the request, the client's
+/// address, and the way for its instance's `1xx` to the client). The
+/// server knows sockets, protocols, limits and drain; what a request
+/// means is the handlers'. The connection settings (timeouts,
 /// limits) are those of `server`; with `tls`, the client listener is
 /// HTTPS.
 pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
@@ -212,12 +221,12 @@ pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
     (admin_listener, admin): (TcpListener, A),
 ) -> Handle
 where
-    P: Fn(Request<Incoming>, SocketAddr) -> PFut + Clone + Send + Sync + 'static,
+    P: Fn(Request<Incoming>, SocketAddr, ToClient) -> PFut + Clone + Send + Sync + 'static,
     PFut: Future<Output = Response<PBody>> + Send + 'static,
     PBody: http_body::Body + Send + 'static,
     PBody::Data: Send,
     PBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    A: Fn(Request<Incoming>, SocketAddr) -> AFut + Clone + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, SocketAddr, ToClient) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Response<ABody>> + Send + 'static,
     ABody: http_body::Body + Send + 'static,
     ABody::Data: Send,
@@ -315,16 +324,22 @@ macro_rules! serve {
         };
         let served = match sniffed {
             Ok(Sniffed::Http1(io)) => {
+                let outbox = Outbox::new(Protocol::Http1);
+                let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(io, $send);
-                let service = connection_service($respond, $peer, &$activity, |body| body);
+                let service =
+                    connection_service($respond, $peer, outbox, &$activity, |body| body);
                 // With upgrades (SPEC §10): a `101` hands the connection
                 // to the handler's relay, and this task ends.
                 let connection = $builders.http1.serve_connection(io, service).with_upgrades();
                 connection::serve(connection, $activity, $idle, $stopped).await
             }
             Ok(Sniffed::Http2(io)) => {
+                let outbox = Outbox::new(Protocol::Http2);
+                // Innermost: `Calm` follows hyper's frames only.
+                let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
-                let service = connection_service($respond, $peer, &$activity, Sent::new);
+                let service = connection_service($respond, $peer, outbox, &$activity, Sent::new);
                 let connection = $builders.http2.serve_connection(io, service);
                 connection::serve(connection, $activity, $idle, $stopped).await
             }
@@ -340,10 +355,12 @@ macro_rules! serve {
 }
 
 /// The service of one connection: `respond` to each request, its
-/// response body made by `body`, with the connection's `activity` kept.
+/// response body made by `body`, with the connection's `activity` kept and
+/// its `outbox` for the `1xx` of each request.
 fn connection_service<F, Fut, B, W>(
     respond: F,
     peer: SocketAddr,
+    outbox: Arc<Outbox>,
     activity: &Activity,
     body: fn(B) -> W,
 ) -> impl hyper::service::Service<
@@ -353,7 +370,7 @@ fn connection_service<F, Fut, B, W>(
     Future = Answer<Fut, B, W>,
 > + Clone
 where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     W: http_body::Body,
 {
@@ -365,7 +382,13 @@ where
         // handler's future is made either way, and only polled if not
         // refused.)
         let refused = activity.refusing();
-        Answer::new(respond(request, peer), activity.watch(), refused, body)
+        let interim = outbox.for_request(request.version());
+        Answer::new(
+            respond(request, peer, interim),
+            activity.watch(),
+            refused,
+            body,
+        )
     })
 }
 
@@ -401,7 +424,7 @@ async fn accept_loop<F, Fut, B>(
     listening: Listening,
     respond: F,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -506,7 +529,7 @@ async fn serve_tls<F, Fut, B>(
     activity: Activity,
     listening: Listening,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -528,9 +551,9 @@ async fn serve_tls<F, Fut, B>(
     // Marks each request so: its instance is told `X-Forwarded-Proto:
     // https`. Here rather than in every connection's service, which would
     // then carry a flag on plain connections too.
-    let respond = move |mut request: Request<Incoming>, client| {
+    let respond = move |mut request: Request<Incoming>, client, interim| {
         request.extensions_mut().insert(headers::Https);
-        respond(request, client)
+        respond(request, client, interim)
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.settings.load_full());
     let handshake = tokio::time::timeout(tls.within, acceptor.accept(stream));

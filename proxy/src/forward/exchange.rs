@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::attempt::Failed;
 
 use crate::error::AttemptFailure;
+use crate::interim::ToClient;
 use crate::metrics::CacheOutcome;
 use crate::pool::ResponseBody;
 
@@ -33,6 +34,9 @@ pub struct Exchange {
     pub service: Option<String>,
     /// Each attempt, in order, when the access log wants them.
     pub tried: Vec<Tried>,
+    /// Where the `1xx` of the instances go: to the client (SPEC §13),
+    /// when its connection can take them.
+    pub interim: ToClient,
 }
 
 /// One attempt, as the access log shows it.
@@ -95,10 +99,12 @@ impl TriedOutcome {
 }
 
 impl Exchange {
-    /// A record of a request that the access log wants (`logged`) or not.
-    pub fn new(logged: bool) -> Exchange {
+    /// A record of a request that the access log wants (`logged`) or not,
+    /// whose `1xx` go to the client by `interim`.
+    pub fn new(logged: bool, interim: ToClient) -> Exchange {
         Exchange {
             logged,
+            interim,
             ..Exchange::default()
         }
     }

@@ -13,9 +13,7 @@ use std::task::{Context, Poll};
 use hyper::rt::{Read, ReadBufCursor, Write};
 
 use super::connection::Activity;
-
-/// The length of an HTTP/2 frame header (RFC 9113 §4.1).
-const HEADER: usize = 9;
+use super::frames::{Frames, Seen};
 
 /// The type of a `GOAWAY` frame.
 const GOAWAY: u8 = 0x7;
@@ -32,7 +30,7 @@ const ENHANCE_YOUR_CALM: u8 = 0x0b;
 pub(super) struct Calm<T> {
     io: T,
     activity: Activity,
-    frames: Frames,
+    frames: Goaways,
 }
 
 impl<T> Calm<T> {
@@ -40,86 +38,53 @@ impl<T> Calm<T> {
         Calm {
             io,
             activity,
-            frames: Frames::default(),
+            frames: Goaways::default(),
         }
     }
 }
 
-/// Where the bytes written so far end in the frame stream.
+/// Where the bytes written so far end in the frame stream, and in a
+/// `GOAWAY`'s error code.
 #[derive(Clone, Copy, Debug, Default)]
-struct Frames {
-    /// The current frame's header, while it is being written.
-    header: [u8; HEADER],
-    /// How much of `header` is written; `HEADER` once in the payload.
-    header_written: usize,
-    /// The current frame's payload length.
-    length: u32,
-    /// How much of the payload is written.
-    payload_written: u32,
-    /// Whether the current frame is a `GOAWAY`.
-    goaway: bool,
-    /// Whether the `GOAWAY`'s error code bytes so far were all zero.
+struct Goaways {
+    frames: Frames,
+    /// Whether the current `GOAWAY`'s error code bytes so far were all
+    /// zero.
     code_zero: bool,
 }
 
-impl Frames {
+impl Goaways {
     /// Follows `bytes`, written next, calling `no_error_end` with the index
     /// of the last byte of every `NO_ERROR` code of a `GOAWAY` in them.
     fn walk(&mut self, bytes: &[u8], mut no_error_end: impl FnMut(usize)) {
-        let mut at = 0;
-        while at < bytes.len() {
-            if self.header_written < HEADER {
-                self.header[self.header_written] = bytes[at];
-                self.header_written += 1;
-                at += 1;
-                if self.header_written == HEADER {
-                    let [l0, l1, l2, kind, ..] = self.header;
-                    self.length = u32::from_be_bytes([0, l0, l1, l2]);
-                    self.payload_written = 0;
-                    self.goaway = kind == GOAWAY;
-                    self.code_zero = true;
-                    self.next_if_done();
-                }
-                continue;
-            }
-            let left = (self.length - self.payload_written) as usize;
-            let take = left.min(bytes.len() - at);
-            if self.goaway {
-                for (index, &byte) in bytes[at..at + take].iter().enumerate() {
-                    let offset = self.payload_written + index as u32;
+        let code_zero = &mut self.code_zero;
+        self.frames.walk(bytes, |seen| match seen {
+            Seen::Header(_) => *code_zero = true,
+            Seen::Payload {
+                kind: GOAWAY,
+                offset,
+                piece,
+                at,
+            } => {
+                for (index, &byte) in piece.iter().enumerate() {
+                    // Within a frame's payload, whose length is a u32.
+                    let offset = offset + index as u32;
                     if !CODE.contains(&offset) {
                         continue;
                     }
-                    self.code_zero &= byte == 0;
-                    if offset == CODE.end - 1 && self.code_zero {
+                    *code_zero &= byte == 0;
+                    if offset == CODE.end - 1 && *code_zero {
                         no_error_end(at + index);
                     }
                 }
             }
-            // `take` is at most `left`, a u32.
-            self.payload_written += take as u32;
-            at += take;
-            self.next_if_done();
-        }
-    }
-
-    /// Starts the next frame's header once this frame's payload is written.
-    fn next_if_done(&mut self) {
-        if self.header_written == HEADER && self.payload_written == self.length {
-            self.header_written = 0;
-        }
+            Seen::Payload { .. } => {}
+        });
     }
 
     /// Follows the first `count` bytes of `bufs`, written next.
-    fn walk_vectored(&mut self, bufs: &[io::IoSlice<'_>], mut count: usize) {
-        for buf in bufs {
-            if count == 0 {
-                break;
-            }
-            let take = buf.len().min(count);
-            self.walk(&buf[..take], |_| {});
-            count -= take;
-        }
+    fn walk_vectored(&mut self, bufs: &[io::IoSlice<'_>], count: usize) {
+        self.frames.walk_vectored(bufs, count, |_| {});
     }
 }
 
@@ -205,13 +170,11 @@ impl<T: Write + Unpin> Write for Calm<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::frames::HEADER;
 
     /// A frame of `kind` with `payload`.
     fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-        let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
-        let mut frame = vec![length[1], length[2], length[3], kind, 0, 0, 0, 0, 0];
-        frame.extend_from_slice(payload);
-        frame
+        crate::server::frames::tests::frame(kind, 0, 0, payload)
     }
 
     /// A `GOAWAY` with last stream 5 and `code`.
@@ -224,7 +187,7 @@ mod tests {
 
     /// The indexes `walk` reports for `stream` written in pieces of `piece`.
     fn ends(stream: &[u8], piece: usize) -> Vec<usize> {
-        let mut frames = Frames::default();
+        let mut frames = Goaways::default();
         let mut found = Vec::new();
         for (number, chunk) in stream.chunks(piece).enumerate() {
             frames.walk(chunk, |end| found.push(number * piece + end));

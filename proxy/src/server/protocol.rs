@@ -79,6 +79,18 @@ pub(super) struct Rewind<S> {
     stream: TokioIo<S>,
 }
 
+impl<S> Rewind<S> {
+    /// The same connection, its stream wrapped by `wrap` (which sees only
+    /// the bytes after those already read).
+    pub(super) fn map<T>(self, wrap: impl FnOnce(S) -> T) -> Rewind<T> {
+        Rewind {
+            start: self.start,
+            unread: self.unread,
+            stream: TokioIo::new(wrap(self.stream.into_inner())),
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Read for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -150,12 +150,13 @@ impl Raw {
             })
             .collect();
         let status = response.code?;
-        // A `101` has no body: what follows is the new protocol's.
+        // A `1xx` has no body (after a `101`, what follows is the new
+        // protocol's).
         let length = headers
             .iter()
             .find(|(name, _)| name == "content-length")
             .and_then(|(_, value)| value.parse::<usize>().ok())
-            .or((status == 101).then_some(0));
+            .or((100..200).contains(&status).then_some(0));
         let end = match length {
             Some(length) if self.pending.len() >= head + length => head + length,
             Some(_) => return Some(None),
