@@ -14,9 +14,10 @@
 //! messages, between HTTP/2 frames.
 //!
 //! What is never forwarded:
-//! - `100 Continue`: hyper's server sends its own when the handler reads
-//!   the body of a request with `Expect: 100-continue`; the instance's
-//!   would make two.
+//! - `100 Continue` to a client that sent `Expect: 100-continue`: hyper's
+//!   server sends its own when the handler reads the body, and the
+//!   instance's would make two. A client that did not ask gets the
+//!   instance's, as any other `1xx`.
 //! - `101 Switching Protocols`: the upgrade path (SPEC §10) relays it as
 //!   the final response.
 //! - anything to an HTTP/1.0 client (RFC 9110 §15.2): its requests get
@@ -258,17 +259,23 @@ impl ToClient {
     }
 
     /// Has the `1xx` answers to `request` (sent to an instance) forwarded to
-    /// the client, except `100` and `101` (see the module's docs). Nothing
-    /// is registered (and nothing allocated) when the client can take none.
+    /// the client, except `101`, and `100` when the client asked for one
+    /// with `Expect: 100-continue` (see the module's docs). Nothing is
+    /// registered (and nothing allocated) when the client can take none.
     pub fn forward_from<B>(&self, request: &mut Request<B>) {
         let Some(outbox) = &self.outbox else {
             return;
         };
         let outbox = Arc::clone(outbox);
         let id = self.id;
+        let answered_here = request
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         hyper::ext::on_informational(request, move |response| {
             let status = response.status();
-            if status == StatusCode::CONTINUE || status == StatusCode::SWITCHING_PROTOCOLS {
+            let answered_here = answered_here && status == StatusCode::CONTINUE;
+            if answered_here || status == StatusCode::SWITCHING_PROTOCOLS {
                 return;
             }
             let mut headers = response.headers().clone();

@@ -10,7 +10,8 @@
 //! removed from them; a cached service's hit replays none (as the
 //! cache-tests suite's `interim-not-cached` and `interim-no-header-reuse`);
 //! an instance's `100 Continue` is never a second one for a client that
-//! sent `Expect: 100-continue`; an HTTP/1.0 client gets none.
+//! sent `Expect: 100-continue`, and reaches one that did not; an HTTP/1.0
+//! client gets none.
 
 #![cfg(test)]
 
@@ -221,6 +222,22 @@ async fn an_instances_100_is_not_a_second_one() {
     assert_eq!(answer.status, 200, "the next response is the final one");
     assert_eq!(answer.body, "ok");
     assert_eq!(backend.requests(), 1);
+}
+
+/// SPEC §13 forwards an instance's `100 Continue` like any `1xx` when the
+/// client did not ask for one.
+#[tokio::test]
+async fn an_instances_100_reaches_a_client_that_did_not_ask() {
+    let backend = Backend::start(b"HTTP/1.1 100 Continue\r\n\r\n", false).await;
+    let proxy = proxy(&backend, "").await;
+    let mut client = Raw::connect(proxy.listen).await;
+    client
+        .send(b"POST /upload HTTP/1.1\r\nHost: frob.example.com\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    assert_eq!(client.reply().await.unwrap().status, 100);
+    let answer = client.reply().await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
 }
 
 #[tokio::test]
