@@ -299,38 +299,45 @@ pub fn targeted_directives(headers: &HeaderMap, targeted: &[HeaderName]) -> Opti
 
 /// The directives of one targeted field, if it is present and valid.
 fn targeted_field(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> {
-    let mut joined = String::new();
-    for line in headers.get_all(name) {
-        if !joined.is_empty() {
-            joined.push_str(", ");
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    // One line, as usual, is parsed where it is; several are one value.
+    let joined;
+    let text = match lines.next() {
+        None => first.as_bytes(),
+        Some(second) => {
+            let mut all = first.as_bytes().to_vec();
+            for line in std::iter::once(second).chain(lines) {
+                all.extend_from_slice(b", ");
+                all.extend_from_slice(line.as_bytes());
+            }
+            joined = all;
+            &joined[..]
         }
-        joined.push_str(line.to_str().ok()?);
-    }
-    if joined.trim().is_empty() {
+    };
+    if text.trim_ascii().is_empty() {
         return None;
     }
-    let dictionary: Dictionary = Parser::new(&joined).parse().ok()?;
+    let dictionary: Dictionary = Parser::new(text).parse().ok()?;
     let mut directives = Directives::default();
     for (key, entry) in &dictionary {
-        let ListEntry::Item(item) = entry else {
-            // An inner list is no value of any directive acted on here.
-            if is_acted_on(key.as_str()) {
-                return None;
-            }
-            continue;
+        // An inner list is no value of any directive acted on here.
+        let value = match entry {
+            ListEntry::Item(item) => Some(&item.bare_item),
+            ListEntry::InnerList(_) => None,
         };
-        let seconds = || match &item.bare_item {
-            BareItem::Integer(value) => u64::try_from(i64::from(*value))
+        let seconds = || match value {
+            Some(BareItem::Integer(value)) => u64::try_from(i64::from(*value))
                 .ok()
                 .map(|seconds| seconds.min(DELTA_SECONDS_CAP)),
             _ => None,
         };
-        let flag = || match &item.bare_item {
-            BareItem::Boolean(set) => Some(*set),
+        let flag = || match value {
+            Some(BareItem::Boolean(set)) => Some(*set),
             _ => None,
         };
-        let flag_or_names = || match &item.bare_item {
-            BareItem::String(_) => Some(true),
+        let flag_or_names = || match value {
+            Some(BareItem::String(_)) => Some(true),
             _ => flag(),
         };
         match key.as_str() {
@@ -351,24 +358,6 @@ fn targeted_field(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> 
         }
     }
     Some(directives)
-}
-
-/// Whether this cache acts on directive `name` in a targeted field.
-fn is_acted_on(name: &str) -> bool {
-    matches!(
-        name,
-        "max-age"
-            | "s-maxage"
-            | "stale-while-revalidate"
-            | "stale-if-error"
-            | "no-store"
-            | "must-revalidate"
-            | "proxy-revalidate"
-            | "must-understand"
-            | "public"
-            | "private"
-            | "no-cache"
-    )
 }
 
 /// Whether the response to a request with `Authorization` may be stored

@@ -525,6 +525,11 @@ fn a_targeted_field_replaces_cache_control_and_expires() {
         "extensions ignored, large values capped (then max_ttl)"
     );
     assert_eq!(
+        lifetime(&[("cdn-cache-control", "foo=(a b), max-age=600")]),
+        Ok(Duration::from_secs(600)),
+        "an extension's inner list is no error"
+    );
+    assert_eq!(
         lifetime(&[
             ("cdn-cache-control", "max-age=60"),
             ("cdn-cache-control", "no-store")
@@ -545,6 +550,7 @@ fn an_invalid_or_empty_targeted_field_is_ignored() {
         "max-age= 600",
         "MaX-aGe=600",
         "no-store=1",
+        "max-age=(600 60)",
         "",
     ] {
         assert_eq!(
