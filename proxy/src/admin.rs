@@ -10,7 +10,7 @@
 //! | `/ring/lookup?service=S&key=K` | `200`, JSON [`LookupView`]: the key's preference list, primary first |
 //! | `/keys/hot?service=S` | `200`, JSON [`HotView`](crate::load::HotView): the most requested keys of the recent window, hottest first (`load`) |
 //! | `/ring/load?service=S` | `200`, JSON [`LoadView`](crate::load::LoadView): requests per range of the ring in use, and per primary (`load`) |
-//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, and optionally `&host=H`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`); with `[cache_peers]`, also `"peers"`: each peer's part (`peers`) |
+//! | `POST /cache/purge?service=S&path=P` (or `&prefix=P`, or `&tag=T`; optionally `&host=H`, `&soft=true`) | `200`, JSON `{"service": S, "purged": N}`: the cached objects removed (`purge`); with `[cache_peers]`, also `"peers"`: each peer's part (`peers`) |
 //! | `POST /instances/drain?service=S&instance=H:P`, `POST /instances/undrain?...` | `200`, JSON `{"service": S, "instance": "H:P", "drained": B, "changed": B}` (`drain`) |
 //! | `/ui` (or `/ui?token=T`) | `200`, `text/html`: the ring page (SPEC §14), one self-contained page drawing the rings from the endpoints above (`ui`) |
 //!

@@ -160,13 +160,7 @@ fn target(config: &Config, url: &str, service: Option<&str>) -> Result<Target, S
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |path| path.as_str().to_owned());
     let service = match service {
-        Some(service) if config.service(service).is_some() => service.to_owned(),
-        Some(service) => {
-            return Err(format!(
-                "no service {service:?} in the config (services: {})",
-                config.service_names().join(", ")
-            ))
-        }
+        Some(service) => known(config, service)?,
         None => routed(config, &uri)?,
     };
     Ok(Target {
@@ -178,17 +172,22 @@ fn target(config: &Config, url: &str, service: Option<&str>) -> Result<Target, S
 
 /// The purge of the objects of `service` tagged `tag`, on every host.
 fn tagged(config: &Config, tag: &str, service: &str) -> Result<Target, String> {
-    if config.service(service).is_none() {
-        return Err(format!(
-            "no service {service:?} in the config (services: {})",
-            config.service_names().join(", ")
-        ));
-    }
     Ok(Target {
-        service: service.to_owned(),
+        service: known(config, service)?,
         host: None,
         path: tag.to_owned(),
     })
+}
+
+/// `service`, if the config has it.
+fn known(config: &Config, service: &str) -> Result<String, String> {
+    match config.service(service) {
+        Some(_) => Ok(service.to_owned()),
+        None => Err(format!(
+            "no service {service:?} in the config (services: {})",
+            config.service_names().join(", ")
+        )),
+    }
 }
 
 /// The service the config's routes send a request for `uri` to.
