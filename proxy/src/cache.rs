@@ -137,12 +137,19 @@ impl Cache {
         }
     }
 
-    /// Takes the tags out of an instance's response `headers`: they stay
-    /// in the headers only with `expose_tags`.
-    fn take_tags(&self, headers: &mut HeaderMap) -> Tags {
-        let tags = tags::tags_of(headers, &self.tag_header);
-        self.hide_tags(headers);
-        tags
+    /// Takes the tags out of an instance's response `headers` (one lookup):
+    /// they stay in the headers only with `expose_tags`. `None` when the
+    /// response has no `tag_header`.
+    fn take_tags(&self, headers: &mut HeaderMap) -> Option<Tags> {
+        if self.expose_tags {
+            let mut lines = headers.get_all(&self.tag_header).iter().peekable();
+            lines.peek()?;
+            return Some(tags::tags_of(lines));
+        }
+        match headers.entry(&self.tag_header) {
+            header::Entry::Occupied(lines) => Some(tags::tags_of(lines.remove_entry_mult().1)),
+            header::Entry::Vacant(_) => None,
+        }
     }
 
     /// Removes the tags from what a client gets, unless `expose_tags`.
@@ -687,11 +694,9 @@ fn revalidated(
     Timing { sent, now }: Timing,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    let tags = if headers.contains_key(&cache.tag_header) {
-        cache.take_tags(&mut headers)
-    } else {
-        stale.tags().clone()
-    };
+    let tags = cache
+        .take_tags(&mut headers)
+        .unwrap_or_else(|| stale.tags().clone());
     let keeping = policy::keeping(
         stale.status(),
         &headers,
@@ -758,7 +763,7 @@ async fn store_new(
         return passed_on(cache, &fill, response, exchange);
     };
     let (mut parts, body) = response.into_parts();
-    let tags = cache.take_tags(&mut parts.headers);
+    let tags = cache.take_tags(&mut parts.headers).unwrap_or_default();
     let read = tokio::time::timeout(
         route.upstream.config.deadline,
         body::read(body, cache.max_object_size),

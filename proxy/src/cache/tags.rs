@@ -14,10 +14,11 @@
 //! it was listed: a slot filled again by a newer object is not purged or
 //! unlisted on behalf of the old one.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderValue;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// An object's tags: distinct, in the order the response gave them.
@@ -43,12 +44,14 @@ pub struct TagIndex {
     shards: Box<[Mutex<Shard>]>,
 }
 
-/// The tags of a response: the space-separated words of every `name`
-/// header line, each once.
-pub fn tags_of(headers: &HeaderMap, name: &HeaderName) -> Tags {
+/// The tags of a response: the space-separated words of every line of
+/// its tag header, each once.
+pub fn tags_of<V: Borrow<HeaderValue>>(lines: impl IntoIterator<Item = V>) -> Tags {
     let mut tags: Vec<Box<str>> = Vec::new();
-    for line in headers.get_all(name) {
-        let Ok(text) = line.to_str() else { continue };
+    for line in lines {
+        let Ok(text) = line.borrow().to_str() else {
+            continue;
+        };
         for word in text.split_ascii_whitespace() {
             if !tags.iter().any(|tag| **tag == *word) {
                 tags.push(word.into());
@@ -152,12 +155,12 @@ mod tests {
             ("surrogate-key", "product-42  home\tproduct-42"),
             ("surrogate-key", "home list"),
         ]);
-        let tags = tags_of(&headers, &HeaderName::from_static("surrogate-key"));
+        let tags = tags_of(headers.get_all("surrogate-key"));
         assert_eq!(
             &*tags,
             &["product-42".into(), "home".into(), "list".into()] as &[Box<str>]
         );
-        assert!(tags_of(&HeaderMap::new(), &HeaderName::from_static("surrogate-key")).is_empty());
+        assert!(tags_of(headers.get_all("x-none")).is_empty());
     }
 
     #[test]
