@@ -1083,6 +1083,25 @@ async fn purge_by_tag_removes_every_object_tagged_and_nothing_else() {
     }
 }
 
+/// A `304` refreshes an object without losing its tags.
+#[tokio::test]
+async fn a_revalidated_object_keeps_its_tags() {
+    let harness = Harness::start(1, "").await;
+    harness.reply_at(
+        "/",
+        &Reply::with(&[
+            ("cache-control", "max-age=0"),
+            ("etag", "\"r1\""),
+            ("surrogate-key", "kept"),
+        ]),
+    );
+    assert_eq!(harness.get("/r").await.x_cache(), "MISS");
+    let again = harness.get("/r").await;
+    assert_eq!(harness.backends[0].not_modified(), 1, "revalidated");
+    assert_eq!(again.header("surrogate-key"), None);
+    assert_eq!(purge(&harness, "tag=kept").await["purged"], 1);
+}
+
 #[tokio::test]
 async fn expose_tags_shows_the_tag_header_to_clients() {
     let harness = Harness::start(1, "tag_header = \"X-Tags\"\nexpose_tags = true").await;
