@@ -166,6 +166,7 @@ impl App {
                     Arc::new(health),
                     service_metrics,
                     tunnels.clone(),
+                    config.server.workers.map_or(1, std::num::NonZeroUsize::get),
                 )),
                 source,
             });

@@ -416,13 +416,20 @@ fn serve(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&config.log.level, config.log.format);
-    let runtime = match serving_runtime(config.server.workers).enable_all().build() {
+    // The main thread runs discovery, health checks, the admin API and
+    // signals; with more than one worker, requests are served on worker
+    // threads of their own (`server::workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
+    let config = with_workers(config);
     runtime.block_on(async move {
         let running = match crate::run::start(config).await {
             Ok(running) => running,
@@ -462,46 +469,14 @@ fn serve(path: &Path) -> ExitCode {
     })
 }
 
-/// How requests are served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flavour {
-    /// Every task on the thread that polls the I/O driver: no
-    /// work-stealing queues and no cross-thread wake-ups (an eventfd write
-    /// and a futex per wake), which costs a pass-through request less CPU
-    /// than a one-worker multi-thread scheduler.
-    CurrentThread,
-    /// This many worker threads; `None`: as many as tokio picks.
-    MultiThread(Option<std::num::NonZeroUsize>),
-}
-
-/// The flavour for `server.workers`, or when it is absent for `cpus`, the
-/// CPUs this process may use: one worker, given or the only CPU, is the
-/// current-thread runtime. `cpus` is `None` when it cannot be known.
-fn flavour(
-    workers: Option<std::num::NonZeroUsize>,
-    cpus: Option<std::num::NonZeroUsize>,
-) -> Flavour {
-    match workers.or(cpus) {
-        Some(threads) if threads.get() == 1 => Flavour::CurrentThread,
-        threads => Flavour::MultiThread(threads),
-    }
-}
-
-/// The runtime for `server.workers`. Without it, the CPU count is
-/// `available_parallelism`, which counts the CPUs of the process's
-/// affinity mask and cgroup quota (a container limited to one CPU gets the
-/// current-thread runtime), not the machine's.
-fn serving_runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::Builder {
-    match flavour(workers, std::thread::available_parallelism().ok()) {
-        Flavour::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavour::MultiThread(threads) => {
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if let Some(threads) = threads {
-                runtime.worker_threads(threads.get());
-            }
-            runtime
-        }
-    }
+/// `config` with `server.workers` decided: when absent, one per CPU this
+/// process may use (`available_parallelism` counts the CPUs of its
+/// affinity mask and cgroup quota, not the machine's: a container limited
+/// to one CPU serves on the main thread), or one when that is unknown.
+fn with_workers(mut config: Config) -> Config {
+    let workers = &mut config.server.workers;
+    *workers = workers.or_else(|| std::thread::available_parallelism().ok());
+    config
 }
 
 /// The next signal of `signals`, or never without a handler.
@@ -529,7 +504,7 @@ fn reopen_access_log(running: &crate::run::Running) {
 async fn reload(running: &crate::run::Running, path: &Path) {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let config = match Config::load(path) {
-        Ok(config) => config,
+        Ok(config) => with_workers(config),
         Err(errors) => {
             for error in errors.iter() {
                 tracing::error!(%error, "reload refused: invalid configuration; the running config stays");
@@ -725,26 +700,4 @@ async fn ring_lookup(path: &Path, service: &str, json: bool, keys: &[String]) ->
         text.push('\n');
     }
     print(&text)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::num::NonZeroUsize;
-
-    use super::{flavour, Flavour};
-
-    fn n(count: usize) -> Option<NonZeroUsize> {
-        NonZeroUsize::new(count)
-    }
-
-    #[test]
-    fn one_cpu_or_one_worker_is_the_current_thread_runtime() {
-        // workers absent: the CPUs the process may use decide.
-        assert_eq!(flavour(None, n(1)), Flavour::CurrentThread);
-        assert_eq!(flavour(None, n(4)), Flavour::MultiThread(n(4)));
-        assert_eq!(flavour(None, None), Flavour::MultiThread(None));
-        // workers given: it decides, whatever the CPUs.
-        assert_eq!(flavour(n(1), n(8)), Flavour::CurrentThread);
-        assert_eq!(flavour(n(3), n(1)), Flavour::MultiThread(n(3)));
-    }
 }

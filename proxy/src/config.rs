@@ -167,10 +167,16 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// `workers` (default: one per CPU the process may use, which counts
     /// its CPU affinity and cgroup quota): threads serving requests. One,
-    /// given or the only CPU, runs everything on the main thread (tokio's
-    /// current-thread runtime). One process per machine with a worker
-    /// per core is the recommended layout: the workers share one cache,
-    /// so a purge of the process reaches all of it (SPEC §9.6).
+    /// given or the only CPU, serves on the main thread (tokio's
+    /// current-thread runtime). More: each worker is a thread with its own
+    /// current-thread runtime and its own listening socket on `listen`
+    /// (`SO_REUSEPORT`: the kernel spreads new connections over them), and
+    /// its own keep-alive connections to the instances, as nginx's worker
+    /// processes; the main thread runs discovery, health checks and the
+    /// admin API. One process per machine with a worker per core is the
+    /// recommended layout: the workers share one cache, so a purge of the
+    /// process reaches all of it (SPEC §9.6). A reload keeps the count the
+    /// process started with.
     pub workers: Option<std::num::NonZeroUsize>,
     /// `drain_timeout` (default 30 s): on SIGTERM or SIGINT, how long
     /// requests in flight get to finish before the process exits anyway.
@@ -434,8 +440,9 @@ pub struct ServiceConfig {
     /// no queue), counted in `shardproxy_shed_total`.
     pub max_concurrency: usize,
     /// `upstream_max_idle` (default 64, 0 to 100000): idle keep-alive
-    /// connections kept open to each instance; more are closed when they
-    /// go idle.
+    /// connections kept open to each instance by each worker (as nginx's
+    /// `keepalive`, per worker process); more are closed when they go
+    /// idle.
     pub upstream_max_idle: usize,
     /// `upstream_idle_timeout` (default 90 s, more than 0): how long an
     /// idle connection to an instance is kept.

@@ -19,6 +19,8 @@
 //!
 //! The ground:
 //! - [`body`]: the body type every layer passes along.
+//! - [`worker`]: which serving thread runs the code, and what is kept per
+//!   thread (the upstream connections).
 //! - [`stall`]: the timer of every "nothing for this long" limit.
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`interim`]: the instances' `1xx` on their way to the client, between
@@ -106,3 +108,4 @@ pub mod server;
 pub mod stall;
 pub mod tls;
 pub mod view;
+pub mod worker;

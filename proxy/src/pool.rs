@@ -50,6 +50,7 @@ use tokio_rustls::TlsConnector;
 use crate::body::Body;
 use crate::config::UpstreamProtocol;
 use crate::headers::TeTrailers;
+use crate::worker::PerWorker;
 
 /// How a service makes and keeps its connections.
 #[derive(Clone, Debug)]
@@ -67,6 +68,10 @@ pub struct Settings {
     /// TLS settings when the connections use TLS (`upstream_tls`), their
     /// ALPN as `protocol` says.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The serving threads (`server.workers`; 0 or 1: one runtime). Each
+    /// keeps its own idle connections and HTTP/2 connection per instance,
+    /// as nginx's workers each keep their own `keepalive` connections.
+    pub workers: usize,
 }
 
 /// The TLS connectors of a pool: one offering what the service speaks, and
@@ -113,10 +118,11 @@ pub struct Connections {
     addr: SocketAddr,
     settings: Settings,
     tls: Option<TlsTarget>,
-    /// Idle HTTP/1.1 connections, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
-    /// The HTTP/2 connection that the requests share, once made.
-    shared: Mutex<Option<http2::SendRequest<Body>>>,
+    /// Idle HTTP/1.1 connections of each worker, the most recently used
+    /// last: up to `max_idle` each.
+    idle: PerWorker<Mutex<Vec<Idle>>>,
+    /// The HTTP/2 connection that each worker's requests share, once made.
+    shared: PerWorker<Mutex<Option<http2::SendRequest<Body>>>>,
     /// Whether a task is closing the idle connections that expire.
     reaping: AtomicBool,
     /// Connections open: made and whose driving task has not ended yet.
@@ -239,8 +245,8 @@ impl Pool {
             addr,
             settings: self.shared.settings.clone(),
             tls,
-            idle: Mutex::new(Vec::new()),
-            shared: Mutex::new(None),
+            idle: PerWorker::new(self.shared.settings.workers, || Mutex::new(Vec::new())),
+            shared: PerWorker::new(self.shared.settings.workers, || Mutex::new(None)),
             reaping: AtomicBool::new(false),
             open: Arc::new(AtomicUsize::new(0)),
         });
@@ -368,7 +374,7 @@ impl Connections {
 
     /// The shared HTTP/2 connection, unless it has ended.
     fn shared_h2(&self) -> Option<http2::SendRequest<Body>> {
-        lock(&self.shared)
+        lock(self.shared.current())
             .as_ref()
             .filter(|sender| !sender.is_closed())
             .cloned()
@@ -393,7 +399,7 @@ impl Connections {
                 self.handshake_h2(TokioIo::new(tls)).await?
             }
         };
-        *lock(&self.shared) = Some(sender.clone());
+        *lock(self.shared.current()) = Some(sender.clone());
         Ok(sender)
     }
 
@@ -411,7 +417,7 @@ impl Connections {
     /// The most recently used idle connection that is ready and not
     /// expired; those that are not are closed.
     fn checkout(&self) -> Option<SendRequest<Body>> {
-        let mut idle = lock(&self.idle);
+        let mut idle = lock(self.idle.current());
         let now = Instant::now();
         while let Some(connection) = idle.pop() {
             if connection.sender.is_ready() && !connection.expired(now, self.settings.idle_timeout)
@@ -561,10 +567,16 @@ impl Connections {
     /// connection the instance closed, which the reaper has not removed
     /// yet, counts as neither.
     fn usage(&self) -> Usage {
-        let idle = lock(&self.idle)
+        let idle = self
+            .idle
             .iter()
-            .filter(|connection| !connection.sender.is_closed())
-            .count();
+            .map(|idle| {
+                lock(idle)
+                    .iter()
+                    .filter(|connection| !connection.sender.is_closed())
+                    .count()
+            })
+            .sum();
         let open = self.open.load(Ordering::Relaxed);
         Usage {
             idle,
@@ -595,7 +607,7 @@ impl Connections {
         if self.settings.max_idle == 0 {
             return;
         }
-        let mut idle = lock(&self.idle);
+        let mut idle = lock(self.idle.current());
         if idle.len() >= self.settings.max_idle {
             idle.remove(0);
         }
@@ -624,14 +636,17 @@ async fn reap(connections: Weak<Connections>, every: Duration) {
         let Some(connections) = connections.upgrade() else {
             return;
         };
-        let mut idle = lock(&connections.idle);
+        // Every worker's list, locked in one order (no one else holds two).
+        let mut lists: Vec<MutexGuard<'_, Vec<Idle>>> = connections.idle.iter().map(lock).collect();
         let now = Instant::now();
         let timeout = connections.settings.idle_timeout;
-        idle.retain(|connection| {
-            !connection.sender.is_closed() && !connection.expired(now, timeout)
-        });
-        if idle.is_empty() {
-            // Under the lock, so a connection kept after this starts
+        for idle in &mut lists {
+            idle.retain(|connection| {
+                !connection.sender.is_closed() && !connection.expired(now, timeout)
+            });
+        }
+        if lists.iter().all(|idle| idle.is_empty()) {
+            // Under the locks, so a connection kept after this starts
             // another reaper.
             connections.reaping.store(false, Ordering::Release);
             return;

@@ -89,7 +89,7 @@ impl Running {
     }
 
     /// [`Running::reload`], uncounted.
-    async fn swap_in(&self, config: Config) -> Result<(), ReloadError> {
+    async fn swap_in(&self, mut config: Config) -> Result<(), ReloadError> {
         let next = {
             let app = self.app();
             let running = &app.config.server;
@@ -105,6 +105,12 @@ impl Running {
             }
             if config.server.tls.is_some() != self.tls.is_some() {
                 tracing::warn!("adding or removing [server.tls] takes effect on restart only");
+            }
+            // The threads serve on as started; the new state keeps
+            // connections per thread for as many.
+            if config.server.workers != running.workers {
+                tracing::warn!("server.workers changes take effect on restart only");
+                config.server.workers = running.workers;
             }
             App::next(config, &app)?
         };
@@ -149,24 +155,28 @@ impl Running {
         let started = tokio::time::Instant::now();
         let app = self.app();
         let drain = app.config.server.drain_timeout;
-        self.servers.shutdown().await;
+        let mut servers = self.servers;
+        servers.shutdown().await;
         app.tunnels
             .close_within(drain.saturating_sub(started.elapsed()))
             .await;
+        // Ends the worker threads, now that nothing runs on them.
+        drop(servers);
     }
 }
 
 /// Binds the listeners of `config.server`, starts discovery, and serves
 /// until [`Running::shutdown`]. Port 0 picks a free port; see
-/// [`Running::listen`].
+/// [`Running::listen`]. With `server.workers` over 1, client connections
+/// are served on that many threads of their own, each with its own
+/// runtime; unset or 1, on the caller's runtime, as everything else is.
 ///
 /// # Errors
 ///
 /// [`StartError`] when a listener cannot be bound or discovery cannot start.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let listener = server::bind(config.server.listen)?;
+    let (listener, listen) = server::bind_client(config.server.listen, config.server.workers)?;
     let admin_listener = server::bind(config.server.admin)?;
-    let listen = server::local_addr(&listener)?;
     let admin = server::local_addr(&admin_listener)?;
     let settings = config.server.clone();
     let tls: Option<TlsSettings> = settings
@@ -197,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 async move { admin::handle(&app, request, admin).await }
             },
         ),
-    );
+    )?;
     Ok(Running {
         listen,
         admin,

@@ -52,7 +52,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
@@ -69,6 +69,7 @@ mod proxy_protocol;
 mod resets;
 mod send_timeout;
 mod woken;
+mod workers;
 
 use calm::Calm;
 use connection::{Activity, Answer, Connections};
@@ -76,6 +77,7 @@ use h2_send_timeout::{Sent, StreamExecutor};
 use interim::Interim;
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
+pub use workers::{bind_client, ClientListener};
 
 /// The TLS settings of the client listener, swapped whole on reload: each
 /// handshake takes the settings current when it starts.
@@ -156,14 +158,19 @@ pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
 pub struct Handle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// One per worker thread: each thread runs until its sender is dropped
+    /// with this handle, after the loops and what their connections
+    /// started (upgraded tunnels) have ended.
+    workers: Vec<oneshot::Sender<()>>,
 }
 
 impl Handle {
     /// Stops accepting, lets open connections finish (up to a drain
-    /// timeout), and waits for both loops to end.
-    pub async fn shutdown(self) {
+    /// timeout), and waits for the loops to end. Worker threads stay until
+    /// the handle is dropped.
+    pub async fn shutdown(&mut self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        for task in self.tasks.drain(..) {
             let _ = task.await;
         }
     }
@@ -217,9 +224,9 @@ impl Builders {
 pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
     server: &ServerConfig,
     tls: Option<TlsSettings>,
-    (listener, proxy): (TcpListener, P),
+    (listener, proxy): (ClientListener, P),
     (admin_listener, admin): (TcpListener, A),
-) -> Handle
+) -> Result<Handle, ServerError>
 where
     P: Fn(Request<Incoming>, SocketAddr, ToClient) -> PFut + Clone + Send + Sync + 'static,
     PFut: Future<Output = Response<PBody>> + Send + 'static,
@@ -248,12 +255,6 @@ where
         send: server.send_timeout,
         stopped,
     };
-    let proxy = tokio::spawn(accept_loop(
-        listener,
-        Connections::new(server.max_connections),
-        listening.clone(),
-        proxy,
-    ));
     // The admin API is reached directly, never through the balancer.
     let admin = tokio::spawn(accept_loop(
         admin_listener,
@@ -261,14 +262,39 @@ where
         Listening {
             proxy_protocol: None,
             tls: None,
-            ..listening
+            ..listening.clone()
         },
         admin,
     ));
-    Handle {
+    let mut handle = Handle {
         stop,
-        tasks: vec![proxy, admin],
+        tasks: vec![admin],
+        workers: Vec::new(),
+    };
+    // `max_connections` counts the connections of every worker.
+    let connections = Connections::new(server.max_connections);
+    match listener {
+        ClientListener::One(listener) => handle.tasks.push(tokio::spawn(accept_loop(
+            listener,
+            connections,
+            listening,
+            proxy,
+        ))),
+        ClientListener::PerWorker(sockets) => {
+            for (index, socket) in sockets.into_iter().enumerate() {
+                let (task, release) = workers::start(
+                    index,
+                    socket,
+                    connections.clone(),
+                    listening.clone(),
+                    proxy.clone(),
+                )?;
+                handle.tasks.push(task);
+                handle.workers.push(release);
+            }
+        }
     }
+    Ok(handle)
 }
 
 /// What every connection of a listener shares.

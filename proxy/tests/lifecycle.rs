@@ -519,6 +519,93 @@ async fn sigterm_drains_requests_in_flight_and_exits_0() {
     assert!(refused(proxy.admin).await, "the admin API is gone too");
 }
 
+/// The serving threads of a process, by name (`/proc/PID/task/*/comm`),
+/// with the nanoseconds each has run (`schedstat`'s first field).
+fn threads(pid: u32) -> BTreeMap<String, u64> {
+    let mut threads = BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(name), Ok(schedstat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        let ran = schedstat
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        threads.insert(name.trim().to_owned(), ran);
+    }
+    threads
+}
+
+/// `workers = 2`: two threads serve, each accepting from its own socket on
+/// the one address, and both take a share of the clients; SIGTERM stops
+/// them and the process exits 0.
+#[tokio::test]
+async fn two_workers_each_serve_clients_on_one_port_and_stop_on_sigterm() {
+    let backend = Backend::start("b1").await;
+    let rest = format!(
+        "{}{}",
+        service("frob", &[(&backend, "ff")], ""),
+        route("/", "frob")
+    );
+    let mut proxy = Proxy::start("workers", |listen, admin| {
+        config(listen, admin, "10s", &rest).replacen("[log]", "workers = 2\n\n[log]", 1)
+    })
+    .await;
+    let pid = proxy.child.id();
+    let workers = ["shardproxy-w0", "shardproxy-w1"];
+    let before = threads(pid);
+    for worker in workers {
+        assert!(
+            before.contains_key(worker),
+            "no thread {worker}: {before:?}"
+        );
+    }
+    // Each client its own connection: the kernel spreads them over the
+    // two sockets by their ports, so both get some of 64 (all on one has
+    // a chance of 2^-63).
+    let mut clients = tokio::task::JoinSet::new();
+    for index in 0..64 {
+        let listen = proxy.listen;
+        clients.spawn(async move {
+            let client = Client::http1();
+            let mut statuses = Vec::new();
+            for request in 0..5 {
+                let path = format!("/users/{index}-{request}");
+                statuses.push(client.try_get(listen, &path).await.map(|a| a.status));
+            }
+            statuses
+        });
+    }
+    while let Some(statuses) = clients.join_next().await {
+        for status in statuses.unwrap() {
+            assert_eq!(status, Ok(StatusCode::OK), "log:\n{}", proxy.log());
+        }
+    }
+    let after = threads(pid);
+    for worker in workers {
+        assert!(
+            after[worker] > before[worker],
+            "{worker} did not run while 64 clients were served: {before:?} -> {after:?}"
+        );
+    }
+    let metrics = proxy.admin_text("/metrics").await;
+    let served: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("shardproxy_requests_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(served, 320.0, "metrics:\n{metrics}");
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+}
+
 /// The drain lasts at most `server.drain_timeout`: a request that
 /// never ends does not keep the process from exiting 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

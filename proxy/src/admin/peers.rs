@@ -202,6 +202,7 @@ pub async fn send_purge(
         idle_timeout: timeout,
         protocol: UpstreamProtocol::Http1,
         tls: None,
+        workers: 1,
     });
     let exchange = async {
         let response =

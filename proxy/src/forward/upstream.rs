@@ -55,13 +55,15 @@ pub struct Upstream {
 // === impl Upstream ===
 
 impl Upstream {
-    /// The handle of the service `config`, whose ring is `ring`.
+    /// The handle of the service `config`, whose ring is `ring`, served by
+    /// `workers` threads (`server.workers`).
     pub fn new(
         config: ServiceConfig,
         ring: Arc<ServiceRing>,
         health: Arc<Health>,
         metrics: ServiceMetrics,
         tunnels: Tunnels,
+        workers: usize,
     ) -> Upstream {
         let pool = Pool::new(Settings {
             connect_timeout: config.try_timeout,
@@ -72,6 +74,7 @@ impl Upstream {
                 .upstream_tls
                 .as_ref()
                 .map(|tls| Arc::clone(&tls.settings)),
+            workers,
         });
         // tower's budget arithmetic: deposits made over the last 10 s allow
         // `retry_budget` retries each, plus `retry_min_per_second`.

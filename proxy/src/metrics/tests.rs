@@ -615,6 +615,7 @@ fn connections_are_shown_for_each_instance_of_the_ring_in_use() {
         idle_timeout: Duration::from_secs(60),
         protocol: crate::config::UpstreamProtocol::Http1,
         tls: None,
+        workers: 1,
     });
     // The ring's instances hold their connections, as endpoints do.
     let _a = pool.connections("a.example", "127.0.0.1:8081".parse().unwrap());

@@ -25,7 +25,9 @@ use super::resets::Resets;
 use super::woken::WhenWoken;
 use super::Refused;
 
-/// The open connections of one listener, at most `max`.
+/// The open connections of one listener, at most `max`. Clones share
+/// them: the sockets of a listener's workers count as one.
+#[derive(Clone)]
 pub(super) struct Connections {
     permits: Arc<Semaphore>,
     max: u32,
