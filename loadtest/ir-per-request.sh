@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# loadtest/instructions.sh: shardproxy's user-space instructions per request
+# loadtest/ir-per-request.sh: shardproxy's user-space instructions per request
 # on the pass-through path, counted by callgrind. Instruction counts hardly
 # depend on the machine's load, so two commits can be compared on a busy
 # machine: runs of the same binary have a standard deviation of ~0.06%
 # (~20 Ir/request), most pairs agree within 0.1%, the extremes of 27 runs
 # within 0.21%. For differences under ~0.25%, compare medians (RUNS=3).
 #
-#   loadtest/instructions.sh                      # build target/release/shardproxy, measure it
-#   SHARDPROXY=/path/to/shardproxy loadtest/instructions.sh
-#   RUNS=3 OUT=/tmp/cg.out loadtest/instructions.sh    # median of 3, its dump kept
+#   loadtest/ir-per-request.sh                      # build target/release/shardproxy, measure it
+#   SHARDPROXY=/path/to/shardproxy loadtest/ir-per-request.sh
+#   RUNS=3 OUT=/tmp/cg.out loadtest/ir-per-request.sh    # median of 3, its dump kept
 #   callgrind_annotate --inclusive=yes /tmp/cg.out | less
 #
 # How (the method of loadtest/results/request-path-profile.md): the setup of
