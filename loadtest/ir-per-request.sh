@@ -1,34 +1,52 @@
 #!/usr/bin/env bash
-# loadtest/instructions.sh: shardproxy's user-space instructions per request
-# on the pass-through path, counted by callgrind. Instruction counts hardly
-# depend on the machine's load, so two commits can be compared on a busy
-# machine: runs of the same binary have a standard deviation of ~0.06%
-# (~20 Ir/request), most pairs agree within 0.1%, the extremes of 27 runs
-# within 0.21%. For differences under ~0.25%, compare medians (RUNS=3).
+# loadtest/ir-per-request.sh: shardproxy's user-space instructions per
+# request (Ir/request), counted by callgrind, on two paths:
+#   pass-through  the cache off: every request goes to a backend;
+#   cache-hit     the service's cache on, its keys fetched beforehand: every
+#                 counted request is answered from the cache.
+# Instruction counts hardly depend on the machine's load, so two commits can
+# be compared on a busy machine: pass-through runs of the same binary have a
+# standard deviation of ~0.06% (~20 Ir/request), most pairs agree within
+# 0.1%, the extremes of 27 runs within 0.21%. For differences under ~0.25%,
+# compare medians (RUNS=3). (This script was loadtest/instructions.sh, which
+# measured pass-through only, by the same method: its figures, e.g. in
+# loadtest/results/instructions.md, compare with `pass-through` here.)
 #
-#   loadtest/instructions.sh                      # build target/release/shardproxy, measure it
-#   SHARDPROXY=/path/to/shardproxy loadtest/instructions.sh
-#   RUNS=3 OUT=/tmp/cg.out loadtest/instructions.sh    # median of 3, its dump kept
-#   callgrind_annotate --inclusive=yes /tmp/cg.out | less
+#   loadtest/ir-per-request.sh                    # build target/release/shardproxy, measure both paths
+#   SHARDPROXY=/path/to/shardproxy loadtest/ir-per-request.sh
+#   PATHS=pass-through loadtest/ir-per-request.sh # one path only
+#   RUNS=3 OUT=/tmp/cg.out loadtest/ir-per-request.sh  # median of 3 per path, dumps kept
+#   callgrind_annotate --inclusive=yes /tmp/cg.out.cache-hit | less
 #
-# How (the method of loadtest/results/request-path-profile.md): the setup of
-# loadtest/compare.sh's pass-through mode, all on 127.0.0.1, on free ports:
-# one nginx with NBACKENDS servers answering `200 backend-N` (Cache-Control
-# max-age=3600, keep-alive for 1,000,000 requests); shardproxy with
-# `workers = 1`, one service over those backends (`slaves = 1`,
-# `virtual_nodes = VNODES` derived tokens, `key = "uri"`), one route `/`.
+# How, pass-through (the method of loadtest/results/request-path-profile.md):
+# the setup of loadtest/compare.sh's pass-through mode, all on 127.0.0.1, on
+# free ports: one nginx with NBACKENDS servers answering `200 backend-N`
+# (Cache-Control max-age=3600, keep-alive for 1,000,000 requests);
+# shardproxy with `workers = 1`, one service over those backends (`slaves =
+# 1`, `virtual_nodes = VNODES` derived tokens, `key = "uri"`), one route `/`.
 # shardproxy runs under `valgrind --tool=callgrind`. Once its admin API's
 # /readyz answers 200 (polled) and a request through it reached a backend:
 #   1. warm-up: `wrk -t1 -cCONNS -dWARMUP -s loadtest/keys.lua`, not counted;
-#   2. shardproxy_requests_total read from /metrics, `callgrind_control -z`;
+#   2. /metrics read (shardproxy_requests_total), `callgrind_control -z`;
 #   3. `wrk -t1 -cCONNS -dDURATION -s loadtest/keys.lua` (GET /k/<n>, n
 #      uniform in 0..KEYS-1 from a fixed seed: the same URIs every run);
-#   4. `callgrind_control -d`, shardproxy_requests_total read again.
+#   4. `callgrind_control -d`, /metrics read again.
 # No admin request falls between the zeroing and the dump. The figure is the
 # dump's total Ir (every instruction shardproxy ran in user space, libc
 # included, the kernel not) over the change of shardproxy_requests_total.
 # With RUNS > 1 this is repeated, each time with a new proxy process, and the
 # median run is reported.
+#
+# How, cache-hit: the same, but the service has `[services.bench.cache]
+# enabled = true` (everything else at its defaults, as in compare.sh's cache
+# mode; the backends' max-age=3600 makes every answer storable), the URIs
+# are /k/0../k/(CACHE_KEYS-1), and before the warm-up curl fetches each of
+# them once through the proxy (the fill: CACHE_KEYS misses, then nothing
+# left to miss). Steps 1-4 as above. The /metrics reads of steps 2 and 4 also
+# give the change of shardproxy_cache_{hits,misses,stale,passes}_total over
+# the counted window; the hits' share of shardproxy_requests_total's change
+# is printed, and under 99% the script fails (the figure would not be the
+# cache-hit path's).
 #
 # One departure from the profile note's method: glibc's per-thread cache
 # keeps up to 65535 free chunks per size (MALLOC_TUNABLES) instead of 7.
@@ -40,27 +58,41 @@
 # What still varies is mostly the path taken through _int_malloc by hyper's
 # 8 KiB read buffers, and how often a new timer wakes tokio's driver.
 #
-# It prints (RUNS > 1: one line per run and the range first)
-#   binary: PATH
+# It prints, for each path (RUNS > 1: one line per run and the range first)
+#   == PATH
 #   requests: N (shardproxy_requests_total; wrk counted M)
+#   cache: H hits of N requests (P%); misses, stale, passes   (cache-hit only)
 #   total Ir: T
 #   Ir/request: T/N
+# and at the end one line per path, the figure (the median run's):
+#   binary: PATH
+#   pass-through: 43,469 Ir/request (N requests)
+#   cache-hit: 30,123 Ir/request (N requests, P% hits)
 # One run takes about 20 s once the binary is built: valgrind's start-up
-# (~2 s), the warm-up, the 10 s of load and the dump. Under callgrind the
-# proxy serves about 1,500-2,000 requests/s.
+# (~2 s), the warm-up, the 10 s of load and the dump; a cache-hit run also
+# its fill (~1 s for 1000 keys). Under callgrind the proxy serves about
+# 1,500-2,000 requests/s.
 #
 # Environment (defaults in brackets). Figures are only comparable with the
 # same knobs, on the same machine (the CPU decides which memcpy glibc picks).
 # The defaults are the profile note's method, plus the malloc setting above.
 #   SHARDPROXY   the binary to measure [built with cargo build --release
 #                -p shardproxy, in CARGO_TARGET_DIR or <repo>/target]
-#   OUT          also copy the (median) run's callgrind dump there, for
+#   PATHS ["pass-through cache-hit"]  the paths to measure, in this order
+#   OUT          also copy each path's (median) run's callgrind dump to
+#                OUT.PATH (e.g. /tmp/cg.out.pass-through), for
 #                callgrind_annotate [not kept]
-#   RUNS [1]     measurements, each with a new proxy process; the median counts
-#   DURATION [10s]  WARMUP [3s]  CONNS [8]  KEYS [100000]  (wrk, -t1)
+#   RUNS [1]     measurements per path, each with a new proxy process; the
+#                median counts
+#   DURATION [10s]  WARMUP [3s]  CONNS [8]  (wrk, -t1)
+#   KEYS [100000]  distinct URIs, pass-through
+#   CACHE_KEYS [1000]  distinct URIs, cache-hit; all of them are stored
 #   NBACKENDS [4]  VNODES [160]
 #   SERVICE_LINES  more lines for the service's table, e.g.
 #                'load_bound = { factor = 1.25 }' to measure what it costs
+#   CACHE_LINES  more lines for its [services.bench.cache] table (cache-hit),
+#                e.g. 'max_size = "64MiB"'
+#   MIN_HIT_PCT [99]  cache-hit: the least share of hits in the window
 #   MALLOC_TUNABLES [glibc.malloc.tcache_count=65535]  GLIBC_TUNABLES for
 #                shardproxy; empty: glibc's defaults
 #   VALGRIND_OPTS  read by valgrind itself, e.g. --separate-callers=4
@@ -75,7 +107,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-LOG_TAG=instructions
+LOG_TAG="ir-per-request"
 # shellcheck source=loadtest/lib.sh
 source "$HERE/lib.sh"
 
@@ -90,6 +122,9 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-8}
 KEYS=${KEYS:-100000}
+CACHE_KEYS=${CACHE_KEYS:-1000}
+MIN_HIT_PCT=${MIN_HIT_PCT:-99}
+PATHS=${PATHS:-pass-through cache-hit}
 NBACKENDS=${NBACKENDS:-4}
 VNODES=${VNODES:-160}
 INSTALL=${INSTALL:-1}
@@ -99,11 +134,19 @@ SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 MALLOC_TUNABLES=${MALLOC_TUNABLES-glibc.malloc.tcache_count=65535}
 LUA=$HERE/keys.lua
 
-for v in CONNS KEYS NBACKENDS VNODES READY_TIMEOUT RUNS; do
+for v in CONNS KEYS CACHE_KEYS NBACKENDS VNODES READY_TIMEOUT RUNS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive whole number, got '${!v}'"
 done
 for v in DURATION WARMUP; do
     [[ ${!v} =~ ^[1-9][0-9]*[smh]?$ ]] || die "$v must be a wrk duration like 10s, got '${!v}'"
+done
+if ! [[ $MIN_HIT_PCT =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v p="$MIN_HIT_PCT" 'BEGIN { exit !(p <= 100) }'; then
+    die "MIN_HIT_PCT must be a percentage (0-100), got '$MIN_HIT_PCT'"
+fi
+read -r -a PATH_LIST <<<"$PATHS"
+((${#PATH_LIST[@]} > 0)) || die "PATHS is empty; give pass-through, cache-hit or both"
+for path in "${PATH_LIST[@]}"; do
+    [[ $path == pass-through || $path == cache-hit ]] || die "unknown path '$path' in PATHS (pass-through cache-hit)"
 done
 [[ -r $LUA ]] || die "missing $LUA"
 
@@ -141,7 +184,7 @@ ensure_shardproxy
 SHARDPROXY=$(realpath "$SHARDPROXY")
 log "measuring $SHARDPROXY"
 
-setup_work shardproxy-instructions
+setup_work shardproxy-ir-per-request
 chmod 755 "$WORK" # nginx's worker runs as another user
 
 # --- ports ------------------------------------------------------------------------------
@@ -211,10 +254,11 @@ done
 
 # --- shardproxy under callgrind ------------------------------------------------------------
 
-# write_config DIR: shardproxy's config in DIR/shardproxy.toml, on fresh
-# ports (LISTEN_PORT, ADMIN_PORT); checked with `shardproxy check`.
+# write_config PATH DIR: shardproxy's config for PATH (pass-through, or
+# cache-hit: the service's cache on) in DIR/shardproxy.toml, on fresh ports
+# (LISTEN_PORT, ADMIN_PORT); checked with `shardproxy check`.
 write_config() {
-    local dir=$1 k
+    local path=$1 dir=$2 k
     free_port LISTEN_PORT
     free_port ADMIN_PORT
     mkdir -p "$dir"
@@ -237,6 +281,11 @@ slaves = 1
 virtual_nodes = $VNODES
 key = "uri"
 ${SERVICE_LINES:-}
+EOF
+        if [[ $path == cache-hit ]]; then
+            printf '\n[services.bench.cache]\nenabled = true\n%s\n' "${CACHE_LINES:-}"
+        fi
+        cat <<EOF
 
 [[routes]]
 path_prefix = "/"
@@ -247,11 +296,12 @@ EOF
         || die "shardproxy check rejected $dir/shardproxy.toml: $(cat "$dir/check.log")"
 }
 
-# run_wrk DURATION FILE: wrk against the proxy, its report to FILE; sets
+# run_wrk DURATION FILE: wrk against the proxy (URIs /k/0../k/(WRK_KEYS-1)),
+# its report to FILE; sets
 # WRK_REQUESTS to the number of requests it counted. In the background, so
 # that a signal to the script is handled at once (the EXIT trap stops wrk).
 run_wrk() {
-    LOADTEST_KEYS=$KEYS wrk -t1 -c"$CONNS" -d"$1" -s "$LUA" "$PROXY/" >"$2" 2>&1 </dev/null &
+    LOADTEST_KEYS=$WRK_KEYS wrk -t1 -c"$CONNS" -d"$1" -s "$LUA" "$PROXY/" >"$2" 2>&1 </dev/null &
     BG_PIDS=("$!")
     wait "${BG_PIDS[0]}" || die "wrk failed: $(tail -n 5 "$2")"
     BG_PIDS=()
@@ -279,13 +329,26 @@ stop_proxy() {
     sed -i "/^$PROXY_PID\$/d" "$PGIDS_FILE"
 }
 
-# measure N: one measurement with a fresh proxy, in $WORK/run-N; sets
-# REQUESTS, TOTAL_IR, WRK_REQUESTS and DUMP.
+# metrics FILE: the proxy's /metrics, once, to FILE.
+metrics() {
+    curl -fsS --max-time 10 "$ADMIN/metrics" >"$1" || die "GET $ADMIN/metrics failed"
+}
+# sample_sum FILE NAME: the sum of metric NAME's samples in FILE (as lib.sh's metric_sum).
+sample_sum() {
+    awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $NF } END { printf "%d\n", s }' "$1"
+}
+
+CACHE_COUNTERS=(hits misses stale passes) # shardproxy_cache_<name>_total
+
+# measure PATH N: one measurement of PATH with a fresh proxy, in
+# $WORK/PATH-N; sets REQUESTS, TOTAL_IR, WRK_REQUESTS, DUMP and (cache-hit)
+# CACHE, the changes of CACHE_COUNTERS over the counted window.
 measure() {
-    local before after tunables=() t0=$SECONDS body p
-    RUN_DIR=$WORK/run-$1
-    write_config "$RUN_DIR"
-    ADMIN=http://127.0.0.1:$ADMIN_PORT # for lib.sh's metric_sum
+    local path=$1 n=$2 before after tunables=() t0=$SECONDS body p c t
+    local tag="$path run $n/$RUNS"
+    RUN_DIR=$WORK/$path-$n
+    write_config "$path" "$RUN_DIR"
+    ADMIN=http://127.0.0.1:$ADMIN_PORT
     PROXY=http://127.0.0.1:$LISTEN_PORT
     # shardproxy binds with SO_REUSEPORT: make sure nobody else took its ports meanwhile
     for p in "$LISTEN_PORT" "$ADMIN_PORT"; do
@@ -294,61 +357,102 @@ measure() {
     [[ -z $MALLOC_TUNABLES ]] || tunables=(GLIBC_TUNABLES="$MALLOC_TUNABLES")
     # setsid execs env, which execs valgrind: PROXY_PID is the valgrind
     # process itself, the one callgrind_control talks to.
-    PROXY_PID=$(start_group "shardproxy-$1" env RUST_LOG="$SHARDPROXY_LOG" "${tunables[@]}" \
+    PROXY_PID=$(start_group "shardproxy-$path-$n" env RUST_LOG="$SHARDPROXY_LOG" "${tunables[@]}" \
         valgrind --tool=callgrind --callgrind-out-file="$RUN_DIR/callgrind.out" \
         "$SHARDPROXY" run --config "$RUN_DIR/shardproxy.toml")
     wait_for "$ADMIN/readyz answering 200" "$READY_TIMEOUT" "$PROXY_PID" http_ok "$ADMIN/readyz" || exit 1
     body=$(curl -fsS --max-time 10 "$PROXY/k/0") || die "GET $PROXY/k/0 failed"
     [[ $body == backend-* ]] || die "GET $PROXY/k/0 answered '$body', not a backend's answer"
 
-    log "run $1/$RUNS: warm-up, wrk -t1 -c$CONNS -d$WARMUP"
+    if [[ $path == cache-hit ]]; then
+        WRK_KEYS=$CACHE_KEYS
+        # the fill: every URI wrk will ask for, once (curl's [a-b] range)
+        t=$SECONDS
+        curl -fsS -o /dev/null --max-time 600 "$PROXY/k/[0-$((CACHE_KEYS - 1))]" \
+            || die "filling the cache (GET $PROXY/k/0..$((CACHE_KEYS - 1))) failed"
+        metrics "$RUN_DIR/metrics-filled.txt"
+        log "$tag: cache filled, $CACHE_KEYS URIs in $((SECONDS - t)) s;" \
+            "$(sample_sum "$RUN_DIR/metrics-filled.txt" shardproxy_cache_objects) objects stored"
+    else
+        WRK_KEYS=$KEYS
+    fi
+
+    log "$tag: warm-up, wrk -t1 -c$CONNS -d$WARMUP"
     run_wrk "$WARMUP" "$RUN_DIR/wrk-warmup.txt"
     sleep 1 # let the proxy see wrk's connections close before the counted window
-    before=$(metric_sum shardproxy_requests_total)
+    metrics "$RUN_DIR/metrics-before.txt"
     callgrind -z
-    log "run $1/$RUNS: counted, wrk -t1 -c$CONNS -d$DURATION"
+    log "$tag: counted, wrk -t1 -c$CONNS -d$DURATION"
     run_wrk "$DURATION" "$RUN_DIR/wrk.txt"
     sleep 1 # the same for the counted run's connections
     callgrind -d
-    after=$(metric_sum shardproxy_requests_total)
+    metrics "$RUN_DIR/metrics-after.txt"
 
     DUMP=$RUN_DIR/callgrind.out.1
     wait_for "callgrind's dump $DUMP" 30 "$PROXY_PID" test -s "$DUMP" || exit 1
     stop_proxy
     TOTAL_IR=$(awk '$1 == "totals:" || $1 == "summary:" { print $2; exit }' "$DUMP")
     [[ $TOTAL_IR =~ ^[0-9]+$ ]] || die "no total Ir in $DUMP"
+    before=$(sample_sum "$RUN_DIR/metrics-before.txt" shardproxy_requests_total)
+    after=$(sample_sum "$RUN_DIR/metrics-after.txt" shardproxy_requests_total)
     REQUESTS=$((after - before))
     ((REQUESTS > 0)) || die "shardproxy_requests_total did not move ($before -> $after)"
-    log "run $1/$RUNS: $((SECONDS - t0)) s; $REQUESTS requests, $TOTAL_IR Ir, $(ir_per_request "$TOTAL_IR" "$REQUESTS") Ir/request"
+    CACHE=()
+    if [[ $path == cache-hit ]]; then
+        for c in "${CACHE_COUNTERS[@]}"; do
+            CACHE+=($(($(sample_sum "$RUN_DIR/metrics-after.txt" "shardproxy_cache_${c}_total") -
+                $(sample_sum "$RUN_DIR/metrics-before.txt" "shardproxy_cache_${c}_total"))))
+        done
+        log "$tag: $(cache_line "$REQUESTS" "${CACHE[@]}")"
+        awk -v h="${CACHE[0]}" -v n="$REQUESTS" -v min="$MIN_HIT_PCT" 'BEGIN { exit !(100 * h >= min * n) }' \
+            || die "$tag: only $(hit_pct "${CACHE[0]}" "$REQUESTS")% of the counted requests were cache hits" \
+                "(at least $MIN_HIT_PCT% expected): $(cache_line "$REQUESTS" "${CACHE[@]}");" \
+                "this is not the cache-hit path's figure (metrics in $RUN_DIR)"
+    fi
+    log "$tag: $((SECONDS - t0)) s; $REQUESTS requests, $TOTAL_IR Ir, $(ir_per_request "$TOTAL_IR" "$REQUESTS") Ir/request"
 }
 
 ir_per_request() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.0f\n", t / n }'; }
+hit_pct() { awk -v h="$1" -v n="$2" 'BEGIN { printf "%.2f\n", 100 * h / n }'; }
+# cache_line REQUESTS HITS MISSES STALE PASSES
+cache_line() { echo "$2 hits of $1 requests ($(hit_pct "$2" "$1")%); misses $3, stale $4, passes $5"; }
+# thousands N: N with commas, 43469 -> 43,469
+thousands() { sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta' <<<"$1"; }
 
 t_start=$SECONDS
-RESULTS=() # "Ir/request requests total-Ir wrk-requests dump", one per run
-for ((run = 1; run <= RUNS; run++)); do
-    measure "$run"
-    RESULTS+=("$(ir_per_request "$TOTAL_IR" "$REQUESTS") $REQUESTS $TOTAL_IR $WRK_REQUESTS $DUMP")
-done
-# the median run (of an even number, the lower of the middle two)
-mapfile -t SORTED < <(printf '%s\n' "${RESULTS[@]}" | sort -n -k1,1)
-read -r ir requests total wrk_requests dump <<<"${SORTED[(RUNS - 1) / 2]}"
-if [[ -n $OUT ]]; then
-    cp "$dump" "$OUT"
-    log "callgrind output: $OUT (callgrind_annotate --inclusive=yes $OUT)"
-fi
-log "$RUNS run(s) in $((SECONDS - t_start)) s"
-
 echo "binary: $SHARDPROXY"
-if ((RUNS > 1)); then
+SUMMARY=()
+for path in "${PATH_LIST[@]}"; do
+    # "Ir/request requests total-Ir wrk-requests dump [hits misses stale passes]", one per run
+    RESULTS=()
     for ((run = 1; run <= RUNS; run++)); do
-        read -r r_ir r_requests r_total _ <<<"${RESULTS[run - 1]}"
-        echo "run $run: Ir/request $r_ir ($r_requests requests, $r_total Ir)"
+        measure "$path" "$run"
+        RESULTS+=("$(ir_per_request "$TOTAL_IR" "$REQUESTS") $REQUESTS $TOTAL_IR $WRK_REQUESTS $DUMP ${CACHE[*]}")
     done
-    read -r lo _ <<<"${SORTED[0]}"
-    read -r hi _ <<<"${SORTED[RUNS - 1]}"
-    awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf "range: %d..%d (%.2f%%); the median run:\n", lo, hi, 100 * (hi - lo) / lo }'
-fi
-echo "requests: $requests (shardproxy_requests_total; wrk counted $wrk_requests)"
-echo "total Ir: $total"
-echo "Ir/request: $ir"
+    # the median run (of an even number, the lower of the middle two)
+    mapfile -t SORTED < <(printf '%s\n' "${RESULTS[@]}" | sort -n -k1,1)
+    read -r ir requests total wrk_requests dump hits misses stale passes <<<"${SORTED[(RUNS - 1) / 2]}"
+    if [[ -n $OUT ]]; then
+        cp "$dump" "$OUT.$path"
+        log "$path: callgrind output: $OUT.$path (callgrind_annotate --inclusive=yes $OUT.$path)"
+    fi
+
+    echo "== $path"
+    if ((RUNS > 1)); then
+        for ((run = 1; run <= RUNS; run++)); do
+            read -r r_ir r_requests r_total _ _ r_hits _ <<<"${RESULTS[run - 1]}"
+            echo "run $run: Ir/request $r_ir ($r_requests requests, $r_total Ir${r_hits:+, $(hit_pct "$r_hits" "$r_requests")% hits})"
+        done
+        read -r lo _ <<<"${SORTED[0]}"
+        read -r hi _ <<<"${SORTED[RUNS - 1]}"
+        awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf "range: %d..%d (%.2f%%); the median run:\n", lo, hi, 100 * (hi - lo) / lo }'
+    fi
+    echo "requests: $requests (shardproxy_requests_total; wrk counted $wrk_requests)"
+    [[ -z ${hits:-} ]] || echo "cache: $(cache_line "$requests" "$hits" "$misses" "$stale" "$passes")"
+    echo "total Ir: $total"
+    echo "Ir/request: $ir"
+    SUMMARY+=("$path: $(thousands "$ir") Ir/request ($requests requests${hits:+, $(hit_pct "$hits" "$requests")% cache hits})")
+done
+log "${#PATH_LIST[@]} path(s) x $RUNS run(s) in $((SECONDS - t_start)) s"
+echo "=="
+printf '%s\n' "${SUMMARY[@]}"
