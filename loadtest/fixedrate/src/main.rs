@@ -21,6 +21,7 @@ mod args;
 mod response;
 mod run;
 mod stats;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -3,8 +3,10 @@
 
 use crate::args::Options;
 use crate::response::{self, ResponseError};
+use crate::tls::{self, Negotiated, TlsError};
 use rustix::buffer::spare_capacity;
 use rustix::event::{epoll, Timespec};
+use rustls::ClientConnection;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -30,6 +32,11 @@ pub struct Outcome {
     pub max_send_lag: Duration,
     /// Connections opened again after the server closed one.
     pub reconnects: u64,
+    /// `--tls`: what the first connection's handshake settled on.
+    pub tls: Option<Negotiated>,
+    /// `--tls`: the first TLS error on an established connection (counted
+    /// as a connection error, like a reset).
+    pub tls_error: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -43,6 +50,14 @@ pub enum RunError {
     Epoll(#[from] rustix::io::Errno),
     #[error("socket setup: {0}")]
     Socket(#[from] io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("TLS handshake with {addr} (server name {server_name}) failed: {problem}")]
+    Handshake {
+        addr: std::net::SocketAddr,
+        server_name: String,
+        problem: String,
+    },
     #[error("unusable response from {addr}: {source}")]
     Response {
         addr: std::net::SocketAddr,
@@ -52,6 +67,8 @@ pub enum RunError {
 
 struct Conn {
     stream: TcpStream,
+    /// `--tls`: the session, its handshake complete.
+    tls: Option<ClientConnection>,
     buf: Vec<u8>,
     /// When the request in flight was due, if one is.
     due: Option<Instant>,
@@ -61,11 +78,17 @@ struct Conn {
 pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     // epoll_pwait2 timeouts are rounded up by the timer slack (50 µs by default)
     rustix::thread::set_current_timer_slack(NonZeroU64::new(1))?;
+    let client = opts.tls.as_ref().map(tls::Client::new).transpose()?;
+    let client = client.as_ref();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    // every connection is open (and its TLS handshake done) before the
+    // schedule starts
     let mut conns = Vec::with_capacity(opts.conns);
     for i in 0..opts.conns {
+        let (stream, tls) = connect(opts, client, &ep, i)?;
         conns.push(Conn {
-            stream: connect(opts, &ep, i)?,
+            stream,
+            tls,
             buf: Vec::with_capacity(4096),
             due: None,
         });
@@ -82,6 +105,10 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     let mut events = Vec::with_capacity(opts.conns);
     let mut out = Outcome {
         latencies_us: Vec::with_capacity(total as usize),
+        tls: conns
+            .first()
+            .and_then(|c| c.tls.as_ref())
+            .map(Negotiated::of),
         ..Outcome::default()
     };
     let (mut next, mut in_flight, mut last_response) = (0u64, 0usize, start);
@@ -104,16 +131,17 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
                 opts.addr
             )?;
             let conn = &mut conns[ci];
-            match conn.stream.write(&request) {
-                Ok(n) if n == request.len() => {
-                    conn.due = Some(due);
-                    in_flight += 1;
-                }
-                _ => {
-                    out.err_io += 1;
-                    reconnect(opts, &ep, conn, ci, &mut out)?;
-                    idle.push_back(ci);
-                }
+            let sent = match &mut conn.tls {
+                None => matches!(conn.stream.write(&request), Ok(n) if n == request.len()),
+                Some(tls) => send_tls(tls, &mut conn.stream, &request),
+            };
+            if sent {
+                conn.due = Some(due);
+                in_flight += 1;
+            } else {
+                out.err_io += 1;
+                reconnect(opts, client, &ep, conn, ci, &mut out)?;
+                idle.push_back(ci);
             }
         }
         if next == total && in_flight == 0 {
@@ -162,7 +190,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
                     in_flight -= 1;
                     idle.push_back(ci);
                 }
-                reconnect(opts, &ep, conn, ci, &mut out)?;
+                reconnect(opts, client, &ep, conn, ci, &mut out)?;
             }
         }
     }
@@ -178,22 +206,16 @@ fn read_responses(
     t: Instant,
     out: &mut Outcome,
 ) -> Result<(bool, bool), ResponseError> {
-    let mut eof = false;
-    loop {
-        match conn.stream.read(scratch) {
-            Ok(0) => {
-                eof = true;
-                break;
-            }
-            Ok(n) => conn.buf.extend_from_slice(&scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                eof = true;
-                break;
-            }
-        }
-    }
+    let mut eof = match &mut conn.tls {
+        None => read_plain(&mut conn.stream, &mut conn.buf, scratch),
+        Some(tls) => read_tls(
+            tls,
+            &mut conn.stream,
+            &mut conn.buf,
+            scratch,
+            &mut out.tls_error,
+        ),
+    };
     let mut answered = false;
     while let Some(framed) = response::frame(&conn.buf)? {
         conn.buf.drain(..framed.len);
@@ -212,16 +234,99 @@ fn read_responses(
     Ok((eof, answered))
 }
 
+/// Appends what the socket has to `buf`; returns whether the server closed
+/// the connection (or it failed).
+fn read_plain(stream: &mut TcpStream, buf: &mut Vec<u8>, scratch: &mut [u8]) -> bool {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return true,
+            Ok(n) => buf.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// [`read_plain`] through TLS: decrypts what the socket has and appends the
+/// plaintext to `buf`. A TLS error (a bad record, an alert from the server)
+/// ends the connection like a reset; the first one is kept in `tls_error`.
+fn read_tls(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    scratch: &mut [u8],
+    tls_error: &mut Option<String>,
+) -> bool {
+    loop {
+        match tls.read_tls(stream) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+        if let Err(e) = tls.process_new_packets() {
+            tls_error.get_or_insert_with(|| e.to_string());
+            // rustls queued an alert for the server: best effort
+            let _ = tls.write_tls(stream);
+            return true;
+        }
+        loop {
+            match tls.reader().read(scratch) {
+                // the server's close_notify
+                Ok(0) => return true,
+                Ok(n) => buf.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// Encrypts `request` and writes it, with anything else rustls has queued;
+/// false when the socket does not take it all at once (counted as a short
+/// write, as in plain HTTP).
+fn send_tls(tls: &mut ClientConnection, stream: &mut TcpStream, request: &[u8]) -> bool {
+    if tls.writer().write_all(request).is_err() {
+        return false;
+    }
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Opens connection `index` (with `client`, completes the TLS handshake
+/// first, blocking) and adds it to the epoll set.
 fn connect(
     opts: &Options,
+    client: Option<&tls::Client>,
     ep: &impl rustix::fd::AsFd,
     index: usize,
-) -> Result<TcpStream, RunError> {
-    let stream = TcpStream::connect(opts.addr).map_err(|source| RunError::Connect {
+) -> Result<(TcpStream, Option<ClientConnection>), RunError> {
+    let mut stream = TcpStream::connect(opts.addr).map_err(|source| RunError::Connect {
         addr: opts.addr,
         source,
     })?;
     stream.set_nodelay(true)?;
+    let tls = match client {
+        None => None,
+        Some(client) => Some(
+            client
+                .handshake(&mut stream)
+                .map_err(|e| RunError::Handshake {
+                    addr: opts.addr,
+                    server_name: client.server_name().to_str().into_owned(),
+                    problem: tls::handshake_problem(&e),
+                })?,
+        ),
+    };
     stream.set_nonblocking(true)?;
     epoll::add(
         ep,
@@ -229,18 +334,19 @@ fn connect(
         epoll::EventData::new_u64(index as u64),
         epoll::EventFlags::IN,
     )?;
-    Ok(stream)
+    Ok((stream, tls))
 }
 
 fn reconnect(
     opts: &Options,
+    client: Option<&tls::Client>,
     ep: &impl rustix::fd::AsFd,
     conn: &mut Conn,
     index: usize,
     out: &mut Outcome,
 ) -> Result<(), RunError> {
     epoll::delete(ep, &conn.stream)?;
-    conn.stream = connect(opts, ep, index)?;
+    (conn.stream, conn.tls) = connect(opts, client, ep, index)?;
     conn.buf.clear();
     conn.due = None;
     out.reconnects += 1;

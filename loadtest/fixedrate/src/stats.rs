@@ -60,7 +60,7 @@ impl Summary {
 
     pub fn human(&self) -> String {
         let o = &self.outcome;
-        format!(
+        let mut human = format!(
             "fixedrate {}: {} responses at {:.0} req/s (target {:.0}, {} connections)\n  \
              latency from due time: p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs, mean {:.1} µs\n  \
              errors {} (status {}, connection {}, timeout {}), reconnects {}, late sends {} (max lag {} µs)",
@@ -82,12 +82,24 @@ impl Summary {
             o.reconnects,
             o.late_sends,
             o.max_send_lag.as_micros()
-        )
+        );
+        if let Some(t) = &o.tls {
+            human += &format!(
+                "\n  TLS: {}, {}, key exchange {}, ALPN {}",
+                t.version, t.cipher, t.group, t.alpn
+            );
+        }
+        if let Some(e) = &o.tls_error {
+            human += &format!("\n  first TLS error on an open connection: {e}");
+        }
+        human
     }
 
+    /// The `RESULT` line; with `--tls`, `tls_version=`, `tls_cipher=`,
+    /// `tls_group=` and `alpn=` at its end.
     pub fn machine(&self) -> String {
         let o = &self.outcome;
-        format!(
+        let mut machine = format!(
             "RESULT requests={} duration_us={} rate={:.1} target_rate={:.1} errors={} err_status={} err_io={} err_timeout={} \
              reconnects={} late_sends={} max_send_lag_us={} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} mean_us={:.1}",
             self.requests,
@@ -107,7 +119,14 @@ impl Summary {
             self.p999,
             self.max,
             self.mean
-        )
+        );
+        if let Some(t) = &o.tls {
+            machine += &format!(
+                " tls_version={} tls_cipher={} tls_group={} alpn={}",
+                t.version, t.cipher, t.group, t.alpn
+            );
+        }
+        machine
     }
 }
 

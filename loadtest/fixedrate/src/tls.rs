@@ -1,0 +1,177 @@
+//! `--tls`: the rustls client settings, and the handshake of a new connection.
+//!
+//! Every connection completes its handshake when it is opened, before the
+//! schedule starts (or, for a reconnect, before the loop goes on), so the
+//! latencies measure requests on established keep-alive connections, as
+//! wrk's do: the record layer, not handshakes.
+
+use crate::args::{ArgsError, Tls};
+use rustls::client::ClientConnection;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use std::io;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long a handshake may take before the run gives up.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("--ca {}: {problem}", path.display())]
+    Ca { path: PathBuf, problem: String },
+    #[error("TLS settings: {0}")]
+    Config(#[from] rustls::Error),
+    #[error(transparent)]
+    ServerName(#[from] ArgsError),
+}
+
+/// What connections need to speak TLS.
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+/// What a handshake settled on, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub version: String,
+    pub cipher: String,
+    pub group: String,
+    pub alpn: String,
+}
+
+impl Client {
+    /// rustls with the ring provider, its default protocol versions (TLS 1.2
+    /// and 1.3) and cipher suites, ALPN `http/1.1` only, trusting only the
+    /// certificates of `--ca`.
+    pub fn new(tls: &Tls) -> Result<Self, TlsError> {
+        let ca_problem = |problem: String| TlsError::Ca {
+            path: tls.ca.clone(),
+            problem,
+        };
+        let certs = CertificateDer::pem_file_iter(&tls.ca)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ca_problem(pem_problem(e)))?;
+        if certs.is_empty() {
+            return Err(ca_problem("no certificate found in it".to_owned()));
+        }
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ca_problem(format!("not a usable CA certificate: {e}")))?;
+        }
+        // Deprecated since rustls 0.23.48 only because ring offers no
+        // post-quantum key exchange (X25519MLKEM768); it is the provider
+        // shardproxy uses, so both ends offer the same classical groups.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Client {
+            config: Arc::new(config),
+            server_name: tls.server_name()?,
+        })
+    }
+
+    pub fn server_name(&self) -> &ServerName<'static> {
+        &self.server_name
+    }
+
+    /// Completes the handshake on a fresh, still blocking, connection (at
+    /// most [`HANDSHAKE_TIMEOUT`] without an answer).
+    pub fn handshake(&self, stream: &mut TcpStream) -> io::Result<ClientConnection> {
+        let mut tls = ClientConnection::new(self.config.clone(), self.server_name.clone())
+            .map_err(io::Error::other)?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        // complete_io also sends the alert when rustls refuses the server
+        while tls.is_handshaking() {
+            match tls.complete_io(stream) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no answer within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        while tls.wants_write() {
+            tls.write_tls(stream)?;
+        }
+        stream.set_read_timeout(None)?;
+        stream.set_write_timeout(None)?;
+        Ok(tls)
+    }
+}
+
+impl Negotiated {
+    pub fn of(tls: &ClientConnection) -> Self {
+        let debug = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
+        Negotiated {
+            version: debug(tls.protocol_version().map(|v| format!("{v:?}"))),
+            cipher: debug(
+                tls.negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite())),
+            ),
+            group: debug(
+                tls.negotiated_key_exchange_group()
+                    .map(|g| format!("{:?}", g.name())),
+            ),
+            alpn: debug(
+                tls.alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            ),
+        }
+    }
+}
+
+/// Why a handshake failed, in words: rustls' own error (a certificate
+/// refused, the server's alert...) when there is one.
+pub fn handshake_problem(e: &io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("the server sent the alert {alert:?}")
+        }
+        Some(rustls::Error::InvalidCertificate(why)) => {
+            format!("the server's certificate is refused: {why}")
+        }
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// A PEM reading failure in words.
+fn pem_problem(failure: pem::Error) -> String {
+    match failure {
+        pem::Error::Io(e) if e.kind() == io::ErrorKind::NotFound => "no such file".to_owned(),
+        pem::Error::Io(e) => format!("cannot read it: {e}"),
+        pem::Error::NoItemsFound => "no certificate found in it".to_owned(),
+        other => format!("not valid PEM: {other}"),
+    }
+}
