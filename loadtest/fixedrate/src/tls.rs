@@ -6,10 +6,14 @@
 //! wrk's do: the record layer, not handshakes.
 
 use crate::args::{ArgsError, Tls};
-use rustls::client::ClientConnection;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, ClientConnection, WebPkiServerVerifier};
+use rustls::crypto::ring::kx_group;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -48,8 +52,9 @@ pub struct Negotiated {
 
 impl Client {
     /// rustls with the ring provider, its default protocol versions (TLS 1.2
-    /// and 1.3) and cipher suites, ALPN `http/1.1` only, trusting only the
-    /// certificates of `--ca`.
+    /// and 1.3) and cipher suites, key exchange groups X25519, P-256, P-384
+    /// in this order, ALPN `http/1.1` only, trusting only the
+    /// certificates of `--ca` (see [`Verifier`]).
     pub fn new(tls: &Tls) -> Result<Self, TlsError> {
         let ca_problem = |problem: String| TlsError::Ca {
             path: tls.ca.clone(),
@@ -62,19 +67,32 @@ impl Client {
             return Err(ca_problem("no certificate found in it".to_owned()));
         }
         let mut roots = RootCertStore::empty();
-        for cert in certs {
+        for cert in &certs {
             roots
-                .add(cert)
+                .add(cert.clone())
                 .map_err(|e| ca_problem(format!("not a usable CA certificate: {e}")))?;
         }
         // Deprecated since rustls 0.23.48 only because ring offers no
         // post-quantum key exchange (X25519MLKEM768); it is the provider
-        // shardproxy uses, so both ends offer the same classical groups.
+        // shardproxy uses. Its groups in OpenSSL's order (the ring
+        // provider's own puts P-384 first), so that fixedrate, wrk and
+        // `openssl s_client` settle on the same one (X25519).
         #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(CryptoProvider {
+            kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+            ..rustls::crypto::ring::default_provider()
+        });
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| ca_problem(e.to_string()))?;
+        let verifier = Verifier {
+            pinned: certs,
+            webpki,
+        };
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Client {
@@ -124,6 +142,65 @@ impl Client {
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(None)?;
         Ok(tls)
+    }
+}
+
+/// rustls' own (webpki) verification against the `--ca` certificates, plus
+/// one case webpki refuses: a server presenting exactly one of the `--ca`
+/// certificates, self-signed, as its own. Such a test certificate made with
+/// `openssl req -x509` is marked as a CA (`basicConstraints CA:TRUE`, the
+/// openssl CLI's default), which webpki never accepts as the server's
+/// certificate (`CaUsedAsEndEntity`), while OpenSSL (curl, wrk) does. For
+/// that certificate the byte-for-byte match with the file is the trust
+/// decision and only the server name is checked (not its dates); the
+/// handshake signatures are verified the same either way.
+#[derive(Debug)]
+struct Verifier {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 
