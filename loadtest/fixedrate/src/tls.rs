@@ -13,7 +13,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, InvalidMessage, RootCertStore,
+    SignatureScheme,
+};
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -235,8 +238,22 @@ pub fn handshake_problem(e: &io::Error) -> String {
         Some(rustls::Error::AlertReceived(alert)) => {
             format!("the server sent the alert {alert:?}")
         }
+        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            "the server's certificate is refused: not signed by a certificate in --ca".to_owned()
+        }
+        // webpki's error, only in its Debug form
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(why)))
+            if format!("{why:?}").contains("CaUsedAsEndEntity") =>
+        {
+            "the server's certificate is refused: it is a CA certificate (self-signed?) \
+             and not one of those in --ca"
+                .to_owned()
+        }
         Some(rustls::Error::InvalidCertificate(why)) => {
             format!("the server's certificate is refused: {why}")
+        }
+        Some(rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType)) => {
+            "the server's answer is not TLS (plain HTTP on that port?)".to_owned()
         }
         Some(other) => other.to_string(),
         None => e.to_string(),
