@@ -269,3 +269,52 @@ fn pem_problem(failure: pem::Error) -> String {
         other => format!("not valid PEM: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem_with(ca: PathBuf) -> String {
+        let tls = Tls {
+            ca,
+            server_name: "localhost".to_owned(),
+        };
+        Client::new(&tls).map_or_else(|e| e.to_string(), |_| "accepted".to_owned())
+    }
+
+    #[test]
+    fn names_the_bad_ca_file() {
+        let dir = std::env::temp_dir().join(format!("fixedrate-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        assert_eq!(
+            problem_with(missing.clone()),
+            format!("--ca {}: no such file", missing.display())
+        );
+        let key_only = dir.join("key.pem");
+        std::fs::write(
+            &key_only,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert_eq!(
+            problem_with(key_only.clone()),
+            format!("--ca {}: no certificate found in it", key_only.display())
+        );
+        let not_a_cert = dir.join("bad.pem");
+        std::fs::write(
+            &not_a_cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let problem = problem_with(not_a_cert.clone());
+        assert!(
+            problem.starts_with(&format!(
+                "--ca {}: not a usable CA certificate",
+                not_a_cert.display()
+            )),
+            "{problem}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
