@@ -35,12 +35,21 @@
 //! free lists, so a request that allocates on that arena waits for them.
 //! Under steady load the conditions do not hold (the heap's free memory is
 //! a few MiB at most and the resident set is flat), so what runs is at most
-//! one `mallinfo2` a period and no trim: loadtest/instructions.sh measured
-//! the same instructions per request with and without the thread. After a
-//! burst of 10,000 connections closed, the trim took 40-60 ms (mostly
-//! `madvise` calls, under the lock), once; the pages it gives back are
-//! faulted in again if a later burst needs them (8,192 page faults per
-//! 32 MiB, a few milliseconds), which is why small amounts are left alone.
+//! one `mallinfo2` a period and no trim: under loadtest/instructions.sh the
+//! thread's own work was about 24,000 instructions in 10 s (2-3 per
+//! request). After a burst of 10,000 connections closed, a trim took
+//! 16-72 ms (mostly `madvise` calls, under the lock), once or twice; the
+//! pages it gives back are faulted in again if a later burst needs them
+//! (8,192 page faults per 32 MiB, a few milliseconds), which is why small
+//! amounts are left alone.
+//!
+//! The thread's existence has a cost of its own with `workers = 1`: the
+//! proxy is then otherwise single-threaded, and once a second thread exists
+//! glibc leaves its single-thread fast paths (each blocking syscall becomes
+//! a cancellation point, malloc takes its arena lock on a cache miss).
+//! instructions.sh measured 43,540 instructions per request against 43,356
+//! without the thread (+0.4%, medians of 3; the runs' spread is 0.15%).
+//! With more workers the process has several threads anyway.
 //!
 //! Only built for Linux with glibc (`target_env = "gnu"`); elsewhere
 //! [`spawn`] does nothing. `mallinfo2` is from glibc 2.33; the binary
@@ -101,12 +110,12 @@ mod glibc {
     }
 
     /// What is carried from one look to the next: the memory in use at the
-    /// last look, and the resident set and the free memory right after the
-    /// last trim (zero before the first, so that only [`MIN_FREE`] of free
-    /// memory is asked for then).
+    /// last look (none before the first), and the resident set and the free
+    /// memory right after the last trim (zero before the first, so that only
+    /// [`MIN_FREE`] of free memory is asked for then).
     #[derive(Default)]
     pub(super) struct Trimmer {
-        used_before: usize,
+        used_before: Option<usize>,
         rss_after: usize,
         free_after: usize,
     }
@@ -114,8 +123,10 @@ mod glibc {
     impl Trimmer {
         /// Whether to trim now (see the module's doc).
         pub(super) fn due(&mut self, now: Memory) -> bool {
-            let growing = now.used > self.used_before.saturating_add(GROWING);
-            self.used_before = now.used;
+            let growing = self
+                .used_before
+                .is_some_and(|before| now.used > before.saturating_add(GROWING));
+            self.used_before = Some(now.used);
             now.free >= MIN_FREE
                 && !growing
                 && (now.rss >= self.rss_after.saturating_add(MIN_FREE)
@@ -124,7 +135,7 @@ mod glibc {
 
         /// Records the memory right after a trim.
         pub(super) fn trimmed(&mut self, now: Memory) {
-            self.used_before = now.used;
+            self.used_before = Some(now.used);
             self.rss_after = now.rss;
             self.free_after = now.free;
         }
