@@ -38,7 +38,7 @@
 //! one `mallinfo2` a period and no trim: under loadtest/instructions.sh the
 //! thread's own work was about 24,000 instructions in 10 s (2-3 per
 //! request). After a burst of 10,000 connections closed, a trim took
-//! 16-72 ms (mostly `madvise` calls, under the lock), once or twice; the
+//! 15-72 ms (mostly `madvise` calls, under the lock), once or twice; the
 //! pages it gives back are faulted in again if a later burst needs them
 //! (8,192 page faults per 32 MiB, a few milliseconds), which is why small
 //! amounts are left alone.
@@ -47,8 +47,9 @@
 //! proxy is then otherwise single-threaded, and once a second thread exists
 //! glibc leaves its single-thread fast paths (each blocking syscall becomes
 //! a cancellation point, malloc takes its arena lock on a cache miss).
-//! instructions.sh measured 43,540 instructions per request against 43,356
-//! without the thread (+0.4%, medians of 3; the runs' spread is 0.15%).
+//! instructions.sh measured 43,550 instructions per request against 43,325
+//! without the thread (+0.5%; medians of 3 and of 6 runs, each set within
+//! 0.25%), nearly all of it in those paths, none in the thread.
 //! With more workers the process has several threads anyway.
 //!
 //! Only built for Linux with glibc (`target_env = "gnu"`); elsewhere
