@@ -2,20 +2,16 @@
 //! set up by the command, once it knows its config.
 //!
 //! The library forbids unsafe code; the binary's [`trim`] module makes the
-//! two glibc calls that give freed heap memory back after bursts.
+//! glibc calls that give freed heap memory back after bursts, as upkeep
+//! the serving commands run (see [`shardproxy::cli::Upkeep`]).
 
 mod trim;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use shardproxy::cli::{Cli, Command};
+use shardproxy::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Only the commands that serve traffic live long enough to need it.
-    if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
-        trim::spawn();
-    }
-    shardproxy::cli::run(cli)
+    shardproxy::cli::run(Cli::parse(), trim::upkeep())
 }

@@ -9,10 +9,11 @@
 //! hands the free pages in the middle of each heap back with
 //! `MADV_DONTNEED` and took that process to 14.5 MB.
 //!
-//! [`spawn`] starts a thread that does this when it is worth it. Every
-//! [`PERIOD`] it reads the process's resident set (`/proc/self/statm`, no
-//! allocator lock); when that is at least [`MIN_FREE`], it reads glibc's
-//! statistics (`mallinfo2`) and calls `malloc_trim(0)` when all of
+//! [`upkeep`] is the work that does this when it is worth it, which the
+//! serving commands run on their main runtime. Every [`PERIOD`] it reads
+//! the process's resident set (`/proc/self/statm`, no allocator lock); when
+//! that is at least [`MIN_FREE`], it reads glibc's statistics (`mallinfo2`)
+//! and calls `malloc_trim(0)` when all of
 //!
 //! - the heap holds at least [`MIN_FREE`] of free memory (`fordblks`: free
 //!   chunks of every arena, resident or not);
@@ -36,27 +37,28 @@
 //! Under steady load the conditions do not hold (the heap's free memory is
 //! a few MiB at most and the resident set is flat), so what runs is at most
 //! one `mallinfo2` a period and no trim: under loadtest/instructions.sh the
-//! thread's own work was about 24,000 instructions in 10 s (2-3 per
+//! upkeep's own work was about 24,000 instructions in 10 s (2-3 per
 //! request). After a burst of 10,000 connections closed, a trim took
 //! 15-72 ms (mostly `madvise` calls, under the lock), once or twice; the
 //! pages it gives back are faulted in again if a later burst needs them
 //! (8,192 page faults per 32 MiB, a few milliseconds), which is why small
 //! amounts are left alone.
 //!
-//! The thread's existence has a cost of its own with `workers = 1`: the
-//! proxy is then otherwise single-threaded, and once a second thread exists
-//! glibc leaves its single-thread fast paths (each blocking syscall becomes
-//! a cancellation point, malloc takes its arena lock on a cache miss).
-//! instructions.sh measured 43,550 instructions per request against 43,325
-//! without the thread (+0.5%; medians of 3 and of 6 runs, each set within
-//! 0.25%), nearly all of it in those paths, none in the thread.
-//! With more workers the process has several threads anyway.
+//! It runs on the proxy's main runtime, not on a thread of its own: with
+//! `workers = 1` the proxy is otherwise single-threaded, and once a second
+//! thread exists glibc leaves its single-thread fast paths (each blocking
+//! syscall becomes a cancellation point, malloc takes its arena lock on a
+//! cache miss). As a thread, it cost 43,550 instructions per request
+//! against 43,325 without (+0.5%; medians of 3 and of 6 runs of
+//! loadtest/ir-per-request.sh, each set within 0.25%), nearly all of it in
+//! those paths. A trim then pauses that runtime as long as it takes, which
+//! only happens once a burst has ended.
 //!
 //! Only built for Linux with glibc (`target_env = "gnu"`); elsewhere
-//! [`spawn`] does nothing. `mallinfo2` is from glibc 2.33; the binary
+//! [`upkeep`] is `None`. `mallinfo2` is from glibc 2.33; the binary
 //! already needs 2.34.
 
-/// How often the thread looks. Short enough that memory comes back within
+/// How often the upkeep looks. Short enough that memory comes back within
 /// seconds of a burst's end (idle_clients.py's `--settle` must be longer to
 /// see it), long enough that the checks cost nothing measurable: one read
 /// of a small /proc file and one `mallinfo2` (microseconds while the free
@@ -81,22 +83,23 @@ const MIN_FREE: usize = 32 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const GROWING: usize = 4 << 20;
 
-/// Starts the trimming thread (glibc); elsewhere, nothing. A thread that
-/// cannot be started is logged at debug level and otherwise ignored: the
-/// proxy works without it, only keeping more memory after bursts.
-pub fn spawn() {
+/// The trimming work and how often to do it (glibc); elsewhere, none.
+pub fn upkeep() -> Option<shardproxy::cli::Upkeep> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if let Err(error) = std::thread::Builder::new()
-        .name("malloc-trim".into())
-        .spawn(glibc::run)
     {
-        tracing::debug!(%error, "malloc trim thread not started");
+        let mut look = glibc::Look::new();
+        Some(shardproxy::cli::Upkeep {
+            every: PERIOD,
+            work: Box::new(move || look.now()),
+        })
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
-    use super::{GROWING, MIN_FREE, PERIOD};
+    use super::{GROWING, MIN_FREE};
     use std::time::Instant;
 
     /// One look at the process's memory, in bytes.
@@ -142,22 +145,34 @@ mod glibc {
         }
     }
 
-    pub(super) fn run() {
-        let page = page_size();
-        let rss = || resident_pages().map(|pages| pages.saturating_mul(page));
-        let mut trimmer = Trimmer::default();
-        loop {
-            std::thread::sleep(PERIOD);
-            let Some(rss_before) = rss() else { continue };
+    /// What the upkeep carries from one look to the next.
+    pub(super) struct Look {
+        page: usize,
+        trimmer: Trimmer,
+    }
+
+    impl Look {
+        pub(super) fn new() -> Look {
+            Look {
+                page: page_size(),
+                trimmer: Trimmer::default(),
+            }
+        }
+
+        /// Looks at the memory, and trims when it is due.
+        pub(super) fn now(&mut self) {
+            let page = self.page;
+            let rss = || resident_pages().map(|pages| pages.saturating_mul(page));
+            let Some(rss_before) = rss() else { return };
             if rss_before < MIN_FREE {
                 // Less resident than the least worth trimming: no need to
                 // ask the allocator (and lock its arenas).
-                continue;
+                return;
             }
             let started = Instant::now();
             let before = heap(rss_before);
-            if !trimmer.due(before) {
-                continue;
+            if !self.trimmer.due(before) {
+                return;
             }
             // SAFETY: `malloc_trim` takes no pointers and has no
             // preconditions; it locks each arena while it works, so other
@@ -166,7 +181,7 @@ mod glibc {
             let released = unsafe { libc::malloc_trim(0) } == 1;
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let after = heap(rss().unwrap_or(rss_before));
-            trimmer.trimmed(after);
+            self.trimmer.trimmed(after);
             tracing::debug!(
                 rss_before = before.rss,
                 rss_after = after.rss,
