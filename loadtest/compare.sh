@@ -24,12 +24,26 @@
 # has no TLS and is skipped there; so are the fixed-rate runs (fixedrate
 # speaks plain HTTP only). The report says which TLS version, cipher and
 # group each contender negotiated (openssl s_client, once per contender).
+#
+# Mode both (on request, not in the default MODES): pass-through with every
+# contender on BOTH cores: shardproxy `workers = 2` (a SO_REUSEPORT socket
+# per worker), nginx `worker_processes 2` with `listen ... reuseport` (the
+# same way of spreading connections), HAProxy `nbthread 2`, Varnish with
+# its default thread_pools (2). No pinning split: the contender, wrk and the
+# backends are all pinned to PROXY_CPU,LOAD_CPU and share them, so req/s is
+# relative to this box; the key figure is requests per CPU-second of the
+# contender (requests / its process group's utime+stime) and the median of
+# the per-round ratios shardproxy's / each peer's. No fixed-rate runs there
+# (a paced client sharing the contender's cores measures the scheduler).
+# "Other work" is the same figure as in the other modes (machine-wide busy
+# time minus the contenders, the backends, the load generator and the
+# script's own polls); a run is disturbed above DISTURBED_PCT_BOTH.
 # Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
 # loadtest/README.md.
 #
 # Environment (defaults in brackets):
 #   CONTENDERS ["shardproxy nginx haproxy varnish"]  MODES ["pass cache"]
-#     (modes: pass, cache, tls; e.g. MODES=tls CONTENDERS="shardproxy nginx")
+#     (modes: pass, cache, tls, both; e.g. MODES=tls CONTENDERS="shardproxy nginx")
 #   ROUNDS [3]  DURATION [10s]  WARMUP [5s]  CONNS [64]  THREADS [1]
 #   KEYS [100000] (pass)  CACHE_KEYS [10000] (cache: every key is fetched
 #     once before the runs, so the runs are all hits)
@@ -48,6 +62,7 @@
 #     of one core for 2 s in a row)
 #   DISTURBED_PCT [10]: flag runs during which other work used more than this
 #     (% of one core)
+#   DISTURBED_PCT_BOTH [DISTURBED_PCT]: the same in mode both
 #   REDO_DISTURBED [3]: redo a disturbed counted run up to this many times
 #     (the discarded runs are listed in the report)
 set -euo pipefail
@@ -83,6 +98,7 @@ SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 QUIET_PCT=${QUIET_PCT:-10}
 QUIET_TIMEOUT=${QUIET_TIMEOUT:-180}
 DISTURBED_PCT=${DISTURBED_PCT:-10}
+DISTURBED_PCT_BOTH=${DISTURBED_PCT_BOTH:-$DISTURBED_PCT}
 REDO_DISTURBED=${REDO_DISTURBED:-3}
 REPORT_FROM=${REPORT_FROM:-}
 LUA=$HERE/keys.lua
@@ -99,13 +115,13 @@ for c in "${CONTENDER_LIST[@]}"; do
     [[ $c =~ ^(shardproxy|nginx|haproxy|varnish)$ ]] || die "unknown contender '$c' (shardproxy nginx haproxy varnish)"
 done
 for m in "${MODE_LIST[@]}"; do
-    [[ $m == pass || $m == cache || $m == tls ]] || die "unknown mode '$m' (pass cache tls)"
+    [[ $m == pass || $m == cache || $m == tls || $m == both ]] || die "unknown mode '$m' (pass cache tls both)"
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
 has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
 # plain_modes: whether a mode other than tls runs (fixedrate speaks plain HTTP only)
 plain_modes() { has_mode pass || has_mode cache; }
-for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT REDO_DISTURBED; do
+for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
@@ -119,6 +135,13 @@ done
 NCPU=$(nproc --all 2>/dev/null || nproc)
 ((PROXY_CPU < NCPU && LOAD_CPU < NCPU)) || die "need CPUs $PROXY_CPU and $LOAD_CPU; this machine has $NCPU"
 ((PROXY_CPU != LOAD_CPU)) || die "PROXY_CPU and LOAD_CPU must differ"
+# where the contender and where the load generator + backends run, per mode:
+# split in every mode but both, where all share both CPUs
+BOTH_CPUS=$PROXY_CPU,$LOAD_CPU
+proxy_cpus() { if [[ $1 == both ]]; then echo "$BOTH_CPUS"; else echo "$PROXY_CPU"; fi; }
+load_cpus() { if [[ $1 == both ]]; then echo "$BOTH_CPUS"; else echo "$LOAD_CPU"; fi; }
+# disturbed_pct MODE: the "other work" limit of that mode
+disturbed_pct() { if [[ $1 == both ]]; then echo "$DISTURBED_PCT_BOTH"; else echo "$DISTURBED_PCT"; fi; }
 
 # missing tools: Debian packages, installed when INSTALL=1 and apt-get is there
 if [[ -z ${NGINX:-} ]]; then
@@ -258,8 +281,8 @@ trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_group NAME CPU LOG CMD...: run CMD in a new session (its own process
-# group) pinned to CPU, output to LOG; sets STARTED to its PID.
+# start_group NAME CPUS LOG CMD...: run CMD in a new session (its own process
+# group) pinned to CPUS (a taskset list), output to LOG; sets STARTED to its PID.
 start_group() {
     local name=$1 cpu=$2 logf=$3
     shift 3
@@ -436,10 +459,14 @@ EOF
 
 # write_nginx MODE DIR: nginx as the proxy; `hash $request_uri consistent`,
 # keep-alive to the backends; in cache mode proxy_cache in a tmpfs; in tls
-# mode an HTTPS listener (`ssl http2`: ALPN h2 and http/1.1, as shardproxy).
+# mode an HTTPS listener (`ssl http2`: ALPN h2 and http/1.1, as shardproxy);
+# in mode both two workers, each with its own socket (`reuseport`).
 write_nginx() {
-    local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf=""
+    local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf="" workers=1 reuseport=""
     mkdir -p "$dir/tmp"
+    if [[ $mode == both ]]; then
+        workers=2 reuseport=" reuseport"
+    fi
     if [[ $mode == tls ]]; then
         listen_tls=" ssl http2"
         # nginx 1.22's default ssl_protocols stop at TLSv1.2 (1.23.4 added 1.3)
@@ -455,7 +482,7 @@ write_nginx() {
     fi
     {
         cat <<EOF
-worker_processes 1;
+worker_processes $workers;
 pid proxy.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
@@ -474,7 +501,7 @@ EOF
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:${PORT[nginx]}$listen_tls backlog=4096;
+        listen 127.0.0.1:${PORT[nginx]}$listen_tls$reuseport backlog=4096;
 $tls_conf
         location / {
             proxy_pass http://bench;
@@ -497,10 +524,13 @@ EOF
 
 # write_haproxy MODE DIR: `balance uri` + `hash-type consistent`, connections
 # to the backends shared and kept (`http-reuse always`); in cache mode its
-# in-memory cache; in tls mode `bind ... ssl crt` (ALPN h2 and http/1.1).
+# in-memory cache; in tls mode `bind ... ssl crt` (ALPN h2 and http/1.1);
+# in mode both two threads (its default listener: one socket, connections
+# handed to the least loaded thread).
 write_haproxy() {
-    local mode=$1 dir=$2 k cache_sec="" cache_use="" bind_tls="" proto=http
+    local mode=$1 dir=$2 k cache_sec="" cache_use="" bind_tls="" proto=http threads=1
     mkdir -p "$dir"
+    [[ $mode != both ]] || threads=2
     if [[ $mode == tls ]]; then
         bind_tls=" ssl crt $TLS_COMBINED alpn h2,http/1.1"
         proto=https
@@ -516,7 +546,7 @@ write_haproxy() {
     {
         cat <<EOF
 global
-    nbthread 1
+    nbthread $threads
     maxconn 4096
     log stderr format raw local0 err
 
@@ -586,10 +616,12 @@ EOF
 }
 
 # write_shardproxy MODE DIR: static instances, derived tokens; in cache mode
-# `[services.bench.cache] enabled = true`; in tls mode `[server.tls]`.
+# `[services.bench.cache] enabled = true`; in tls mode `[server.tls]`; in
+# mode both `workers = 2`.
 write_shardproxy() {
-    local mode=$1 dir=$2 k tls_sec=""
+    local mode=$1 dir=$2 k tls_sec="" workers=1
     mkdir -p "$dir"
+    [[ $mode != both ]] || workers=2
     if [[ $mode == tls ]]; then
         tls_sec=$(printf '\n[server.tls]\ncert = "%s"\nkey = "%s"' "$TLS_CERT" "$TLS_KEY")
     fi
@@ -598,7 +630,7 @@ write_shardproxy() {
 [server]
 listen = "127.0.0.1:${PORT[shardproxy]}"
 admin = "127.0.0.1:$SP_ADMIN"
-workers = 1
+workers = $workers
 $tls_sec
 
 [services.bench]
@@ -628,7 +660,9 @@ EOF
 # it proxies. A config the contender refuses (e.g. shardproxy without a cache
 # in cache mode) sets SKIP[NAME] and returns 1.
 start_contender() {
-    local mode=$1 who=$2 dir=$WORK/$1/$2
+    local mode=$1 who=$2 dir=$WORK/$1/$2 cpus pools=(-p thread_pools=1)
+    cpus=$(proxy_cpus "$mode")
+    [[ $mode != both ]] || pools=() # its default: 2 thread pools
     if [[ $mode == tls && $who == varnish ]]; then
         SKIP_IN[$mode.$who]="Varnish has no TLS (its docs put hitch or another terminator in front)"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
@@ -640,14 +674,14 @@ start_contender() {
         return 1
     fi
     case $who in
-        shardproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        shardproxy) start_group "$who" "$cpus" "$dir/out.log" \
             env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$dir/shardproxy.toml" ;;
-        nginx) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        nginx) start_group "$who" "$cpus" "$dir/out.log" \
             "$NGINX" -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' ;;
-        haproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" "$HAPROXY" -db -f "$dir/haproxy.cfg" ;;
-        varnish) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        haproxy) start_group "$who" "$cpus" "$dir/out.log" "$HAPROXY" -db -f "$dir/haproxy.cfg" ;;
+        varnish) start_group "$who" "$cpus" "$dir/out.log" \
             "$VARNISHD" -F -a "127.0.0.1:${PORT[varnish]}" -f "$dir/bench.vcl" -n "$dir/n" -T none \
-            -s malloc,256m -p thread_pools=1 ;;
+            -s malloc,256m "${pools[@]}" ;;
     esac
     PG[$who]=$STARTED
     wait_tcp "$who" "${PG[$who]}" "${PORT[$who]}"
@@ -757,7 +791,7 @@ run_one() {
     cp0=$(cpu_ticks "$PROXY_CPU"); cl0=$(cpu_ticks "$LOAD_CPU"); call0=$(cpu_ticks all)
 
     if [[ $kind == sat ]]; then
-        LOADTEST_KEYS=$keys taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
+        LOADTEST_KEYS=$keys taskset -c "$(load_cpus "$mode")" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
             -s "$LUA" "$(scheme_of "$mode")://127.0.0.1:$port/" >"$out" 2>&1 &
     else
         taskset -c "$LOAD_CPU" "$FIXEDRATE" --addr "127.0.0.1:$port" --rate "$rate" \
@@ -856,7 +890,7 @@ measure() {
             continue
         fi
         other=$(tail -n 1 "$RESULTS" | cut -f"$F_OTHER")
-        if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$DISTURBED_PCT" 'BEGIN { exit !(o > l) }'; then
+        if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$(disturbed_pct "$1")" 'BEGIN { exit !(o > l) }'; then
             tail -n 1 "$RESULTS" >>"$DISCARDED"
             sed -i '$d' "$RESULTS"
             log "$1 $2 $5 round $3 disturbed (other CPU $other% of a core): discarded, redoing"
@@ -959,9 +993,17 @@ affinity_of_group() {
     tr ' ' '\n' <<<"$out" | grep -v '^$' | sort -u | paste -sd, -
 }
 
+# pin_group PGID CPUS: move every thread of every process of the group to CPUS
+pin_group() {
+    local pid
+    for pid in $(pids_of_group "$1"); do taskset -a -p -c "$2" "$pid" >/dev/null 2>&1 || true; done
+}
+
 for mode in "${MODE_LIST[@]}"; do
     log "=== mode: $mode"
     mkdir -p "$WORK/$mode"
+    # the backends share the load generator's CPUs: both CPUs in mode both
+    pin_group "$PG_BACKENDS" "$(load_cpus "$mode")"
     active=()
     for c in "${CONTENDER_LIST[@]}"; do
         if start_contender "$mode" "$c"; then active+=("$c"); fi
@@ -986,6 +1028,8 @@ for mode in "${MODE_LIST[@]}"; do
 
     if [[ $mode == tls ]]; then
         ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (loadtest/fixedrate speaks plain HTTP only)"
+    elif [[ $mode == both ]]; then
+        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (the paced client would share the contender's cores)"
     elif ((FIXED_ROUNDS > 0)); then
         rate=$FIXED_RATE
         if [[ -z $rate ]]; then
