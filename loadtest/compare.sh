@@ -37,7 +37,9 @@
 # (a paced client sharing the contender's cores measures the scheduler).
 # "Other work" is the same figure as in the other modes (machine-wide busy
 # time minus the contenders, the backends, the load generator and the
-# script's own polls); a run is disturbed above DISTURBED_PCT_BOTH.
+# script's own polls): sharing the cores with the load does not raise it,
+# as the load is subtracted. A run is disturbed above DISTURBED_PCT_BOTH
+# (default DISTURBED_PCT), its own knob to relax this mode alone.
 # Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
 # loadtest/README.md.
 #
