@@ -1223,7 +1223,7 @@ report_both() {
 }
 
 report() {
-    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at split=0 m rpcs ratio
+    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at split=0 m
     for m in "${MODE_LIST[@]}"; do [[ $m == both ]] || split=1; done
     echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, $(cores_title)"
     echo
@@ -1272,13 +1272,13 @@ report() {
             echo
             continue
         fi
-        summary_rows "$mode" >"$WORK/summary-$mode.tsv"
-        sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
-        sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
         if [[ $mode == both ]]; then
             report_both "$mode"
             continue
         fi
+        summary_rows "$mode" >"$WORK/summary-$mode.tsv"
+        sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
+        sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
         at="${FIXED_AT[$mode]:-?} req/s"
         [[ $mode != tls ]] || at="fixed rate (none in tls mode)"
         echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ $at | p99 ms @ $at | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
