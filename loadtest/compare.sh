@@ -24,12 +24,28 @@
 # has no TLS and is skipped there; so are the fixed-rate runs (fixedrate
 # speaks plain HTTP only). The report says which TLS version, cipher and
 # group each contender negotiated (openssl s_client, once per contender).
+#
+# Mode both (on request, not in the default MODES): pass-through with every
+# contender on BOTH cores: shardproxy `workers = 2` (a SO_REUSEPORT socket
+# per worker), nginx `worker_processes 2` with `listen ... reuseport` (the
+# same way of spreading connections), HAProxy `nbthread 2`, Varnish with
+# its default thread_pools (2). No pinning split: the contender, wrk and the
+# backends are all pinned to PROXY_CPU,LOAD_CPU and share them, so req/s is
+# relative to this box; the key figure is requests per CPU-second of the
+# contender (requests / its process group's utime+stime) and the median of
+# the per-round ratios shardproxy's / each peer's. No fixed-rate runs there
+# (a paced client sharing the contender's cores measures the scheduler).
+# "Other work" is the same figure as in the other modes (machine-wide busy
+# time minus the contenders, the backends, the load generator and the
+# script's own polls): sharing the cores with the load does not raise it,
+# as the load is subtracted. A run is disturbed above DISTURBED_PCT_BOTH
+# (default DISTURBED_PCT), its own knob to relax this mode alone.
 # Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
 # loadtest/README.md.
 #
 # Environment (defaults in brackets):
 #   CONTENDERS ["shardproxy nginx haproxy varnish"]  MODES ["pass cache"]
-#     (modes: pass, cache, tls; e.g. MODES=tls CONTENDERS="shardproxy nginx")
+#     (modes: pass, cache, tls, both; e.g. MODES=tls CONTENDERS="shardproxy nginx")
 #   ROUNDS [3]  DURATION [10s]  WARMUP [5s]  CONNS [64]  THREADS [1]
 #   KEYS [100000] (pass)  CACHE_KEYS [10000] (cache: every key is fetched
 #     once before the runs, so the runs are all hits)
@@ -48,6 +64,7 @@
 #     of one core for 2 s in a row)
 #   DISTURBED_PCT [10]: flag runs during which other work used more than this
 #     (% of one core)
+#   DISTURBED_PCT_BOTH [DISTURBED_PCT]: the same in mode both
 #   REDO_DISTURBED [3]: redo a disturbed counted run up to this many times
 #     (the discarded runs are listed in the report)
 set -euo pipefail
@@ -83,6 +100,7 @@ SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 QUIET_PCT=${QUIET_PCT:-10}
 QUIET_TIMEOUT=${QUIET_TIMEOUT:-180}
 DISTURBED_PCT=${DISTURBED_PCT:-10}
+DISTURBED_PCT_BOTH=${DISTURBED_PCT_BOTH:-$DISTURBED_PCT}
 REDO_DISTURBED=${REDO_DISTURBED:-3}
 REPORT_FROM=${REPORT_FROM:-}
 LUA=$HERE/keys.lua
@@ -99,13 +117,13 @@ for c in "${CONTENDER_LIST[@]}"; do
     [[ $c =~ ^(shardproxy|nginx|haproxy|varnish)$ ]] || die "unknown contender '$c' (shardproxy nginx haproxy varnish)"
 done
 for m in "${MODE_LIST[@]}"; do
-    [[ $m == pass || $m == cache || $m == tls ]] || die "unknown mode '$m' (pass cache tls)"
+    [[ $m == pass || $m == cache || $m == tls || $m == both ]] || die "unknown mode '$m' (pass cache tls both)"
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
 has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
 # plain_modes: whether a mode other than tls runs (fixedrate speaks plain HTTP only)
 plain_modes() { has_mode pass || has_mode cache; }
-for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT REDO_DISTURBED; do
+for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
@@ -119,6 +137,13 @@ done
 NCPU=$(nproc --all 2>/dev/null || nproc)
 ((PROXY_CPU < NCPU && LOAD_CPU < NCPU)) || die "need CPUs $PROXY_CPU and $LOAD_CPU; this machine has $NCPU"
 ((PROXY_CPU != LOAD_CPU)) || die "PROXY_CPU and LOAD_CPU must differ"
+# where the contender and where the load generator + backends run, per mode:
+# split in every mode but both, where all share both CPUs
+BOTH_CPUS=$PROXY_CPU,$LOAD_CPU
+proxy_cpus() { if [[ $1 == both ]]; then echo "$BOTH_CPUS"; else echo "$PROXY_CPU"; fi; }
+load_cpus() { if [[ $1 == both ]]; then echo "$BOTH_CPUS"; else echo "$LOAD_CPU"; fi; }
+# disturbed_pct MODE: the "other work" limit of that mode
+disturbed_pct() { if [[ $1 == both ]]; then echo "$DISTURBED_PCT_BOTH"; else echo "$DISTURBED_PCT"; fi; }
 
 # missing tools: Debian packages, installed when INSTALL=1 and apt-get is there
 if [[ -z ${NGINX:-} ]]; then
@@ -258,8 +283,8 @@ trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_group NAME CPU LOG CMD...: run CMD in a new session (its own process
-# group) pinned to CPU, output to LOG; sets STARTED to its PID.
+# start_group NAME CPUS LOG CMD...: run CMD in a new session (its own process
+# group) pinned to CPUS (a taskset list), output to LOG; sets STARTED to its PID.
 start_group() {
     local name=$1 cpu=$2 logf=$3
     shift 3
@@ -436,10 +461,14 @@ EOF
 
 # write_nginx MODE DIR: nginx as the proxy; `hash $request_uri consistent`,
 # keep-alive to the backends; in cache mode proxy_cache in a tmpfs; in tls
-# mode an HTTPS listener (`ssl http2`: ALPN h2 and http/1.1, as shardproxy).
+# mode an HTTPS listener (`ssl http2`: ALPN h2 and http/1.1, as shardproxy);
+# in mode both two workers, each with its own socket (`reuseport`).
 write_nginx() {
-    local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf=""
+    local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf="" workers=1 reuseport=""
     mkdir -p "$dir/tmp"
+    if [[ $mode == both ]]; then
+        workers=2 reuseport=" reuseport"
+    fi
     if [[ $mode == tls ]]; then
         listen_tls=" ssl http2"
         # nginx 1.22's default ssl_protocols stop at TLSv1.2 (1.23.4 added 1.3)
@@ -455,7 +484,7 @@ write_nginx() {
     fi
     {
         cat <<EOF
-worker_processes 1;
+worker_processes $workers;
 pid proxy.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
@@ -474,7 +503,7 @@ EOF
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:${PORT[nginx]}$listen_tls backlog=4096;
+        listen 127.0.0.1:${PORT[nginx]}$listen_tls$reuseport backlog=4096;
 $tls_conf
         location / {
             proxy_pass http://bench;
@@ -497,10 +526,13 @@ EOF
 
 # write_haproxy MODE DIR: `balance uri` + `hash-type consistent`, connections
 # to the backends shared and kept (`http-reuse always`); in cache mode its
-# in-memory cache; in tls mode `bind ... ssl crt` (ALPN h2 and http/1.1).
+# in-memory cache; in tls mode `bind ... ssl crt` (ALPN h2 and http/1.1);
+# in mode both two threads (its default listener: one socket, connections
+# handed to the least loaded thread).
 write_haproxy() {
-    local mode=$1 dir=$2 k cache_sec="" cache_use="" bind_tls="" proto=http
+    local mode=$1 dir=$2 k cache_sec="" cache_use="" bind_tls="" proto=http threads=1
     mkdir -p "$dir"
+    [[ $mode != both ]] || threads=2
     if [[ $mode == tls ]]; then
         bind_tls=" ssl crt $TLS_COMBINED alpn h2,http/1.1"
         proto=https
@@ -516,7 +548,7 @@ write_haproxy() {
     {
         cat <<EOF
 global
-    nbthread 1
+    nbthread $threads
     maxconn 4096
     log stderr format raw local0 err
 
@@ -586,10 +618,12 @@ EOF
 }
 
 # write_shardproxy MODE DIR: static instances, derived tokens; in cache mode
-# `[services.bench.cache] enabled = true`; in tls mode `[server.tls]`.
+# `[services.bench.cache] enabled = true`; in tls mode `[server.tls]`; in
+# mode both `workers = 2`.
 write_shardproxy() {
-    local mode=$1 dir=$2 k tls_sec=""
+    local mode=$1 dir=$2 k tls_sec="" workers=1
     mkdir -p "$dir"
+    [[ $mode != both ]] || workers=2
     if [[ $mode == tls ]]; then
         tls_sec=$(printf '\n[server.tls]\ncert = "%s"\nkey = "%s"' "$TLS_CERT" "$TLS_KEY")
     fi
@@ -598,7 +632,7 @@ write_shardproxy() {
 [server]
 listen = "127.0.0.1:${PORT[shardproxy]}"
 admin = "127.0.0.1:$SP_ADMIN"
-workers = 1
+workers = $workers
 $tls_sec
 
 [services.bench]
@@ -628,7 +662,9 @@ EOF
 # it proxies. A config the contender refuses (e.g. shardproxy without a cache
 # in cache mode) sets SKIP[NAME] and returns 1.
 start_contender() {
-    local mode=$1 who=$2 dir=$WORK/$1/$2
+    local mode=$1 who=$2 dir=$WORK/$1/$2 cpus pools=(-p thread_pools=1)
+    cpus=$(proxy_cpus "$mode")
+    [[ $mode != both ]] || pools=() # its default: 2 thread pools
     if [[ $mode == tls && $who == varnish ]]; then
         SKIP_IN[$mode.$who]="Varnish has no TLS (its docs put hitch or another terminator in front)"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
@@ -640,14 +676,14 @@ start_contender() {
         return 1
     fi
     case $who in
-        shardproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        shardproxy) start_group "$who" "$cpus" "$dir/out.log" \
             env RUST_LOG="$SHARDPROXY_LOG" "$SHARDPROXY" run --config "$dir/shardproxy.toml" ;;
-        nginx) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        nginx) start_group "$who" "$cpus" "$dir/out.log" \
             "$NGINX" -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" -g 'daemon off;' ;;
-        haproxy) start_group "$who" "$PROXY_CPU" "$dir/out.log" "$HAPROXY" -db -f "$dir/haproxy.cfg" ;;
-        varnish) start_group "$who" "$PROXY_CPU" "$dir/out.log" \
+        haproxy) start_group "$who" "$cpus" "$dir/out.log" "$HAPROXY" -db -f "$dir/haproxy.cfg" ;;
+        varnish) start_group "$who" "$cpus" "$dir/out.log" \
             "$VARNISHD" -F -a "127.0.0.1:${PORT[varnish]}" -f "$dir/bench.vcl" -n "$dir/n" -T none \
-            -s malloc,256m -p thread_pools=1 ;;
+            -s malloc,256m "${pools[@]}" ;;
     esac
     PG[$who]=$STARTED
     wait_tcp "$who" "${PG[$who]}" "${PORT[$who]}"
@@ -737,6 +773,7 @@ F_RPS=$(col_no req_s) F_P50=$(col_no p50_us) F_P99=$(col_no p99_us) F_ERR=$(col_
 F_CPU=$(col_no cpu_us_per_req) F_PCT=$(col_no cpu_pct) F_NEW=$(col_no new_backend_conns)
 F_BREQ=$(col_no backend_requests) F_REQS=$(col_no requests) F_OTHER=$(col_no other_cpu_pct)
 F_MID=$(col_no mid_new_backend_conns) F_LATE=$(col_no late_sends) F_SYS=$(col_no cpu_sys_us_per_req)
+F_CPUS=$(col_no cpu_s)
 
 # run_one MODE KIND ROUND SLOT CONTENDER DURATION [RATE]: one load run, one
 # TSV row. KIND sat: wrk, closed loop, CONNS connections; fixed: fixedrate at
@@ -757,7 +794,7 @@ run_one() {
     cp0=$(cpu_ticks "$PROXY_CPU"); cl0=$(cpu_ticks "$LOAD_CPU"); call0=$(cpu_ticks all)
 
     if [[ $kind == sat ]]; then
-        LOADTEST_KEYS=$keys taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
+        LOADTEST_KEYS=$keys taskset -c "$(load_cpus "$mode")" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
             -s "$LUA" "$(scheme_of "$mode")://127.0.0.1:$port/" >"$out" 2>&1 &
     else
         taskset -c "$LOAD_CPU" "$FIXEDRATE" --addr "127.0.0.1:$port" --rate "$rate" \
@@ -856,7 +893,7 @@ measure() {
             continue
         fi
         other=$(tail -n 1 "$RESULTS" | cut -f"$F_OTHER")
-        if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$DISTURBED_PCT" 'BEGIN { exit !(o > l) }'; then
+        if ((attempt < REDO_DISTURBED)) && awk -v o="$other" -v l="$(disturbed_pct "$1")" 'BEGIN { exit !(o > l) }'; then
             tail -n 1 "$RESULTS" >>"$DISCARDED"
             sed -i '$d' "$RESULTS"
             log "$1 $2 $5 round $3 disturbed (other CPU $other% of a core): discarded, redoing"
@@ -924,7 +961,7 @@ prefill() {
 declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=() TLS_INFO=()
 # what the report needs besides runs.tsv, for REPORT_FROM
 STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
-    NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT NGINX_CACHE_DIR SHARDPROXY
+    NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT DISTURBED_PCT_BOTH NGINX_CACHE_DIR SHARDPROXY
     RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN TLS_INFO TLS_CERT_SHA)
 save_state() { declare -p "${STATE_VARS[@]}" >"$WORK/state.sh"; }
 
@@ -959,9 +996,17 @@ affinity_of_group() {
     tr ' ' '\n' <<<"$out" | grep -v '^$' | sort -u | paste -sd, -
 }
 
+# pin_group PGID CPUS: move every thread of every process of the group to CPUS
+pin_group() {
+    local pid
+    for pid in $(pids_of_group "$1"); do taskset -a -p -c "$2" "$pid" >/dev/null 2>&1 || true; done
+}
+
 for mode in "${MODE_LIST[@]}"; do
     log "=== mode: $mode"
     mkdir -p "$WORK/$mode"
+    # the backends share the load generator's CPUs: both CPUs in mode both
+    pin_group "$PG_BACKENDS" "$(load_cpus "$mode")"
     active=()
     for c in "${CONTENDER_LIST[@]}"; do
         if start_contender "$mode" "$c"; then active+=("$c"); fi
@@ -986,6 +1031,8 @@ for mode in "${MODE_LIST[@]}"; do
 
     if [[ $mode == tls ]]; then
         ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (loadtest/fixedrate speaks plain HTTP only)"
+    elif [[ $mode == both ]]; then
+        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (the paced client would share the contender's cores)"
     elif ((FIXED_ROUNDS > 0)); then
         rate=$FIXED_RATE
         if [[ -z $rate ]]; then
@@ -1043,11 +1090,46 @@ mode_title() {
     case $1 in
         pass) echo "Pass-through (no cache)" ;;
         tls) echo "TLS pass-through (HTTPS from the clients, plain HTTP to the backends)" ;;
+        both) echo "Pass-through on both cores (contender, load generator and backends sharing CPUs $BOTH_CPUS)" ;;
         *) echo "Cache hits" ;;
     esac
 }
 # chart_title MODE: mode_title, short enough for a panel
-chart_title() { if [[ $1 == tls ]]; then echo "TLS pass-through"; else mode_title "$1"; fi; }
+chart_title() {
+    case $1 in
+        tls) echo "TLS pass-through" ;;
+        both) echo "Pass-through, both cores" ;;
+        *) mode_title "$1" ;;
+    esac
+}
+# cores_title: how the contenders ran, for the titles
+cores_title() {
+    local t="on one core each"
+    if has_mode both; then
+        if ((${#MODE_LIST[@]} == 1)); then t="on two cores shared with the load"; else t+=" (mode both: two cores shared with the load)"; fi
+    fi
+    echo "$t"
+}
+
+# rpcs_runs MODE: "round contender requests-per-CPU-second req/s" per counted
+# saturated run (requests / the contender's utime+stime)
+rpcs_runs() {
+    awk -F'\t' -v m="$1" -v fm="$F_MODE" -v fk="$F_KIND" -v fr="$F_ROUND" -v fw="$F_WHO" -v fq="$F_REQS" -v fc="$F_CPUS" -v frps="$F_RPS" \
+        'NR > 1 && $fm == m && $fk == "sat" && $fr > 0 && $fc > 0 { printf "%s\t%s\t%.0f\t%s\n", $fr, $fw, $fq / $fc, $frps }' "$RESULTS"
+}
+# both_ratios MODE: per round and peer of shardproxy, "round peer req/s
+# ratio (peer's / shardproxy's) requests-per-CPU-second ratio (shardproxy's / peer's)"
+both_ratios() {
+    rpcs_runs "$1" | awk -F'\t' '
+        { r[$1, $2] = $3; q[$1, $2] = $4; if ($1 + 0 > n) n = $1 + 0; if (!($2 in seen)) { seen[$2] = 1; who[++k] = $2 } }
+        END {
+            for (i = 1; i <= n; i++) for (j = 1; j <= k; j++) {
+                o = who[j]
+                if (o == "shardproxy" || !((i, o) in r) || !((i, "shardproxy") in r)) continue
+                printf "%d\t%s\t%.4f\t%.4f\n", i, o, q[i, o] / q[i, "shardproxy"], r[i, "shardproxy"] / r[i, o]
+            }
+        }'
+}
 
 # summary_rows MODE: TSV per contender: who rps_med rps_min rps_max cpu_med
 # sys_med p50 p99 fixed_p50 fixed_p99 newconns midconns breq_per_kreq errors late
@@ -1070,15 +1152,91 @@ summary_rows() {
     done
 }
 
+# routing_section MODE: the routing check's results, for the report
+routing_section() {
+    local who
+    echo "Routing check (keys /k/0 .. /k/999 through each contender, twice):"
+    echo
+    for who in ${RAN[$1]}; do echo "- $who: ${ROUTING[$1.$who]:-not recorded}"; done
+    echo
+}
+
+# report_both MODE: the summary and per-round tables of mode both, by
+# requests per CPU-second; writes rpcs-MODE.tsv (contender, median
+# requests per CPU-second, median ratio) for the chart
+report_both() {
+    local mode=$1 who rps rmin rmax cpu sys p50 p99 newc midc breq errs pct rpcs ratio o ratios hdr="| round |" sep="|---|" line r
+    local others=()
+    summary_rows "$mode" >"$WORK/summary-$mode.tsv"
+    rpcs_runs "$mode" >"$WORK/rpcs-runs-$mode.tsv"
+    both_ratios "$mode" >"$WORK/ratios-$mode.tsv"
+    echo "| contender | requests per CPU-second (median) | shardproxy's ÷ this one's (median of rounds) | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | p50 ms | p99 ms | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % (of one core) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    : >"$WORK/rpcs-$mode.tsv"
+    while IFS=$'\t' read -r who rps rmin rmax cpu sys p50 p99 _ _ newc midc breq errs _ pct; do
+        rpcs=$(awk -F'\t' -v w="$who" '$2 == w { print $3 }' "$WORK/rpcs-runs-$mode.tsv" | median)
+        if [[ $who == shardproxy ]]; then
+            ratio=1
+        else
+            ratio=$(awk -F'\t' -v w="$who" '$2 == w { print $4 }' "$WORK/ratios-$mode.tsv" | median)
+        fi
+        printf '%s\t%s\t%s\n' "$who" "$rpcs" "$ratio" >>"$WORK/rpcs-$mode.tsv"
+        printf '| %s | %.0f | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s | %s (%s) | %s | %s | %.1f |\n' \
+            "$who" "$rpcs" "$(awk -v r="$ratio" 'BEGIN { if (r == "nan") print "n/a"; else printf "%.2f", r }')" \
+            "$rps" "$rmin" "$rmax" "$cpu" "$sys" "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$newc" "$midc" "$breq" "$errs" "$pct"
+    done <"$WORK/summary-$mode.tsv"
+    for who in "${CONTENDER_LIST[@]}"; do
+        if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
+            echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | |"
+        fi
+    done
+    echo
+    echo "Per round (saturated): *req/s* is the peer's ÷ shardproxy's, *req/CPU-s* shardproxy's ÷ the peer's"
+    echo "(above 1: shardproxy serves more requests per CPU-second); the last row is the median over the rounds."
+    echo
+    if [[ " ${RAN[$mode]} " != *" shardproxy "* ]]; then
+        echo "(shardproxy did not run in this mode.)"
+        echo
+        routing_section "$mode"
+        return 0
+    fi
+    for o in ${RAN[$mode]}; do [[ $o == shardproxy ]] || others+=("$o"); done
+    for o in "${others[@]}"; do hdr+=" $o req/s | $o req/CPU-s |"; sep+="---:|---:|"; done
+    echo "$hdr"
+    echo "$sep"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        line="| $r |"
+        for o in "${others[@]}"; do
+            ratios=$(awk -F'\t' -v r="$r" -v w="$o" '$1 == r && $2 == w { printf "%.2f | %.2f |", $3, $4 }' "$WORK/ratios-$mode.tsv")
+            line+=" ${ratios:-n/a | n/a |}"
+        done
+        echo "$line"
+    done
+    line="| median |"
+    for o in "${others[@]}"; do
+        line+=" $(awk -F'\t' -v w="$o" '$2 == w { print $3 }' "$WORK/ratios-$mode.tsv" | median | awk '{ if ($1 == "nan") print "n/a"; else printf "**%.2f**", $1 }') |"
+        line+=" $(awk -F'\t' -v w="$o" '$2 == w { print $4 }' "$WORK/ratios-$mode.tsv" | median | awk '{ if ($1 == "nan") print "n/a"; else printf "**%.2f**", $1 }') |"
+    done
+    echo "$line"
+    echo
+    routing_section "$mode"
+}
+
 report() {
-    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at
-    echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, on one core each"
+    local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at split=0 m
+    for m in "${MODE_LIST[@]}"; do [[ $m == both ]] || split=1; done
+    echo "# shardproxy, nginx, HAProxy and Varnish as consistent-hash proxies, $(cores_title)"
     echo
     echo "Generated by \`loadtest/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
-    echo "Each contender in turn on CPU $PROXY_CPU alone; wrk/fixedrate and $NBACKENDS backends (one nginx) on CPU $LOAD_CPU."
+    if ((split)); then
+        echo "Each contender in turn on CPU $PROXY_CPU alone; wrk/fixedrate and $NBACKENDS backends (one nginx) on CPU $LOAD_CPU."
+    fi
+    if has_mode both; then
+        echo "Mode both: each contender in turn with two workers/threads, sharing CPUs $BOTH_CPUS with wrk and the $NBACKENDS backends (one nginx)."
+    fi
     echo "Per mode: one uncounted $WARMUP warm-up run per contender, then $ROUNDS rounds x $DURATION saturated (wrk \`-t$THREADS -c$CONNS\`,"
     echo "keep-alive, GET /k/<uniform key>), then $FIXED_ROUNDS rounds x $FIXED_DURATION at a fixed rate (loadtest/fixedrate, $CONNS connections,"
-    echo "latency from the time each request was due; none in tls mode). The order of the contenders rotates each round."
+    echo "latency from the time each request was due; none in modes tls and both). The order of the contenders rotates each round."
     echo
     echo "![req/s, CPU µs per request and fixed-rate latency per contender and mode]($(basename "$PNG"))"
     echo
@@ -1096,6 +1254,14 @@ report() {
             echo "Negotiated with \`openssl s_client\` (OpenSSL's defaults, no ALPN, as wrk; then offering ALPN h2,http/1.1):"
             echo
             for who in ${RAN[$mode]:-}; do echo "- $who: ${TLS_INFO[$who]:-not recorded}"; done
+        elif [[ $mode == both ]]; then
+            echo "$KEYS keys, every request to a backend, as in pass-through, but each contender runs two workers/threads"
+            echo "(shardproxy \`workers = 2\`, nginx \`worker_processes 2\` + \`reuseport\`, HAProxy \`nbthread 2\`, Varnish its default"
+            echo "2 thread pools) and shares CPUs $BOTH_CPUS with wrk and the backends: nothing is pinned apart, so req/s says"
+            echo "what this box does with everything on it, not what a proxy does with two cores of its own. The figure to"
+            echo "compare is **requests per CPU-second** of the contender (requests / the utime+stime of its process group"
+            echo "during the run); *shardproxy's ÷ this one's* is the median over the rounds of shardproxy's figure divided by"
+            echo "the peer's in the same round (above 1: shardproxy serves more requests per CPU-second). No fixed-rate runs."
         else
             echo "$CACHE_KEYS keys, each fetched once through every contender before its runs; the backends answer"
             echo "\`Cache-Control: max-age=3600\`. *backend req / 1000* counts the requests that still reached a backend (misses)."
@@ -1104,6 +1270,10 @@ report() {
         if [[ -z ${RAN[$mode]:-} ]]; then
             echo "Not run."
             echo
+            continue
+        fi
+        if [[ $mode == both ]]; then
+            report_both "$mode"
             continue
         fi
         summary_rows "$mode" >"$WORK/summary-$mode.tsv"
@@ -1152,10 +1322,7 @@ report() {
             echo "(shardproxy did not run in this mode.)"
         fi
         echo
-        echo "Routing check (keys /k/0 .. /k/999 through each contender, twice):"
-        echo
-        for who in ${RAN[$mode]}; do echo "- $who: ${ROUTING[$mode.$who]:-not recorded}"; done
-        echo
+        routing_section "$mode"
     done
 
     echo "## How to read it"
@@ -1176,18 +1343,28 @@ report() {
     echo "  (stub_status \`accepts\`), in brackets those opened mid-run (1 s after the start to 1 s before the"
     echo "  end). With keep-alive working it stays near 0."
     echo "- **backend req / 1000**: backend requests per 1000 client requests (cache mode: the misses)."
+    if [[ -n ${RAN[both]:-} ]]; then
+        echo "- **mode both**: the contender, wrk and the backends share CPUs $BOTH_CPUS, so the contender's req/s and"
+        echo "  latency depend on how much CPU the load generator and the backends take from it; *requests per"
+        echo "  CPU-second* (the inverse of CPU µs/req) is the contender's own work, and the per-round ratio"
+        echo "  compares two runs next to each other in time. *contender CPU %* is of one core (up to 200)."
+        echo "  *other CPU* there is the same as in the other modes: machine-wide busy time minus our processes"
+        echo "  (contenders, backends, load generator, the script's polls); with both cores saturated by the run,"
+        echo "  other work gets less CPU than it asks for, so the figure understates it."
+    fi
     echo
-    local disturbed
-    disturbed=$(awk -F'\t' -v lim="$DISTURBED_PCT" -v fo="$F_OTHER" 'NR > 1 && $3 > 0 && $fo > lim { printf "%s%s %s %s round %s (%s%%)", sep, $1, $2, $5, $3, $fo; sep = ", " }' "$RESULTS")
+    local disturbed lim_txt=$DISTURBED_PCT%
+    if has_mode both && [[ $DISTURBED_PCT_BOTH != "$DISTURBED_PCT" ]]; then lim_txt="$DISTURBED_PCT% (mode both: $DISTURBED_PCT_BOTH%)"; fi
+    disturbed=$(awk -F'\t' -v lim="$DISTURBED_PCT" -v limb="$DISTURBED_PCT_BOTH" -v fo="$F_OTHER" 'NR > 1 && $3 > 0 && $fo > ($1 == "both" ? limb : lim) { printf "%s%s %s %s round %s (%s%%)", sep, $1, $2, $5, $3, $fo; sep = ", " }' "$RESULTS")
     if [[ -n $disturbed ]]; then
-        echo "**Caution:** other work on the machine used more than $DISTURBED_PCT% of a core during: $disturbed."
+        echo "**Caution:** other work on the machine used more than $lim_txt of a core during: $disturbed."
         echo "Those figures are not clean."
     else
-        echo "No counted run was disturbed by other work on the machine (other CPU <= $DISTURBED_PCT% of a core)."
+        echo "No counted run was disturbed by other work on the machine (other CPU <= $lim_txt of a core)."
     fi
     echo
     if [[ -s $DISCARDED ]]; then
-        echo "Discarded because other work on the machine used more than $DISTURBED_PCT% of a core during them (each was redone):"
+        echo "Discarded because other work on the machine used more than $lim_txt of a core during them (each was redone):"
         echo
         awk -F'\t' -v fo="$F_OTHER" '{ printf "- %s %s round %s, %s: %s req/s, p99 %.3f ms, %s CPU µs/req, other CPU %s%%\n", $1, $2, $3, $5, $6, $11 / 1000, $17, $fo }' "$DISCARDED"
         echo
@@ -1200,9 +1377,9 @@ report() {
     echo
     echo "| mode | load | round | contender | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | CPU µs/req | contender CPU % | new backend conns | mid-run | backend requests | pooled backend conns after | core $PROXY_CPU busy % | core $LOAD_CPU busy % | steal % | other CPU % | late sends |"
     echo "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$DISTURBED_PCT" 'NR > 1 {
+    awk -F'\t' -v lim="$DISTURBED_PCT" -v limb="$DISTURBED_PCT_BOTH" 'NR > 1 {
         e = ($14 == 0) ? "0" : "**" $14 "** (" $15 ")"
-        o = ($25 > lim) ? "**" $25 "** (disturbed)" : $25
+        o = ($25 > ($1 == "both" ? limb : lim)) ? "**" $25 "** (disturbed)" : $25
         load = ($2 == "sat") ? "wrk" : "fixed " $28
         printf "| %s | %s | %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
             $1, load, ($3 == 0 ? "warm-up" : $3), $5, $6, $9 / 1000, $11 / 1000, $12 / 1000, $13 / 1000, e, $17, $18, $19, $26, $20, $21, $22, $23, $24, o, $29
@@ -1213,7 +1390,13 @@ report() {
     echo "- date: $(date -u '+%Y-%m-%dT%H:%M:%SZ'); host: $(nproc) CPUs ($NCPU online), $CPU_MODEL; $KERNEL"
     echo "- shardproxy: $SHARDPROXY ($SP_VERSION; git $GIT_REV; binary sha256 $SP_SHA..., built $SP_MTIME)"
     echo "- $VERSIONS"
-    echo "- pinning (taskset): contenders on CPU $PROXY_CPU; the load generator and the backends on CPU $LOAD_CPU. Affinity observed:"
+    if ((split)); then
+        m=""
+        if has_mode both; then m=" (mode both: all on CPUs $BOTH_CPUS)"; fi
+        echo "- pinning (taskset): contenders on CPU $PROXY_CPU; the load generator and the backends on CPU $LOAD_CPU$m. Affinity observed:"
+    else
+        echo "- pinning (taskset): the contenders, the load generator and the backends all on CPUs $BOTH_CPUS. Affinity observed:"
+    fi
     for mode in "${MODE_LIST[@]}"; do
         [[ -n ${RAN[$mode]:-} ]] || continue
         printf '  %s: %s; backends: %s\n' "$mode" \
@@ -1230,6 +1413,12 @@ report() {
     echo "  \`option forwardfor\`, X-Forwarded-Proto and Via set; cache mode: a \`cache\` section (256 MB, max-age 3600)."
     echo "- Varnish: \`-s malloc,256m -p thread_pools=1\`; \`directors.shard()\`, \`.backend(by=URL)\` in vcl_backend_fetch;"
     echo "  pass mode: \`return (pass)\` in vcl_recv; cache mode: the built-in VCL."
+    if [[ -n ${RAN[both]:-} ]]; then
+        echo "- mode both: as pass, but shardproxy \`workers = 2\` (a SO_REUSEPORT socket and a runtime per worker);"
+        echo "  nginx \`worker_processes 2\`, \`listen ... reuseport\` (a socket per worker, as shardproxy);"
+        echo "  HAProxy \`nbthread 2\` (one listening socket, connections handed to the least loaded thread);"
+        echo "  Varnish without \`-p thread_pools=1\` (its default, 2 pools). The backends stay one nginx worker."
+    fi
     if [[ -n ${RAN[tls]:-} ]]; then
         echo "- tls mode: one self-signed EC P-256 certificate (\`openssl req -x509 -newkey ec\`) for all; shardproxy"
         echo "  \`[server.tls] cert, key\`; nginx \`listen ... ssl http2\`, \`ssl_certificate\`, \`ssl_certificate_key\`,"
@@ -1260,7 +1449,7 @@ chart() {
     {
         echo "set terminal pngcairo size 1500,$((430 * nmodes + 60)) font 'Sans,11'"
         echo "set output '$PNG'"
-        echo "set multiplot layout $nmodes,3 title '${CONTENDER_LIST[*]}: one core each, $NBACKENDS backends ($(date -u '+%Y-%m-%d'))'"
+        echo "set multiplot layout $nmodes,3 title '${CONTENDER_LIST[*]}: $(cores_title | sed 's/^on //'), $NBACKENDS backends ($(date -u '+%Y-%m-%d'))'"
         echo "set style fill solid 0.8 border -1"
         echo "set boxwidth 0.6"
         echo "set grid ytics"
@@ -1274,16 +1463,28 @@ chart() {
             # the latency panel: at the fixed rate; in tls mode (no fixed-rate
             # runs) saturated, from wrk
             local lat_from=9 lat_what="at ${FIXED_AT[$mode]:-?} req/s"
-            if [[ $mode == tls ]]; then lat_from=7 lat_what="saturated (wrk, $CONNS conns)"; fi
-            awk -F'\t' -v f="$lat_from" '{ printf "%d %s %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, $6, ($f == "nan" ? 0 : $f / 1000), ($(f + 1) == "nan" ? 0 : $(f + 1) / 1000) }' \
-                "$WORK/summary-$mode.tsv" >"$data"
+            if [[ $mode == tls || $mode == both ]]; then lat_from=7 lat_what="saturated (wrk, $CONNS conns)"; fi
+            if [[ $mode == both ]]; then
+                # the CPU panel shows requests per CPU-second (column 6; 7 unused)
+                paste "$WORK/summary-$mode.tsv" "$WORK/rpcs-$mode.tsv" | awk -F'\t' -v f="$lat_from" \
+                    '{ printf "%d %s %s %s %s %s 0 %s %s\n", NR - 1, $1, $2, $3, $4, ($18 == "nan" ? 0 : $18), ($f == "nan" ? 0 : $f / 1000), ($(f + 1) == "nan" ? 0 : $(f + 1) / 1000) }' >"$data"
+            else
+                awk -F'\t' -v f="$lat_from" '{ printf "%d %s %s %s %s %s %s %s %s\n", NR - 1, $1, $2, $3, $4, $5, $6, ($f == "nan" ? 0 : $f / 1000), ($(f + 1) == "nan" ? 0 : $(f + 1) / 1000) }' \
+                    "$WORK/summary-$mode.tsv" >"$data"
+            fi
             echo "set title '$(chart_title "$mode"): req/s (median, min-max)'"
             echo "set ylabel 'requests/s'"
             echo "set xrange [-0.6:$(($(wc -l <"$data") - 1)).6]"
             echo "plot '$data' using 1:3:xtic(2) with boxes lc rgb '#4e79a7' notitle, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 notitle, '' using 1:3:(sprintf('%.0f', \$3)) with labels offset 0,1.2 notitle"
-            echo "set title '$(chart_title "$mode"): CPU µs per request (median)'"
-            echo "set ylabel 'µs of CPU per request'"
-            echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' title 'user + kernel', '' using 1:7 with boxes lc rgb '#9c5a1c' title 'of which kernel', '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
+            if [[ $mode == both ]]; then
+                echo "set title '$(chart_title "$mode"): requests per CPU-second (median)'"
+                echo "set ylabel 'requests per CPU-second of the contender'"
+                echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' notitle, '' using 1:6:(sprintf('%.0f', \$6)) with labels offset 0,1 notitle"
+            else
+                echo "set title '$(chart_title "$mode"): CPU µs per request (median)'"
+                echo "set ylabel 'µs of CPU per request'"
+                echo "plot '$data' using 1:6:xtic(2) with boxes lc rgb '#f28e2b' title 'user + kernel', '' using 1:7 with boxes lc rgb '#9c5a1c' title 'of which kernel', '' using 1:6:(sprintf('%.1f', \$6)) with labels offset 0,1 notitle"
+            fi
             echo "set title '$(chart_title "$mode"): p50/p99 $lat_what'"
             echo "set ylabel 'ms (log scale)'"
             echo "set logscale y"
