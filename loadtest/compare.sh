@@ -21,9 +21,11 @@
 # serve the same throwaway self-signed EC P-256 certificate (made with the
 # openssl CLI in the temporary directory, removed with it) with ALPN h2 and
 # http/1.1; the contenders still speak plain HTTP to the backends. Varnish
-# has no TLS and is skipped there; so are the fixed-rate runs (fixedrate
-# speaks plain HTTP only). The report says which TLS version, cipher and
-# group each contender negotiated (openssl s_client, once per contender).
+# has no TLS and is skipped there. The fixed-rate runs speak HTTPS too
+# (`fixedrate --tls --ca` the test certificate; handshakes before the
+# schedule starts, so latencies are of keep-alive requests, as wrk's). The
+# report says which TLS version, cipher and group each contender negotiated
+# (openssl s_client, once per contender).
 #
 # Mode both (on request, not in the default MODES): pass-through with every
 # contender on BOTH cores: shardproxy `workers = 2` (a SO_REUSEPORT socket
@@ -121,8 +123,8 @@ for m in "${MODE_LIST[@]}"; do
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
 has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
-# plain_modes: whether a mode other than tls runs (fixedrate speaks plain HTTP only)
-plain_modes() { has_mode pass || has_mode cache; }
+# fixed_modes: whether a mode with fixed-rate runs runs (all but both)
+fixed_modes() { has_mode pass || has_mode cache || has_mode tls; }
 for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
@@ -196,7 +198,7 @@ if [[ ! -x $SHARDPROXY ]]; then
         || die "no shardproxy binary at $SHARDPROXY"
     CARGO_TARGET_DIR=$REPO/target-perf build_rust shardproxy "$REPO" -p shardproxy
 fi
-if [[ -z $REPORT_FROM ]] && ((FIXED_ROUNDS > 0)) && plain_modes && [[ ! -x $FIXEDRATE ]]; then
+if [[ -z $REPORT_FROM ]] && ((FIXED_ROUNDS > 0)) && fixed_modes && [[ ! -x $FIXEDRATE ]]; then
     [[ $FIXEDRATE == "$HERE/fixedrate/target/release/fixedrate" ]] || die "no fixedrate binary at $FIXEDRATE"
     CARGO_TARGET_DIR=$HERE/fixedrate/target build_rust fixedrate "$HERE/fixedrate"
 fi
@@ -797,8 +799,10 @@ run_one() {
         LOADTEST_KEYS=$keys taskset -c "$(load_cpus "$mode")" wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency \
             -s "$LUA" "$(scheme_of "$mode")://127.0.0.1:$port/" >"$out" 2>&1 &
     else
+        local tls_args=()
+        [[ $mode != tls ]] || tls_args=(--tls --ca "$TLS_CERT")
         taskset -c "$LOAD_CPU" "$FIXEDRATE" --addr "127.0.0.1:$port" --rate "$rate" \
-            --duration "$(dur_secs "$dur")" --conns "$CONNS" --keys "$keys" >"$out" 2>&1 &
+            --duration "$(dur_secs "$dur")" --conns "$CONNS" --keys "$keys" "${tls_args[@]}" >"$out" 2>&1 &
     fi
     LOADGEN_PID=$!
     local secs m0="" m1="" mid_window=0
@@ -1029,9 +1033,7 @@ for mode in "${MODE_LIST[@]}"; do
         for ((i = 0; i < n; i++)); do measure "$mode" sat "$r" "$((i + 1))" "${order[i]}" "$DURATION"; done
     done
 
-    if [[ $mode == tls ]]; then
-        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (loadtest/fixedrate speaks plain HTTP only)"
-    elif [[ $mode == both ]]; then
+    if [[ $mode == both ]]; then
         ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (the paced client would share the contender's cores)"
     elif ((FIXED_ROUNDS > 0)); then
         rate=$FIXED_RATE
@@ -1236,7 +1238,7 @@ report() {
     fi
     echo "Per mode: one uncounted $WARMUP warm-up run per contender, then $ROUNDS rounds x $DURATION saturated (wrk \`-t$THREADS -c$CONNS\`,"
     echo "keep-alive, GET /k/<uniform key>), then $FIXED_ROUNDS rounds x $FIXED_DURATION at a fixed rate (loadtest/fixedrate, $CONNS connections,"
-    echo "latency from the time each request was due; none in modes tls and both). The order of the contenders rotates each round."
+    echo "latency from the time each request was due; none in mode both). The order of the contenders rotates each round."
     echo
     echo "![req/s, CPU µs per request and fixed-rate latency per contender and mode]($(basename "$PNG"))"
     echo
@@ -1249,7 +1251,8 @@ report() {
             echo "$KEYS keys, every request to a backend, as in pass-through, but wrk speaks HTTPS (\`https://\` URLs,"
             echo "keep-alive: one handshake per connection per run) to the contender; the contenders speak plain HTTP"
             echo "to the backends. All serve the same self-signed EC P-256 certificate (sha256 ${TLS_CERT_SHA:-?}),"
-            echo "made with the openssl CLI for this run. No fixed-rate runs in this mode (loadtest/fixedrate has no TLS)."
+            echo "made with the openssl CLI for this run. The fixed-rate runs speak HTTPS too (\`fixedrate --tls\`, each"
+            echo "connection's handshake done before the schedule starts: the latencies are of keep-alive requests)."
             echo
             echo "Negotiated with \`openssl s_client\` (OpenSSL's defaults, no ALPN, as wrk; then offering ALPN h2,http/1.1):"
             echo
@@ -1280,7 +1283,6 @@ report() {
         sp_cpu=$(awk -F'\t' '$1 == "shardproxy" { print $5 }' "$WORK/summary-$mode.tsv")
         sp_rps=$(awk -F'\t' '$1 == "shardproxy" { print $2 }' "$WORK/summary-$mode.tsv")
         at="${FIXED_AT[$mode]:-?} req/s"
-        [[ $mode != tls ]] || at="fixed rate (none in tls mode)"
         echo "| contender | req/s median | req/s min | req/s max | CPU µs/req (median) | of which kernel | CPU/req ÷ shardproxy's | req/s ÷ shardproxy's | p50 ms saturated | p99 ms saturated | p50 ms @ $at | p99 ms @ $at | late sends | new backend conns (mid-run) | backend req / 1000 | errors | contender CPU % |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         while IFS=$'\t' read -r who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct; do
@@ -1423,7 +1425,8 @@ report() {
         echo "- tls mode: one self-signed EC P-256 certificate (\`openssl req -x509 -newkey ec\`) for all; shardproxy"
         echo "  \`[server.tls] cert, key\`; nginx \`listen ... ssl http2\`, \`ssl_certificate\`, \`ssl_certificate_key\`,"
         echo "  \`ssl_protocols TLSv1.2 TLSv1.3\` (1.22's default lacks 1.3; other ssl_* settings its defaults); HAProxy \`bind ... ssl crt <cert+key> alpn h2,http/1.1\`, X-Forwarded-Proto https."
-        echo "  wrk connects with \`https://\` URLs (OpenSSL, no ALPN: HTTP/1.1); Varnish has no TLS and is skipped."
+        echo "  wrk connects with \`https://\` URLs (OpenSSL, no ALPN: HTTP/1.1), fixedrate with \`--tls --ca\` (rustls, ALPN"
+        echo "  http/1.1); Varnish has no TLS and is skipped."
     fi
     echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency -s loadtest/keys.lua\`;"
     echo "  \`fixedrate --rate R --duration $(dur_secs "$FIXED_DURATION") --conns $CONNS\` (loadtest/fixedrate)."
@@ -1460,10 +1463,10 @@ chart() {
         for mode in "${MODE_LIST[@]}"; do
             [[ -n ${RAN[$mode]:-} ]] || continue
             local data=$WORK/chart-$mode.dat
-            # the latency panel: at the fixed rate; in tls mode (no fixed-rate
-            # runs) saturated, from wrk
+            # the latency panel: at the fixed rate; in mode both (no
+            # fixed-rate runs) saturated, from wrk
             local lat_from=9 lat_what="at ${FIXED_AT[$mode]:-?} req/s"
-            if [[ $mode == tls || $mode == both ]]; then lat_from=7 lat_what="saturated (wrk, $CONNS conns)"; fi
+            if [[ $mode == both ]]; then lat_from=7 lat_what="saturated (wrk, $CONNS conns)"; fi
             if [[ $mode == both ]]; then
                 # the CPU panel shows requests per CPU-second (column 6; 7 unused)
                 paste "$WORK/summary-$mode.tsv" "$WORK/rpcs-$mode.tsv" | awk -F'\t' -v f="$lat_from" \
