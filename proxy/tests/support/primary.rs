@@ -145,14 +145,22 @@ pub fn wait_for_soa<E>(
         // A send error (nothing listening yet) is like no answer.
         let _ = socket.send(&query.to_vec().unwrap());
         let mut buf = [0u8; 4096];
-        let answered = match socket.recv(&mut buf) {
-            Ok(len) => Message::from_vec(&buf[..len]).is_ok_and(|m| {
-                m.metadata.id == id
-                    && m.metadata.authoritative
-                    && m.metadata.response_code == ResponseCode::NoError
-                    && !m.answers.is_empty()
-            }),
-            Err(_) => false,
+        // Answers to earlier tries that came after their 100 ms are read
+        // past: taken for this try's, they would keep every later try one
+        // answer behind, and a slow start would never be seen to end.
+        let answered = loop {
+            let Ok(len) = socket.recv(&mut buf) else {
+                break false;
+            };
+            match Message::from_vec(&buf[..len]) {
+                Ok(m) if m.metadata.id != id => continue,
+                Ok(m) => {
+                    break m.metadata.authoritative
+                        && m.metadata.response_code == ResponseCode::NoError
+                        && !m.answers.is_empty()
+                }
+                Err(_) => break false,
+            }
         };
         if answered {
             return Ok(());
