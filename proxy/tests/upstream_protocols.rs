@@ -202,10 +202,14 @@ async fn proxy(test: &str, instances: &[(&str, SocketAddr, &str)], service: &str
         service,
         "[[routes]]\npath_prefix = \"/\"\nservice = \"frob\"",
     );
+    // One worker: each worker keeps its own connections to the instances,
+    // and the tests count them per process.
     Proxy::start(test, move |listen, admin| {
         config.replacen(
             "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n",
-            &format!("listen = \"{listen}\"\nadmin = \"{admin}\"\nerror_detail = true\n"),
+            &format!(
+                "listen = \"{listen}\"\nadmin = \"{admin}\"\nerror_detail = true\nworkers = 1\n"
+            ),
             1,
         )
     })
