@@ -1163,6 +1163,18 @@ routing_section() {
     echo
 }
 
+# skipped_rows MODE N: a table row for each contender that did not run in
+# MODE, saying why, with N more empty cells.
+skipped_rows() {
+    local mode=$1 empty=$2 who cells
+    cells=$(printf ' |%.0s' $(seq "$empty"))
+    for who in "${CONTENDER_LIST[@]}"; do
+        if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
+            echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} |$cells"
+        fi
+    done
+}
+
 # report_both MODE: the summary and per-round tables of mode both, by
 # requests per CPU-second; writes rpcs-MODE.tsv (contender, median
 # requests per CPU-second, median ratio) for the chart
@@ -1187,11 +1199,7 @@ report_both() {
             "$who" "$rpcs" "$(awk -v r="$ratio" 'BEGIN { if (r == "nan") print "n/a"; else printf "%.2f", r }')" \
             "$rps" "$rmin" "$rmax" "$cpu" "$sys" "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$newc" "$midc" "$breq" "$errs" "$pct"
     done <"$WORK/summary-$mode.tsv"
-    for who in "${CONTENDER_LIST[@]}"; do
-        if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
-            echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | |"
-        fi
-    done
+    skipped_rows "$mode" 12
     echo
     echo "Per round (saturated): *req/s* is the peer's ÷ shardproxy's, *req/CPU-s* shardproxy's ÷ the peer's"
     echo "(above 1: shardproxy serves more requests per CPU-second); the last row is the median over the rounds."
@@ -1293,11 +1301,7 @@ report() {
                 "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "$(fmt_ms "$fp50")" "$(fmt_ms "$fp99")" "$late" \
                 "$newc" "$midc" "$breq" "$errs" "$pct"
         done <"$WORK/summary-$mode.tsv"
-        for who in "${CONTENDER_LIST[@]}"; do
-            if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
-                echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} | | | | | | | | | | | | | | | |"
-            fi
-        done
+        skipped_rows "$mode" 15
         echo
         echo "Ratios to shardproxy, per round (saturated; req/s ratio > 1 and CPU ratio < 1 mean the other is faster):"
         echo

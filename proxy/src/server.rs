@@ -282,13 +282,11 @@ where
         ))),
         ClientListener::PerWorker(sockets) => {
             for (index, socket) in sockets.into_iter().enumerate() {
-                let (task, release) = workers::start(
-                    index,
-                    socket,
-                    connections.clone(),
-                    listening.clone(),
-                    proxy.clone(),
-                )?;
+                let (connections, listening, proxy) =
+                    (connections.clone(), listening.clone(), proxy.clone());
+                let (task, release) = workers::start(index, socket, move |listener| {
+                    accept_loop(listener, connections, listening, proxy)
+                })?;
                 handle.tasks.push(task);
                 handle.workers.push(release);
             }

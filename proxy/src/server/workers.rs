@@ -12,15 +12,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::connection::Connections;
-use super::{accept_loop, bind, local_addr, Listening, ServerError};
-use crate::interim::ToClient;
+use super::{bind, local_addr, ServerError};
 use crate::worker;
 
 /// The client listener: one socket on the caller's runtime, or one per
@@ -65,23 +61,18 @@ pub fn bind_client(
 }
 
 /// Starts worker `index`: a thread with its own current-thread runtime
-/// accepting from `socket` and serving with `respond`. Returns the accept
-/// loop's task, awaitable from any runtime, and the release that ends the
-/// thread when dropped (after the loop, so that what its connections
-/// started, upgraded tunnels included, can finish first).
-pub(super) fn start<F, Fut, B>(
+/// running `accept_loop` on `socket`. Returns the loop's task, awaitable
+/// from any runtime, and the release that ends the thread when dropped
+/// (after the loop, so that what its connections started, upgraded
+/// tunnels included, can finish first).
+pub(super) fn start<L, Loop>(
     index: usize,
     socket: std::net::TcpListener,
-    connections: Connections,
-    listening: Listening,
-    respond: F,
+    accept_loop: L,
 ) -> Result<(JoinHandle<()>, oneshot::Sender<()>), ServerError>
 where
-    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    L: FnOnce(TcpListener) -> Loop,
+    Loop: Future<Output = ()> + Send + 'static,
 {
     let addr = socket
         .local_addr()
@@ -96,7 +87,7 @@ where
         let _entered = runtime.enter();
         TcpListener::from_std(socket).map_err(error)?
     };
-    let task = runtime.spawn(accept_loop(listener, connections, listening, respond));
+    let task = runtime.spawn(accept_loop(listener));
     let (release, released) = oneshot::channel::<()>();
     std::thread::Builder::new()
         .name(format!("shardproxy-w{index}"))
