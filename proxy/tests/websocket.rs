@@ -117,6 +117,13 @@ async fn a_websocket_goes_to_the_replica_when_the_owner_is_down() {
         .unwrap()
         .python
         .stop();
+    // Its port held, bound but not listening: a listener another test
+    // starts meanwhile could get the freed port from the OS (one did: the
+    // upgrade reached that test's admin API, which answered 404).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.set_reuseaddr(true).unwrap();
+    held.bind(SocketAddr::from(([127, 0, 0, 1], owner)))
+        .unwrap();
     wait_until("the owner's listener is closed", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", owner))
             .await
@@ -124,5 +131,6 @@ async fn a_websocket_goes_to_the_replica_when_the_owner_is_down() {
     })
     .await;
     assert_eq!(talk(proxy.listen, key).await, replica_name);
+    drop(held);
     proxy.shutdown().await;
 }
