@@ -39,7 +39,6 @@ pub mod store;
 pub mod tags;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -53,6 +52,7 @@ use crate::body::Body;
 use crate::config::CacheConfig;
 use crate::error::ProxyError;
 use crate::forward::{self, Exchange, Upstream};
+use crate::headers::ClientAddr;
 use crate::metrics::{CacheMetrics, CacheOutcome as Outcome};
 use crate::route::Matched;
 use coalesce::{Fetch, Flights, Joined};
@@ -222,7 +222,7 @@ struct Route<'a> {
     cache: &'a Arc<Cache>,
     /// The route the request matched: the prefix to strip, the body limit.
     matched: Matched<'a>,
-    client: SocketAddr,
+    client: &'a ClientAddr,
 }
 
 /// What a cacheable request asks of the store, worked out once.
@@ -309,7 +309,7 @@ pub async fn serve(
     matched: Matched<'_>,
     parts: Parts,
     body: Incoming,
-    client: SocketAddr,
+    client: &ClientAddr,
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let route = Route {
@@ -577,7 +577,7 @@ fn refresh_in_background(
     let cache = Arc::clone(route.cache);
     let strip = route.matched.strip.map(str::to_owned);
     let (service, max_body) = (route.matched.service, route.matched.max_body);
-    let client = route.client;
+    let client = route.client.clone();
     tokio::spawn(async move {
         let route = Route {
             upstream: &upstream,
@@ -587,7 +587,7 @@ fn refresh_in_background(
                 strip: strip.as_deref(),
                 max_body,
             },
-            client,
+            client: &client,
         };
         drop(fetch(route, parts, fill, &mut Exchange::default()).await);
     });

@@ -29,9 +29,7 @@
 //! - `watched`: response bodies cut off when the instance stalls.
 //! - `write`: writes to every replica of a key (`writes = "all"`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -39,13 +37,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use shardproxy_ring::{InstanceName, Token};
 use tokio::time::Instant;
-use tower::retry::budget::Budget;
 
 use crate::body::Body;
 use crate::config::UpstreamProtocol;
 use crate::discovery::RingState;
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
-use crate::headers;
+use crate::headers::{self, ClientAddr};
 use crate::key;
 use crate::limits;
 use crate::pool::ResponseBody;
@@ -71,7 +68,7 @@ pub use exchange::Exchange;
 pub use tunnels::Tunnels;
 pub use upstream::Upstream;
 
-use attempt::{ClientSide, Failed};
+use attempt::{ClientSide, Failed, Window};
 use body::RequestBody;
 use endpoint::{Endpoint, Endpoints, Targets};
 use fallback::Fallback;
@@ -93,7 +90,7 @@ pub async fn forward(
     route: &Matched<'_>,
     mut parts: Parts,
     body: Option<Incoming>,
-    client: SocketAddr,
+    client: &ClientAddr,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &upstream.config;
@@ -110,7 +107,7 @@ pub async fn forward(
         targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, point);
     }
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::request_to_upstream(&mut parts, client.ip());
+    headers::request_to_upstream(&mut parts, client);
     if let Some(replicas) =
         Replicas::for_request(upstream, snapshot, &endpoints, &parts.method, position)
     {
@@ -122,13 +119,20 @@ pub async fn forward(
     let body = body
         .map(|body| limits::limit_body(body, route.max_body, config.body_timeout))
         .transpose()?;
-    let mut body = limits::body_within(
-        config.deadline,
-        RequestBody::prepare(body, config.retry_body_limit, route.max_body),
-    )
-    .await?;
-    upstream.budget.deposit();
-    let deadline = Instant::now() + config.deadline;
+    // The clock is read once for the deadline, the retry budget and the
+    // first attempt; again only after waiting for a body.
+    let (mut body, now) = match RequestBody::at_once(body) {
+        Ok(body) => (body, Instant::now()),
+        Err(body) => {
+            let prepare = RequestBody::prepare(body, config.retry_body_limit, route.max_body);
+            (
+                limits::body_within(config.deadline, prepare).await?,
+                Instant::now(),
+            )
+        }
+    };
+    upstream.budget.deposit_at(now);
+    let deadline = now + config.deadline;
     Walk {
         upstream,
         old_ring: OldRing::for_request(upstream, &state, &parts.method, position, deadline),
@@ -139,6 +143,7 @@ pub async fn forward(
         body: &mut body,
         max_body: route.max_body,
         deadline,
+        first_attempt_at: Some(now),
         stale_retried: false,
     }
     .try_in_order(exchange)
@@ -202,6 +207,9 @@ struct Walk<'a> {
     /// The route's `max_body`.
     max_body: Option<u64>,
     deadline: Instant,
+    /// The clock reading the deadline was set at: the first attempt's
+    /// start, taken by it.
+    first_attempt_at: Option<Instant>,
     /// Whether the request may reach an instance twice: idempotent, or
     /// without a body.
     replay_safe: bool,
@@ -213,7 +221,7 @@ struct Walk<'a> {
 /// One attempt to make.
 struct NextAttempt {
     request: Request<Body>,
-    try_timeout: Duration,
+    window: Window,
     /// Whether its timeout is the rest of the deadline.
     cut_by_deadline: bool,
 }
@@ -257,7 +265,7 @@ impl Walk<'_> {
             let (outcome, cut_by_deadline) = loop {
                 let NextAttempt {
                     request,
-                    try_timeout,
+                    window,
                     cut_by_deadline,
                 } = match self.next_attempt(endpoint, last, exchange) {
                     Ok(next) => next,
@@ -274,7 +282,7 @@ impl Walk<'_> {
                     endpoint,
                     request,
                     false,
-                    try_timeout,
+                    window,
                     Some(client_side),
                 )
                 .await;
@@ -317,7 +325,8 @@ impl Walk<'_> {
         last: bool,
         exchange: &mut Exchange,
     ) -> Result<NextAttempt, Stop> {
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let now = self.first_attempt_at.take().unwrap_or_else(Instant::now);
+        let remaining = self.deadline.saturating_duration_since(now);
         if remaining.is_zero() {
             return Err(Stop::Deadline);
         }
@@ -339,7 +348,10 @@ impl Walk<'_> {
         }
         Ok(NextAttempt {
             request,
-            try_timeout,
+            window: Window {
+                started: now,
+                timeout: try_timeout,
+            },
             cut_by_deadline: try_timeout == remaining,
         })
     }

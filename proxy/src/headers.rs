@@ -2,8 +2,7 @@
 //! headers go, `X-Forwarded-For`, `X-Forwarded-Proto` and `Via` are added,
 //! and the client's `Host` is kept.
 
-use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
@@ -217,42 +216,31 @@ fn via_entry(version: Version) -> &'static str {
     }
 }
 
-/// The longest text of an IP address (`ffff:...:255.255.255.255`).
-const MAX_IP_TEXT: usize = 45;
+/// A client connection's address, with the text it adds to
+/// `X-Forwarded-For`: made once per connection, so that each of its
+/// requests takes a shared copy of the text instead of writing and
+/// allocating it again.
+#[derive(Clone, Debug)]
+pub struct ClientAddr {
+    addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
 
-/// Writes `ip` as `Display` does into `buf` and returns the text; IPv4 (the
-/// usual client) without `fmt`, which costs more than the rest of the
-/// header rewrite.
-fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT]) -> &[u8] {
-    match ip {
-        IpAddr::V4(ip) => {
-            // At most 15 bytes ("255.255.255.255"): every index is in `buf`.
-            let mut len = 0;
-            for (index, octet) in ip.octets().into_iter().enumerate() {
-                if index > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                if octet >= 100 {
-                    buf[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    buf[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                buf[len] = b'0' + octet % 10;
-                len += 1;
-            }
-            &buf[..len]
+impl ClientAddr {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> ClientAddr {
+        // An address's text is always a valid header value.
+        let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ClientAddr {
+            addr,
+            forwarded_for,
         }
-        IpAddr::V6(ip) => {
-            let mut rest: &mut [u8] = buf;
-            // 45 bytes hold any IPv6 text, so the write cannot run short.
-            let _ = write!(rest, "{ip}");
-            let len = MAX_IP_TEXT - rest.len();
-            &buf[..len]
-        }
+    }
+
+    /// The client's address (and port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -282,7 +270,7 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 
 /// [`to_upstream`] for a request as the forwarding code holds it: whether
 /// it came over TLS is read from its [`Https`] mark.
-pub fn request_to_upstream(parts: &mut http::request::Parts, client: IpAddr) {
+pub fn request_to_upstream(parts: &mut http::request::Parts, client: &ClientAddr) {
     let https = parts.extensions.get::<Https>().is_some();
     to_upstream(&mut parts.headers, parts.version, client, https);
 }
@@ -292,19 +280,15 @@ pub fn request_to_upstream(parts: &mut http::request::Parts, client: IpAddr) {
 /// instance must see): `X-Forwarded-For` appended with the client's
 /// address, `X-Forwarded-Proto` set (`https` when the client came over TLS,
 /// else `http`), `Via` appended.
-pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: IpAddr, https: bool) {
+pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: &ClientAddr, https: bool) {
     // One lookup each for `X-Forwarded-For` and `Via`: the entry is read
     // for the values to keep, then written.
-    let mut ip = [0; MAX_IP_TEXT];
-    let ip = ip_text(client, &mut ip);
     match headers.entry(&X_FORWARDED_FOR) {
         Entry::Vacant(entry) => {
-            if let Ok(value) = HeaderValue::from_bytes(ip) {
-                entry.insert(value);
-            }
+            entry.insert(client.forwarded_for.clone());
         }
         Entry::Occupied(mut entry) => {
-            let value = appended(entry.iter(), ip);
+            let value = appended(entry.iter(), client.forwarded_for.as_bytes());
             if let Ok(value) = HeaderValue::from_bytes(&value) {
                 entry.insert(value);
             }
@@ -487,28 +471,15 @@ mod tests {
     }
 
     #[test]
-    fn client_addresses_are_written_as_display_writes_them() {
-        let addresses = [
-            "0.0.0.0",
-            "127.0.0.1",
-            "9.10.99.100",
-            "192.0.2.7",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "::ffff:192.0.2.7",
-            "2001:db8::8a2e:370:7334",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-        ];
-        for address in addresses {
-            let ip: IpAddr = address.parse().unwrap();
-            let mut buf = [0; MAX_IP_TEXT];
-            assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes());
-        }
-        for octet in 0..=255u8 {
-            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
-            let mut buf = [0; MAX_IP_TEXT];
-            assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes());
+    fn a_client_forwards_as_its_address_without_the_port() {
+        for (addr, text) in [
+            ("10.1.20.255:443", "10.1.20.255"),
+            ("[::ffff:192.0.2.7]:80", "::ffff:192.0.2.7"),
+            ("[2001:db8::8a2e:370:7334]:1", "2001:db8::8a2e:370:7334"),
+        ] {
+            let client = ClientAddr::new(addr.parse().unwrap());
+            assert_eq!(client.forwarded_for, text);
+            assert_eq!(client.addr(), addr.parse::<SocketAddr>().unwrap());
         }
     }
 
@@ -518,7 +489,7 @@ mod tests {
         to_upstream(
             &mut map,
             Version::HTTP_10,
-            "10.1.20.255".parse().unwrap(),
+            &ClientAddr::new("10.1.20.255:5000".parse().unwrap()),
             false,
         );
         let all: Vec<(&str, &str)> = map
@@ -548,7 +519,7 @@ mod tests {
         to_upstream(
             &mut map,
             Version::HTTP_11,
-            "192.0.2.7".parse().unwrap(),
+            &ClientAddr::new("192.0.2.7:5000".parse().unwrap()),
             false,
         );
         assert_eq!(map["host"], "shop.example");
@@ -566,7 +537,8 @@ mod tests {
             ("via", "1.1 cdn"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        to_upstream(&mut map, Version::HTTP_11, "::1".parse().unwrap(), true);
+        let client = ClientAddr::new("[::1]:5000".parse().unwrap());
+        to_upstream(&mut map, Version::HTTP_11, &client, true);
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))

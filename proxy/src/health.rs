@@ -653,7 +653,7 @@ async fn check_one(
         )
         .map_err(|error| error.to_string())?;
     let connections = pool.connections(name.host(), addr);
-    match tokio::time::timeout(timeout, connections.send(request)).await {
+    match tokio::time::timeout(timeout, connections.send(request, Instant::now())).await {
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("answered {}", response.status())),
         Ok(Err(error)) => Err(error_chain(&error)),

@@ -14,10 +14,11 @@
 //! messages, between HTTP/2 frames.
 //!
 //! What is never forwarded:
-//! - `100 Continue` to a client that sent `Expect: 100-continue`: hyper's
-//!   server sends its own when the handler reads the body, and the
-//!   instance's would make two. A client that did not ask gets the
-//!   instance's, as any other `1xx`.
+//! - `100 Continue` to a client that sent `Expect: 100-continue` with a
+//!   body: hyper's server sends its own when the handler reads the body,
+//!   and the instance's would make two. A client that did not ask, or
+//!   asked with an empty body (which hyper's server does not answer), gets
+//!   the instance's, as any other `1xx`.
 //! - `101 Switching Protocols`: the upgrade path (SPEC §10) relays it as
 //!   the final response.
 //! - anything to an HTTP/1.0 client (RFC 9110 §15.2): its requests get
@@ -260,18 +261,21 @@ impl ToClient {
 
     /// Has the `1xx` answers to `request` (sent to an instance) forwarded to
     /// the client, except `101`, and `100` when the client asked for one
-    /// with `Expect: 100-continue` (see the module's docs). Nothing is
-    /// registered (and nothing allocated) when the client can take none.
-    pub fn forward_from<B>(&self, request: &mut Request<B>) {
+    /// with `Expect: 100-continue` and sent a body (see the module's docs;
+    /// hyper's server ignores the expectation of an empty body, so the
+    /// instance's `100` is then the only one). Nothing is registered (and
+    /// nothing allocated) when the client can take none.
+    pub fn forward_from<B: http_body::Body>(&self, request: &mut Request<B>) {
         let Some(outbox) = &self.outbox else {
             return;
         };
         let outbox = Arc::clone(outbox);
         let id = self.id;
-        let answered_here = request
-            .headers()
-            .get(http::header::EXPECT)
-            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let answered_here = !request.body().is_end_stream()
+            && request
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         hyper::ext::on_informational(request, move |response| {
             let status = response.status();
             let answered_here = answered_here && status == StatusCode::CONTINUE;

@@ -10,7 +10,6 @@
 //! needs, never the whole [`App`]; every error becomes a response here, by
 //! [`ProxyError::into_response`], the one place a status is chosen.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -25,6 +24,7 @@ use crate::body::Body;
 use crate::cache::{self, Cache};
 use crate::error::{self, ProxyError};
 use crate::forward::{self, Exchange, Upstream};
+use crate::headers::ClientAddr;
 use crate::inbound;
 use crate::interim::ToClient;
 use crate::metrics::CacheOutcome;
@@ -39,7 +39,7 @@ use crate::route::{self, Matched};
 pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
-    client: SocketAddr,
+    client: ClientAddr,
     interim: ToClient,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -48,9 +48,9 @@ pub async fn handle(
     let asked = app
         .access_log
         .as_ref()
-        .map(|log| (Arc::clone(log), Asked::of(&parts, client)));
+        .map(|log| (Arc::clone(log), Asked::of(&parts, client.addr())));
     let mut exchange = Exchange::new(asked.is_some(), interim);
-    let mut response = serve(&app, parts, body, client, &id, &mut exchange, started).await;
+    let mut response = serve(&app, parts, body, &client, &id, &mut exchange, started).await;
     // The proxy's own errors get their body here, where the id is known.
     let error = error::write_error_body(&mut response, &id, app.config.server.error_detail);
     let Some((log, asked)) = asked else {
@@ -69,7 +69,7 @@ async fn serve(
     app: &App,
     mut parts: Parts,
     body: Incoming,
-    client: SocketAddr,
+    client: &ClientAddr,
     id: &HeaderValue,
     exchange: &mut Exchange,
     started: Instant,
@@ -156,7 +156,7 @@ async fn invalidating(
     matched: &Matched<'_>,
     parts: Parts,
     body: Incoming,
-    client: SocketAddr,
+    client: &ClientAddr,
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let target = cache::Unsafe::of(&parts);

@@ -267,11 +267,13 @@ impl Pool {
 
 impl Connections {
     /// Sends `request` (origin-form, with a `Host` header) and waits for
-    /// the response head: over HTTP/1.1 on an idle connection, or on a new
-    /// one when none is idle; over HTTP/2 on the shared connection.
+    /// the response head: over HTTP/1.1 on an idle connection (not expired
+    /// at `now`, the caller's clock reading), or on a new one when none is
+    /// idle; over HTTP/2 on the shared connection.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<Body>,
+        now: Instant,
     ) -> Result<Response<ResponseBody>, SendError> {
         if self.settings.protocol != UpstreamProtocol::Http1 {
             // Boxed, and awaited here rather than through a function that
@@ -281,7 +283,7 @@ impl Connections {
             return Box::pin(self.send_h2(request)).await;
         }
         loop {
-            let (mut sender, reused) = match self.checkout() {
+            let (mut sender, reused) = match self.checkout(now) {
                 Some(sender) => (sender, true),
                 // Boxed: connecting is rare, and its future is large; every
                 // request's future is as large as its largest part, and
@@ -415,10 +417,9 @@ impl Connections {
     }
 
     /// The most recently used idle connection that is ready and not
-    /// expired; those that are not are closed.
-    fn checkout(&self) -> Option<SendRequest<Body>> {
+    /// expired at `now`; those that are not are closed.
+    fn checkout(&self, now: Instant) -> Option<SendRequest<Body>> {
         let mut idle = lock(self.idle.current());
-        let now = Instant::now();
         while let Some(connection) = idle.pop() {
             if connection.sender.is_ready() && !connection.expired(now, self.settings.idle_timeout)
             {

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
@@ -43,8 +44,11 @@ fn new() -> HeaderValue {
     let mut text = [0u8; 32];
     hex(random, &mut text[..16]);
     hex(count, &mut text[16..]);
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+    // The text in one allocation that its copies share (the request's,
+    // the response's, the access log's), where a copied slice would take
+    // a second one at the first copy. Hex digits are always a valid header
+    // value.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Writes `value` as lower-case hex digits into `out` (16 bytes).
@@ -95,5 +99,14 @@ mod tests {
         for id in ids {
             assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
         }
+    }
+
+    #[test]
+    fn hex_writes_the_high_digit_first() {
+        let mut out = [0u8; 16];
+        hex(0x0123_4567_89ab_cdef, &mut out);
+        assert_eq!(&out, b"0123456789abcdef");
+        hex(0xf0, &mut out);
+        assert_eq!(&out, b"00000000000000f0");
     }
 }

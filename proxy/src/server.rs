@@ -56,7 +56,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
-use crate::headers;
+use crate::headers::{self, ClientAddr};
 use crate::interim::{Outbox, Protocol, ToClient};
 
 mod calm;
@@ -228,12 +228,12 @@ pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
     (admin_listener, admin): (TcpListener, A),
 ) -> Result<Handle, ServerError>
 where
-    P: Fn(Request<Incoming>, SocketAddr, ToClient) -> PFut + Clone + Send + Sync + 'static,
+    P: Fn(Request<Incoming>, ClientAddr, ToClient) -> PFut + Clone + Send + Sync + 'static,
     PFut: Future<Output = Response<PBody>> + Send + 'static,
     PBody: http_body::Body + Send + 'static,
     PBody::Data: Send,
     PBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    A: Fn(Request<Incoming>, SocketAddr, ToClient) -> AFut + Clone + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, ClientAddr, ToClient) -> AFut + Clone + Send + Sync + 'static,
     AFut: Future<Output = Response<ABody>> + Send + 'static,
     ABody: http_body::Body + Send + 'static,
     ABody::Data: Send,
@@ -394,11 +394,12 @@ fn connection_service<F, Fut, B, W>(
     Future = Answer<Fut, B, W>,
 > + Clone
 where
-    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     W: http_body::Body,
 {
     let activity = activity.clone();
+    let client = ClientAddr::new(peer);
     service_fn(move |request| {
         activity.request();
         // A client that gave up on too many requests gets nothing more
@@ -408,7 +409,7 @@ where
         let refused = activity.refusing();
         let interim = outbox.for_request(request.version());
         Answer::new(
-            respond(request, peer, interim),
+            respond(request, client.clone(), interim),
             activity.watch(),
             refused,
             body,
@@ -448,7 +449,7 @@ async fn accept_loop<F, Fut, B>(
     listening: Listening,
     respond: F,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -553,7 +554,7 @@ async fn serve_tls<F, Fut, B>(
     activity: Activity,
     listening: Listening,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,

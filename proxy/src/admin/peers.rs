@@ -24,6 +24,7 @@ use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use serde::Serialize;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::body::BoxError;
 use crate::config::{AdminToken, CachePeers, CachePeersConfig, UpstreamProtocol};
@@ -205,17 +206,17 @@ pub async fn send_purge(
         workers: 1,
     });
     let exchange = async {
-        let response =
-            pool.connections("", admin)
-                .send(request)
-                .await
-                .map_err(|error| match error {
-                    SendError::Connect { source, .. } | SendError::Handshake { source, .. } => {
-                        PurgeError::Connect(source)
-                    }
-                    SendError::ConnectTimeout { after, .. } => PurgeError::Timeout(after),
-                    other => PurgeError::Exchange(Box::new(other)),
-                })?;
+        let response = pool
+            .connections("", admin)
+            .send(request, Instant::now())
+            .await
+            .map_err(|error| match error {
+                SendError::Connect { source, .. } | SendError::Handshake { source, .. } => {
+                    PurgeError::Connect(source)
+                }
+                SendError::ConnectTimeout { after, .. } => PurgeError::Timeout(after),
+                other => PurgeError::Exchange(Box::new(other)),
+            })?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_ANSWER)
             .collect()

@@ -44,7 +44,26 @@ pub(super) struct ClientSide<'a> {
     pub max_body: Option<u64>,
 }
 
-/// Sends `request` to `endpoint` and waits at most `try_timeout` for the
+/// When an attempt starts and how long it may wait for the response head.
+/// The start is the caller's clock reading, so that a request reads the
+/// clock once for its deadline, its retry budget and its first attempt.
+#[derive(Clone, Copy)]
+pub(super) struct Window {
+    pub started: Instant,
+    pub timeout: Duration,
+}
+
+impl Window {
+    /// A window of `timeout` from now.
+    pub(super) fn from_now(timeout: Duration) -> Window {
+        Window {
+            started: Instant::now(),
+            timeout,
+        }
+    }
+}
+
+/// Sends `request` to `endpoint` and waits at most `window.timeout` for the
 /// response head. An answer whose status is in `retry_on` is a failure
 /// ([`AttemptFailure::Status`]); any other answer is returned, whatever its
 /// status. A connect error ([`AttemptFailure::Connect`]) means nothing was
@@ -58,19 +77,23 @@ pub(super) async fn once(
     endpoint: &Endpoint,
     request: Request<Body>,
     upgrade: bool,
-    try_timeout: Duration,
+    window: Window,
     client_side: Option<ClientSide<'_>>,
 ) -> Result<Response<ResponseBody>, Failed> {
     let in_flight = endpoint.attempts.start();
-    let started = Instant::now();
+    let Window {
+        started,
+        timeout: try_timeout,
+    } = window;
+    let until = started + try_timeout;
     let answer = if upgrade {
         // Boxed: rare, and every request's future is as large as its
         // largest branch (an `async` block choosing between the two would
         // also keep a second copy of the request).
         let send = Box::pin(endpoint.connections.send_upgrade(request));
-        tokio::time::timeout(try_timeout, send).await
+        tokio::time::timeout_at(until, send).await
     } else {
-        tokio::time::timeout(try_timeout, endpoint.connections.send(request)).await
+        tokio::time::timeout_at(until, endpoint.connections.send(request, started)).await
     };
     let elapsed = started.elapsed();
     drop(in_flight);

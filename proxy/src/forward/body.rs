@@ -96,22 +96,28 @@ impl http_body::Body for LentBody {
 }
 
 impl RequestBody {
+    /// An empty body when there is nothing to wait for (no body, or one
+    /// already over); otherwise `body`, for [`RequestBody::prepare`].
+    pub(super) fn at_once(body: Option<ClientBody>) -> Result<RequestBody, ClientBody> {
+        match body {
+            Some(body) if !body.is_end_stream() && body.size_hint().upper() != Some(0) => Err(body),
+            _ => Ok(RequestBody::Empty),
+        }
+    }
+
     /// Buffers a body whose announced length is at most `limit`; streams
-    /// the others. No body is an empty one. `max_body` is the route's, for
-    /// the error when the body passes it.
+    /// the others. An empty body stays empty. `max_body` is the route's,
+    /// for the error when the body passes it.
     pub(super) async fn prepare(
-        body: Option<ClientBody>,
+        body: ClientBody,
         limit: u64,
         max_body: Option<u64>,
     ) -> Result<RequestBody, ProxyError> {
-        let Some(body) = body else {
-            return Ok(RequestBody::Empty);
+        let body = match RequestBody::at_once(Some(body)) {
+            Ok(empty) => return Ok(empty),
+            Err(body) => body,
         };
-        let hint = body.size_hint();
-        if body.is_end_stream() || hint.upper() == Some(0) {
-            return Ok(RequestBody::Empty);
-        }
-        match hint.upper() {
+        match body.size_hint().upper() {
             Some(length) if length <= limit => {
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                 let collected = Limited::new(body, limit).collect().await.map_err(|error| {

@@ -148,7 +148,7 @@ impl RetryBudget {
     }
 
     /// A deposit at `now`.
-    fn deposit_at(&self, now: Instant) {
+    pub(super) fn deposit_at(&self, now: Instant) {
         self.expire(now);
         self.writer.fetch_add(self.deposit_amount, Ordering::SeqCst);
     }

@@ -146,7 +146,7 @@ impl Walk<'_> {
                 endpoint,
                 request,
                 false,
-                try_timeout,
+                attempt::Window::from_now(try_timeout),
                 None,
             )
             .await;
@@ -287,7 +287,10 @@ impl Walk<'_> {
 impl Repair {
     /// Sends it under the per-try timeout; counts and logs how it ended.
     async fn send(self) {
-        let answer = tokio::time::timeout(self.try_timeout, self.connections.send(self.request));
+        let answer = tokio::time::timeout(
+            self.try_timeout,
+            self.connections.send(self.request, Instant::now()),
+        );
         let (outcome, reason) = match answer.await {
             Ok(Ok(response)) => {
                 let status = response.status();

@@ -122,7 +122,7 @@ impl<'a> OldRing<'a> {
                 endpoint,
                 request,
                 false,
-                config.try_timeout.min(remaining),
+                attempt::Window::from_now(config.try_timeout.min(remaining)),
                 None,
             )
             .await;

@@ -23,8 +23,6 @@
 //! - HTTP/2 upgrades (extended CONNECT, RFC 8441) are out of scope: an
 //!   HTTP/2 request never carries `Upgrade`.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
@@ -42,7 +40,7 @@ use super::tunnels::Open;
 use super::{locate, Exchange, Located, Upstream};
 use crate::body::{self, Body, BoxError};
 use crate::error::{AttemptError, AttemptFailure, ProxyError};
-use crate::headers;
+use crate::headers::{self, ClientAddr};
 use crate::inbound::Upgrade;
 use crate::limits::{self, InFlight, Kept};
 use crate::metrics::Upgraded;
@@ -72,7 +70,7 @@ pub async fn forward(
     route: &Matched<'_>,
     mut parts: Parts,
     body: Incoming,
-    client: SocketAddr,
+    client: &ClientAddr,
     exchange: &mut Exchange,
     place: InFlight<'_>,
 ) -> Result<Response<Body>, ProxyError> {
@@ -89,7 +87,7 @@ pub async fn forward(
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let targets = Targets::at(&state.current, &endpoints, point, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::request_to_upstream(&mut parts, client.ip());
+    headers::request_to_upstream(&mut parts, client);
     parts.headers.insert(header::UPGRADE, asked.protocols);
     parts
         .headers
@@ -97,7 +95,7 @@ pub async fn forward(
     let body = limits::limit_body(body, route.max_body, config.body_timeout)?;
     let mut body = limits::body_within(
         config.deadline,
-        RequestBody::prepare(Some(body), config.retry_body_limit, route.max_body),
+        RequestBody::prepare(body, config.retry_body_limit, route.max_body),
     )
     .await?;
     upstream.budget.deposit();
@@ -130,7 +128,7 @@ pub async fn forward(
             endpoint,
             request,
             true,
-            config.try_timeout.min(remaining),
+            attempt::Window::from_now(config.try_timeout.min(remaining)),
             Some(client_side),
         )
         .await;

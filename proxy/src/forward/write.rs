@@ -274,7 +274,7 @@ async fn write_one(
         endpoint,
         request,
         false,
-        shared.try_timeout,
+        attempt::Window::from_now(shared.try_timeout),
         None,
     )
     .await;
