@@ -153,13 +153,16 @@ pub struct ServerConfig {
     /// `header_read_timeout` (default 30 s, more than 0): the longest a
     /// client may take to send a request's header section, counted from
     /// the moment the connection waits for it (slowloris); the connection
-    /// is then closed. On HTTP/1 the wait for the next request of a
-    /// keep-alive connection counts too.
+    /// is then closed (within a quarter more: it is checked four times per
+    /// period). On HTTP/1 the wait for the next request of a keep-alive
+    /// connection counts too.
     pub header_read_timeout: Duration,
     /// `idle_timeout` (default 60 s, more than 0): a client connection that
-    /// starts no request for this long (up to twice this, as it is checked
-    /// once per period) is closed gracefully: requests in flight finish.
-    /// Also the HTTP/2 keep-alive ping interval.
+    /// starts no request for this long is closed gracefully, requests in
+    /// flight finishing (checked as often as `header_read_timeout` is, and
+    /// at least once per period: closed within a quarter of
+    /// `header_read_timeout` more, or twice this at most). Also the HTTP/2
+    /// keep-alive ping interval.
     pub idle_timeout: Duration,
     /// `max_connections` (default 10000, 1 to 1000000): open client
     /// connections. At the limit the listener stops accepting until one

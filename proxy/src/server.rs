@@ -29,6 +29,8 @@
 //! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
+//! - `deadline`: hyper's header read timeout, looked at by each
+//!   connection's checks instead of a timer per request.
 //! - `send_timeout`: closing the connection of a client that stops reading.
 //! - `h2_send_timeout`: resetting the HTTP/2 stream whose client stops
 //!   taking it (by flow control, its socket never full).
@@ -61,6 +63,7 @@ use crate::interim::{Outbox, Protocol, ToClient};
 
 mod calm;
 mod connection;
+mod deadline;
 mod frames;
 mod h2_send_timeout;
 mod interim;
@@ -72,7 +75,8 @@ mod woken;
 mod workers;
 
 use calm::Calm;
-use connection::{Activity, Answer, Connections};
+use connection::{Activity, Answer, Checks, Connections};
+use deadline::Deadlines;
 use h2_send_timeout::{Sent, StreamExecutor};
 use interim::Interim;
 use protocol::Sniffed;
@@ -189,7 +193,7 @@ impl Builders {
         let max_header_size = usize::try_from(server.max_header_size).unwrap_or(usize::MAX);
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
+            .timer(Deadlines)
             .header_read_timeout(server.header_read_timeout)
             // Over it: 431, then the connection is closed.
             .max_header_size(max_header_size)
@@ -250,7 +254,7 @@ where
             })
         }),
         first_bytes: server.header_read_timeout.min(server.idle_timeout),
-        idle: server.idle_timeout,
+        checks: Checks::new(server.idle_timeout, server.header_read_timeout),
         drain: server.drain_timeout,
         send: server.send_timeout,
         stopped,
@@ -308,8 +312,9 @@ struct Listening {
     /// How long a new connection may take to send its first bytes: it is
     /// idle, and its header is late.
     first_bytes: Duration,
-    /// `server.idle_timeout`.
-    idle: Duration,
+    /// When each connection looks at itself (`server.idle_timeout`,
+    /// `server.header_read_timeout`).
+    checks: Checks,
     /// `server.drain_timeout`.
     drain: Duration,
     /// `server.send_timeout`.
@@ -340,7 +345,7 @@ struct Tls {
 macro_rules! serve {
     (
         $stream:expr, $peer:ident, $respond:ident, $activity:ident,
-        $builders:ident, $first_bytes:ident, $idle:ident, $send:ident, $stopped:ident
+        $builders:ident, $first_bytes:ident, $checks:ident, $send:ident, $stopped:ident
     ) => {{
         let sniffed = tokio::select! {
             sniffed = protocol::sniff($stream, $first_bytes) => sniffed,
@@ -356,7 +361,7 @@ macro_rules! serve {
                 // With upgrades (SPEC §10): a `101` hands the connection
                 // to the handler's relay, and this task ends.
                 let connection = $builders.http1.serve_connection(io, service).with_upgrades();
-                connection::serve(connection, $activity, $idle, $stopped).await
+                connection::serve(connection, $activity, $checks, $stopped).await
             }
             Ok(Sniffed::Http2(io)) => {
                 let outbox = Outbox::new(Protocol::Http2);
@@ -365,7 +370,7 @@ macro_rules! serve {
                 let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
                 let service = connection_service($respond, $peer, outbox, &$activity, Sent::new);
                 let connection = $builders.http2.serve_connection(io, service);
-                connection::serve(connection, $activity, $idle, $stopped).await
+                connection::serve(connection, $activity, $checks, $stopped).await
             }
             Err(error) => {
                 tracing::debug!(peer = %$peer, %error, "connection closed before a request");
@@ -484,7 +489,7 @@ async fn accept_loop<F, Fut, B>(
                 builders,
                 proxy_protocol,
                 first_bytes,
-                idle,
+                checks,
                 send,
                 mut stopped,
                 ..
@@ -515,7 +520,7 @@ async fn accept_loop<F, Fut, B>(
                     activity,
                     builders,
                     first_bytes,
-                    idle,
+                    checks,
                     send,
                     stopped
                 );
@@ -525,7 +530,7 @@ async fn accept_loop<F, Fut, B>(
                 let listening = Listening {
                     builders,
                     first_bytes,
-                    idle,
+                    checks,
                     send,
                     stopped,
                     ..listening
@@ -564,7 +569,7 @@ async fn serve_tls<F, Fut, B>(
         builders,
         tls,
         first_bytes,
-        idle,
+        checks,
         send,
         mut stopped,
         ..
@@ -595,7 +600,7 @@ async fn serve_tls<F, Fut, B>(
                 activity,
                 builders,
                 first_bytes,
-                idle,
+                checks,
                 send,
                 stopped
             );

@@ -176,32 +176,65 @@ where
     }
 }
 
+/// How often a connection looks at itself, and what for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Checks {
+    /// `server.idle_timeout`: closed after this long without a request
+    /// starting.
+    idle: Duration,
+    /// The period of the checks: at most a quarter of
+    /// `server.header_read_timeout`, whose deadlines hyper looks at when
+    /// a check wakes the connection (see `deadline`), and at most `idle`.
+    every: Duration,
+}
+
+impl Checks {
+    /// Checks for `idle_timeout` and `header_read_timeout`.
+    pub(super) fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Checks {
+        Checks {
+            idle: idle_timeout,
+            every: idle_timeout
+                .min(header_read_timeout / 4)
+                .max(Duration::from_millis(1)),
+        }
+    }
+}
+
 /// Serves `connection` to its end, closing it gracefully (requests in
 /// flight finish, keep-alive ends, HTTP/2 gets `GOAWAY`) when `stopped`
-/// turns true, when a whole `idle` period passes without a request
-/// starting (so an idle connection closes after `idle` to twice that), or
-/// when the client has given up on too many requests before their answer.
+/// turns true, when `checks.idle` passes without a request starting (seen
+/// at a check, so an idle connection closes after `idle` to `idle` plus a
+/// check period), or when the client has given up on too many requests
+/// before their answer. Each check wakes the connection, so that hyper
+/// looks at its header read deadline.
 pub(super) async fn serve<C, E>(
     connection: C,
     activity: Activity,
-    idle: Duration,
+    checks: Checks,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>> + GracefulShutdown,
 {
     let mut connection = pin!(connection);
-    // Polled only when the shutdown signal or the idle timer woke it, not
-    // on every wake of the connection (see `woken`).
+    // Polled only when the shutdown signal or a check woke it, not on
+    // every wake of the connection (see `woken`).
     let close = WhenWoken::new(async move {
-        let mut idle_checks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+        let Checks { idle, every } = checks;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut quiet = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = stopped.wait_for(|stop| *stop) => return,
                 () = activity.resets().spent() => return,
-                _ = idle_checks.tick() => {
-                    if !activity.take() {
-                        return;
+                _ = ticks.tick() => {
+                    if activity.take() {
+                        quiet = Duration::ZERO;
+                    } else {
+                        quiet += every;
+                        if quiet >= idle {
+                            return;
+                        }
                     }
                 }
             }
