@@ -196,6 +196,24 @@ async fn a_slow_header_section_is_cut_off() {
     stop(proxy).await;
 }
 
+/// hyper's header read deadline is looked at when the connection's own
+/// checks wake it (no timer of its own): a keep-alive connection that
+/// sends nothing after its first answer is closed by it, long before
+/// `idle_timeout`.
+#[tokio::test]
+async fn a_quiet_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "header_read_timeout = \"200ms\"", "", "").await;
+    let mut raw = Raw::connect(proxy.listen).await;
+    raw.send(b"GET /k HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await;
+    assert_eq!(raw.reply().await.map(|reply| reply.status), Some(200));
+    // Within the wait for a reply, far below the default idle timeout.
+    assert!(raw.closed().await, "the proxy closes the connection");
+    serves_on(proxy.listen).await;
+    stop(proxy).await;
+}
+
 /// Nothing is asked on the keep-alive connection while it idles: its idle
 /// time (checked once a period, so closed within two) passes by
 /// [`support::skip`] (were the timer started only after the skip, it would

@@ -279,3 +279,23 @@ where
         self.graceful_shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_come_four_times_per_header_read_timeout_and_once_per_idle_period() {
+        let secs = Duration::from_secs;
+        let defaults = Checks::new(secs(60), secs(30));
+        assert_eq!(
+            (defaults.idle, defaults.every),
+            (secs(60), Duration::from_millis(7500))
+        );
+        assert_eq!(Checks::new(secs(2), secs(30)).every, secs(2));
+        assert_eq!(
+            Checks::new(secs(60), Duration::from_nanos(3)).every,
+            Duration::from_millis(1)
+        );
+    }
+}
