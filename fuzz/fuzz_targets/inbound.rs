@@ -78,8 +78,8 @@ fuzz_target!(|data: &[u8]| {
             "{name} was named in Connection"
         );
     }
-    let client = std::net::IpAddr::from([192, 0, 2, 7]);
-    headers::request_to_upstream(&mut parts, client);
+    let client = headers::ClientAddr::new(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
+    headers::request_to_upstream(&mut parts, &client);
     assert_eq!(
         parts.headers.get(header::HOST),
         Some(&host),
