@@ -135,8 +135,10 @@ impl EndpointCache {
     }
 
     /// The endpoints of `snapshot`: those of the last ring seen, or built
-    /// now when the ring changed. (Two requests that see a new ring at once
-    /// may both build; either result serves.)
+    /// now when the ring changed. Of requests that see a new ring at once,
+    /// the first to install its endpoints wins and the others use those:
+    /// each counts its request in them (`load`), so endpoints that nobody
+    /// keeps would lose counts.
     pub(super) fn get(&self, snapshot: &Arc<Snapshot>, metrics: &ServiceMetrics) -> Arc<Endpoints> {
         self.get_in(&self.current, snapshot, metrics)
     }
@@ -169,14 +171,24 @@ impl EndpointCache {
         snapshot: &Arc<Snapshot>,
         metrics: &ServiceMetrics,
     ) -> Arc<Endpoints> {
-        if let Some(current) = &*slot.load() {
+        let seen = slot.load();
+        if let Some(current) = &*seen {
             if Arc::ptr_eq(&current.snapshot, snapshot) {
                 return Arc::clone(current);
             }
         }
         let built = Arc::new(Endpoints::new(snapshot, metrics, &self.pool));
-        slot.store(Some(Arc::clone(&built)));
-        built
+        let before = slot.compare_and_swap(&seen, Some(Arc::clone(&built)));
+        match (&*before, &*seen) {
+            // Installed over what this request saw.
+            (Some(before), Some(seen)) if Arc::ptr_eq(before, seen) => built,
+            (None, None) => built,
+            // Another request installed the same ring's endpoints first.
+            (Some(other), _) if Arc::ptr_eq(&other.snapshot, snapshot) => Arc::clone(other),
+            // Another ring's are there (this request's ring was just
+            // replaced): this request serves with its own, not kept.
+            _ => built,
+        }
     }
 }
 
@@ -235,6 +247,55 @@ impl<'a> Targets<'a> {
                 .get(n)
                 .and_then(|&index| endpoints.get(index as usize)),
             Targets::Listed(listed) => listed.get(n).copied(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::discovery::ReplicationFrom;
+    use crate::pool::Settings;
+
+    /// Requests that meet a new ring on several threads at once all get the
+    /// one set of endpoints that is kept, so that none counts its request
+    /// in a set that is thrown away.
+    #[test]
+    fn requests_that_see_a_new_ring_at_once_share_the_endpoints_kept() {
+        let pool = Pool::new(Settings {
+            connect_timeout: Duration::from_secs(1),
+            max_idle: 1,
+            idle_timeout: Duration::from_secs(60),
+            protocol: crate::config::UpstreamProtocol::Http1,
+            tls: None,
+            workers: 1,
+        });
+        let cache = EndpointCache::new(pool);
+        let metrics = crate::metrics::Metrics::new().unwrap().service("frob");
+        for _ in 0..50 {
+            let snapshot = Arc::new(Snapshot {
+                table: Table::Srv(Vec::new()),
+                replication_from: ReplicationFrom::Default,
+                discovered_at: SystemTime::UNIX_EPOCH,
+            });
+            let start = std::sync::Barrier::new(4);
+            let got: Vec<Arc<Endpoints>> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            cache.get(&snapshot, &metrics)
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let kept = cache.current.load_full().unwrap();
+            for endpoints in &got {
+                assert!(Arc::ptr_eq(endpoints, &kept), "a set of endpoints not kept");
+            }
         }
     }
 }
