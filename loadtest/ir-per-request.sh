@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # loadtest/ir-per-request.sh: shardproxy's user-space instructions per
-# request (Ir/request), counted by callgrind, on two paths:
+# request (Ir/request), counted by callgrind, on three paths:
 #   pass-through  the cache off: every request goes to a backend;
 #   cache-hit     the service's cache on, its keys fetched beforehand: every
-#                 counted request is answered from the cache.
+#                 counted request is answered from the cache;
+#   tls           pass-through with HTTPS from wrk to the proxy (plain HTTP
+#                 to the backends), as compare.sh's tls mode.
 # Instruction counts hardly depend on the machine's load, so two commits can
 # be compared on a busy machine: pass-through runs of the same binary have a
 # standard deviation of ~0.06% (~20 Ir/request), most pairs agree within
@@ -12,7 +14,7 @@
 # measured pass-through only, by the same method: its figures, e.g. in
 # loadtest/results/instructions.md, compare with `pass-through` here.)
 #
-#   loadtest/ir-per-request.sh                    # build target/release/shardproxy, measure both paths
+#   loadtest/ir-per-request.sh                    # build target/release/shardproxy, measure every path
 #   SHARDPROXY=/path/to/shardproxy loadtest/ir-per-request.sh
 #   PATHS=pass-through loadtest/ir-per-request.sh # one path only
 #   RUNS=3 OUT=/tmp/cg.out loadtest/ir-per-request.sh  # median of 3 per path, dumps kept
@@ -36,6 +38,14 @@
 # included, the kernel not) over the change of shardproxy_requests_total.
 # With RUNS > 1 this is repeated, each time with a new proxy process, and the
 # median run is reported.
+#
+# How, tls: as pass-through, but the proxy's listener has `[server.tls]`
+# with a throwaway self-signed EC P-256 certificate (made with the openssl
+# CLI in the work directory, as compare.sh does) and wrk asks for https://
+# URLs. wrk negotiates TLS 1.3 as OpenSSL's defaults do
+# (TLS_AES_256_GCM_SHA384 with rustls' defaults). The counted window holds
+# CONNS handshakes (wrk connects anew for each run), about 1.3 M Ir each:
+# some 1,000-2,000 Ir/request of the figure, the same in every run.
 #
 # How, cache-hit: the same, but the service has `[services.bench.cache]
 # enabled = true` (everything else at its defaults, as in compare.sh's cache
@@ -78,7 +88,7 @@
 # The defaults are the profile note's method, plus the malloc setting above.
 #   SHARDPROXY   the binary to measure [built with cargo build --release
 #                -p shardproxy, in CARGO_TARGET_DIR or <repo>/target]
-#   PATHS ["pass-through cache-hit"]  the paths to measure, in this order
+#   PATHS ["pass-through cache-hit tls"]  the paths to measure, in this order
 #   OUT          also copy each path's (median) run's callgrind dump to
 #                OUT.PATH (e.g. /tmp/cg.out.pass-through), for
 #                callgrind_annotate [not kept]
@@ -98,7 +108,8 @@
 #   VALGRIND_OPTS  read by valgrind itself, e.g. --separate-callers=4
 #   NGINX        [nginx in PATH, else /usr/sbin/nginx]
 #   INSTALL [1]  apt-get install what is missing (valgrind, wrk, nginx, curl,
-#                iproute2, util-linux); 0: only say what is missing
+#                iproute2, util-linux, openssl for tls); 0: only say what is
+#                missing
 #   READY_TIMEOUT [120]  seconds for the proxy (slow under valgrind) to be ready
 #   SHARDPROXY_LOG [warn]  RUST_LOG for shardproxy
 #   KEEP_WORK [0]  1: keep the work directory (configs, logs, dumps); it is
@@ -124,7 +135,7 @@ CONNS=${CONNS:-8}
 KEYS=${KEYS:-100000}
 CACHE_KEYS=${CACHE_KEYS:-1000}
 MIN_HIT_PCT=${MIN_HIT_PCT:-99}
-PATHS=${PATHS:-pass-through cache-hit}
+PATHS=${PATHS:-pass-through cache-hit tls}
 NBACKENDS=${NBACKENDS:-4}
 VNODES=${VNODES:-160}
 INSTALL=${INSTALL:-1}
@@ -144,9 +155,10 @@ if ! [[ $MIN_HIT_PCT =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v p="$MIN_HIT_PCT" 'BEG
     die "MIN_HIT_PCT must be a percentage (0-100), got '$MIN_HIT_PCT'"
 fi
 read -r -a PATH_LIST <<<"$PATHS"
-((${#PATH_LIST[@]} > 0)) || die "PATHS is empty; give pass-through, cache-hit or both"
+((${#PATH_LIST[@]} > 0)) || die "PATHS is empty; give one or more of pass-through cache-hit tls"
 for path in "${PATH_LIST[@]}"; do
-    [[ $path == pass-through || $path == cache-hit ]] || die "unknown path '$path' in PATHS (pass-through cache-hit)"
+    [[ $path == pass-through || $path == cache-hit || $path == tls ]] \
+        || die "unknown path '$path' in PATHS (pass-through cache-hit tls)"
 done
 [[ -r $LUA ]] || die "missing $LUA"
 
@@ -162,6 +174,7 @@ missing_packages() {
     command -v curl >/dev/null || pkgs+=(curl)
     command -v ss >/dev/null || pkgs+=(iproute2)
     command -v setsid >/dev/null || pkgs+=(util-linux)
+    if [[ " ${PATH_LIST[*]} " == *" tls "* ]]; then command -v openssl >/dev/null || pkgs+=(openssl); fi
     echo "${pkgs[*]}"
 }
 PKGS=$(missing_packages)
@@ -252,10 +265,26 @@ for p in "${BACKEND_PORTS[@]}"; do
     wait_for "backend 127.0.0.1:$p listening" 20 "$NGINX_PID" tcp_open "127.0.0.1:$p" || exit 1
 done
 
+# --- the test certificate (tls) ---------------------------------------------------------
+
+# Self-signed, EC P-256, for 127.0.0.1 and localhost, in the work directory
+# (removed with it; never anywhere else).
+TLS_CERT=$WORK/cert/cert.pem
+TLS_KEY=$WORK/cert/key.pem
+if [[ " ${PATH_LIST[*]} " == *" tls "* ]]; then
+    mkdir -p "$WORK/cert"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" >"$WORK/cert/openssl.log" 2>&1 \
+        || die "openssl could not make the test certificate: $(cat "$WORK/cert/openssl.log")"
+    chmod 600 "$TLS_KEY"
+fi
+
 # --- shardproxy under callgrind ------------------------------------------------------------
 
-# write_config PATH DIR: shardproxy's config for PATH (pass-through, or
-# cache-hit: the service's cache on) in DIR/shardproxy.toml, on fresh ports
+# write_config PATH DIR: shardproxy's config for PATH (pass-through;
+# cache-hit: the service's cache on; tls: the listener with the test
+# certificate) in DIR/shardproxy.toml, on fresh ports
 # (LISTEN_PORT, ADMIN_PORT); checked with `shardproxy check`.
 write_config() {
     local path=$1 dir=$2 k
@@ -268,6 +297,11 @@ write_config() {
 listen = "127.0.0.1:$LISTEN_PORT"
 admin = "127.0.0.1:$ADMIN_PORT"
 workers = 1
+EOF
+        if [[ $path == tls ]]; then
+            printf '\n[server.tls]\ncert = "%s"\nkey = "%s"\n' "$TLS_CERT" "$TLS_KEY"
+        fi
+        cat <<EOF
 
 [services.bench]
 instances = [
@@ -350,6 +384,11 @@ measure() {
     write_config "$path" "$RUN_DIR"
     ADMIN=http://127.0.0.1:$ADMIN_PORT
     PROXY=http://127.0.0.1:$LISTEN_PORT
+    CURL_TLS=()
+    if [[ $path == tls ]]; then
+        PROXY=https://127.0.0.1:$LISTEN_PORT
+        CURL_TLS=(--cacert "$TLS_CERT")
+    fi
     # shardproxy binds with SO_REUSEPORT: make sure nobody else took its ports meanwhile
     for p in "$LISTEN_PORT" "$ADMIN_PORT"; do
         ! tcp_open "127.0.0.1:$p" || die "something listens on 127.0.0.1:$p already; run again"
@@ -361,7 +400,7 @@ measure() {
         valgrind --tool=callgrind --callgrind-out-file="$RUN_DIR/callgrind.out" \
         "$SHARDPROXY" run --config "$RUN_DIR/shardproxy.toml")
     wait_for "$ADMIN/readyz answering 200" "$READY_TIMEOUT" "$PROXY_PID" http_ok "$ADMIN/readyz" || exit 1
-    body=$(curl -fsS --max-time 10 "$PROXY/k/0") || die "GET $PROXY/k/0 failed"
+    body=$(curl "${CURL_TLS[@]}" -fsS --max-time 10 "$PROXY/k/0") || die "GET $PROXY/k/0 failed"
     [[ $body == backend-* ]] || die "GET $PROXY/k/0 answered '$body', not a backend's answer"
 
     if [[ $path == cache-hit ]]; then

@@ -41,6 +41,8 @@
 //!   look at them.
 //! - `interim`: the instances' `1xx` written into the connection (SPEC
 //!   §13; see [`crate::interim`]).
+//! - `tls_reads`: a TLS connection's reads that find nothing, kept as cheap
+//!   as a plain socket's.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +73,7 @@ mod protocol;
 mod proxy_protocol;
 mod resets;
 mod send_timeout;
+mod tls_reads;
 mod woken;
 mod workers;
 
@@ -81,6 +84,7 @@ use h2_send_timeout::{Sent, StreamExecutor};
 use interim::Interim;
 use protocol::Sniffed;
 use send_timeout::SendTimeout;
+use tls_reads::TlsReads;
 pub use workers::{bind_client, ClientListener};
 
 /// The TLS settings of the client listener, swapped whole on reload: each
@@ -594,7 +598,7 @@ async fn serve_tls<F, Fut, B>(
     match handshake {
         Ok(Ok(stream)) => {
             serve!(
-                stream,
+                TlsReads::new(stream),
                 peer,
                 respond,
                 activity,

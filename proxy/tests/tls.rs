@@ -126,6 +126,22 @@ async fn rustls_connection_after(
     hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     Vec<u8>,
 ) {
+    let tls = tls_stream(port, ca, first).await;
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    (sender, presented)
+}
+
+/// A TLS connection with rustls to the proxy's `port`, trusting `ca`,
+/// ALPN `http/1.1`, after `first` on the TCP connection.
+async fn tls_stream(
+    port: u16,
+    ca: &Path,
+    first: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -144,16 +160,10 @@ async fn rustls_connection_after(
         .unwrap();
     tcp.write_all(first).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+    tokio_rustls::TlsConnector::from(Arc::new(client))
         .connect(name, tcp)
         .await
-        .unwrap();
-    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    (sender, presented)
+        .unwrap()
 }
 
 /// `GET path` on a [`rustls_connection`]: what the backend saw.
@@ -220,6 +230,51 @@ async fn https_with_alpn_h2_and_http1_tells_the_backend_https() {
     let (echo, _) = answered(&curl(port, &ca, "/after", &[]).await);
     assert_eq!(echo.uri, "/after", "the proxy serves on");
     assert_eq!(backend.requests(), 3, "the plain request reached nothing");
+}
+
+/// Over TLS, a request whose body spans many records, and a second one
+/// pipelined behind it in the same write, are read whole and answered in
+/// order; the connection then closes, as the second asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_many_records_and_a_pipelined_request_are_read_whole() {
+    let pki = Pki::new("records");
+    let server = pki.server("tls-records", 1);
+    let backend = Backend::start("b1").await;
+    let proxy = Proxy::start("records", |listen, admin| {
+        config(listen, admin, &backend, &tls_lines(&server, None))
+    })
+    .await;
+    let mut tls = tls_stream(proxy.listen.port(), &pki.ca(), b"").await;
+
+    // 100,000 bytes: seven records of at most 16 KiB.
+    let body = vec![b'x'; 100_000];
+    let mut sent = format!(
+        "POST /big HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    sent.extend_from_slice(&body);
+    sent.extend_from_slice(b"GET /second HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    tls.write_all(&sent).await.unwrap();
+    let mut answered = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut answered))
+        .await
+        .expect("both answered and the connection closed")
+        .unwrap();
+
+    let answered = String::from_utf8_lossy(&answered);
+    assert_eq!(
+        answered.matches("HTTP/1.1 200 OK\r\n").count(),
+        2,
+        "{answered}"
+    );
+    let big = answered.find("\"uri\":\"/big\"").expect("the POST's echo");
+    let second = answered
+        .find("\"uri\":\"/second\"")
+        .expect("the GET's echo");
+    assert!(big < second, "answered in order: {answered}");
+    assert!(answered.contains("\"body_len\":100000"), "{answered}");
+    assert_eq!(backend.requests(), 2);
 }
 
 /// With `client_ca`, a client without a certificate fails the handshake,
