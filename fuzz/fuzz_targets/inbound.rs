@@ -78,7 +78,8 @@ fuzz_target!(|data: &[u8]| {
             "{name} was named in Connection"
         );
     }
-    let client = headers::ClientAddr::new(std::net::SocketAddr::from(([192, 0, 2, 7], 5000)));
+    let addr = std::net::SocketAddr::from(([192, 0, 2, 7], 5000));
+    let client = headers::ClientAddr::new(addr, false);
     headers::request_to_upstream(&mut parts, &client);
     assert_eq!(
         parts.headers.get(header::HOST),

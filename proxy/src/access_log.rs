@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::body::{Body, BoxError};
 use crate::config::{LogConfig, LogFormat};
 use crate::forward::exchange::{Exchange, Tried};
-use crate::headers::Https;
+use crate::headers::ClientAddr;
 
 /// Where access log lines go.
 pub struct AccessLog {
@@ -130,7 +130,7 @@ pub struct Asked {
 
 impl Asked {
     /// The request of `parts`, from `client`, as it arrived.
-    pub fn of(parts: &Parts, client: SocketAddr) -> Asked {
+    pub fn of(parts: &Parts, client: &ClientAddr) -> Asked {
         let host = parts
             .headers
             .get(header::HOST)
@@ -138,7 +138,7 @@ impl Asked {
             .or_else(|| parts.uri.authority().map(|authority| authority.to_string()));
         Asked {
             time: SystemTime::now(),
-            client,
+            client: client.addr(),
             method: parts.method.as_str().to_owned(),
             host,
             path: parts
@@ -146,7 +146,7 @@ impl Asked {
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string),
             protocol: protocol(parts.version),
-            tls: parts.extensions.get::<Https>().is_some(),
+            tls: client.over_tls(),
         }
     }
 }

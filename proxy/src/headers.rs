@@ -216,25 +216,28 @@ fn via_entry(version: Version) -> &'static str {
     }
 }
 
-/// A client connection's address, with the text it adds to
-/// `X-Forwarded-For`: made once per connection, so that each of its
-/// requests takes a shared copy of the text instead of writing and
-/// allocating it again.
+/// A client connection as its requests are forwarded: its address, with
+/// the text it adds to `X-Forwarded-For`, and whether it came over TLS
+/// (`X-Forwarded-Proto: https`). Made once per connection, so that each of
+/// its requests takes a shared copy of the text instead of writing and
+/// allocating it again, and is not marked one by one.
 #[derive(Clone, Debug)]
 pub struct ClientAddr {
     addr: SocketAddr,
     forwarded_for: HeaderValue,
+    over_tls: bool,
 }
 
 impl ClientAddr {
-    /// The client at `addr`.
-    pub fn new(addr: SocketAddr) -> ClientAddr {
+    /// The client at `addr`, connected over TLS or not.
+    pub fn new(addr: SocketAddr, over_tls: bool) -> ClientAddr {
         // An address's text is always a valid header value.
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         ClientAddr {
             addr,
             forwarded_for,
+            over_tls,
         }
     }
 
@@ -242,12 +245,12 @@ impl ClientAddr {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-}
 
-/// Marks a request (in its extensions) that came over a TLS connection:
-/// the server knows the connection, the forwarding code the request only.
-#[derive(Clone, Copy, Debug)]
-pub struct Https;
+    /// Whether the client connected over TLS.
+    pub fn over_tls(&self) -> bool {
+        self.over_tls
+    }
+}
 
 /// Marks a request whose client sent `te: trailers` (among its `TE`
 /// values), kept in its extensions once `TE` itself, hop-by-hop, is gone:
@@ -268,11 +271,9 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
         })
 }
 
-/// [`to_upstream`] for a request as the forwarding code holds it: whether
-/// it came over TLS is read from its [`Https`] mark.
+/// [`to_upstream`] for a request as the forwarding code holds it.
 pub fn request_to_upstream(parts: &mut http::request::Parts, client: &ClientAddr) {
-    let https = parts.extensions.get::<Https>().is_some();
-    to_upstream(&mut parts.headers, parts.version, client, https);
+    to_upstream(&mut parts.headers, parts.version, client);
 }
 
 /// Adds the forwarding headers to a client's request headers, already
@@ -280,7 +281,7 @@ pub fn request_to_upstream(parts: &mut http::request::Parts, client: &ClientAddr
 /// instance must see): `X-Forwarded-For` appended with the client's
 /// address, `X-Forwarded-Proto` set (`https` when the client came over TLS,
 /// else `http`), `Via` appended.
-pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: &ClientAddr, https: bool) {
+pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: &ClientAddr) {
     // One lookup each for `X-Forwarded-For` and `Via`: the entry is read
     // for the values to keep, then written.
     match headers.entry(&X_FORWARDED_FOR) {
@@ -294,7 +295,7 @@ pub fn to_upstream(headers: &mut HeaderMap, version: Version, client: &ClientAdd
             }
         }
     }
-    let proto = if https { "https" } else { "http" };
+    let proto = if client.over_tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 
     // Every field line of the client's Via is kept, in order (one list).
@@ -477,7 +478,7 @@ mod tests {
             ("[::ffff:192.0.2.7]:80", "::ffff:192.0.2.7"),
             ("[2001:db8::8a2e:370:7334]:1", "2001:db8::8a2e:370:7334"),
         ] {
-            let client = ClientAddr::new(addr.parse().unwrap());
+            let client = ClientAddr::new(addr.parse().unwrap(), false);
             assert_eq!(client.forwarded_for, text);
             assert_eq!(client.addr(), addr.parse::<SocketAddr>().unwrap());
         }
@@ -489,8 +490,7 @@ mod tests {
         to_upstream(
             &mut map,
             Version::HTTP_10,
-            &ClientAddr::new("10.1.20.255:5000".parse().unwrap()),
-            false,
+            &ClientAddr::new("10.1.20.255:5000".parse().unwrap(), false),
         );
         let all: Vec<(&str, &str)> = map
             .iter()
@@ -519,8 +519,7 @@ mod tests {
         to_upstream(
             &mut map,
             Version::HTTP_11,
-            &ClientAddr::new("192.0.2.7:5000".parse().unwrap()),
-            false,
+            &ClientAddr::new("192.0.2.7:5000".parse().unwrap(), false),
         );
         assert_eq!(map["host"], "shop.example");
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
@@ -537,8 +536,8 @@ mod tests {
             ("via", "1.1 cdn"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
-        let client = ClientAddr::new("[::1]:5000".parse().unwrap());
-        to_upstream(&mut map, Version::HTTP_11, &client, true);
+        let client = ClientAddr::new("[::1]:5000".parse().unwrap(), true);
+        to_upstream(&mut map, Version::HTTP_11, &client);
         let all: Vec<(&str, &str)> = map
             .iter()
             .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))

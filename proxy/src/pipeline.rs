@@ -48,7 +48,7 @@ pub async fn handle(
     let asked = app
         .access_log
         .as_ref()
-        .map(|log| (Arc::clone(log), Asked::of(&parts, client.addr())));
+        .map(|log| (Arc::clone(log), Asked::of(&parts, &client)));
     let mut exchange = Exchange::new(asked.is_some(), interim);
     let mut response = serve(&app, parts, body, &client, &id, &mut exchange, started).await;
     // The proxy's own errors get their body here, where the id is known.

@@ -60,7 +60,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
-use crate::headers::{self, ClientAddr};
+use crate::headers::ClientAddr;
 use crate::interim::{Outbox, Protocol, ToClient};
 
 mod calm;
@@ -335,8 +335,8 @@ struct Tls {
     within: Duration,
 }
 
-/// Serves the requests of one connection, a TCP or TLS stream, with
-/// `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until it closes,
+/// Serves the requests of one connection, a TCP or TLS (`over_tls`)
+/// stream, with `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until it closes,
 /// idles out or the proxy stops (`stopped`). Expands to a block that
 /// awaits, inside the caller's async block, and `return`s from it when the
 /// proxy stops before the connection's first bytes.
@@ -348,9 +348,10 @@ struct Tls {
 /// for every connection.
 macro_rules! serve {
     (
-        $stream:expr, $peer:ident, $respond:ident, $activity:ident,
+        $stream:expr, $over_tls:expr, $peer:ident, $respond:ident, $activity:ident,
         $builders:ident, $first_bytes:ident, $checks:ident, $send:ident, $stopped:ident
     ) => {{
+        let client = ClientAddr::new($peer, $over_tls);
         let sniffed = tokio::select! {
             sniffed = protocol::sniff($stream, $first_bytes) => sniffed,
             _ = $stopped.wait_for(|stop| *stop) => return,
@@ -361,7 +362,7 @@ macro_rules! serve {
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(io, $send);
                 let service =
-                    connection_service($respond, $peer, outbox, &$activity, |body| body);
+                    connection_service($respond, client, outbox, &$activity, |body| body);
                 // With upgrades (SPEC §10): a `101` hands the connection
                 // to the handler's relay, and this task ends.
                 let connection = $builders.http1.serve_connection(io, service).with_upgrades();
@@ -372,7 +373,7 @@ macro_rules! serve {
                 // Innermost: `Calm` follows hyper's frames only.
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
-                let service = connection_service($respond, $peer, outbox, &$activity, Sent::new);
+                let service = connection_service($respond, client, outbox, &$activity, Sent::new);
                 let connection = $builders.http2.serve_connection(io, service);
                 connection::serve(connection, $activity, $checks, $stopped).await
             }
@@ -392,7 +393,7 @@ macro_rules! serve {
 /// its `outbox` for the `1xx` of each request.
 fn connection_service<F, Fut, B, W>(
     respond: F,
-    peer: SocketAddr,
+    client: ClientAddr,
     outbox: Arc<Outbox>,
     activity: &Activity,
     body: fn(B) -> W,
@@ -408,7 +409,6 @@ where
     W: http_body::Body,
 {
     let activity = activity.clone();
-    let client = ClientAddr::new(peer);
     service_fn(move |request| {
         activity.request();
         // A client that gave up on too many requests gets nothing more
@@ -519,6 +519,7 @@ async fn accept_loop<F, Fut, B>(
             if listening.tls.is_none() {
                 serve!(
                     stream,
+                    false,
                     peer,
                     respond,
                     activity,
@@ -582,13 +583,6 @@ async fn serve_tls<F, Fut, B>(
     let Some(tls) = tls else {
         return;
     };
-    // Marks each request so: its instance is told `X-Forwarded-Proto:
-    // https`. Here rather than in every connection's service, which would
-    // then carry a flag on plain connections too.
-    let respond = move |mut request: Request<Incoming>, client, interim| {
-        request.extensions_mut().insert(headers::Https);
-        respond(request, client, interim)
-    };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.settings.load_full());
     let handshake = tokio::time::timeout(tls.within, acceptor.accept(stream));
     let handshake = tokio::select! {
@@ -599,6 +593,7 @@ async fn serve_tls<F, Fut, B>(
         Ok(Ok(stream)) => {
             serve!(
                 TlsReads::new(stream),
+                true,
                 peer,
                 respond,
                 activity,
