@@ -2,8 +2,11 @@
 //! of a service, with Varnish's request coalescing and grace.
 //!
 //! The pipeline sends a cache-enabled service's `GET` and `HEAD` requests
-//! to [`serve`], with the service's [`Upstream`], which is what fetches a
-//! miss: the cache calls forwarding, never the pipeline.
+//! to [`look_first`], then, unless the store answered, to [`serve`], with
+//! the service's [`Upstream`], which is what fetches a miss: the cache
+//! calls forwarding, never the pipeline. (Two steps so that a hit is
+//! answered without making `serve`'s future, several times the size of a
+//! pass-through's and boxed for it.)
 //!
 //! 1. Requests the cache cannot answer pass to the instances as they are:
 //!    a body, a `Range`, an `Authorization` (unless `authorized = true`).
@@ -301,30 +304,81 @@ struct Timing {
     now: Instant,
 }
 
-/// Answers a `GET` or `HEAD` for a cache-enabled service: from the store,
-/// or by fetching from its instances through `upstream`.
-pub async fn serve(
-    upstream: &Arc<Upstream>,
-    cache: &Arc<Cache>,
-    matched: Matched<'_>,
-    parts: Parts,
-    body: Incoming,
-    client: &ClientAddr,
+/// What [`look_first`] found.
+pub enum First<'a> {
+    /// The store's answer: a fresh object, or a stale one served while it
+    /// is refreshed.
+    Answered(Response<Body>),
+    /// The answer is [`serve`]'s to find, going on from this.
+    Missed(Missed<'a>),
+}
+
+/// Where [`serve`] goes on from after [`look_first`]: the request's way to
+/// the instances, and the first lookup's `Looked::Fetch` (`None`: the
+/// cache cannot answer the request, which passes to the instances).
+pub struct Missed<'a> {
+    route: Route<'a>,
+    first: Option<Looked>,
+}
+
+/// The first step of answering a `GET` or `HEAD` for a cache-enabled
+/// service: answered here when the store has it (counted as [`serve`]
+/// counts), else what `serve` goes on from. Not async, so that a hit makes
+/// no future.
+pub fn look_first<'a>(
+    upstream: &'a Arc<Upstream>,
+    cache: &'a Arc<Cache>,
+    matched: Matched<'a>,
+    client: &'a ClientAddr,
+    (parts, body): (&Parts, &Incoming),
     exchange: &mut Exchange,
-) -> Response<Body> {
+) -> First<'a> {
     let route = Route {
         upstream,
         cache,
         matched,
         client,
     };
-    let Some(asked) = cacheable(cache, &parts, &body) else {
+    let Some(asked) = cacheable(cache, parts, body) else {
+        return First::Missed(Missed { route, first: None });
+    };
+    match look_up(route, parts, &asked, Instant::now(), exchange) {
+        Looked::Answered(response) => {
+            upstream.answered_here(parts);
+            First::Answered(response)
+        }
+        fetch => First::Missed(Missed {
+            route,
+            first: Some(fetch),
+        }),
+    }
+}
+
+/// Answers a `GET` or `HEAD` for a cache-enabled service that
+/// [`look_first`] did not answer: by fetching from its instances (or
+/// waiting for another request's fetch, then from the store).
+pub async fn serve(
+    missed: Missed<'_>,
+    parts: Parts,
+    body: Incoming,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let Missed { route, first } = missed;
+    let Route {
+        upstream, cache, ..
+    } = route;
+    let (Some(asked), Some(first)) = (cacheable(cache, &parts, &body), first) else {
         return pass(route, parts, Some(body), exchange).await;
     };
+    let mut first = Some(first);
     let mut waited = false;
     loop {
         let now = Instant::now();
-        let (stale, slot) = match look_up(route, &parts, &asked, now, exchange) {
+        let looked = match first.take() {
+            Some(fetch) => fetch,
+            None => look_up(route, &parts, &asked, now, exchange),
+        };
+        let (stale, slot) = match looked {
             Looked::Answered(response) => {
                 upstream.answered_here(&parts);
                 return response;

@@ -4,10 +4,12 @@
 //! # A request's way
 //!
 //! [`server`] (accept, HTTP/1.1 or HTTP/2) -> [`pipeline::handle`]: the
-//! request normalized ([`inbound`]) -> route ([`route`]) -> shed ([`limits`]) -> [`cache::serve`] for
-//! a cached service's GET and HEAD, else -> [`forward::forward`]: key
-//! ([`key`]) -> preference list of the current ring ([`discovery`]) ->
-//! attempts on each instance in order, retried on the replicas
+//! request normalized ([`inbound`]) -> route ([`route`]) -> shed
+//! ([`limits`]) -> [`cache::look_first`], then [`cache::serve`] unless the
+//! store answered, for a cached service's GET and HEAD, else ->
+//! [`forward::forward`]: key ([`key`]) -> preference list of the current
+//! ring ([`discovery`]) -> attempts on each instance in order, retried on
+//! the replicas
 //! ([`health`], [`pool`]) -> response, or an [`error`] that names who
 //! failed -> counted ([`metrics`]) and logged, back in the pipeline.
 //!

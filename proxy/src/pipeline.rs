@@ -126,12 +126,18 @@ async fn serve(
             .await
             .unwrap_or_else(|error| failed(upstream, error))
         }
-        // Boxed, as the other rare branch: every request's future is as
-        // large as its largest branch, the cache's is several times the
-        // size of a pass-through, and hyper moves it twice per request.
+        // A hit is answered at once. The rest is boxed, as the other rare
+        // branch: every request's future is as large as its largest
+        // branch, the cache's is several times the size of a
+        // pass-through, and hyper moves it twice per request.
         Some(cache) if parts.method == Method::GET || parts.method == Method::HEAD => {
-            let serve = cache::serve(upstream, cache, matched, parts, body, client, exchange);
-            Box::pin(serve).await
+            let first = (&parts, &body);
+            match cache::look_first(upstream, cache, matched, client, first, exchange) {
+                cache::First::Answered(response) => response,
+                cache::First::Missed(missed) => {
+                    Box::pin(cache::serve(missed, parts, body, exchange)).await
+                }
+            }
         }
         Some(cache) => {
             let forward = invalidating(upstream, cache, &matched, parts, body, client, exchange);
