@@ -1140,8 +1140,12 @@ async fn promtool_finds_no_problem_in_the_metrics_page() {
         "/cached/",
         support::backend::Reply::with(&[("cache-control", "max-age=600")]),
     );
-    // Nothing listens there: the service's requests fail to connect.
-    let gone = free_port();
+    // Nothing listens there: the service's requests fail to connect. The
+    // port stays bound (never listening) for the whole test, so that no
+    // listener, the proxy's own included, can be given it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let gone = held.local_addr().unwrap();
     let rest = format!(
         "{}[services.frob.cache]\nenabled = true\n\n\
          [services.gone]\ninstances = [{{ host = \"gone.example.com\", addr = \"{gone}\", tokens = [\"ff\"] }}]\n\n{}{}",
