@@ -238,6 +238,21 @@ struct Asked<'h> {
     facts: RequestFacts,
 }
 
+impl Asked<'_> {
+    /// The same, owning its host: for a request that misses, whose
+    /// [`serve`] takes the request itself, and so can no longer borrow
+    /// from it what [`look_first`] worked out.
+    fn into_owned(self) -> Asked<'static> {
+        Asked {
+            host: Cow::Owned(self.host.into_owned()),
+            key: self.key,
+            ask: self.ask,
+            directives: self.directives,
+            facts: self.facts,
+        }
+    }
+}
+
 /// What looking in the store gave.
 enum Looked {
     /// An answer from the store.
@@ -314,11 +329,14 @@ pub enum First<'a> {
 }
 
 /// Where [`serve`] goes on from after [`look_first`]: the request's way to
-/// the instances, and the first lookup's `Looked::Fetch` (`None`: the
-/// cache cannot answer the request, which passes to the instances).
+/// the instances, and what the request asks of the store with the first
+/// lookup's `Looked::Fetch` (`None`: the cache cannot answer the request,
+/// which passes to the instances). Boxed: a miss goes on to the
+/// instances, which costs far more than the allocation, and a hit's answer
+/// is not made larger for it.
 pub struct Missed<'a> {
     route: Route<'a>,
-    first: Option<Looked>,
+    first: Option<Box<(Asked<'static>, Looked)>>,
 }
 
 /// The first step of answering a `GET` or `HEAD` for a cache-enabled
@@ -330,7 +348,8 @@ pub fn look_first<'a>(
     cache: &'a Arc<Cache>,
     matched: Matched<'a>,
     client: &'a ClientAddr,
-    (parts, body): (&Parts, &Incoming),
+    parts: &Parts,
+    body: &Incoming,
     exchange: &mut Exchange,
 ) -> First<'a> {
     let route = Route {
@@ -349,7 +368,7 @@ pub fn look_first<'a>(
         }
         fetch => First::Missed(Missed {
             route,
-            first: Some(fetch),
+            first: Some(Box::new((asked.into_owned(), fetch))),
         }),
     }
 }
@@ -364,12 +383,13 @@ pub async fn serve(
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let Missed { route, first } = missed;
+    let Some(first) = first else {
+        return pass(route, parts, Some(body), exchange).await;
+    };
+    let (asked, first) = *first;
     let Route {
         upstream, cache, ..
     } = route;
-    let (Some(asked), Some(first)) = (cacheable(cache, &parts, &body), first) else {
-        return pass(route, parts, Some(body), exchange).await;
-    };
     let mut first = Some(first);
     let mut waited = false;
     loop {

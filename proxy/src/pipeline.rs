@@ -131,8 +131,7 @@ async fn serve(
         // branch, the cache's is several times the size of a
         // pass-through, and hyper moves it twice per request.
         Some(cache) if parts.method == Method::GET || parts.method == Method::HEAD => {
-            let first = (&parts, &body);
-            match cache::look_first(upstream, cache, matched, client, first, exchange) {
+            match cache::look_first(upstream, cache, matched, client, &parts, &body, exchange) {
                 cache::First::Answered(response) => response,
                 cache::First::Missed(missed) => {
                     Box::pin(cache::serve(missed, parts, body, exchange)).await
