@@ -9,9 +9,9 @@
 //! store answered, for a cached service's GET and HEAD, else ->
 //! [`forward::forward`]: key ([`key`]) -> preference list of the current
 //! ring ([`discovery`]) -> attempts on each instance in order, retried on
-//! the replicas
-//! ([`health`], [`pool`]) -> response, or an [`error`] that names who
-//! failed -> counted ([`metrics`]) and logged, back in the pipeline.
+//! the replicas ([`health`], [`pool`]) -> response, or an [`error`] that
+//! names who failed -> counted ([`metrics`]) and logged, back in the
+//! pipeline.
 //!
 //! # Layout
 //!

@@ -336,10 +336,10 @@ struct Tls {
 }
 
 /// Serves the requests of one connection, a TCP or TLS (`over_tls`)
-/// stream, with `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until it closes,
-/// idles out or the proxy stops (`stopped`). Expands to a block that
-/// awaits, inside the caller's async block, and `return`s from it when the
-/// proxy stops before the connection's first bytes.
+/// stream, with `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until
+/// it closes, idles out or the proxy stops (`stopped`). Expands to a block
+/// that awaits, inside the caller's async block, and `return`s from it
+/// when the proxy stops before the connection's first bytes.
 ///
 /// A macro, not an async fn, because an async fn's future keeps its
 /// arguments beside its locals: called from the plain connection's task it

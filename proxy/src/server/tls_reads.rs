@@ -23,7 +23,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -59,11 +59,7 @@ impl AsyncRead for TlsReads {
             return Poll::Pending;
         }
         let mut tls = Pin::new(&mut self.tls);
-        let plaintext = match tls.as_mut().poll_fill_buf(cx) {
-            Poll::Ready(Ok(plaintext)) => plaintext,
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            Poll::Pending => return Poll::Pending,
-        };
+        let plaintext = ready!(tls.as_mut().poll_fill_buf(cx))?;
         let taken = plaintext.len().min(buf.remaining());
         buf.put_slice(&plaintext[..taken]);
         tls.consume(taken);
