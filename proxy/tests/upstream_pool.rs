@@ -286,3 +286,133 @@ async fn a_request_without_host_gets_the_instances_address() {
     assert_eq!(echo.header("host"), Some(address.as_str()));
     proxy.shutdown().await;
 }
+
+/// Reads `stream` until what it read holds `end`.
+async fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !read.windows(end.len()).any(|window| window == end) {
+        let more = tokio::time::timeout(WAIT, stream.read(&mut buffer)).await;
+        match more {
+            Ok(Ok(n)) if n > 0 => read.extend_from_slice(&buffer[..n]),
+            other => panic!("{other:?} after {} bytes", read.len()),
+        }
+    }
+    read
+}
+
+/// A proxy in front of one instance at `addr` whose client connections
+/// have no timer that wakes them in the tests' time: whatever moves the
+/// exchanges on is a wake-up of the sockets' or bodies'.
+async fn untimed_proxy_to(addr: SocketAddr) -> shardproxy::run::Running {
+    let instance = format!("    {{ host = \"b1.example.com\", addr = \"{addr}\" }},");
+    let config = support::static_config(&[instance], "", "[[routes]]\nservice = \"frob\"\n")
+        .replace(
+            "[server]\n",
+            "[server]\nidle_timeout = \"1h\"\nheader_read_timeout = \"1h\"\n",
+        );
+    support::start_proxy(&config, "upstream_pool.toml").await
+}
+
+/// The request that uses an instance's connection also drives it: while its
+/// client still sends the request body, the response to it flows back, one
+/// piece for each piece sent.
+#[tokio::test]
+async fn a_response_streams_back_while_its_request_still_streams_up() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let proxy = untimed_proxy_to(addr).await;
+    let mut client = TcpStream::connect(proxy.listen).await.expect("the proxy");
+    client
+        .write_all(b"POST /k HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .expect("the request head");
+
+    // The instance answers at once, then echoes each chunk as it comes.
+    let mut instance = accept(&listener).await;
+    assert!(read_head(&mut instance).await, "a request");
+    instance
+        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .expect("the answer's head");
+    read_until(&mut client, b"\r\n\r\n").await;
+    for n in 0..3 {
+        let piece = format!("piece-{n}");
+        let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+        client.write_all(chunk.as_bytes()).await.expect("a chunk");
+        read_until(&mut instance, chunk.as_bytes()).await;
+        instance
+            .write_all(chunk.as_bytes())
+            .await
+            .expect("its echo");
+        read_until(&mut client, chunk.as_bytes()).await;
+    }
+    client.write_all(b"0\r\n\r\n").await.expect("the end");
+    read_until(&mut instance, b"0\r\n\r\n").await;
+    instance.write_all(b"0\r\n\r\n").await.expect("the end");
+    read_until(&mut client, b"0\r\n\r\n").await;
+    proxy.shutdown().await;
+}
+
+/// A client that does not read holds its response back all the way to the
+/// instance, and gets all of it once it reads.
+#[tokio::test]
+async fn a_client_that_reads_late_gets_a_large_response_whole() {
+    const LENGTH: usize = 16 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    let proxy = untimed_proxy_to(addr).await;
+    let mut client = TcpStream::connect(proxy.listen).await.expect("the proxy");
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await
+        .expect("the request");
+
+    let mut instance = accept(&listener).await;
+    assert!(read_head(&mut instance).await, "a request");
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LENGTH}\r\n\r\n");
+    instance.write_all(head.as_bytes()).await.expect("the head");
+    let body: Vec<u8> = (0..LENGTH).map(|n| (n % 251) as u8).collect();
+    // Written until the instance can write no more: the proxy holds back
+    // what its client did not read.
+    let mut written = 0;
+    while written < LENGTH {
+        match instance.try_write(&body[written..]) {
+            Ok(n) => written += n,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => panic!("the instance's write: {error}"),
+        }
+        if written < LENGTH {
+            instance.writable().await.expect("writable");
+        }
+    }
+    assert!(
+        written < LENGTH,
+        "16 MiB went by without the client reading"
+    );
+
+    let reading = tokio::spawn(async move {
+        let head = read_until(&mut client, b"\r\n\r\n").await;
+        let at = head
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+            + 4;
+        let mut received = head[at..].to_vec();
+        let mut buffer = vec![0u8; 65536];
+        while received.len() < LENGTH {
+            match tokio::time::timeout(WAIT, client.read(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buffer[..n]),
+                other => panic!("after {} bytes: {other:?}", received.len()),
+            }
+        }
+        received
+    });
+    instance
+        .write_all(&body[written..])
+        .await
+        .expect("the rest");
+    let received = reading.await.expect("the client");
+    assert!(received == body, "the body came back changed");
+    proxy.shutdown().await;
+}
