@@ -100,7 +100,12 @@ impl HopByHop {
         // only hop-by-hop headers and `close`, as it usually does).
         let mut named: Vec<(usize, HeaderName)> = Vec::new();
         let mut others: Vec<(&[u8], usize)> = Vec::new();
-        for (place, token) in connection_tokens(headers).enumerate() {
+        let tokens = if names_nothing_present(headers, present[1]) {
+            None
+        } else {
+            Some(connection_tokens(headers))
+        };
+        for (place, token) in tokens.into_iter().flatten().enumerate() {
             match HOP_BY_HOP
                 .iter()
                 .position(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(token))
@@ -137,6 +142,22 @@ impl HopByHop {
                 headers.remove(name);
             }
         }
+    }
+}
+
+/// Whether `Connection` is one field line that names no header present:
+/// `close`, or `keep-alive` without a `Keep-Alive` header, as almost every
+/// message's is. (A shortcut: [`connection_tokens`] would find nothing to
+/// remove in it either.)
+fn names_nothing_present(headers: &HeaderMap, has_keep_alive: bool) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => {
+            let value = value.as_bytes().trim_ascii();
+            value.eq_ignore_ascii_case(b"close")
+                || (value.eq_ignore_ascii_case(b"keep-alive") && !has_keep_alive)
+        }
+        _ => false,
     }
 }
 
