@@ -14,11 +14,6 @@
 //! the proxy's user CPU per pass-through request by about a quarter (an A/B
 //! in `loadtest/results/request-path-profile.md`).
 //!
-//! An HTTP/1.1 connection has no task of its own: the request using it
-//! drives it, from sending the request to reading the response body's end
-//! (the `driven` module says why). HTTP/2 connections, shared by many
-//! requests, and upgraded ones each have their task.
-//!
 //! A request that a kept connection took and then lost to the instance
 //! closing it is [`SendError::Stale`]: `forward` sends it once more.
 //!
@@ -44,7 +39,7 @@ use http::uri::{Authority, Scheme};
 use http::{header, HeaderValue, Request, Response, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper::client::conn::http2;
 use hyper::rt::{Read, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -56,10 +51,6 @@ use crate::body::Body;
 use crate::config::UpstreamProtocol;
 use crate::headers::TeTrailers;
 use crate::worker::PerWorker;
-
-mod driven;
-
-use driven::Driven;
 
 /// How a service makes and keeps its connections.
 #[derive(Clone, Debug)]
@@ -134,8 +125,8 @@ pub struct Connections {
     shared: PerWorker<Mutex<Option<http2::SendRequest<Body>>>>,
     /// Whether a task is closing the idle connections that expire.
     reaping: AtomicBool,
-    /// Connections open: made and not dropped yet. Counted once per
-    /// connection, not per request, for [`Usage`].
+    /// Connections open: made and whose driving task has not ended yet.
+    /// Counted once per connection, not per request, for [`Usage`].
     open: Arc<AtomicUsize>,
 }
 
@@ -151,14 +142,13 @@ pub struct Usage {
     pub active: usize,
 }
 
-/// Holds one count of [`Connections::open`] for the life of a connection:
-/// held by its [`Driven`], or by its driving task (also when the runtime
-/// drops the task).
+/// Holds one count of [`Connections::open`] for the life of a
+/// connection's driving task, also when the runtime drops the task.
 struct OpenConnection(Arc<AtomicUsize>);
 
 #[derive(Debug)]
 struct Idle {
-    connection: Driven,
+    sender: SendRequest<Body>,
     since: Instant,
 }
 
@@ -208,10 +198,8 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct ResponseBody {
     body: Incoming,
-    /// A kept-alive HTTP/1.1 connection, driven by whoever reads the body,
-    /// until it is released or known to be unusable. (HTTP/2 and upgraded
-    /// connections are driven by tasks of their own.)
-    connection: Option<(Driven, Arc<Connections>)>,
+    /// The connection, until it is released or known to be unusable.
+    connection: Option<(SendRequest<Body>, Arc<Connections>)>,
     ended: bool,
 }
 
@@ -295,19 +283,19 @@ impl Connections {
             return Box::pin(self.send_h2(request)).await;
         }
         loop {
-            let (mut connection, reused) = match self.checkout(now) {
-                Some(connection) => (connection, true),
+            let (mut sender, reused) = match self.checkout(now) {
+                Some(sender) => (sender, true),
                 // Boxed: connecting is rare, and its future is large; every
                 // request's future is as large as its largest part, and
                 // hyper moves it once per request.
                 None => (Box::pin(self.connect_http1()).await?, false),
             };
-            match connection.exchange(request).await {
+            match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = ResponseBody {
                         body,
-                        connection: Some((connection, Arc::clone(self))),
+                        connection: Some((sender, Arc::clone(self))),
                         ended: false,
                     };
                     return Ok(Response::from_parts(parts, body));
@@ -430,11 +418,12 @@ impl Connections {
 
     /// The most recently used idle connection that is ready and not
     /// expired at `now`; those that are not are closed.
-    fn checkout(&self, now: Instant) -> Option<Driven> {
+    fn checkout(&self, now: Instant) -> Option<SendRequest<Body>> {
         let mut idle = lock(self.idle.current());
-        while let Some(idle) = idle.pop() {
-            if !idle.expired(now, self.settings.idle_timeout) && idle.connection.is_ready() {
-                return Some(idle.connection);
+        while let Some(connection) = idle.pop() {
+            if connection.sender.is_ready() && !connection.expired(now, self.settings.idle_timeout)
+            {
+                return Some(connection.sender);
             }
         }
         None
@@ -451,10 +440,10 @@ impl Connections {
         request: Request<Body>,
     ) -> Result<Response<ResponseBody>, SendError> {
         let mut sender = match self.tls_connector(true) {
-            None => self.handshake_upgrades(self.dial().await?).await?,
+            None => self.handshake_http1(self.dial().await?, true).await?,
             Some((connector, name)) => {
                 let tls = self.tls(connector, name).await?;
-                self.handshake_upgrades(TokioIo::new(tls)).await?
+                self.handshake_http1(TokioIo::new(tls), true).await?
             }
         };
         let response = sender
@@ -470,34 +459,31 @@ impl Connections {
         Ok(Response::from_parts(parts, body))
     }
 
-    /// A new HTTP/1.1 connection, driven by the requests that use it.
-    async fn connect_http1(&self) -> Result<Driven, SendError> {
+    /// A new HTTP/1.1 connection, its driving task spawned.
+    async fn connect_http1(&self) -> Result<SendRequest<Body>, SendError> {
         match self.tls_connector(false) {
-            None => self.handshake_http1(self.dial().await?).await,
+            None => self.handshake_http1(self.dial().await?, false).await,
             Some((connector, name)) => {
                 let tls = self.tls(connector, name).await?;
-                self.handshake_http1(TokioIo::new(tls)).await
+                self.handshake_http1(TokioIo::new(tls), false).await
             }
         }
     }
 
-    async fn handshake_http1<I>(&self, io: I) -> Result<Driven, SendError>
+    async fn handshake_http1<I>(
+        &self,
+        io: I,
+        upgrades: bool,
+    ) -> Result<SendRequest<Body>, SendError>
     where
         I: Read + Write + Unpin + Send + 'static,
     {
         let (sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
-        let open = OpenConnection::new(&self.open);
-        Ok(Driven::new(sender, connection, self.addr, open))
-    }
-
-    /// A new HTTP/1.1 connection for an upgrade, its driving task spawned:
-    /// after a `101` the task hands the connection over to the relay.
-    async fn handshake_upgrades<I>(&self, io: I) -> Result<http1::SendRequest<Body>, SendError>
-    where
-        I: Read + Write + Unpin + Send + 'static,
-    {
-        let (sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
-        self.drive(connection.with_upgrades());
+        if upgrades {
+            self.drive(connection.with_upgrades());
+        } else {
+            self.drive(connection);
+        }
         Ok(sender)
     }
 
@@ -579,8 +565,8 @@ impl Connections {
     }
 
     /// How many connections are idle and how many are in use. An idle
-    /// connection that its instance closed counts as idle until it is taken
-    /// or the reaper polls it: nothing polls it before.
+    /// connection the instance closed, which the reaper has not removed
+    /// yet, counts as neither.
     fn usage(&self) -> Usage {
         let idle = self
             .idle
@@ -588,7 +574,7 @@ impl Connections {
             .map(|idle| {
                 lock(idle)
                     .iter()
-                    .filter(|idle| !idle.connection.is_closed())
+                    .filter(|connection| !connection.sender.is_closed())
                     .count()
             })
             .sum();
@@ -599,27 +585,35 @@ impl Connections {
         }
     }
 
-    /// Takes back a connection whose response was read to its end, if it
-    /// can take another request (else it is closed).
-    fn release(self: Arc<Self>, mut connection: Driven) {
-        if connection.is_reusable() {
-            self.keep(connection);
+    /// Takes back a connection whose response was read to its end: idle at
+    /// once if it is ready, else once its task has seen the end (a closed
+    /// connection is dropped).
+    fn release(self: Arc<Self>, mut sender: SendRequest<Body>) {
+        if sender.is_ready() {
+            self.keep(sender);
+        } else if !sender.is_closed() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        self.keep(sender);
+                    }
+                });
+            }
         }
     }
 
     /// Puts a ready connection on the idle list, closing the least recently
     /// used one past `max_idle`.
-    fn keep(self: Arc<Self>, connection: Driven) {
+    fn keep(self: Arc<Self>, sender: SendRequest<Body>) {
         if self.settings.max_idle == 0 {
             return;
         }
-        connection.idle();
         let mut idle = lock(self.idle.current());
         if idle.len() >= self.settings.max_idle {
             idle.remove(0);
         }
         idle.push(Idle {
-            connection,
+            sender,
             since: Instant::now(),
         });
         drop(idle);
@@ -648,9 +642,9 @@ async fn reap(connections: Weak<Connections>, every: Duration) {
         let now = Instant::now();
         let timeout = connections.settings.idle_timeout;
         for idle in &mut lists {
-            // Polled (without a waker), so that those their instance closed
-            // end now.
-            idle.retain_mut(|idle| !idle.expired(now, timeout) && idle.connection.is_open());
+            idle.retain(|connection| {
+                !connection.sender.is_closed() && !connection.expired(now, timeout)
+            });
         }
         if lists.iter().all(|idle| idle.is_empty()) {
             // Under the locks, so a connection kept after this starts
@@ -748,10 +742,7 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = match &mut this.connection {
-            Some((connection, _)) => connection.poll_body(Pin::new(&mut this.body), cx),
-            None => Pin::new(&mut this.body).poll_frame(cx),
-        };
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
         match &frame {
             Poll::Ready(None) => this.ended = true,
             Poll::Ready(Some(Err(_))) => this.connection = None,
@@ -771,9 +762,9 @@ impl http_body::Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some((connection, connections)) = self.connection.take() {
+        if let Some((sender, connections)) = self.connection.take() {
             if self.ended || self.body.is_end_stream() {
-                connections.release(connection);
+                connections.release(sender);
             }
         }
     }

@@ -314,9 +314,9 @@ async fn untimed_proxy_to(addr: SocketAddr) -> shardproxy::run::Running {
     support::start_proxy(&config, "upstream_pool.toml").await
 }
 
-/// The request that uses an instance's connection also drives it: while its
-/// client still sends the request body, the response to it flows back, one
-/// piece for each piece sent.
+/// While its client still sends the request body, the response to it
+/// flows back, one piece for each piece sent: both directions of the
+/// exchange move on their own.
 #[tokio::test]
 async fn a_response_streams_back_while_its_request_still_streams_up() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
