@@ -601,7 +601,7 @@ fn with_outcome(mut response: Response<Body>, outcome: Outcome) -> Response<Body
 /// Forwards a request the cache does not answer.
 async fn pass(
     route: Route<'_>,
-    parts: Parts,
+    mut parts: Parts,
     body: Option<Incoming>,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -610,7 +610,7 @@ async fn pass(
     let forwarded = forward::forward(
         route.upstream,
         &route.matched,
-        parts,
+        &mut parts,
         body,
         route.client,
         exchange,
@@ -682,7 +682,7 @@ async fn fetch(
     let result = forward::forward(
         route.upstream,
         &route.matched,
-        parts,
+        &mut parts,
         None,
         route.client,
         exchange,

@@ -88,7 +88,7 @@ use write::Replicas;
 pub async fn forward(
     upstream: &Upstream,
     route: &Matched<'_>,
-    mut parts: Parts,
+    parts: &mut Parts,
     body: Option<Incoming>,
     client: &ClientAddr,
     exchange: &mut Exchange,
@@ -99,7 +99,7 @@ pub async fn forward(
         state,
         endpoints,
         point,
-    } = locate(upstream, &parts, exchange)?;
+    } = locate(upstream, parts, exchange)?;
     let snapshot = &state.current;
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let mut targets = Targets::at(snapshot, &endpoints, point, &upstream.health, read);
@@ -107,14 +107,14 @@ pub async fn forward(
         targets = bounded::bounded(targets, bound, upstream, snapshot, &endpoints, point);
     }
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::request_to_upstream(&mut parts, client);
+    headers::request_to_upstream(parts, client);
     if let Some(replicas) =
         Replicas::for_request(upstream, snapshot, &endpoints, &parts.method, position)
     {
         // Boxed, as the other rare branches below: a request's future is
         // as large as its largest branch, and hyper moves it twice per
         // request.
-        return Box::pin(replicas.write(&mut parts, &path, body, route.max_body, exchange)).await;
+        return Box::pin(replicas.write(parts, &path, body, route.max_body, exchange)).await;
     }
     let body = body
         .map(|body| limits::limit_body(body, route.max_body, config.body_timeout))
@@ -138,7 +138,7 @@ pub async fn forward(
         old_ring: OldRing::for_request(upstream, &state, &parts.method, position, deadline),
         replay_safe: is_idempotent(&parts.method) || body.is_empty(),
         targets: &targets,
-        parts: &mut parts,
+        parts,
         path: &path,
         body: &mut body,
         max_body: route.max_body,

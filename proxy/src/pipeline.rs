@@ -10,6 +10,7 @@
 //! needs, never the whole [`App`]; every error becomes a response here, by
 //! [`ProxyError::into_response`], the one place a status is chosen.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -18,7 +19,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::access_log::{Asked, Logged, Pending};
+use crate::access_log::{AccessLog, Asked, Logged, Pending};
 use crate::app::App;
 use crate::body::Body;
 use crate::cache::{self, Cache};
@@ -36,21 +37,41 @@ use crate::route::{self, Matched};
 /// carries the request's id; the access log, when on, gets its line once
 /// the answer is sent. The `1xx` of the instance that answers go to the
 /// client by `interim`.
-pub async fn handle(
+///
+/// The request is taken apart before the future is made, and the future
+/// lends its parts to the steps below rather than moving them: a future
+/// keeps a slot for each argument it moves from, and hyper moves the
+/// request's future several times per request.
+pub fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
     client: ClientAddr,
     interim: ToClient,
+) -> impl Future<Output = Response<Body>> + Send {
+    let (mut parts, body) = request.into_parts();
+    async move {
+        let started = Instant::now();
+        let id = request_id::of(&parts.headers);
+        let asked = app
+            .access_log
+            .as_ref()
+            .map(|log| (Arc::clone(log), Asked::of(&parts, &client)));
+        let mut exchange = Exchange::new(asked.is_some(), interim);
+        let response = serve(&app, &mut parts, body, &client, &id, &mut exchange, started).await;
+        finish(&app, response, id, asked, exchange, started)
+    }
+}
+
+/// Gives `response` its id, the error body of the proxy's own errors, and
+/// the access log line when the log is on.
+fn finish(
+    app: &App,
+    mut response: Response<Body>,
+    id: HeaderValue,
+    asked: Option<(Arc<AccessLog>, Asked)>,
+    exchange: Exchange,
+    started: Instant,
 ) -> Response<Body> {
-    let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let id = request_id::of(&parts.headers);
-    let asked = app
-        .access_log
-        .as_ref()
-        .map(|log| (Arc::clone(log), Asked::of(&parts, &client)));
-    let mut exchange = Exchange::new(asked.is_some(), interim);
-    let mut response = serve(&app, parts, body, &client, &id, &mut exchange, started).await;
     // The proxy's own errors get their body here, where the id is known.
     let error = error::write_error_body(&mut response, &id, app.config.server.error_detail);
     let Some((log, asked)) = asked else {
@@ -67,7 +88,7 @@ pub async fn handle(
 /// route, shed, then the cache or the instances.
 async fn serve(
     app: &App,
-    mut parts: Parts,
+    parts: &mut Parts,
     body: Incoming,
     client: &ClientAddr,
     id: &HeaderValue,
@@ -76,19 +97,19 @@ async fn serve(
 ) -> Response<Body> {
     // The request as the instance will see it, before anything reads it:
     // one valid Host, nothing that `Connection` names (SPEC §9.8).
-    if let Err(error) = inbound::normalize(&mut parts) {
+    if let Err(error) = inbound::normalize(parts) {
         return error.into_response();
     }
     // RFC 9110 §7.6.2: a TRACE or OPTIONS that may go no further.
-    if let Some(response) = inbound::answered_here(&parts) {
+    if let Some(response) = inbound::answered_here(parts) {
         return response;
     }
     // SPEC §9.2: the instance sees the id the client will.
     parts.headers.insert(X_REQUEST_ID, id.clone());
     // SPEC §4: the first matching route names the service; none is 404.
-    let Some((matched, service)) = app.route(&parts) else {
+    let Some((matched, service)) = app.route(parts) else {
         return ProxyError::NoRoute {
-            host: route::request_host(&parts).map(str::to_owned),
+            host: route::request_host(parts).map(str::to_owned),
             path: parts.uri.path().to_owned(),
         }
         .into_response();
@@ -116,7 +137,7 @@ async fn serve(
     // rest straight to the instances.
     let response = match &service.cache {
         // Boxed, as the other rare branches.
-        _ if inbound::Upgrade::is_asked(&parts) => {
+        _ if inbound::Upgrade::is_asked(parts) => {
             if service.cache.is_some() && exchange.logged {
                 exchange.cache = Some(CacheOutcome::Pass);
             }
@@ -131,9 +152,10 @@ async fn serve(
         // branch, the cache's is several times the size of a
         // pass-through, and hyper moves it twice per request.
         Some(cache) if parts.method == Method::GET || parts.method == Method::HEAD => {
-            match cache::look_first(upstream, cache, matched, client, &parts, &body, exchange) {
+            match cache::look_first(upstream, cache, matched, client, parts, &body, exchange) {
                 cache::First::Answered(response) => response,
                 cache::First::Missed(missed) => {
+                    let parts = std::mem::replace(parts, Request::new(()).into_parts().0);
                     Box::pin(cache::serve(missed, parts, body, exchange)).await
                 }
             }
@@ -159,12 +181,12 @@ async fn invalidating(
     upstream: &Upstream,
     cache: &Cache,
     matched: &Matched<'_>,
-    parts: Parts,
+    parts: &mut Parts,
     body: Incoming,
     client: &ClientAddr,
     exchange: &mut Exchange,
 ) -> Response<Body> {
-    let target = cache::Unsafe::of(&parts);
+    let target = cache::Unsafe::of(parts);
     let response = forward::forward(upstream, matched, parts, Some(body), client, exchange)
         .await
         .unwrap_or_else(|error| failed(upstream, error));

@@ -68,13 +68,13 @@ struct Relay {
 pub async fn forward(
     upstream: &Upstream,
     route: &Matched<'_>,
-    mut parts: Parts,
+    parts: &mut Parts,
     body: Incoming,
     client: &ClientAddr,
     exchange: &mut Exchange,
     place: InFlight<'_>,
 ) -> Result<Response<Body>, ProxyError> {
-    let Some(asked) = Upgrade::take(&mut parts) else {
+    let Some(asked) = Upgrade::take(parts) else {
         return super::forward(upstream, route, parts, Some(body), client, exchange).await;
     };
     let config = &upstream.config;
@@ -83,11 +83,11 @@ pub async fn forward(
         endpoints,
         point,
         ..
-    } = locate(upstream, &parts, exchange)?;
+    } = locate(upstream, parts, exchange)?;
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let targets = Targets::at(&state.current, &endpoints, point, &upstream.health, read);
     let path = upstream_path(&parts.uri, route.strip)?;
-    headers::request_to_upstream(&mut parts, client);
+    headers::request_to_upstream(parts, client);
     parts.headers.insert(header::UPGRADE, asked.protocols);
     parts
         .headers
@@ -116,7 +116,7 @@ pub async fn forward(
         };
         exchange.attempt(&endpoint.name);
         let last = index + 1 == targets.len();
-        let request = upstream_request(&mut parts, endpoint, &path, attempt_body, last);
+        let request = upstream_request(parts, endpoint, &path, attempt_body, last);
         let sent = exchange.sending();
         let client_side = ClientSide {
             body: &body,
