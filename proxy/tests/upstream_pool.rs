@@ -301,17 +301,28 @@ async fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     read
 }
 
-/// A proxy in front of one instance at `addr` whose client connections
-/// have no timer that wakes them in the tests' time: whatever moves the
-/// exchanges on is a wake-up of the sockets' or bodies'.
-async fn untimed_proxy_to(addr: SocketAddr) -> shardproxy::run::Running {
+/// A proxy in front of one instance whose client connections have no
+/// timer that wakes them in the tests' time (whatever moves the exchanges
+/// on is a wake-up of the sockets' or bodies'), a client that has sent it
+/// `request_head`, and the instance's connection with that head read.
+async fn untimed_exchange(request_head: &[u8]) -> (shardproxy::run::Running, TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("its address");
     let instance = format!("    {{ host = \"b1.example.com\", addr = \"{addr}\" }},");
     let config = support::static_config(&[instance], "", "[[routes]]\nservice = \"frob\"\n")
         .replace(
             "[server]\n",
             "[server]\nidle_timeout = \"1h\"\nheader_read_timeout = \"1h\"\n",
         );
-    support::start_proxy(&config, "upstream_pool.toml").await
+    let proxy = support::start_proxy(&config, "upstream_pool.toml").await;
+    let mut client = TcpStream::connect(proxy.listen).await.expect("the proxy");
+    client
+        .write_all(request_head)
+        .await
+        .expect("the request head");
+    let mut instance = accept(&listener).await;
+    assert!(read_head(&mut instance).await, "a request");
+    (proxy, client, instance)
 }
 
 /// While its client still sends the request body, the response to it
@@ -319,18 +330,11 @@ async fn untimed_proxy_to(addr: SocketAddr) -> shardproxy::run::Running {
 /// exchange move on their own.
 #[tokio::test]
 async fn a_response_streams_back_while_its_request_still_streams_up() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let addr = listener.local_addr().expect("its address");
-    let proxy = untimed_proxy_to(addr).await;
-    let mut client = TcpStream::connect(proxy.listen).await.expect("the proxy");
-    client
-        .write_all(b"POST /k HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .await
-        .expect("the request head");
-
+    let (proxy, mut client, mut instance) = untimed_exchange(
+        b"POST /k HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
     // The instance answers at once, then echoes each chunk as it comes.
-    let mut instance = accept(&listener).await;
-    assert!(read_head(&mut instance).await, "a request");
     instance
         .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
@@ -359,17 +363,8 @@ async fn a_response_streams_back_while_its_request_still_streams_up() {
 #[tokio::test]
 async fn a_client_that_reads_late_gets_a_large_response_whole() {
     const LENGTH: usize = 16 << 20;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let addr = listener.local_addr().expect("its address");
-    let proxy = untimed_proxy_to(addr).await;
-    let mut client = TcpStream::connect(proxy.listen).await.expect("the proxy");
-    client
-        .write_all(b"GET /big HTTP/1.1\r\nHost: a.example\r\n\r\n")
-        .await
-        .expect("the request");
-
-    let mut instance = accept(&listener).await;
-    assert!(read_head(&mut instance).await, "a request");
+    let (proxy, mut client, mut instance) =
+        untimed_exchange(b"GET /big HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
     let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LENGTH}\r\n\r\n");
     instance.write_all(head.as_bytes()).await.expect("the head");
     let body: Vec<u8> = (0..LENGTH).map(|n| (n % 251) as u8).collect();
