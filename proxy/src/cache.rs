@@ -240,8 +240,8 @@ struct Asked<'h> {
 
 impl Asked<'_> {
     /// The same, owning its host: for a request that misses, whose
-    /// [`serve`] takes the request itself, and so can no longer borrow
-    /// from it what [`look_first`] worked out.
+    /// [`serve`] changes the request (to make it conditional, then to
+    /// forward it) while it still holds what [`look_first`] worked out.
     fn into_owned(self) -> Asked<'static> {
         Asked {
             host: Cow::Owned(self.host.into_owned()),
@@ -378,7 +378,7 @@ pub fn look_first<'a>(
 /// waiting for another request's fetch, then from the store).
 pub async fn serve(
     missed: Missed<'_>,
-    parts: Parts,
+    parts: &mut Parts,
     body: Incoming,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -396,11 +396,11 @@ pub async fn serve(
         let now = Instant::now();
         let looked = match first.take() {
             Some(fetch) => fetch,
-            None => look_up(route, &parts, &asked, now, exchange),
+            None => look_up(route, parts, &asked, now, exchange),
         };
         let (stale, slot) = match looked {
             Looked::Answered(response) => {
-                upstream.answered_here(&parts);
+                upstream.answered_here(parts);
                 return response;
             }
             Looked::Fetch {
@@ -435,12 +435,12 @@ pub async fn serve(
         if permit.is_some() && stale.is_none() {
             // The fetch that had the permit may have stored the object
             // between this request's lookup and its join.
-            if let Some(object) = stored_fresh(cache, &parts, &asked, now) {
-                upstream.answered_here(&parts);
+            if let Some(object) = stored_fresh(cache, parts, &asked, now) {
+                upstream.answered_here(parts);
                 return answer(cache, exchange, &object, now, Outcome::Hit, &asked.ask);
             }
         }
-        let fill = Fill::new(asked, &parts, stale, slot, permit);
+        let fill = Fill::new(asked, parts, stale, slot, permit);
         return fetch(route, parts, fill, exchange).await;
     }
 }
@@ -601,7 +601,7 @@ fn with_outcome(mut response: Response<Body>, outcome: Outcome) -> Response<Body
 /// Forwards a request the cache does not answer.
 async fn pass(
     route: Route<'_>,
-    mut parts: Parts,
+    parts: &mut Parts,
     body: Option<Incoming>,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -610,7 +610,7 @@ async fn pass(
     let forwarded = forward::forward(
         route.upstream,
         &route.matched,
-        &mut parts,
+        parts,
         body,
         route.client,
         exchange,
@@ -637,7 +637,7 @@ fn refresh_in_background(
     *request.uri_mut() = parts.uri.clone();
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
-    let (parts, ()) = request.into_parts();
+    let (mut parts, ()) = request.into_parts();
     let fill = Fill {
         target: object.target.clone(),
         key,
@@ -663,7 +663,7 @@ fn refresh_in_background(
             },
             client: &client,
         };
-        drop(fetch(route, parts, fill, &mut Exchange::default()).await);
+        drop(fetch(route, &mut parts, fill, &mut Exchange::default()).await);
     });
 }
 
@@ -671,18 +671,18 @@ fn refresh_in_background(
 /// has validators), stores it if it may be stored, and answers with it.
 async fn fetch(
     route: Route<'_>,
-    mut parts: Parts,
+    parts: &mut Parts,
     fill: Fill,
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let cache = route.cache;
     let request_headers = parts.headers.clone();
-    let conditional = make_conditional(&mut parts, fill.stale.as_deref());
+    let conditional = make_conditional(parts, fill.stale.as_deref());
     let request_time = SystemTime::now();
     let result = forward::forward(
         route.upstream,
         &route.matched,
-        &mut parts,
+        parts,
         None,
         route.client,
         exchange,

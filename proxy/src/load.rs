@@ -6,8 +6,8 @@
 //! `forward::forward` for every request sent to the instances (the
 //! cache's misses, revalidations and passes included, and upgrades), and
 //! in `cache::look_first` and `cache::serve` for requests the cache
-//! answers itself (fresh and stale hits). So each client request is counted once, and a cache's
-//! background revalidation once more.
+//! answers itself (fresh and stale hits). So each client request is
+//! counted once, and a cache's background revalidation once more.
 //!
 //! # `GET /keys/hot?service=S`
 //!

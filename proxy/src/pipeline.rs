@@ -155,7 +155,6 @@ async fn serve(
             match cache::look_first(upstream, cache, matched, client, parts, &body, exchange) {
                 cache::First::Answered(response) => response,
                 cache::First::Missed(missed) => {
-                    let parts = std::mem::replace(parts, Request::new(()).into_parts().0);
                     Box::pin(cache::serve(missed, parts, body, exchange)).await
                 }
             }
