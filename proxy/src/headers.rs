@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, GetAll, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
 /// How many [`HOP_BY_HOP`] names there are.
@@ -30,9 +30,13 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// optional whitespace trimmed, as bytes (a token that is not ASCII names
 /// no header, and takes none of the others with it).
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
+    tokens_of(headers.get_all(header::CONNECTION))
+}
+
+/// The tokens of the field lines `connection`, as [`connection_tokens`].
+fn tokens_of(connection: GetAll<'_, HeaderValue>) -> impl Iterator<Item = &[u8]> {
+    connection
+        .into_iter()
         .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
         .map(|token| token.trim_ascii())
         .filter(|token| !token.is_empty())
@@ -100,10 +104,11 @@ impl HopByHop {
         // only hop-by-hop headers and `close`, as it usually does).
         let mut named: Vec<(usize, HeaderName)> = Vec::new();
         let mut others: Vec<(&[u8], usize)> = Vec::new();
-        let tokens = if names_nothing_present(headers, present[1]) {
+        let connection = headers.get_all(header::CONNECTION);
+        let tokens = if names_nothing_present(&connection, present[1]) {
             None
         } else {
-            Some(connection_tokens(headers))
+            Some(tokens_of(connection))
         };
         for (place, token) in tokens.into_iter().flatten().enumerate() {
             match HOP_BY_HOP
@@ -145,12 +150,12 @@ impl HopByHop {
     }
 }
 
-/// Whether `Connection` is one field line that names no header present:
+/// Whether `connection` is one field line that names no header present:
 /// `close`, or `keep-alive` without a `Keep-Alive` header, as almost every
-/// message's is. (A shortcut: [`connection_tokens`] would find nothing to
-/// remove in it either.)
-fn names_nothing_present(headers: &HeaderMap, has_keep_alive: bool) -> bool {
-    let mut values = headers.get_all(header::CONNECTION).iter();
+/// message's is. (A shortcut: its tokens would name nothing to remove
+/// either.)
+fn names_nothing_present(connection: &GetAll<'_, HeaderValue>, has_keep_alive: bool) -> bool {
+    let mut values = connection.iter();
     match (values.next(), values.next()) {
         (Some(value), None) => {
             let value = value.as_bytes().trim_ascii();
