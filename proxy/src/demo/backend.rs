@@ -10,7 +10,7 @@
 //! - `POST /_demo/down?seconds=N` (default 30): close the listener and every
 //!   connection, as a crashed instance would (connection refused), then
 //!   listen on the *same* port again after `N` seconds; the SRV record
-//!   still names that port.
+//!   still names that port. It is answered once the port is closed.
 //!
 //! The switches answer only requests sent to the backend directly: one that
 //! came through the proxy (it carries `Via`) gets `403`, since the proxy
@@ -92,6 +92,9 @@ impl Mode {
 struct Shared {
     info: DemoBackendInfo,
     mode: watch::Sender<Mode>,
+    /// Whether the port is open: `POST /_demo/down` answers once it is
+    /// not, so that whoever asked can count on connections being refused.
+    listening: watch::Sender<bool>,
 }
 
 /// A running demo backend. Dropping it stops it.
@@ -124,7 +127,12 @@ impl Backend {
             token,
         };
         let (mode, _) = watch::channel(Mode::Up);
-        let shared = Arc::new(Shared { info, mode });
+        let (listening, _) = watch::channel(true);
+        let shared = Arc::new(Shared {
+            info,
+            mode,
+            listening,
+        });
         let task = tokio::spawn(serve(listener, Arc::clone(&shared)));
         debug!(backend = %shared.info.name, %addr, "demo backend listening");
         Ok(Backend {
@@ -194,6 +202,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     None => match listen(addr) {
                         Ok(listener) => {
                             info!(backend = %shared.info.name, "demo backend is listening again");
+                            shared.listening.send_replace(true);
                             listener
                         }
                         Err(error) => {
@@ -209,7 +218,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 if !accept_until_down(&serving, &shared, &mut mode).await {
                     return;
                 }
-                // Dropping `serving` closes the port: connection refused.
+                // Closes the port: connection refused.
+                drop(serving);
+                shared.listening.send_replace(false);
             }
             Mode::Down { until } => {
                 tokio::select! {
@@ -268,7 +279,16 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
         let shared = Arc::clone(&shared);
         service_fn(move |request: Request<Incoming>| {
             let response = respond(&shared, &request);
-            async move { Ok::<_, Infallible>(response) }
+            let mut listening = shared.listening.subscribe();
+            let down = shared.mode.borrow().is_down();
+            async move {
+                if down {
+                    // A `POST /_demo/down` is answered once the port is
+                    // closed. (An error: the backend is gone, so is the port.)
+                    let _ = listening.wait_for(|listening| !listening).await;
+                }
+                Ok::<_, Infallible>(response)
+            }
         })
     };
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
