@@ -46,6 +46,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ mod deadline;
 mod frames;
 mod h2_send_timeout;
 mod interim;
+mod park;
 mod protocol;
 mod proxy_protocol;
 mod resets;
@@ -78,7 +80,7 @@ mod woken;
 mod workers;
 
 use calm::Calm;
-use connection::{Activity, Answer, Checks, Connections};
+use connection::{Activity, Answer, Checks, Connections, Doing, Lookout};
 use deadline::Deadlines;
 use h2_send_timeout::{Sent, StreamExecutor};
 use interim::Interim;
@@ -363,10 +365,8 @@ macro_rules! serve {
                 let io = SendTimeout::new(io, $send);
                 let service =
                     connection_service($respond, client, outbox, &$activity, |body| body);
-                // With upgrades (SPEC §10): a `101` hands the connection
-                // to the handler's relay, and this task ends.
-                let connection = $builders.http1.serve_connection(io, service).with_upgrades();
-                connection::serve(connection, $activity, $checks, $stopped).await
+                let lookout = Lookout::new($activity, $checks, $stopped);
+                park::serve(io, service, &$builders.http1, lookout).await
             }
             Ok(Sniffed::Http2(io)) => {
                 let outbox = Outbox::new(Protocol::Http2);
@@ -374,8 +374,11 @@ macro_rules! serve {
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
                 let service = connection_service($respond, client, outbox, &$activity, Sent::new);
-                let connection = $builders.http2.serve_connection(io, service);
-                connection::serve(connection, $activity, $checks, $stopped).await
+                let connection = pin!($builders.http2.serve_connection(io, service));
+                let mut lookout = Lookout::new($activity, $checks, $stopped);
+                connection::serve(connection, &mut lookout, Doing::Serving)
+                    .await
+                    .into_result()
             }
             Err(error) => {
                 tracing::debug!(peer = %$peer, %error, "connection closed before a request");
@@ -409,8 +412,9 @@ where
     W: http_body::Body,
 {
     let activity = activity.clone();
-    service_fn(move |request| {
+    service_fn(move |request: Request<Incoming>| {
         activity.request();
+        let bodyless = http_body::Body::is_end_stream(request.body());
         // A client that gave up on too many requests gets nothing more
         // forwarded: the stream is reset, the connection closing. (The
         // handler's future is made either way, and only polled if not
@@ -419,7 +423,7 @@ where
         let interim = outbox.for_request(request.version());
         Answer::new(
             respond(request, client.clone(), interim),
-            activity.watch(),
+            activity.watch(bodyless),
             refused,
             body,
         )

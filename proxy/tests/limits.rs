@@ -248,6 +248,65 @@ async fn idle_connections_are_closed() {
     stop(proxy).await;
 }
 
+/// A keep-alive connection idle for a check period gives its buffers back
+/// (it is parked) and serves what comes next as before: a request, then
+/// two sent in one write (their bytes split between the parked
+/// connection's first read and the next), each answered without
+/// `Connection: close`. Parked, it is still closed by the header read
+/// timeout, as it would be unparked.
+#[tokio::test]
+async fn an_idle_connection_parked_serves_its_next_requests() {
+    // Checks every 50 ms: parked 50 to 100 ms after its answer.
+    const HEADER_READ: Duration = Duration::from_millis(200);
+    let backend = Backend::start("b1").await;
+    let proxy = start(&backend, "header_read_timeout = \"200ms\"", "", "").await;
+    let mut raw = Raw::connect(proxy.listen).await;
+    let get = |path: &str| format!("GET /{path} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    raw.send(get("one").as_bytes()).await;
+    let first = raw.reply().await.expect("the first answer");
+    assert_eq!(first.status, 200);
+
+    support::skip(HEADER_READ / 2).await;
+    raw.send(get("two").as_bytes()).await;
+    let second = raw.reply().await.expect("an answer after the park");
+    assert_eq!((second.status, second.header("connection")), (200, None));
+    assert!(second.body.contains("/two"), "{}", second.body);
+
+    support::skip(HEADER_READ / 2).await;
+    raw.send(format!("{}{}", get("three"), get("four")).as_bytes())
+        .await;
+    for path in ["/three", "/four"] {
+        let reply = raw.reply().await.expect("both pipelined answers");
+        assert_eq!((reply.status, reply.header("connection")), (200, None));
+        assert!(reply.body.contains(path), "{path}: {}", reply.body);
+    }
+
+    support::skip(2 * HEADER_READ).await;
+    assert!(raw.closed().await, "the parked connection is closed");
+    assert_eq!(backend.requests(), 4);
+    stop(proxy).await;
+}
+
+/// An answer slower than several checks is not taken for idleness: the
+/// connection is not closed or parked under it (which would have put
+/// `Connection: close` on it), and serves on.
+#[tokio::test]
+async fn an_answer_slower_than_the_checks_keeps_its_connection() {
+    let backend = Backend::start("b1").await;
+    backend.set(Behaviour::Slow(Duration::from_millis(300)));
+    let proxy = start(&backend, "header_read_timeout = \"200ms\"", "", "").await;
+    let mut raw = Raw::connect(proxy.listen).await;
+    raw.send(b"GET /k HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await;
+    let reply = raw.reply().await.expect("the slow answer");
+    assert_eq!((reply.status, reply.header("connection")), (200, None));
+    backend.set(Behaviour::Healthy);
+    raw.send(b"GET /k HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await;
+    assert_eq!(raw.reply().await.map(|reply| reply.status), Some(200));
+    stop(proxy).await;
+}
+
 #[tokio::test]
 async fn at_max_connections_new_clients_wait_until_one_closes() {
     let backend = Backend::start("b1").await;

@@ -8,7 +8,7 @@
 //! when the last connection has closed.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -56,14 +56,21 @@ impl Connections {
 }
 
 /// What a connection's requests did, for [`serve`]: whether one started
-/// since it last looked (idle connections close), and how many the client
-/// gave up on before their answer (rapid resets).
+/// since it last looked (idle connections close), whether the last one is
+/// over (idle HTTP/1 connections are parked, see `park`), and how many the
+/// client gave up on before their answer (rapid resets).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Activity(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
     started: AtomicBool,
+    /// The last request was answered and had no body: nothing of its
+    /// exchange is left to read.
+    settled: AtomicBool,
+    /// The connection is being parked: hyper's closing shutdown of the
+    /// socket is to be skipped.
+    parking: AtomicBool,
     resets: Resets,
 }
 
@@ -72,11 +79,27 @@ impl Activity {
     #[inline]
     pub(super) fn request(&self) {
         self.0.started.store(true, Ordering::Relaxed);
+        self.0.settled.store(false, Ordering::Relaxed);
     }
 
     /// Whether a request started since the last call.
     fn take(&self) -> bool {
         self.0.started.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the last request is over, as far as reading goes: answered,
+    /// with no body.
+    fn settled(&self) -> bool {
+        self.0.settled.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection is being parked.
+    pub(super) fn parking(&self) -> bool {
+        self.0.parking.load(Ordering::Relaxed)
+    }
+
+    fn set_parking(&self, parking: bool) {
+        self.0.parking.store(parking, Ordering::Relaxed);
     }
 
     /// The budget of requests given up before their answer.
@@ -92,28 +115,39 @@ impl Activity {
     }
 
     /// A request of this connection, counted as given up on if it is
-    /// dropped before [`Watch::answered`].
+    /// dropped before [`Watch::answered`]; `bodyless`: it has no body to
+    /// read, so its answer settles the connection.
     #[inline]
-    pub(super) fn watch(&self) -> Watch {
-        Watch(Some(self.clone()))
+    pub(super) fn watch(&self, bodyless: bool) -> Watch {
+        Watch {
+            activity: Some(self.clone()),
+            bodyless,
+        }
     }
 }
 
 /// One request of a connection, while it has no answer.
 #[must_use = "a request dropped unanswered counts as given up on"]
-pub(super) struct Watch(Option<Activity>);
+pub(super) struct Watch {
+    activity: Option<Activity>,
+    bodyless: bool,
+}
 
 impl Watch {
     /// The request was answered: it does not count.
     #[inline]
     pub(super) fn answered(mut self) {
-        self.0 = None;
+        if let Some(activity) = self.activity.take() {
+            if self.bodyless {
+                activity.0.settled.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(activity) = &self.0 {
+        if let Some(activity) = &self.activity {
             activity.resets().given_up();
         }
     }
@@ -182,6 +216,10 @@ pub(super) struct Checks {
     /// `server.idle_timeout`: closed after this long without a request
     /// starting.
     idle: Duration,
+    /// `server.header_read_timeout`, which hyper also applies to a
+    /// keep-alive connection waiting for its next request: a parked one
+    /// (see `park`) is closed after this long without a request starting.
+    header_read: Duration,
     /// The period of the checks: at most a quarter of
     /// `server.header_read_timeout`, whose deadlines hyper looks at when
     /// a check wakes the connection (see `deadline`), and at most `idle`.
@@ -193,6 +231,7 @@ impl Checks {
     pub(super) fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Checks {
         Checks {
             idle: idle_timeout,
+            header_read: header_read_timeout,
             every: idle_timeout
                 .min(header_read_timeout / 4)
                 .max(Duration::from_millis(1)),
@@ -200,51 +239,155 @@ impl Checks {
     }
 }
 
-/// Serves `connection` to its end, closing it gracefully (requests in
-/// flight finish, keep-alive ends, HTTP/2 gets `GOAWAY`) when `stopped`
-/// turns true, when `checks.idle` passes without a request starting (seen
-/// at a check, so an idle connection closes after `idle` to `idle` plus a
-/// check period), or when the client has given up on too many requests
-/// before their answer. Each check wakes the connection, so that hyper
-/// looks at its header read deadline.
-pub(super) async fn serve<C, E>(
-    connection: C,
+/// What looks after a connection while it is open: it is closed when the
+/// proxy stops (`stopped`), when `checks.idle` passes without a request
+/// starting (seen at a check, so an idle connection closes after `idle`
+/// to `idle` plus a check period; parked, `checks.header_read` if
+/// shorter), or when the client has given up on too many requests before
+/// their answer; and, if it may, parked at the first check that finds no
+/// request started since the one before and the last one settled.
+pub(super) struct Lookout {
     activity: Activity,
-    checks: Checks,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>> + GracefulShutdown,
-{
-    let mut connection = pin!(connection);
-    // Polled only when the shutdown signal or a check woke it, not on
-    // every wake of the connection (see `woken`).
-    let close = WhenWoken::new(async move {
-        let Checks { idle, every } = checks;
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let mut quiet = Duration::ZERO;
+    stopped: watch::Receiver<bool>,
+    ticks: tokio::time::Interval,
+    /// `checks.idle`.
+    idle: Duration,
+    /// How long a parked connection may be quiet.
+    parked_idle: Duration,
+    /// The check period.
+    every: Duration,
+    /// How long no request has started, as of the last check.
+    quiet: Duration,
+}
+
+/// What a connection is doing, for the [`Lookout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Doing {
+    /// Serving, not to be parked (HTTP/2).
+    Serving,
+    /// Serving, to be parked when idle (HTTP/1).
+    ServingParkable,
+    /// Parked.
+    Parked,
+}
+
+/// What the [`Lookout`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Close the connection.
+    Close,
+    /// Park it: it is idle, with nothing of an exchange left.
+    Park,
+}
+
+impl Lookout {
+    /// Looks after the connection of `activity` with `checks`, until
+    /// `stopped`. The first check is a period from now.
+    pub(super) fn new(
+        activity: Activity,
+        checks: Checks,
+        stopped: watch::Receiver<bool>,
+    ) -> Lookout {
+        let Checks {
+            idle,
+            header_read,
+            every,
+        } = checks;
+        Lookout {
+            activity,
+            stopped,
+            ticks: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            idle,
+            parked_idle: idle.min(header_read),
+            every,
+            quiet: Duration::ZERO,
+        }
+    }
+
+    /// The connection's activity.
+    pub(super) fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// Waits for the next verdict on a connection `doing` that:
+    /// [`Verdict::Park`] only if it is parkable.
+    pub(super) async fn verdict(&mut self, doing: Doing) -> Verdict {
+        let idle = if doing == Doing::Parked {
+            self.parked_idle
+        } else {
+            self.idle
+        };
         loop {
             tokio::select! {
-                _ = stopped.wait_for(|stop| *stop) => return,
-                () = activity.resets().spent() => return,
-                _ = ticks.tick() => {
-                    if activity.take() {
-                        quiet = Duration::ZERO;
+                _ = self.stopped.wait_for(|stop| *stop) => return Verdict::Close,
+                () = self.activity.resets().spent() => return Verdict::Close,
+                _ = self.ticks.tick() => {
+                    if self.activity.take() {
+                        self.quiet = Duration::ZERO;
                     } else {
-                        quiet += every;
-                        if quiet >= idle {
-                            return;
+                        self.quiet += self.every;
+                        if self.quiet >= idle {
+                            return Verdict::Close;
+                        }
+                        if doing == Doing::ServingParkable && self.activity.settled() {
+                            return Verdict::Park;
                         }
                     }
                 }
             }
         }
-    });
-    tokio::select! {
-        result = connection.as_mut() => return result,
-        () = close => connection.as_mut().graceful_shutdown_pinned(),
     }
-    connection.await
+}
+
+/// How [`serve`] ended.
+pub(super) enum Ended<E> {
+    /// The connection closed (or was upgraded), with its result.
+    Closed(Result<(), E>),
+    /// The connection finished as asked to park: the socket is still open
+    /// (unless the result is an error).
+    Parked(Result<(), E>),
+}
+
+impl<E> Ended<E> {
+    /// The connection's result, parked or not.
+    pub(super) fn into_result(self) -> Result<(), E> {
+        match self {
+            Ended::Closed(result) | Ended::Parked(result) => result,
+        }
+    }
+}
+
+/// Serves `connection`, `doing` that, until it ends, or until `lookout`
+/// decides, then closes it gracefully (requests in flight finish,
+/// keep-alive ends, HTTP/2 gets `GOAWAY`): to close it, or to park it.
+/// Each check wakes the connection, so that hyper looks at its header read
+/// deadline.
+pub(super) async fn serve<C, E>(
+    mut connection: Pin<&mut C>,
+    lookout: &mut Lookout,
+    doing: Doing,
+) -> Ended<E>
+where
+    C: Future<Output = Result<(), E>> + GracefulShutdown,
+{
+    let activity = lookout.activity.clone();
+    // Polled only when the shutdown signal or a check woke it, not on
+    // every wake of the connection (see `woken`).
+    let verdict = WhenWoken::new(lookout.verdict(doing));
+    let verdict = tokio::select! {
+        result = connection.as_mut() => return Ended::Closed(result),
+        verdict = verdict => verdict,
+    };
+    if verdict == Verdict::Park {
+        activity.set_parking(true);
+    }
+    connection.as_mut().graceful_shutdown_pinned();
+    let result = connection.await;
+    activity.set_parking(false);
+    match verdict {
+        Verdict::Close => Ended::Closed(result),
+        Verdict::Park => Ended::Parked(result),
+    }
 }
 
 /// A connection that can be asked to finish what it is doing and close.
@@ -284,13 +427,33 @@ where
 mod tests {
     use super::*;
 
+    /// Only an answered request that had no body settles the connection;
+    /// the next request unsettles it.
+    #[test]
+    fn only_an_answered_request_without_a_body_settles_the_connection() {
+        let activity = Activity::default();
+        assert!(!activity.settled());
+        activity.request();
+        activity.watch(false).answered();
+        assert!(!activity.settled(), "a request with a body");
+        activity.request();
+        let watch = activity.watch(true);
+        assert!(!activity.settled(), "not answered yet");
+        watch.answered();
+        assert!(activity.settled());
+        activity.request();
+        assert!(!activity.settled(), "a new request");
+        drop(activity.watch(true));
+        assert!(!activity.settled(), "given up on");
+    }
+
     #[test]
     fn checks_come_four_times_per_header_read_timeout_and_once_per_idle_period() {
         let secs = Duration::from_secs;
         let defaults = Checks::new(secs(60), secs(30));
         assert_eq!(
-            (defaults.idle, defaults.every),
-            (secs(60), Duration::from_millis(7500))
+            (defaults.idle, defaults.header_read, defaults.every),
+            (secs(60), secs(30), Duration::from_millis(7500))
         );
         assert_eq!(Checks::new(secs(2), secs(30)).every, secs(2));
         assert_eq!(

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -60,8 +61,7 @@ where
     }
     let http2 = start[..filled] == HTTP2_PREFACE[..];
     let rewind = Rewind {
-        start,
-        unread: 0..filled,
+        unread: Bytes::copy_from_slice(&start[..filled]),
         stream: TokioIo::new(stream),
     };
     Ok(if http2 {
@@ -71,11 +71,11 @@ where
     })
 }
 
-/// A connection whose first bytes, already read, are read again first.
+/// A connection whose bytes already read, and not used, are read again
+/// first.
 pub(super) struct Rewind<S> {
-    start: [u8; HTTP2_PREFACE.len()],
-    /// What of `start` is still to be read.
-    unread: std::ops::Range<usize>,
+    /// What is still to be read again.
+    unread: Bytes,
     stream: TokioIo<S>,
 }
 
@@ -84,10 +84,22 @@ impl<S> Rewind<S> {
     /// the bytes after those already read).
     pub(super) fn map<T>(self, wrap: impl FnOnce(S) -> T) -> Rewind<T> {
         Rewind {
-            start: self.start,
             unread: self.unread,
             stream: TokioIo::new(wrap(self.stream.into_inner())),
         }
+    }
+
+    /// Has `bytes`, read from the connection before those still to be
+    /// read again, read again first.
+    pub(super) fn read_again(&mut self, bytes: Bytes) {
+        self.unread = if self.unread.is_empty() {
+            bytes
+        } else {
+            let mut all = BytesMut::with_capacity(bytes.len() + self.unread.len());
+            all.extend_from_slice(&bytes);
+            all.extend_from_slice(&self.unread);
+            all.freeze()
+        };
     }
 }
 
@@ -99,9 +111,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Read for Rewind<S> {
     ) -> Poll<io::Result<()>> {
         if !self.unread.is_empty() {
             let count = self.unread.len().min(buf.remaining());
-            let from = self.unread.start;
-            buf.put_slice(&self.start[from..from + count]);
-            self.unread.start += count;
+            buf.put_slice(&self.unread[..count]);
+            if count == self.unread.len() {
+                // Frees what held them.
+                self.unread = Bytes::new();
+            } else {
+                self.unread.advance(count);
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
@@ -135,5 +151,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Write for Rewind<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Reads all `io` has until `count` bytes.
+    async fn read_all<S: AsyncRead + AsyncWrite + Unpin>(
+        io: &mut Rewind<S>,
+        count: usize,
+    ) -> Vec<u8> {
+        let mut all = Vec::new();
+        while all.len() < count {
+            let mut room = [0u8; 3];
+            let mut buf = hyper::rt::ReadBuf::new(&mut room);
+            std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, buf.unfilled()))
+                .await
+                .unwrap();
+            assert!(!buf.filled().is_empty(), "ended after {all:?}");
+            all.extend_from_slice(buf.filled());
+        }
+        all
+    }
+
+    /// Bytes given back are read before those the sniff kept, which are
+    /// read before the stream's, in reads of any size.
+    #[tokio::test]
+    async fn bytes_read_again_come_first_in_their_order() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let Ok(Sniffed::Http1(mut io)) = sniff(server, Duration::from_secs(5)).await else {
+            panic!("not sniffed as HTTP/1");
+        };
+        client.write_all(b"rest").await.unwrap();
+        io.read_again(Bytes::from_static(b"given back;"));
+        let read = read_all(&mut io, 31).await;
+        assert_eq!(read, b"given back;GET / HTTP/1.1\r\nrest");
+        io.read_again(Bytes::from_static(b"again"));
+        assert_eq!(read_all(&mut io, 5).await, b"again");
     }
 }

@@ -28,6 +28,11 @@ impl<T> SendTimeout<T> {
         }
     }
 
+    /// The connection inside.
+    pub(super) fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
     /// What a write that made progress (`Ready`) or waited (`Pending`)
     /// means, with the stall timer started, stopped or run out.
     fn waited<R>(

@@ -1,0 +1,319 @@
+//! Idle HTTP/1 connections give their buffers back.
+//!
+//! Why: hyper keeps an HTTP/1 connection's read buffer (reserved at 8 KiB
+//! before each read), its header write buffer (8 KiB) and the slot of its
+//! request future for as long as the connection is open, and has no
+//! setting that frees them between requests: most of the 26 KB an idle
+//! keep-alive client cost (`loadtest/results/idle-connections.md`). nginx
+//! frees a connection's buffers once it is idle, and so do we, a check
+//! period later.
+//!
+//! How: when the connection's [`Lookout`] finds it idle for a check period
+//! with its last exchange settled (answered, and no request body left to
+//! read), hyper is asked to close it gracefully. Nothing of an exchange is
+//! left, so hyper writes nothing more (its `Connection: close` goes only on
+//! a response not yet begun). [`Parkable`] skips the shutdown of the
+//! socket that hyper's close ends with, and hyper hands back the socket
+//! with the bytes it had read and not used. The task then waits for the
+//! next bytes with nothing but the socket, and serves them with a new
+//! hyper connection, which reads them again first.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::connection::{self, Activity, Doing, Ended, Lookout, Verdict};
+use super::protocol::Rewind;
+use super::send_timeout::SendTimeout;
+
+/// How much a parked connection reads when its client speaks again: the
+/// start of the next request, which the new hyper connection reads first
+/// (and the rest from the socket after it).
+const WAKE_READ: usize = 64;
+
+/// Serves the HTTP/1 connection `io` with `service` until it closes, is
+/// upgraded, or its `lookout` closes it; parking it whenever the lookout
+/// finds it idle.
+///
+/// # Errors
+///
+/// hyper's, when the connection failed.
+pub(super) async fn serve<T, S, B>(
+    io: SendTimeout<Rewind<T>>,
+    service: S,
+    builder: &http1::Builder,
+    mut lookout: Lookout,
+) -> hyper::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut io = Parkable {
+        io,
+        activity: lookout.activity().clone(),
+    };
+    let mut service = service;
+    loop {
+        // With upgrades (SPEC §10): a `101` hands the connection to the
+        // handler's relay, and this task ends. Boxed, so that a parked
+        // connection's task holds only the socket.
+        let mut connection = Box::new(builder.serve_connection(io, service).with_upgrades());
+        match connection::serve(
+            Pin::new(&mut *connection),
+            &mut lookout,
+            Doing::ServingParkable,
+        )
+        .await
+        {
+            Ended::Closed(result) | Ended::Parked(result @ Err(_)) => return result,
+            Ended::Parked(Ok(())) => {}
+        }
+        // `None`: it was upgraded.
+        let Some(parts) = connection.into_parts() else {
+            return Ok(());
+        };
+        (io, service) = (parts.io, parts.service);
+        let unused = parts.read_buf;
+        let first = if unused.is_empty() {
+            match next_bytes(&mut io, &mut lookout).await {
+                Some(first) => first,
+                None => return Ok(()),
+            }
+        } else {
+            unused
+        };
+        io.io.get_mut().read_again(first);
+    }
+}
+
+/// Waits, parked, for the first bytes the client sends next. `None` when
+/// it closed or failed, or when the lookout closes the connection (which
+/// is then shut down).
+async fn next_bytes<I: Read + Write + Unpin>(io: &mut I, lookout: &mut Lookout) -> Option<Bytes> {
+    let mut start = [0u8; WAKE_READ];
+    let read = poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut start);
+        ready!(Pin::new(&mut *io).poll_read(cx, buf.unfilled()))?;
+        Poll::Ready(Ok::<_, io::Error>(Bytes::copy_from_slice(buf.filled())))
+    });
+    let read = tokio::select! {
+        read = read => Some(read),
+        Verdict::Close | Verdict::Park = lookout.verdict(Doing::Parked) => None,
+    };
+    match read {
+        Some(Ok(first)) if !first.is_empty() => Some(first),
+        Some(_) => None,
+        None => {
+            // Closed as hyper would close it: an error means it is gone.
+            let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
+            None
+        }
+    }
+}
+
+/// A connection's `io`, whose shutdown is skipped while the connection is
+/// being parked.
+pub(super) struct Parkable<T> {
+    io: T,
+    activity: Activity,
+}
+
+impl<T: Read + Unpin> Read for Parkable<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Parkable<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.parking() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use http::Response;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{watch, Notify};
+
+    use crate::server::connection::Checks;
+    use crate::server::protocol::{sniff, Sniffed};
+
+    /// A socket that notes the room each read offers: hyper's are its read
+    /// buffer's (8 KiB), a parked connection's [`WAKE_READ`].
+    struct Noting {
+        stream: TcpStream,
+        rooms: Arc<Mutex<Vec<usize>>>,
+        read: Arc<Notify>,
+    }
+
+    impl AsyncRead for Noting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Ok(mut rooms) = self.rooms.lock() {
+                rooms.push(buf.remaining());
+            }
+            self.read.notify_one();
+            Pin::new(&mut self.stream).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Noting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.stream).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.stream).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.stream).poll_shutdown(cx)
+        }
+    }
+
+    /// Reads `count` whole answers (each ends with the body `ok`) off
+    /// `client`, each `200` with no `Connection: close`.
+    async fn answers(client: &mut TcpStream, count: usize) {
+        let mut text = String::new();
+        let mut chunk = [0u8; 1024];
+        while text.matches("\r\n\r\nok").count() < count {
+            let read = client.read(&mut chunk).await.unwrap();
+            assert_ne!(read, 0, "closed before {count} answers: {text}");
+            text.push_str(&String::from_utf8_lossy(&chunk[..read]));
+        }
+        assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), count, "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+
+    /// Parked when idle for a check period: the connection then reads
+    /// with [`WAKE_READ`] bytes of room; what wakes it is answered in
+    /// full, on the same connection, with no `Connection: close`; and so
+    /// on, parked again each time.
+    #[tokio::test]
+    async fn an_idle_connection_waits_parked_and_serves_what_comes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let rooms = Arc::new(Mutex::new(Vec::new()));
+        let read = Arc::new(Notify::new());
+        let noting = Noting {
+            stream,
+            rooms: Arc::clone(&rooms),
+            read: Arc::clone(&read),
+        };
+
+        let request = b"GET /k HTTP/1.1\r\nHost: a.example\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        let Ok(Sniffed::Http1(io)) = sniff(noting, Duration::from_secs(5)).await else {
+            panic!("not sniffed as HTTP/1");
+        };
+        let activity = Activity::default();
+        let service = {
+            let activity = activity.clone();
+            service_fn(move |request: http::Request<Incoming>| {
+                activity.request();
+                let watch = activity.watch(http_body::Body::is_end_stream(request.body()));
+                async move {
+                    watch.answered();
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
+            })
+        };
+        // Checks every 500 ms; closed when parked for 2 s.
+        let checks = Checks::new(Duration::from_secs(60), Duration::from_secs(2));
+        let (_stop, stopped) = watch::channel(false);
+        let lookout = Lookout::new(activity, checks, stopped);
+        let builder = http1::Builder::new();
+        let io = SendTimeout::new(io, Duration::from_secs(5));
+        let served = tokio::spawn(async move { serve(io, service, &builder, lookout).await });
+
+        let parked = || async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    read.notified().await;
+                    let last = rooms.lock().unwrap().last().copied();
+                    if last == Some(WAKE_READ) {
+                        return;
+                    }
+                }
+            })
+            .await
+            .expect("parked within the wait");
+        };
+        // The first time, two requests at once: the wake read takes the
+        // first 64 of their 74 bytes, hyper the rest.
+        let mut sent = 1;
+        for next in [2, 1, 1] {
+            answers(&mut client, sent).await;
+            parked().await;
+            client.write_all(&request.repeat(next)).await.unwrap();
+            sent = next;
+        }
+        answers(&mut client, sent).await;
+        drop(client);
+        assert!(served.await.unwrap().is_ok());
+    }
+}
