@@ -84,14 +84,16 @@ where
             return Ok(());
         };
         (io, service) = (parts.io, parts.service);
-        let unused = parts.read_buf;
-        let first = if unused.is_empty() {
+        let first = if parts.read_buf.is_empty() {
+            // Empty, it may still hold hyper's read buffer: let go of it
+            // before waiting.
+            drop(parts.read_buf);
             match next_bytes(&mut io, &mut lookout).await {
                 Some(first) => first,
                 None => return Ok(()),
             }
         } else {
-            unused
+            parts.read_buf
         };
         io.io.get_mut().read_again(first);
     }
