@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
-"""Idle keep-alive clients, for loadtest/idle-conns.sh: what a proxy's memory
-does while many clients hold a connection open after one request, and after
-they leave.
+"""Idle keep-alive clients: what a proxy's memory does while many clients
+hold a connection open after one request, and after they leave.
 
-    python3 loadtest/idle_clients.py HOST PORT PID [--conns N] [--cycles C]
+    python3 loadtest/idle_clients.py HOST PORT PID [--conns N] [--cycles C] [--settle S]
 
 Each cycle opens N connections to HOST:PORT (a few hundred at a time), sends
 one `GET /k/<n> HTTP/1.1` on each and reads its whole answer, then holds them
