@@ -277,6 +277,70 @@ async fn a_body_of_many_records_and_a_pipelined_request_are_read_whole() {
     assert_eq!(backend.requests(), 2);
 }
 
+/// An idle HTTPS connection is parked as a plain one is (its buffers given
+/// back once a check finds it idle), then reads what comes next through
+/// TLS: two requests in one write, of which the parked connection's first
+/// read takes 64 bytes of plaintext and leaves the rest in rustls' buffer.
+/// The proxy runs as its own process, so the idle time passes in real
+/// time: 1.3 s, after the park (checks every 500 ms with
+/// `header_read_timeout = "2s"`: parked 0.5 to 1 s after the answer) and
+/// before the close of a quiet connection (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_https_connection_parked_reads_its_next_requests_through_tls() {
+    let pki = Pki::new("parked");
+    let server = pki.server("tls-parked", 1);
+    let backend = Backend::start("b1").await;
+    let proxy = Proxy::start("parked", |listen, admin| {
+        config(listen, admin, &backend, &tls_lines(&server, None)).replacen(
+            "[server.tls]",
+            "header_read_timeout = \"2s\"\n\n[server.tls]",
+            1,
+        )
+    })
+    .await;
+    let mut tls = tls_stream(proxy.listen.port(), &pki.ca(), b"").await;
+    tls.write_all(b"GET /one HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answered = Vec::new();
+    while !String::from_utf8_lossy(&answered).contains("\"uri\":\"/one\"") {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(WAIT, tls.read(&mut chunk))
+            .await
+            .expect("the first answer within the wait")
+            .unwrap();
+        assert_ne!(read, 0, "closed before the first answer");
+        answered.extend_from_slice(&chunk[..read]);
+    }
+
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    tls.write_all(
+        b"GET /two HTTP/1.1\r\nhost: localhost\r\n\r\n\
+          GET /three HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut answered))
+        .await
+        .expect("both answered and the connection closed")
+        .unwrap();
+    let answered = String::from_utf8_lossy(&answered);
+    assert_eq!(
+        answered.matches("HTTP/1.1 200 OK\r\n").count(),
+        3,
+        "{answered}"
+    );
+    let two = answered.find("\"uri\":\"/two\"").expect("the second echo");
+    let three = answered.find("\"uri\":\"/three\"").expect("the third echo");
+    assert!(two < three, "answered in order: {answered}");
+    assert_eq!(
+        answered.matches("\"method\":\"GET\"").count(),
+        3,
+        "each request read whole: {answered}"
+    );
+    assert_eq!(backend.requests(), 3);
+}
+
 /// With `client_ca`, a client without a certificate fails the handshake,
 /// one with a certificate the CA signed is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
