@@ -249,7 +249,9 @@ async fn idle_connections_are_closed() {
 }
 
 /// A keep-alive connection idle for a check period gives its buffers back
-/// (it is parked) and serves what comes next as before: a request, then
+/// (it is parked; that it is, this test cannot see from outside: the unit
+/// test in `server::park` does) and serves what comes next as before: a
+/// request, then
 /// two sent in one write (their bytes split between the parked
 /// connection's first read and the next), each answered without
 /// `Connection: close`. Parked, it is still closed by the header read

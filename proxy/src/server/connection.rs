@@ -370,7 +370,6 @@ pub(super) async fn serve<C, E>(
 where
     C: Future<Output = Result<(), E>> + GracefulShutdown,
 {
-    let activity = lookout.activity.clone();
     // Polled only when the shutdown signal or a check woke it, not on
     // every wake of the connection (see `woken`).
     let verdict = WhenWoken::new(lookout.verdict(doing));
@@ -379,11 +378,11 @@ where
         verdict = verdict => verdict,
     };
     if verdict == Verdict::Park {
-        activity.set_parking(true);
+        lookout.activity.set_parking(true);
     }
     connection.as_mut().graceful_shutdown_pinned();
     let result = connection.await;
-    activity.set_parking(false);
+    lookout.activity.set_parking(false);
     match verdict {
         Verdict::Close => Ended::Closed(result),
         Verdict::Park => Ended::Parked(result),
