@@ -282,11 +282,10 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// Runs a parsed command line.
 /// Work the binary has the serving commands (`run`, `demo`) do every
 /// `every` on their main runtime, for what the library cannot do itself: it
-/// forbids `unsafe`, so giving freed heap memory back to the OS after a
-/// burst (glibc's `malloc_trim`) is the binary's. On the runtime rather
+/// forbids `unsafe`, so having the allocator give freed heap memory back to
+/// the OS after a burst (jemalloc's purge) is the binary's. On the runtime rather
 /// than on a thread of its own: with `workers = 1` the process is then
 /// single-threaded, and glibc keeps its single-thread fast paths (a second
 /// thread cost 0.5% more instructions per request).
