@@ -188,7 +188,6 @@ impl Handle {
 
 /// The HTTP/1.1 and HTTP/2 connection builders, with the limits of the
 /// config.
-#[derive(Clone)]
 struct Builders {
     http1: http1::Builder,
     http2: http2::Builder<StreamExecutor>,
@@ -251,7 +250,7 @@ where
 {
     let (stop, stopped) = watch::channel(false);
     let listening = Listening {
-        builders: Builders::new(server),
+        builders: Arc::new(Builders::new(server)),
         proxy_protocol: server.proxy_protocol.then_some(server.header_read_timeout),
         tls: tls.map(|settings| {
             Arc::new(Tls {
@@ -308,7 +307,8 @@ where
 /// What every connection of a listener shares.
 #[derive(Clone)]
 struct Listening {
-    builders: Builders,
+    /// Shared: each connection's task keeps them as long as it is open.
+    builders: Arc<Builders>,
     /// With `server.proxy_protocol`, how long a new connection may take to
     /// send its PROXY protocol header (`server.header_read_timeout`);
     /// `None`: no header, the peer is the client.
@@ -365,8 +365,9 @@ macro_rules! serve {
                 let io = SendTimeout::new(io, $send);
                 let service =
                     connection_service($respond, client, outbox, &$activity, |body| body);
-                let lookout = Lookout::new($activity, $checks, $stopped);
-                park::serve(io, service, &$builders.http1, lookout).await
+                let mut lookout = Lookout::new($activity, $checks, $stopped);
+                let mut idle = park::Idle::new(io, service, &lookout);
+                park::serve(&mut idle, &$builders.http1, &mut lookout).await
             }
             Ok(Sniffed::Http2(io)) => {
                 let outbox = Outbox::new(Protocol::Http2);
@@ -374,11 +375,17 @@ macro_rules! serve {
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
                 let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
                 let service = connection_service($respond, client, outbox, &$activity, Sent::new);
-                let connection = pin!($builders.http2.serve_connection(io, service));
                 let mut lookout = Lookout::new($activity, $checks, $stopped);
-                connection::serve(connection, &mut lookout, Doing::Serving)
-                    .await
-                    .into_result()
+                // Boxed: hyper's HTTP/2 connection state (over a kilobyte)
+                // would otherwise be in every connection's task, HTTP/1
+                // ones included, parked or not.
+                Box::pin(async move {
+                    let connection = pin!($builders.http2.serve_connection(io, service));
+                    connection::serve(connection, &mut lookout, Doing::Serving)
+                        .await
+                        .into_result()
+                })
+                .await
             }
             Err(error) => {
                 tracing::debug!(peer = %$peer, %error, "connection closed before a request");
@@ -491,36 +498,36 @@ async fn accept_loop<F, Fut, B>(
         let _ = stream.set_nodelay(true);
         let activity = Activity::default();
         let respond = respond.clone();
-        let listening = listening.clone();
+        // Taken apart here, not in the task: what the task takes and
+        // what it binds again would both be kept in its future.
+        let Listening {
+            builders,
+            proxy_protocol,
+            tls,
+            first_bytes,
+            checks,
+            drain,
+            send,
+            mut stopped,
+        } = listening.clone();
+        let mut peer = peer;
         tokio::spawn(async move {
-            let Listening {
-                builders,
-                proxy_protocol,
-                first_bytes,
-                checks,
-                send,
-                mut stopped,
-                ..
-            } = listening;
             // A connection that has not said anything yet has nothing in
             // flight: it is closed at once on shutdown.
-            let peer = match proxy_protocol {
-                None => peer,
-                Some(within) => {
-                    // Boxed: its 536-byte buffer would otherwise make every
-                    // connection's task larger, the header read or not.
-                    let read = Box::pin(proxy_protocol::read(&mut stream, within));
-                    let header = tokio::select! {
-                        header = read => header,
-                        _ = stopped.wait_for(|stop| *stop) => return,
-                    };
-                    match client_of(header, peer) {
-                        Some(client) => client,
-                        None => return,
-                    }
+            if let Some(within) = proxy_protocol {
+                // Boxed: its 536-byte buffer would otherwise make every
+                // connection's task larger, the header read or not.
+                let read = Box::pin(proxy_protocol::read(&mut stream, within));
+                let header = tokio::select! {
+                    header = read => header,
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                };
+                match client_of(header, peer) {
+                    Some(client) => peer = client,
+                    None => return,
                 }
-            };
-            if listening.tls.is_none() {
+            }
+            if tls.is_none() {
                 serve!(
                     stream,
                     false,
@@ -538,11 +545,13 @@ async fn accept_loop<F, Fut, B>(
                 // (over a kilobyte) would be in every plain one's task.
                 let listening = Listening {
                     builders,
+                    proxy_protocol,
+                    tls,
                     first_bytes,
                     checks,
+                    drain,
                     send,
                     stopped,
-                    ..listening
                 };
                 Box::pin(serve_tls(stream, peer, respond, activity, listening)).await;
             }

@@ -39,18 +39,40 @@ use super::send_timeout::SendTimeout;
 /// (and the rest from the socket after it).
 const WAKE_READ: usize = 64;
 
-/// Serves the HTTP/1 connection `io` with `service` until it closes, is
-/// upgraded, or its `lookout` closes it; parking it whenever the lookout
-/// finds it idle.
+/// An HTTP/1 connection's socket and service, between hyper's connections.
+///
+/// The caller keeps it, and lends it to [`serve`]: the arguments of an
+/// async fn take their room twice in its future (once as arguments, once
+/// as the locals they are moved to), and that future is in every
+/// connection's task.
+pub(super) struct Idle<T, S> {
+    /// `None` while hyper has them, and once the connection is over.
+    parts: Option<(Parkable<SendTimeout<Rewind<T>>>, S)>,
+}
+
+impl<T, S> Idle<T, S> {
+    /// The connection `io`, to be served with `service`, its `lookout`'s.
+    pub(super) fn new(io: SendTimeout<Rewind<T>>, service: S, lookout: &Lookout) -> Idle<T, S> {
+        let io = Parkable {
+            io,
+            activity: lookout.activity().clone(),
+        };
+        Idle {
+            parts: Some((io, service)),
+        }
+    }
+}
+
+/// Serves the HTTP/1 connection `idle` until it closes, is upgraded, or
+/// its `lookout` closes it; parking it whenever the lookout finds it idle.
 ///
 /// # Errors
 ///
 /// hyper's, when the connection failed.
 pub(super) async fn serve<T, S, B>(
-    io: SendTimeout<Rewind<T>>,
-    service: S,
+    idle: &mut Idle<T, S>,
     builder: &http1::Builder,
-    mut lookout: Lookout,
+    lookout: &mut Lookout,
 ) -> hyper::Result<()>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -59,43 +81,67 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut io = Parkable {
-        io,
-        activity: lookout.activity().clone(),
-    };
-    let mut service = service;
     loop {
-        // With upgrades (SPEC §10): a `101` hands the connection to the
-        // handler's relay, and this task ends. Boxed, so that a parked
-        // connection's task holds only the socket.
-        let mut connection = Box::new(builder.serve_connection(io, service).with_upgrades());
-        match connection::serve(
-            Pin::new(&mut *connection),
-            &mut lookout,
-            Doing::ServingParkable,
-        )
-        .await
-        {
-            Ended::Closed(result) | Ended::Parked(result @ Err(_)) => return result,
-            Ended::Parked(Ok(())) => {}
-        }
-        // `None`: it was upgraded.
-        let Some(parts) = connection.into_parts() else {
+        // Boxed, with the connection: hyper's state and the future that
+        // drives it are freed while the connection is parked, whose task
+        // then holds only the socket, the service and the lookout.
+        let Some(unread) = Box::pin(serve_until_idle(idle, builder, lookout)).await? else {
             return Ok(());
         };
-        (io, service) = (parts.io, parts.service);
-        let first = if parts.read_buf.is_empty() {
+        let Some((io, _)) = idle.parts.as_mut() else {
+            return Ok(());
+        };
+        let first = if unread.is_empty() {
             // Empty, it may still hold hyper's read buffer: let go of it
             // before waiting.
-            drop(parts.read_buf);
-            match next_bytes(&mut io, &mut lookout).await {
+            drop(unread);
+            match next_bytes(io, lookout).await {
                 Some(first) => first,
                 None => return Ok(()),
             }
         } else {
-            parts.read_buf
+            unread
         };
         io.io.get_mut().read_again(first);
+    }
+}
+
+/// Serves `idle` with a new hyper connection until it closes or is
+/// upgraded (`None`), or the lookout parks it: then `idle` has its socket
+/// and service back, and this returns the bytes hyper read and did not
+/// use.
+///
+/// # Errors
+///
+/// hyper's, when the connection failed.
+async fn serve_until_idle<T, S, B>(
+    idle: &mut Idle<T, S>,
+    builder: &http1::Builder,
+    lookout: &mut Lookout,
+) -> hyper::Result<Option<Bytes>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some((io, service)) = idle.parts.take() else {
+        return Ok(None);
+    };
+    // With upgrades (SPEC §10): a `101` hands the connection to the
+    // handler's relay, and this task ends. Boxed, to be taken apart.
+    let mut connection = Box::new(builder.serve_connection(io, service).with_upgrades());
+    match connection::serve(Pin::new(&mut *connection), lookout, Doing::ServingParkable).await {
+        Ended::Closed(result) => result.map(|()| None),
+        Ended::Parked(result) => {
+            result?;
+            // `None`: it was upgraded.
+            Ok(connection.into_parts().map(|parts| {
+                idle.parts = Some((parts.io, parts.service));
+                parts.read_buf
+            }))
+        }
     }
 }
 
@@ -287,10 +333,11 @@ mod tests {
         // Checks every 500 ms; closed when parked for 2 s.
         let checks = Checks::new(Duration::from_secs(60), Duration::from_secs(2));
         let (_stop, stopped) = watch::channel(false);
-        let lookout = Lookout::new(activity, checks, stopped);
+        let mut lookout = Lookout::new(activity, checks, stopped);
         let builder = http1::Builder::new();
         let io = SendTimeout::new(io, Duration::from_secs(5));
-        let served = tokio::spawn(async move { serve(io, service, &builder, lookout).await });
+        let mut idle = Idle::new(io, service, &lookout);
+        let served = tokio::spawn(async move { serve(&mut idle, &builder, &mut lookout).await });
 
         let parked = || async {
             tokio::time::timeout(Duration::from_secs(10), async {
