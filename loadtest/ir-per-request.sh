@@ -104,7 +104,9 @@
 #                e.g. 'max_size = "64MiB"'
 #   MIN_HIT_PCT [99]  cache-hit: the least share of hits in the window
 #   MALLOC_TUNABLES [glibc.malloc.tcache_count=65535]  GLIBC_TUNABLES for
-#                shardproxy; empty: glibc's defaults
+#                shardproxy; empty: glibc's defaults. It steadies builds
+#                whose heap is glibc's (before c2ba9bb); the binary's heap
+#                is now jemalloc, which it does not touch
 #   VALGRIND_OPTS  read by valgrind itself, e.g. --separate-callers=4
 #   NGINX        [nginx in PATH, else /usr/sbin/nginx]
 #   INSTALL [1]  apt-get install what is missing (valgrind, wrk, nginx, curl,
