@@ -351,36 +351,37 @@ struct Tls {
 macro_rules! serve {
     (
         $stream:expr, $over_tls:expr, $peer:ident, $respond:ident, $activity:ident,
-        $builders:ident, $first_bytes:ident, $checks:ident, $send:ident, $stopped:ident
+        $listening:ident
     ) => {{
         let client = ClientAddr::new($peer, $over_tls);
         let sniffed = tokio::select! {
-            sniffed = protocol::sniff($stream, $first_bytes) => sniffed,
-            _ = $stopped.wait_for(|stop| *stop) => return,
+            sniffed = protocol::sniff($stream, $listening.first_bytes) => sniffed,
+            _ = $listening.stopped.wait_for(|stop| *stop) => return,
         };
         let served = match sniffed {
             Ok(Sniffed::Http1(io)) => {
                 let outbox = Outbox::new(Protocol::Http1);
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
-                let io = SendTimeout::new(io, $send);
+                let io = SendTimeout::new(io, $listening.send);
                 let service =
                     connection_service($respond, client, outbox, &$activity, |body| body);
-                let mut lookout = Lookout::new($activity, $checks, $stopped);
+                let mut lookout = Lookout::new($activity, $listening.checks, $listening.stopped);
                 let mut idle = park::Idle::new(io, service, &lookout);
-                park::serve(&mut idle, &$builders.http1, &mut lookout).await
+                idle.serve(&$listening.builders.http1, &mut lookout).await
             }
             Ok(Sniffed::Http2(io)) => {
                 let outbox = Outbox::new(Protocol::Http2);
                 // Innermost: `Calm` follows hyper's frames only.
                 let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
-                let io = SendTimeout::new(Calm::new(io, $activity.clone()), $send);
+                let io = SendTimeout::new(Calm::new(io, $activity.clone()), $listening.send);
                 let service = connection_service($respond, client, outbox, &$activity, Sent::new);
-                let mut lookout = Lookout::new($activity, $checks, $stopped);
+                let mut lookout = Lookout::new($activity, $listening.checks, $listening.stopped);
                 // Boxed: hyper's HTTP/2 connection state (over a kilobyte)
                 // would otherwise be in every connection's task, HTTP/1
                 // ones included, parked or not.
+                let http2 = &$listening.builders.http2;
                 Box::pin(async move {
-                    let connection = pin!($builders.http2.serve_connection(io, service));
+                    let connection = pin!(http2.serve_connection(io, service));
                     connection::serve(connection, &mut lookout, Doing::Serving)
                         .await
                         .into_result()
@@ -498,61 +499,32 @@ async fn accept_loop<F, Fut, B>(
         let _ = stream.set_nodelay(true);
         let activity = Activity::default();
         let respond = respond.clone();
-        // Taken apart here, not in the task: what the task takes and
-        // what it binds again would both be kept in its future.
-        let Listening {
-            builders,
-            proxy_protocol,
-            tls,
-            first_bytes,
-            checks,
-            drain,
-            send,
-            mut stopped,
-        } = listening.clone();
+        let mut listening = listening.clone();
         let mut peer = peer;
+        // What the task takes is kept in its future as long as the
+        // connection is open: it uses `listening`'s fields where they are,
+        // not bound again, which would keep them twice.
         tokio::spawn(async move {
             // A connection that has not said anything yet has nothing in
             // flight: it is closed at once on shutdown.
-            if let Some(within) = proxy_protocol {
+            if let Some(within) = listening.proxy_protocol {
                 // Boxed: its 536-byte buffer would otherwise make every
                 // connection's task larger, the header read or not.
                 let read = Box::pin(proxy_protocol::read(&mut stream, within));
                 let header = tokio::select! {
                     header = read => header,
-                    _ = stopped.wait_for(|stop| *stop) => return,
+                    _ = listening.stopped.wait_for(|stop| *stop) => return,
                 };
                 match client_of(header, peer) {
                     Some(client) => peer = client,
                     None => return,
                 }
             }
-            if tls.is_none() {
-                serve!(
-                    stream,
-                    false,
-                    peer,
-                    respond,
-                    activity,
-                    builders,
-                    first_bytes,
-                    checks,
-                    send,
-                    stopped
-                );
+            if listening.tls.is_none() {
+                serve!(stream, false, peer, respond, activity, listening);
             } else {
                 // Boxed, for the same reason: a TLS connection's state
                 // (over a kilobyte) would be in every plain one's task.
-                let listening = Listening {
-                    builders,
-                    proxy_protocol,
-                    tls,
-                    first_bytes,
-                    checks,
-                    drain,
-                    send,
-                    stopped,
-                };
                 Box::pin(serve_tls(stream, peer, respond, activity, listening)).await;
             }
             drop(permit);
@@ -575,7 +547,7 @@ async fn serve_tls<F, Fut, B>(
     peer: SocketAddr,
     respond: F,
     activity: Activity,
-    listening: Listening,
+    mut listening: Listening,
 ) where
     F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -583,24 +555,15 @@ async fn serve_tls<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Listening {
-        builders,
-        tls,
-        first_bytes,
-        checks,
-        send,
-        mut stopped,
-        ..
-    } = listening;
     // Called only for a listener with TLS; without, nothing to serve.
-    let Some(tls) = tls else {
+    let Some(tls) = listening.tls.take() else {
         return;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.settings.load_full());
     let handshake = tokio::time::timeout(tls.within, acceptor.accept(stream));
     let handshake = tokio::select! {
         handshake = handshake => handshake,
-        _ = stopped.wait_for(|stop| *stop) => return,
+        _ = listening.stopped.wait_for(|stop| *stop) => return,
     };
     match handshake {
         Ok(Ok(stream)) => {
@@ -610,11 +573,7 @@ async fn serve_tls<F, Fut, B>(
                 peer,
                 respond,
                 activity,
-                builders,
-                first_bytes,
-                checks,
-                send,
-                stopped
+                listening
             );
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

@@ -41,7 +41,7 @@ const WAKE_READ: usize = 64;
 
 /// An HTTP/1 connection's socket and service, between hyper's connections.
 ///
-/// The caller keeps it, and lends it to [`serve`]: the arguments of an
+/// The caller keeps it, and lends it to [`Idle::serve`]: the arguments of an
 /// async fn take their room twice in its future (once as arguments, once
 /// as the locals they are moved to), and that future is in every
 /// connection's task.
@@ -63,84 +63,79 @@ impl<T, S> Idle<T, S> {
     }
 }
 
-/// Serves the HTTP/1 connection `idle` until it closes, is upgraded, or
-/// its `lookout` closes it; parking it whenever the lookout finds it idle.
-///
-/// # Errors
-///
-/// hyper's, when the connection failed.
-pub(super) async fn serve<T, S, B>(
-    idle: &mut Idle<T, S>,
-    builder: &http1::Builder,
-    lookout: &mut Lookout,
-) -> hyper::Result<()>
+impl<T, S> Idle<T, S>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
+    S: HttpService<Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    loop {
-        // Boxed, with the connection: hyper's state and the future that
-        // drives it are freed while the connection is parked, whose task
-        // then holds only the socket, the service and the lookout.
-        let Some(unread) = Box::pin(serve_until_idle(idle, builder, lookout)).await? else {
-            return Ok(());
-        };
-        let Some((io, _)) = idle.parts.as_mut() else {
-            return Ok(());
-        };
-        let first = if unread.is_empty() {
-            // Empty, it may still hold hyper's read buffer: let go of it
-            // before waiting.
-            drop(unread);
-            match next_bytes(io, lookout).await {
-                Some(first) => first,
-                None => return Ok(()),
-            }
-        } else {
-            unread
-        };
-        io.io.get_mut().read_again(first);
+    /// Serves the connection until it closes, is upgraded, or its
+    /// `lookout` closes it; parking it whenever the lookout finds it idle.
+    ///
+    /// # Errors
+    ///
+    /// hyper's, when the connection failed.
+    pub(super) async fn serve(
+        &mut self,
+        builder: &http1::Builder,
+        lookout: &mut Lookout,
+    ) -> hyper::Result<()> {
+        loop {
+            // Boxed, with the connection: hyper's state and the future that
+            // drives it are freed while the connection is parked, whose task
+            // then holds only the socket, the service and the lookout.
+            let Some(unread) = Box::pin(self.serve_until_idle(builder, lookout)).await? else {
+                return Ok(());
+            };
+            let Some((io, _)) = self.parts.as_mut() else {
+                return Ok(());
+            };
+            let first = if unread.is_empty() {
+                // Empty, it may still hold hyper's read buffer: let go of it
+                // before waiting.
+                drop(unread);
+                match next_bytes(io, lookout).await {
+                    Some(first) => first,
+                    None => return Ok(()),
+                }
+            } else {
+                unread
+            };
+            io.io.get_mut().read_again(first);
+        }
     }
-}
 
-/// Serves `idle` with a new hyper connection until it closes or is
-/// upgraded (`None`), or the lookout parks it: then `idle` has its socket
-/// and service back, and this returns the bytes hyper read and did not
-/// use.
-///
-/// # Errors
-///
-/// hyper's, when the connection failed.
-async fn serve_until_idle<T, S, B>(
-    idle: &mut Idle<T, S>,
-    builder: &http1::Builder,
-    lookout: &mut Lookout,
-) -> hyper::Result<Option<Bytes>>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let Some((io, service)) = idle.parts.take() else {
-        return Ok(None);
-    };
-    // With upgrades (SPEC §10): a `101` hands the connection to the
-    // handler's relay, and this task ends. Boxed, to be taken apart.
-    let mut connection = Box::new(builder.serve_connection(io, service).with_upgrades());
-    match connection::serve(Pin::new(&mut *connection), lookout, Doing::ServingParkable).await {
-        Ended::Closed(result) => result.map(|()| None),
-        Ended::Parked(result) => {
-            result?;
-            // `None`: it was upgraded.
-            Ok(connection.into_parts().map(|parts| {
-                idle.parts = Some((parts.io, parts.service));
-                parts.read_buf
-            }))
+    /// Serves the connection with a new hyper connection until it closes or
+    /// is upgraded (`None`), or the lookout parks it: then the socket and
+    /// service are back, and this returns the bytes hyper read and did not
+    /// use.
+    ///
+    /// # Errors
+    ///
+    /// hyper's, when the connection failed.
+    async fn serve_until_idle(
+        &mut self,
+        builder: &http1::Builder,
+        lookout: &mut Lookout,
+    ) -> hyper::Result<Option<Bytes>> {
+        let Some((io, service)) = self.parts.take() else {
+            return Ok(None);
+        };
+        // With upgrades (SPEC §10): a `101` hands the connection to the
+        // handler's relay, and this task ends. Boxed, to be taken apart.
+        let mut connection = Box::new(builder.serve_connection(io, service).with_upgrades());
+        match connection::serve(Pin::new(&mut *connection), lookout, Doing::ServingParkable).await {
+            Ended::Closed(result) => result.map(|()| None),
+            Ended::Parked(result) => {
+                result?;
+                // `None`: it was upgraded.
+                Ok(connection.into_parts().map(|parts| {
+                    self.parts = Some((parts.io, parts.service));
+                    parts.read_buf
+                }))
+            }
         }
     }
 }
@@ -149,8 +144,10 @@ where
 /// it closed or failed, or when the lookout closes the connection (which
 /// is then shut down).
 async fn next_bytes<I: Read + Write + Unpin>(io: &mut I, lookout: &mut Lookout) -> Option<Bytes> {
-    let mut start = [0u8; WAKE_READ];
     let read = poll_fn(|cx| {
+        // On the stack of each poll, not in the future: what is read is
+        // copied out before the poll returns.
+        let mut start = [0u8; WAKE_READ];
         let mut buf = ReadBuf::new(&mut start);
         ready!(Pin::new(&mut *io).poll_read(cx, buf.unfilled()))?;
         Poll::Ready(Ok::<_, io::Error>(Bytes::copy_from_slice(buf.filled())))
@@ -337,7 +334,7 @@ mod tests {
         let builder = http1::Builder::new();
         let io = SendTimeout::new(io, Duration::from_secs(5));
         let mut idle = Idle::new(io, service, &lookout);
-        let served = tokio::spawn(async move { serve(&mut idle, &builder, &mut lookout).await });
+        let served = tokio::spawn(async move { idle.serve(&builder, &mut lookout).await });
 
         let parked = || async {
             tokio::time::timeout(Duration::from_secs(10), async {
