@@ -9,10 +9,10 @@
 //! pages of its own, so the freed buffers leave whole pages free, which it
 //! gives back. Measured with `loadtest/idle_clients.py` (10,000 parked
 //! connections, `loadtest/results/idle-connections.md`): 5.8 KB per idle
-//! connection, and back to 18.6 MB resident after they closed; it also runs
-//! fewer instructions per request (-1.6% pass-through, -4% cache hits,
-//! `loadtest/ir-per-request.sh`). mimalloc, tried the same way, kept 48 to
-//! 100 MB resident after the clients closed.
+//! connection, and back to 18.7 MB resident after they closed; it also runs
+//! fewer instructions per request (-0.9% pass-through, -3.3% cache hits,
+//! medians of 3 runs of `loadtest/ir-per-request.sh`). mimalloc, tried the
+//! same way, kept 48 to 100 MB resident after the clients closed.
 //!
 //! How freed memory goes back: jemalloc purges the pages a size class no
 //! longer uses once they have been unused for [`MALLOC_CONF`]'s
