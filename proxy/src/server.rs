@@ -29,6 +29,8 @@
 //! - `protocol`: HTTP/1.1 or HTTP/2, from a connection's first bytes.
 //! - `connection`: the connection limit, and closing idle connections and
 //!   all of them on shutdown.
+//! - `park`: idle HTTP/1 connections giving their buffers back.
+//! - `lot`: idle plain connections waiting with no task of their own.
 //! - `deadline`: hyper's header read timeout, looked at by each
 //!   connection's checks instead of a timer per request.
 //! - `send_timeout`: closing the connection of a client that stops reading.
@@ -70,6 +72,7 @@ mod deadline;
 mod frames;
 mod h2_send_timeout;
 mod interim;
+mod lot;
 mod park;
 mod protocol;
 mod proxy_protocol;
@@ -84,7 +87,8 @@ use connection::{Activity, Answer, Checks, Connections, Doing, Lookout};
 use deadline::Deadlines;
 use h2_send_timeout::{Sent, StreamExecutor};
 use interim::Interim;
-use protocol::Sniffed;
+use lot::{Lot, ToLot, Woken};
+use protocol::{Rewind, Sniffed};
 use send_timeout::SendTimeout;
 use tls_reads::TlsReads;
 pub use workers::{bind_client, ClientListener};
@@ -263,6 +267,7 @@ where
         drain: server.drain_timeout,
         send: server.send_timeout,
         stopped,
+        lot: None,
     };
     // The admin API is reached directly, never through the balancer.
     let admin = tokio::spawn(accept_loop(
@@ -327,6 +332,9 @@ struct Listening {
     send: Duration,
     /// Turns true when the proxy stops.
     stopped: watch::Receiver<bool>,
+    /// Where the accept loop's idle plain connections wait; `None` for a
+    /// TLS listener, and until the accept loop has opened it.
+    lot: Option<Arc<Lot>>,
 }
 
 /// The TLS handshake of a listener's connections.
@@ -339,9 +347,10 @@ struct Tls {
 
 /// Serves the requests of one connection, a TCP or TLS (`over_tls`)
 /// stream, with `respond`, as HTTP/1.1 or HTTP/2 by its first bytes, until
-/// it closes, idles out or the proxy stops (`stopped`). Expands to a block
-/// that awaits, inside the caller's async block, and `return`s from it
-/// when the proxy stops before the connection's first bytes.
+/// it closes, idles out or the proxy stops (`stopped`); an idle HTTP/1
+/// connection parked `away` if it takes it. Expands to a block that
+/// awaits, inside the caller's async block, and `return`s from it when the
+/// proxy stops before the connection's first bytes.
 ///
 /// A macro, not an async fn, because an async fn's future keeps its
 /// arguments beside its locals: called from the plain connection's task it
@@ -351,7 +360,7 @@ struct Tls {
 macro_rules! serve {
     (
         $stream:expr, $over_tls:expr, $peer:ident, $respond:ident, $activity:ident,
-        $listening:ident
+        $listening:ident, $away:expr
     ) => {{
         let client = ClientAddr::new($peer, $over_tls);
         let sniffed = tokio::select! {
@@ -360,14 +369,7 @@ macro_rules! serve {
         };
         let served = match sniffed {
             Ok(Sniffed::Http1(io)) => {
-                let outbox = Outbox::new(Protocol::Http1);
-                let io = io.map(|io| Interim::new(io, Arc::clone(&outbox)));
-                let io = SendTimeout::new(io, $listening.send);
-                let service =
-                    connection_service($respond, client, outbox, &$activity, |body| body);
-                let mut lookout = Lookout::new($activity, $listening.checks, $listening.stopped);
-                let mut idle = park::Idle::new(io, service, &lookout);
-                idle.serve(&$listening.builders.http1, &mut lookout).await
+                serve_http1!(io, client, $respond, $activity, $listening, $away)
             }
             Ok(Sniffed::Http2(io)) => {
                 let outbox = Outbox::new(Protocol::Http2);
@@ -393,10 +395,35 @@ macro_rules! serve {
                 Ok(())
             }
         };
-        if let Err(error) = served {
-            tracing::debug!(peer = %$peer, %error, "connection ended with an error");
-        }
+        log_ended($peer, served);
     }};
+}
+
+/// Serves the HTTP/1 requests of connection `io` (a [`Rewind`]) from
+/// `client`, as [`serve!`] does, parking it `away` when idle if it takes
+/// it. Expands to a block that awaits, and gives the connection's result.
+macro_rules! serve_http1 {
+    (
+        $io:expr, $client:ident, $respond:ident, $activity:ident, $listening:ident,
+        $away:expr
+    ) => {{
+        let mut away = $away;
+        let outbox = Outbox::new(Protocol::Http1);
+        let io = $io.map(|io| Interim::new(io, Arc::clone(&outbox)));
+        let io = SendTimeout::new(io, $listening.send);
+        let service = connection_service($respond, $client, outbox, &$activity, |body| body);
+        let mut lookout = Lookout::new($activity, $listening.checks, $listening.stopped);
+        let mut idle = park::Idle::new(io, service, &lookout);
+        idle.serve(&$listening.builders.http1, &mut lookout, &mut away)
+            .await
+    }};
+}
+
+/// Logs how the connection of `peer` ended, if with an error.
+fn log_ended(peer: SocketAddr, served: hyper::Result<()>) {
+    if let Err(error) = served {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }
 
 /// The service of one connection: `respond` to each request, its
@@ -467,7 +494,7 @@ fn client_of(
 async fn accept_loop<F, Fut, B>(
     listener: TcpListener,
     connections: Connections,
-    listening: Listening,
+    mut listening: Listening,
     respond: F,
 ) where
     F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
@@ -476,6 +503,9 @@ async fn accept_loop<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if listening.tls.is_none() {
+        listening.lot = open_lot(&listening, &respond);
+    }
     let mut stopped = listening.stopped.clone();
     loop {
         let permit = tokio::select! {
@@ -520,14 +550,17 @@ async fn accept_loop<F, Fut, B>(
                     None => return,
                 }
             }
+            // The permit goes with the socket if it is parked in the lot;
+            // otherwise it is given back when this task ends.
             if listening.tls.is_none() {
-                serve!(stream, false, peer, respond, activity, listening);
+                let away = ToLot::new(listening.lot.as_deref(), peer, permit);
+                serve!(stream, false, peer, respond, activity, listening, away);
             } else {
                 // Boxed, for the same reason: a TLS connection's state
                 // (over a kilobyte) would be in every plain one's task.
                 Box::pin(serve_tls(stream, peer, respond, activity, listening)).await;
+                drop(permit);
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -537,6 +570,67 @@ async fn accept_loop<F, Fut, B>(
     {
         tracing::warn!("connections still open after the drain timeout");
     }
+}
+
+/// The lot of the accept loop `listening` and serving with `respond`, its
+/// watcher started; `None` (logged) when the system cannot give one, and
+/// idle connections then wait in their own task.
+fn open_lot<F, Fut, B>(listening: &Listening, respond: &F) -> Option<Arc<Lot>>
+where
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (lot, watcher) = match Lot::open() {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::warn!(%error, "idle connections wait in their own task: no lot");
+            return None;
+        }
+    };
+    let listening = Listening {
+        lot: Some(Arc::clone(&lot)),
+        ..listening.clone()
+    };
+    let (every, stopped) = (listening.checks.every(), listening.stopped.clone());
+    let respond = respond.clone();
+    tokio::spawn(watcher.run(every, stopped, move |woken| {
+        serve_woken(woken, respond.clone(), listening.clone());
+    }));
+    Some(lot)
+}
+
+/// Serves, on a task of its own, a connection the lot woke: as HTTP/1 from
+/// its next bytes, parked again when idle.
+fn serve_woken<F, Fut, B>(woken: Woken, respond: F, listening: Listening)
+where
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        let Woken {
+            stream,
+            peer,
+            permit,
+        } = woken;
+        let activity = Activity::default();
+        let client = ClientAddr::new(peer, false);
+        let away = ToLot::new(listening.lot.as_deref(), peer, permit);
+        let served = serve_http1!(
+            Rewind::new(stream),
+            client,
+            respond,
+            activity,
+            listening,
+            away
+        );
+        log_ended(peer, served);
+    });
 }
 
 /// The TLS handshake on `stream` from `peer`, within its time, then
@@ -573,7 +667,8 @@ async fn serve_tls<F, Fut, B>(
                 peer,
                 respond,
                 activity,
-                listening
+                listening,
+                park::Stay
             );
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

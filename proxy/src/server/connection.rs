@@ -227,6 +227,11 @@ pub(super) struct Checks {
 }
 
 impl Checks {
+    /// The period of the checks.
+    pub(super) fn every(&self) -> Duration {
+        self.every
+    }
+
     /// Checks for `idle_timeout` and `header_read_timeout`.
     pub(super) fn new(idle_timeout: Duration, header_read_timeout: Duration) -> Checks {
         Checks {
@@ -307,6 +312,12 @@ impl Lookout {
     /// The connection's activity.
     pub(super) fn activity(&self) -> &Activity {
         &self.activity
+    }
+
+    /// How much longer the connection may stay quiet once parked, as of
+    /// the last check.
+    pub(super) fn parked_time_left(&self) -> Duration {
+        self.parked_idle.saturating_sub(self.quiet)
     }
 
     /// Waits for the next verdict on a connection `doing` that:

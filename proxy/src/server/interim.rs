@@ -268,6 +268,12 @@ impl<S> Interim<S> {
         }
     }
 
+    /// The connection, between exchanges: with every `1xx` of the last
+    /// one written before its final response, nothing is left to write.
+    pub(super) fn into_inner(self) -> S {
+        self.io
+    }
+
     /// Notes that hyper wrote `bytes`.
     fn wrote(&mut self, bytes: &[u8]) {
         match &mut self.h2 {

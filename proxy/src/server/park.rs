@@ -16,12 +16,14 @@
 //! socket that hyper's close ends with, and hyper hands back the socket
 //! with the bytes it had read and not used. The task then waits for the
 //! next bytes with nothing but the socket, and serves them with a new
-//! hyper connection, which reads them again first.
+//! hyper connection, which reads them again first. A plain socket waits
+//! elsewhere, [`Away`] from its task, which then ends (see `lot`).
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -38,6 +40,29 @@ use super::send_timeout::SendTimeout;
 /// start of the next request, which the new hyper connection reads first
 /// (and the rest from the socket after it).
 const WAKE_READ: usize = 64;
+
+/// Where an idle connection `T` waits for its client's next bytes when not
+/// in its own task.
+pub(super) trait Away<T> {
+    /// Whether it takes connections.
+    fn is_open(&self) -> bool;
+
+    /// Takes the idle connection `io`, which may stay quiet for
+    /// `time_left`, and serves it when its client speaks again.
+    fn take(&mut self, io: T, time_left: Duration);
+}
+
+/// Connections wait in their own task: for those that cannot be parked
+/// otherwise (TLS keeps its session's state).
+pub(super) struct Stay;
+
+impl<T> Away<T> for Stay {
+    fn is_open(&self) -> bool {
+        false
+    }
+
+    fn take(&mut self, _io: T, _time_left: Duration) {}
+}
 
 /// An HTTP/1 connection's socket and service, between hyper's connections.
 ///
@@ -72,7 +97,8 @@ where
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// Serves the connection until it closes, is upgraded, or its
-    /// `lookout` closes it; parking it whenever the lookout finds it idle.
+    /// `lookout` closes it; parking it whenever the lookout finds it idle,
+    /// `away` if it takes it (and then this returns).
     ///
     /// # Errors
     ///
@@ -81,6 +107,7 @@ where
         &mut self,
         builder: &http1::Builder,
         lookout: &mut Lookout,
+        away: &mut impl Away<T>,
     ) -> hyper::Result<()> {
         loop {
             // Boxed, with the connection: hyper's state and the future that
@@ -96,6 +123,12 @@ where
                 // Empty, it may still hold hyper's read buffer: let go of it
                 // before waiting.
                 drop(unread);
+                if away.is_open() && io.io.get_mut().is_drained() {
+                    if let Some((io, _service)) = self.parts.take() {
+                        away.take(io.into_socket(), lookout.parked_time_left());
+                    }
+                    return Ok(());
+                }
                 match next_bytes(io, lookout).await {
                     Some(first) => first,
                     None => return Ok(()),
@@ -174,6 +207,14 @@ pub(super) struct Parkable<T> {
     activity: Activity,
 }
 
+impl<T> Parkable<SendTimeout<Rewind<T>>> {
+    /// The socket, for a connection with nothing read and not used (its
+    /// [`Rewind`] drained).
+    fn into_socket(self) -> T {
+        self.io.into_inner().into_stream()
+    }
+}
+
 impl<T: Read + Unpin> Read for Parkable<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -222,7 +263,6 @@ mod tests {
     use super::*;
     use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     use http::Response;
     use http_body_util::Full;
@@ -334,7 +374,8 @@ mod tests {
         let builder = http1::Builder::new();
         let io = SendTimeout::new(io, Duration::from_secs(5));
         let mut idle = Idle::new(io, service, &lookout);
-        let served = tokio::spawn(async move { idle.serve(&builder, &mut lookout).await });
+        let served =
+            tokio::spawn(async move { idle.serve(&builder, &mut lookout, &mut Stay).await });
 
         let parked = || async {
             tokio::time::timeout(Duration::from_secs(10), async {

@@ -80,6 +80,25 @@ pub(super) struct Rewind<S> {
 }
 
 impl<S> Rewind<S> {
+    /// `stream`, with nothing read yet.
+    pub(super) fn new(stream: S) -> Rewind<S> {
+        Rewind {
+            unread: Bytes::new(),
+            stream: TokioIo::new(stream),
+        }
+    }
+
+    /// Whether every byte read before has been read again.
+    pub(super) fn is_drained(&self) -> bool {
+        self.unread.is_empty()
+    }
+
+    /// The stream, for a connection that [`is_drained`](Self::is_drained):
+    /// what was still to be read again would be lost.
+    pub(super) fn into_stream(self) -> S {
+        self.stream.into_inner()
+    }
+
     /// The same connection, its stream wrapped by `wrap` (which sees only
     /// the bytes after those already read).
     pub(super) fn map<T>(self, wrap: impl FnOnce(S) -> T) -> Rewind<T> {

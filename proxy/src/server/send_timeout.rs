@@ -33,6 +33,11 @@ impl<T> SendTimeout<T> {
         &mut self.io
     }
 
+    /// The connection inside, for good.
+    pub(super) fn into_inner(self) -> T {
+        self.io
+    }
+
     /// What a write that made progress (`Ready`) or waited (`Pending`)
     /// means, with the stall timer started, stopped or run out.
     fn waited<R>(

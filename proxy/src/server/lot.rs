@@ -1,0 +1,408 @@
+//! Idle plain HTTP/1 connections, parked with no task of their own.
+//!
+//! Why: parked in its own task (see `park`), an idle connection still
+//! costs the task, its socket's registration with the runtime, and the
+//! state its lookout and service keep: 3.0 KB, where nginx's costs 0.6 KB
+//! (`loadtest/results/idle-connections.md`). In the lot it costs a
+//! [`Parked`]: its file descriptor, its client's address, its place among
+//! the listener's connections and its deadline, under a hundred bytes.
+//!
+//! How: each accept loop of a plain listener has one lot, an epoll
+//! instance (mio's [`Poll`]) that the runtime watches as one file
+//! descriptor. The lookout parks an idle connection with nothing of an
+//! exchange left; its task then hands the socket to the lot, registered
+//! for reading, and ends. When the client speaks again, or closes, the lot
+//! takes the socket out and hands it back to be served as a new HTTP/1
+//! connection in a new task. A socket quiet for as long as a parked
+//! connection may be quiet is closed at the lot's next check, and all of
+//! them when the proxy stops.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use super::interim::Interim;
+use super::park::Away;
+
+/// How many readiness events one look at the lot takes.
+const EVENTS: usize = 256;
+
+/// The parked sockets of one accept loop, shared by its connections' tasks
+/// (which park them) and its [`Watcher`] (which wakes and closes them).
+pub(super) struct Lot {
+    registry: Registry,
+    parked: Mutex<Parking>,
+}
+
+/// The lot's sockets, each registered under the token of its key.
+struct Parking {
+    sockets: Slab<Parked>,
+    /// Set when the watcher has stopped: a socket parked after that is
+    /// closed at once.
+    closed: bool,
+}
+
+/// One parked connection.
+struct Parked {
+    socket: std::net::TcpStream,
+    /// Its client (from the PROXY protocol header, if any).
+    peer: SocketAddr,
+    /// Its place among the listener's open connections.
+    permit: Option<OwnedSemaphorePermit>,
+    /// When it is closed if its client has not spoken.
+    deadline: Instant,
+}
+
+/// A parked connection whose client spoke again (or closed): to be served.
+pub(super) struct Woken {
+    pub(super) stream: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Lot {
+    /// A new lot, and the watcher its accept loop runs.
+    ///
+    /// # Errors
+    ///
+    /// The system's, when it has no epoll instance to give, or the runtime
+    /// cannot watch it.
+    pub(super) fn open() -> io::Result<(Arc<Lot>, Watcher)> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let lot = Arc::new(Lot {
+            registry,
+            parked: Mutex::new(Parking {
+                sockets: Slab::new(),
+                closed: false,
+            }),
+        });
+        // SAFETY: the descriptor is the `Poll`'s own epoll instance, open
+        // as long as the `Poll` is, and the `AsyncFd` owns the `Poll`.
+        #[allow(unsafe_code)]
+        let poll = unsafe { AsyncFd::register(poll) }?;
+        let watcher = Watcher {
+            poll,
+            events: Events::with_capacity(EVENTS),
+            lot: Arc::clone(&lot),
+        };
+        Ok((lot, watcher))
+    }
+
+    /// Locked. A panic while it was held cannot have left the slab half
+    /// changed (its changes are single calls), so a poisoned lock is used
+    /// as it is.
+    fn parked(&self) -> MutexGuard<'_, Parking> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks `stream`, the connection of `peer` holding `permit`, for at
+    /// most `time_left`. A socket that cannot be parked is closed, as an
+    /// idle connection is: its client opens another.
+    fn park(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        time_left: Duration,
+    ) {
+        let socket = match stream.into_std() {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "idle connection closed: not parked");
+                return;
+            }
+        };
+        let mut parked = self.parked();
+        if parked.closed {
+            return;
+        }
+        // Registered under the lock, so that the watcher, which looks
+        // sockets up under it, finds this one when it is ready.
+        let entry = parked.sockets.vacant_entry();
+        let registered = self.registry.register(
+            &mut SourceFd(&socket.as_raw_fd()),
+            Token(entry.key()),
+            Interest::READABLE,
+        );
+        match registered {
+            Ok(()) => {
+                entry.insert(Parked {
+                    socket,
+                    peer,
+                    permit,
+                    deadline: deadline_after(time_left),
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "idle connection closed: not parked");
+            }
+        }
+    }
+
+    /// Takes out the socket registered as `token`, if still parked.
+    fn take(&self, token: Token) -> Option<Parked> {
+        let parked = self.parked().sockets.try_remove(token.0)?;
+        // Closed or served from now on, it must not wake the lot again.
+        let _ = self
+            .registry
+            .deregister(&mut SourceFd(&parked.socket.as_raw_fd()));
+        Some(parked)
+    }
+
+    /// Closes the sockets past their deadline.
+    fn close_late(&self, now: Instant) {
+        let mut parked = self.parked();
+        parked.sockets.retain(|_, parked| parked.deadline > now);
+        if parked.sockets.is_empty() {
+            // Gives back the room of the last burst of parked connections.
+            parked.sockets = Slab::new();
+        }
+    }
+
+    /// Closes every socket, and any parked from now on.
+    fn close_all(&self) {
+        let mut parked = self.parked();
+        parked.closed = true;
+        parked.sockets = Slab::new();
+    }
+}
+
+/// The deadline `time_left` from now; a time left past what the clock
+/// counts, 30 years (tokio's own "far future").
+fn deadline_after(time_left: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(time_left)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// What watches a [`Lot`]: the task of its accept loop that wakes and
+/// closes its sockets.
+pub(super) struct Watcher {
+    poll: AsyncFd<Poll>,
+    events: Events,
+    lot: Arc<Lot>,
+}
+
+impl Watcher {
+    /// Watches the lot until `stopped`: hands each socket whose client
+    /// spoke again to `wake`, and closes those past their deadline at each
+    /// check, `every` apart. Then closes them all.
+    pub(super) async fn run(
+        mut self,
+        every: Duration,
+        mut stopped: watch::Receiver<bool>,
+        mut wake: impl FnMut(Woken),
+    ) {
+        let mut checks = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                ready = self.poll.readable_mut() => {
+                    let mut ready = match ready {
+                        Ok(ready) => ready,
+                        Err(error) => {
+                            tracing::warn!(%error, "parked connections closed: their lot failed");
+                            break;
+                        }
+                    };
+                    // Once it has none left to give, until the next.
+                    if let Err(error) = ready.get_inner_mut().poll(&mut self.events, Some(Duration::ZERO)) {
+                        if error.kind() != io::ErrorKind::Interrupted {
+                            tracing::warn!(%error, "parked connections closed: their lot failed");
+                            break;
+                        }
+                    }
+                    if self.events.is_empty() {
+                        ready.clear_ready();
+                    }
+                    for event in &self.events {
+                        let Some(parked) = self.lot.take(event.token()) else {
+                            continue;
+                        };
+                        match TcpStream::from_std(parked.socket) {
+                            Ok(stream) => wake(Woken {
+                                stream,
+                                peer: parked.peer,
+                                permit: parked.permit,
+                            }),
+                            Err(error) => {
+                                tracing::warn!(peer = %parked.peer, %error, "parked connection closed: not served");
+                            }
+                        }
+                    }
+                }
+                now = checks.tick() => self.lot.close_late(now),
+                _ = stopped.wait_for(|stop| *stop) => break,
+            }
+        }
+        self.lot.close_all();
+    }
+}
+
+/// The way of a plain connection's task to its accept loop's lot (if it
+/// has one).
+pub(super) struct ToLot<'a> {
+    lot: Option<&'a Lot>,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<'a> ToLot<'a> {
+    /// For the connection of `peer` holding `permit`.
+    pub(super) fn new(
+        lot: Option<&'a Lot>,
+        peer: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> ToLot<'a> {
+        ToLot { lot, peer, permit }
+    }
+}
+
+impl Away<Interim<TcpStream>> for ToLot<'_> {
+    fn is_open(&self) -> bool {
+        self.lot.is_some()
+    }
+
+    fn take(&mut self, io: Interim<TcpStream>, time_left: Duration) {
+        if let Some(lot) = self.lot {
+            lot.park(io.into_inner(), self.peer, self.permit.take(), time_left);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::{mpsc, Semaphore};
+
+    /// A connected pair: the client's end, and the proxy's.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        (client, accepted)
+    }
+
+    /// A lot checked every `every`, its woken connections sent on the
+    /// channel; and the sender that stops it.
+    fn watched(
+        every: Duration,
+    ) -> (
+        Arc<Lot>,
+        mpsc::UnboundedReceiver<Woken>,
+        watch::Sender<bool>,
+    ) {
+        let (lot, watcher) = Lot::open().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let (woke, woken) = mpsc::unbounded_channel();
+        tokio::spawn(watcher.run(every, stopped, move |woken| {
+            let _ = woke.send(woken);
+        }));
+        (lot, woken, stop)
+    }
+
+    /// Reads until the client's end is closed: `true` if it was.
+    async fn closed(client: &mut TcpStream) -> bool {
+        let mut rest = Vec::new();
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    /// A parked socket holds its permit, and comes back, permit and all,
+    /// with what its client sent once it speaks again.
+    #[tokio::test]
+    async fn a_parked_connection_comes_back_when_its_client_speaks() {
+        let (lot, mut woken, _stop) = watched(Duration::from_secs(60));
+        let (mut client, accepted) = connected().await;
+        let peer = client.local_addr().unwrap();
+        let permits = Arc::new(Semaphore::new(1));
+        let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
+        let mut away = ToLot::new(Some(&lot), peer, Some(permit));
+        assert!(Away::<Interim<TcpStream>>::is_open(&away));
+
+        let outbox = crate::interim::Outbox::new(crate::interim::Protocol::Http1);
+        away.take(Interim::new(accepted, outbox), Duration::from_secs(60));
+        assert_eq!(permits.available_permits(), 0, "the lot holds the permit");
+        assert!(woken.try_recv().is_err(), "woken before the client spoke");
+
+        client.write_all(b"GET /").await.unwrap();
+        let Woken {
+            mut stream,
+            peer: woken_peer,
+            permit,
+        } = tokio::time::timeout(Duration::from_secs(10), woken.recv())
+            .await
+            .expect("woken within the wait")
+            .unwrap();
+        assert_eq!(woken_peer, peer);
+        let mut start = [0u8; 5];
+        stream.read_exact(&mut start).await.unwrap();
+        assert_eq!(&start, b"GET /");
+        drop(permit);
+        assert_eq!(permits.available_permits(), 1);
+    }
+
+    /// A parked socket is closed, its permit given back, once its time is
+    /// up, at the next check.
+    #[tokio::test]
+    async fn a_parked_connection_is_closed_when_its_time_is_up() {
+        let (lot, mut woken, _stop) = watched(Duration::from_millis(50));
+        let (mut client, accepted) = connected().await;
+        let permits = Arc::new(Semaphore::new(1));
+        let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
+        let outbox = crate::interim::Outbox::new(crate::interim::Protocol::Http1);
+        let peer = client.local_addr().unwrap();
+        ToLot::new(Some(&lot), peer, Some(permit))
+            .take(Interim::new(accepted, outbox), Duration::from_millis(100));
+
+        assert!(closed(&mut client).await, "not closed");
+        assert!(woken.try_recv().is_err(), "woken, not closed");
+        assert_eq!(permits.available_permits(), 1);
+    }
+
+    /// When the proxy stops, the lot closes its sockets, and any parked
+    /// after that.
+    #[tokio::test]
+    async fn stopping_closes_the_parked_connections() {
+        let (lot, _woken, stop) = watched(Duration::from_secs(60));
+        let permits = Arc::new(Semaphore::new(2));
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (client, accepted) = connected().await;
+            let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
+            let outbox = crate::interim::Outbox::new(crate::interim::Protocol::Http1);
+            let peer = client.local_addr().unwrap();
+            clients.push((client, accepted, outbox, peer, permit));
+        }
+        let (mut first, accepted, outbox, peer, permit) = clients.remove(0);
+        ToLot::new(Some(&lot), peer, Some(permit))
+            .take(Interim::new(accepted, outbox), Duration::from_secs(60));
+        stop.send(true).unwrap();
+        assert!(closed(&mut first).await, "the parked one left open");
+
+        let (mut second, accepted, outbox, peer, permit) = clients.remove(0);
+        ToLot::new(Some(&lot), peer, Some(permit))
+            .take(Interim::new(accepted, outbox), Duration::from_secs(60));
+        assert!(
+            closed(&mut second).await,
+            "one parked after the stop left open"
+        );
+        assert_eq!(permits.available_permits(), 2);
+    }
+}
