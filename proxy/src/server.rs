@@ -583,7 +583,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (lot, watcher) = match Lot::open() {
+    let (lot, watcher) = match Lot::open(listening.checks.every()) {
         Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(%error, "idle connections wait in their own task: no lot");
@@ -594,9 +594,9 @@ where
         lot: Some(Arc::clone(&lot)),
         ..listening.clone()
     };
-    let (every, stopped) = (listening.checks.every(), listening.stopped.clone());
+    let stopped = listening.stopped.clone();
     let respond = respond.clone();
-    tokio::spawn(watcher.run(every, stopped, move |woken| {
+    tokio::spawn(watcher.run(stopped, move |woken| {
         serve_woken(woken, respond.clone(), listening.clone());
     }));
     Some(lot)

@@ -4,8 +4,7 @@
 //! costs the task, its socket's registration with the runtime, and the
 //! state its lookout and service keep: 3.0 KB, where nginx's costs 0.6 KB
 //! (`loadtest/results/idle-connections.md`). In the lot it costs a
-//! [`Parked`]: its file descriptor, its client's address, its place among
-//! the listener's connections and its deadline, under a hundred bytes.
+//! [`Parked`] of 16 bytes, and the kernel's side of its socket.
 //!
 //! How: each accept loop of a plain listener has one lot, an epoll
 //! instance (mio's [`Poll`]) that the runtime watches as one file
@@ -14,8 +13,8 @@
 //! for reading, and ends. When the client speaks again, or closes, the lot
 //! takes the socket out and hands it back to be served as a new HTTP/1
 //! connection in a new task. A socket quiet for as long as a parked
-//! connection may be quiet is closed at the lot's next check, and all of
-//! them when the proxy stops.
+//! connection may be quiet is closed at one of the lot's next checks (the
+//! period of the connections' own), and all of them when the proxy stops.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +28,6 @@ use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
-use tokio::time::Instant;
 
 use super::interim::Interim;
 use super::park::Away;
@@ -41,26 +39,31 @@ const EVENTS: usize = 256;
 /// (which park them) and its [`Watcher`] (which wakes and closes them).
 pub(super) struct Lot {
     registry: Registry,
+    /// The period of its checks.
+    every: Duration,
     parked: Mutex<Parking>,
 }
 
 /// The lot's sockets, each registered under the token of its key.
 struct Parking {
     sockets: Slab<Parked>,
+    /// The parked connections' places among the listener's open
+    /// connections: one permit each, merged.
+    permits: Option<OwnedSemaphorePermit>,
     /// Set when the watcher has stopped: a socket parked after that is
     /// closed at once.
     closed: bool,
 }
 
-/// One parked connection.
+/// One parked connection, as small as it can be: there may be tens of
+/// thousands.
 struct Parked {
     socket: std::net::TcpStream,
-    /// Its client (from the PROXY protocol header, if any).
-    peer: SocketAddr,
-    /// Its place among the listener's open connections.
-    permit: Option<OwnedSemaphorePermit>,
-    /// When it is closed if its client has not spoken.
-    deadline: Instant,
+    /// How many more checks it may stay quiet for.
+    checks_left: u32,
+    /// Its client, when that is not the socket's peer (a PROXY protocol
+    /// header named it): boxed, the common case pays only for the pointer.
+    proxied: Option<Box<SocketAddr>>,
 }
 
 /// A parked connection whose client spoke again (or closed): to be served.
@@ -71,19 +74,22 @@ pub(super) struct Woken {
 }
 
 impl Lot {
-    /// A new lot, and the watcher its accept loop runs.
+    /// A new lot checked `every` so often, and the watcher its accept loop
+    /// runs.
     ///
     /// # Errors
     ///
     /// The system's, when it has no epoll instance to give, or the runtime
     /// cannot watch it.
-    pub(super) fn open() -> io::Result<(Arc<Lot>, Watcher)> {
+    pub(super) fn open(every: Duration) -> io::Result<(Arc<Lot>, Watcher)> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let lot = Arc::new(Lot {
             registry,
+            every: every.max(Duration::from_millis(1)),
             parked: Mutex::new(Parking {
                 sockets: Slab::new(),
+                permits: None,
                 closed: false,
             }),
         });
@@ -99,23 +105,23 @@ impl Lot {
         Ok((lot, watcher))
     }
 
-    /// Locked. A panic while it was held cannot have left the slab half
-    /// changed (its changes are single calls), so a poisoned lock is used
-    /// as it is.
+    /// Locked. A panic while it was held cannot have left it half changed
+    /// (its changes are single calls), so a poisoned lock is used as it is.
     fn parked(&self) -> MutexGuard<'_, Parking> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `stream`, the connection of `peer` holding `permit`, for at
-    /// most `time_left`. A socket that cannot be parked is closed, as an
+    /// least `time_left`. A socket that cannot be parked is closed, as an
     /// idle connection is: its client opens another.
     fn park(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: OwnedSemaphorePermit,
         time_left: Duration,
     ) {
+        let proxied = (stream.peer_addr().ok() != Some(peer)).then(|| Box::new(peer));
         let socket = match stream.into_std() {
             Ok(socket) => socket,
             Err(error) => {
@@ -124,49 +130,88 @@ impl Lot {
             }
         };
         let mut parked = self.parked();
-        if parked.closed {
+        let parking = &mut *parked;
+        let same_semaphore = parking
+            .permits
+            .as_ref()
+            .is_none_or(|permits| Arc::ptr_eq(permits.semaphore(), permit.semaphore()));
+        // A lot serves one listener, whose connections share one
+        // semaphore: another's permit could not be merged.
+        if parking.closed || !same_semaphore {
             return;
         }
         // Registered under the lock, so that the watcher, which looks
         // sockets up under it, finds this one when it is ready.
-        let entry = parked.sockets.vacant_entry();
+        let entry = parking.sockets.vacant_entry();
         let registered = self.registry.register(
             &mut SourceFd(&socket.as_raw_fd()),
             Token(entry.key()),
             Interest::READABLE,
         );
-        match registered {
-            Ok(()) => {
-                entry.insert(Parked {
-                    socket,
-                    peer,
-                    permit,
-                    deadline: deadline_after(time_left),
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%peer, %error, "idle connection closed: not parked");
-            }
+        if let Err(error) = registered {
+            tracing::warn!(%peer, %error, "idle connection closed: not parked");
+            return;
+        }
+        entry.insert(Parked {
+            socket,
+            checks_left: self.checks_for(time_left),
+            proxied,
+        });
+        match &mut parking.permits {
+            Some(permits) => permits.merge(permit),
+            None => parking.permits = Some(permit),
         }
     }
 
-    /// Takes out the socket registered as `token`, if still parked.
-    fn take(&self, token: Token) -> Option<Parked> {
-        let parked = self.parked().sockets.try_remove(token.0)?;
+    /// How many checks make at least `time_left`, whenever the first comes.
+    fn checks_for(&self, time_left: Duration) -> u32 {
+        let checks = time_left.as_nanos().div_ceil(self.every.as_nanos());
+        u32::try_from(checks).unwrap_or(u32::MAX).saturating_add(1)
+    }
+
+    /// Takes out the socket registered as `token`, if still parked, with
+    /// its permit.
+    fn take(&self, token: Token) -> Option<(Parked, Option<OwnedSemaphorePermit>)> {
+        let taken = {
+            let mut parked = self.parked();
+            let parking = &mut *parked;
+            let socket = parking.sockets.try_remove(token.0)?;
+            let permit = parking
+                .permits
+                .as_mut()
+                .and_then(|permits| permits.split(1));
+            (socket, permit)
+        };
         // Closed or served from now on, it must not wake the lot again.
         let _ = self
             .registry
-            .deregister(&mut SourceFd(&parked.socket.as_raw_fd()));
-        Some(parked)
+            .deregister(&mut SourceFd(&taken.0.socket.as_raw_fd()));
+        Some(taken)
     }
 
-    /// Closes the sockets past their deadline.
-    fn close_late(&self, now: Instant) {
+    /// A check: closes the sockets whose time is up, and gives back their
+    /// permits.
+    fn check(&self) {
         let mut parked = self.parked();
-        parked.sockets.retain(|_, parked| parked.deadline > now);
-        if parked.sockets.is_empty() {
+        let parking = &mut *parked;
+        let mut closed = 0;
+        parking.sockets.retain(|_, parked| {
+            parked.checks_left -= 1;
+            let open = parked.checks_left > 0;
+            closed += usize::from(!open);
+            open
+        });
+        if closed > 0 {
+            drop(
+                parking
+                    .permits
+                    .as_mut()
+                    .and_then(|permits| permits.split(closed)),
+            );
+        }
+        if parking.sockets.is_empty() {
             // Gives back the room of the last burst of parked connections.
-            parked.sockets = Slab::new();
+            parking.sockets = Slab::new();
         }
     }
 
@@ -175,15 +220,8 @@ impl Lot {
         let mut parked = self.parked();
         parked.closed = true;
         parked.sockets = Slab::new();
+        parked.permits = None;
     }
-}
-
-/// The deadline `time_left` from now; a time left past what the clock
-/// counts, 30 years (tokio's own "far future").
-fn deadline_after(time_left: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(time_left)
-        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
 }
 
 /// What watches a [`Lot`]: the task of its accept loop that wakes and
@@ -196,15 +234,15 @@ pub(super) struct Watcher {
 
 impl Watcher {
     /// Watches the lot until `stopped`: hands each socket whose client
-    /// spoke again to `wake`, and closes those past their deadline at each
-    /// check, `every` apart. Then closes them all.
+    /// spoke again to `wake`, and closes those whose time is up at each
+    /// check. Then closes them all.
     pub(super) async fn run(
         mut self,
-        every: Duration,
         mut stopped: watch::Receiver<bool>,
         mut wake: impl FnMut(Woken),
     ) {
-        let mut checks = tokio::time::interval_at(Instant::now() + every, every);
+        let every = self.lot.every;
+        let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 ready = self.poll.readable_mut() => {
@@ -226,26 +264,46 @@ impl Watcher {
                         ready.clear_ready();
                     }
                     for event in &self.events {
-                        let Some(parked) = self.lot.take(event.token()) else {
-                            continue;
-                        };
-                        match TcpStream::from_std(parked.socket) {
-                            Ok(stream) => wake(Woken {
-                                stream,
-                                peer: parked.peer,
-                                permit: parked.permit,
-                            }),
-                            Err(error) => {
-                                tracing::warn!(peer = %parked.peer, %error, "parked connection closed: not served");
-                            }
+                        if let Some(woken) = self.lot.take(event.token()).and_then(woken) {
+                            wake(woken);
                         }
                     }
                 }
-                now = checks.tick() => self.lot.close_late(now),
+                _ = checks.tick() => self.lot.check(),
                 _ = stopped.wait_for(|stop| *stop) => break,
             }
         }
         self.lot.close_all();
+    }
+}
+
+/// The connection of a socket taken out of the lot, ready to be served;
+/// `None` (and closed) when its client is gone or the runtime cannot take
+/// it.
+fn woken((parked, permit): (Parked, Option<OwnedSemaphorePermit>)) -> Option<Woken> {
+    let Parked {
+        socket, proxied, ..
+    } = parked;
+    let peer = match proxied {
+        Some(peer) => *peer,
+        None => match socket.peer_addr() {
+            Ok(peer) => peer,
+            Err(error) => {
+                tracing::debug!(%error, "parked connection closed by its client");
+                return None;
+            }
+        },
+    };
+    match TcpStream::from_std(socket) {
+        Ok(stream) => Some(Woken {
+            stream,
+            peer,
+            permit,
+        }),
+        Err(error) => {
+            tracing::warn!(%peer, %error, "parked connection closed: not served");
+            None
+        }
     }
 }
 
@@ -270,12 +328,12 @@ impl<'a> ToLot<'a> {
 
 impl Away<Interim<TcpStream>> for ToLot<'_> {
     fn is_open(&self) -> bool {
-        self.lot.is_some()
+        self.lot.is_some() && self.permit.is_some()
     }
 
     fn take(&mut self, io: Interim<TcpStream>, time_left: Duration) {
-        if let Some(lot) = self.lot {
-            lot.park(io.into_inner(), self.peer, self.permit.take(), time_left);
+        if let (Some(lot), Some(permit)) = (self.lot, self.permit.take()) {
+            lot.park(io.into_inner(), self.peer, permit, time_left);
         }
     }
 }
@@ -306,10 +364,10 @@ mod tests {
         mpsc::UnboundedReceiver<Woken>,
         watch::Sender<bool>,
     ) {
-        let (lot, watcher) = Lot::open().unwrap();
+        let (lot, watcher) = Lot::open(every).unwrap();
         let (stop, stopped) = watch::channel(false);
         let (woke, woken) = mpsc::unbounded_channel();
-        tokio::spawn(watcher.run(every, stopped, move |woken| {
+        tokio::spawn(watcher.run(stopped, move |woken| {
             let _ = woke.send(woken);
         }));
         (lot, woken, stop)
@@ -325,37 +383,52 @@ mod tests {
     }
 
     /// A parked socket holds its permit, and comes back, permit and all,
-    /// with what its client sent once it speaks again.
+    /// with what its client sent once it speaks again; its client the
+    /// socket's peer, or the one a PROXY protocol header named.
     #[tokio::test]
     async fn a_parked_connection_comes_back_when_its_client_speaks() {
         let (lot, mut woken, _stop) = watched(Duration::from_secs(60));
-        let (mut client, accepted) = connected().await;
-        let peer = client.local_addr().unwrap();
-        let permits = Arc::new(Semaphore::new(1));
-        let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
-        let mut away = ToLot::new(Some(&lot), peer, Some(permit));
-        assert!(Away::<Interim<TcpStream>>::is_open(&away));
+        let permits = Arc::new(Semaphore::new(2));
+        let proxied: SocketAddr = "203.0.113.7:4000".parse().unwrap();
+        for proxied in [None, Some(proxied)] {
+            let (mut client, accepted) = connected().await;
+            let peer = proxied.unwrap_or(client.local_addr().unwrap());
+            let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
+            let mut away = ToLot::new(Some(&lot), peer, Some(permit));
+            assert!(Away::<Interim<TcpStream>>::is_open(&away));
 
-        let outbox = crate::interim::Outbox::new(crate::interim::Protocol::Http1);
-        away.take(Interim::new(accepted, outbox), Duration::from_secs(60));
-        assert_eq!(permits.available_permits(), 0, "the lot holds the permit");
-        assert!(woken.try_recv().is_err(), "woken before the client spoke");
+            let outbox = crate::interim::Outbox::new(crate::interim::Protocol::Http1);
+            away.take(Interim::new(accepted, outbox), Duration::from_secs(60));
+            assert_eq!(permits.available_permits(), 1, "the lot holds the permit");
+            assert!(woken.try_recv().is_err(), "woken before the client spoke");
 
-        client.write_all(b"GET /").await.unwrap();
-        let Woken {
-            mut stream,
-            peer: woken_peer,
-            permit,
-        } = tokio::time::timeout(Duration::from_secs(10), woken.recv())
-            .await
-            .expect("woken within the wait")
-            .unwrap();
-        assert_eq!(woken_peer, peer);
-        let mut start = [0u8; 5];
-        stream.read_exact(&mut start).await.unwrap();
-        assert_eq!(&start, b"GET /");
-        drop(permit);
-        assert_eq!(permits.available_permits(), 1);
+            client.write_all(b"GET /").await.unwrap();
+            let Woken {
+                mut stream,
+                peer: woken_peer,
+                permit,
+            } = tokio::time::timeout(Duration::from_secs(10), woken.recv())
+                .await
+                .expect("woken within the wait")
+                .unwrap();
+            assert_eq!(woken_peer, peer);
+            let mut start = [0u8; 5];
+            stream.read_exact(&mut start).await.unwrap();
+            assert_eq!(&start, b"GET /");
+            assert_eq!(
+                permits.available_permits(),
+                1,
+                "the permit came back with it"
+            );
+            drop(permit);
+            assert_eq!(permits.available_permits(), 2);
+        }
+    }
+
+    /// What the module's doc says a parked connection costs.
+    #[test]
+    fn a_parked_connection_takes_16_bytes() {
+        assert!(std::mem::size_of::<Parked>() <= 16);
     }
 
     /// A parked socket is closed, its permit given back, once its time is
