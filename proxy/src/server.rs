@@ -97,6 +97,32 @@ pub use workers::{bind_client, ClientListener};
 /// handshake takes the settings current when it starts.
 pub type TlsSettings = Arc<ArcSwap<rustls::ServerConfig>>;
 
+/// What answers a listener's requests: called with each request, the
+/// client's address, and the way for its instance's `1xx` to the client.
+pub trait Respond<Fut>:
+    Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static
+{
+}
+
+impl<F, Fut> Respond<Fut> for F where
+    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static
+{
+}
+
+/// The body of a listener's responses, which hyper may send from any of
+/// its threads.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
 /// Pending connections the kernel queues for each listener.
 const BACKLOG: u32 = 4096;
 
@@ -241,16 +267,12 @@ pub fn spawn<P, PFut, PBody, A, AFut, ABody>(
     (admin_listener, admin): (TcpListener, A),
 ) -> Result<Handle, ServerError>
 where
-    P: Fn(Request<Incoming>, ClientAddr, ToClient) -> PFut + Clone + Send + Sync + 'static,
+    P: Respond<PFut>,
     PFut: Future<Output = Response<PBody>> + Send + 'static,
-    PBody: http_body::Body + Send + 'static,
-    PBody::Data: Send,
-    PBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    A: Fn(Request<Incoming>, ClientAddr, ToClient) -> AFut + Clone + Send + Sync + 'static,
+    PBody: ResponseBody,
+    A: Respond<AFut>,
     AFut: Future<Output = Response<ABody>> + Send + 'static,
-    ABody: http_body::Body + Send + 'static,
-    ABody::Data: Send,
-    ABody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ABody: ResponseBody,
 {
     let (stop, stopped) = watch::channel(false);
     let listening = Listening {
@@ -333,7 +355,8 @@ struct Listening {
     /// Turns true when the proxy stops.
     stopped: watch::Receiver<bool>,
     /// Where the accept loop's idle plain connections wait; `None` for a
-    /// TLS listener, and until the accept loop has opened it.
+    /// TLS listener, until the accept loop has opened it, and when it
+    /// could not.
     lot: Option<Arc<Lot>>,
 }
 
@@ -442,7 +465,7 @@ fn connection_service<F, Fut, B, W>(
     Future = Answer<Fut, B, W>,
 > + Clone
 where
-    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Respond<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
     W: http_body::Body,
 {
@@ -497,11 +520,9 @@ async fn accept_loop<F, Fut, B>(
     mut listening: Listening,
     respond: F,
 ) where
-    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Respond<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ResponseBody,
 {
     if listening.tls.is_none() {
         listening.lot = open_lot(&listening, &respond);
@@ -577,11 +598,9 @@ async fn accept_loop<F, Fut, B>(
 /// idle connections then wait in their own task.
 fn open_lot<F, Fut, B>(listening: &Listening, respond: &F) -> Option<Arc<Lot>>
 where
-    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Respond<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ResponseBody,
 {
     let (lot, watcher) = match Lot::open(listening.checks.every()) {
         Ok(opened) => opened,
@@ -606,11 +625,9 @@ where
 /// its next bytes, parked again when idle.
 fn serve_woken<F, Fut, B>(woken: Woken, respond: F, listening: Listening)
 where
-    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Respond<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ResponseBody,
 {
     tokio::spawn(async move {
         let Woken {
@@ -643,11 +660,9 @@ async fn serve_tls<F, Fut, B>(
     activity: Activity,
     mut listening: Listening,
 ) where
-    F: Fn(Request<Incoming>, ClientAddr, ToClient) -> Fut + Clone + Send + Sync + 'static,
+    F: Respond<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ResponseBody,
 {
     // Called only for a listener with TLS; without, nothing to serve.
     let Some(tls) = listening.tls.take() else {

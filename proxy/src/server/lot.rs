@@ -13,8 +13,9 @@
 //! for reading, and ends. When the client speaks again, or closes, the lot
 //! takes the socket out and hands it back to be served as a new HTTP/1
 //! connection in a new task. A socket quiet for as long as a parked
-//! connection may be quiet is closed at one of the lot's next checks (the
-//! period of the connections' own), and all of them when the proxy stops.
+//! connection may be quiet is closed at the lot's first check after that
+//! (the lot checks as often as a connection does), and all of them when
+//! the proxy stops.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::interim::Interim;
 use super::park::Away;
@@ -50,8 +52,10 @@ struct Parking {
     /// The parked connections' places among the listener's open
     /// connections: one permit each, merged.
     permits: Option<OwnedSemaphorePermit>,
-    /// Set when the watcher has stopped: a socket parked after that is
-    /// closed at once.
+    /// When the next check comes (or later, if the watcher is late).
+    next_check: Instant,
+    /// Set when the watcher has stopped (the proxy stops, or the lot
+    /// failed): a socket parked after that is closed at once.
     closed: bool,
 }
 
@@ -59,7 +63,8 @@ struct Parking {
 /// thousands.
 struct Parked {
     socket: std::net::TcpStream,
-    /// How many more checks it may stay quiet for.
+    /// How many more checks it may stay quiet for: it is closed at the
+    /// check that makes this 0.
     checks_left: u32,
     /// Its client, when that is not the socket's peer (a PROXY protocol
     /// header named it): boxed, the common case pays only for the pointer.
@@ -84,12 +89,14 @@ impl Lot {
     pub(super) fn open(every: Duration) -> io::Result<(Arc<Lot>, Watcher)> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
+        let every = every.max(Duration::from_millis(1));
         let lot = Arc::new(Lot {
             registry,
-            every: every.max(Duration::from_millis(1)),
+            every,
             parked: Mutex::new(Parking {
                 sockets: Slab::new(),
                 permits: None,
+                next_check: Instant::now() + every,
                 closed: false,
             }),
         });
@@ -105,14 +112,14 @@ impl Lot {
         Ok((lot, watcher))
     }
 
-    /// Locked. A panic while it was held cannot have left it half changed
-    /// (its changes are single calls), so a poisoned lock is used as it is.
+    /// Locked. Nothing that can panic runs while it is held, so a poisoned
+    /// lock is used as it is.
     fn parked(&self) -> MutexGuard<'_, Parking> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `stream`, the connection of `peer` holding `permit`, for at
-    /// least `time_left`. A socket that cannot be parked is closed, as an
+    /// least `time_left` (closed at the first check after it). A socket that cannot be parked is closed, as an
     /// idle connection is: its client opens another.
     fn park(
         &self,
@@ -152,9 +159,10 @@ impl Lot {
             tracing::warn!(%peer, %error, "idle connection closed: not parked");
             return;
         }
+        let checks_left = self.checks_for(time_left, parking.next_check);
         entry.insert(Parked {
             socket,
-            checks_left: self.checks_for(time_left),
+            checks_left,
             proxied,
         });
         match &mut parking.permits {
@@ -163,10 +171,15 @@ impl Lot {
         }
     }
 
-    /// How many checks make at least `time_left`, whenever the first comes.
-    fn checks_for(&self, time_left: Duration) -> u32 {
-        let checks = time_left.as_nanos().div_ceil(self.every.as_nanos());
-        u32::try_from(checks).unwrap_or(u32::MAX).saturating_add(1)
+    /// How many checks, the first at `next_check` and the others a period
+    /// apart (or later), until the first at least `time_left` from now.
+    fn checks_for(&self, time_left: Duration, next_check: Instant) -> u32 {
+        let Some(until) = Instant::now().checked_add(time_left) else {
+            return u32::MAX;
+        };
+        let after_next = until.saturating_duration_since(next_check);
+        let periods = after_next.as_nanos().div_ceil(self.every.as_nanos());
+        u32::try_from(periods).unwrap_or(u32::MAX).saturating_add(1)
     }
 
     /// Takes out the socket registered as `token`, if still parked, with
@@ -194,6 +207,7 @@ impl Lot {
     fn check(&self) {
         let mut parked = self.parked();
         let parking = &mut *parked;
+        parking.next_check = Instant::now() + self.every;
         let mut closed = 0;
         parking.sockets.retain(|_, parked| {
             parked.checks_left -= 1;
@@ -215,6 +229,11 @@ impl Lot {
         }
     }
 
+    /// Whether it still takes sockets.
+    fn is_open(&self) -> bool {
+        !self.parked().closed
+    }
+
     /// Closes every socket, and any parked from now on.
     fn close_all(&self) {
         let mut parked = self.parked();
@@ -224,8 +243,8 @@ impl Lot {
     }
 }
 
-/// What watches a [`Lot`]: the task of its accept loop that wakes and
-/// closes its sockets.
+/// What watches a [`Lot`], in a task of its own: it wakes and closes the
+/// lot's sockets, and closes them all when it ends (or is dropped).
 pub(super) struct Watcher {
     poll: AsyncFd<Poll>,
     events: Events,
@@ -233,16 +252,19 @@ pub(super) struct Watcher {
 }
 
 impl Watcher {
-    /// Watches the lot until `stopped`: hands each socket whose client
-    /// spoke again to `wake`, and closes those whose time is up at each
-    /// check. Then closes them all.
+    /// Watches the lot until `stopped` (or until the lot fails): hands
+    /// each socket whose client spoke again to `wake`, and closes those
+    /// whose time is up at each check. Then closes them all.
     pub(super) async fn run(
         mut self,
         mut stopped: watch::Receiver<bool>,
         mut wake: impl FnMut(Woken),
     ) {
         let every = self.lot.every;
-        let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut checks = tokio::time::interval_at(Instant::now() + every, every);
+        // Never two checks closer than a period: a late one must not
+        // count for two.
+        checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ready = self.poll.readable_mut() => {
@@ -253,13 +275,16 @@ impl Watcher {
                             break;
                         }
                     };
-                    // Once it has none left to give, until the next.
-                    if let Err(error) = ready.get_inner_mut().poll(&mut self.events, Some(Duration::ZERO)) {
-                        if error.kind() != io::ErrorKind::Interrupted {
+                    match ready.get_inner_mut().poll(&mut self.events, Some(Duration::ZERO)) {
+                        Ok(()) => {}
+                        // Still ready: look again.
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(error) => {
                             tracing::warn!(%error, "parked connections closed: their lot failed");
                             break;
                         }
                     }
+                    // Once it has none left to give, until the next.
                     if self.events.is_empty() {
                         ready.clear_ready();
                     }
@@ -273,13 +298,19 @@ impl Watcher {
                 _ = stopped.wait_for(|stop| *stop) => break,
             }
         }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
         self.lot.close_all();
     }
 }
 
 /// The connection of a socket taken out of the lot, ready to be served;
-/// `None` (and closed) when its client is gone or the runtime cannot take
-/// it.
+/// `None` (and closed) when the runtime cannot take it, or when its client
+/// is gone and the socket has no peer to name it (a client named by a
+/// PROXY protocol header is found gone by the read that serves it).
 fn woken((parked, permit): (Parked, Option<OwnedSemaphorePermit>)) -> Option<Woken> {
     let Parked {
         socket, proxied, ..
@@ -328,7 +359,7 @@ impl<'a> ToLot<'a> {
 
 impl Away<Interim<TcpStream>> for ToLot<'_> {
     fn is_open(&self) -> bool {
-        self.lot.is_some() && self.permit.is_some()
+        self.lot.is_some_and(Lot::is_open) && self.permit.is_some()
     }
 
     fn take(&mut self, io: Interim<TcpStream>, time_left: Duration) {
