@@ -119,8 +119,9 @@ impl Lot {
     }
 
     /// Parks `stream`, the connection of `peer` holding `permit`, for at
-    /// least `time_left` (closed at the first check after it). A socket that cannot be parked is closed, as an
-    /// idle connection is: its client opens another.
+    /// least `time_left` (it is closed at the first check after that). A
+    /// socket that cannot be parked is closed, as an idle connection is:
+    /// its client opens another.
     fn park(
         &self,
         stream: TcpStream,
