@@ -559,13 +559,14 @@ async fn two_workers_each_serve_clients_on_one_port_and_stop_on_sigterm() {
     .await;
     let pid = proxy.child.id();
     let workers = ["shardproxy-w0", "shardproxy-w1"];
+    // A thread names itself once it runs: until then it shows under the
+    // process's name, though its socket already queues connections.
+    wait_until("both worker threads are named", || async {
+        let named = threads(pid);
+        workers.iter().all(|worker| named.contains_key(*worker))
+    })
+    .await;
     let before = threads(pid);
-    for worker in workers {
-        assert!(
-            before.contains_key(worker),
-            "no thread {worker}: {before:?}"
-        );
-    }
     // Each client its own connection: the kernel spreads them over the
     // two sockets by their ports, so both get some of 64 (all on one has
     // a chance of 2^-63).
