@@ -42,15 +42,34 @@
 # script's own polls): sharing the cores with the load does not raise it,
 # as the load is subtracted. A run is disturbed above DISTURBED_PCT_BOTH
 # (default DISTURBED_PCT), its own knob to relax this mode alone.
+# Mode memory (on request): each contender (Varnish skipped) alone on
+# PROXY_CPU, as in pass, while loadtest/idle_clients.py (on LOAD_CPU) opens
+# IDLE_CONNS keep-alive connections, one request each, holds them idle for
+# IDLE_SETTLE seconds, closes them and waits as long again, IDLE_CYCLES
+# times. The report gives the serving process's RSS (nginx: its worker)
+# before, with the clients idle and after they closed, and the RSS per idle
+# connection. The connection limits are raised for all alike (shardproxy
+# `max_connections`, nginx `worker_connections`, HAProxy `maxconn`, and the
+# script's `ulimit -n`).
+#
+# The report opens with the targets shardproxy is held to (the ratios of
+# its CPU per request, throughput, fixed-rate p99, requests per CPU-second
+# and memory to the peers'), each with its measured value and whether it
+# is met, for the modes that ran.
+#
 # Output: a markdown report, the raw TSV and a PNG chart (gnuplot). See
 # loadtest/README.md.
 #
 # Environment (defaults in brackets):
 #   CONTENDERS ["shardproxy nginx haproxy varnish"]  MODES ["pass cache"]
-#     (modes: pass, cache, tls, both; e.g. MODES=tls CONTENDERS="shardproxy nginx")
+#     (modes: pass, cache, tls, both, memory; e.g. MODES=tls CONTENDERS="shardproxy nginx")
 #   ROUNDS [3]  DURATION [10s]  WARMUP [5s]  CONNS [64]  THREADS [1]
 #   KEYS [100000] (pass)  CACHE_KEYS [10000] (cache: every key is fetched
 #     once before the runs, so the runs are all hits)
+#   IDLE_CONNS [10000]  IDLE_SETTLE [20] (seconds)  IDLE_CYCLES [2] (mode memory;
+#     shardproxy frees an idle connection's buffers once it has been idle for
+#     a whole check period, server.header_read_timeout / 4 = 7.5 s by
+#     default, so within 15 s: a shorter IDLE_SETTLE measures it before)
 #   FIXED_ROUNDS [ROUNDS]  FIXED_DURATION [DURATION]  FIXED_RATE [half of
 #     nginx's median req/s in that mode]
 #   NBACKENDS [4]  VNODES [160]  KEY_SOURCE [uri]
@@ -105,6 +124,9 @@ DISTURBED_PCT=${DISTURBED_PCT:-10}
 DISTURBED_PCT_BOTH=${DISTURBED_PCT_BOTH:-$DISTURBED_PCT}
 REDO_DISTURBED=${REDO_DISTURBED:-3}
 REPORT_FROM=${REPORT_FROM:-}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_SETTLE=${IDLE_SETTLE:-20}
+IDLE_CYCLES=${IDLE_CYCLES:-2}
 LUA=$HERE/keys.lua
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -119,13 +141,13 @@ for c in "${CONTENDER_LIST[@]}"; do
     [[ $c =~ ^(shardproxy|nginx|haproxy|varnish)$ ]] || die "unknown contender '$c' (shardproxy nginx haproxy varnish)"
 done
 for m in "${MODE_LIST[@]}"; do
-    [[ $m == pass || $m == cache || $m == tls || $m == both ]] || die "unknown mode '$m' (pass cache tls both)"
+    [[ $m =~ ^(pass|cache|tls|both|memory)$ ]] || die "unknown mode '$m' (pass cache tls both memory)"
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
 has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
 # fixed_modes: whether a mode with fixed-rate runs runs (all but both)
 fixed_modes() { has_mode pass || has_mode cache || has_mode tls; }
-for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
+for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS IDLE_CONNS IDLE_SETTLE IDLE_CYCLES NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
@@ -380,6 +402,9 @@ make_cert() {
 }
 
 # scheme_of MODE: how clients speak to the contenders in that mode
+# max_conns: the connection limit every contender gets in mode memory
+# (the idle clients and some room)
+max_conns() { echo $((IDLE_CONNS + 1000)); }
 scheme_of() { if [[ $1 == tls ]]; then echo https; else echo http; fi; }
 # curl_to MODE ARGS...: curl, trusting the test certificate in tls mode
 curl_to() {
@@ -468,6 +493,8 @@ EOF
 write_nginx() {
     local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf="" workers=1 reuseport=""
     mkdir -p "$dir/tmp"
+    local conns=4096 nofile=""
+    if [[ $mode == memory ]]; then conns=$(max_conns) nofile="worker_rlimit_nofile $(($(max_conns) * 2 + 100));"; fi
     if [[ $mode == both ]]; then
         workers=2 reuseport=" reuseport"
     fi
@@ -489,7 +516,8 @@ write_nginx() {
 worker_processes $workers;
 pid proxy.pid;
 error_log $dir/error.log warn;
-events { worker_connections 4096; }
+$nofile
+events { worker_connections $conns; }
 http {
 $(nginx_common)
 $cache_http
@@ -551,7 +579,7 @@ write_haproxy() {
         cat <<EOF
 global
     nbthread $threads
-    maxconn 4096
+    maxconn $([[ $mode == memory ]] && max_conns || echo 4096)
     log stderr format raw local0 err
 
 defaults
@@ -635,6 +663,7 @@ write_shardproxy() {
 listen = "127.0.0.1:${PORT[shardproxy]}"
 admin = "127.0.0.1:$SP_ADMIN"
 workers = $workers
+$([[ $mode != memory ]] || echo "max_connections = $(max_conns)")
 $tls_sec
 
 [services.bench]
@@ -669,6 +698,11 @@ start_contender() {
     [[ $mode != both ]] || pools=() # its default: 2 thread pools
     if [[ $mode == tls && $who == varnish ]]; then
         SKIP_IN[$mode.$who]="Varnish has no TLS (its docs put hitch or another terminator in front)"
+        log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
+        return 1
+    fi
+    if [[ $mode == memory && $who == varnish ]]; then
+        SKIP_IN[$mode.$who]="not a peer of the memory target (nginx), left out to keep the mode short"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
         return 1
     fi
@@ -962,6 +996,81 @@ prefill() {
 
 # --- runs ----------------------------------------------------------------------------------
 
+# load_runs MODE CONTENDER...: the warm-up, the saturated rounds and the
+# fixed-rate rounds of a mode, the contenders' order rotating each round
+load_runs() {
+    local mode=$1 rate r i n c order=()
+    shift
+    local active=("$@")
+    log "$mode: warm-up, $WARMUP per contender (not counted)"
+    for c in "${active[@]}"; do run_one "$mode" sat 0 0 "$c" "$WARMUP" || run_one "$mode" sat 0 0 "$c" "$WARMUP" \
+        || die "no result from the load generator against $c (warm-up)"; done
+    n=${#active[@]}
+    for ((r = 1; r <= ROUNDS; r++)); do
+        order=()
+        for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
+        log "$mode: round $r/$ROUNDS: ${order[*]} ($DURATION each)"
+        for ((i = 0; i < n; i++)); do measure "$mode" sat "$r" "$((i + 1))" "${order[i]}" "$DURATION"; done
+    done
+
+    if [[ $mode == both ]]; then
+        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (the paced client would share the contender's cores)"
+    elif ((FIXED_ROUNDS > 0)); then
+        rate=$FIXED_RATE
+        if [[ -z $rate ]]; then
+            if [[ " ${active[*]} " == *" nginx "* ]]; then
+                rate=$(col "$mode" sat nginx "$F_RPS" | median | awk '{ printf "%d", $1 / 2 }')
+            else
+                rate=$(for c in "${active[@]}"; do col "$mode" sat "$c" "$F_RPS"; done | median | awk '{ printf "%d", $1 / 2 }')
+                log "$mode: nginx did not run; fixed rate = half the median req/s of all contenders"
+            fi
+        fi
+        FIXED_AT[$mode]=$rate
+        for ((r = 1; r <= FIXED_ROUNDS; r++)); do
+            order=()
+            for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
+            log "$mode: fixed-rate round $r/$FIXED_ROUNDS at $rate req/s: ${order[*]} ($FIXED_DURATION each)"
+            for ((i = 0; i < n; i++)); do measure "$mode" fixed "$r" "$((i + 1))" "${order[i]}" "$FIXED_DURATION" "$rate"; done
+        done
+    fi
+}
+
+# raise_nofile: an open-files limit for the idle clients and the contenders
+# started after it (they inherit it): four times max_conns, or the hard
+# limit if that is lower (HAProxy wants twice its maxconn)
+raise_nofile() {
+    ulimit -n $(($(max_conns) * 4)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    (($(ulimit -n) >= $(max_conns) * 2 + 100)) || die "the open-files limit ($(ulimit -n), hard $(ulimit -Hn)) is too low" \
+        "for IDLE_CONNS=$IDLE_CONNS (HAProxy needs twice its maxconn, $(max_conns)): raise the hard limit or lower IDLE_CONNS"
+}
+
+# serving_pid PGID: the process of the group that serves the clients: the
+# leader's child when it has one (nginx's worker), else the leader
+serving_pid() {
+    local child
+    child=$(pids_of_group "$1" | grep -vx "$1" | sed -n 1p || true)
+    echo "${child:-$1}"
+}
+
+# idle_memory NAME: loadtest/idle_clients.py (on LOAD_CPU) against NAME;
+# a TSV line per cycle in $WORK/memory/NAME.tsv: cycle, RSS before, with
+# the clients idle and after they closed (kB), bytes per idle connection
+idle_memory() {
+    local who=$1 pid
+    pid=$(serving_pid "${PG[$who]}")
+    wait_quiet
+    log "memory: $who (pid $pid): $IDLE_CYCLES cycles of $IDLE_CONNS idle keep-alive clients, ${IDLE_SETTLE}s to settle"
+    taskset -c "$LOAD_CPU" python3 "$HERE/idle_clients.py" 127.0.0.1 "${PORT[$who]}" "$pid" \
+        --conns "$IDLE_CONNS" --cycles "$IDLE_CYCLES" --settle "$IDLE_SETTLE" >"$WORK/memory/$who.jsonl" \
+        || die "loadtest/idle_clients.py against $who failed (see $WORK/memory/$who.jsonl)"
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    c = json.loads(line)
+    print(c["cycle"], c["rss_before_kb"], c["rss_idle_kb"], c["rss_after_kb"], c["per_conn_bytes"], sep="\t")
+' <"$WORK/memory/$who.jsonl" >"$WORK/memory/$who.tsv"
+}
+
 declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=() TLS_INFO=()
 # what the report needs besides runs.tsv, for REPORT_FROM
 STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
@@ -1011,6 +1120,7 @@ for mode in "${MODE_LIST[@]}"; do
     mkdir -p "$WORK/$mode"
     # the backends share the load generator's CPUs: both CPUs in mode both
     pin_group "$PG_BACKENDS" "$(load_cpus "$mode")"
+    [[ $mode != memory ]] || raise_nofile
     active=()
     for c in "${CONTENDER_LIST[@]}"; do
         if start_contender "$mode" "$c"; then active+=("$c"); fi
@@ -1022,36 +1132,10 @@ for mode in "${MODE_LIST[@]}"; do
     done
     RAN[$mode]="${active[*]}"
 
-    log "$mode: warm-up, $WARMUP per contender (not counted)"
-    for c in "${active[@]}"; do run_one "$mode" sat 0 0 "$c" "$WARMUP" || run_one "$mode" sat 0 0 "$c" "$WARMUP" \
-        || die "no result from the load generator against $c (warm-up)"; done
-    n=${#active[@]}
-    for ((r = 1; r <= ROUNDS; r++)); do
-        order=()
-        for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
-        log "$mode: round $r/$ROUNDS: ${order[*]} ($DURATION each)"
-        for ((i = 0; i < n; i++)); do measure "$mode" sat "$r" "$((i + 1))" "${order[i]}" "$DURATION"; done
-    done
-
-    if [[ $mode == both ]]; then
-        ((FIXED_ROUNDS == 0)) || log "$mode: no fixed-rate runs (the paced client would share the contender's cores)"
-    elif ((FIXED_ROUNDS > 0)); then
-        rate=$FIXED_RATE
-        if [[ -z $rate ]]; then
-            if [[ " ${active[*]} " == *" nginx "* ]]; then
-                rate=$(col "$mode" sat nginx "$F_RPS" | median | awk '{ printf "%d", $1 / 2 }')
-            else
-                rate=$(for c in "${active[@]}"; do col "$mode" sat "$c" "$F_RPS"; done | median | awk '{ printf "%d", $1 / 2 }')
-                log "$mode: nginx did not run; fixed rate = half the median req/s of all contenders"
-            fi
-        fi
-        FIXED_AT[$mode]=$rate
-        for ((r = 1; r <= FIXED_ROUNDS; r++)); do
-            order=()
-            for ((i = 0; i < n; i++)); do order+=("${active[(i + r - 1) % n]}"); done
-            log "$mode: fixed-rate round $r/$FIXED_ROUNDS at $rate req/s: ${order[*]} ($FIXED_DURATION each)"
-            for ((i = 0; i < n; i++)); do measure "$mode" fixed "$r" "$((i + 1))" "${order[i]}" "$FIXED_DURATION" "$rate"; done
-        done
+    if [[ $mode == memory ]]; then
+        for c in "${active[@]}"; do idle_memory "$c"; done
+    else
+        load_runs "$mode" "${active[@]}"
     fi
 
     for c in "${active[@]}"; do AFFINITY[$mode.$c]=$(affinity_of_group "${PG[$c]}"); done
@@ -1093,6 +1177,7 @@ mode_title() {
         pass) echo "Pass-through (no cache)" ;;
         tls) echo "TLS pass-through (HTTPS from the clients, plain HTTP to the backends)" ;;
         both) echo "Pass-through on both cores (contender, load generator and backends sharing CPUs $BOTH_CPUS)" ;;
+        memory) echo "Memory: $IDLE_CONNS idle keep-alive clients" ;;
         *) echo "Cache hits" ;;
     esac
 }
@@ -1232,6 +1317,122 @@ report_both() {
     routing_section "$mode"
 }
 
+# ran MODE NAME: whether NAME ran in MODE
+ran() { [[ " ${RAN[$1]:-} " == *" $2 "* ]]; }
+
+# round_ratio MODE FIELD PEER: the median over the saturated rounds of
+# shardproxy's FIELD ÷ PEER's in the same round
+round_ratio() {
+    awk -F'\t' -v m="$1" -v f="$2" -v peer="$3" -v fm="$F_MODE" -v fk="$F_KIND" -v fr="$F_ROUND" -v fw="$F_WHO" '
+        NR > 1 && $fm == m && $fk == "sat" && $fr > 0 { v[$fr, $fw] = $f; if ($fr > n) n = $fr }
+        END { for (i = 1; i <= n; i++) if (((i, "shardproxy") in v) && ((i, peer) in v) && v[i, peer] > 0) print v[i, "shardproxy"] / v[i, peer] }' "$RESULTS" | median
+}
+
+# best_fixed_p99 MODE: "peer p99_us" of the peer with the lowest median p99
+# at the fixed rate in MODE (nothing when no peer ran)
+best_fixed_p99() {
+    local who
+    for who in ${RAN[$1]:-}; do
+        [[ $who == shardproxy ]] || printf '%s %s\n' "$who" "$(col "$1" fixed "$who" "$F_P99" | median)"
+    done | awk '$2 != "nan"' | sort -g -k2 | sed -n 1p
+}
+
+# memory_of NAME FIELD: from NAME's mode-memory cycles: per_conn (bytes per
+# idle connection, first cycle), kept (kB of RSS kept after the last cycle
+# closed, over the RSS before the first), or cycles ("before → idle → after
+# MB" per cycle)
+memory_of() {
+    local tsv=$WORK/memory/$1.tsv
+    [[ -s $tsv ]] || return 0
+    case $2 in
+        per_conn) awk -F'\t' 'NR == 1 { print $5 }' "$tsv" ;;
+        kept) awk -F'\t' 'NR == 1 { b = $2 } { a = $4 } END { print a - b }' "$tsv" ;;
+        cycles) awk -F'\t' '{ printf "%s%.1f → %.1f → %.1f MB (%d B/conn)", (NR > 1 ? "; " : ""), $2 / 1024, $3 / 1024, $4 / 1024, $5 }' "$tsv" ;;
+    esac
+}
+
+# target_row WHAT VALUE OP LIMIT DETAIL: a row of the targets table; VALUE is
+# compared as shown (2 decimals); empty or nan: not measured
+target_row() {
+    local what=$1 value=$2 op=$3 limit=$4 detail=$5 verdict
+    if [[ -z $value || $value == nan ]]; then
+        value=n/a verdict="not measured"
+    else
+        value=$(printf '%.2f' "$value")
+        verdict=$(awk -v v="$value" -v l="$limit" -v op="$op" 'BEGIN { ok = (op == "≤") ? v <= l : v >= l; print ok ? "met" : "**missed**" }')
+    fi
+    echo "| $what | $value | $op $limit | $verdict | $detail |"
+}
+
+# ratio A B: A ÷ B, empty when either is missing or B is 0
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && a != "nan" && b != "" && b != "nan" && b != 0) print a / b }'; }
+
+# targets_section: what shardproxy is held to, measured in this run
+targets_section() {
+    local best peer p99 sp99 v
+    echo "## Targets"
+    echo
+    echo "shardproxy's figures ÷ its peers', from the runs below: CPU per request, req/s and requests per CPU-second"
+    echo "as medians of the per-round ratios (saturated runs); p99 as the ratio of the medians over the fixed-rate runs;"
+    echo "memory from mode memory's first cycle (per idle connection) and from its last (RSS kept after the clients closed)."
+    echo
+    echo "| target | measured | wanted | verdict | from |"
+    echo "|---|---:|---:|---|---|"
+    v=""; ran pass nginx && v=$(round_ratio pass "$F_CPU" nginx)
+    target_row "pass-through: CPU per request ÷ nginx's" "$v" "≤" 1.00 "mode pass"
+    v=""; ran pass haproxy && v=$(round_ratio pass "$F_CPU" haproxy)
+    target_row "pass-through: CPU per request ÷ HAProxy's" "$v" "≤" 0.90 "mode pass"
+    v=""; ran pass nginx && v=$(round_ratio pass "$F_RPS" nginx)
+    target_row "pass-through: req/s ÷ nginx's" "$v" "≥" 1.00 "mode pass"
+    v="" best=""
+    if ran pass shardproxy; then
+        best=$(best_fixed_p99 pass) sp99=$(col pass fixed shardproxy "$F_P99" | median)
+        read -r peer p99 <<<"$best" || true
+        [[ -z $best ]] || v=$(ratio "$sp99" "$p99")
+    fi
+    target_row "pass-through: p99 at the fixed rate ÷ the best peer's" "$v" "≤" 1.00 \
+        "mode pass$([[ -z $v ]] || echo ": $(fmt_ms "$sp99") ms against $peer's $(fmt_ms "$p99") ms at ${FIXED_AT[pass]:-?} req/s")"
+    v=""; ran cache haproxy && v=$(round_ratio cache "$F_CPU" haproxy)
+    target_row "cache hits: CPU per request ÷ HAProxy's" "$v" "≤" 0.90 "mode cache"
+    v="" best=""
+    if ran cache shardproxy; then
+        best=$(best_fixed_p99 cache) sp99=$(col cache fixed shardproxy "$F_P99" | median)
+        read -r peer p99 <<<"$best" || true
+        [[ -z $best ]] || v=$(ratio "$sp99" "$p99")
+    fi
+    target_row "cache hits: p99 at the fixed rate ÷ the lowest peer's" "$v" "≤" 1.00 \
+        "mode cache$([[ -z $v ]] || echo ": $(fmt_ms "$sp99") ms against $peer's $(fmt_ms "$p99") ms at ${FIXED_AT[cache]:-?} req/s")"
+    for peer in nginx haproxy; do
+        v=""
+        ran both "$peer" && ran both shardproxy && v=$(both_ratios both | awk -F'\t' -v w="$peer" '$2 == w { print $4 }' | median)
+        target_row "both cores: requests per CPU-second, shardproxy's ÷ $peer's" "$v" "≥" 1.00 "mode both"
+    done
+    v=""; ran memory nginx && ran memory shardproxy && v=$(ratio "$(memory_of shardproxy per_conn)" "$(memory_of nginx per_conn)")
+    target_row "memory: RSS per idle keep-alive connection ÷ nginx's" "$v" "≤" 1.00 \
+        "mode memory$([[ -z $v ]] || echo ": $(memory_of shardproxy per_conn) B against $(memory_of nginx per_conn) B, $IDLE_CONNS connections")"
+    v=""; ran memory nginx && ran memory shardproxy && v=$(ratio "$(memory_of shardproxy kept)" "$(memory_of nginx kept)")
+    target_row "memory: RSS kept after they closed ÷ nginx's" "$v" "≤" 1.00 \
+        "mode memory$([[ -z $v ]] || echo ": $(memory_of shardproxy kept) kB against $(memory_of nginx kept) kB, after $IDLE_CYCLES cycles")"
+    if ran tls shardproxy; then
+        echo "| TLS pass-through: the fixed-rate latency table | $(fmt_ms "$(col tls fixed shardproxy "$F_P99" | median)") ms p99 | a table | reported | mode tls, below |"
+    else
+        echo "| TLS pass-through: the fixed-rate latency table | n/a | a table | not measured | mode tls |"
+    fi
+    echo
+}
+
+# report_memory: mode memory's table
+report_memory() {
+    local who
+    echo "| contender | serving process | RSS per idle connection, first cycle | RSS kept after the clients closed (last cycle's after − first cycle's before) | each cycle: before → $IDLE_CONNS idle → after they closed |"
+    echo "|---|---|---:|---:|---|"
+    for who in ${RAN[memory]}; do
+        echo "| $who | $([[ $who == nginx ]] && echo "its worker" || echo "its one process") | $(memory_of "$who" per_conn) B | $(memory_of "$who" kept) kB | $(memory_of "$who" cycles) |"
+    done
+    skipped_rows memory 3
+    echo
+}
+
 report() {
     local mode who rps rmin rmax cpu sys p50 p99 fp50 fp99 newc midc breq errs late pct sp_cpu sp_rps at split=0 m
     for m in "${MODE_LIST[@]}"; do [[ $m == both ]] || split=1; done
@@ -1250,6 +1451,7 @@ report() {
     echo
     echo "![req/s, CPU µs per request and fixed-rate latency per contender and mode]($(basename "$PNG"))"
     echo
+    targets_section
     for mode in "${MODE_LIST[@]}"; do
         echo "## $(mode_title "$mode")"
         echo
@@ -1265,6 +1467,11 @@ report() {
             echo "Negotiated with \`openssl s_client\` (OpenSSL's defaults, no ALPN, as wrk; then offering ALPN h2,http/1.1):"
             echo
             for who in ${RAN[$mode]:-}; do echo "- $who: ${TLS_INFO[$who]:-not recorded}"; done
+        elif [[ $mode == memory ]]; then
+            echo "Each contender in turn, alone on CPU $PROXY_CPU with one worker as in pass-through: \`loadtest/idle_clients.py\`"
+            echo "(on CPU $LOAD_CPU) opens $IDLE_CONNS keep-alive connections, one \`GET /k/<n>\` each, holds them idle for"
+            echo "${IDLE_SETTLE}s, reads the serving process's RSS (VmRSS), closes them, waits ${IDLE_SETTLE}s and reads it again;"
+            echo "$IDLE_CYCLES cycles. The connection limits are raised alike for all ($(max_conns))."
         elif [[ $mode == both ]]; then
             echo "$KEYS keys, every request to a backend, as in pass-through, but each contender runs two workers/threads"
             echo "(shardproxy \`workers = 2\`, nginx \`worker_processes 2\` + \`reuseport\`, HAProxy \`nbthread 2\`, Varnish its default"
@@ -1285,6 +1492,10 @@ report() {
         fi
         if [[ $mode == both ]]; then
             report_both "$mode"
+            continue
+        fi
+        if [[ $mode == memory ]]; then
+            report_memory
             continue
         fi
         summary_rows "$mode" >"$WORK/summary-$mode.tsv"
@@ -1452,7 +1663,8 @@ report() {
 # chart: per mode, three panels: req/s (median, min-max bars), CPU µs/req (and its kernel part), fixed-rate p50/p99
 chart() {
     local mode nmodes=0 gp=$WORK/chart.gp
-    for mode in "${MODE_LIST[@]}"; do [[ -n ${RAN[$mode]:-} ]] && nmodes=$((nmodes + 1)); done
+    for mode in "${MODE_LIST[@]}"; do [[ -z ${RAN[$mode]:-} || $mode == memory ]] || nmodes=$((nmodes + 1)); done
+    ((nmodes)) || return 0
     {
         echo "set terminal pngcairo size 1500,$((430 * nmodes + 60)) font 'Sans,11'"
         echo "set output '$PNG'"
@@ -1465,7 +1677,7 @@ chart() {
         echo "set key top left"
         echo "set offsets 0, 0, graph 0.1, 0"
         for mode in "${MODE_LIST[@]}"; do
-            [[ -n ${RAN[$mode]:-} ]] || continue
+            [[ -n ${RAN[$mode]:-} && $mode != memory ]] || continue
             local data=$WORK/chart-$mode.dat
             # the latency panel: at the fixed rate; in mode both (no
             # fixed-rate runs) saturated, from wrk
