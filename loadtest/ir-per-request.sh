@@ -92,6 +92,10 @@
 #   OUT          also copy each path's (median) run's callgrind dump to
 #                OUT.PATH (e.g. /tmp/cg.out.pass-through), for
 #                callgrind_annotate [not kept]
+#   TOP [15]     after each path, the median run's profile: its TOP
+#                functions by exclusive Ir per request, with their share,
+#                and the shares by crate (loadtest/ir_profile.py, from
+#                callgrind_annotate); 0: none
 #   RUNS [1]     measurements per path, each with a new proxy process; the
 #                median counts
 #   DURATION [10s]  WARMUP [3s]  CONNS [8]  (wrk, -t1)
@@ -143,6 +147,7 @@ VNODES=${VNODES:-160}
 INSTALL=${INSTALL:-1}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 RUNS=${RUNS:-1}
+TOP=${TOP:-15}
 SHARDPROXY_LOG=${SHARDPROXY_LOG:-warn}
 MALLOC_TUNABLES=${MALLOC_TUNABLES-glibc.malloc.tcache_count=65535}
 LUA=$HERE/keys.lua
@@ -150,6 +155,7 @@ LUA=$HERE/keys.lua
 for v in CONNS KEYS CACHE_KEYS NBACKENDS VNODES READY_TIMEOUT RUNS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive whole number, got '${!v}'"
 done
+[[ $TOP =~ ^[0-9]+$ ]] || die "TOP must be a whole number, got '$TOP'"
 for v in DURATION WARMUP; do
     [[ ${!v} =~ ^[1-9][0-9]*[smh]?$ ]] || die "$v must be a wrk duration like 10s, got '${!v}'"
 done
@@ -492,6 +498,12 @@ for path in "${PATH_LIST[@]}"; do
     [[ -z ${hits:-} ]] || echo "cache: $(cache_line "$requests" "$hits" "$misses" "$stale" "$passes")"
     echo "total Ir: $total"
     echo "Ir/request: $ir"
+    if ((TOP > 0)); then
+        echo "profile (exclusive Ir of the median run):"
+        echo
+        python3 "$HERE/ir_profile.py" "$dump" "$requests" --top "$TOP"
+        echo
+    fi
     SUMMARY+=("$path: $(thousands "$ir") Ir/request ($requests requests${hits:+, $(hit_pct "$hits" "$requests")% cache hits})")
 done
 log "${#PATH_LIST[@]} path(s) x $RUNS run(s) in $((SECONDS - t_start)) s"
