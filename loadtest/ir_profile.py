@@ -4,7 +4,7 @@ with the most exclusive (self) Ir, and the share of each crate or library.
 
     python3 loadtest/ir_profile.py DUMP REQUESTS [--top N]
 
-Reads `callgrind_annotate --inclusive=no DUMP` and prints markdown: a
+Reads `callgrind_annotate --inclusive=no --auto=no DUMP` and prints markdown: a
 table of the top N functions (Ir/request, share of the dump's total, the
 source file holding most of it), then one line of shares by crate. A
 function that callgrind splits over several source files (inlined code
@@ -26,6 +26,13 @@ import sys
 LINE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?[^:]):(?!:)(.*?)(?: \[[^\]]*\])?$")
 # the crate or library a source file belongs to
 CRATE = re.compile(r"(?:^|/)([A-Za-z0-9_]+?)-\d+\.\d+\.\d+[^/]*/")
+
+
+def short(source):
+    """`source` without the registry's or the toolchain's prefix."""
+    source = re.sub(r"^.*/registry/src/[^/]+/", "", source)
+    source = re.sub(r"^/rustc/[0-9a-f]+/", "", source)
+    return source.removeprefix("./")
 
 
 def crate_of(source, function):
@@ -51,7 +58,7 @@ def main():
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     annotated = subprocess.run(
-        ["callgrind_annotate", "--inclusive=no", "--threshold=100", args.dump],
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", args.dump],
         check=True, capture_output=True, text=True,
     ).stdout
     total = None
@@ -62,7 +69,7 @@ def main():
             total = int(line.split()[0].replace(",", ""))
             continue
         found = LINE.match(line)
-        if not found or total is None:
+        if not found or total is None or "=>" in line:
             continue
         ir = int(found.group(1).replace(",", ""))
         source, function = found.group(2), found.group(3)
@@ -73,12 +80,12 @@ def main():
     if not total:
         sys.exit(f"ir_profile: no PROGRAM TOTALS in callgrind_annotate's output for {args.dump}")
     per_request = total / args.requests
-    print(f"| # | function | Ir/request | share | file (most of it) |")
+    print("| # | function | Ir/request | share | file (most of it) |")
     print("|---:|---|---:|---:|---|")
     top = by_function.most_common(args.top)
     for rank, (function, ir) in enumerate(top, 1):
         source = files[function].most_common(1)[0][0]
-        print(f"| {rank} | `{function}` | {ir / args.requests:,.0f} | {100 * ir / total:.2f}% | `{source}` |")
+        print(f"| {rank} | `{function}` | {ir / args.requests:,.0f} | {100 * ir / total:.2f}% | `{short(source)}` |")
     listed = sum(ir for _, ir in top)
     print()
     print(f"These {len(top)}: {100 * listed / total:.1f}% of the total "
