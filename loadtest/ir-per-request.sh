@@ -74,6 +74,8 @@
 #   cache: H hits of N requests (P%); misses, stale, passes   (cache-hit only)
 #   total Ir: T
 #   Ir/request: T/N
+#   profile ...: the median run's top TOP functions and shares by crate
+#                (markdown, when TOP > 0)
 # and at the end one line per path, the figure (the median run's):
 #   binary: PATH
 #   pass-through: 43,469 Ir/request (N requests)
