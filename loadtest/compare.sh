@@ -183,6 +183,7 @@ missing_pkgs() {
     command -v curl >/dev/null 2>&1 || pkgs+=(curl)
     command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
     if has_mode tls; then command -v openssl >/dev/null 2>&1 || pkgs+=(openssl); fi
+    if has_mode memory; then command -v python3 >/dev/null 2>&1 || pkgs+=(python3); fi
     if has_contender haproxy; then command -v "$HAPROXY" >/dev/null 2>&1 || pkgs+=(haproxy); fi
     if has_contender varnish; then
         command -v "$VARNISHD" >/dev/null 2>&1 || [[ -x /usr/sbin/varnishd ]] || pkgs+=(varnish)
