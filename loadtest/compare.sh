@@ -495,7 +495,7 @@ write_nginx() {
     local mode=$1 dir=$2 k cache_http="" cache_loc="" listen_tls="" tls_conf="" workers=1 reuseport=""
     mkdir -p "$dir/tmp"
     local conns=4096 nofile=""
-    if [[ $mode == memory ]]; then conns=$(max_conns) nofile="worker_rlimit_nofile $(($(max_conns) * 2 + 100));"; fi
+    if [[ $mode == memory ]]; then conns=$(max_conns) nofile="worker_rlimit_nofile $(ulimit -n);"; fi
     if [[ $mode == both ]]; then
         workers=2 reuseport=" reuseport"
     fi
@@ -704,6 +704,12 @@ start_contender() {
     fi
     if [[ $mode == memory && $who == varnish ]]; then
         SKIP_IN[$mode.$who]="not a peer of the memory target (nginx), left out to keep the mode short"
+        log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
+        return 1
+    fi
+    # HAProxy refuses to start unless it may open twice its maxconn
+    if [[ $mode == memory && $who == haproxy ]] && (($(ulimit -n) < $(max_conns) * 2 + 100)); then
+        SKIP_IN[$mode.$who]="the open-files limit ($(ulimit -n)) is below the $(($(max_conns) * 2 + 100)) HAProxy needs for maxconn $(max_conns)"
         log "SKIPPING $who in $mode mode: ${SKIP_IN[$mode.$who]}"
         return 1
     fi
@@ -1037,12 +1043,12 @@ load_runs() {
 }
 
 # raise_nofile: an open-files limit for the idle clients and the contenders
-# started after it (they inherit it): four times max_conns, or the hard
-# limit if that is lower (HAProxy wants twice its maxconn)
+# started after it (they inherit it): three times max_conns, or the hard
+# limit if that is lower (it cannot be raised without CAP_SYS_RESOURCE)
 raise_nofile() {
-    ulimit -n $(($(max_conns) * 4)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    (($(ulimit -n) >= $(max_conns) * 2 + 100)) || die "the open-files limit ($(ulimit -n), hard $(ulimit -Hn)) is too low" \
-        "for IDLE_CONNS=$IDLE_CONNS (HAProxy needs twice its maxconn, $(max_conns)): raise the hard limit or lower IDLE_CONNS"
+    ulimit -n $(($(max_conns) * 3)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    (($(ulimit -n) >= $(max_conns) + 100)) || die "the open-files limit ($(ulimit -n), hard $(ulimit -Hn)) is too low" \
+        "for IDLE_CONNS=$IDLE_CONNS: raise the hard limit or lower IDLE_CONNS"
 }
 
 # serving_pid PGID: the process of the group that serves the clients: the
@@ -1074,7 +1080,7 @@ for line in sys.stdin:
 
 declare -A RAN=() AFFINITY=() FIXED_AT=() METRICS=() ROUTING=() TLS_INFO=()
 # what the report needs besides runs.tsv, for REPORT_FROM
-STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION
+STATE_VARS=(CONTENDERS MODES ROUNDS DURATION WARMUP CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS FIXED_DURATION IDLE_CONNS IDLE_SETTLE IDLE_CYCLES
     NBACKENDS VNODES KEY_SOURCE PROXY_CPU LOAD_CPU DISTURBED_PCT DISTURBED_PCT_BOTH NGINX_CACHE_DIR SHARDPROXY
     RAN AFFINITY FIXED_AT METRICS ROUTING SKIP_IN TLS_INFO TLS_CERT_SHA)
 save_state() { declare -p "${STATE_VARS[@]}" >"$WORK/state.sh"; }
