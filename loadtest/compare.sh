@@ -1374,9 +1374,22 @@ target_row() {
 # ratio A B: A ÷ B, empty when either is missing or B is 0
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && a != "nan" && b != "" && b != "nan" && b != 0) print a / b }'; }
 
+# p99_target_row MODE WHAT: the target row of shardproxy's median p99 at
+# MODE's fixed rate ÷ the lowest peer's
+p99_target_row() {
+    local mode=$1 what=$2 v="" best="" peer p99 sp99
+    if ran "$mode" shardproxy; then
+        best=$(best_fixed_p99 "$mode") sp99=$(col "$mode" fixed shardproxy "$F_P99" | median)
+        read -r peer p99 <<<"$best" || true
+        [[ -z $best ]] || v=$(ratio "$sp99" "$p99")
+    fi
+    target_row "$what" "$v" "≤" 1.00 \
+        "mode $mode$([[ -z $v ]] || echo ": $(fmt_ms "$sp99") ms against $peer's $(fmt_ms "$p99") ms at ${FIXED_AT[$mode]:-?} req/s")"
+}
+
 # targets_section: what shardproxy is held to, measured in this run
 targets_section() {
-    local best peer p99 sp99 v
+    local peer v
     echo "## Targets"
     echo
     echo "shardproxy's figures ÷ its peers', from the runs below: CPU per request, req/s and requests per CPU-second"
@@ -1391,24 +1404,10 @@ targets_section() {
     target_row "pass-through: CPU per request ÷ HAProxy's" "$v" "≤" 0.90 "mode pass"
     v=""; ran pass nginx && v=$(round_ratio pass "$F_RPS" nginx)
     target_row "pass-through: req/s ÷ nginx's" "$v" "≥" 1.00 "mode pass"
-    v="" best=""
-    if ran pass shardproxy; then
-        best=$(best_fixed_p99 pass) sp99=$(col pass fixed shardproxy "$F_P99" | median)
-        read -r peer p99 <<<"$best" || true
-        [[ -z $best ]] || v=$(ratio "$sp99" "$p99")
-    fi
-    target_row "pass-through: p99 at the fixed rate ÷ the best peer's" "$v" "≤" 1.00 \
-        "mode pass$([[ -z $v ]] || echo ": $(fmt_ms "$sp99") ms against $peer's $(fmt_ms "$p99") ms at ${FIXED_AT[pass]:-?} req/s")"
+    p99_target_row pass "pass-through: p99 at the fixed rate ÷ the best peer's"
     v=""; ran cache haproxy && v=$(round_ratio cache "$F_CPU" haproxy)
     target_row "cache hits: CPU per request ÷ HAProxy's" "$v" "≤" 0.90 "mode cache"
-    v="" best=""
-    if ran cache shardproxy; then
-        best=$(best_fixed_p99 cache) sp99=$(col cache fixed shardproxy "$F_P99" | median)
-        read -r peer p99 <<<"$best" || true
-        [[ -z $best ]] || v=$(ratio "$sp99" "$p99")
-    fi
-    target_row "cache hits: p99 at the fixed rate ÷ the lowest peer's" "$v" "≤" 1.00 \
-        "mode cache$([[ -z $v ]] || echo ": $(fmt_ms "$sp99") ms against $peer's $(fmt_ms "$p99") ms at ${FIXED_AT[cache]:-?} req/s")"
+    p99_target_row cache "cache hits: p99 at the fixed rate ÷ the lowest peer's"
     for peer in nginx haproxy; do
         v=""
         ran both "$peer" && ran both shardproxy && v=$(both_ratios both | awk -F'\t' -v w="$peer" '$2 == w { print $4 }' | median)
