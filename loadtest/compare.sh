@@ -145,6 +145,8 @@ for m in "${MODE_LIST[@]}"; do
 done
 has_contender() { [[ " ${CONTENDER_LIST[*]} " == *" $1 "* ]]; }
 has_mode() { [[ " ${MODE_LIST[*]} " == *" $1 "* ]]; }
+# ran MODE NAME: whether NAME ran in MODE (once the runs are done)
+ran() { [[ " ${RAN[$1]:-} " == *" $2 "* ]]; }
 # fixed_modes: whether a mode with fixed-rate runs runs (all but both)
 fixed_modes() { has_mode pass || has_mode cache || has_mode tls; }
 for v in ROUNDS CONNS THREADS KEYS CACHE_KEYS FIXED_ROUNDS IDLE_CONNS IDLE_SETTLE IDLE_CYCLES NBACKENDS VNODES PROXY_CPU LOAD_CPU QUIET_PCT QUIET_TIMEOUT DISTURBED_PCT DISTURBED_PCT_BOTH REDO_DISTURBED; do
@@ -1261,7 +1263,7 @@ skipped_rows() {
     local mode=$1 empty=$2 who cells
     cells=$(printf ' |%.0s' $(seq "$empty"))
     for who in "${CONTENDER_LIST[@]}"; do
-        if [[ " ${RAN[$mode]} " != *" $who "* ]]; then
+        if ! ran "$mode" "$who"; then
             echo "| $who | skipped: ${SKIP_IN[$mode.$who]:-not run} |$cells"
         fi
     done
@@ -1296,7 +1298,7 @@ report_both() {
     echo "Per round (saturated): *req/s* is the peer's ÷ shardproxy's, *req/CPU-s* shardproxy's ÷ the peer's"
     echo "(above 1: shardproxy serves more requests per CPU-second); the last row is the median over the rounds."
     echo
-    if [[ " ${RAN[$mode]} " != *" shardproxy "* ]]; then
+    if ! ran "$mode" shardproxy; then
         echo "(shardproxy did not run in this mode.)"
         echo
         routing_section "$mode"
@@ -1323,9 +1325,6 @@ report_both() {
     echo
     routing_section "$mode"
 }
-
-# ran MODE NAME: whether NAME ran in MODE
-ran() { [[ " ${RAN[$1]:-} " == *" $2 "* ]]; }
 
 # round_ratio MODE FIELD PEER: the median over the saturated rounds of
 # shardproxy's FIELD ÷ PEER's in the same round
@@ -1522,7 +1521,7 @@ report() {
         echo
         echo "Ratios to shardproxy, per round (saturated; req/s ratio > 1 and CPU ratio < 1 mean the other is faster):"
         echo
-        if [[ " ${RAN[$mode]} " == *" shardproxy "* ]]; then
+        if ran "$mode" shardproxy; then
             local others=() o hdr="| round |" sep="|---|"
             for o in ${RAN[$mode]}; do [[ $o == shardproxy ]] || others+=("$o"); done
             for o in "${others[@]}"; do hdr+=" $o req/s | $o CPU/req |"; sep+="---:|---:|"; done

@@ -41,7 +41,7 @@ def crate_of(source, function):
         return "shardproxy"
     if "memmove" in source or "memcpy" in source or "memset" in source:
         return "glibc memcpy/memmove/memset"
-    if "malloc" in source or "jemalloc" in source or function.startswith(("_rjem", "je_", "malloc", "free")):
+    if "malloc" in source or function.startswith(("_rjem", "je_", "malloc", "free")):
         return "malloc/free"
     if source.startswith(("library/", "/rustc/")) or "/library/" in source:
         return "std/core/alloc"
